@@ -1,0 +1,153 @@
+/*
+ * vkv/codec.h - encode one chunk of KV cache into a vkv block and decode it
+ * back. The codec runs in the worker (client) process; the daemon never
+ * touches payload bytes on the hot path.
+ *
+ * Threading: every function is reentrant; none keeps a pointer to its
+ * arguments after it returns. No function allocates memory that the caller
+ * must free.
+ */
+#ifndef VKV_CODEC_H
+#define VKV_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vkv/block.h"
+#include "vkv/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* How to quantize the visual tokens. Parsed from / formatted to a string
+ * such as "lloyd:kg=256,vmode=token,vg=128,iters=4" (see vkv_codec_spec_parse). */
+typedef struct vkv_codec_spec {
+    uint8_t rule;    /* enum vkv_rule */
+    uint8_t k_mode;  /* enum vkv_group_mode */
+    uint8_t v_mode;  /* enum vkv_group_mode */
+    uint8_t iters;   /* Lloyd iterations, 1..16 (ignored by other rules) */
+    uint16_t k_group;
+    uint16_t v_group;
+    float k_param;   /* minmax: shrink in [0,1); quantile: p in (0,0.5) */
+    float v_param;
+} vkv_codec_spec;
+
+/* The shape of one chunk: every layer has K and V of [tokens][kv_heads][head_dim]. */
+typedef struct vkv_shape {
+    uint32_t layers;
+    uint32_t kv_heads;
+    uint32_t head_dim; /* multiple of 8 */
+    uint32_t tokens;
+    uint8_t dtype;     /* enum vkv_dtype */
+    uint32_t n_ranges; /* visual ranges, sorted, disjoint, inside [0, tokens) */
+    vkv_block_range ranges[VKV_BLOCK_MAX_RANGES];
+} vkv_shape;
+
+/* Dense, read-only source tensors. k[l] and v[l] point at element (0,0,0) of
+ * layer l; element (t,h,d) is at index t*token_stride + h*head_stride + d.
+ * Strides are in elements; head_dim elements of one head are contiguous. */
+typedef struct vkv_kv_src {
+    const void *const *k;
+    const void *const *v;
+    size_t token_stride;
+    size_t head_stride;
+} vkv_kv_src;
+
+/* Dense destination, same addressing as vkv_kv_src. */
+typedef struct vkv_kv_dst {
+    void *const *k;
+    void *const *v;
+    size_t token_stride;
+    size_t head_stride;
+} vkv_kv_dst;
+
+/* Paged destination, as vLLM lays out its KV cache: per layer, K and V are
+ * [num_pages][page_size][kv_heads][head_dim] (contiguous). Token t of the block
+ * sits at sequence position p = first_pos + t, stored in page
+ * block_table[p / page_size], slot p % page_size. */
+typedef struct vkv_paged_dst {
+    void *const *k_cache; /* [layers] base pointers */
+    void *const *v_cache;
+    uint32_t num_pages;
+    uint32_t page_size;
+    const int32_t *block_table; /* page ids, one per page_size positions */
+    uint32_t block_table_len;
+    uint32_t first_pos;
+} vkv_paged_dst;
+
+/* Which implementation the encode/decode entry points dispatch to. */
+enum vkv_impl {
+    VKV_IMPL_AUTO = 0,   /* best the CPU supports (default) */
+    VKV_IMPL_SCALAR = 1, /* the reference: ground truth */
+    VKV_IMPL_AVX2 = 2,   /* AVX2 + F16C + FMA */
+    VKV_IMPL_AVX512 = 3, /* AVX-512 F/BW/VL + F16C */
+};
+
+/* Flags for vkv_decode / vkv_decode_paged. */
+#define VKV_DECODE_VERIFY 1u /* also check the payload checksum (XXH3) */
+
+/* Fills `spec` with the project default codec (chosen by docs/FIDELITY.md). */
+void vkv_codec_spec_default(vkv_codec_spec *spec);
+
+/* Parses a spec string: "RULE[:key=value,...]" with RULE one of minmax,
+ * quantile, lloyd and keys kmode|vmode (channel|token), kg|vg (group size),
+ * kp|vp (rule parameter), iters. Unnamed fields take the defaults of RULE.
+ * Returns VKV_OK or VKV_ESPEC; `spec` is written only on success. */
+int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec);
+
+/* Writes the canonical string of `spec` into buf (NUL-terminated, truncated
+ * to n). Returns the length it needed, like snprintf. */
+int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n);
+
+/* Checks `spec` against `shape` (group sizes, modes, parameters, ranges).
+ * Returns VKV_OK or the specific error (VKV_ESPEC, VKV_ESHAPE, VKV_EGROUP,
+ * VKV_ERANGES). */
+int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec);
+
+/* Stores in *size the exact byte size of the block vkv_encode would write for
+ * `shape` and `spec`, header and all metadata included. Same errors as
+ * vkv_codec_check. */
+int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec *spec, size_t *size);
+
+/* Encodes a chunk into dst (dst_size bytes, at least the encoded size; any
+ * alignment). Reads src only. On error, dst contents are unspecified and
+ * must not be used. Errors: those of vkv_codec_check, VKV_ETRUNC (dst too
+ * small), VKV_ENONFINITE (NaN/Inf in a visual token; raw tokens are copied
+ * as they are). Uses the implementation chosen by vkv_codec_set_impl. */
+int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
+               void *dst, size_t dst_size);
+
+/* Validates a block's header (magic, version, header checksum, field ranges,
+ * canonical section table, total_size <= size) and, with VKV_DECODE_VERIFY
+ * in flags, the payload checksum. On success copies the header into *hdr
+ * (may be NULL). Never reads past block + size. */
+int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_header *hdr);
+
+/* Fills `shape` and `spec` from a validated header. */
+void vkv_block_shape(const vkv_block_header *hdr, vkv_shape *shape, vkv_codec_spec *spec);
+
+/* Decodes every token (raw copied, visual reconstructed) into dense dst in
+ * the block's dtype. Validates the block as vkv_block_check(flags) first. */
+int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst);
+
+/* Same into a paged cache; VKV_EINVAL if a position maps outside the block
+ * table or a page id is outside [0, num_pages). Nothing is written then. */
+int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
+
+/* Selects the implementation for this process. Returns VKV_ENOTSUP (and
+ * changes nothing) if the CPU lacks it. */
+int vkv_codec_set_impl(enum vkv_impl impl);
+
+/* The implementation in use now (never VKV_IMPL_AUTO) and its name. */
+enum vkv_impl vkv_codec_impl(void);
+const char *vkv_codec_impl_name(enum vkv_impl impl);
+
+/* Bits per element of a block: 8 * encoded size / (2 * layers * tokens *
+ * kv_heads * head_dim). */
+double vkv_codec_bits_per_element(const vkv_shape *shape, size_t encoded_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VKV_CODEC_H */
