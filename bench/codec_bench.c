@@ -1,0 +1,172 @@
+/*
+ * bench/codec_bench.c - single-thread codec throughput beside memcpy.
+ *
+ * One realistic chunk: 256 tokens x 32 layers x 8 KV heads x head_dim 128,
+ * fp16, all tokens visual, K and V with per-channel offsets/scales (keys with
+ * outlier channels) plus noise. For every implementation the CPU has and
+ * every level rule, times quantize (fp16 bytes in per second) and dequantize
+ * (fp16 bytes out per second), and memcpy of the same fp16 bytes in the same
+ * run; prints medians and the ratios codec / memcpy.
+ *
+ * Usage: vkv_bench_codec [repetitions]   (default 9)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "vkv/codec.h"
+
+#define LAYERS 32
+#define HEADS  8
+#define HDIM   128
+#define TOKENS 256
+
+/* splitmix64 step. */
+static uint64_t bench_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform float in [-1, 1). */
+static float bench_unif(uint64_t *s)
+{
+    return (float)((double)(bench_rand(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+/* float -> fp16 bits, round to nearest even (normal range is all we need). */
+static uint16_t bench_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a < 0x38800000u)
+        return sign; /* flush tiny values: irrelevant for the benchmark */
+    return (uint16_t)(sign | ((a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of n samples (sorts them). */
+static uint64_t median(uint64_t *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+    return v[n / 2];
+}
+
+int main(int argc, char **argv)
+{
+    int reps = argc > 1 ? atoi(argv[1]) : 9;
+    if (reps < 1 || reps > 1000) {
+        fprintf(stderr, "usage: %s [repetitions 1..1000]\n", argv[0]);
+        return 2;
+    }
+    const size_t layer_elems = (size_t)TOKENS * HEADS * HDIM;
+    const size_t bytes = 2 * LAYERS * layer_elems * 2; /* K and V, fp16 */
+    uint16_t *src = malloc(bytes), *copy = malloc(bytes), *out = malloc(bytes);
+    uint64_t *t = malloc(sizeof(uint64_t) * (size_t)reps);
+    if (!src || !copy || !out || !t) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    uint64_t seed = 12345;
+    for (size_t l = 0; l < 2 * LAYERS; l++)
+        for (size_t h = 0; h < HEADS; h++)
+            for (size_t d = 0; d < HDIM; d++) {
+                float off = bench_unif(&seed), scale = 0.2f + 0.8f * (bench_unif(&seed) + 1.0f);
+                if (l < LAYERS && d % 16 == 3)
+                    scale *= 10.0f; /* key outlier channels */
+                for (size_t tk = 0; tk < TOKENS; tk++)
+                    src[l * layer_elems + tk * HEADS * HDIM + h * HDIM + d] =
+                        bench_f16(off + scale * bench_unif(&seed));
+            }
+    const void *kp[LAYERS], *vp[LAYERS];
+    void *ko[LAYERS], *vo[LAYERS];
+    for (size_t l = 0; l < LAYERS; l++) {
+        kp[l] = src + l * layer_elems;
+        vp[l] = src + (LAYERS + l) * layer_elems;
+        ko[l] = out + l * layer_elems;
+        vo[l] = out + (LAYERS + l) * layer_elems;
+    }
+    vkv_kv_src s = {kp, vp, HEADS * HDIM, HDIM};
+    vkv_kv_dst o = {ko, vo, HEADS * HDIM, HDIM};
+    vkv_shape shape = {LAYERS, HEADS, HDIM, TOKENS, VKV_DTYPE_F16, 1, {{0, TOKENS}}};
+
+    /* yardstick: memcpy of the same fp16 bytes */
+    memcpy(copy, src, bytes);
+    for (int r = 0; r < reps; r++) {
+        uint64_t t0 = vkv_now_ns();
+        memcpy(copy, src, bytes);
+        t[r] = vkv_now_ns() - t0;
+    }
+    uint64_t tm = median(t, reps);
+    double mb = (double)bytes / 1e6;
+    printf("chunk: %d tokens x %d layers x %d kv heads x %d, fp16, all visual; K+V %.1f MB; "
+           "median of %d\n",
+           TOKENS, LAYERS, HEADS, HDIM, mb, reps);
+    printf("memcpy: %.2f GB/s (%.3f ms)\n", (double)bytes / (double)tm, (double)tm / 1e6);
+
+    vkv_codec_spec def;
+    vkv_codec_spec_default(&def);
+    char dspec[128];
+    vkv_codec_spec_format(&def, dspec, sizeof(dspec));
+    const char *specs[] = {dspec, "minmax", "quantile"};
+    const enum vkv_impl impls[] = {VKV_IMPL_SCALAR, VKV_IMPL_AVX2, VKV_IMPL_AVX512};
+    printf("%-7s %-48s %6s %10s %7s %10s %7s\n", "impl", "spec", "bits", "quant GB/s", "x memcpy",
+           "deq GB/s", "x memcpy");
+    for (size_t ii = 0; ii < 3; ii++) {
+        if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
+            continue;
+        for (size_t si = 0; si < 3; si++) {
+            vkv_codec_spec spec;
+            if (vkv_codec_spec_parse(specs[si], &spec) != VKV_OK)
+                return 1;
+            size_t size;
+            if (vkv_codec_encoded_size(&shape, &spec, &size) != VKV_OK)
+                return 1;
+            uint8_t *blk = malloc(size);
+            if (blk == NULL)
+                return 1;
+            int rc = vkv_encode(&shape, &spec, &s, blk, size); /* warm-up */
+            for (int r = 0; r < reps && rc == VKV_OK; r++) {
+                uint64_t t0 = vkv_now_ns();
+                rc = vkv_encode(&shape, &spec, &s, blk, size);
+                t[r] = vkv_now_ns() - t0;
+            }
+            uint64_t te = median(t, reps);
+            rc = rc ? rc : vkv_decode(blk, size, 0, &o);
+            for (int r = 0; r < reps && rc == VKV_OK; r++) {
+                uint64_t t0 = vkv_now_ns();
+                rc = vkv_decode(blk, size, 0, &o);
+                t[r] = vkv_now_ns() - t0;
+            }
+            uint64_t td = median(t, reps);
+            if (rc != VKV_OK) {
+                fprintf(stderr, "codec failed: %s\n", vkv_strerror(rc));
+                return 1;
+            }
+            char name[128];
+            vkv_codec_spec_format(&spec, name, sizeof(name));
+            printf("%-7s %-48s %6.3f %10.2f %7.2fx %10.2f %7.2fx\n", vkv_codec_impl_name(impls[ii]),
+                   name, vkv_codec_bits_per_element(&shape, size), (double)bytes / (double)te,
+                   (double)tm / (double)te, (double)bytes / (double)td, (double)tm / (double)td);
+            free(blk);
+        }
+    }
+    printf("ratios > 1 are faster than memcpy of the same fp16 bytes; goal for the default on "
+           "AVX2+: quantize >= 1.0x, dequantize >= 0.8x\n");
+    free(src);
+    free(copy);
+    free(out);
+    free(t);
+    return 0;
+}

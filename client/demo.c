@@ -1,0 +1,244 @@
+/*
+ * vkv-demo - two worker processes reusing an image prefix through vkvd.
+ *
+ *   vkv-demo [--rundir DIR]      runs worker A, then worker B, as two processes
+ *   vkv-demo worker NAME SEED    one worker (what the two processes run)
+ *
+ * Each worker holds a LLaVA-1.5-7B-shaped prompt (32 layers, 32 KV heads,
+ * head dim 128): a 32-token system prompt, a 576-token image, then its own
+ * question. The prompt is cut into 256-token chunks whose keys are chained
+ * with vkv_key_chain (token ids + the image's content hash). A worker looks
+ * its keys up, fetches and decodes the cached prefix, and computes + puts the
+ * rest. No model runs here: "compute" is a stand-in that synthesizes the KV
+ * tensors, so the printed time saved is fetch+decode versus that stand-in
+ * plus encode + put, not versus a real prefill.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vkv/vkv.h"
+
+#define LAYERS 32
+#define HEADS 32
+#define DIM 128
+#define CHUNK 256
+#define SYS_TOKENS 32
+#define IMG_TOKENS 576
+#define TEXT_TOKENS 40
+#define TOKENS (SYS_TOKENS + IMG_TOKENS + TEXT_TOKENS)
+#define NCHUNKS ((TOKENS + CHUNK - 1) / CHUNK)
+
+static const char *g_rundir;
+
+/* Seconds on the monotonic clock. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* splitmix64. */
+static uint64_t mix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The stand-in for the vision encoder + prefill: synthesizes fp16 K and V
+ * for tokens [t0, t0+n) of the prompt into per-layer buffers. Keys get
+ * per-channel offsets (as real keys do), values are centred. */
+static void compute_kv(uint16_t **k, uint16_t **v, uint32_t t0, uint32_t n, uint64_t seed)
+{
+    for (uint32_t l = 0; l < LAYERS; l++) {
+        for (uint32_t t = 0; t < n; t++) {
+            uint64_t s = seed ^ ((uint64_t)(t0 + t) << 20) ^ l;
+            for (uint32_t i = 0; i < HEADS * DIM; i += 4) {
+                uint64_t r = mix(&s);
+                for (int j = 0; j < 4; j++) {
+                    uint16_t m = (uint16_t)(r >> (16 * j)) & 0x03ff;
+                    uint16_t off = (uint16_t)((i + (uint32_t)j) % 7 == 0 ? 0x4000 : 0x3800);
+                    k[l][(size_t)t * HEADS * DIM + i + (uint32_t)j] = (uint16_t)(off | m);
+                    v[l][(size_t)t * HEADS * DIM + i + (uint32_t)j] =
+                        (uint16_t)(((r >> (16 * j + 10)) & 1 ? 0xb400 : 0x3400) | (m >> 1));
+                }
+            }
+        }
+    }
+}
+
+/* SHA-256 of a synthetic image (its "pixels" come from image_seed). */
+static void image_hash(uint64_t image_seed, uint8_t out[32])
+{
+    uint8_t px[4096];
+    uint64_t s = image_seed;
+    for (size_t i = 0; i < sizeof px; i += 8) {
+        uint64_t r = mix(&s);
+        memcpy(px + i, &r, 8);
+    }
+    unsigned len = 0;
+    EVP_Digest(px, sizeof px, out, &len, EVP_sha256(), NULL);
+}
+
+/* One worker: question_seed picks the text after the image. */
+static int worker(const char *name, uint64_t question_seed)
+{
+    vkv_options o = {0};
+    o.rundir = g_rundir;
+    o.ns = "llava-hf/llava-1.5-7b-hf@main|tp0|f16";
+    o.name = name;
+    o.timeout_ms = 30000;
+    vkv_client *c;
+    int rc = vkv_connect(&o, &c);
+    if (rc) {
+        fprintf(stderr, "%s: cannot connect to vkvd: %s\n", name, vkv_strerror(rc));
+        return 1;
+    }
+    /* Token ids: system prompt, image placeholders, the question. */
+    uint32_t tok[TOKENS];
+    for (int i = 0; i < SYS_TOKENS; i++)
+        tok[i] = 1000u + (uint32_t)i;
+    for (int i = 0; i < IMG_TOKENS; i++)
+        tok[SYS_TOKENS + i] = 32000u; /* <image> */
+    uint64_t qs = question_seed;
+    for (int i = 0; i < TEXT_TOKENS; i++)
+        tok[SYS_TOKENS + IMG_TOKENS + i] = 2000u + (uint32_t)(mix(&qs) % 30000u);
+    uint8_t img[32];
+    image_hash(0xC0FFEE, img);
+
+    vkv_key keys[NCHUNKS];
+    vkv_shape shapes[NCHUNKS];
+    for (int ch = 0; ch < NCHUNKS; ch++) {
+        uint32_t t0 = (uint32_t)ch * CHUNK;
+        uint32_t n = TOKENS - t0 < CHUNK ? TOKENS - t0 : CHUNK;
+        uint32_t is = SYS_TOKENS, ie = SYS_TOKENS + IMG_TOKENS; /* image span */
+        uint32_t a = is > t0 ? is : t0, b = ie < t0 + n ? ie : t0 + n;
+        vkv_image_ref ref;
+        size_t nimg = 0;
+        memset(&shapes[ch], 0, sizeof shapes[ch]);
+        shapes[ch].layers = LAYERS;
+        shapes[ch].kv_heads = HEADS;
+        shapes[ch].head_dim = DIM;
+        shapes[ch].tokens = n;
+        shapes[ch].dtype = VKV_DTYPE_F16;
+        if (a < b) {
+            memcpy(ref.hash, img, 32);
+            ref.offset = a - t0;
+            ref.length = b - a;
+            nimg = 1;
+            shapes[ch].n_ranges = 1;
+            shapes[ch].ranges[0].start = a - t0;
+            shapes[ch].ranges[0].len = b - a;
+        }
+        vkv_key_chain(ch ? &keys[ch - 1] : NULL, tok + t0, n, &ref, nimg, &keys[ch]);
+    }
+
+    size_t per_layer = (size_t)CHUNK * HEADS * DIM;
+    uint16_t *k[LAYERS], *v[LAYERS];
+    for (int l = 0; l < LAYERS; l++) {
+        k[l] = malloc(per_layer * 2);
+        v[l] = malloc(per_layer * 2);
+    }
+    double t_start = now_s();
+    size_t hits = 0, cold = 0;
+    rc = vkv_lookup(c, keys, NCHUNKS, &hits, &cold);
+    double t_hit = 0, t_miss = 0;
+    if (rc == 0 && hits > 0) {
+        vkv_fetch *f;
+        rc = vkv_fetch_begin(c, keys, hits, &f);
+        if (rc == 0) {
+            size_t got = vkv_fetch_count(f);
+            for (size_t i = 0; i < got && rc == 0; i++) {
+                vkv_view view = vkv_fetch_view(f, i);
+                vkv_kv_dst dst = {(void *const *)k, (void *const *)v, HEADS * DIM, DIM};
+                rc = vkv_decode(view.data, view.size, 0, &dst);
+            }
+            hits = got;
+            vkv_fetch_release(c, f);
+        }
+    }
+    t_hit = now_s() - t_start;
+    double t1 = now_s();
+    for (size_t ch = hits; ch < NCHUNKS && rc == 0; ch++) {
+        uint32_t t0 = (uint32_t)ch * CHUNK;
+        compute_kv(k, v, t0, shapes[ch].tokens, 42);
+        vkv_kv_src src = {(const void *const *)k, (const void *const *)v, HEADS * DIM, DIM};
+        int stored;
+        rc = vkv_put_chunk(c, &keys[ch], &shapes[ch], &src, &stored);
+    }
+    t_miss = now_s() - t1;
+    if (rc) {
+        fprintf(stderr, "%s: failed: %s\n", name, vkv_strerror(rc));
+    } else {
+        size_t bytes = 0;
+        for (size_t ch = 0; ch < NCHUNKS; ch++) {
+            size_t sz;
+            vkv_codec_encoded_size(&shapes[ch], vkv_client_codec(c), &sz);
+            bytes += sz;
+        }
+        printf("%s: prompt of %d tokens (%d-token image) in %d chunks: %zu cached, %zu computed\n",
+               name, TOKENS, IMG_TOKENS, NCHUNKS, hits, (size_t)NCHUNKS - hits);
+        if (hits)
+            printf("%s:   fetched + decoded %zu chunk(s) from vkvd in %.1f ms\n", name, hits,
+                   t_hit * 1e3);
+        if (NCHUNKS - hits)
+            printf("%s:   computed (stand-in) + encoded + put %zu chunk(s) in %.1f ms\n", name,
+                   (size_t)NCHUNKS - hits, t_miss * 1e3);
+        printf("%s:   whole prompt is %.1f MiB as fp16, %.1f MiB as vkv blocks\n", name,
+               (double)TOKENS * LAYERS * HEADS * DIM * 4 / 1048576.0, (double)bytes / 1048576.0);
+    }
+    for (int l = 0; l < LAYERS; l++) {
+        free(k[l]);
+        free(v[l]);
+    }
+    vkv_close(c);
+    return rc ? 1 : 0;
+}
+
+/* Runs `vkv-demo worker NAME SEED` as a separate process and waits. */
+static int spawn(const char *self, const char *name, const char *seed)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        if (g_rundir)
+            execl(self, self, "--rundir", g_rundir, "worker", name, seed, (char *)NULL);
+        else
+            execl(self, self, "worker", name, seed, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (p < 0 || waitpid(p, &st, 0) != p)
+        return 1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+int main(int argc, char **argv)
+{
+    int i = 1;
+    if (i + 1 < argc && strcmp(argv[i], "--rundir") == 0) {
+        g_rundir = argv[i + 1];
+        i += 2;
+    }
+    if (i < argc && strcmp(argv[i], "worker") == 0) {
+        if (i + 2 >= argc) {
+            fprintf(stderr, "usage: vkv-demo [--rundir DIR] worker NAME SEED\n");
+            return 2;
+        }
+        return worker(argv[i + 1], strtoull(argv[i + 2], NULL, 10));
+    }
+    if (i < argc) {
+        fprintf(stderr, "usage: vkv-demo [--rundir DIR] [worker NAME SEED]\n");
+        return 2;
+    }
+    printf("worker A asks about the image first; worker B asks another question about it\n");
+    if (spawn("/proc/self/exe", "worker-A", "1") != 0)
+        return 1;
+    return spawn("/proc/self/exe", "worker-B", "2");
+}

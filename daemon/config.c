@@ -1,0 +1,412 @@
+/* vkvd configuration: defaults < INI file < VKV_* environment < flags. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* One row per setting: the flag/INI name, its environment variable, help. */
+struct setting {
+    const char *name;
+    const char *env;
+    const char *help;
+};
+
+static const struct setting g_settings[] = {
+    {"rundir", "VKV_RUNDIR", "socket directory, mode 0700 (default $XDG_RUNTIME_DIR/vkv or /tmp/vkv-$UID)"},
+    {"state-dir", "VKV_STATE_DIR", "state directory; the cold tier is state-dir/cold (default $XDG_STATE_HOME/vkv)"},
+    {"backend", "VKV_BACKEND", "memory backend: auto | host | cuda (default auto)"},
+    {"capacity", "VKV_CAPACITY", "hot arena bytes, e.g. 1G (default 1G)"},
+    {"slab-size", "VKV_SLAB_SIZE", "bytes per slab (default 256M)"},
+    {"page-size", "VKV_PAGE_SIZE", "arena page bytes, power of two (default 256K)"},
+    {"policy", "VKV_POLICY", "eviction policy: lru | s3fifo (default s3fifo)"},
+    {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)"},
+    {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)"},
+    {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)"},
+    {"session-ttl-ms", "VKV_SESSION_TTL_MS", "silent sessions are reaped after this (default 120000)"},
+    {"reap-interval-ms", "VKV_REAP_INTERVAL_MS", "how often dead sessions are looked for (default 1000)"},
+    {"spill-on-exit", "VKV_SPILL_ON_EXIT", "spill hot entries to the cold tier at SIGTERM: yes | no (default yes)"},
+    {"metrics-port", "VKV_METRICS_PORT", "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
+    {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
+    {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
+};
+#define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
+
+/* Copies src into a fixed buffer; returns -2 if it does not fit. */
+static int set_str(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n == 0 || n >= cap)
+        return -2;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+int vkvd_parse_size(const char *text, uint64_t *out)
+{
+    if (!text || !*text)
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || text[0] == '-')
+        return -1;
+    unsigned shift = 0;
+    if (*end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        case 't': case 'T': shift = 40; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'i')
+            end++;
+        if (*end == 'B' || *end == 'b')
+            end++;
+        if (*end)
+            return -1;
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* Parses an unsigned 32-bit integer; -1 on junk or overflow. */
+static int parse_u32(const char *text, uint32_t *out)
+{
+    uint64_t v;
+    if (!text || strpbrk(text, "kKmMgGtT"))
+        return -1;
+    if (vkvd_parse_size(text, &v) != 0 || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Parses yes/no/true/false/1/0. */
+static int parse_bool(const char *text, bool *out)
+{
+    if (!strcasecmp(text, "yes") || !strcasecmp(text, "true") || !strcmp(text, "1") ||
+        !strcasecmp(text, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcasecmp(text, "no") || !strcasecmp(text, "false") || !strcmp(text, "0") ||
+        !strcasecmp(text, "off")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+/* Normalizes a setting name: '_' -> '-', lower case, into buf. */
+static void norm_name(const char *name, char *buf, size_t cap)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < cap; i++) {
+        char c = name[i];
+        buf[i] = c == '_' ? '-' : (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    buf[i] = '\0';
+}
+
+int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
+{
+    char n[64];
+    uint64_t sz;
+    uint32_t u;
+    norm_name(name, n, sizeof n);
+    if (!value)
+        return -2;
+    if (!strcmp(n, "rundir"))
+        return set_str(cfg->rundir, sizeof cfg->rundir, value);
+    if (!strcmp(n, "state-dir"))
+        return set_str(cfg->state_dir, sizeof cfg->state_dir, value);
+    if (!strcmp(n, "backend")) {
+        if (strcmp(value, "auto") && strcmp(value, "host") && strcmp(value, "cuda"))
+            return -2;
+        return set_str(cfg->backend, sizeof cfg->backend, value);
+    }
+    if (!strcmp(n, "policy")) {
+        if (strcmp(value, "lru") && strcmp(value, "s3fifo"))
+            return -2;
+        return set_str(cfg->policy, sizeof cfg->policy, value);
+    }
+    if (!strcmp(n, "capacity") || !strcmp(n, "slab-size") || !strcmp(n, "page-size") ||
+        !strcmp(n, "cold-max")) {
+        if (vkvd_parse_size(value, &sz) != 0)
+            return -2;
+        if (!strcmp(n, "capacity"))
+            cfg->capacity = sz;
+        else if (!strcmp(n, "slab-size"))
+            cfg->slab_size = sz;
+        else if (!strcmp(n, "cold-max"))
+            cfg->cold_max = sz;
+        else if (sz > UINT32_MAX)
+            return -2;
+        else
+            cfg->page_size = (uint32_t)sz;
+        return 0;
+    }
+    if (!strcmp(n, "cold-sync-ms") || !strcmp(n, "lease-ttl-ms") || !strcmp(n, "session-ttl-ms") ||
+        !strcmp(n, "reap-interval-ms")) {
+        if (parse_u32(value, &u) != 0 || u == 0)
+            return -2;
+        if (!strcmp(n, "cold-sync-ms"))
+            cfg->cold_sync_ms = u;
+        else if (!strcmp(n, "lease-ttl-ms"))
+            cfg->lease_ttl_ms = u;
+        else if (!strcmp(n, "session-ttl-ms"))
+            cfg->session_ttl_ms = u;
+        else
+            cfg->reap_interval_ms = u;
+        return 0;
+    }
+    if (!strcmp(n, "spill-on-exit"))
+        return parse_bool(value, &cfg->spill_on_exit) == 0 ? 0 : -2;
+    if (!strcmp(n, "metrics-port")) {
+        if (parse_u32(value, &u) != 0 || u > 65535)
+            return -2;
+        cfg->metrics_port = (int)u;
+        return 0;
+    }
+    if (!strcmp(n, "log-level")) {
+        int l = vkv_log_parse_level(value);
+        if (l < 0)
+            return -2;
+        cfg->log_level = l;
+        return 0;
+    }
+    if (!strcmp(n, "allow-gid")) {
+        if (parse_u32(value, &u) != 0)
+            return -2;
+        cfg->allow_gid = (long)u;
+        return 0;
+    }
+    return -1;
+}
+
+void vkvd_config_defaults(vkvd_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    const char *xrd = getenv("XDG_RUNTIME_DIR");
+    if (xrd && *xrd && access(xrd, W_OK) == 0)
+        snprintf(cfg->rundir, sizeof cfg->rundir, "%s/vkv", xrd);
+    else
+        snprintf(cfg->rundir, sizeof cfg->rundir, "/tmp/vkv-%u", (unsigned)getuid());
+    const char *xsh = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (xsh && *xsh)
+        snprintf(cfg->state_dir, sizeof cfg->state_dir, "%s/vkv", xsh);
+    else if (home && *home)
+        snprintf(cfg->state_dir, sizeof cfg->state_dir, "%s/.local/state/vkv", home);
+    else
+        snprintf(cfg->state_dir, sizeof cfg->state_dir, "/tmp/vkv-state-%u", (unsigned)getuid());
+    snprintf(cfg->backend, sizeof cfg->backend, "auto");
+    snprintf(cfg->policy, sizeof cfg->policy, "s3fifo");
+    cfg->capacity = 1ull << 30;
+    cfg->slab_size = 256ull << 20;
+    cfg->page_size = 256u << 10;
+    cfg->cold_max = 16ull << 30;
+    cfg->cold_sync_ms = 1000;
+    cfg->lease_ttl_ms = 30000;
+    cfg->session_ttl_ms = 120000;
+    cfg->reap_interval_ms = 1000;
+    cfg->spill_on_exit = true;
+    cfg->metrics_port = 0;
+    cfg->log_level = vkv_log_level();
+    cfg->allow_gid = -1;
+}
+
+struct ini_ctx {
+    vkvd_config *cfg;
+    const char *path;
+    int failed;
+};
+
+/* inih callback: accepts only section [vkvd] (or no section). */
+static int cfg_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *c = user;
+    if (section[0] && strcmp(section, "vkvd") != 0) {
+        VKV_ERROR("%s: unknown section [%s]", c->path, section);
+        c->failed = 1;
+        return 0;
+    }
+    int rv = vkvd_config_set(c->cfg, name, value);
+    if (rv == -1)
+        VKV_ERROR("%s: unknown setting '%s'", c->path, name);
+    else if (rv == -2)
+        VKV_ERROR("%s: bad value '%s' for '%s'", c->path, value, name);
+    if (rv) {
+        c->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int vkvd_config_load_file(vkvd_config *cfg, const char *path)
+{
+    struct ini_ctx c = {cfg, path, 0};
+    int rv = ini_parse(path, cfg_ini_handler, &c);
+    if (rv == -1) {
+        VKV_ERROR("cannot open config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (rv != 0 || c.failed) {
+        if (rv > 0)
+            VKV_ERROR("%s:%d: invalid line", path, rv);
+        return -1;
+    }
+    return 0;
+}
+
+int vkvd_config_load_env(vkvd_config *cfg)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = getenv(g_settings[i].env);
+        if (!v)
+            continue;
+        if (vkvd_config_set(cfg, g_settings[i].name, v) != 0) {
+            VKV_ERROR("bad value '%s' in %s", v, g_settings[i].env);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int vkvd_config_validate(const vkvd_config *cfg)
+{
+    if (cfg->page_size < 4096 || (cfg->page_size & (cfg->page_size - 1))) {
+        VKV_ERROR("page-size %u must be a power of two >= 4096", cfg->page_size);
+        return -1;
+    }
+    if (cfg->slab_size < cfg->page_size || cfg->slab_size % cfg->page_size) {
+        VKV_ERROR("slab-size must be a positive multiple of page-size");
+        return -1;
+    }
+    if (cfg->capacity < cfg->slab_size) {
+        VKV_ERROR("capacity (%llu) must hold at least one slab (%llu)",
+                  (unsigned long long)cfg->capacity, (unsigned long long)cfg->slab_size);
+        return -1;
+    }
+    if (cfg->capacity / cfg->slab_size > 1024) {
+        VKV_ERROR("capacity / slab-size must be <= 1024 slabs");
+        return -1;
+    }
+    return 0;
+}
+
+/* Prints usage for vkvd to `fp`. */
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: vkvd [options]\n\n"
+                "The vkv cache daemon: serves 1-bit visual KV blocks to worker processes.\n"
+                "With no options it serves on the embedded defaults.\n\n"
+                "options (each also settable as VKV_<NAME> in the environment or NAME = value\n"
+                "under [vkvd] in the --config file; flags win over env, env over file):\n");
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        fprintf(fp, "  --%-18s %s\n", g_settings[i].name, g_settings[i].help);
+    fprintf(fp, "  --%-18s %s\n", "config FILE", "INI file (also VKV_CONFIG)");
+    fprintf(fp, "  --%-18s %s\n", "print-config", "print the effective settings and exit");
+    fprintf(fp, "  --%-18s %s\n", "help", "this text");
+    fprintf(fp, "  --%-18s %s\n", "version", "print the version");
+}
+
+int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
+{
+    enum { OPT_CONFIG = 1000, OPT_PRINT, OPT_HELP, OPT_VERSION, OPT_SETTING0 = 2000 };
+    struct option opts[N_SETTINGS + 5];
+    size_t k = 0;
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        opts[k++] = (struct option){g_settings[i].name, required_argument, NULL,
+                                    OPT_SETTING0 + (int)i};
+    opts[k++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
+    opts[k++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
+    opts[k++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    opts[k++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    opts[k] = (struct option){0, 0, 0, 0};
+
+    vkvd_config_defaults(cfg);
+
+    /* First pass: find --config and the informational flags. */
+    const char *file = getenv("VKV_CONFIG");
+    int print = 0;
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == OPT_CONFIG)
+            file = optarg;
+        else if (c == OPT_PRINT)
+            print = 1;
+        else if (c == OPT_HELP || c == 'h') {
+            usage(stdout);
+            return 1;
+        } else if (c == OPT_VERSION) {
+            printf("vkvd %s\n", VKV_VERSION_STRING);
+            return 1;
+        } else if (c == '?') {
+            fprintf(stderr, "vkvd: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vkvd: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (file && *file) {
+        if (set_str(cfg->config_file, sizeof cfg->config_file, file) != 0 ||
+            vkvd_config_load_file(cfg, file) != 0)
+            return -1;
+    }
+    if (vkvd_config_load_env(cfg) != 0)
+        return -1;
+    /* Second pass: the flags themselves. */
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c >= OPT_SETTING0 && c < OPT_SETTING0 + (int)N_SETTINGS) {
+            const struct setting *s = &g_settings[c - OPT_SETTING0];
+            if (vkvd_config_set(cfg, s->name, optarg) != 0) {
+                fprintf(stderr, "vkvd: bad value '%s' for --%s\n", optarg, s->name);
+                return -1;
+            }
+        }
+    }
+    if (vkvd_config_validate(cfg) != 0)
+        return -1;
+    if (print) {
+        vkvd_config_print(cfg, stdout);
+        return 1;
+    }
+    return 0;
+}
+
+void vkvd_config_print(const vkvd_config *cfg, void *fpv)
+{
+    FILE *fp = fpv;
+    static const char *lv[] = {"error", "warn", "info", "debug"};
+    fprintf(fp, "[vkvd]\nrundir = %s\nstate-dir = %s\nbackend = %s\npolicy = %s\n", cfg->rundir,
+            cfg->state_dir, cfg->backend, cfg->policy);
+    fprintf(fp, "capacity = %llu\nslab-size = %llu\npage-size = %u\ncold-max = %llu\n",
+            (unsigned long long)cfg->capacity, (unsigned long long)cfg->slab_size, cfg->page_size,
+            (unsigned long long)cfg->cold_max);
+    fprintf(fp, "cold-sync-ms = %u\nlease-ttl-ms = %u\nsession-ttl-ms = %u\nreap-interval-ms = %u\n",
+            cfg->cold_sync_ms, cfg->lease_ttl_ms, cfg->session_ttl_ms, cfg->reap_interval_ms);
+    fprintf(fp, "spill-on-exit = %s\nmetrics-port = %d\nlog-level = %s\n",
+            cfg->spill_on_exit ? "yes" : "no", cfg->metrics_port,
+            lv[cfg->log_level < 0 ? 0 : cfg->log_level > 3 ? 3 : cfg->log_level]);
+    if (cfg->allow_gid >= 0)
+        fprintf(fp, "allow-gid = %ld\n", cfg->allow_gid);
+}

@@ -1,0 +1,67 @@
+/*
+ * daemon/config.h - vkvd's settings: built-in defaults, then an optional INI
+ * file (parsed by inih), then VKV_* environment variables, then command-line
+ * flags; each later source overrides the earlier ones.
+ */
+#ifndef VKVD_CONFIG_H
+#define VKVD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VKVD_PATH_MAX 512
+
+typedef struct vkvd_config {
+    char rundir[VKVD_PATH_MAX];    /* socket directory (mode 0700) */
+    char state_dir[VKVD_PATH_MAX]; /* LMDB cold tier lives in state_dir/cold */
+    char backend[16];              /* auto | host | cuda */
+    char policy[16];               /* eviction policy: lru | s3fifo */
+    uint64_t capacity;             /* bytes of hot arena */
+    uint64_t slab_size;            /* bytes per slab */
+    uint32_t page_size;            /* arena page, power of two */
+    uint64_t cold_max;             /* bytes bound of the cold tier; 0 disables it */
+    uint32_t cold_sync_ms;         /* explicit LMDB sync interval */
+    uint32_t lease_ttl_ms;
+    uint32_t session_ttl_ms;
+    uint32_t reap_interval_ms;
+    bool spill_on_exit;  /* SIGTERM spills hot entries to the cold tier */
+    int metrics_port;    /* 0: no metrics endpoint */
+    int log_level;       /* enum vkv_log_level */
+    long allow_gid;      /* -1: only our own uid may connect; else also this gid */
+    char config_file[VKVD_PATH_MAX];
+} vkvd_config;
+
+/* Fills `cfg` with the built-in defaults, resolving the runtime and state
+ * directories from XDG_RUNTIME_DIR / XDG_STATE_HOME / HOME / the uid. */
+void vkvd_config_defaults(vkvd_config *cfg);
+
+/* Loads settings from an INI file (section [vkvd], keys named as the long
+ * flags with '-' or '_'). Returns 0, or -1 after logging the file and line
+ * of the first error. Unknown keys are errors. */
+int vkvd_config_load_file(vkvd_config *cfg, const char *path);
+
+/* Applies VKV_* environment variables (VKV_RUNDIR, VKV_STATE_DIR,
+ * VKV_CAPACITY, ...; see docs/CONFIG.md). Returns 0 or -1 after logging. */
+int vkvd_config_load_env(vkvd_config *cfg);
+
+/* Sets one setting by its name ("capacity", "page-size", ...) from text.
+ * Returns 0, -1 for an unknown name, -2 for a bad value. */
+int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value);
+
+/* Parses a size such as "512M", "4G", "65536" into bytes. Returns 0 or -1. */
+int vkvd_parse_size(const char *text, uint64_t *out);
+
+/* Checks cross-field constraints (page size power of two, slab a multiple of
+ * pages, capacity >= one slab). Returns 0 or -1 after logging. */
+int vkvd_config_validate(const vkvd_config *cfg);
+
+/* Parses argv fully (defaults, --config/VKV_CONFIG file, env, flags). Returns
+ * 0 to run, 1 when it printed help/version and the program should exit 0,
+ * -1 on a usage error (already printed). */
+int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv);
+
+/* Writes the effective configuration in INI form to `fp` (for --print-config). */
+void vkvd_config_print(const vkvd_config *cfg, void *fp);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * daemon/fdchan.h - the fd side channel: passes the host backend's memfd
+ * slabs to clients over AF_UNIX with SCM_RIGHTS (nanomsg cannot carry file
+ * descriptors).
+ *
+ * Protocol (docs/PROTOCOL.md, "fd side channel"): the client connects to the
+ * SOCK_STREAM socket at the path HELLO returned, sends its 8-byte
+ * little-endian session id, and receives one message per slab: a 16-byte
+ * payload [slab id u64 LE, size u64 LE] with the slab's memfd attached, then
+ * the server closes the connection. The peer is checked with SO_PEERCRED
+ * before anything is sent: its uid must be ours (or root), or its gid the
+ * configured allow_gid.
+ *
+ * The channel runs its own thread so a slow or hostile client can never stall
+ * the request loop; every connection has a short I/O timeout.
+ */
+#ifndef VKVD_FDCHAN_H
+#define VKVD_FDCHAN_H
+
+#include <stdint.h>
+
+typedef struct vkvd_fdchan vkvd_fdchan;
+
+/* Session check: returns nonzero if `session` is live. Called on the
+ * channel's thread; must be thread-safe. */
+typedef int (*vkvd_session_check_fn)(void *arg, uint64_t session);
+
+/* Binds `path` (unlinking a stale socket first), mode 0600, and starts the
+ * server thread. `allow_gid` < 0 means own uid only. The slab table is set
+ * with vkvd_fdchan_set_slabs. Returns 0 or a negative VKV_E* code; *out is
+ * owned by the caller until vkvd_fdchan_close. */
+int vkvd_fdchan_open(const char *path, long allow_gid, vkvd_session_check_fn check, void *arg,
+                     vkvd_fdchan **out);
+
+/* Publishes the slabs to pass (fds are borrowed: the store owns and closes
+ * them after vkvd_fdchan_close). Thread-safe; replaces the previous table.
+ * Returns 0 or VKV_ENOMEM. */
+int vkvd_fdchan_set_slabs(vkvd_fdchan *fc, const uint32_t *ids, const uint64_t *sizes,
+                          const int *fds, uint32_t n);
+
+/* Stops accepting, joins the thread, unlinks the socket and frees `fc`. */
+void vkvd_fdchan_close(vkvd_fdchan *fc);
+
+/* Counters for STATS: connections served and refused. */
+void vkvd_fdchan_counts(vkvd_fdchan *fc, uint64_t *served, uint64_t *refused);
+
+#endif

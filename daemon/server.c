@@ -1,0 +1,846 @@
+/* vkvd's event loop: nanomsg raw REP + signalfd + timerfd; see server.h. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "clock.h"
+#include "fdchan.h"
+#include "log.h"
+#include "proto.h"
+#include "store.h"
+#include "vkv/codec.h"
+
+/* Replies remembered for idempotent resends, direct-mapped by req_id. */
+#define RCACHE_SLOTS 4096
+
+struct rcache_slot {
+    uint64_t req_id;
+    uint64_t req_hash; /* XXH3 of the request frame: a resend is identical */
+    void *frame; /* malloc'ed copy of the encoded reply */
+    size_t len;
+};
+
+struct vkvd_server {
+    vkvd_config cfg;
+    vkvs_store *st;
+    vkvd_fdchan *fc;
+    int nn;        /* AF_SP_RAW NN_REP socket */
+    int nn_rcvfd;  /* pollable fd of nn */
+    int sigfd;
+    int timerfd;
+    int lockfd;
+    uint64_t epoch;
+    bool stopping;
+    char sock_path[VKVD_PATH_MAX + 16];
+    char fd_path[VKVD_PATH_MAX + 16];
+    struct rcache_slot rcache[RCACHE_SLOTS];
+    /* counters (exported by STATS) */
+    uint64_t req_count[VKVP_OP_MAX_ + 1];
+    uint64_t req_errors;
+    uint64_t bad_frames;
+    uint64_t resent_replies;
+    uint64_t send_failures;
+    uint64_t commit_rejected;
+    uint64_t cur_hash; /* XXH3 of the request frame being handled */
+};
+
+/* ---- runtime directory -------------------------------------------------- */
+
+/* Creates `dir` (and missing parents) with mode 0700 and checks that it is
+ * ours and private. Returns 0 or -1 after logging. */
+static int make_private_dir(const char *dir)
+{
+    char tmp[VKVD_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+            VKV_ERROR("cannot create %s: %s", tmp, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+        VKV_ERROR("cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    struct stat sb;
+    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        VKV_ERROR("%s is not a directory", dir);
+        return -1;
+    }
+    if (sb.st_uid != getuid()) {
+        VKV_ERROR("%s belongs to uid %u, not to us (uid %u): refusing to use it", dir,
+                  (unsigned)sb.st_uid, (unsigned)getuid());
+        return -1;
+    }
+    if ((sb.st_mode & 077) != 0) {
+        if (chmod(dir, 0700) != 0) {
+            VKV_ERROR("%s is open to others and chmod failed: %s", dir, strerror(errno));
+            return -1;
+        }
+        VKV_WARN("%s was mode %03o; set it to 0700", dir, (unsigned)(sb.st_mode & 0777));
+    }
+    return 0;
+}
+
+/* ---- reply cache ---------------------------------------------------------- */
+
+/* Returns the cached reply for a resend of request (req_id, req_hash): the
+ * same id AND the same bytes, so a different request that reuses an id is
+ * executed, not answered from the cache. NULL if none. */
+static struct rcache_slot *rcache_find(vkvd_server *srv, uint64_t req_id, uint64_t req_hash)
+{
+    struct rcache_slot *s = &srv->rcache[req_id % RCACHE_SLOTS];
+    return (s->frame && s->req_id == req_id && s->req_hash == req_hash) ? s : NULL;
+}
+
+/* Remembers a copy of `frame` as the reply to the request being handled
+ * (srv->cur_hash is its frame hash). Best effort. */
+static void rcache_put(vkvd_server *srv, uint64_t req_id, const void *frame, size_t len)
+{
+    if (req_id == 0)
+        return;
+    struct rcache_slot *s = &srv->rcache[req_id % RCACHE_SLOTS];
+    void *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, frame, len);
+    free(s->frame);
+    s->frame = copy;
+    s->len = len;
+    s->req_id = req_id;
+    s->req_hash = srv->cur_hash;
+}
+
+/* ---- sending -------------------------------------------------------------- */
+
+/* Sends `len` bytes of `frame` back along routing header `control` (a
+ * nanomsg message the call consumes in every case). */
+static void send_frame(vkvd_server *srv, void *control, const void *frame, size_t len)
+{
+    void *msg = nn_allocmsg(len, 0);
+    if (!msg) {
+        nn_freemsg(control);
+        srv->send_failures++;
+        return;
+    }
+    memcpy(msg, frame, len);
+    struct nn_iovec iov = {&msg, NN_MSG};
+    struct nn_msghdr hdr;
+    memset(&hdr, 0, sizeof hdr);
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = &control;
+    hdr.msg_controllen = NN_MSG;
+    if (nn_sendmsg(srv->nn, &hdr, NN_DONTWAIT) < 0) {
+        /* The peer is gone or its pipe is full: drop the reply. */
+        VKV_DEBUG("reply dropped: %s", nn_strerror(nn_errno()));
+        nn_freemsg(msg);
+        nn_freemsg(control);
+        srv->send_failures++;
+    }
+}
+
+/* Encodes and sends an error reply, and caches it. */
+static void send_error(vkvd_server *srv, void *control, uint64_t req_id, int status,
+                       const char *msg)
+{
+    void *frame = NULL;
+    size_t len = 0;
+    srv->req_errors++;
+    if (vkvp_encode_error(req_id, srv->epoch, status, msg, &frame, &len) != 0) {
+        nn_freemsg(control);
+        return;
+    }
+    rcache_put(srv, req_id, frame, len);
+    send_frame(srv, control, frame, len);
+    free(frame);
+}
+
+/* ---- helpers for building replies ------------------------------------------ */
+
+/* Converts store extents into wire extents; returns a malloc'ed array the
+ * caller frees, or NULL on allocation failure. */
+static vkvp_extent *wire_extents(const vkvs_block *b)
+{
+    vkvp_extent *e = calloc(b->nextents ? b->nextents : 1, sizeof *e);
+    if (!e)
+        return NULL;
+    for (uint32_t i = 0; i < b->nextents; i++) {
+        e[i].slab = b->extents[i].slab;
+        e[i].first_page = b->extents[i].first_page;
+        e[i].npages = b->extents[i].npages;
+    }
+    return e;
+}
+
+/* Maps a store state to its wire state and tier. */
+static void wire_state(uint32_t st, vkvp_state *state, vkvp_tier *tier)
+{
+    switch (st) {
+    case VKVS_WRITING:
+        *state = VKVP_STATE_WRITING;
+        *tier = VKVP_TIER_HOT;
+        break;
+    case VKVS_COLD:
+        *state = VKVP_STATE_COLD;
+        *tier = VKVP_TIER_COLD;
+        break;
+    case VKVS_RESTORING:
+        *state = VKVP_STATE_RESTORING;
+        *tier = VKVP_TIER_COLD;
+        break;
+    default:
+        *state = VKVP_STATE_READY;
+        *tier = VKVP_TIER_HOT;
+        break;
+    }
+}
+
+/* Reads the block header of a hot entry and writes a one-line description
+ * ("32x8x128 t256 f16 lloyd 1.19 b/e") into buf; empty if unreadable. */
+static void describe_shape(vkvd_server *srv, const vkvs_info *in, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!in->extents || in->nextents == 0 || in->size < VKV_BLOCK_HEADER_SIZE)
+        return;
+    vkv_block_header h;
+    if (vkvs_read(srv->st, in->extents, in->nextents, 0, &h, sizeof h) != 0 ||
+        h.magic != VKV_BLOCK_MAGIC)
+        return;
+    static const char *rules[] = {"?", "minmax", "quantile", "lloyd"};
+    double elems = 2.0 * h.layers * h.kv_heads * h.head_dim * h.tokens;
+    snprintf(buf, cap, "layers=%u heads=%u dim=%u tokens=%u %s %s %.3f bits/elem", h.layers,
+             h.kv_heads, h.head_dim, h.tokens, h.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16",
+             rules[h.rule <= 3 ? h.rule : 0], elems > 0 ? 8.0 * (double)in->size / elems : 0.0);
+}
+
+/* Fills a wire entry from store info; shape text goes into shapebuf. */
+static void wire_entry(vkvd_server *srv, const vkvs_info *in, vkvp_entry *out, char *shapebuf,
+                       size_t cap)
+{
+    memset(out, 0, sizeof *out);
+    out->ns = vkvp_cstr(in->ns);
+    out->key = in->key;
+    wire_state(in->state, &out->state, &out->tier);
+    out->size = in->size;
+    out->hits = in->hits;
+    out->last_ms = in->last_ms;
+    out->pins = in->pins;
+    describe_shape(srv, in, shapebuf, cap);
+    out->shape = vkvp_cstr(shapebuf);
+}
+
+/* Commit-time validation: the block must carry a valid vkv header whose
+ * total size is exactly the allocated size. The header is read from the
+ * arena; the payload is not touched (it is checksummed on spill/restore and
+ * by clients that ask for VKV_DECODE_VERIFY). */
+static int validate_block(void *arg, const vkvs_store *st, const vkvs_block *b)
+{
+    (void)arg;
+    if (b->size < VKV_BLOCK_HEADER_SIZE)
+        return VKV_ETRUNC;
+    vkv_block_header h;
+    int rc = vkvs_read(st, b->extents, b->nextents, 0, &h, sizeof h);
+    if (rc)
+        return rc;
+    if (h.total_size != b->size)
+        return VKV_ECORRUPT;
+    /* vkv_block_check reads only the header unless VKV_DECODE_VERIFY is
+     * given; the header copy stands in for the block, and total_size was
+     * checked against the real size above. */
+    const vkvs_slab *s = vkvs_slab_get(st, b->extents[0].slab);
+    uint64_t run = (uint64_t)b->extents[0].npages * vkvs_page_size(st);
+    if (s && s->host && run >= b->size) {
+        const uint8_t *p = (const uint8_t *)s->host +
+                           (uint64_t)b->extents[0].first_page * vkvs_page_size(st);
+        return vkv_block_check(p, b->size, 0, NULL);
+    }
+    /* Scattered or device memory: assemble a copy (rare: the allocator
+     * prefers single runs). */
+    void *tmp = malloc(b->size);
+    if (!tmp)
+        return VKV_ENOMEM;
+    rc = vkvs_read(st, b->extents, b->nextents, 0, tmp, b->size);
+    if (rc == 0)
+        rc = vkv_block_check(tmp, b->size, 0, NULL);
+    free(tmp);
+    return rc;
+}
+
+/* kill(pid, 0) liveness for the reaper. */
+static bool pid_alive(void *arg, pid_t pid)
+{
+    (void)arg;
+    return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* ---- STATS ---------------------------------------------------------------- */
+
+#define MAX_COUNTERS 96
+
+struct counters {
+    vkvp_counter c[MAX_COUNTERS];
+    uint32_t n;
+};
+
+/* Appends one counter (name must be a static string). */
+static void counter(struct counters *cs, const char *name, uint64_t v)
+{
+    if (cs->n < MAX_COUNTERS) {
+        cs->c[cs->n].name = vkvp_cstr(name);
+        cs->c[cs->n].value = v;
+        cs->n++;
+    }
+}
+
+/* Collects every counter the daemon exports. */
+static void collect_counters(vkvd_server *srv, struct counters *cs)
+{
+    vkvs_stats s;
+    vkvs_stats_get(srv->st, &s);
+    cs->n = 0;
+    counter(cs, "epoch", srv->epoch);
+    counter(cs, "entries_writing", s.entries_writing);
+    counter(cs, "entries_ready", s.entries_ready);
+    counter(cs, "entries_cold", s.entries_cold);
+    counter(cs, "entries_restoring", s.entries_restoring);
+    counter(cs, "bytes_used", s.bytes_used);
+    counter(cs, "bytes_free", s.bytes_free);
+    counter(cs, "bytes_capacity", s.bytes_capacity);
+    counter(cs, "bytes_cold", s.bytes_cold);
+    counter(cs, "pages_total", s.pages_total);
+    counter(cs, "pages_free", s.pages_free);
+    counter(cs, "pages_pinned", s.pages_pinned);
+    counter(cs, "extents_total", s.extents_total);
+    counter(cs, "hits", s.hits);
+    counter(cs, "misses", s.misses);
+    counter(cs, "cold_hits", s.cold_hits);
+    counter(cs, "lookups", s.lookups);
+    counter(cs, "fetches", s.fetches);
+    counter(cs, "allocs", s.allocs);
+    counter(cs, "allocs_failed", s.allocs_failed);
+    counter(cs, "commits", s.commits);
+    counter(cs, "commits_rejected", srv->commit_rejected);
+    counter(cs, "aborts", s.aborts);
+    counter(cs, "deletes", s.deletes);
+    counter(cs, "evictions", s.evictions);
+    counter(cs, "spills", s.spills);
+    counter(cs, "spill_failures", s.spill_failures);
+    counter(cs, "restores", s.restores);
+    counter(cs, "leases_active", s.leases_active);
+    counter(cs, "leases_expired", s.leases_expired);
+    counter(cs, "sessions", s.sessions);
+    counter(cs, "sessions_reaped", s.sessions_reaped);
+    counter(cs, "namespaces", s.namespaces);
+    counter(cs, "meta_bytes", s.meta_bytes);
+    counter(cs, "slabs", s.slabs);
+    counter(cs, "requests_errors", srv->req_errors);
+    counter(cs, "bad_frames", srv->bad_frames);
+    counter(cs, "replies_resent", srv->resent_replies);
+    counter(cs, "replies_dropped", srv->send_failures);
+    static const char *req_names[VKVP_OP_MAX_ + 1] = {
+        NULL,           "req_hello",  "req_lookup", "req_fetch", "req_alloc",
+        "req_commit",   "req_abort",  "req_release", "req_delete", "req_evict",
+        "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping"};
+    for (int i = 1; i <= VKVP_OP_MAX_; i++)
+        counter(cs, req_names[i], srv->req_count[i]);
+    if (srv->fc) {
+        uint64_t served, refused;
+        vkvd_fdchan_counts(srv->fc, &served, &refused);
+        counter(cs, "fdchan_served", served);
+        counter(cs, "fdchan_refused", refused);
+    }
+}
+
+/* ---- dispatch ---------------------------------------------------------------- */
+
+/* Scratch memory of one reply; everything here is freed after encoding. */
+struct scratch {
+    vkvp_extent *ext[VKVP_MAX_KEYS + 1];
+    uint32_t next;
+    void *blocks;
+    vkvs_block *sblocks;
+    vkvp_slab *slabs;
+    vkvs_info *infos;
+    vkvp_entry *entries;
+    char (*shapes)[160];
+    struct counters counters;
+};
+
+/* Frees what the scratch holds. */
+static void scratch_free(struct scratch *sc)
+{
+    for (uint32_t i = 0; i < sc->next; i++)
+        free(sc->ext[i]);
+    free(sc->blocks);
+    free(sc->sblocks);
+    free(sc->slabs);
+    free(sc->infos);
+    free(sc->entries);
+    free(sc->shapes);
+}
+
+/* Returns the namespace filter string of an optional wire field, or NULL. */
+static const char *opt_ns(bool has, vkvp_str s)
+{
+    return has ? s.ptr : NULL;
+}
+
+/* Executes one decoded request against the store and fills `rep` (whose
+ * pointers may reference `sc`). Returns 0 or the error status to send. */
+static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
+                    struct scratch *sc, char *why, size_t why_len)
+{
+    vkvs_store *st = srv->st;
+    int rc = 0;
+    size_t n = 0, m = 0;
+    switch (rq->op) {
+    case VKVP_HELLO: {
+        const vkvp_hello_req *h = &rq->u.hello;
+        uint64_t sid;
+        if (h->pid == 0 || h->pid > INT32_MAX)
+            return VKV_EINVAL;
+        rc = vkvs_session_open(st, h->ns.len ? h->ns.ptr : NULL, (pid_t)h->pid, h->admin, &sid);
+        if (rc)
+            return rc;
+        vkvp_hello_rep *r = &rep->u.hello;
+        uint32_t ns = vkvs_slab_count(st);
+        sc->slabs = calloc(ns ? ns : 1, sizeof *sc->slabs);
+        if (!sc->slabs) {
+            vkvs_session_close(st, sid);
+            return VKV_ENOMEM;
+        }
+        for (uint32_t i = 0; i < ns; i++) {
+            const vkvs_slab *s = vkvs_slab_get(st, i);
+            sc->slabs[i].id = s->id;
+            sc->slabs[i].size = s->size;
+            if (s->kind == VKVS_BACKEND_CUDA) {
+                memcpy(sc->slabs[i].handle, s->ipc, VKVP_HANDLE_LEN);
+                sc->slabs[i].handle_len = VKVP_HANDLE_LEN;
+            }
+        }
+        r->session = sid;
+        r->epoch = srv->epoch;
+        r->backend = vkvs_backend_of(st)->kind == VKVS_BACKEND_CUDA ? VKVP_BACKEND_CUDA
+                                                                     : VKVP_BACKEND_HOST;
+        r->lease_ttl_ms = srv->cfg.lease_ttl_ms;
+        r->page_size = vkvs_page_size(st);
+        r->fd_path = vkvp_cstr(srv->fd_path);
+        r->slabs = sc->slabs;
+        r->nslabs = ns;
+        VKV_INFO("session %016" PRIx64 " opened: pid %" PRIu64 " ns '%.*s'%s", sid, h->pid,
+                 (int)h->ns.len, h->ns.ptr ? h->ns.ptr : "", h->admin ? " (admin)" : "");
+        return 0;
+    }
+    case VKVP_LOOKUP:
+        rc = vkvs_lookup(st, rq->u.lookup.session, rq->u.lookup.keys, rq->u.lookup.nkeys, &n, &m);
+        rep->u.lookup.hits = n;
+        rep->u.lookup.cold = m;
+        return rc;
+    case VKVP_FETCH: {
+        const vkvp_keys_req *f = &rq->u.fetch;
+        vkvs_fetch_result res;
+        sc->sblocks = calloc(f->nkeys ? f->nkeys : 1, sizeof *sc->sblocks);
+        vkvp_block *wb = calloc(f->nkeys ? f->nkeys : 1, sizeof *wb);
+        sc->blocks = wb;
+        if (!sc->sblocks || !wb)
+            return VKV_ENOMEM;
+        rc = vkvs_fetch(st, f->session, f->keys, f->nkeys, sc->sblocks, &res);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < res.nready; i++) {
+            vkvp_extent *e = wire_extents(&sc->sblocks[i]);
+            if (!e) {
+                vkvs_release(st, f->session, &res.lease, 1, NULL);
+                return VKV_ENOMEM;
+            }
+            sc->ext[sc->next++] = e;
+            wb[i].len = sc->sblocks[i].size;
+            wb[i].ext = e;
+            wb[i].next = sc->sblocks[i].nextents;
+        }
+        rep->u.fetch.lease = res.lease;
+        rep->u.fetch.blocks = wb;
+        rep->u.fetch.nblocks = (uint32_t)res.nready;
+        return 0;
+    }
+    case VKVP_ALLOC: {
+        const vkvp_alloc_req *a = &rq->u.alloc;
+        vkvs_block b;
+        uint64_t lease;
+        rc = vkvs_alloc(st, a->session, &a->key, a->size, &lease, &b);
+        if (rc)
+            return rc;
+        vkvp_extent *e = wire_extents(&b);
+        if (!e) {
+            vkvs_abort(st, a->session, lease);
+            return VKV_ENOMEM;
+        }
+        sc->ext[sc->next++] = e;
+        rep->u.alloc.lease = lease;
+        rep->u.alloc.block.len = b.size;
+        rep->u.alloc.block.ext = e;
+        rep->u.alloc.block.next = b.nextents;
+        return 0;
+    }
+    case VKVP_COMMIT:
+        rc = vkvs_commit(st, rq->u.commit.session, rq->u.commit.lease, validate_block, srv);
+        if (rc && rc != VKV_ELEASE && rc != VKV_ESESSION) {
+            srv->commit_rejected++;
+            snprintf(why, why_len, "block rejected at commit: %s", vkv_strerror(rc));
+        }
+        return rc;
+    case VKVP_ABORT:
+        return vkvs_abort(st, rq->u.abort.session, rq->u.abort.lease);
+    case VKVP_RELEASE:
+        rc = vkvs_release(st, rq->u.release.session, rq->u.release.leases,
+                          rq->u.release.nleases, &n);
+        rep->u.release.count = n;
+        return rc;
+    case VKVP_DELETE:
+        rc = vkvs_delete(st, rq->u.del.session, NULL, rq->u.del.keys, rq->u.del.nkeys, &n);
+        rep->u.del.count = n;
+        return rc;
+    case VKVP_EVICT: {
+        const vkvp_evict_req *e = &rq->u.evict;
+        rc = vkvs_evict(st, e->session, NULL, e->has_keys ? e->keys : NULL,
+                        e->has_keys ? e->nkeys : 0, e->to == VKVP_EVICT_COLD, &n);
+        rep->u.evict.count = n;
+        return rc;
+    }
+    case VKVP_FLUSH:
+        rc = vkvs_evict(st, rq->u.flush.session, NULL, NULL, 0, true, &n);
+        rep->u.flush.count = n;
+        return rc;
+    case VKVP_STATS:
+        if (rq->u.stats.has_session && (rc = vkvs_session_touch(st, rq->u.stats.session)))
+            return rc;
+        collect_counters(srv, &sc->counters);
+        rep->u.stats.counters = sc->counters.c;
+        rep->u.stats.ncounters = sc->counters.n;
+        return 0;
+    case VKVP_LIST: {
+        const vkvp_list_req *l = &rq->u.list;
+        uint64_t next = 0;
+        sc->infos = calloc(l->limit, sizeof *sc->infos);
+        sc->entries = calloc(l->limit, sizeof *sc->entries);
+        sc->shapes = calloc(l->limit, sizeof *sc->shapes);
+        if (!sc->infos || !sc->entries || !sc->shapes)
+            return VKV_ENOMEM;
+        rc = vkvs_list(st, l->session, opt_ns(l->has_ns, l->ns), l->cursor, l->limit, sc->infos,
+                       &n, &next);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < n; i++)
+            wire_entry(srv, &sc->infos[i], &sc->entries[i], sc->shapes[i], sizeof sc->shapes[i]);
+        rep->u.list.entries = sc->entries;
+        rep->u.list.nentries = (uint32_t)n;
+        rep->u.list.next = next;
+        return 0;
+    }
+    case VKVP_INFO: {
+        const vkvp_info_req *in = &rq->u.info;
+        sc->infos = calloc(1, sizeof *sc->infos);
+        sc->shapes = calloc(1, sizeof *sc->shapes);
+        if (!sc->infos || !sc->shapes)
+            return VKV_ENOMEM;
+        rc = vkvs_info_get(st, in->session, opt_ns(in->has_ns, in->ns), &in->key, sc->infos);
+        if (rc)
+            return rc;
+        wire_entry(srv, sc->infos, &rep->u.info.entry, sc->shapes[0], sizeof sc->shapes[0]);
+        return 0;
+    }
+    case VKVP_PING:
+        if (rq->u.ping.has_session)
+            return vkvs_session_touch(st, rq->u.ping.session);
+        return 0;
+    }
+    return VKV_ENOTSUP;
+}
+
+/* Handles one received frame; consumes `control`. */
+static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *control)
+{
+    uint64_t rid = vkvp_peek_req_id(body, len);
+    srv->cur_hash = XXH3_64bits(body, len);
+    struct rcache_slot *cached = rcache_find(srv, rid, srv->cur_hash);
+    if (cached && rid != 0) {
+        srv->resent_replies++;
+        send_frame(srv, control, cached->frame, cached->len);
+        return;
+    }
+    char why[VKVP_WHY_LEN] = "";
+    vkvp_request *rq = NULL;
+    int rc = vkvp_decode_request(body, len, &rq, why, sizeof why);
+    if (rc) {
+        srv->bad_frames++;
+        VKV_DEBUG("bad frame (%zu bytes): %s", len, why);
+        send_error(srv, control, rid, rc, why[0] ? why : vkv_strerror(rc));
+        return;
+    }
+    srv->req_count[rq->op]++;
+    if (srv->stopping) {
+        send_error(srv, control, rq->req_id, VKV_ESHUTDOWN, "vkvd is shutting down");
+        vkvp_request_free(rq);
+        return;
+    }
+    vkvp_reply rep;
+    struct scratch sc;
+    memset(&sc, 0, sizeof sc);
+    vkvp_reply_init(&rep, rq->op, rq->req_id, srv->epoch);
+    why[0] = '\0';
+    rc = dispatch(srv, rq, &rep, &sc, why, sizeof why);
+    if (rc) {
+        send_error(srv, control, rq->req_id, rc, why[0] ? why : vkv_strerror(rc));
+    } else {
+        void *frame = NULL;
+        size_t flen = 0;
+        int erc = vkvp_encode_reply(&rep, &frame, &flen);
+        if (erc) {
+            VKV_ERROR("cannot encode %s reply: %s", vkvp_op_name(rq->op), vkv_strerror(erc));
+            send_error(srv, control, rq->req_id, erc, "reply could not be encoded");
+        } else {
+            rcache_put(srv, rq->req_id, frame, flen);
+            send_frame(srv, control, frame, flen);
+            free(frame);
+        }
+    }
+    scratch_free(&sc);
+    vkvp_request_free(rq);
+}
+
+/* Drains every frame nanomsg has ready. */
+static void drain_socket(vkvd_server *srv)
+{
+    for (;;) {
+        void *body = NULL;
+        void *control = NULL;
+        struct nn_iovec iov = {&body, NN_MSG};
+        struct nn_msghdr hdr;
+        memset(&hdr, 0, sizeof hdr);
+        hdr.msg_iov = &iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = &control;
+        hdr.msg_controllen = NN_MSG;
+        int n = nn_recvmsg(srv->nn, &hdr, NN_DONTWAIT);
+        if (n < 0) {
+            int e = nn_errno();
+            if (e != EAGAIN && e != EINTR)
+                VKV_WARN("nn_recvmsg: %s", nn_strerror(e));
+            return;
+        }
+        if (!control) {
+            nn_freemsg(body);
+            continue;
+        }
+        handle_frame(srv, body, (size_t)n, control);
+        nn_freemsg(body);
+    }
+}
+
+/* Periodic housekeeping: reap dead sessions and expired leases. */
+static void on_timer(vkvd_server *srv)
+{
+    uint64_t ticks;
+    ssize_t r = read(srv->timerfd, &ticks, sizeof ticks);
+    (void)r;
+    int closed = vkvs_reap(srv->st, vkv_wall_ms(), pid_alive, NULL);
+    if (closed > 0)
+        VKV_INFO("reaped %d session(s)", closed);
+}
+
+/* ---- open / run / close ---------------------------------------------------------- */
+
+int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
+{
+    vkvd_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return VKV_ENOMEM;
+    srv->cfg = *cfg;
+    srv->nn = -1;
+    srv->sigfd = srv->timerfd = srv->lockfd = -1;
+    int rc = VKV_ESYS;
+
+    if (make_private_dir(cfg->rundir) != 0)
+        goto fail;
+    char lockp[VKVD_PATH_MAX + 16];
+    snprintf(lockp, sizeof lockp, "%s/vkvd.lock", cfg->rundir);
+    srv->lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (srv->lockfd < 0 || flock(srv->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        VKV_ERROR("another vkvd already serves %s (lock %s: %s)", cfg->rundir, lockp,
+                  strerror(errno));
+        goto fail;
+    }
+    if (getrandom(&srv->epoch, sizeof srv->epoch, 0) != sizeof srv->epoch)
+        srv->epoch = vkv_now_ns() ^ ((uint64_t)getpid() << 32);
+    if (srv->epoch == 0)
+        srv->epoch = 1;
+
+    if (strcmp(cfg->backend, "cuda") == 0) {
+        VKV_ERROR("backend 'cuda' is not available in this build");
+        rc = VKV_ENOTSUP;
+        goto fail;
+    }
+    vkvs_config sc;
+    vkvs_config_default(&sc);
+    sc.backend = &vkvs_backend_host;
+    sc.page_size = cfg->page_size;
+    sc.slab_size = cfg->slab_size;
+    sc.nslabs = (uint32_t)(cfg->capacity / cfg->slab_size);
+    sc.max_slabs = sc.nslabs;
+    sc.lease_ttl_ms = cfg->lease_ttl_ms;
+    sc.session_ttl_ms = cfg->session_ttl_ms;
+    sc.policy = strcmp(cfg->policy, "lru") == 0 ? VKVS_POLICY_LRU : VKVS_POLICY_S3FIFO;
+    rc = vkvs_open(&sc, &srv->st);
+    if (rc) {
+        VKV_ERROR("cannot create the %llu-byte host arena: %s",
+                  (unsigned long long)cfg->capacity, vkv_strerror(rc));
+        goto fail;
+    }
+
+    snprintf(srv->fd_path, sizeof srv->fd_path, "%s/vkvd.fds", cfg->rundir);
+    rc = vkvd_fdchan_open(srv->fd_path, cfg->allow_gid, NULL, NULL, &srv->fc);
+    if (rc)
+        goto fail;
+    {
+        uint32_t n = vkvs_slab_count(srv->st);
+        uint32_t ids[VKVP_MAX_SLABS];
+        uint64_t sizes[VKVP_MAX_SLABS];
+        int fds[VKVP_MAX_SLABS];
+        for (uint32_t i = 0; i < n && i < VKVP_MAX_SLABS; i++) {
+            const vkvs_slab *s = vkvs_slab_get(srv->st, i);
+            ids[i] = s->id;
+            sizes[i] = s->size;
+            fds[i] = s->fd;
+        }
+        if ((rc = vkvd_fdchan_set_slabs(srv->fc, ids, sizes, fds, n)) != 0)
+            goto fail;
+    }
+
+    rc = VKV_ESYS;
+    snprintf(srv->sock_path, sizeof srv->sock_path, "%s/vkvd.sock", cfg->rundir);
+    char url[VKVD_PATH_MAX + 32];
+    snprintf(url, sizeof url, "ipc://%s", srv->sock_path);
+    unlink(srv->sock_path); /* stale socket of a crashed daemon (we hold the lock) */
+    srv->nn = nn_socket(AF_SP_RAW, NN_REP);
+    if (srv->nn < 0) {
+        VKV_ERROR("nn_socket: %s", nn_strerror(nn_errno()));
+        goto fail;
+    }
+    int maxsz = VKVP_MAX_FRAME;
+    nn_setsockopt(srv->nn, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
+    mode_t old = umask(0177);
+    int brc = nn_bind(srv->nn, url);
+    umask(old);
+    if (brc < 0) {
+        VKV_ERROR("cannot bind %s: %s", url, nn_strerror(nn_errno()));
+        goto fail;
+    }
+    size_t sz = sizeof srv->nn_rcvfd;
+    if (nn_getsockopt(srv->nn, NN_SOL_SOCKET, NN_RCVFD, &srv->nn_rcvfd, &sz) < 0) {
+        VKV_ERROR("NN_RCVFD: %s", nn_strerror(nn_errno()));
+        goto fail;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    srv->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    srv->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (srv->sigfd < 0 || srv->timerfd < 0) {
+        VKV_ERROR("signalfd/timerfd: %s", strerror(errno));
+        goto fail;
+    }
+    struct itimerspec its = {0};
+    its.it_interval.tv_sec = cfg->reap_interval_ms / 1000;
+    its.it_interval.tv_nsec = (long)(cfg->reap_interval_ms % 1000) * 1000000L;
+    its.it_value = its.it_interval;
+    timerfd_settime(srv->timerfd, 0, &its, NULL);
+
+    VKV_INFO("serving %s (backend host, %llu MiB in %u slabs of %llu MiB, page %u KiB, "
+             "policy %s, epoch %016" PRIx64 ")",
+             url, (unsigned long long)(cfg->capacity >> 20), vkvs_slab_count(srv->st),
+             (unsigned long long)(cfg->slab_size >> 20), cfg->page_size >> 10, cfg->policy,
+             srv->epoch);
+    *out = srv;
+    return 0;
+fail:
+    vkvd_server_close(srv);
+    return rc ? rc : VKV_ESYS;
+}
+
+int vkvd_server_run(vkvd_server *srv)
+{
+    struct pollfd pf[3] = {
+        {srv->nn_rcvfd, POLLIN, 0}, {srv->sigfd, POLLIN, 0}, {srv->timerfd, POLLIN, 0}};
+    while (!srv->stopping) {
+        int r = poll(pf, 3, -1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            VKV_ERROR("poll: %s", strerror(errno));
+            return -1;
+        }
+        if (pf[0].revents & POLLIN)
+            drain_socket(srv);
+        if (pf[2].revents & POLLIN)
+            on_timer(srv);
+        if (pf[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(srv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+                VKV_INFO("signal %u: shutting down", si.ssi_signo);
+                srv->stopping = true;
+            }
+        }
+    }
+    /* Graceful shutdown: no new fd-channel clients; answer what is queued. */
+    vkvd_fdchan_close(srv->fc);
+    srv->fc = NULL;
+    drain_socket(srv);
+    VKV_INFO("stopped");
+    return 0;
+}
+
+void vkvd_server_close(vkvd_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->nn >= 0) {
+        nn_close(srv->nn);
+        unlink(srv->sock_path);
+    }
+    vkvd_fdchan_close(srv->fc);
+    vkvs_close(srv->st);
+    if (srv->sigfd >= 0)
+        close(srv->sigfd);
+    if (srv->timerfd >= 0)
+        close(srv->timerfd);
+    if (srv->lockfd >= 0)
+        close(srv->lockfd);
+    for (size_t i = 0; i < RCACHE_SLOTS; i++)
+        free(srv->rcache[i].frame);
+    free(srv);
+}

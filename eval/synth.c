@@ -1,0 +1,275 @@
+/* eval/synth.c - synthetic visual KV profiles (see synth.h). */
+#include "synth.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "f16.h"
+#include "rng.h"
+#include "st.h"
+#include "vkv/error.h"
+
+/* name, about, layers, kv_heads, gqa, head_dim, sys, text, tiles, gh, gw, sep,
+ * rope, n_massive, massive_mag, ch_sigma, ch_bias, spatial, latent,
+ * v_tok_sigma, v_hi_frac, v_hi_mult, logit_std, sink_logit, n_queries, seed */
+static const vkve_profile vkve_profile_table[] = {
+    {"llava-like", "LLaVA-1.5-style: MHA, one 24x24 image, RoPE 1e4", 4, 4, 1, 128, 35, 40, 1,
+     24, 24, 0, 1e4, 2, 12.0, 0.5, 0.5, 0.8, 32, 0.35, 0.01, 5.0, 2.0, 6.0, 8, 1},
+    {"qwen-like", "Qwen2-VL-style: GQA 7, dynamic 18x26 image, RoPE 1e6", 4, 2, 7, 128, 20, 30, 1,
+     18, 26, 0, 1e6, 3, 20.0, 0.7, 0.8, 0.8, 32, 0.4, 0.01, 6.0, 2.5, 8.0, 8, 2},
+    {"internvl-like", "InternVL2.5-style: GQA 4, three 16x16 tiles, RoPE 1e6", 4, 4, 4, 128, 40,
+     30, 3, 16, 16, 1, 1e6, 2, 15.0, 0.6, 0.6, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 7.0, 8, 3},
+    {"outlier-heavy", "harsh: 4 massive pairs x40, wide scales, 3% x12 value tokens", 4, 4, 2,
+     128, 16, 16, 1, 24, 24, 0, 1e4, 4, 40.0, 1.0, 1.0, 0.6, 32, 0.7, 0.03, 12.0, 3.5, 9.0, 8, 4},
+    {"tiny", "test-sized: 2 layers, head_dim 32, two 6x6 tiles", 2, 2, 2, 32, 4, 4, 2, 6, 6, 1,
+     1e4, 1, 10.0, 0.5, 0.5, 0.8, 8, 0.35, 0.05, 5.0, 2.0, 5.0, 3, 5},
+};
+
+/* See synth.h. */
+const vkve_profile *vkve_profiles(size_t *n)
+{
+    *n = sizeof vkve_profile_table / sizeof vkve_profile_table[0];
+    return vkve_profile_table;
+}
+
+/* See synth.h. */
+const vkve_profile *vkve_profile_find(const char *name)
+{
+    size_t n;
+    const vkve_profile *p = vkve_profiles(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].name, name) == 0)
+            return &p[i];
+    return NULL;
+}
+
+/* Rotates one vector x (head_dim D) in place by RoPE at position pos with
+ * the rotate-half pairing (i, i + D/2) and frequency base^(-2i/D). */
+static void vkve_rope(float *x, uint32_t D, double pos, double base)
+{
+    uint32_t h = D / 2;
+    for (uint32_t i = 0; i < h; i++) {
+        double th = pos * pow(base, -2.0 * i / D);
+        double c = cos(th), s = sin(th);
+        double a = x[i], b = x[i + h];
+        x[i] = (float)(a * c - b * s);
+        x[i + h] = (float)(b * c + a * s);
+    }
+}
+
+/* Index of the m-th massive pair's first channel: the lowest frequencies,
+ * spaced 3 apart (D/2-1, D/2-4, ...). */
+static uint32_t vkve_massive_pair(uint32_t D, uint32_t m)
+{
+    return D / 2 - 1 - 3 * m;
+}
+
+/* See synth.h. */
+int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
+{
+    memset(d, 0, sizeof *d);
+    uint32_t D = p->head_dim, H = p->kv_heads, R = p->latent, NQ = p->n_queries;
+    uint32_t tile_n = p->grid_h * p->grid_w;
+    if (!p->tiles || !tile_n || D < 8 || D % 8 || p->tiles > VKVE_MAX_RANGES ||
+        3 * p->n_massive > D / 2 || !R || !NQ)
+        return VKV_EINVAL;
+    d->layers = p->layers;
+    d->kv_heads = H;
+    d->head_dim = D;
+    d->n_heads = H * p->gqa;
+    d->n_queries = NQ;
+    d->dtype = VKVE_ST_F16;
+    uint32_t T = p->sys_tokens + p->tiles * tile_n + (p->tiles - 1) * p->tile_sep + p->text_tokens;
+    d->tokens = T;
+    d->n_ranges = p->tiles;
+    for (uint32_t i = 0; i < p->tiles; i++) {
+        d->ranges[i].start = p->sys_tokens + i * (tile_n + p->tile_sep);
+        d->ranges[i].len = tile_n;
+    }
+    snprintf(d->name, sizeof d->name, "%s", p->name);
+    if (vkve_data_alloc(d) != VKV_OK)
+        return VKV_ENOMEM;
+    vkve_rng rng;
+    vkve_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + 17);
+    float *f = malloc((size_t)T * R * sizeof(float));
+    uint32_t ch = p->grid_h / 4 + 2, cw = p->grid_w / 4 + 2;
+    float *coarse = malloc((size_t)ch * cw * R * sizeof(float));
+    float *W = malloc((size_t)D * R * sizeof(float));
+    float *sig = malloc(D * sizeof(float)), *bias = malloc(D * sizeof(float));
+    float *qs = malloc(D * sizeof(float)), *mass = malloc(D * sizeof(float));
+    double *lg = malloc(((size_t)T + (size_t)NQ * p->gqa) * sizeof(double));
+    uint32_t *focus = malloc((size_t)NQ * d->n_heads * sizeof(uint32_t));
+    int rc = VKV_OK;
+    if (!f || !coarse || !W || !sig || !bias || !qs || !mass || !lg || !focus) {
+        rc = VKV_ENOMEM;
+        goto out;
+    }
+    /* latent features, shared by all layers (the same image and prompt) */
+    for (uint32_t t = 0; t < T; t++)
+        for (uint32_t r = 0; r < R; r++)
+            f[(size_t)t * R + r] = (float)vkve_rng_norm(&rng);
+    for (uint32_t ti = 0; ti < p->tiles; ti++) {
+        for (size_t i = 0; i < (size_t)ch * cw * R; i++)
+            coarse[i] = (float)vkve_rng_norm(&rng);
+        double a = p->spatial, bnoise = sqrt(1.0 - a * a);
+        for (uint32_t y = 0; y < p->grid_h; y++)
+            for (uint32_t x = 0; x < p->grid_w; x++) {
+                double fy = y / 4.0, fx = x / 4.0;
+                uint32_t y0 = (uint32_t)fy, x0 = (uint32_t)fx;
+                double wy = fy - y0, wx = fx - x0;
+                float *o = f + (size_t)(d->ranges[ti].start + y * p->grid_w + x) * R;
+                for (uint32_t r = 0; r < R; r++) {
+                    double v = (1 - wy) * (1 - wx) * coarse[((size_t)y0 * cw + x0) * R + r] +
+                               (1 - wy) * wx * coarse[((size_t)y0 * cw + x0 + 1) * R + r] +
+                               wy * (1 - wx) * coarse[((size_t)(y0 + 1) * cw + x0) * R + r] +
+                               wy * wx * coarse[((size_t)(y0 + 1) * cw + x0 + 1) * R + r];
+                    o[r] = (float)(a * v * 1.6 + bnoise * o[r]); /* 1.6: undo interpolation shrink */
+                }
+            }
+    }
+    /* decode-time query focus: a random visual token per (query, head) */
+    uint32_t nvis = vkve_n_visual(d);
+    for (uint32_t i = 0; i < NQ * d->n_heads; i++) {
+        uint32_t k = (uint32_t)(vkve_rng_unif(&rng) * nvis), t = 0;
+        for (uint32_t r = 0; r < d->n_ranges; r++) {
+            if (k < d->ranges[r].len) {
+                t = d->ranges[r].start + k;
+                break;
+            }
+            k -= d->ranges[r].len;
+        }
+        focus[i] = t;
+    }
+    double invr = 1.0 / sqrt((double)R);
+    for (uint32_t l = 0; l < p->layers; l++) {
+        for (uint32_t h = 0; h < H; h++) {
+            /* ---- keys ---- */
+            for (size_t i = 0; i < (size_t)D * R; i++)
+                W[i] = (float)(vkve_rng_norm(&rng) * invr);
+            for (uint32_t i = 0; i < D / 2; i++) {
+                double s = exp(p->ch_sigma * vkve_rng_norm(&rng));
+                double sq = sqrt(s) * exp(0.5 * p->ch_sigma * vkve_rng_norm(&rng));
+                sig[i] = sig[i + D / 2] = (float)s;
+                qs[i] = qs[i + D / 2] = (float)sq;
+            }
+            for (uint32_t i = 0; i < D; i++) {
+                bias[i] = (float)(p->ch_bias * sig[i] * vkve_rng_norm(&rng));
+                mass[i] = 0;
+            }
+            for (uint32_t m = 0; m < p->n_massive; m++) {
+                uint32_t i = vkve_massive_pair(D, m);
+                double sgn = vkve_rng_unif(&rng) < 0.5 ? -1.0 : 1.0;
+                mass[i] = (float)(sgn * p->massive_mag);
+                mass[i + D / 2] = (float)(0.4 * p->massive_mag * vkve_rng_norm(&rng));
+            }
+            for (uint32_t t = 0; t < T; t++) {
+                float *k = d->k[l] + ((size_t)t * H + h) * D;
+                const float *ft = f + (size_t)t * R;
+                for (uint32_t i = 0; i < D; i++) {
+                    double u = 0;
+                    for (uint32_t r = 0; r < R; r++)
+                        u += W[(size_t)i * R + r] * ft[r];
+                    if (mass[i] != 0)
+                        k[i] = (float)(mass[i] * (1.0 + 0.05 * vkve_rng_norm(&rng)) + 0.5 * u);
+                    else
+                        k[i] = (float)(sig[i] * u + bias[i]);
+                }
+                vkve_rope(k, D, t, p->rope_base);
+            }
+            /* ---- values: own projection, per-token magnitudes ---- */
+            for (size_t i = 0; i < (size_t)D * R; i++)
+                W[i] = (float)(vkve_rng_norm(&rng) * invr);
+            for (uint32_t i = 0; i < D; i++)
+                sig[i] = (float)exp(0.2 * vkve_rng_norm(&rng));
+            for (uint32_t t = 0; t < T; t++) {
+                float *v = d->v[l] + ((size_t)t * H + h) * D;
+                const float *ft = f + (size_t)t * R;
+                double mag = exp(p->v_tok_sigma * vkve_rng_norm(&rng));
+                if (vkve_is_visual(d, t) && vkve_rng_unif(&rng) < p->v_hi_frac)
+                    mag *= p->v_hi_mult;
+                if (t == 0)
+                    mag = 0.2; /* the sink carries little value */
+                for (uint32_t i = 0; i < D; i++) {
+                    double u = 0;
+                    for (uint32_t r = 0; r < R; r++)
+                        u += W[(size_t)i * R + r] * ft[r];
+                    v[i] = (float)(mag * (sig[i] * u + 0.3 * vkve_rng_norm(&rng)));
+                }
+            }
+            /* ---- queries of the heads reading this KV head ---- */
+            for (uint32_t g = 0; g < p->gqa; g++) {
+                uint32_t qh = h * p->gqa + g;
+                for (uint32_t j = 0; j < NQ; j++) {
+                    float *q = d->q[l] + ((size_t)j * d->n_heads + qh) * D;
+                    uint32_t ft_t = focus[j * d->n_heads + qh];
+                    const float *kf = d->k[l] + ((size_t)ft_t * H + h) * D;
+                    /* undo the focus key's RoPE to get its pre-RoPE direction */
+                    float kp[VKV_BLOCK_MAX_HEAD_DIM];
+                    memcpy(kp, kf, D * sizeof(float));
+                    vkve_rope(kp, D, -(double)ft_t, p->rope_base);
+                    for (uint32_t i = 0; i < D; i++) {
+                        double base = mass[i] != 0 ? (mass[i] > 0 ? 1.0 : -1.0) * p->massive_mag * 0.3
+                                                   : (kp[i] - bias[i]) / (sig[i] * sig[i]);
+                        q[i] = (float)(qs[i] * (base + 0.7 * vkve_rng_norm(&rng)));
+                    }
+                    double pos = T + 4 + j;
+                    vkve_rope(q, D, pos, p->rope_base);
+                    /* scale: visual logits spread logit_std */
+                    double s1 = 0, s2 = 0;
+                    for (uint32_t t = 0; t < T; t++) {
+                        if (!vkve_is_visual(d, t))
+                            continue;
+                        const float *k = d->k[l] + ((size_t)t * H + h) * D;
+                        double a = 0;
+                        for (uint32_t i = 0; i < D; i++)
+                            a += (double)q[i] * k[i];
+                        a /= sqrt((double)D);
+                        s1 += a;
+                        s2 += a * a;
+                    }
+                    double mean = s1 / nvis, sd = sqrt(fmax(s2 / nvis - mean * mean, 1e-12));
+                    double sc = p->logit_std / sd;
+                    for (uint32_t i = 0; i < D; i++)
+                        q[i] = vkve_round_dtype((float)(q[i] * sc), VKV_DTYPE_F16);
+                    lg[j * p->gqa + g] = mean * sc; /* mean visual logit, reused below */
+                }
+            }
+            /* ---- attention sink: k_0 along the mean query direction ---- */
+            float *k0 = d->k[l] + (size_t)h * D;
+            double dir[VKV_BLOCK_MAX_HEAD_DIM] = {0};
+            for (uint32_t g = 0; g < p->gqa; g++)
+                for (uint32_t j = 0; j < NQ; j++) {
+                    const float *q = d->q[l] + ((size_t)j * d->n_heads + h * p->gqa + g) * D;
+                    for (uint32_t i = 0; i < D; i++)
+                        dir[i] += q[i];
+                }
+            double want = 0, got = 0;
+            for (uint32_t g = 0; g < p->gqa; g++)
+                for (uint32_t j = 0; j < NQ; j++) {
+                    const float *q = d->q[l] + ((size_t)j * d->n_heads + h * p->gqa + g) * D;
+                    double a = 0;
+                    for (uint32_t i = 0; i < D; i++)
+                        a += q[i] * dir[i];
+                    got += a / sqrt((double)D);
+                    want += lg[j * p->gqa + g] + p->sink_logit;
+                }
+            double c = got != 0 ? want / got : 0;
+            for (uint32_t i = 0; i < D; i++)
+                k0[i] = (float)(c * dir[i]);
+            for (uint32_t t = 0; t < T; t++)
+                for (uint32_t i = 0; i < D; i++) {
+                    size_t at = ((size_t)t * H + h) * D + i;
+                    d->k[l][at] = vkve_round_dtype(d->k[l][at], VKV_DTYPE_F16);
+                    d->v[l][at] = vkve_round_dtype(d->v[l][at], VKV_DTYPE_F16);
+                }
+        }
+    }
+out:
+    free(f), free(coarse), free(W), free(sig), free(bias), free(qs), free(mass), free(lg),
+        free(focus);
+    if (rc != VKV_OK)
+        vkve_data_free(d);
+    return rc;
+}

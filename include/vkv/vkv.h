@@ -1,0 +1,175 @@
+/*
+ * vkv/vkv.h - libvkv, the client library inference workers link.
+ *
+ * A worker connects to the local vkvd, asks which prefix of a prompt's chunk
+ * keys is cached, fetches (pins) the cached blocks and decodes them straight
+ * from the daemon's memory into its own KV cache, and puts the blocks it
+ * computed itself. The codec (vkv/codec.h) runs here, in the worker.
+ *
+ * Conventions
+ *  - Every int function returns VKV_OK (0) or a negative vkv_err code
+ *    (vkv/error.h); vkv_strerror() describes it.
+ *  - A vkv_client is an opaque handle; one handle may be shared by threads
+ *    (calls are serialized inside), but one handle per thread scales better.
+ *  - Every call has a timeout (vkv_options.timeout_ms); on expiry it returns
+ *    VKV_ETIMEDOUT and the request may or may not have been applied
+ *    (requests are idempotent by id, so retrying is safe).
+ *  - If the daemon restarted (its epoch changed), the library drops every
+ *    mapping and lease, reconnects and returns VKV_ESTALE once: views
+ *    obtained before are invalid; look up and fetch again.
+ */
+#ifndef VKV_VKV_H
+#define VKV_VKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vkv/codec.h"
+#include "vkv/error.h"
+#include "vkv/key.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VKV_VERSION_MAJOR 0
+#define VKV_VERSION_MINOR 1
+
+typedef struct vkv_client vkv_client;
+
+/* Connection options. Zero-initialize, then set what you need. */
+typedef struct vkv_options {
+    const char *rundir;    /* daemon runtime dir; NULL = $VKV_RUNDIR or the
+                            * daemon's default ($XDG_RUNTIME_DIR/vkv or
+                            * /tmp/vkv-$UID) */
+    const char *ns;        /* namespace: model fingerprint (model id,
+                            * revision, TP rank, dtype). The codec spec is
+                            * appended by the library. Required unless admin. */
+    const char *codec;     /* codec spec string; NULL = the default */
+    const char *name;      /* client name for logs (optional) */
+    int timeout_ms;        /* per call; 0 = 5000 */
+    int admin;             /* nonzero: an inspection session (vkvctl) that can
+                            * list/inspect/evict across namespaces but not
+                            * put or fetch */
+} vkv_options;
+
+/* Connects and says HELLO: opens a session, maps the daemon's slabs once.
+ * `opts` is only read during the call. On success *out is a handle the caller
+ * owns until vkv_close(). Errors: VKV_ECONN (no daemon), VKV_ETIMEDOUT,
+ * VKV_EINVAL, VKV_ESPEC (bad codec), VKV_EPERM, VKV_ENOMEM, VKV_ESYS. */
+int vkv_connect(const vkv_options *opts, vkv_client **out);
+
+/* Releases every lease of the handle, unmaps everything, closes the session
+ * and frees `c`. Views obtained from it become invalid. NULL is a no-op. */
+void vkv_close(vkv_client *c);
+
+/* The codec spec this client encodes with (valid until vkv_close). */
+const vkv_codec_spec *vkv_client_codec(const vkv_client *c);
+
+/* The daemon's epoch as seen at the last reply. */
+uint64_t vkv_client_epoch(const vkv_client *c);
+
+/* Length of the longest prefix of keys[0..n) that is cached (hot or cold)
+ * in *hits; *cold (may be NULL) gets how many of them are in the cold tier.
+ * No side effects in the daemon: safe to call speculatively. */
+int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold);
+
+/* A read-only view of one cached block in the daemon's memory. */
+typedef struct vkv_view {
+    const void *data; /* the block bytes (host backend: mapped shared memory;
+                       * cuda backend: a device pointer) */
+    size_t size;
+} vkv_view;
+
+/* A set of pinned blocks (one FETCH). Opaque. */
+typedef struct vkv_fetch vkv_fetch;
+
+/* Pins the longest cached prefix of keys[0..n): cold blocks are restored
+ * into memory first (the call then takes longer). On success *out is a
+ * handle owning the pins, released with vkv_fetch_release(); it may hold 0
+ * blocks. Errors: as vkv_lookup plus VKV_ENOSPC. */
+int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **out);
+
+/* Number of blocks pinned (the cached prefix length). */
+size_t vkv_fetch_count(const vkv_fetch *f);
+
+/* View of block i (< vkv_fetch_count). Valid until vkv_fetch_release(f). */
+vkv_view vkv_fetch_view(const vkv_fetch *f, size_t i);
+
+/* Unpins and frees `f` (also unmaps views). NULL is a no-op. */
+int vkv_fetch_release(vkv_client *c, vkv_fetch *f);
+
+/* A region reserved for writing one block. Opaque. */
+typedef struct vkv_put vkv_put;
+
+/* Reserves `size` bytes for key. On success *out owns the reservation and
+ * vkv_put_data() is writable memory of `size` bytes. Errors: VKV_EEXIST (the
+ * key is cached already: nothing to do), VKV_EBUSY (another worker is
+ * writing it right now: wait, then look it up), VKV_ENOSPC. */
+int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out);
+
+/* The writable memory of a reservation (valid until commit/abort). */
+void *vkv_put_data(vkv_put *p);
+size_t vkv_put_size(const vkv_put *p);
+
+/* Publishes the written block (the daemon checks its header) and frees `p`
+ * in every case. Errors: VKV_ECORRUPT/VKV_EMAGIC/... (bad block, the
+ * reservation is aborted), VKV_ELEASE (it expired). */
+int vkv_put_commit(vkv_client *c, vkv_put *p);
+
+/* Drops the reservation unpublished and frees `p`. */
+int vkv_put_abort(vkv_client *c, vkv_put *p);
+
+/* Convenience: encodes one chunk with the client's codec straight into a
+ * fresh reservation and commits it. Returns VKV_OK also when the key already
+ * existed (VKV_EEXIST is folded into success; *stored (may be NULL) tells
+ * 1 = stored, 0 = someone else had it or is writing it). */
+int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
+                  const vkv_kv_src *src, int *stored);
+
+/* Deletes keys[0..n) of this namespace; *deleted (may be NULL) counts them. */
+int vkv_delete(vkv_client *c, const vkv_key *keys, size_t n, size_t *deleted);
+
+/* One named counter of STATS. */
+typedef struct vkv_stat {
+    char name[64];
+    uint64_t value;
+} vkv_stat;
+
+/* Fills out[0..cap) with the daemon's counters; *n gets how many exist
+ * (may exceed cap). */
+int vkv_stats(vkv_client *c, vkv_stat *out, size_t cap, size_t *n);
+
+/* Looks one counter up by name in a vkv_stats() result; 0 if absent. */
+uint64_t vkv_stat_get(const vkv_stat *stats, size_t n, const char *name);
+
+/* Round trip to the daemon (keeps the session alive). */
+int vkv_ping(vkv_client *c);
+
+/* ---- chained prefix keys (for callers without vLLM's block hashes) -------- */
+
+/* An image that overlaps a chunk: its content hash (e.g. SHA-256 of the
+ * pixels or of the file) and where its tokens sit in the chunk. */
+typedef struct vkv_image_ref {
+    uint8_t hash[32];
+    uint32_t offset; /* first token of the image inside this chunk */
+    uint32_t length; /* tokens of the image inside this chunk */
+} vkv_image_ref;
+
+/* Derives the key of one chunk: SHA-256 over the exact byte string given in
+ * docs/KEYS.md ("vkv-chain-v1", parent key (32 zero bytes for the first
+ * chunk), token count and ids, image count and refs, all little-endian).
+ * Reads its inputs only during the call. Errors: VKV_EINVAL. */
+int vkv_key_chain(const vkv_key *parent, const uint32_t *tokens, size_t ntokens,
+                  const vkv_image_ref *images, size_t nimages, vkv_key *out);
+
+/* Formats a key as 64 lowercase hex chars + NUL into hex[65]. */
+void vkv_key_hex(const vkv_key *key, char hex[65]);
+
+/* Parses 64 hex chars into *key. Returns VKV_OK or VKV_EINVAL. */
+int vkv_key_parse(const char *hex, vkv_key *key);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VKV_VKV_H */

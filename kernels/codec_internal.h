@@ -1,0 +1,87 @@
+/*
+ * kernels/codec_internal.h - private contract between the codec driver
+ * (codec.c) and its kernel implementations (scalar reference, AVX2,
+ * AVX-512). Not installed.
+ *
+ * A kernel table holds four hot loops. The driver does all validation,
+ * section addressing and raw-token copies; kernels only see one group (encode)
+ * or one visual token (decode) at a time. Pointers into a block (bits, lev)
+ * may have any alignment: kernels access them bytewise or with unaligned
+ * loads. Source and destination tensors hold 16-bit elements, 2-byte aligned.
+ */
+#ifndef VKVK_CODEC_INTERNAL_H
+#define VKVK_CODEC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "codec_math.h"
+#include "vkv/codec.h"
+
+/* Rule parameters of one tensor (K or V) as the kernels need them. */
+typedef struct vkvk_rule_args {
+    uint8_t rule;  /* enum vkv_rule */
+    uint8_t dtype; /* enum vkv_dtype */
+    uint8_t iters; /* Lloyd iterations */
+    float param;   /* shrink (minmax) or p (quantile) */
+} vkvk_rule_args;
+
+/* Scratch floats a kernel may use for a CHANNEL group of n tokens or a
+ * TOKEN row of head_dim channels (the driver allocates this many). */
+#define VKVK_SCRATCH_FLOATS(n, head_dim) ((size_t)(n) * 66u + 2u * (size_t)(head_dim) + 64u)
+
+typedef struct vkvk_kernels {
+    const char *name;
+    /* Encodes a CHANNEL group: tokens 0..n-1 of one head, all hd channels.
+     * src points at (first token, head, channel 0), tstride elements between
+     * tokens. Writes code bits for token i at bits + i*bstride (hd/8 bytes),
+     * the low levels (hd elements) at lev_lo and the high ones at lev_hi.
+     * Returns 0 or VKV_ENONFINITE. */
+    int (*enc_channel)(const vkvk_rule_args *ra, const uint16_t *src, size_t tstride, uint32_t n,
+                       uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *lev_lo, uint8_t *lev_hi,
+                       float *scratch);
+    /* Encodes the TOKEN groups of one token and head: hd channels at src in
+     * groups of g. Writes hd/8 bytes of bits and hd/g (low, high) pairs at
+     * lev. Returns 0 or VKV_ENONFINITE. */
+    int (*enc_token)(const vkvk_rule_args *ra, const uint16_t *src, uint32_t hd, uint32_t g,
+                     uint8_t *bits, uint8_t *lev, float *scratch);
+    /* Decodes one visual token of every head, CHANNEL mode: bits is the
+     * token's row [heads][hd/8], lev its group's [heads][2][hd]; head h goes
+     * to dst + h*head_stride. */
+    void (*dec_channel)(const uint8_t *bits, const uint8_t *lev, uint32_t heads, uint32_t hd,
+                        uint16_t *dst, size_t head_stride);
+    /* Same for TOKEN mode: lev is the token's [heads][hd/g][2]. */
+    void (*dec_token)(const uint8_t *bits, const uint8_t *lev, uint32_t heads, uint32_t hd,
+                      uint32_t g, uint16_t *dst, size_t head_stride);
+} vkvk_kernels;
+
+extern const vkvk_kernels vkvk_kernels_scalar;
+#ifdef VKVK_X86
+extern const vkvk_kernels vkvk_kernels_avx2;
+extern const vkvk_kernels vkvk_kernels_avx512;
+/* The AVX2 TOKEN encoder, reused by the AVX-512 table. */
+int vkvk_avx2_enc_token(const vkvk_rule_args *ra, const uint16_t *src, uint32_t hd, uint32_t g,
+                        uint8_t *bits, uint8_t *lev, float *scratch);
+#endif
+
+/* The reference CHANNEL encoder restricted to channels [d0, d1) (multiples
+ * of 8); SIMD kernels use it for channel tails and stay bit-identical. */
+int vkvk_ref_enc_channel_part(const vkvk_rule_args *ra, const uint16_t *src, size_t tstride,
+                              uint32_t n, uint32_t d0, uint32_t d1, uint8_t *bits, size_t bstride,
+                              uint8_t *lev_lo, uint8_t *lev_hi, float *scratch);
+
+/* Unaligned little-endian 16-bit load/store into block memory. */
+static inline uint16_t vkvk_ld16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline void vkvk_st16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+
+#endif /* VKVK_CODEC_INTERNAL_H */

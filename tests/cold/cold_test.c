@@ -1,0 +1,636 @@
+/* tests/cold/cold_test.c - the LMDB cold tier against real LMDB files:
+ * round trips, persistence, the byte bound, corruption, map and disk
+ * limits, unusable directories. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cold.h"
+#include "cold_util.h"
+#include "log.h"
+#include "vkv/error.h"
+
+/* Per-test scratch directory. */
+typedef struct fixture {
+    char *dir;
+} fixture;
+
+/* Creates the scratch directory of a test. */
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    f->dir = cu_mkdtemp("cold");
+    if (f->dir == NULL) {
+        free(f);
+        return -1;
+    }
+    cu_nside = 0;
+    *state = f;
+    return 0;
+}
+
+/* Removes the scratch directory of a test. */
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    cu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Opens the cold tier in `dir` with the given bound and piece size. */
+static vkvs_cold *open_cold(const char *dir, uint64_t max_bytes, uint32_t piece)
+{
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = dir;
+    cfg.max_bytes = max_bytes;
+    cfg.piece_size = piece;
+    cfg.sync_interval_ms = 50;
+    vkvs_cold *c = NULL;
+    char err[256];
+    int rc = vkvs_cold_open(&cfg, &c, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "open failed: %s (%s)\n", vkv_strerror(rc), err);
+    assert_int_equal(rc, 0);
+    assert_non_null(c);
+    return c;
+}
+
+/* Restores (ns, key) and asserts it is exactly payload(key, len). */
+static void expect_restore(vkvs_cold *c, const char *ns, const vkv_key *k, size_t len)
+{
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    int rc = cu_restore_sync(c, ns, k, len + 17, 900, &buf, &got);
+    assert_int_equal(rc, 0);
+    assert_int_equal(got, len);
+    assert_true(cu_check(k, buf, len));
+    free(buf);
+}
+
+/* Asserts (ns, key) is absent (restore and lookup say not found). */
+static void expect_absent(vkvs_cold *c, const char *ns, const vkv_key *k)
+{
+    vkvs_cold_entry_info info;
+    assert_int_equal(vkvs_cold_lookup(c, ns, k, &info), VKV_ENOTFOUND);
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    assert_int_equal(cu_restore_sync(c, ns, k, 16, 901, &buf, &got), VKV_ENOTFOUND);
+}
+
+static const size_t sizes[] = {1,        4095,      262144,        262145,   1u << 20,
+                               (1u << 20) + 1, 2600000, (11u << 20) + 3};
+#define NSIZES (sizeof sizes / sizeof sizes[0])
+
+/* Spill then restore returns the same bytes, for sizes around the piece
+ * size and above 10 MB, with both piece sizes, and into a split dst. */
+static void cold_spill_then_restore_is_bit_identical(void **state)
+{
+    fixture *f = *state;
+    const uint32_t pieces[] = {256u << 10, 1u << 20};
+    for (int p = 0; p < 2; p++) {
+        vkvs_cold *c = open_cold(f->dir, 256u << 20, pieces[p]);
+        for (size_t i = 0; i < NSIZES; i++) {
+            vkv_key k;
+            cu_key(&k, (uint64_t)p, i);
+            assert_int_equal(cu_spill_sync(c, "model-a", &k, sizes[i], i + 1), 0);
+        }
+        for (size_t i = 0; i < NSIZES; i++) {
+            vkv_key k;
+            cu_key(&k, (uint64_t)p, i);
+            expect_restore(c, "model-a", &k, sizes[i]);
+            vkvs_cold_entry_info info;
+            assert_int_equal(vkvs_cold_lookup(c, "model-a", &k, &info), 0);
+            assert_int_equal(info.size, sizes[i]);
+            assert_int_equal(info.piece_size, pieces[p]);
+            assert_int_equal(info.pieces, (sizes[i] + pieces[p] - 1) / pieces[p]);
+        }
+        /* a dst split into three uneven iovecs */
+        vkv_key k;
+        cu_key(&k, (uint64_t)p, NSIZES - 2);
+        size_t len = sizes[NSIZES - 2];
+        uint8_t *b = malloc(len);
+        assert_non_null(b);
+        struct iovec iov[3] = {{b, 1000}, {b + 1000, 700001}, {b + 701001, len - 701001}};
+        assert_int_equal(vkvs_cold_restore(c, "model-a", &k, iov, 3, 77), 0);
+        vkvs_cold_completion cp;
+        assert_int_equal(cu_wait(c, VKVS_COLD_OP_RESTORE, 77, &cp), 0);
+        assert_int_equal(cp.status, 0);
+        assert_true(cu_check(&k, b, len));
+        free(b);
+
+        vkvs_cold_stats st;
+        vkvs_cold_stats_get(c, &st);
+        assert_int_equal(st.entries, NSIZES);
+        assert_int_equal(st.spills, NSIZES);
+        assert_int_equal(st.restores, NSIZES + 1);
+        assert_int_equal(st.checksum_failures, 0);
+        assert_int_equal(vkvs_cold_close(c), 0);
+        cu_rmrf(f->dir);
+    }
+}
+
+/* One foreach visit: records what was listed. */
+typedef struct listing {
+    int n;
+    int seen[64];
+    uint64_t size[64];
+    int bad;
+} listing;
+
+/* foreach callback: maps a listed entry back to its index. */
+static int list_cb(void *ctx, const vkvs_cold_entry_info *e)
+{
+    listing *l = ctx;
+    uint64_t series, idx;
+    if (cu_key_parse(&e->key, &series, &idx) != 0 || idx >= 32) {
+        l->bad++;
+        return 0;
+    }
+    int slot = (int)idx + (strcmp(e->ns, "") == 0 ? 32 : 0);
+    l->seen[slot]++;
+    l->size[slot] = e->size;
+    l->n++;
+    return 0;
+}
+
+/* Entries survive close and reopen; foreach lists them all, namespaces
+ * keep equal keys apart. */
+static void cold_entries_persist_across_close_and_reopen(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c = open_cold(f->dir, 256u << 20, 256u << 10);
+    for (uint64_t i = 0; i < 20; i++) {
+        vkv_key k;
+        cu_key(&k, 1, i);
+        assert_int_equal(cu_spill_sync(c, "ns-one", &k, 100000 + i * 7777, i + 1), 0);
+        if (i < 5) /* same key, other (empty) namespace, other size */
+            assert_int_equal(cu_spill_sync(c, "", &k, 5000 + i, 100 + i), 0);
+    }
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    c = open_cold(f->dir, 256u << 20, 1u << 20);
+    listing l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(vkvs_cold_foreach(c, list_cb, &l), 0);
+    assert_int_equal(l.n, 25);
+    assert_int_equal(l.bad, 0);
+    for (uint64_t i = 0; i < 20; i++) {
+        assert_int_equal(l.seen[i], 1);
+        assert_int_equal(l.size[i], 100000 + i * 7777);
+        vkv_key k;
+        cu_key(&k, 1, i);
+        expect_restore(c, "ns-one", &k, 100000 + i * 7777);
+        if (i < 5) {
+            assert_int_equal(l.size[32 + i], 5000 + i);
+            expect_restore(c, "", &k, 5000 + i);
+        }
+    }
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, 25);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Finds an EVICTED completion for (ns, key) in the side list. */
+static int evicted(const char *ns, const vkv_key *k)
+{
+    for (int i = 0; i < cu_nside; i++)
+        if (cu_side[i].op == VKVS_COLD_OP_EVICTED && strcmp(cu_side[i].ns, ns) == 0 &&
+            memcmp(cu_side[i].key.b, k->b, 32) == 0)
+            return 1;
+    return 0;
+}
+
+/* Past max_bytes the writer evicts least recently used entries (a restore
+ * refreshes an entry), posts EVICTED for each and keeps the newest. */
+static void cold_bound_evicts_least_recently_used(void **state)
+{
+    fixture *f = *state;
+    const size_t mb = 1u << 20;
+    vkvs_cold *c = open_cold(f->dir, 5 * mb, 256u << 10);
+    vkv_key k[8];
+    for (int i = 0; i < 8; i++)
+        cu_key(&k[i], 2, (uint64_t)i);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(cu_spill_sync(c, "m", &k[i], mb, (uint64_t)i + 1), 0);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_EVICTED), 0);
+    expect_restore(c, "m", &k[0], mb); /* k0 becomes the most recent */
+    for (int i = 5; i < 8; i++)
+        assert_int_equal(cu_spill_sync(c, "m", &k[i], mb, (uint64_t)i + 1), 0);
+    cu_drain(c);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_EVICTED), 3);
+    for (int i = 1; i <= 3; i++) {
+        assert_true(evicted("m", &k[i]));
+        expect_absent(c, "m", &k[i]);
+    }
+    expect_restore(c, "m", &k[0], mb);
+    for (int i = 4; i < 8; i++)
+        expect_restore(c, "m", &k[i], mb);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.evictions, 3);
+    assert_int_equal(st.entries, 5);
+    assert_true(st.bytes <= 5 * mb);
+    /* a single spill larger than the bound is refused up front */
+    void *big = malloc(6 * mb);
+    assert_non_null(big);
+    assert_int_equal(vkvs_cold_spill(c, "m", &k[0], big, 6 * mb, 99), VKV_ETOOBIG);
+    free(big); /* still ours after an error return */
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    /* reopening with a lower bound trims right away */
+    cu_nside = 0;
+    c = open_cold(f->dir, 2 * mb, 256u << 10);
+    assert_int_equal(vkvs_cold_flush_wait(c), 0);
+    cu_drain(c);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_EVICTED), 3);
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, 2);
+    expect_restore(c, "m", &k[7], mb);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Flips 8 bytes of data.mdb where payload(key) bytes [off, off+64) lie;
+ * asserts the pattern is found exactly once. */
+static void corrupt_payload(const char *dir, const vkv_key *k, size_t len, size_t off)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    uint8_t *file = malloc((size_t)sb.st_size);
+    assert_non_null(file);
+    assert_int_equal(pread(fd, file, (size_t)sb.st_size, 0), sb.st_size);
+    uint8_t *pl = cu_payload(k, len);
+    uint8_t *hit = memmem(file, (size_t)sb.st_size, pl + off, 64);
+    assert_non_null(hit);
+    assert_null(memmem(hit + 1, (size_t)sb.st_size - (size_t)(hit + 1 - file), pl + off, 64));
+    off_t at = (off_t)(hit - file) + 20;
+    uint8_t flip[8];
+    for (int i = 0; i < 8; i++)
+        flip[i] = (uint8_t)(hit[20 + i] ^ 0x5a);
+    assert_int_equal(pwrite(fd, flip, 8, at), 8);
+    assert_int_equal(fsync(fd), 0);
+    close(fd);
+    free(pl);
+    free(file);
+}
+
+/* verify progress callback: counts calls, checks monotonic progress. */
+static int progress_cb(void *ctx, uint64_t done, uint64_t total, uint64_t db, uint64_t tb)
+{
+    uint64_t *calls = ctx;
+    assert_true(done <= total);
+    assert_true(db <= tb);
+    (*calls)++;
+    return 0;
+}
+
+/* Bytes flipped inside a stored payload: verify reports the entries,
+ * restore answers VKV_ECHECKSUM and drops the entry, never serves it. */
+static void cold_corrupt_payload_is_detected_and_dropped(void **state)
+{
+    fixture *f = *state;
+    const size_t len = 600000;
+    vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
+    vkv_key k[3];
+    for (int i = 0; i < 3; i++) {
+        cu_key(&k[i], 3, (uint64_t)i);
+        assert_int_equal(cu_spill_sync(c, "m", &k[i], len, (uint64_t)i + 1), 0);
+    }
+    assert_int_equal(vkvs_cold_close(c), 0);
+    corrupt_payload(f->dir, &k[0], len, 300000);
+    corrupt_payload(f->dir, &k[1], len, 590000);
+
+    c = open_cold(f->dir, 64u << 20, 256u << 10);
+    vkvs_cold_verify_report r;
+    uint64_t calls = 0;
+    assert_int_equal(vkvs_cold_verify(c, 0, progress_cb, &calls, &r), 0);
+    assert_int_equal(r.entries, 3);
+    assert_int_equal(r.corrupt, 2);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(calls, 3);
+
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    assert_int_equal(cu_restore_sync(c, "m", &k[0], len, 10, &buf, &got), VKV_ECHECKSUM);
+    assert_null(buf);
+    assert_int_equal(vkvs_cold_flush_wait(c), 0);
+    cu_drain(c);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_DROPPED), 1);
+    expect_absent(c, "m", &k[0]);
+
+    assert_int_equal(vkvs_cold_verify(c, VKVS_COLD_VERIFY_DROP, NULL, NULL, &r), 0);
+    assert_int_equal(r.entries, 2);
+    assert_int_equal(r.corrupt, 1);
+    assert_int_equal(r.dropped, 1);
+    expect_absent(c, "m", &k[1]);
+    expect_restore(c, "m", &k[2], len);
+    assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+    assert_int_equal(r.entries, 1);
+    assert_int_equal(r.corrupt, 0);
+
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    /* counted per detection: verify x2, restore, verify-with-drop */
+    assert_int_equal(st.checksum_failures, 4);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* The map grows on MDB_MAP_FULL up to its cap; at the cap a spill fails
+ * with VKV_ENOSPC, nothing half-written, earlier entries still restore. */
+static void cold_map_full_grows_then_refuses_cleanly(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = f->dir;
+    cfg.max_bytes = 256u << 20;
+    cfg.piece_size = 256u << 10;
+    cfg.map_initial_bytes = 2u << 20;
+    cfg.map_cap_bytes = 12u << 20;
+    vkvs_cold *c = NULL;
+    assert_int_equal(vkvs_cold_open(&cfg, &c, NULL, 0), 0);
+    vkv_key k[4];
+    for (int i = 0; i < 4; i++)
+        cu_key(&k[i], 4, (uint64_t)i);
+    assert_int_equal(cu_spill_sync(c, "m", &k[0], 3u << 20, 1), 0);
+    assert_int_equal(cu_spill_sync(c, "m", &k[1], 3u << 20, 2), 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_true(st.map_grows >= 1);
+    assert_true(st.map_size > (2u << 20));
+    assert_int_equal(cu_spill_sync(c, "m", &k[2], 9u << 20, 3), VKV_ENOSPC);
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.map_full, 1);
+    assert_int_equal(st.spill_errors, 1);
+    assert_int_equal(st.entries, 2);
+    assert_true(st.map_size <= (12u << 20));
+    assert_true(strstr(st.last_error, "map full") != NULL);
+    expect_restore(c, "m", &k[0], 3u << 20);
+    expect_restore(c, "m", &k[1], 3u << 20);
+    expect_absent(c, "m", &k[2]);
+    /* a small one still fits afterwards */
+    assert_int_equal(cu_spill_sync(c, "m", &k[3], 100000, 4), 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    c = open_cold(f->dir, 256u << 20, 256u << 10);
+    expect_absent(c, "m", &k[2]);
+    expect_restore(c, "m", &k[3], 100000);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Tries to open at `dir`; asserts failure with a message and no handle. */
+static int expect_open_fails(const char *dir)
+{
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = dir;
+    vkvs_cold *c = (vkvs_cold *)&cfg; /* must be reset to NULL */
+    char err[256] = "untouched";
+    int rc = vkvs_cold_open(&cfg, &c, err, sizeof err);
+    assert_true(rc < 0);
+    assert_null(c);
+    assert_true(strlen(err) > 10);
+    assert_string_not_equal(err, "untouched");
+    fprintf(stderr, "  expected failure: %s: %s\n", vkv_errname(rc), err);
+    return rc;
+}
+
+/* A file in place of the directory, a path under /proc, a second process
+ * on the same directory and (as non-root) a read-only directory all fail
+ * at open with a clear error. */
+static void cold_open_fails_cleanly_on_unusable_directory(void **state)
+{
+    fixture *f = *state;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/not-a-dir", f->dir);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(expect_open_fails(path), VKV_EINVAL);
+    snprintf(path, sizeof path, "%s/not-a-dir/below", f->dir);
+    assert_int_equal(expect_open_fails(path), VKV_EINVAL);
+    expect_open_fails("/proc/self/vkv-cold-test");
+
+    /* missing parents are created, mode 0700 */
+    snprintf(path, sizeof path, "%s/a/b/c", f->dir);
+    vkvs_cold *c = open_cold(path, 1u << 20, 256u << 10);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+
+    /* a second open of the same directory (another process) is refused */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        vkvs_cold_config cfg;
+        vkvs_cold_config_default(&cfg);
+        cfg.dir = path;
+        vkvs_cold *c2 = NULL;
+        _exit(vkvs_cold_open(&cfg, &c2, NULL, 0) == VKV_EBUSY && c2 == NULL ? 0 : 1);
+    }
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    snprintf(path, sizeof path, "%s/ro", f->dir);
+    assert_int_equal(mkdir(path, 0500), 0);
+    if (geteuid() == 0) {
+        fprintf(stderr, "  read-only directory case skipped: running as root, where mode 0500 "
+                        "does not stop writes (the file-in-place and /proc cases cover it)\n");
+    } else {
+        snprintf(path, sizeof path, "%s/ro/sub", f->dir);
+        assert_int_equal(expect_open_fails(path), VKV_EPERM);
+        snprintf(path, sizeof path, "%s/ro", f->dir);
+        assert_int_equal(expect_open_fails(path), VKV_EPERM);
+    }
+    chmod(path, 0700);
+}
+
+/* Child of the disk-full case: opens, limits the file size, spills until a
+ * spill fails. Exit status: number of committed spills (< 100), or 100+ on
+ * a failed check. */
+static int disk_full_child(const char *dir)
+{
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = dir;
+    cfg.max_bytes = 1u << 30;
+    cfg.piece_size = 256u << 10;
+    vkvs_cold *c = NULL;
+    if (vkvs_cold_open(&cfg, &c, NULL, 0) != 0)
+        return 101;
+    char path[4200];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (stat(path, &sb) != 0)
+        return 102;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {(rlim_t)sb.st_size + (4u << 20), (rlim_t)sb.st_size + (4u << 20)};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 103;
+    int committed = 0, failed = 0;
+    for (uint64_t i = 0; i < 40 && !failed; i++) {
+        vkv_key k;
+        cu_key(&k, 5, i);
+        int rc = cu_spill_sync(c, "m", &k, 1u << 20, i + 1);
+        if (rc == 0)
+            committed++;
+        else if (rc == VKV_ENOSPC || rc == VKV_EIO)
+            failed = 1;
+        else
+            return 104;
+    }
+    if (!failed || committed == 0)
+        return 105;
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    if (st.write_errors < 1 || st.enospc + st.eio < 1 || st.last_error[0] == 0 ||
+        st.entries != (uint64_t)committed)
+        return 106;
+    for (int i = 0; i < committed; i++) { /* still serving */
+        vkv_key k;
+        cu_key(&k, 5, (uint64_t)i);
+        uint8_t *buf;
+        size_t got;
+        if (cu_restore_sync(c, "m", &k, 1u << 20, 1000 + (uint64_t)i, &buf, &got) != 0 ||
+            !cu_check(&k, buf, 1u << 20))
+            return 107;
+        free(buf);
+    }
+    vkvs_cold_close(c);
+    return committed;
+}
+
+/* With the file size limited (as on a full disk), a spill fails with an
+ * error completion, nothing half-written; after reopening every committed
+ * entry restores and the failed one is absent. */
+static void cold_disk_full_fails_spill_cleanly(void **state)
+{
+    fixture *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(disk_full_child(f->dir));
+    int ws;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    int committed = WEXITSTATUS(ws);
+    fprintf(stderr, "  child committed %d spills before the disk-full error\n", committed);
+    assert_true(committed > 0 && committed < 100);
+    vkvs_cold *c = open_cold(f->dir, 1u << 30, 256u << 10);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, (uint64_t)committed);
+    for (int i = 0; i < committed; i++) {
+        vkv_key k;
+        cu_key(&k, 5, (uint64_t)i);
+        expect_restore(c, "m", &k, 1u << 20);
+    }
+    vkv_key k;
+    cu_key(&k, 5, (uint64_t)committed);
+    expect_absent(c, "m", &k);
+    vkvs_cold_verify_report r;
+    assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+    assert_int_equal(r.corrupt, 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Delete, replace, spill from iovecs, a too small destination and bad
+ * arguments behave as documented. */
+static void cold_delete_replace_and_argument_checks(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
+    vkv_key k;
+    cu_key(&k, 6, 1);
+    assert_int_equal(cu_spill_sync(c, "m", &k, 500000, 1), 0);
+    assert_int_equal(cu_spill_sync(c, "m", &k, 700001, 2), 0); /* replace */
+    expect_restore(c, "m", &k, 700001);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.bytes, 700001);
+
+    uint8_t *buf;
+    size_t got;
+    assert_int_equal(cu_restore_sync(c, "m", &k, 700000, 3, &buf, &got), VKV_ETRUNC);
+    assert_int_equal(cu_restore_sync(c, "other", &k, 700001, 4, &buf, &got), VKV_ENOTFOUND);
+
+    assert_int_equal(vkvs_cold_delete(c, "m", &k, 5), 0);
+    vkvs_cold_completion cp;
+    assert_int_equal(cu_wait(c, VKVS_COLD_OP_DELETE, 5, &cp), 0);
+    assert_int_equal(cp.status, 0);
+    expect_absent(c, "m", &k);
+    assert_int_equal(vkvs_cold_delete(c, "m", &k, 6), 0);
+    assert_int_equal(cu_wait(c, VKVS_COLD_OP_DELETE, 6, &cp), 0);
+    assert_int_equal(cp.status, VKV_ENOTFOUND);
+
+    /* spill_iov gathers from caller memory */
+    size_t len = 900000;
+    uint8_t *src = cu_payload(&k, len);
+    struct iovec iov[3] = {{src, 10}, {src + 10, 500000}, {src + 500010, len - 500010}};
+    assert_int_equal(vkvs_cold_spill_iov(c, "m", &k, iov, 3, 7), 0);
+    assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 7, &cp), 0);
+    assert_int_equal(cp.status, 0);
+    assert_int_equal(cp.size, len);
+    free(src);
+    expect_restore(c, "m", &k, len);
+
+    char longns[VKVS_COLD_NS_MAX + 2];
+    memset(longns, 'x', sizeof longns - 1);
+    longns[sizeof longns - 1] = 0;
+    uint8_t one = 1;
+    assert_int_equal(vkvs_cold_spill(c, longns, &k, &one, 1, 8), VKV_EINVAL);
+    assert_int_equal(vkvs_cold_spill(c, "m", &k, &one, 0, 8), VKV_EINVAL);
+    assert_int_equal(vkvs_cold_spill(c, NULL, &k, &one, 1, 8), VKV_EINVAL);
+    longns[VKVS_COLD_NS_MAX] = 0; /* exactly the maximum is fine */
+    assert_int_equal(cu_spill_sync(c, longns, &k, 3, 9), 0);
+    expect_restore(c, longns, &k, 3);
+    assert_int_equal(vkvs_cold_poll(c, &cp, 1), 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+int main(void)
+{
+    vkv_log_init("cold_test", VKV_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(cold_spill_then_restore_is_bit_identical, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_entries_persist_across_close_and_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_bound_evicts_least_recently_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(cold_corrupt_payload_is_detected_and_dropped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_map_full_grows_then_refuses_cleanly, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_open_fails_cleanly_on_unusable_directory, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

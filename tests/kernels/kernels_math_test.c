@@ -1,0 +1,207 @@
+/*
+ * tests/kernels/kernels_math_test.c - the shared per-group math
+ * (codec_math.h): dtype conversions against F16C and known values, the level
+ * rules on hand-worked groups, the section layout, and spec strings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "kernels_util.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* F16C conversions, compiled for this function only and called after a
+ * CPUID check. */
+__attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f)
+{
+    return (uint16_t)_cvtss_sh(f, 0);
+}
+__attribute__((target("f16c"))) static float hw_f16_to_f32(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+#endif
+
+static void fp16_conversion_matches_known_values(void **state)
+{
+    (void)state;
+    assert_int_equal(vkvk_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(vkvk_f32_to_f16(-2.0f), 0xc000);
+    assert_int_equal(vkvk_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(vkvk_f32_to_f16(65519.0f), 0x7bff);
+    assert_int_equal(vkvk_f32_to_f16(65520.0f), 0x7c00); /* tie rounds to even = Inf */
+    assert_int_equal(vkvk_f32_to_f16(5.9604645e-8f), 0x0001); /* 2^-24 */
+    assert_int_equal(vkvk_f32_to_f16(2.9802322e-8f), 0x0000); /* 2^-25: tie to even 0 */
+    assert_int_equal(vkvk_f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3c00); /* tie to even */
+    assert_int_equal(vkvk_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3c02); /* tie to even (up) */
+    assert_int_equal(vkvk_f32_to_f16(-0.0f), 0x8000);
+    assert_true(vkvk_f16_to_f32(0x0001) == 5.9604645e-8f);
+    assert_true(vkvk_f16_to_f32(0xfbff) == -65504.0f);
+    assert_int_equal(vkvk_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(vkvk_f32_to_bf16(vkvk_bits_f32(0x3f808000u)), 0x3f80); /* tie to even */
+    assert_int_equal(vkvk_f32_to_bf16(vkvk_bits_f32(0x3f818000u)), 0x3f82);
+    assert_true(vkvk_bf16_to_f32(0xc040) == -3.0f);
+    /* every half round-trips exactly (NaNs stay NaN) */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = vkvk_f16_to_f32((uint16_t)h);
+        if (isnan(f))
+            assert_true(isnan(vkvk_f16_to_f32(vkvk_f32_to_f16(f))));
+        else
+            assert_int_equal(vkvk_f32_to_f16(f), h);
+        assert_int_equal(vkvk_f32_to_bf16(vkvk_bf16_to_f32((uint16_t)h)) | (isnan(vkvk_bf16_to_f32((uint16_t)h)) ? 0x40 : 0),
+                         h | (isnan(vkvk_bf16_to_f32((uint16_t)h)) ? 0x40 : 0));
+    }
+}
+
+static void fp16_conversion_matches_f16c(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("f16c"))
+        skip();
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = vkvk_f16_to_f32((uint16_t)h), b = hw_f16_to_f32((uint16_t)h);
+        if (!isnan(a))
+            assert_true(vkvk_f32_bits(a) == vkvk_f32_bits(b));
+    }
+    uint64_t s = 1;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t u = (uint32_t)ku_rand(&s);
+        if (i % 2)
+            u = (u & 0x8fffffffu) | 0x30000000u; /* bias toward the half range */
+        float f = vkvk_bits_f32(u);
+        if (isnan(f))
+            continue;
+        assert_int_equal(vkvk_f32_to_f16(f), hw_f32_to_f16(f));
+    }
+#else
+    skip();
+#endif
+}
+
+static void level_rules_on_hand_worked_groups(void **state)
+{
+    (void)state;
+    float lo, hi;
+    vkvk_minmax_levels(-1.0f, 3.0f, 0.5f, &lo, &hi); /* shrink 0.5: quarter of 4 from each end */
+    assert_true(lo == 0.0f && hi == 2.0f);
+    vkvk_minmax_levels(-1.0f, 3.0f, 0.0f, &lo, &hi);
+    assert_true(lo == -1.0f && hi == 3.0f);
+    /* quantile: n = 11 sorted 0..10, p = 0.2 -> k = 2, levels v[2], v[8] */
+    float v[11] = {7, 3, 10, 0, 5, 1, 9, 2, 8, 6, 4};
+    vkvk_quantile_levels(v, 11, 0.2f, &lo, &hi);
+    assert_true(lo == 2.0f && hi == 8.0f);
+    float z[3] = {-0.0f, -0.0f, 1.0f};
+    vkvk_quantile_levels(z, 3, 0.2f, &lo, &hi);
+    assert_int_equal(vkvk_f32_bits(lo), 0); /* -0 normalised to +0 */
+    /* lloyd update: empty side takes the other's level */
+    float thr = vkvk_lloyd_update(0.0f, 0, 6.0f, 3, &lo, &hi);
+    assert_true(lo == 2.0f && hi == 2.0f && thr == 2.0f);
+    thr = vkvk_lloyd_update(-4.0f, 2, 9.0f, 3, &lo, &hi);
+    assert_true(lo == -2.0f && hi == 3.0f && thr == 0.5f);
+    /* finish: constant group exact, levels clamped, midpoint of rounded levels */
+    uint16_t lh, hh;
+    float mid = vkvk_group_finish(VKV_DTYPE_F16, 123.0f, -7.0f, 0.3f, 0.3f, &lh, &hh);
+    assert_int_equal(lh, vkvk_f32_to_f16(0.3f));
+    assert_int_equal(hh, lh);
+    assert_true(mid == vkvk_f16_to_f32(lh));
+    mid = vkvk_group_finish(VKV_DTYPE_F16, -5.0f, 5.0f, -1.0f, 2.0f, &lh, &hh);
+    assert_true(vkvk_f16_to_f32(lh) == -1.0f && vkvk_f16_to_f32(hh) == 2.0f && mid == 0.5f);
+    /* the 32-lane tree's exact order: (1e8 + 1) - 1e8 style cancellation */
+    float s[32] = {0};
+    s[0] = 1e8f;
+    s[16] = 1.0f;
+    s[8] = -1e8f;
+    assert_true(vkvk_tree32_sum(s) == 0.0f); /* (1e8 + 1) + (-1e8) = 0 in float */
+}
+
+static void layout_is_canonical_and_overflow_safe(void **state)
+{
+    (void)state;
+    vkv_block_header h;
+    memset(&h, 0, sizeof(h));
+    h.layers = 2;
+    h.kv_heads = 3;
+    h.head_dim = 16;
+    h.tokens = 10;
+    h.n_ranges = 2;
+    h.ranges[0] = (vkv_block_range){1, 4};
+    h.ranges[1] = (vkv_block_range){6, 3};
+    h.k_mode = VKV_GROUP_CHANNEL;
+    h.k_group = 3;
+    h.v_mode = VKV_GROUP_TOKEN;
+    h.v_group = 8;
+    vkvk_layout L;
+    assert_int_equal(vkvk_layout_of(&h, &L), 0);
+    assert_int_equal(L.n_vis, 7);
+    assert_int_equal(L.n_raw, 3);
+    assert_int_equal(L.ngrp[0], 3); /* ceil(4/3) + ceil(3/3) */
+    assert_int_equal(L.size[VKV_SEC_RAW_K], 2 * 3 * 3 * 16 * 2);
+    assert_int_equal(L.size[VKV_SEC_BITS_K], 2 * 7 * 3 * 2);
+    assert_int_equal(L.size[VKV_SEC_LEV_K], 2 * 3 * 3 * 2 * 16 * 2);
+    assert_int_equal(L.size[VKV_SEC_LEV_V], 2 * 7 * 3 * 2 * 2 * 2);
+    assert_int_equal(L.off[0], 256);
+    for (int s = 1; s < VKV_SEC_COUNT; s++) {
+        assert_int_equal(L.off[s] % 64, 0);
+        assert_true(L.off[s] >= L.off[s - 1] + L.size[s - 1]);
+        assert_true(L.off[s] < L.off[s - 1] + L.size[s - 1] + 64);
+    }
+    assert_int_equal(L.total, L.off[5] + L.size[5]);
+    h.layers = 0xffffffffu;
+    h.kv_heads = 0xffffffffu;
+    h.head_dim = 0xfffffff8u;
+    h.tokens = 0xffffffffu;
+    assert_int_equal(vkvk_layout_of(&h, &L), -1);
+    h.head_dim = 12;
+    assert_int_equal(vkvk_layout_of(&h, &L), -1);
+}
+
+static void spec_strings_round_trip(void **state)
+{
+    (void)state;
+    const char *texts[] = {"lloyd", "minmax", "quantile", "lloyd:kg=64,vmode=channel,vg=32,iters=5",
+                           "minmax:kp=0.25,vp=0,kmode=token,kg=8", "quantile:vp=0.125,vg=64"};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        vkv_codec_spec a, b;
+        char buf[160];
+        assert_int_equal(vkv_codec_spec_parse(texts[i], &a), VKV_OK);
+        int n = vkv_codec_spec_format(&a, buf, sizeof(buf));
+        assert_true(n > 0 && (size_t)n < sizeof(buf));
+        assert_int_equal(vkv_codec_spec_parse(buf, &b), VKV_OK);
+        assert_memory_equal(&a, &b, sizeof(a));
+    }
+    vkv_codec_spec d, p;
+    vkv_codec_spec_default(&d);
+    assert_int_equal(vkv_codec_spec_parse("lloyd", &p), VKV_OK);
+    assert_memory_equal(&d, &p, sizeof(d));
+    assert_int_equal(d.rule, VKV_RULE_LLOYD);
+    assert_int_equal(d.k_group, 256);
+    assert_int_equal(d.v_mode, VKV_GROUP_TOKEN);
+    assert_int_equal(d.v_group, 0);
+    assert_int_equal(d.iters, 3);
+    assert_int_equal(vkv_codec_spec_parse("minmax", &p), VKV_OK);
+    assert_true(p.k_param == 0.5f && p.v_param == 0.3f);
+    assert_int_equal(vkv_codec_spec_parse("quantile", &p), VKV_OK);
+    assert_true(p.k_param == 0.2f && p.v_param == 0.2f);
+    char small[8];
+    int need = vkv_codec_spec_format(&d, small, sizeof(small));
+    assert_true(need > 7);
+    assert_int_equal(strlen(small), 7);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fp16_conversion_matches_known_values),
+        cmocka_unit_test(fp16_conversion_matches_f16c),
+        cmocka_unit_test(level_rules_on_hand_worked_groups),
+        cmocka_unit_test(layout_is_canonical_and_overflow_safe),
+        cmocka_unit_test(spec_strings_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
