@@ -313,13 +313,21 @@ int vkv_connect(const vkv_options *opts, vkv_client **out)
     c->admin = opts->admin;
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     int rc = VKV_EINVAL;
-    if (opts->codec) {
+    if (opts->ns_is_full) {
+        const char *hash = opts->ns ? strrchr(opts->ns, '#') : NULL;
+        if (opts->codec || opts->admin || !hash || strlen(opts->ns) > NS_MAX ||
+            (rc = vkv_codec_spec_parse(hash + 1, &c->spec)) != 0) {
+            rc = rc ? rc : VKV_EINVAL;
+            goto fail;
+        }
+        snprintf(c->ns, sizeof c->ns, "%s", opts->ns);
+    } else if (opts->codec) {
         if ((rc = vkv_codec_spec_parse(opts->codec, &c->spec)) != 0)
             goto fail;
     } else {
         vkv_codec_spec_default(&c->spec);
     }
-    if (!opts->admin) {
+    if (!opts->admin && !opts->ns_is_full) {
         char spec[128];
         vkv_codec_spec_format(&c->spec, spec, sizeof spec);
         int n = snprintf(c->ns, sizeof c->ns, "%s#%s", opts->ns, spec);

@@ -51,6 +51,10 @@ typedef struct vkv_options {
     int admin;             /* nonzero: an inspection session (vkvctl) that can
                             * list/inspect/evict across namespaces but not
                             * put or fetch */
+    int ns_is_full;        /* nonzero: `ns` already ends in "#<codec spec>"
+                            * (as vkvctl ls prints it); the library parses the
+                            * spec from it instead of appending one, and
+                            * `codec` must be NULL */
 } vkv_options;
 
 /* Connects and says HELLO: opens a session, maps the daemon's slabs once.
