@@ -25,6 +25,7 @@
 #include "log.h"
 #include "proto.h"
 #include "store.h"
+#include "cold.h"
 #include "vkv/codec.h"
 
 /* Replies remembered for idempotent resends, direct-mapped by req_id. */
@@ -59,6 +60,34 @@ struct vkvd_server {
     uint64_t send_failures;
     uint64_t commit_rejected;
     uint64_t cur_hash; /* XXH3 of the request frame being handled */
+    /* cold tier (NULL when disabled or unavailable) */
+    vkvs_cold *cold;
+    int cold_fd;
+    uint64_t next_tag;
+    struct pending_op *ops;       /* spills and restores in flight */
+    struct deferred *deferred;    /* FETCHes waiting for restores */
+    uint64_t cold_spill_lost;     /* spills that failed after eviction */
+    uint64_t cold_restore_failed; /* restores that failed (entry dropped) */
+    uint64_t cold_corrupt_dropped;
+    uint64_t fetch_deferred;
+};
+
+/* A spill or restore handed to the cold tier, by completion tag. */
+struct pending_op {
+    struct pending_op *next;
+    uint64_t tag;
+    int op; /* VKVS_COLD_OP_SPILL / _RESTORE */
+    char ns[VKVS_COLD_NS_MAX + 1];
+    vkv_key key;
+};
+
+/* A FETCH whose reply waits until cold entries of its prefix are restored. */
+struct deferred {
+    struct deferred *next;
+    void *control;     /* nanomsg routing header of the request */
+    vkvp_request *rq;  /* decoded request (owned) */
+    uint64_t req_hash;
+    int rounds;        /* restore rounds so far */
 };
 
 /* ---- runtime directory -------------------------------------------------- */
@@ -228,11 +257,11 @@ static void describe_shape(vkvd_server *srv, const vkvs_info *in, char *buf, siz
     if (vkvs_read(srv->st, in->extents, in->nextents, 0, &h, sizeof h) != 0 ||
         h.magic != VKV_BLOCK_MAGIC)
         return;
-    static const char *rules[] = {"?", "minmax", "quantile", "lloyd"};
+    static const char *rules[] = {"?", "minmax", "quantile", "lloyd", "rotsign"};
     double elems = 2.0 * h.layers * h.kv_heads * h.head_dim * h.tokens;
     snprintf(buf, cap, "layers=%u heads=%u dim=%u tokens=%u %s %s %.3f bits/elem", h.layers,
              h.kv_heads, h.head_dim, h.tokens, h.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16",
-             rules[h.rule <= 3 ? h.rule : 0], elems > 0 ? 8.0 * (double)in->size / elems : 0.0);
+             rules[h.rule <= 4 ? h.rule : 0], elems > 0 ? 8.0 * (double)in->size / elems : 0.0);
 }
 
 /* Fills a wire entry from store info; shape text goes into shapebuf. */
@@ -293,6 +322,209 @@ static bool pid_alive(void *arg, pid_t pid)
 {
     (void)arg;
     return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* ---- cold tier ------------------------------------------------------------------ */
+
+#define DEFER 1             /* dispatch result: the reply waits for restores */
+#define MAX_DEFER_ROUNDS 16 /* restore rounds before a FETCH answers with what it has */
+
+/* Records an in-flight cold operation. Returns 0 or VKV_ENOMEM. */
+static int op_add(vkvd_server *srv, uint64_t tag, int op, const char *ns, const vkv_key *key)
+{
+    struct pending_op *o = calloc(1, sizeof *o);
+    if (!o)
+        return VKV_ENOMEM;
+    o->tag = tag;
+    o->op = op;
+    snprintf(o->ns, sizeof o->ns, "%s", ns);
+    o->key = *key;
+    o->next = srv->ops;
+    srv->ops = o;
+    return 0;
+}
+
+/* Removes the op with `tag` (if any). */
+static void op_remove(vkvd_server *srv, uint64_t tag)
+{
+    for (struct pending_op **pp = &srv->ops; *pp; pp = &(*pp)->next) {
+        if ((*pp)->tag == tag) {
+            struct pending_op *o = *pp;
+            *pp = o->next;
+            free(o);
+            return;
+        }
+    }
+}
+
+/* True if a spill or restore of (ns, key) is in flight. */
+static bool op_pending(const vkvd_server *srv, const char *ns, const vkv_key *key)
+{
+    for (const struct pending_op *o = srv->ops; o; o = o->next)
+        if (memcmp(&o->key, key, sizeof *key) == 0 && strcmp(o->ns, ns) == 0)
+            return true;
+    return false;
+}
+
+/* Store evict hook: copies the victim's block out of the arena (its pages
+ * are freed when this returns), checks the block's own payload checksum so a
+ * corrupt block is never made durable, and queues it to the LMDB writer. */
+static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
+{
+    vkvd_server *srv = arg;
+    if (!srv->cold)
+        return VKV_ECOLD;
+    void *buf = malloc(v->size);
+    if (!buf)
+        return VKV_ENOMEM;
+    int rc = vkvs_read(st, v->extents, v->nextents, 0, buf, v->size);
+    if (rc == 0)
+        rc = vkv_block_check(buf, v->size, VKV_DECODE_VERIFY, NULL);
+    if (rc) {
+        VKV_WARN("not spilling a block of '%s': %s", v->ns, vkv_strerror(rc));
+        free(buf);
+        return rc;
+    }
+    uint64_t tag = ++srv->next_tag;
+    if ((rc = op_add(srv, tag, VKVS_COLD_OP_SPILL, v->ns, v->key)) != 0) {
+        free(buf);
+        return rc;
+    }
+    rc = vkvs_cold_spill(srv->cold, v->ns, v->key, buf, v->size, tag);
+    if (rc) {
+        op_remove(srv, tag);
+        free(buf);
+    }
+    return rc;
+}
+
+/* Store drop hook: a deleted or dropped entry leaves the cold tier too. */
+static void hook_drop(void *arg, uint32_t ns_id, const char *ns, const vkv_key *key)
+{
+    vkvd_server *srv = arg;
+    (void)ns_id;
+    if (srv->cold)
+        vkvs_cold_delete(srv->cold, ns, key, ++srv->next_tag);
+}
+
+/* Starts restores of the cold keys[0..n) (those following a FETCH's ready
+ * prefix, namespace `ns`) into freshly reserved arena pages. Returns how many
+ * of them are now in flight (started here or earlier, or still spilling). */
+static size_t start_restores(vkvd_server *srv, const char *ns, const vkv_key *keys, size_t n)
+{
+    size_t inflight = 0;
+    uint32_t ps = vkvs_page_size(srv->st);
+    for (size_t i = 0; i < n; i++) {
+        if (op_pending(srv, ns, &keys[i])) {
+            inflight++;
+            continue;
+        }
+        vkvs_block b;
+        int rc = vkvs_restore_begin(srv->st, ns, &keys[i], &b);
+        if (rc)
+            break; /* absent, or no room: the prefix ends here */
+        struct iovec iov[64];
+        int niov = 0;
+        for (uint32_t e = 0; e < b.nextents && niov < 64; e++) {
+            const vkvs_slab *sl = vkvs_slab_get(srv->st, b.extents[e].slab);
+            iov[niov].iov_base = (uint8_t *)sl->host + (uint64_t)b.extents[e].first_page * ps;
+            iov[niov].iov_len = (size_t)b.extents[e].npages * ps;
+            niov++;
+        }
+        uint64_t tag = ++srv->next_tag;
+        rc = b.nextents <= 64 ? op_add(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i]) : VKV_ENOTSUP;
+        if (rc == 0) {
+            rc = vkvs_cold_restore(srv->cold, ns, &keys[i], iov, niov, tag);
+            if (rc)
+                op_remove(srv, tag);
+        }
+        if (rc) {
+            vkvs_restore_end(srv->st, ns, &keys[i], rc);
+            break;
+        }
+        inflight++;
+    }
+    return inflight;
+}
+
+/* Loads every cold entry into the index so LOOKUP counts them at once. */
+static int load_cold_entry(void *ctx, const vkvs_cold_entry_info *e)
+{
+    vkvd_server *srv = ctx;
+    int rc = vkvs_add_cold(srv->st, e->ns, &e->key, e->size, e->last_access_ms);
+    if (rc && rc != VKV_EEXIST)
+        VKV_WARN("cold entry of '%s' not indexed: %s", e->ns, vkv_strerror(rc));
+    return 0;
+}
+
+/* Opens the cold tier under state_dir/cold and indexes its entries. A
+ * failure is logged and leaves the daemon running hot-only. */
+static void open_cold(vkvd_server *srv)
+{
+    char dir[VKVD_PATH_MAX + 16], err[256] = "";
+    if (srv->cfg.cold_max == 0) {
+        VKV_INFO("cold tier disabled (cold-max 0)");
+        return;
+    }
+    snprintf(dir, sizeof dir, "%s/cold", srv->cfg.state_dir);
+    vkvs_cold_config cc;
+    vkvs_cold_config_default(&cc);
+    cc.dir = dir;
+    cc.max_bytes = srv->cfg.cold_max;
+    cc.sync_interval_ms = srv->cfg.cold_sync_ms;
+    int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
+    if (rc) {
+        VKV_ERROR("cold tier at %s unavailable (%s): %s; serving from memory only", dir,
+                  vkv_strerror(rc), err);
+        srv->cold = NULL;
+        return;
+    }
+    srv->cold_fd = vkvs_cold_fd(srv->cold);
+    uint64_t t0 = vkv_now_ms();
+    vkvs_cold_foreach(srv->cold, load_cold_entry, srv);
+    vkvs_stats s;
+    vkvs_stats_get(srv->st, &s);
+    VKV_INFO("cold tier %s: %llu entries (%llu MiB) indexed in %llu ms", dir,
+             (unsigned long long)s.entries_cold, (unsigned long long)(s.bytes_cold >> 20),
+             (unsigned long long)(vkv_now_ms() - t0));
+    vkvs_hooks h = {hook_evict, hook_drop, srv};
+    vkvs_set_hooks(srv->st, &h);
+}
+
+/* Applies one cold-tier completion to the index. */
+static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
+{
+    switch (c->op) {
+    case VKVS_COLD_OP_SPILL:
+        op_remove(srv, c->tag);
+        if (c->status) {
+            /* The entry left the arena but never reached LMDB: it is gone. */
+            srv->cold_spill_lost++;
+            VKV_WARN("spill of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
+            vkvs_forget_cold(srv->st, c->ns, &c->key);
+        }
+        break;
+    case VKVS_COLD_OP_RESTORE:
+        op_remove(srv, c->tag);
+        vkvs_restore_end(srv->st, c->ns, &c->key, c->status);
+        if (c->status) {
+            srv->cold_restore_failed++;
+            VKV_WARN("restore of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
+            if (c->status != VKV_EIO)
+                vkvs_forget_cold(srv->st, c->ns, &c->key);
+        }
+        break;
+    case VKVS_COLD_OP_EVICTED:
+        vkvs_forget_cold(srv->st, c->ns, &c->key);
+        break;
+    case VKVS_COLD_OP_DROPPED:
+        srv->cold_corrupt_dropped++;
+        VKV_WARN("corrupt cold block of '%s' dropped (checksum)", c->ns);
+        vkvs_forget_cold(srv->st, c->ns, &c->key);
+        break;
+    default:
+        break;
+    }
 }
 
 /* ---- STATS ---------------------------------------------------------------- */
@@ -365,6 +597,34 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
         "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping"};
     for (int i = 1; i <= VKVP_OP_MAX_; i++)
         counter(cs, req_names[i], srv->req_count[i]);
+    counter(cs, "fetch_deferred", srv->fetch_deferred);
+    counter(cs, "cold_available", srv->cold != NULL);
+    counter(cs, "cold_spill_lost", srv->cold_spill_lost);
+    counter(cs, "cold_restore_failed", srv->cold_restore_failed);
+    counter(cs, "cold_corrupt_dropped", srv->cold_corrupt_dropped);
+    if (srv->cold) {
+        vkvs_cold_stats c;
+        vkvs_cold_stats_get(srv->cold, &c);
+        counter(cs, "cold_store_entries", c.entries);
+        counter(cs, "cold_store_bytes", c.bytes);
+        counter(cs, "cold_max_bytes", c.max_bytes);
+        counter(cs, "cold_map_size", c.map_size);
+        counter(cs, "cold_file_bytes", c.file_bytes);
+        counter(cs, "cold_spills", c.spills);
+        counter(cs, "cold_spill_bytes", c.spill_bytes);
+        counter(cs, "cold_spill_errors", c.spill_errors);
+        counter(cs, "cold_restores", c.restores);
+        counter(cs, "cold_restore_bytes", c.restore_bytes);
+        counter(cs, "cold_restore_errors", c.restore_errors);
+        counter(cs, "cold_evictions", c.evictions);
+        counter(cs, "cold_checksum_failures", c.checksum_failures);
+        counter(cs, "cold_write_errors", c.write_errors);
+        counter(cs, "cold_enospc", c.enospc);
+        counter(cs, "cold_eio", c.eio);
+        counter(cs, "cold_map_full", c.map_full);
+        counter(cs, "cold_queue_bytes", c.queue_bytes);
+        counter(cs, "cold_failed", (uint64_t)c.failed);
+    }
     if (srv->fc) {
         uint64_t served, refused;
         vkvd_fdchan_counts(srv->fc, &served, &refused);
@@ -408,9 +668,11 @@ static const char *opt_ns(bool has, vkvp_str s)
 }
 
 /* Executes one decoded request against the store and fills `rep` (whose
- * pointers may reference `sc`). Returns 0 or the error status to send. */
+ * pointers may reference `sc`). Returns 0, the error status to send, or
+ * DEFER (FETCH only, when allow_defer): cold entries of the prefix are being
+ * restored and the request must be run again when they are in place. */
 static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
-                    struct scratch *sc, char *why, size_t why_len)
+                    struct scratch *sc, char *why, size_t why_len, bool allow_defer)
 {
     vkvs_store *st = srv->st;
     int rc = 0;
@@ -469,6 +731,16 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         rc = vkvs_fetch(st, f->session, f->keys, f->nkeys, sc->sblocks, &res);
         if (rc)
             return rc;
+        if (res.ncold > 0 && srv->cold && allow_defer) {
+            uint32_t ns_id;
+            const char *ns = NULL;
+            if (vkvs_session_ns(st, f->session, &ns_id, &ns) == 0 &&
+                start_restores(srv, ns, f->keys + res.nready, res.ncold) > 0) {
+                if (res.lease)
+                    vkvs_release(st, f->session, &res.lease, 1, NULL);
+                return DEFER;
+            }
+        }
         for (size_t i = 0; i < res.nready; i++) {
             vkvp_extent *e = wire_extents(&sc->sblocks[i]);
             if (!e) {
@@ -579,6 +851,9 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
     return VKV_ENOTSUP;
 }
 
+static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64_t req_hash,
+                       bool allow_defer);
+
 /* Handles one received frame; consumes `control`. */
 static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *control)
 {
@@ -605,12 +880,50 @@ static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *c
         vkvp_request_free(rq);
         return;
     }
+    for (struct deferred *d = srv->deferred; d; d = d->next) {
+        if (d->rq->req_id == rq->req_id && d->req_hash == srv->cur_hash) {
+            /* A resend of a FETCH still waiting for restores: one reply
+             * will answer both. */
+            nn_freemsg(control);
+            vkvp_request_free(rq);
+            return;
+        }
+    }
+    if (run_request(srv, control, rq, srv->cur_hash, true) == DEFER)
+        return; /* rq and control now belong to the deferred list */
+    vkvp_request_free(rq);
+}
+
+/* Runs a decoded request and sends its reply along `control`. With
+ * allow_defer, a FETCH that must wait for restores is queued on the deferred
+ * list instead (taking rq and control) and DEFER is returned; otherwise the
+ * reply is sent, control consumed, and 0 returned (rq stays the caller's). */
+static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64_t req_hash,
+                       bool allow_defer)
+{
+    char why[VKVP_WHY_LEN] = "";
     vkvp_reply rep;
     struct scratch sc;
     memset(&sc, 0, sizeof sc);
     vkvp_reply_init(&rep, rq->op, rq->req_id, srv->epoch);
-    why[0] = '\0';
-    rc = dispatch(srv, rq, &rep, &sc, why, sizeof why);
+    uint64_t t0 = vkv_now_ns();
+    int rc = dispatch(srv, rq, &rep, &sc, why, sizeof why, allow_defer);
+    if (rc == DEFER) {
+        scratch_free(&sc);
+        struct deferred *d = calloc(1, sizeof *d);
+        if (d) {
+            d->control = control;
+            d->rq = rq;
+            d->req_hash = req_hash;
+            d->next = srv->deferred;
+            srv->deferred = d;
+            srv->fetch_deferred++;
+            return DEFER;
+        }
+        rc = VKV_ENOMEM;
+    }
+    srv->cur_hash = req_hash;
+    (void)t0;
     if (rc) {
         send_error(srv, control, rq->req_id, rc, why[0] ? why : vkv_strerror(rc));
     } else {
@@ -627,7 +940,42 @@ static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *c
         }
     }
     scratch_free(&sc);
-    vkvp_request_free(rq);
+    return 0;
+}
+
+/* Runs every deferred FETCH again after restores progressed: those whose
+ * prefix is now hot (or that waited MAX_DEFER_ROUNDS rounds) are answered. */
+static void rerun_deferred(vkvd_server *srv)
+{
+    struct deferred *list = srv->deferred;
+    srv->deferred = NULL;
+    while (list) {
+        struct deferred *d = list;
+        list = d->next;
+        d->rounds++;
+        bool allow = d->rounds < MAX_DEFER_ROUNDS && !srv->stopping;
+        srv->fetch_deferred--; /* run_request counts it again if it stays */
+        if (run_request(srv, d->control, d->rq, d->req_hash, allow) == DEFER) {
+            srv->deferred->rounds = d->rounds; /* the new node heads the list */
+        } else {
+            vkvp_request_free(d->rq);
+        }
+        free(d);
+    }
+}
+
+/* Drains cold-tier completions, applies them, and re-runs waiting FETCHes. */
+static void on_cold(vkvd_server *srv)
+{
+    vkvs_cold_completion c[64];
+    int n, any = 0;
+    while ((n = vkvs_cold_poll(srv->cold, c, 64)) > 0) {
+        for (int i = 0; i < n; i++)
+            apply_completion(srv, &c[i]);
+        any = 1;
+    }
+    if (any && srv->deferred)
+        rerun_deferred(srv);
 }
 
 /* Drains every frame nanomsg has ready. */
@@ -719,6 +1067,9 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
         goto fail;
     }
 
+    srv->cold_fd = -1;
+    open_cold(srv);
+
     snprintf(srv->fd_path, sizeof srv->fd_path, "%s/vkvd.fds", cfg->rundir);
     rc = vkvd_fdchan_open(srv->fd_path, cfg->allow_gid, NULL, NULL, &srv->fc);
     if (rc)
@@ -794,10 +1145,12 @@ fail:
 
 int vkvd_server_run(vkvd_server *srv)
 {
-    struct pollfd pf[3] = {
-        {srv->nn_rcvfd, POLLIN, 0}, {srv->sigfd, POLLIN, 0}, {srv->timerfd, POLLIN, 0}};
+    struct pollfd pf[4] = {{srv->nn_rcvfd, POLLIN, 0},
+                           {srv->sigfd, POLLIN, 0},
+                           {srv->timerfd, POLLIN, 0},
+                           {srv->cold_fd, POLLIN, 0}};
     while (!srv->stopping) {
-        int r = poll(pf, 3, -1);
+        int r = poll(pf, srv->cold ? 4 : 3, -1);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -808,6 +1161,8 @@ int vkvd_server_run(vkvd_server *srv)
             drain_socket(srv);
         if (pf[2].revents & POLLIN)
             on_timer(srv);
+        if (srv->cold && (pf[3].revents & POLLIN))
+            on_cold(srv);
         if (pf[1].revents & POLLIN) {
             struct signalfd_siginfo si;
             if (read(srv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -816,12 +1171,41 @@ int vkvd_server_run(vkvd_server *srv)
             }
         }
     }
-    /* Graceful shutdown: no new fd-channel clients; answer what is queued. */
+    /* Graceful shutdown: no new fd-channel clients; answer what is queued
+     * (new requests get VKV_ESHUTDOWN), let waiting FETCHes finish their
+     * restores (bounded), then make the hot tier durable. */
     vkvd_fdchan_close(srv->fc);
     srv->fc = NULL;
     drain_socket(srv);
+    uint64_t deadline = vkv_now_ms() + 10000;
+    while (srv->deferred && srv->cold && vkv_now_ms() < deadline) {
+        struct pollfd cp = {srv->cold_fd, POLLIN, 0};
+        if (poll(&cp, 1, 100) > 0)
+            on_cold(srv);
+        drain_socket(srv);
+    }
+    if (srv->deferred)
+        rerun_deferred(srv); /* stopping: answers with what is hot */
+    int rc = 0;
+    if (srv->cold) {
+        if (srv->cfg.spill_on_exit) {
+            /* End every session first so pinned entries become evictable. */
+            int closed = vkvs_reap(srv->st, UINT64_MAX, NULL, NULL);
+            uint64_t sid;
+            size_t n = 0;
+            if (vkvs_session_open(srv->st, NULL, getpid(), true, &sid) == 0) {
+                vkvs_evict(srv->st, sid, NULL, NULL, 0, true, &n);
+                vkvs_session_close(srv->st, sid);
+            }
+            VKV_INFO("spilling %zu hot entries to the cold tier (%d sessions ended)", n, closed);
+        }
+        rc = vkvs_cold_flush_wait(srv->cold);
+        on_cold(srv);
+        if (rc)
+            VKV_ERROR("final cold-tier sync failed: %s", vkv_strerror(rc));
+    }
     VKV_INFO("stopped");
-    return 0;
+    return rc ? -1 : 0;
 }
 
 void vkvd_server_close(vkvd_server *srv)
@@ -833,6 +1217,22 @@ void vkvd_server_close(vkvd_server *srv)
         unlink(srv->sock_path);
     }
     vkvd_fdchan_close(srv->fc);
+    if (srv->cold) {
+        vkvs_cold_close(srv->cold);
+        srv->cold = NULL;
+    }
+    while (srv->ops) {
+        struct pending_op *o = srv->ops;
+        srv->ops = o->next;
+        free(o);
+    }
+    while (srv->deferred) {
+        struct deferred *d = srv->deferred;
+        srv->deferred = d->next;
+        nn_freemsg(d->control);
+        vkvp_request_free(d->rq);
+        free(d);
+    }
     vkvs_close(srv->st);
     if (srv->sigfd >= 0)
         close(srv->sigfd);

@@ -1,0 +1,267 @@
+/*
+ * Cold tier through the real daemon: restart persistence, restore on fetch,
+ * corruption on disk, a tiny cold bound, an unusable state directory, and
+ * (label slow) kill -9 of the daemon during heavy spilling, in a loop.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* 4 layers, 2 heads, dim 64, 64 tokens: about 10 KiB blocks, one 64 KiB page. */
+static vkv_shape small_shape(void)
+{
+    vkv_shape s;
+    memset(&s, 0, sizeof s);
+    s.layers = 4;
+    s.kv_heads = 2;
+    s.head_dim = 64;
+    s.tokens = 64;
+    s.dtype = VKV_DTYPE_F16;
+    s.n_ranges = 1;
+    s.ranges[0].start = 4;
+    s.ranges[0].len = 56;
+    return s;
+}
+
+/* Puts chunk `seed + i` under key (seed, i) for i in [from, to). Returns the
+ * first error or 0. */
+static int put_range(vkv_client *c, uint64_t seed, int from, int to)
+{
+    vkv_shape s = small_shape();
+    for (int i = from; i < to; i++) {
+        uint16_t **k, **v;
+        vkvt_chunk_make(&s, seed + (uint64_t)i, &k, &v);
+        vkv_kv_src src = {(const void *const *)k, (const void *const *)v,
+                          (size_t)s.kv_heads * s.head_dim, s.head_dim};
+        vkv_key key = vkvt_key(seed, (uint32_t)i);
+        int rc = vkv_put_chunk(c, &key, &s, &src, NULL);
+        vkvt_chunk_free(&s, k, v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Fetches key (seed, i) alone; returns 1 if served bit-identical to a local
+ * encoding, 0 if absent, -1 if served but different (never acceptable). */
+static int check_one(vkv_client *c, uint64_t seed, int i)
+{
+    vkv_key key = vkvt_key(seed, (uint32_t)i);
+    vkv_fetch *f;
+    if (vkv_fetch_begin(c, &key, 1, &f) != 0)
+        return -2;
+    int res = 0;
+    if (vkv_fetch_count(f) == 1) {
+        vkv_shape s = small_shape();
+        size_t sz;
+        void *ref = vkvt_encode_local(&s, vkv_client_codec(c), seed + (uint64_t)i, &sz);
+        vkv_view v = vkv_fetch_view(f, 0);
+        res = (ref && v.size == sz && memcmp(v.data, ref, sz) == 0) ? 1 : -1;
+        free(ref);
+    }
+    vkv_fetch_release(c, f);
+    return res;
+}
+
+static const char *const g_flags[] = {"--capacity", "4M", "--slab-size", "1M", "--page-size",
+                                      "64K", "--reap-interval-ms", "100", "--cold-max", "256M",
+                                      "--cold-sync-ms", "50", NULL};
+
+static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "persist", &c), 0);
+    assert_int_equal(put_range(c, 100, 0, 10), 0);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0); /* spills the hot tier */
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    assert_int_equal(vkvt_connect(&d, "persist", &c), 0);
+    vkv_key keys[10];
+    for (int i = 0; i < 10; i++)
+        keys[i] = vkvt_key(100, (uint32_t)i);
+    size_t hits = 0, cold = 0;
+    assert_int_equal(vkv_lookup(c, keys, 10, &hits, &cold), 0);
+    assert_int_equal(hits, 10); /* known before any restore */
+    assert_int_equal(cold, 10);
+    vkv_fetch *f;
+    assert_int_equal(vkv_fetch_begin(c, keys, 10, &f), 0);
+    assert_int_equal(vkv_fetch_count(f), 10);
+    vkv_shape s = small_shape();
+    for (int i = 0; i < 10; i++) {
+        size_t sz;
+        void *ref = vkvt_encode_local(&s, vkv_client_codec(c), 100 + (uint64_t)i, &sz);
+        vkv_view v = vkv_fetch_view(f, (size_t)i);
+        assert_int_equal(v.size, sz);
+        assert_memory_equal(v.data, ref, sz);
+        free(ref);
+    }
+    assert_int_equal(vkv_fetch_release(c, f), 0);
+    assert_true(vkvt_stat(c, "cold_restores") >= 10);
+    assert_int_equal(vkv_lookup(c, keys, 10, &hits, &cold), 0);
+    assert_int_equal(cold, 0); /* hot again */
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
+static void eviction_pressure_spills_and_nothing_is_lost(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "pressure", &c), 0);
+    /* 4 MiB arena = 64 pages; 150 one-page entries force evictions. */
+    assert_int_equal(put_range(c, 200, 0, 150), 0);
+    assert_true(vkvt_stat(c, "spills") > 0);
+    for (int i = 0; i < 150; i++)
+        assert_int_equal(check_one(c, 200, i), 1);
+    assert_int_equal(vkvt_stat(c, "cold_spill_lost"), 0);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
+/* Reads a whole file into a malloc'ed buffer. */
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *b = malloc((size_t)n);
+    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(fp);
+    *len = (size_t)n;
+    return b;
+}
+
+static void corrupt_bytes_on_disk_are_detected_and_never_served(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "corrupt", &c), 0);
+    assert_int_equal(put_range(c, 300, 0, 2), 0);
+    vkv_shape s = small_shape();
+    size_t sz;
+    void *ref = vkvt_encode_local(&s, vkv_client_codec(c), 300, &sz);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+
+    /* Find block 0's payload in data.mdb and flip one byte of it. */
+    char path[400];
+    snprintf(path, sizeof path, "%s/cold/data.mdb", d.statedir);
+    size_t flen = 0;
+    uint8_t *file = slurp(path, &flen);
+    assert_non_null(file);
+    const uint8_t *needle = (const uint8_t *)ref + sz / 2;
+    size_t nlen = 64, at = SIZE_MAX;
+    for (size_t i = 0; i + nlen <= flen; i++)
+        if (memcmp(file + i, needle, nlen) == 0) {
+            at = i;
+            break;
+        }
+    assert_true(at != SIZE_MAX);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    uint8_t b = (uint8_t)(file[at + 7] ^ 0x40);
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)(at + 7)), 1);
+    close(fd);
+    free(file);
+
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    assert_int_equal(vkvt_connect(&d, "corrupt", &c), 0);
+    assert_int_equal(check_one(c, 300, 0), 0);  /* dropped, not served */
+    assert_int_equal(check_one(c, 300, 1), 1);  /* its neighbour is fine */
+    assert_true(vkvt_stat(c, "cold_checksum_failures") >= 1);
+    vkv_key k0 = vkvt_key(300, 0);
+    size_t hits = 9;
+    assert_int_equal(vkv_lookup(c, &k0, 1, &hits, NULL), 0);
+    assert_int_equal(hits, 0);
+    vkv_close(c);
+    free(ref);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
+static void tiny_cold_bound_keeps_the_daemon_serving(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {"--capacity", "1M", "--slab-size", "1M", "--page-size",
+                                        "64K", "--cold-max", "64K", NULL};
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "tiny", &c), 0);
+    assert_int_equal(put_range(c, 400, 0, 60), 0); /* 16 pages hot, the rest spills */
+    int served = 0;
+    for (int i = 0; i < 60; i++) {
+        int r = check_one(c, 400, i);
+        assert_true(r >= 0); /* absent is fine, wrong never */
+        served += r;
+    }
+    assert_true(served >= 10);
+    assert_int_equal(vkv_ping(c), 0);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
+static void unusable_state_dir_serves_hot_only(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    /* A regular file where the state directory should be. */
+    FILE *fp = fopen(d.statedir, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "nocold", &c), 0);
+    assert_int_equal(vkvt_stat(c, "cold_available"), 0);
+    assert_int_equal(put_range(c, 500, 0, 80), 0);
+    assert_int_equal(check_one(c, 500, 79), 1);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(entries_survive_a_restart_and_are_restored_on_fetch),
+        cmocka_unit_test(eviction_pressure_spills_and_nothing_is_lost),
+        cmocka_unit_test(corrupt_bytes_on_disk_are_detected_and_never_served),
+        cmocka_unit_test(tiny_cold_bound_keeps_the_daemon_serving),
+        cmocka_unit_test(unusable_state_dir_serves_hot_only),
+    };
+    return cmocka_run_group_tests_name("cold", tests, NULL, NULL);
+}
