@@ -41,8 +41,9 @@ static int drain(vkvs_cold *c, int op, int want)
     vkvs_cold_completion cp[64];
     while (seen < want) {
         struct pollfd p = {vkvs_cold_fd(c), POLLIN, 0};
-        poll(&p, 1, 1000);
-        int n = vkvs_cold_poll(c, cp, 64);
+        poll(&p, 1, 100);
+        int room = want - seen < 64 ? want - seen : 64; /* never take more than wanted */
+        int n = vkvs_cold_poll(c, cp, room);
         for (int i = 0; i < n; i++)
             if (cp[i].op == op) {
                 seen++;
@@ -199,6 +200,7 @@ static int run_churn(const char *dir, uint32_t piece, uint64_t bound)
 
 int main(int argc, char **argv)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);
     vkv_log_init("vkv_bench_cold", VKV_LOG_WARN);
     char tmpl[] = "/tmp/vkv-coldbench-XXXXXX";
     const char *dir = argc > 1 ? argv[1] : mkdtemp(tmpl);

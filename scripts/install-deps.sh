@@ -15,7 +15,7 @@ PKGS=(
   libcjson-dev
   libmicrohttpd-dev
   libssl-dev
-  redis-server
+  redis-server libhiredis-dev
   gnuplot-nox
   python3 python3-numpy python3-msgpack
   clang libclang-rt-14-dev

@@ -14,6 +14,9 @@
  *  - Every call has a timeout (vkv_options.timeout_ms); on expiry it returns
  *    VKV_ETIMEDOUT and the request may or may not have been applied
  *    (requests are idempotent by id, so retrying is safe).
+ *  - fork(): a child must not use a client handle of its parent, and (a
+ *    nanomsg limitation) a child may only connect its own clients if the
+ *    parent had no client open at the time of the fork; fork first, or exec.
  *  - If the daemon restarted (its epoch changed), the library drops every
  *    mapping and lease, reconnects and returns VKV_ESTALE once: views
  *    obtained before are invalid; look up and fetch again.
