@@ -178,6 +178,8 @@ static int worker(const char *name, uint64_t question_seed)
         fprintf(stderr, "%s: failed: %s\n", name, vkv_strerror(rc));
     } else {
         size_t bytes = 0;
+        char spec[96];
+        vkv_codec_spec_format(vkv_client_codec(c), spec, sizeof spec);
         for (size_t ch = 0; ch < NCHUNKS; ch++) {
             size_t sz;
             vkv_codec_encoded_size(&shapes[ch], vkv_client_codec(c), &sz);
@@ -191,8 +193,9 @@ static int worker(const char *name, uint64_t question_seed)
         if (NCHUNKS - hits)
             printf("%s:   computed (stand-in) + encoded + put %zu chunk(s) in %.1f ms\n", name,
                    (size_t)NCHUNKS - hits, t_miss * 1e3);
-        printf("%s:   whole prompt is %.1f MiB as fp16, %.1f MiB as vkv blocks\n", name,
-               (double)TOKENS * LAYERS * HEADS * DIM * 4 / 1048576.0, (double)bytes / 1048576.0);
+        printf("%s:   whole prompt is %.1f MiB as fp16, %.1f MiB as vkv blocks (%s)\n", name,
+               (double)TOKENS * LAYERS * HEADS * DIM * 4 / 1048576.0, (double)bytes / 1048576.0,
+               spec);
     }
     for (int l = 0; l < LAYERS; l++) {
         free(k[l]);
@@ -238,6 +241,7 @@ int main(int argc, char **argv)
         return 2;
     }
     printf("worker A asks about the image first; worker B asks another question about it\n");
+    fflush(stdout);
     if (spawn("/proc/self/exe", "worker-A", "1") != 0)
         return 1;
     return spawn("/proc/self/exe", "worker-B", "2");

@@ -10,7 +10,9 @@ B=${BUILD_DIR:-build}
 
 started=""
 if ! "$B/client/vkvctl" status >/dev/null 2>&1; then
-  "$B/daemon/vkvd" &
+  LOG=${TMPDIR:-/tmp}/vkvd-demo.$$.log
+  echo "starting vkvd on its defaults (log: $LOG)"
+  "$B/daemon/vkvd" 2>"$LOG" &
   started=$!
   trap '[ -n "$started" ] && kill -TERM "$started" 2>/dev/null && wait "$started"' EXIT
   for _ in $(seq 100); do
