@@ -18,7 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "client_internal.h"
 #include "harness.h"
+#include "proto.h"
 
 /* 4 layers, 2 heads, dim 64, 64 tokens: about 10 KiB blocks, one 64 KiB page. */
 static vkv_shape small_shape(void)
@@ -254,6 +256,66 @@ static void unusable_state_dir_serves_hot_only(void **state)
     vkvt_cleanup(&d);
 }
 
+
+/* Sends EVICT all (to cold or drop) or FLUSH through an admin session. */
+static uint64_t admin_evict_all(const vkvt_daemon *d, vkvp_op op, int drop)
+{
+    vkv_options o = {0};
+    o.rundir = d->rundir;
+    o.admin = 1;
+    vkv_client *a;
+    if (vkv_connect(&o, &a) != 0)
+        return UINT64_MAX;
+    vkvp_request rq;
+    vkvp_reply *rep;
+    vkvp_request_init(&rq, op, 0);
+    uint64_t n = UINT64_MAX;
+    if (op == VKVP_FLUSH) {
+        rq.u.flush.session = vkvc_session(a);
+    } else {
+        rq.u.evict.session = vkvc_session(a);
+        rq.u.evict.all = true;
+        rq.u.evict.to = drop ? VKVP_EVICT_DROP : VKVP_EVICT_COLD;
+    }
+    if (vkvc_call(a, &rq, &rep, NULL, 0) == 0) {
+        n = op == VKVP_FLUSH ? rep->u.flush.count : rep->u.evict.count;
+        vkvp_reply_free(rep);
+    }
+    vkv_close(a);
+    return n;
+}
+
+static void flush_moves_hot_entries_to_cold_and_evict_drop_forgets(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "flush", &c), 0);
+    assert_int_equal(put_range(c, 600, 0, 8), 0);
+    assert_int_equal(admin_evict_all(&d, VKVP_FLUSH, 0), 8);
+    vkv_key keys[8];
+    for (int i = 0; i < 8; i++)
+        keys[i] = vkvt_key(600, (uint32_t)i);
+    size_t hits = 0, cold = 0;
+    assert_int_equal(vkv_lookup(c, keys, 8, &hits, &cold), 0);
+    assert_int_equal(hits, 8);
+    assert_int_equal(cold, 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(check_one(c, 600, i), 1); /* restored, identical */
+    /* Evicting with --to drop removes the entries from both tiers (the
+     * copies FLUSH wrote are deleted too); a new put stores the key again. */
+    assert_int_equal(admin_evict_all(&d, VKVP_EVICT, 1), 8);
+    assert_int_equal(vkv_lookup(c, keys, 8, &hits, &cold), 0);
+    assert_int_equal(hits, 0);
+    assert_int_equal(put_range(c, 600, 0, 1), 0);
+    assert_int_equal(check_one(c, 600, 0), 1);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +324,7 @@ int main(void)
         cmocka_unit_test(corrupt_bytes_on_disk_are_detected_and_never_served),
         cmocka_unit_test(tiny_cold_bound_keeps_the_daemon_serving),
         cmocka_unit_test(unusable_state_dir_serves_hot_only),
+        cmocka_unit_test(flush_moves_hot_entries_to_cold_and_evict_drop_forgets),
     };
     return cmocka_run_group_tests_name("cold", tests, NULL, NULL);
 }

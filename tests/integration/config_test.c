@@ -1,0 +1,125 @@
+/* vkvd configuration: defaults < INI file < VKV_* environment < flags. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void sizes_parse_with_units_and_reject_junk(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(vkvd_parse_size("65536", &v), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(vkvd_parse_size("4G", &v), 0);
+    assert_int_equal(v, 4ull << 30);
+    assert_int_equal(vkvd_parse_size("256KiB", &v), 0);
+    assert_int_equal(v, 256ull << 10);
+    assert_int_not_equal(vkvd_parse_size("-1", &v), 0);
+    assert_int_not_equal(vkvd_parse_size("12Q", &v), 0);
+    assert_int_not_equal(vkvd_parse_size("", &v), 0);
+    assert_int_not_equal(vkvd_parse_size("99999999999T", &v), 0);
+}
+
+/* Writes `text` to a temp file; returns its malloc'ed path. */
+static char *write_tmp(const char *text)
+{
+    char *p = strdup("/tmp/vkvd-config-XXXXXX");
+    int fd = mkstemp(p);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return p;
+}
+
+static void file_env_and_flags_override_in_order(void **state)
+{
+    (void)state;
+    char *path = write_tmp("[vkvd]\ncapacity = 2G\npage_size = 64K\npolicy = lru\n");
+    setenv("VKV_CAPACITY", "3G", 1);
+    char *argv[] = {"vkvd", "--config", path, "--policy", "s3fifo", NULL};
+    vkvd_config cfg;
+    assert_int_equal(vkvd_config_from_args(&cfg, 5, argv), 0);
+    assert_int_equal(cfg.capacity, 3ull << 30);  /* env beats the file */
+    assert_int_equal(cfg.page_size, 64u << 10);  /* from the file */
+    assert_string_equal(cfg.policy, "s3fifo");   /* flag beats the file */
+    unsetenv("VKV_CAPACITY");
+    unlink(path);
+    free(path);
+}
+
+static void unknown_keys_and_bad_values_are_errors(void **state)
+{
+    (void)state;
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    char *p1 = write_tmp("[vkvd]\ncapacityy = 2G\n");
+    assert_int_not_equal(vkvd_config_load_file(&cfg, p1), 0);
+    char *p2 = write_tmp("[other]\ncapacity = 2G\n");
+    assert_int_not_equal(vkvd_config_load_file(&cfg, p2), 0);
+    char *p3 = write_tmp("[vkvd]\nbackend = gpu\n");
+    assert_int_not_equal(vkvd_config_load_file(&cfg, p3), 0);
+    assert_int_not_equal(vkvd_config_load_file(&cfg, "/nonexistent/vkvd.ini"), 0);
+    assert_int_equal(vkvd_config_set(&cfg, "no-such", "1"), -1);
+    assert_int_equal(vkvd_config_set(&cfg, "lease-ttl-ms", "0"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "spill-on-exit", "maybe"), -2);
+    unlink(p1);
+    unlink(p2);
+    unlink(p3);
+    free(p1);
+    free(p2);
+    free(p3);
+}
+
+static void cross_field_rules_are_validated(void **state)
+{
+    (void)state;
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    assert_int_equal(vkvd_config_validate(&cfg), 0);
+    cfg.page_size = 3000;
+    assert_int_not_equal(vkvd_config_validate(&cfg), 0);
+    vkvd_config_defaults(&cfg);
+    cfg.capacity = cfg.slab_size / 2;
+    assert_int_not_equal(vkvd_config_validate(&cfg), 0);
+    vkvd_config_defaults(&cfg);
+    char *argv[] = {"vkvd", "--page-size", "5000", NULL};
+    assert_int_equal(vkvd_config_from_args(&cfg, 3, argv), -1);
+    char *argv2[] = {"vkvd", "stray", NULL};
+    assert_int_equal(vkvd_config_from_args(&cfg, 2, argv2), -1);
+}
+
+static void defaults_follow_xdg_directories(void **state)
+{
+    (void)state;
+    setenv("XDG_STATE_HOME", "/tmp/xdg-state-test", 1);
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    assert_string_equal(cfg.state_dir, "/tmp/xdg-state-test/vkv");
+    unsetenv("XDG_STATE_HOME");
+    setenv("XDG_RUNTIME_DIR", "/nonexistent-run", 1); /* not writable: fallback */
+    vkvd_config_defaults(&cfg);
+    char want[64];
+    snprintf(want, sizeof want, "/tmp/vkv-%u", (unsigned)getuid());
+    assert_string_equal(cfg.rundir, want);
+    unsetenv("XDG_RUNTIME_DIR");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(sizes_parse_with_units_and_reject_junk),
+        cmocka_unit_test(file_env_and_flags_override_in_order),
+        cmocka_unit_test(unknown_keys_and_bad_values_are_errors),
+        cmocka_unit_test(cross_field_rules_are_validated),
+        cmocka_unit_test(defaults_follow_xdg_directories),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
