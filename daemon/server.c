@@ -161,6 +161,19 @@ static void rcache_put(vkvd_server *srv, uint64_t req_id, const void *frame, siz
     s->req_hash = srv->cur_hash;
 }
 
+/* Prepares a nanomsg header for a zero-copy body and a routing header:
+ * iov/hdr describe `*body` and `*control` as NN_MSG buffers. */
+static void nn_hdr_init(struct nn_msghdr *hdr, struct nn_iovec *iov, void **body, void **control)
+{
+    iov->iov_base = body;
+    iov->iov_len = NN_MSG;
+    memset(hdr, 0, sizeof *hdr);
+    hdr->msg_iov = iov;
+    hdr->msg_iovlen = 1;
+    hdr->msg_control = control;
+    hdr->msg_controllen = NN_MSG;
+}
+
 /* ---- sending -------------------------------------------------------------- */
 
 /* Sends `len` bytes of `frame` back along routing header `control` (a
@@ -174,13 +187,9 @@ static void send_frame(vkvd_server *srv, void *control, const void *frame, size_
         return;
     }
     memcpy(msg, frame, len);
-    struct nn_iovec iov = {&msg, NN_MSG};
+    struct nn_iovec iov;
     struct nn_msghdr hdr;
-    memset(&hdr, 0, sizeof hdr);
-    hdr.msg_iov = &iov;
-    hdr.msg_iovlen = 1;
-    hdr.msg_control = &control;
-    hdr.msg_controllen = NN_MSG;
+    nn_hdr_init(&hdr, &iov, &msg, &control);
     if (nn_sendmsg(srv->nn, &hdr, NN_DONTWAIT) < 0) {
         /* The peer is gone or its pipe is full: drop the reply. */
         VKV_DEBUG("reply dropped: %s", nn_strerror(nn_errno()));
@@ -984,13 +993,9 @@ static void drain_socket(vkvd_server *srv)
     for (;;) {
         void *body = NULL;
         void *control = NULL;
-        struct nn_iovec iov = {&body, NN_MSG};
+        struct nn_iovec iov;
         struct nn_msghdr hdr;
-        memset(&hdr, 0, sizeof hdr);
-        hdr.msg_iov = &iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = &control;
-        hdr.msg_controllen = NN_MSG;
+        nn_hdr_init(&hdr, &iov, &body, &control);
         int n = nn_recvmsg(srv->nn, &hdr, NN_DONTWAIT);
         if (n < 0) {
             int e = nn_errno();

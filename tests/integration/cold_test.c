@@ -22,60 +22,24 @@
 #include "harness.h"
 #include "proto.h"
 
-/* 4 layers, 2 heads, dim 64, 64 tokens: about 10 KiB blocks, one 64 KiB page. */
+/* About 10 KiB blocks, one 64 KiB page each. */
 static vkv_shape small_shape(void)
 {
-    vkv_shape s;
-    memset(&s, 0, sizeof s);
-    s.layers = 4;
-    s.kv_heads = 2;
-    s.head_dim = 64;
-    s.tokens = 64;
-    s.dtype = VKV_DTYPE_F16;
-    s.n_ranges = 1;
-    s.ranges[0].start = 4;
-    s.ranges[0].len = 56;
-    return s;
+    return vkvt_small_shape(4, 56);
 }
 
-/* Puts chunk `seed + i` under key (seed, i) for i in [from, to). Returns the
- * first error or 0. */
+/* Puts chunks [from, to) of `seed` (see vkvt_put_range). */
 static int put_range(vkv_client *c, uint64_t seed, int from, int to)
 {
     vkv_shape s = small_shape();
-    for (int i = from; i < to; i++) {
-        uint16_t **k, **v;
-        vkvt_chunk_make(&s, seed + (uint64_t)i, &k, &v);
-        vkv_kv_src src = {(const void *const *)k, (const void *const *)v,
-                          (size_t)s.kv_heads * s.head_dim, s.head_dim};
-        vkv_key key = vkvt_key(seed, (uint32_t)i);
-        int rc = vkv_put_chunk(c, &key, &s, &src, NULL);
-        vkvt_chunk_free(&s, k, v);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    return vkvt_put_range(c, &s, seed, from, to);
 }
 
-/* Fetches key (seed, i) alone; returns 1 if served bit-identical to a local
- * encoding, 0 if absent, -1 if served but different (never acceptable). */
+/* 1 served identical, 0 absent, negative: wrong or failed. */
 static int check_one(vkv_client *c, uint64_t seed, int i)
 {
-    vkv_key key = vkvt_key(seed, (uint32_t)i);
-    vkv_fetch *f;
-    if (vkv_fetch_begin(c, &key, 1, &f) != 0)
-        return -2;
-    int res = 0;
-    if (vkv_fetch_count(f) == 1) {
-        vkv_shape s = small_shape();
-        size_t sz;
-        void *ref = vkvt_encode_local(&s, vkv_client_codec(c), seed + (uint64_t)i, &sz);
-        vkv_view v = vkv_fetch_view(f, 0);
-        res = (ref && v.size == sz && memcmp(v.data, ref, sz) == 0) ? 1 : -1;
-        free(ref);
-    }
-    vkv_fetch_release(c, f);
-    return res;
+    vkv_shape s = small_shape();
+    return vkvt_check_one(c, &s, seed, i);
 }
 
 static const char *const g_flags[] = {"--capacity", "4M", "--slab-size", "1M", "--page-size",

@@ -24,17 +24,7 @@
 
 static vkv_shape small_shape(void)
 {
-    vkv_shape s;
-    memset(&s, 0, sizeof s);
-    s.layers = 4;
-    s.kv_heads = 2;
-    s.head_dim = 64;
-    s.tokens = 64;
-    s.dtype = VKV_DTYPE_F16;
-    s.n_ranges = 1;
-    s.ranges[0].start = 0;
-    s.ranges[0].len = 64;
-    return s;
+    return vkvt_small_shape(0, 64);
 }
 
 /* Worker: puts keys base, base+1, ... until the daemon goes away; reports
@@ -66,21 +56,8 @@ static void writer(const vkvt_daemon *d, int base, int out_fd)
 /* 1 served identical, 0 absent, -1 served wrong, -2 error. */
 static int check_one(vkv_client *c, int i)
 {
-    vkv_key key = vkvt_key(SEED, (uint32_t)i);
-    vkv_fetch *f;
-    if (vkv_fetch_begin(c, &key, 1, &f) != 0)
-        return -2;
-    int res = 0;
-    if (vkv_fetch_count(f) == 1) {
-        vkv_shape s = small_shape();
-        size_t sz;
-        void *ref = vkvt_encode_local(&s, vkv_client_codec(c), SEED + (uint64_t)i, &sz);
-        vkv_view v = vkv_fetch_view(f, 0);
-        res = (ref && v.size == sz && memcmp(v.data, ref, sz) == 0) ? 1 : -1;
-        free(ref);
-    }
-    vkv_fetch_release(c, f);
-    return res;
+    vkv_shape s = small_shape();
+    return vkvt_check_one(c, &s, SEED, i);
 }
 
 static void kill_9_during_spills_never_corrupts_the_store(void **state)

@@ -209,3 +209,52 @@ uint64_t vkvt_stat(vkv_client *c, const char *name)
         return UINT64_MAX;
     return vkv_stat_get(st, n < 128 ? n : 128, name);
 }
+
+vkv_shape vkvt_small_shape(uint32_t vis_start, uint32_t vis_len)
+{
+    vkv_shape s;
+    memset(&s, 0, sizeof s);
+    s.layers = 4;
+    s.kv_heads = 2;
+    s.head_dim = 64;
+    s.tokens = 64;
+    s.dtype = VKV_DTYPE_F16;
+    s.n_ranges = 1;
+    s.ranges[0].start = vis_start;
+    s.ranges[0].len = vis_len;
+    return s;
+}
+
+int vkvt_put_range(vkv_client *c, const vkv_shape *s, uint64_t seed, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        uint16_t **k, **v;
+        vkvt_chunk_make(s, seed + (uint64_t)i, &k, &v);
+        vkv_kv_src src = {(const void *const *)k, (const void *const *)v,
+                          (size_t)s->kv_heads * s->head_dim, s->head_dim};
+        vkv_key key = vkvt_key(seed, (uint32_t)i);
+        int rc = vkv_put_chunk(c, &key, s, &src, NULL);
+        vkvt_chunk_free(s, k, v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i)
+{
+    vkv_key key = vkvt_key(seed, (uint32_t)i);
+    vkv_fetch *f;
+    if (vkv_fetch_begin(c, &key, 1, &f) != 0)
+        return -2;
+    int res = 0;
+    if (vkv_fetch_count(f) == 1) {
+        size_t sz;
+        void *ref = vkvt_encode_local(s, vkv_client_codec(c), seed + (uint64_t)i, &sz);
+        vkv_view v = vkv_fetch_view(f, 0);
+        res = (ref && v.size == sz && memcmp(v.data, ref, sz) == 0) ? 1 : -1;
+        free(ref);
+    }
+    vkv_fetch_release(c, f);
+    return res;
+}

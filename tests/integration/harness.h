@@ -55,6 +55,19 @@ vkv_key vkvt_key(uint64_t seed, uint32_t index);
 /* Counter from STATS, or UINT64_MAX on error. */
 uint64_t vkvt_stat(vkv_client *c, const char *name);
 
+/* The small test chunk: 4 layers, 2 KV heads, head dim 64, 64 tokens, fp16,
+ * one visual range [vis_start, vis_start + vis_len). About 10 KiB encoded. */
+vkv_shape vkvt_small_shape(uint32_t vis_start, uint32_t vis_len);
+
+/* Puts the chunk of data seed `seed + i` under key vkvt_key(seed, i) for i
+ * in [from, to) with the client's codec. Returns the first error or 0. */
+int vkvt_put_range(vkv_client *c, const vkv_shape *s, uint64_t seed, int from, int to);
+
+/* Fetches key vkvt_key(seed, i) alone: 1 if served bit-identical to a local
+ * encoding of data seed `seed + i`, 0 if absent, -1 if served but different
+ * (never acceptable), -2 if the fetch failed. */
+int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i);
+
 /* Milliseconds sleep. */
 void vkvt_sleep_ms(int ms);
 

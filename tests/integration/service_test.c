@@ -24,20 +24,10 @@ static const char *const g_flags[] = {"--capacity", "32M", "--slab-size", "8M", 
                                       "64K", "--reap-interval-ms", "100", "--cold-max", "0",
                                       NULL};
 
-/* A small chunk: 4 layers, 2 heads, dim 64, 64 tokens, visual [8, 56). */
+/* The small test chunk with visual tokens [8, 56). */
 static vkv_shape test_shape(void)
 {
-    vkv_shape s;
-    memset(&s, 0, sizeof s);
-    s.layers = 4;
-    s.kv_heads = 2;
-    s.head_dim = 64;
-    s.tokens = 64;
-    s.dtype = VKV_DTYPE_F16;
-    s.n_ranges = 1;
-    s.ranges[0].start = 8;
-    s.ranges[0].len = 48;
-    return s;
+    return vkvt_small_shape(8, 48);
 }
 
 static int setup_daemon(void **state)
@@ -68,20 +58,9 @@ static int worker_put(const vkvt_daemon *d, const char *ns, uint64_t seed, int n
     if (vkvt_connect(d, ns, &c) != 0)
         return 10;
     vkv_shape s = test_shape();
-    for (int i = 0; i < n; i++) {
-        uint16_t **k, **v;
-        vkvt_chunk_make(&s, seed + (uint64_t)i, &k, &v);
-        vkv_kv_src src = {(const void *const *)k, (const void *const *)v,
-                          (size_t)s.kv_heads * s.head_dim, s.head_dim};
-        vkv_key key = vkvt_key(seed, (uint32_t)i);
-        int stored = 0;
-        int rc = vkv_put_chunk(c, &key, &s, &src, &stored);
-        vkvt_chunk_free(&s, k, v);
-        if (rc != 0)
-            return 11;
-        if (!stored)
-            return 12;
-    }
+    int rc = vkvt_put_range(c, &s, seed, 0, n);
+    if (rc)
+        return 11;
     vkv_close(c);
     return 0;
 }
