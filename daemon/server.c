@@ -7,6 +7,8 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include "clock.h"
 #include "fdchan.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "store.h"
 #include "cold.h"
@@ -70,6 +73,25 @@ struct vkvd_server {
     uint64_t cold_restore_failed; /* restores that failed (entry dropped) */
     uint64_t cold_corrupt_dropped;
     uint64_t fetch_deferred;
+    vkvd_metrics *metrics; /* NULL when --metrics-port is 0 */
+    struct verify_job *verify;
+    /* Sessions the fd channel may serve: written by the loop, read by the
+     * channel's thread. */
+    pthread_mutex_t live_mu;
+    uint64_t *live;
+    size_t nlive, caplive;
+};
+
+/* A cold-tier checksum verification running on its own thread (VERIFY). */
+struct verify_job {
+    pthread_t thr;
+    vkvs_cold *cold;
+    atomic_bool cancel;  /* set by verify_join: stop at the next entry */
+    bool drop;
+    bool started;        /* thr was created (join it before the next) */
+    atomic_bool running;
+    atomic_uint_fast64_t entries_done, entries_total, bytes_done, bytes_total;
+    atomic_uint_fast64_t corrupt, dropped;
 };
 
 /* A spill or restore handed to the cold tier, by completion tag. */
@@ -87,6 +109,7 @@ struct deferred {
     void *control;     /* nanomsg routing header of the request */
     vkvp_request *rq;  /* decoded request (owned) */
     uint64_t req_hash;
+    uint64_t t_arrival; /* ns, for the latency histogram */
     int rounds;        /* restore rounds so far */
 };
 
@@ -331,6 +354,133 @@ static bool pid_alive(void *arg, pid_t pid)
 {
     (void)arg;
     return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+/* ---- sessions the fd channel may serve ------------------------------------------ */
+
+/* Adds `sid` to the set the fd channel checks (best effort on ENOMEM). */
+static void live_add(vkvd_server *srv, uint64_t sid)
+{
+    pthread_mutex_lock(&srv->live_mu);
+    if (srv->nlive == srv->caplive) {
+        size_t cap = srv->caplive ? 2 * srv->caplive : 64;
+        uint64_t *n = realloc(srv->live, cap * sizeof *n);
+        if (n) {
+            srv->live = n;
+            srv->caplive = cap;
+        }
+    }
+    if (srv->nlive < srv->caplive)
+        srv->live[srv->nlive++] = sid;
+    pthread_mutex_unlock(&srv->live_mu);
+}
+
+/* Drops ids of sessions the store no longer knows (after reaping). */
+static void live_prune(vkvd_server *srv)
+{
+    pthread_mutex_lock(&srv->live_mu);
+    size_t k = 0;
+    for (size_t i = 0; i < srv->nlive; i++) {
+        uint32_t ns_id;
+        const char *ns;
+        if (vkvs_session_ns(srv->st, srv->live[i], &ns_id, &ns) == 0)
+            srv->live[k++] = srv->live[i];
+    }
+    srv->nlive = k;
+    pthread_mutex_unlock(&srv->live_mu);
+}
+
+/* fd channel check (its own thread): is `sid` a live session? */
+static int live_check(void *arg, uint64_t sid)
+{
+    vkvd_server *srv = arg;
+    int ok = 0;
+    pthread_mutex_lock(&srv->live_mu);
+    for (size_t i = 0; i < srv->nlive && !ok; i++)
+        ok = srv->live[i] == sid;
+    pthread_mutex_unlock(&srv->live_mu);
+    return ok;
+}
+
+/* ---- VERIFY: cold-tier checksum verification in the background ------------------- */
+
+/* Progress callback of vkvs_cold_verify: publishes the counts; stops the
+ * run when the daemon shuts down. */
+static int verify_progress(void *ctx, uint64_t done, uint64_t total, uint64_t done_bytes,
+                           uint64_t total_bytes)
+{
+    struct verify_job *j = ctx;
+    j->entries_done = done;
+    j->entries_total = total;
+    j->bytes_done = done_bytes;
+    j->bytes_total = total_bytes;
+    return j->cancel ? 1 : 0;
+}
+
+/* Thread body: one full verification of the cold tier. */
+static void *verify_main(void *arg)
+{
+    struct verify_job *j = arg;
+    vkvs_cold_verify_report rep;
+    memset(&rep, 0, sizeof rep);
+    int rc = vkvs_cold_verify(j->cold, j->drop ? VKVS_COLD_VERIFY_DROP : 0, verify_progress, j,
+                              &rep);
+    j->corrupt = rep.corrupt;
+    j->dropped = rep.dropped;
+    VKV_INFO("cold-tier verification %s: %llu entries, %llu corrupt, %llu dropped",
+             rc == 0 ? "done" : "stopped", (unsigned long long)rep.entries,
+             (unsigned long long)rep.corrupt, (unsigned long long)rep.dropped);
+    j->running = false;
+    return NULL;
+}
+
+/* VERIFY: with `start`, starts a run unless one is running; always reports
+ * the progress of the current or last run. */
+static int verify_op(vkvd_server *srv, bool start, bool drop, vkvp_verify_rep *out)
+{
+    if (!srv->cold)
+        return VKV_ECOLD;
+    struct verify_job *j = srv->verify;
+    if (!j) {
+        j = srv->verify = calloc(1, sizeof *j);
+        if (!j)
+            return VKV_ENOMEM;
+    }
+    if (start && !j->running) {
+        if (j->started)
+            pthread_join(j->thr, NULL);
+        j->started = false;
+        j->cold = srv->cold;
+        j->cancel = false;
+        j->drop = drop;
+        j->entries_done = j->entries_total = j->bytes_done = j->bytes_total = 0;
+        j->corrupt = j->dropped = 0;
+        j->running = true;
+        if (pthread_create(&j->thr, NULL, verify_main, j) != 0) {
+            j->running = false;
+            return VKV_ESYS;
+        }
+        j->started = true;
+    }
+    out->running = j->running;
+    out->entries_done = j->entries_done;
+    out->entries_total = j->entries_total;
+    out->bytes_done = j->bytes_done;
+    out->bytes_total = j->bytes_total;
+    out->corrupt = j->corrupt;
+    out->dropped = j->dropped;
+    return 0;
+}
+
+/* Stops and waits for a verification thread (shutdown). */
+static void verify_join(vkvd_server *srv)
+{
+    if (srv->verify && srv->verify->started) {
+        srv->verify->cancel = true;
+        pthread_join(srv->verify->thr, NULL);
+    }
+    free(srv->verify);
+    srv->verify = NULL;
 }
 
 /* ---- cold tier ------------------------------------------------------------------ */
@@ -603,7 +753,8 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     static const char *req_names[VKVP_OP_MAX_ + 1] = {
         NULL,           "req_hello",  "req_lookup", "req_fetch", "req_alloc",
         "req_commit",   "req_abort",  "req_release", "req_delete", "req_evict",
-        "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping"};
+        "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping",
+        "req_verify"};
     for (int i = 1; i <= VKVP_OP_MAX_; i++)
         counter(cs, req_names[i], srv->req_count[i]);
     counter(cs, "fetch_deferred", srv->fetch_deferred);
@@ -611,6 +762,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "cold_spill_lost", srv->cold_spill_lost);
     counter(cs, "cold_restore_failed", srv->cold_restore_failed);
     counter(cs, "cold_corrupt_dropped", srv->cold_corrupt_dropped);
+    counter(cs, "checksum_failures", srv->cold_corrupt_dropped + srv->commit_rejected);
     if (srv->cold) {
         vkvs_cold_stats c;
         vkvs_cold_stats_get(srv->cold, &c);
@@ -711,6 +863,7 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
                 sc->slabs[i].handle_len = VKVP_HANDLE_LEN;
             }
         }
+        live_add(srv, sid);
         r->session = sid;
         r->epoch = srv->epoch;
         r->backend = vkvs_backend_of(st)->kind == VKVS_BACKEND_CUDA ? VKVP_BACKEND_CUDA
@@ -800,12 +953,13 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         rep->u.release.count = n;
         return rc;
     case VKVP_DELETE:
-        rc = vkvs_delete(st, rq->u.del.session, NULL, rq->u.del.keys, rq->u.del.nkeys, &n);
+        rc = vkvs_delete(st, rq->u.del.session, opt_ns(rq->u.del.has_ns, rq->u.del.ns),
+                         rq->u.del.keys, rq->u.del.nkeys, &n);
         rep->u.del.count = n;
         return rc;
     case VKVP_EVICT: {
         const vkvp_evict_req *e = &rq->u.evict;
-        rc = vkvs_evict(st, e->session, NULL, e->has_keys ? e->keys : NULL,
+        rc = vkvs_evict(st, e->session, opt_ns(e->has_ns, e->ns), e->has_keys ? e->keys : NULL,
                         e->has_keys ? e->nkeys : 0, e->to == VKVP_EVICT_COLD, &n);
         rep->u.evict.count = n;
         return rc;
@@ -856,16 +1010,21 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         if (rq->u.ping.has_session)
             return vkvs_session_touch(st, rq->u.ping.session);
         return 0;
+    case VKVP_VERIFY:
+        if ((rc = vkvs_session_touch(st, rq->u.verify.session)) != 0)
+            return rc;
+        return verify_op(srv, rq->u.verify.start, rq->u.verify.drop, &rep->u.verify);
     }
     return VKV_ENOTSUP;
 }
 
 static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64_t req_hash,
-                       bool allow_defer);
+                       uint64_t t_arrival, bool allow_defer);
 
 /* Handles one received frame; consumes `control`. */
 static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *control)
 {
+    uint64_t t_arrival = vkv_now_ns();
     uint64_t rid = vkvp_peek_req_id(body, len);
     srv->cur_hash = XXH3_64bits(body, len);
     struct rcache_slot *cached = rcache_find(srv, rid, srv->cur_hash);
@@ -898,7 +1057,7 @@ static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *c
             return;
         }
     }
-    if (run_request(srv, control, rq, srv->cur_hash, true) == DEFER)
+    if (run_request(srv, control, rq, srv->cur_hash, t_arrival, true) == DEFER)
         return; /* rq and control now belong to the deferred list */
     vkvp_request_free(rq);
 }
@@ -908,14 +1067,13 @@ static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *c
  * list instead (taking rq and control) and DEFER is returned; otherwise the
  * reply is sent, control consumed, and 0 returned (rq stays the caller's). */
 static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64_t req_hash,
-                       bool allow_defer)
+                       uint64_t t_arrival, bool allow_defer)
 {
     char why[VKVP_WHY_LEN] = "";
     vkvp_reply rep;
     struct scratch sc;
     memset(&sc, 0, sizeof sc);
     vkvp_reply_init(&rep, rq->op, rq->req_id, srv->epoch);
-    uint64_t t0 = vkv_now_ns();
     int rc = dispatch(srv, rq, &rep, &sc, why, sizeof why, allow_defer);
     if (rc == DEFER) {
         scratch_free(&sc);
@@ -924,6 +1082,7 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
             d->control = control;
             d->rq = rq;
             d->req_hash = req_hash;
+            d->t_arrival = t_arrival;
             d->next = srv->deferred;
             srv->deferred = d;
             srv->fetch_deferred++;
@@ -932,7 +1091,6 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
         rc = VKV_ENOMEM;
     }
     srv->cur_hash = req_hash;
-    (void)t0;
     if (rc) {
         send_error(srv, control, rq->req_id, rc, why[0] ? why : vkv_strerror(rc));
     } else {
@@ -949,6 +1107,8 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
         }
     }
     scratch_free(&sc);
+    if (srv->metrics)
+        vkvd_metrics_observe(srv->metrics, rq->op, (double)(vkv_now_ns() - t_arrival) * 1e-9);
     return 0;
 }
 
@@ -964,7 +1124,7 @@ static void rerun_deferred(vkvd_server *srv)
         d->rounds++;
         bool allow = d->rounds < MAX_DEFER_ROUNDS && !srv->stopping;
         srv->fetch_deferred--; /* run_request counts it again if it stays */
-        if (run_request(srv, d->control, d->rq, d->req_hash, allow) == DEFER) {
+        if (run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow) == DEFER) {
             srv->deferred->rounds = d->rounds; /* the new node heads the list */
         } else {
             vkvp_request_free(d->rq);
@@ -1021,6 +1181,18 @@ static void on_timer(vkvd_server *srv)
     int closed = vkvs_reap(srv->st, vkv_wall_ms(), pid_alive, NULL);
     if (closed > 0)
         VKV_INFO("reaped %d session(s)", closed);
+    live_prune(srv);
+    if (srv->metrics) {
+        struct counters cs;
+        const char *names[MAX_COUNTERS];
+        uint64_t values[MAX_COUNTERS];
+        collect_counters(srv, &cs);
+        for (uint32_t i = 0; i < cs.n; i++) {
+            names[i] = cs.c[i].name.ptr;
+            values[i] = cs.c[i].value;
+        }
+        vkvd_metrics_publish(srv->metrics, names, values, cs.n);
+    }
 }
 
 /* ---- open / run / close ---------------------------------------------------------- */
@@ -1033,6 +1205,7 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     srv->cfg = *cfg;
     srv->nn = -1;
     srv->sigfd = srv->timerfd = srv->lockfd = -1;
+    pthread_mutex_init(&srv->live_mu, NULL);
     int rc = VKV_ESYS;
 
     if (make_private_dir(cfg->rundir) != 0)
@@ -1076,7 +1249,7 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     open_cold(srv);
 
     snprintf(srv->fd_path, sizeof srv->fd_path, "%s/vkvd.fds", cfg->rundir);
-    rc = vkvd_fdchan_open(srv->fd_path, cfg->allow_gid, NULL, NULL, &srv->fc);
+    rc = vkvd_fdchan_open(srv->fd_path, cfg->allow_gid, live_check, srv, &srv->fc);
     if (rc)
         goto fail;
     {
@@ -1136,6 +1309,13 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     its.it_value = its.it_interval;
     timerfd_settime(srv->timerfd, 0, &its, NULL);
 
+    if (cfg->metrics_port > 0) {
+        if (vkvd_metrics_open(cfg->metrics_port, &srv->metrics) != 0)
+            VKV_WARN("metrics endpoint on 127.0.0.1:%d unavailable; serving without it",
+                     cfg->metrics_port);
+        else
+            VKV_INFO("metrics on http://127.0.0.1:%d/metrics", cfg->metrics_port);
+    }
     VKV_INFO("serving %s (backend host, %llu MiB in %u slabs of %llu MiB, page %u KiB, "
              "policy %s, epoch %016" PRIx64 ")",
              url, (unsigned long long)(cfg->capacity >> 20), vkvs_slab_count(srv->st),
@@ -1191,6 +1371,7 @@ int vkvd_server_run(vkvd_server *srv)
     }
     if (srv->deferred)
         rerun_deferred(srv); /* stopping: answers with what is hot */
+    verify_join(srv); /* it stops at its next entry */
     int rc = 0;
     if (srv->cold) {
         if (srv->cfg.spill_on_exit) {
@@ -1222,6 +1403,8 @@ void vkvd_server_close(vkvd_server *srv)
         unlink(srv->sock_path);
     }
     vkvd_fdchan_close(srv->fc);
+    vkvd_metrics_close(srv->metrics);
+    verify_join(srv);
     if (srv->cold) {
         vkvs_cold_close(srv->cold);
         srv->cold = NULL;
@@ -1247,5 +1430,7 @@ void vkvd_server_close(vkvd_server *srv)
         close(srv->lockfd);
     for (size_t i = 0; i < RCACHE_SLOTS; i++)
         free(srv->rcache[i].frame);
+    free(srv->live);
+    pthread_mutex_destroy(&srv->live_mu);
     free(srv);
 }

@@ -132,6 +132,11 @@ static const vkvp_fdesc vkvp_f_keys_req[] = {
     FU(vkvp_keys_req, "session", session, R, 0, UINT64_MAX),
     FA(vkvp_keys_req, VKVP_K_KEYS, "keys", keys, nkeys, R, 0, 0, VKVP_MAX_KEYS, NULL),
 };
+static const vkvp_fdesc vkvp_f_delete_req[] = {
+    FU(vkvp_delete_req, "session", session, R, 0, UINT64_MAX),
+    FA(vkvp_delete_req, VKVP_K_KEYS, "keys", keys, nkeys, R, 0, 0, VKVP_MAX_KEYS, NULL),
+    FSH(vkvp_delete_req, "ns", ns, has_ns, VKVP_MAX_NS),
+};
 static const vkvp_fdesc vkvp_f_alloc_req[] = {
     FU(vkvp_alloc_req, "session", session, R, 0, UINT64_MAX),
     FK(vkvp_alloc_req, "key", key),
@@ -152,6 +157,7 @@ static const vkvp_fdesc vkvp_f_evict_req[] = {
        offsetof(vkvp_evict_req, has_keys), 0, VKVP_MAX_KEYS, NULL),
     FB(vkvp_evict_req, "all", all),
     FE(vkvp_evict_req, "to", to, 0, vkvp_evict_names),
+    FSH(vkvp_evict_req, "ns", ns, has_ns, VKVP_MAX_NS),
 };
 static const vkvp_fdesc vkvp_f_session_req[] = {
     FU(vkvp_session_req, "session", session, R, 0, UINT64_MAX),
@@ -170,10 +176,16 @@ static const vkvp_fdesc vkvp_f_info_req[] = {
     FK(vkvp_info_req, "key", key),
     FSH(vkvp_info_req, "ns", ns, has_ns, VKVP_MAX_NS),
 };
+static const vkvp_fdesc vkvp_f_verify_req[] = {
+    FU(vkvp_verify_req, "session", session, R, 0, UINT64_MAX),
+    FB(vkvp_verify_req, "start", start),
+    FB(vkvp_verify_req, "drop", drop),
+};
 
 #define SD(fields, T, chk) {fields, VKVP_NF(fields), sizeof(T), chk}
 static const vkvp_sdesc vkvp_s_hello_req = SD(vkvp_f_hello_req, vkvp_hello_req, vkvp_chk_hello_req);
 static const vkvp_sdesc vkvp_s_keys_req = SD(vkvp_f_keys_req, vkvp_keys_req, NULL);
+static const vkvp_sdesc vkvp_s_delete_req = SD(vkvp_f_delete_req, vkvp_delete_req, NULL);
 static const vkvp_sdesc vkvp_s_alloc_req = SD(vkvp_f_alloc_req, vkvp_alloc_req, NULL);
 static const vkvp_sdesc vkvp_s_lease_req = SD(vkvp_f_lease_req, vkvp_lease_req, NULL);
 static const vkvp_sdesc vkvp_s_release_req = SD(vkvp_f_release_req, vkvp_release_req, NULL);
@@ -183,6 +195,7 @@ static const vkvp_sdesc vkvp_s_opt_session_req =
     SD(vkvp_f_opt_session_req, vkvp_opt_session_req, NULL);
 static const vkvp_sdesc vkvp_s_list_req = SD(vkvp_f_list_req, vkvp_list_req, NULL);
 static const vkvp_sdesc vkvp_s_info_req = SD(vkvp_f_info_req, vkvp_info_req, NULL);
+static const vkvp_sdesc vkvp_s_verify_req = SD(vkvp_f_verify_req, vkvp_verify_req, NULL);
 static const vkvp_sdesc vkvp_s_empty = {NULL, 0, 0, NULL};
 
 /* --- replies --- */
@@ -251,6 +264,15 @@ static const vkvp_fdesc vkvp_f_list_rep[] = {
 static const vkvp_fdesc vkvp_f_info_rep[] = {
     {"entry", VKVP_K_OBJ, R, offsetof(vkvp_info_rep, entry), 0, 0, 0, 0, NULL, &vkvp_s_entry},
 };
+static const vkvp_fdesc vkvp_f_verify_rep[] = {
+    {"running", VKVP_K_BOOL, R, offsetof(vkvp_verify_rep, running), 0, 0, 0, 1, NULL, NULL},
+    FU(vkvp_verify_rep, "entries_done", entries_done, R, 0, UINT64_MAX),
+    FU(vkvp_verify_rep, "entries_total", entries_total, R, 0, UINT64_MAX),
+    FU(vkvp_verify_rep, "bytes_done", bytes_done, R, 0, UINT64_MAX),
+    FU(vkvp_verify_rep, "bytes_total", bytes_total, R, 0, UINT64_MAX),
+    FU(vkvp_verify_rep, "corrupt", corrupt, R, 0, UINT64_MAX),
+    FU(vkvp_verify_rep, "dropped", dropped, R, 0, UINT64_MAX),
+};
 static const vkvp_fdesc vkvp_f_error[] = {
     FS(vkvp_reply, "msg", msg, R, 0, VKVP_MAX_MSG),
 };
@@ -267,6 +289,7 @@ static const vkvp_sdesc vkvp_s_spilled = SD(vkvp_f_spilled, vkvp_count_rep, NULL
 static const vkvp_sdesc vkvp_s_stats_rep = SD(vkvp_f_stats_rep, vkvp_stats_rep, NULL);
 static const vkvp_sdesc vkvp_s_list_rep = SD(vkvp_f_list_rep, vkvp_list_rep, NULL);
 static const vkvp_sdesc vkvp_s_info_rep = SD(vkvp_f_info_rep, vkvp_info_rep, NULL);
+static const vkvp_sdesc vkvp_s_verify_rep = SD(vkvp_f_verify_rep, vkvp_verify_rep, NULL);
 static const vkvp_sdesc vkvp_s_error = SD(vkvp_f_error, vkvp_reply, NULL);
 
 #undef R
@@ -277,8 +300,8 @@ static const vkvp_sdesc *vkvp_req_desc(int op)
     switch (op) {
     case VKVP_HELLO: return &vkvp_s_hello_req;
     case VKVP_LOOKUP:
-    case VKVP_FETCH:
-    case VKVP_DELETE: return &vkvp_s_keys_req;
+    case VKVP_FETCH: return &vkvp_s_keys_req;
+    case VKVP_DELETE: return &vkvp_s_delete_req;
     case VKVP_ALLOC: return &vkvp_s_alloc_req;
     case VKVP_COMMIT:
     case VKVP_ABORT: return &vkvp_s_lease_req;
@@ -289,6 +312,7 @@ static const vkvp_sdesc *vkvp_req_desc(int op)
     case VKVP_PING: return &vkvp_s_opt_session_req;
     case VKVP_LIST: return &vkvp_s_list_req;
     case VKVP_INFO: return &vkvp_s_info_req;
+    case VKVP_VERIFY: return &vkvp_s_verify_req;
     default: return NULL;
     }
 }
@@ -311,6 +335,7 @@ static const vkvp_sdesc *vkvp_rep_desc(int op)
     case VKVP_STATS: return &vkvp_s_stats_rep;
     case VKVP_LIST: return &vkvp_s_list_rep;
     case VKVP_INFO: return &vkvp_s_info_rep;
+    case VKVP_VERIFY: return &vkvp_s_verify_rep;
     default: return NULL;
     }
 }
@@ -364,7 +389,7 @@ const char *vkvp_op_name(int op)
 {
     static const char *const n[] = {"?",     "HELLO", "LOOKUP", "FETCH", "ALLOC",
                                     "COMMIT", "ABORT", "RELEASE", "DELETE", "EVICT",
-                                    "FLUSH", "STATS", "LIST",   "INFO",  "PING"};
+                                    "FLUSH", "STATS", "LIST",   "INFO",  "PING",  "VERIFY"};
     return (op >= 1 && op <= VKVP_OP_MAX_) ? n[op] : "?";
 }
 const char *vkvp_backend_name(int b) { return vkvp_name_of(vkvp_backend_names, b); }
@@ -477,7 +502,7 @@ static int vkvp_enc_field(msgpack_packer *pk, const vkvp_fdesc *f, const void *o
         PK(msgpack_pack_bin_with_body(pk, CAT(obj, f->off, vkv_key)->b, VKV_KEY_LEN));
         return 0;
     case VKVP_K_KEYS: {
-        const vkv_key *k = *CAT(obj, f->off, const vkv_key *);
+        const vkv_key *k = *CAT(obj, f->off, vkv_key *);
         uint32_t n = *CAT(obj, f->cnt_off, uint32_t);
         if (n < f->min || n > f->max || (n && !k))
             return VKV_EINVAL;
@@ -512,12 +537,12 @@ static int vkvp_enc_field(msgpack_packer *pk, const vkvp_fdesc *f, const void *o
         return 0;
     }
     case VKVP_K_EXTENTS:
-        return vkvp_enc_extents(pk, *CAT(obj, f->off, const vkvp_extent *),
+        return vkvp_enc_extents(pk, *CAT(obj, f->off, vkvp_extent *),
                                 *CAT(obj, f->cnt_off, uint32_t), f);
     case VKVP_K_OBJ:
         return vkvp_enc_struct(pk, f->sub, CAT(obj, f->off, char));
     case VKVP_K_OBJS: {
-        const char *a = *CAT(obj, f->off, const char *);
+        const char *a = *CAT(obj, f->off, char *);
         uint32_t n = *CAT(obj, f->cnt_off, uint32_t);
         if (n < f->min || n > f->max || (n && !a))
             return VKV_EINVAL;
@@ -528,7 +553,7 @@ static int vkvp_enc_field(msgpack_packer *pk, const vkvp_fdesc *f, const void *o
         return 0;
     }
     case VKVP_K_COUNTERS: {
-        const vkvp_counter *c = *CAT(obj, f->off, const vkvp_counter *);
+        const vkvp_counter *c = *CAT(obj, f->off, vkvp_counter *);
         uint32_t n = *CAT(obj, f->cnt_off, uint32_t);
         if (n > f->max || (n && !c))
             return VKV_EINVAL;
@@ -1333,6 +1358,15 @@ uint64_t vkvp_peek_req_id(const void *frame, size_t len)
             return 0;
         return vkvp_be(p + pos + 1, k);
     }
+    if (b >= 0xd0 && b <= 0xd3) {
+        /* A signed encoding the decoder also accepts when the value is
+         * non-negative. */
+        static const unsigned sz[] = {1, 2, 4, 8};
+        unsigned k = sz[b - 0xd0];
+        if (len - pos < 1 + (size_t)k || (p[pos + 1] & 0x80))
+            return 0;
+        return vkvp_be(p + pos + 1, k);
+    }
     return 0;
 }
 
@@ -1380,7 +1414,7 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
     }
     case VKVP_K_KEY: vkvp_json_hex(f, CAT(obj, fd->off, vkv_key)->b, VKV_KEY_LEN); break;
     case VKVP_K_KEYS: {
-        const vkv_key *k = *CAT(obj, fd->off, const vkv_key *);
+        const vkv_key *k = *CAT(obj, fd->off, vkv_key *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
         fputc('[', f);
         for (uint32_t i = 0; k && i < n; i++) {
@@ -1410,7 +1444,7 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
         break;
     }
     case VKVP_K_EXTENTS: {
-        const vkvp_extent *e = *CAT(obj, fd->off, const vkvp_extent *);
+        const vkvp_extent *e = *CAT(obj, fd->off, vkvp_extent *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
         fputc('[', f);
         for (uint32_t i = 0; e && i < n; i++)
@@ -1421,7 +1455,7 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
     }
     case VKVP_K_OBJ: vkvp_json_struct(f, fd->sub, CAT(obj, fd->off, char)); break;
     case VKVP_K_OBJS: {
-        const char *a = *CAT(obj, fd->off, const char *);
+        const char *a = *CAT(obj, fd->off, char *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
         fputc('[', f);
         for (uint32_t i = 0; a && i < n; i++) {
@@ -1432,7 +1466,7 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
         break;
     }
     case VKVP_K_COUNTERS: {
-        const vkvp_counter *c = *CAT(obj, fd->off, const vkvp_counter *);
+        const vkvp_counter *c = *CAT(obj, fd->off, vkvp_counter *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
         fputc('{', f);
         for (uint32_t i = 0; c && i < n; i++) {

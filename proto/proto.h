@@ -78,7 +78,8 @@ typedef enum vkvp_op {
     VKVP_LIST = 12,
     VKVP_INFO = 13,
     VKVP_PING = 14,
-    VKVP_OP_MAX_ = 14
+    VKVP_VERIFY = 15,
+    VKVP_OP_MAX_ = 15
 } vkvp_op;
 
 /* Wire strings: "host", "cuda". */
@@ -113,12 +114,21 @@ typedef struct vkvp_hello_req {
     bool admin;    /* default false */
 } vkvp_hello_req;
 
-/* LOOKUP, FETCH, DELETE. */
+/* LOOKUP, FETCH. */
 typedef struct vkvp_keys_req {
     uint64_t session;
     const vkv_key *keys; /* nkeys keys, 0 .. VKVP_MAX_KEYS, prompt order */
     uint32_t nkeys;
 } vkvp_keys_req;
+
+/* DELETE: the first three members match vkvp_keys_req. */
+typedef struct vkvp_delete_req {
+    uint64_t session;
+    const vkv_key *keys; /* nkeys keys, 0 .. VKVP_MAX_KEYS */
+    uint32_t nkeys;
+    bool has_ns; /* admin sessions: delete in this namespace */
+    vkvp_str ns; /* <= 256 bytes */
+} vkvp_delete_req;
 
 typedef struct vkvp_alloc_req {
     uint64_t session;
@@ -145,6 +155,8 @@ typedef struct vkvp_evict_req {
     uint32_t nkeys;
     bool all;            /* default false */
     vkvp_evict_to to;    /* default VKVP_EVICT_COLD */
+    bool has_ns;         /* admin sessions: evict in this namespace */
+    vkvp_str ns;         /* <= 256 bytes */
 } vkvp_evict_req;
 
 /* FLUSH. */
@@ -173,6 +185,13 @@ typedef struct vkvp_info_req {
     vkvp_str ns; /* <= 256 bytes */
 } vkvp_info_req;
 
+/* VERIFY: start (or poll) the cold tier's checksum verification. */
+typedef struct vkvp_verify_req {
+    uint64_t session;
+    bool start; /* default false: only report progress */
+    bool drop;  /* default false: delete corrupt entries (with start) */
+} vkvp_verify_req;
+
 typedef struct vkvp_request {
     uint32_t version; /* VKVP_VERSION */
     vkvp_op op;       /* selects the member of u */
@@ -185,13 +204,14 @@ typedef struct vkvp_request {
         vkvp_lease_req commit;
         vkvp_lease_req abort;
         vkvp_release_req release;
-        vkvp_keys_req del; /* DELETE */
+        vkvp_delete_req del; /* DELETE */
         vkvp_evict_req evict;
         vkvp_session_req flush;
         vkvp_opt_session_req stats;
         vkvp_list_req list;
         vkvp_info_req info;
         vkvp_opt_session_req ping;
+        vkvp_verify_req verify;
     } u;
 } vkvp_request;
 
@@ -282,6 +302,15 @@ typedef struct vkvp_info_rep {
     vkvp_entry entry;
 } vkvp_info_rep;
 
+/* VERIFY: progress of the current or last verification run. */
+typedef struct vkvp_verify_rep {
+    bool running;
+    uint64_t entries_done, entries_total;
+    uint64_t bytes_done, bytes_total;
+    uint64_t corrupt; /* records whose checksum failed */
+    uint64_t dropped; /* of those, deleted (drop=true) */
+} vkvp_verify_rep;
+
 typedef struct vkvp_reply {
     uint32_t version; /* VKVP_VERSION */
     vkvp_op op;       /* NOT on the wire: the op of the request this answers;
@@ -303,6 +332,7 @@ typedef struct vkvp_reply {
         vkvp_stats_rep stats;
         vkvp_list_rep list;
         vkvp_info_rep info;
+        vkvp_verify_rep verify;
     } u;
 } vkvp_reply;
 

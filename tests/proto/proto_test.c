@@ -287,10 +287,16 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         break;
     case VKVP_LOOKUP:
     case VKVP_FETCH:
-    case VKVP_DELETE:
         r->u.lookup.session = 77;
         r->u.lookup.keys = g_keys;
         r->u.lookup.nkeys = variant ? 0 : 8;
+        break;
+    case VKVP_DELETE:
+        r->u.del.session = 77;
+        r->u.del.keys = g_keys;
+        r->u.del.nkeys = variant ? 0 : 8;
+        r->u.del.has_ns = variant;
+        r->u.del.ns = vkvp_cstr("model-a#lloyd:kg=256");
         break;
     case VKVP_ALLOC:
         r->u.alloc.session = 77;
@@ -314,6 +320,8 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.evict.nkeys = 2;
         r->u.evict.all = variant;
         r->u.evict.to = variant ? VKVP_EVICT_DROP : VKVP_EVICT_COLD;
+        r->u.evict.has_ns = !variant;
+        r->u.evict.ns = vkvp_cstr("model-b#minmax");
         break;
     case VKVP_FLUSH: r->u.flush.session = 5; break;
     case VKVP_STATS:
@@ -327,6 +335,11 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.list.limit = variant ? VKVP_MAX_LIST : 1;
         r->u.list.has_ns = !variant;
         r->u.list.ns = vkvp_cstr("ns-x");
+        break;
+    case VKVP_VERIFY:
+        r->u.verify.session = 77;
+        r->u.verify.start = !variant;
+        r->u.verify.drop = variant;
         break;
     case VKVP_INFO:
         r->u.info.session = 77;
@@ -373,6 +386,12 @@ static void make_reply(vkvp_reply *r, vkvp_op op, int variant)
         r->u.list.next = variant ? 0 : 555;
         break;
     case VKVP_INFO: r->u.info.entry = g_entries[variant]; break;
+    case VKVP_VERIFY:
+        r->u.verify = (vkvp_verify_rep){.running = !variant, .entries_done = 3,
+                                        .entries_total = variant ? 3 : 10, .bytes_done = 300,
+                                        .bytes_total = UINT64_MAX, .corrupt = variant,
+                                        .dropped = 0};
+        break;
     default: break;
     }
 }
@@ -695,7 +714,7 @@ static void proto_frame_header_is_checked(void **state)
     REJ(VKV_EPROTO, "version: expected uint, got negative int", "[-1,14,3,{}]");
     REJ(VKV_EPROTO, "version: expected uint, got str", "['1',14,3,{}]");
     REJ(VKV_EPROTO, "unknown op 0", "[1,0,3,{}]");
-    REJ(VKV_EPROTO, "unknown op 15", "[1,15,3,{}]");
+    REJ(VKV_EPROTO, "unknown op 16", "[1,16,3,{}]");
     REJ(VKV_EPROTO, "unknown op 9223372036854775808", "[1,9223372036854775808,3,{}]");
     REJ(VKV_EPROTO, "op: expected uint, got negative int", "[1,-14,3,{}]");
     REJ(VKV_EPROTO, "op: expected uint, got float", "[1,14.0,3,{}]");
@@ -752,6 +771,77 @@ static void proto_unknown_missing_and_duplicate_keys_are_refused(void **state)
     REJ(VKV_EPROTO, "body: duplicate key 'session'", "[1,10,1,{'session':1,'session':1}]");
     REJ(VKV_EPROTO, "body: duplicate key 'keys'",
         "[1,8,1,{'keys':[],'session':1,'keys':[b32]}]");
+}
+
+static void proto_ns_is_accepted_on_delete_and_evict_only(void **state)
+{
+    vkvp_request *r = acc_req("[1,8,1,{'session':1,'keys':[b32],'ns':'m#x'}]");
+    assert_true(r->u.del.has_ns);
+    assert_string_equal(r->u.del.ns.ptr, "m#x");
+    assert_int_equal(r->u.del.nkeys, 1);
+    vkvp_request_free(r);
+    r = acc_req("[1,8,1,{'session':1,'keys':[]}]");
+    assert_false(r->u.del.has_ns);
+    vkvp_request_free(r);
+    r = acc_req("[1,9,1,{'session':1,'keys':[b32],'ns':'m#x','to':'drop'}]");
+    assert_true(r->u.evict.has_ns && r->u.evict.has_keys);
+    assert_int_equal(r->u.evict.to, VKVP_EVICT_DROP);
+    assert_string_equal(r->u.evict.ns.ptr, "m#x");
+    vkvp_request_free(r);
+    r = acc_req("[1,9,1,{'session':1,'all':true}]");
+    assert_false(r->u.evict.has_ns);
+    vkvp_request_free(r);
+    r = acc_req("[1,8,1,{'session':1,'keys':[],'ns':s256}]");
+    vkvp_request_free(r);
+    REJ(VKV_ETOOBIG, "body.ns: 257 bytes", "[1,8,1,{'session':1,'keys':[],'ns':s257}]");
+    REJ(VKV_ETOOBIG, "body.ns: 257 bytes", "[1,9,1,{'session':1,'all':true,'ns':s257}]");
+    REJ(VKV_EPROTO, "body.ns", "[1,8,1,{'session':1,'keys':[],'ns':5}]");
+    /* LOOKUP and FETCH keep refusing a namespace */
+    REJ(VKV_EPROTO, "body: unknown key 'ns'", "[1,2,1,{'session':1,'keys':[],'ns':'m'}]");
+    REJ(VKV_EPROTO, "body: unknown key 'ns'", "[1,3,1,{'session':1,'keys':[],'ns':'m'}]");
+    /* the encoder checks the limit too */
+    vkvp_request q;
+    void *f = NULL;
+    size_t len = 0;
+    char big[VKVP_MAX_NS + 2];
+    memset(big, 'n', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    vkvp_request_init(&q, VKVP_DELETE, 1);
+    q.u.del.has_ns = true;
+    q.u.del.ns = vkvp_cstr(big);
+    assert_int_equal(vkvp_encode_request(&q, &f, &len), VKV_EINVAL);
+    assert_null(f);
+    /* JSON shows ns only when present */
+    q.u.del.ns = vkvp_cstr("m#x");
+    char *j = jreq(&q);
+    assert_non_null(strstr(j, "\"ns\":\"m#x\""));
+    free(j);
+    q.u.del.has_ns = false;
+    j = jreq(&q);
+    assert_null(strstr(j, "\"ns\""));
+    free(j);
+}
+
+static void proto_verify_defaults_and_rules(void **state)
+{
+    vkvp_request *r = acc_req("[1,15,1,{'session':9}]");
+    assert_int_equal(r->op, VKVP_VERIFY);
+    assert_false(r->u.verify.start);
+    assert_false(r->u.verify.drop);
+    vkvp_request_free(r);
+    r = acc_req("[1,15,1,{'session':9,'start':true,'drop':true}]");
+    assert_true(r->u.verify.start && r->u.verify.drop);
+    vkvp_request_free(r);
+    assert_string_equal(vkvp_op_name(VKVP_VERIFY), "VERIFY");
+    REJ(VKV_EPROTO, "body: missing key 'session'", "[1,15,1,{'start':true}]");
+    REJ(VKV_EPROTO, "body.start", "[1,15,1,{'session':1,'start':1}]");
+    REJ(VKV_EPROTO, "body: unknown key 'ns'", "[1,15,1,{'session':1,'ns':'x'}]");
+    REJR(VKVP_VERIFY, VKV_EPROTO, "body: missing key 'running'",
+         "[1,0,3,1,{'entries_done':0,'entries_total':0,'bytes_done':0,'bytes_total':0,"
+         "'corrupt':0,'dropped':0}]");
+    REJR(VKVP_VERIFY, VKV_EPROTO, "body: missing key 'dropped'",
+         "[1,0,3,1,{'running':false,'entries_done':0,'entries_total':0,'bytes_done':0,"
+         "'bytes_total':0,'corrupt':0}]");
 }
 
 static void proto_keys_must_be_exactly_32_bytes(void **state)
@@ -890,7 +980,7 @@ static void proto_encoder_refuses_out_of_range_fields(void **state)
     q.u.list.limit = 0;
     assert_int_equal(vkvp_encode_request(&q, &f, &len), VKV_EINVAL);
     make_request(&q, VKVP_PING, 0);
-    q.op = (vkvp_op)15;
+    q.op = (vkvp_op)16;
     assert_int_equal(vkvp_encode_request(&q, &f, &len), VKV_EINVAL);
     make_reply(&p, VKVP_HELLO, 0);
     p.u.hello.page_size = 3000;
@@ -1060,6 +1150,8 @@ int main(void)
         cmocka_unit_test(proto_wrong_field_types_are_refused),
         cmocka_unit_test(proto_unknown_missing_and_duplicate_keys_are_refused),
         cmocka_unit_test(proto_keys_must_be_exactly_32_bytes),
+        cmocka_unit_test(proto_ns_is_accepted_on_delete_and_evict_only),
+        cmocka_unit_test(proto_verify_defaults_and_rules),
         cmocka_unit_test(proto_limits_and_ranges_are_enforced),
         cmocka_unit_test(proto_reply_rules_are_enforced),
         cmocka_unit_test(proto_encoder_refuses_out_of_range_fields),

@@ -1,0 +1,411 @@
+"""vkv: Python binding of libvkv (ctypes), for inference worker processes.
+
+    import vkv, numpy as np
+    with vkv.Client(ns="llava-1.5-7b@abc/tp0/f16") as c:
+        hits, cold = c.lookup(keys)            # longest cached prefix
+        with c.fetch(keys[:hits]) as f:        # pins the blocks
+            k, v = f.decode(0)                 # np.float16 [layers, tokens, kv_heads, head_dim]
+        c.put(key, k, v, visual_ranges=[(0, 256)])
+
+Keys are 32-byte ``bytes`` (or 64-char hex strings). ``key_chain`` derives
+them as docs/KEYS.md says; vLLM block hashes (sha256_cbor) can be passed
+through unchanged (see vkv.vllm_connector).
+
+The shared library is found via $VKV_LIBRARY, then next to this package,
+then in a build tree above it (build*/client/libvkv.so), then the system.
+numpy is needed only for put/decode; torch only for ``decode_torch``.
+"""
+import ctypes
+import ctypes.util
+import glob
+import os
+
+__all__ = ["Client", "Fetch", "VkvError", "key_chain", "key_hex", "key_parse", "load_library"]
+
+KEY_LEN = 32
+MAX_RANGES = 8
+DTYPE_F16 = 1
+DTYPE_BF16 = 2
+DECODE_VERIFY = 1
+HEADER_SIZE = 256
+
+# include/vkv/error.h, stable codes.
+_ERRORS = {
+    0: "VKV_OK", -1: "VKV_EINVAL", -2: "VKV_ENOMEM", -3: "VKV_ESHAPE", -4: "VKV_EGROUP",
+    -5: "VKV_ENONFINITE", -6: "VKV_ERANGES", -7: "VKV_EMAGIC", -8: "VKV_EVERSION",
+    -9: "VKV_ETRUNC", -10: "VKV_ECORRUPT", -11: "VKV_ECHECKSUM", -12: "VKV_ESPEC",
+    -13: "VKV_EPROTO", -14: "VKV_ETOOBIG", -15: "VKV_ENOTFOUND", -16: "VKV_EEXIST",
+    -17: "VKV_EBUSY", -18: "VKV_ENOSPC", -19: "VKV_ETIMEDOUT", -20: "VKV_ECONN",
+    -21: "VKV_EPERM", -22: "VKV_ESTALE", -23: "VKV_EIO", -24: "VKV_ESTATE",
+    -25: "VKV_ELEASE", -26: "VKV_ESESSION", -27: "VKV_ENOTSUP", -28: "VKV_ESYS",
+    -29: "VKV_ESHUTDOWN", -30: "VKV_ECOLD",
+}
+
+
+class VkvError(Exception):
+    """A libvkv call failed: ``code`` is the negative vkv_err, ``name`` its symbol."""
+
+    def __init__(self, code, what=""):
+        self.code = code
+        self.name = _ERRORS.get(code, "VKV_E?")
+        super().__init__(f"{what}: {self.name} ({code})" if what else f"{self.name} ({code})")
+
+
+# ---- C structs (must match include/vkv/*.h) ----------------------------------
+class _Key(ctypes.Structure):
+    _fields_ = [("b", ctypes.c_uint8 * KEY_LEN)]
+
+
+class _Options(ctypes.Structure):
+    _fields_ = [("rundir", ctypes.c_char_p), ("ns", ctypes.c_char_p),
+                ("codec", ctypes.c_char_p), ("name", ctypes.c_char_p),
+                ("timeout_ms", ctypes.c_int), ("admin", ctypes.c_int),
+                ("ns_is_full", ctypes.c_int)]
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("start", ctypes.c_uint32), ("len", ctypes.c_uint32)]
+
+
+class _Shape(ctypes.Structure):
+    _fields_ = [("layers", ctypes.c_uint32), ("kv_heads", ctypes.c_uint32),
+                ("head_dim", ctypes.c_uint32), ("tokens", ctypes.c_uint32),
+                ("dtype", ctypes.c_uint8), ("n_ranges", ctypes.c_uint32),
+                ("ranges", _Range * MAX_RANGES)]
+
+
+class _Spec(ctypes.Structure):
+    _fields_ = [("rule", ctypes.c_uint8), ("k_mode", ctypes.c_uint8),
+                ("v_mode", ctypes.c_uint8), ("iters", ctypes.c_uint8),
+                ("k_group", ctypes.c_uint16), ("v_group", ctypes.c_uint16),
+                ("k_param", ctypes.c_float), ("v_param", ctypes.c_float)]
+
+
+class _KV(ctypes.Structure):  # vkv_kv_src and vkv_kv_dst have the same layout
+    _fields_ = [("k", ctypes.POINTER(ctypes.c_void_p)), ("v", ctypes.POINTER(ctypes.c_void_p)),
+                ("token_stride", ctypes.c_size_t), ("head_stride", ctypes.c_size_t)]
+
+
+class _View(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("size", ctypes.c_size_t)]
+
+
+class _Stat(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 64), ("value", ctypes.c_uint64)]
+
+
+class _ImageRef(ctypes.Structure):
+    _fields_ = [("hash", ctypes.c_uint8 * 32), ("offset", ctypes.c_uint32),
+                ("length", ctypes.c_uint32)]
+
+
+_lib = None
+
+
+def _candidates():
+    env = os.environ.get("VKV_LIBRARY")
+    if env:
+        yield env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (here, os.path.dirname(here)):
+        yield from sorted(glob.glob(os.path.join(d, "libvkv.so*")))
+    d = here
+    for _ in range(5):  # client/python/vkv -> repo root and its build dirs
+        d = os.path.dirname(d)
+        yield from sorted(glob.glob(os.path.join(d, "build*", "client", "libvkv.so")))
+    found = ctypes.util.find_library("vkv")
+    if found:
+        yield found
+    yield "libvkv.so.0"
+
+
+def load_library(path=None):
+    """Loads libvkv (once) and declares the prototypes; returns the CDLL."""
+    global _lib
+    if _lib is not None and path is None:
+        return _lib
+    errors = []
+    for cand in ([path] if path else _candidates()):
+        try:
+            lib = ctypes.CDLL(cand)
+            break
+        except OSError as e:
+            errors.append(f"{cand}: {e}")
+    else:
+        raise OSError("libvkv not found (set VKV_LIBRARY): " + "; ".join(errors[-3:]))
+    P, c_int, c_size = ctypes.POINTER, ctypes.c_int, ctypes.c_size_t
+    vp = ctypes.c_void_p
+    protos = {
+        "vkv_connect": (c_int, [P(_Options), P(vp)]),
+        "vkv_close": (None, [vp]),
+        "vkv_client_epoch": (ctypes.c_uint64, [vp]),
+        "vkv_lookup": (c_int, [vp, P(_Key), c_size, P(c_size), P(c_size)]),
+        "vkv_fetch_begin": (c_int, [vp, P(_Key), c_size, P(vp)]),
+        "vkv_fetch_count": (c_size, [vp]),
+        "vkv_fetch_view": (_View, [vp, c_size]),
+        "vkv_fetch_release": (c_int, [vp, vp]),
+        "vkv_put_chunk": (c_int, [vp, P(_Key), P(_Shape), P(_KV), P(c_int)]),
+        "vkv_delete": (c_int, [vp, P(_Key), c_size, P(c_size)]),
+        "vkv_stats": (c_int, [vp, P(_Stat), c_size, P(c_size)]),
+        "vkv_ping": (c_int, [vp]),
+        "vkv_key_chain": (c_int, [P(_Key), P(ctypes.c_uint32), c_size, P(_ImageRef), c_size,
+                                  P(_Key)]),
+        "vkv_block_check": (c_int, [vp, c_size, ctypes.c_uint, vp]),
+        "vkv_block_shape": (None, [vp, P(_Shape), P(_Spec)]),
+        "vkv_decode": (c_int, [vp, c_size, ctypes.c_uint, P(_KV)]),
+        "vkv_codec_spec_format": (c_int, [P(_Spec), ctypes.c_char_p, c_size]),
+    }
+    for name, (res, args) in protos.items():
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
+    if path is None:
+        _lib = lib
+    return lib
+
+
+def _check(rc, what):
+    if rc != 0:
+        raise VkvError(rc, what)
+
+
+def key_parse(k):
+    """bytes(32) from 32 bytes or 64 hex chars."""
+    if isinstance(k, str):
+        k = bytes.fromhex(k)
+    k = bytes(k)
+    if len(k) != KEY_LEN:
+        raise ValueError(f"a key is {KEY_LEN} bytes, got {len(k)}")
+    return k
+
+
+def key_hex(k):
+    """64 lowercase hex chars of a key."""
+    return key_parse(k).hex()
+
+
+def _keys_array(keys):
+    keys = [key_parse(k) for k in keys]
+    arr = (_Key * max(len(keys), 1))()
+    for i, k in enumerate(keys):
+        ctypes.memmove(arr[i].b, k, KEY_LEN)
+    return arr, len(keys)
+
+
+def key_chain(parent, tokens, images=()):
+    """Key of one chunk, computed by libvkv's vkv_key_chain (docs/KEYS.md).
+
+    parent: 32 bytes / hex, or None for the first chunk; tokens: ints (u32);
+    images: (hash32, offset, length) tuples of images overlapping the chunk.
+    """
+    lib = load_library()
+    par = None
+    if parent is not None:
+        par = _Key()
+        ctypes.memmove(par.b, key_parse(parent), KEY_LEN)
+    toks = (ctypes.c_uint32 * max(len(tokens), 1))(*tokens)
+    imgs = (_ImageRef * max(len(images), 1))()
+    for i, (h, off, ln) in enumerate(images):
+        h = key_parse(h)
+        ctypes.memmove(imgs[i].hash, h, 32)
+        imgs[i].offset, imgs[i].length = off, ln
+    out = _Key()
+    _check(lib.vkv_key_chain(ctypes.byref(par) if par is not None else None, toks, len(tokens),
+                             imgs, len(images), ctypes.byref(out)), "vkv_key_chain")
+    return bytes(out.b)
+
+
+def _np():
+    import numpy  # noqa: deferred so that the package imports without numpy
+    return numpy
+
+
+def block_shape(data, size):
+    """(shape dict, codec string) of a block at address `data` (checked, with checksum)."""
+    lib = load_library()
+    hdr = ctypes.create_string_buffer(HEADER_SIZE)
+    _check(lib.vkv_block_check(data, size, DECODE_VERIFY, hdr), "vkv_block_check")
+    sh, spec = _Shape(), _Spec()
+    lib.vkv_block_shape(hdr, ctypes.byref(sh), ctypes.byref(spec))
+    buf = ctypes.create_string_buffer(128)
+    lib.vkv_codec_spec_format(ctypes.byref(spec), buf, 128)
+    return ({"layers": sh.layers, "tokens": sh.tokens, "kv_heads": sh.kv_heads,
+             "head_dim": sh.head_dim, "dtype": "bf16" if sh.dtype == DTYPE_BF16 else "f16",
+             "visual_ranges": [(sh.ranges[i].start, sh.ranges[i].start + sh.ranges[i].len)
+                               for i in range(sh.n_ranges)]}, buf.value.decode())
+
+
+def decode_block(data, size):
+    """Decodes a block (address, size) into (K, V) numpy arrays
+    [layers, tokens, kv_heads, head_dim]: float16 for f16 blocks, uint16 bit
+    patterns for bf16 blocks (numpy has no bfloat16)."""
+    np = _np()
+    lib = load_library()
+    shape, _ = block_shape(data, size)
+    L, T, H, D = shape["layers"], shape["tokens"], shape["kv_heads"], shape["head_dim"]
+    dt = np.float16 if shape["dtype"] == "f16" else np.uint16
+    k = np.empty((L, T, H, D), dtype=dt)
+    v = np.empty((L, T, H, D), dtype=dt)
+    kp = (ctypes.c_void_p * max(L, 1))(*[k.ctypes.data + l * k.strides[0] for l in range(L)])
+    vp = (ctypes.c_void_p * max(L, 1))(*[v.ctypes.data + l * v.strides[0] for l in range(L)])
+    dst = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+              ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), H * D, D)
+    _check(lib.vkv_decode(data, size, DECODE_VERIFY, ctypes.byref(dst)), "vkv_decode")
+    return k, v
+
+
+class Fetch:
+    """Pinned blocks of one FETCH. Use as a context manager; the pins (and the
+    memory behind ``block()``) go away at release()."""
+
+    def __init__(self, client, handle):
+        self._client = client
+        self._h = handle
+
+    def __len__(self):
+        return 0 if not self._h else self._client._lib.vkv_fetch_count(self._h)
+
+    def _view(self, i):
+        if not self._h or not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._client._lib.vkv_fetch_view(self._h, i)
+
+    def block(self, i):
+        """The raw block bytes of block i (a copy)."""
+        v = self._view(i)
+        return ctypes.string_at(v.data, v.size)
+
+    def shape(self, i):
+        """Shape dict of block i (layers, tokens, kv_heads, head_dim, dtype, visual_ranges)."""
+        v = self._view(i)
+        return block_shape(v.data, v.size)[0]
+
+    def decode(self, i):
+        """(K, V) numpy arrays of block i, decoded straight from the daemon's memory."""
+        if self._client.backend_is_cuda:
+            raise VkvError(-27, "decode: CUDA-backend views are device pointers")
+        v = self._view(i)
+        return decode_block(v.data, v.size)
+
+    def decode_torch(self, i, device=None):
+        """(K, V) as torch tensors (via DLPack from the numpy arrays), moved to
+        `device` when given. Raises ImportError without torch."""
+        import torch  # noqa: optional dependency
+        k, v = self.decode(i)
+        tk = torch.utils.dlpack.from_dlpack(k)
+        tv = torch.utils.dlpack.from_dlpack(v)
+        if device is not None:
+            tk, tv = tk.to(device), tv.to(device)
+        return tk, tv
+
+    def release(self):
+        if self._h:
+            h, self._h = self._h, None
+            _check(self._client._lib.vkv_fetch_release(self._client._c, h), "vkv_fetch_release")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+class Client:
+    """One session with the local vkvd (vkv_connect). Not thread-safe per
+    object from Python's side beyond what libvkv serializes; use one per thread."""
+
+    def __init__(self, rundir=None, ns=None, codec=None, timeout_ms=5000, name=None,
+                 admin=False, ns_is_full=False, library=None):
+        self._lib = load_library(library)
+        enc = lambda s: s.encode() if isinstance(s, str) else s  # noqa: E731
+        self._opts = _Options(enc(rundir), enc(ns), enc(codec), enc(name or f"py-{os.getpid()}"),
+                              int(timeout_ms), int(bool(admin)), int(bool(ns_is_full)))
+        h = ctypes.c_void_p()
+        _check(self._lib.vkv_connect(ctypes.byref(self._opts), ctypes.byref(h)), "vkv_connect")
+        self._c = h
+        self.backend_is_cuda = False  # the host backend; CUDA views need device code
+
+    def close(self):
+        if getattr(self, "_c", None):
+            self._lib.vkv_close(self._c)
+            self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    @property
+    def epoch(self):
+        return self._lib.vkv_client_epoch(self._c)
+
+    def lookup(self, keys):
+        """(hits, cold): longest cached prefix of keys and how many of it are cold."""
+        arr, n = _keys_array(keys)
+        hits, cold = ctypes.c_size_t(), ctypes.c_size_t()
+        _check(self._lib.vkv_lookup(self._c, arr, n, ctypes.byref(hits), ctypes.byref(cold)),
+               "vkv_lookup")
+        return hits.value, cold.value
+
+    def fetch(self, keys):
+        """Pins the longest cached prefix of keys; returns a Fetch (context manager)."""
+        arr, n = _keys_array(keys)
+        h = ctypes.c_void_p()
+        _check(self._lib.vkv_fetch_begin(self._c, arr, n, ctypes.byref(h)), "vkv_fetch_begin")
+        return Fetch(self, h)
+
+    def put(self, key, k, v, visual_ranges=(), dtype="f16"):
+        """Encodes and stores one chunk. k, v: arrays [layers, tokens, kv_heads,
+        head_dim], float16 (dtype "f16") or uint16 bfloat16 bits (dtype "bf16").
+        visual_ranges: (start, end) half-open token ranges. Returns True when
+        stored, False when the key existed or another worker is writing it."""
+        np = _np()
+        want = np.float16 if dtype == "f16" else np.uint16
+        k = np.ascontiguousarray(k, dtype=want)
+        v = np.ascontiguousarray(v, dtype=want)
+        if k.ndim != 4 or k.shape != v.shape:
+            raise ValueError("k and v must have the same shape [layers, tokens, kv_heads, head_dim]")
+        if len(visual_ranges) > MAX_RANGES:
+            raise ValueError(f"at most {MAX_RANGES} visual ranges per chunk")
+        L, T, H, D = k.shape
+        sh = _Shape(L, H, D, T, DTYPE_F16 if dtype == "f16" else DTYPE_BF16, len(visual_ranges))
+        for i, (s, e) in enumerate(visual_ranges):
+            sh.ranges[i] = _Range(s, e - s)
+        kp = (ctypes.c_void_p * max(L, 1))(*[k.ctypes.data + l * k.strides[0] for l in range(L)])
+        vp = (ctypes.c_void_p * max(L, 1))(*[v.ctypes.data + l * v.strides[0] for l in range(L)])
+        src = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                  ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), H * D, D)
+        kk = _Key()
+        ctypes.memmove(kk.b, key_parse(key), KEY_LEN)
+        stored = ctypes.c_int()
+        _check(self._lib.vkv_put_chunk(self._c, ctypes.byref(kk), ctypes.byref(sh),
+                                       ctypes.byref(src), ctypes.byref(stored)), "vkv_put_chunk")
+        return bool(stored.value)
+
+    def delete(self, keys):
+        """Deletes keys of this namespace; returns how many existed."""
+        arr, n = _keys_array(keys)
+        out = ctypes.c_size_t()
+        _check(self._lib.vkv_delete(self._c, arr, n, ctypes.byref(out)), "vkv_delete")
+        return out.value
+
+    def stats(self):
+        """The daemon's counters as a dict name -> int."""
+        cap = 512
+        arr = (_Stat * cap)()
+        n = ctypes.c_size_t()
+        _check(self._lib.vkv_stats(self._c, arr, cap, ctypes.byref(n)), "vkv_stats")
+        return {arr[i].name.decode(): arr[i].value for i in range(min(n.value, cap))}
+
+    def ping(self):
+        _check(self._lib.vkv_ping(self._c), "vkv_ping")
