@@ -8,7 +8,8 @@
  * (fp16 bytes out per second), and memcpy of the same fp16 bytes in the same
  * run; prints medians and the ratios codec / memcpy.
  *
- * Usage: vkv_bench_codec [repetitions]   (default 9)
+ * Usage: vkv_bench_codec [repetitions [spec]]   (default 9, every spec below;
+ * a spec string such as "default" or "lloyd" times that spec alone)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -67,7 +68,7 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 9;
     if (reps < 1 || reps > 1000) {
-        fprintf(stderr, "usage: %s [repetitions 1..1000]\n", argv[0]);
+        fprintf(stderr, "usage: %s [repetitions 1..1000 [spec|default]]\n", argv[0]);
         return 2;
     }
     const size_t layer_elems = (size_t)TOKENS * HEADS * HDIM;
@@ -119,14 +120,19 @@ int main(int argc, char **argv)
     vkv_codec_spec_default(&def);
     char dspec[128];
     vkv_codec_spec_format(&def, dspec, sizeof(dspec));
-    const char *specs[] = {dspec, "minmax", "quantile"};
+    const char *specs[] = {dspec, "lloyd", "minmax", "quantile"};
+    size_t nspecs = sizeof(specs) / sizeof(specs[0]);
+    if (argc > 2) { /* one spec only */
+        specs[0] = strcmp(argv[2], "default") == 0 ? dspec : argv[2];
+        nspecs = 1;
+    }
     const enum vkv_impl impls[] = {VKV_IMPL_SCALAR, VKV_IMPL_AVX2, VKV_IMPL_AVX512};
     printf("%-7s %-48s %6s %10s %7s %10s %7s\n", "impl", "spec", "bits", "quant GB/s", "x memcpy",
            "deq GB/s", "x memcpy");
     for (size_t ii = 0; ii < 3; ii++) {
         if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
             continue;
-        for (size_t si = 0; si < 3; si++) {
+        for (size_t si = 0; si < nspecs; si++) {
             vkv_codec_spec spec;
             if (vkv_codec_spec_parse(specs[si], &spec) != VKV_OK)
                 return 1;

@@ -197,7 +197,14 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         c->calib = calib ? off : 0.0;
         return VKV_OK;
     }
-    if (nl == 7 && strncmp(text, "rotsign", 7) == 0) {
+    /* "rotsign:kmode=..." (the block rule's own keys, as its canonical
+     * string starts) is the block codec; other rotsign specs are this
+     * module's eval-only simulation */
+    int rot_block = nl == 7 && strncmp(text, "rotsign", 7) == 0 &&
+                    (strncmp(p, "kmode=", 6) == 0 || strncmp(p, "vmode=", 6) == 0 ||
+                     strncmp(p, "kbits=", 6) == 0 || strncmp(p, "vbits=", 6) == 0 ||
+                     strncmp(p, "iters=", 6) == 0);
+    if (nl == 7 && strncmp(text, "rotsign", 7) == 0 && !rot_block) {
         c->kind = VKVE_ROTSIGN;
         c->center[0] = 1, c->rot[0] = 1, c->scale[0] = VKVE_SCALE_TOKEN;
         c->center[1] = 0, c->rot[1] = 0, c->scale[1] = VKVE_SCALE_RANK1;
@@ -237,6 +244,8 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
 #else
     c->sim = 1;
 #endif
+    if (rot_block)
+        return vkve_cfail(err, errlen, VKV_ESPEC, "'%s' needs the block codec library", text);
     if (vkve_block_parse_sim(bt, &c->spec) != 0)
         return vkve_cfail(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
     return VKV_OK;
@@ -755,7 +764,7 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
         return vkve_cfail(err, errlen, VKV_EINVAL, "chunk size must be positive");
     if (c->kind == VKVE_ROTSIGN && (D & (D - 1)))
         return vkve_cfail(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)", D);
-    if (c->kind == VKVE_BLOCK && ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
+    if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN && ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
                                   (c->spec.v_mode == VKV_GROUP_TOKEN && c->spec.v_group && D % c->spec.v_group)))
         return vkve_cfail(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u", c->text, D);
     /* raw tokens (and the starting point of every codec): the source rounded

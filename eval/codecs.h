@@ -16,6 +16,9 @@
  *                                 levels at the scaled min and max, rounding
  *                                 at their midpoint; calib=1 adds its logit
  *                                 post-scaling ([min,max] -> [min,max-off])
+ *   rotsign:kmode=..,kbits=..,vmode=..,vbits=..,iters=N
+ *                                 the block rule VKV_RULE_ROTSIGN (library
+ *                                 only; a spec whose first key is a block key)
  *   rotsign[:kc=1,kr=1,ks=token,vc=0,vr=0,vs=rank1,seed=N]
  *                                 eval-only design: per tensor optional
  *                                 per-channel centring (c), a fixed random-sign

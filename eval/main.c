@@ -50,13 +50,16 @@ static const char *const vkve_default_codecs[] = {
     "rotsign:kc=0,vr=1,vs=token",
     "rotsign:kr=0",
     "rotsign:vr=1,vs=token",
+    "rotsign:kmode=token,kbits=16,vmode=channel,vbits=16,iters=2",
+    "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=2",
+    "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0",
 };
 #define VKVE_N_DEFAULT (sizeof vkve_default_codecs / sizeof vkve_default_codecs[0])
 
 /* Baselines of the goal check (issue 3) and the default it judges. */
 #define VKVE_BASE_CQ "calibquant"
 #define VKVE_BASE_SEED "quantile"
-#define VKVE_DEFAULT_SPEC "quantile:kg=128,vmode=channel,vg=256"
+#define VKVE_DEFAULT_SPEC "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0"
 #define VKVE_DESIGN_SPEC "rotsign" /* the eval-only design, checked alongside */
 
 /* Options shared by the subcommands. */

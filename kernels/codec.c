@@ -12,16 +12,24 @@
 #include "codec_internal.h"
 
 /* ---- the project default spec: change it here (and only here) ---------- */
-#define VKVK_DEFAULT_RULE    VKV_RULE_LLOYD
-#define VKVK_DEFAULT_K_MODE  VKV_GROUP_CHANNEL
-#define VKVK_DEFAULT_K_GROUP 256
-#define VKVK_DEFAULT_V_MODE  VKV_GROUP_TOKEN
-#define VKVK_DEFAULT_V_GROUP 0 /* TOKEN mode: 0 means head_dim */
-#define VKVK_DEFAULT_ITERS   3
+/* rotsign with 8-bit scales: best fidelity at <= 1.25 bits/element in the
+ * table of docs/FIDELITY.md (1.1251 bits/element on the reference chunk). */
+#define VKVK_DEFAULT_RULE VKV_RULE_ROTSIGN
+/* Defaults of the level rules when a spec names one without modes/groups. */
+#define VKVK_LEVEL_K_MODE  VKV_GROUP_CHANNEL
+#define VKVK_LEVEL_K_GROUP 256
+#define VKVK_LEVEL_V_MODE  VKV_GROUP_TOKEN
+#define VKVK_LEVEL_V_GROUP 0 /* TOKEN mode: 0 means head_dim */
+#define VKVK_DEFAULT_ITERS 3 /* Lloyd */
 /* Per-rule parameter defaults (used when a spec names a rule but no value). */
 #define VKVK_MINMAX_K_SHRINK 0.5f
 #define VKVK_MINMAX_V_SHRINK 0.3f
 #define VKVK_QUANTILE_P      0.2f
+/* rotsign defaults: keys centred + rotated (TOKEN), values rank-1 (CHANNEL). */
+#define VKVK_ROT_K_MODE VKV_GROUP_TOKEN
+#define VKVK_ROT_V_MODE VKV_GROUP_CHANNEL
+#define VKVK_ROT_BITS   8 /* scale width (k_group / v_group) */
+#define VKVK_ROT_ITERS  0 /* rank-1 refinement passes */
 
 /* Fills *kp, *vp and *iters with the defaults of `rule`. */
 static void vkvk_rule_defaults(int rule, float *kp, float *vp, uint8_t *iters)
@@ -35,23 +43,37 @@ static void vkvk_rule_defaults(int rule, float *kp, float *vp, uint8_t *iters)
         *kp = *vp = VKVK_QUANTILE_P;
     } else if (rule == VKV_RULE_LLOYD) {
         *iters = VKVK_DEFAULT_ITERS;
+    } else if (rule == VKV_RULE_ROTSIGN) {
+        *iters = VKVK_ROT_ITERS;
     }
+}
+
+/* Fills `spec` with the defaults of rule `rule` (modes, groups, parameters). */
+static void vkvk_spec_of_rule(int rule, vkv_codec_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->rule = (uint8_t)rule;
+    if (rule == VKV_RULE_ROTSIGN) {
+        spec->k_mode = VKVK_ROT_K_MODE;
+        spec->v_mode = VKVK_ROT_V_MODE;
+        spec->k_group = spec->v_group = VKVK_ROT_BITS;
+    } else {
+        spec->k_mode = VKVK_LEVEL_K_MODE;
+        spec->k_group = VKVK_LEVEL_K_GROUP;
+        spec->v_mode = VKVK_LEVEL_V_MODE;
+        spec->v_group = VKVK_LEVEL_V_GROUP;
+    }
+    vkvk_rule_defaults(rule, &spec->k_param, &spec->v_param, &spec->iters);
 }
 
 void vkv_codec_spec_default(vkv_codec_spec *spec)
 {
-    memset(spec, 0, sizeof(*spec));
-    spec->rule = VKVK_DEFAULT_RULE;
-    spec->k_mode = VKVK_DEFAULT_K_MODE;
-    spec->v_mode = VKVK_DEFAULT_V_MODE;
-    spec->k_group = VKVK_DEFAULT_K_GROUP;
-    spec->v_group = VKVK_DEFAULT_V_GROUP;
-    vkvk_rule_defaults(spec->rule, &spec->k_param, &spec->v_param, &spec->iters);
+    vkvk_spec_of_rule(VKVK_DEFAULT_RULE, spec);
 }
 
 /* ---- spec strings ------------------------------------------------------- */
 
-static const char *const vkvk_rule_names[] = {NULL, "minmax", "quantile", "lloyd"};
+static const char *const vkvk_rule_names[] = {NULL, "minmax", "quantile", "lloyd", "rotsign"};
 static const char *const vkvk_mode_names[] = {NULL, "channel", "token"};
 
 /* Nonzero when `p` is a valid parameter of `rule` (lloyd takes none). */
@@ -67,13 +89,19 @@ static int vkvk_param_ok(int rule, float p)
 /* Checks the shape-independent parts of a spec. Returns VKV_OK or VKV_ESPEC. */
 static int vkvk_spec_valid(const vkv_codec_spec *s)
 {
-    if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_LLOYD)
+    if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_ROTSIGN)
         return VKV_ESPEC;
     if (s->k_mode < VKV_GROUP_CHANNEL || s->k_mode > VKV_GROUP_TOKEN || s->v_mode < VKV_GROUP_CHANNEL ||
         s->v_mode > VKV_GROUP_TOKEN)
         return VKV_ESPEC;
     if (s->rule == VKV_RULE_LLOYD && (s->iters < 1 || s->iters > VKVK_MAX_ITERS))
         return VKV_ESPEC;
+    if (s->rule == VKV_RULE_ROTSIGN)
+        return s->iters <= VKVK_MAX_ITERS && (s->k_group == 8 || s->k_group == 16) &&
+                       (s->v_group == 8 || s->v_group == 16) && s->k_param == 0.0f &&
+                       s->v_param == 0.0f
+                   ? VKV_OK
+                   : VKV_ESPEC;
     if (!vkvk_param_ok(s->rule, s->k_param) || !vkvk_param_ok(s->rule, s->v_param))
         return VKV_ESPEC;
     return VKV_OK;
@@ -127,16 +155,17 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
     const char *colon = strchr(text, ':');
     const char *rend = colon ? colon : text + strlen(text);
     vkv_codec_spec s;
-    vkv_codec_spec_default(&s);
-    s.rule = 0;
-    for (int r = VKV_RULE_MINMAX; r <= VKV_RULE_LLOYD; r++)
+    int rule = 0;
+    for (int r = VKV_RULE_MINMAX; r <= VKV_RULE_ROTSIGN; r++)
         if (vkvk_word_is(text, rend, vkvk_rule_names[r]))
-            s.rule = (uint8_t)r;
-    if (s.rule == 0)
+            rule = r;
+    if (rule == 0)
         return VKV_ESPEC;
-    vkvk_rule_defaults(s.rule, &s.k_param, &s.v_param, &s.iters);
+    vkvk_spec_of_rule(rule, &s);
+    const int rot = rule == VKV_RULE_ROTSIGN;
     if (colon) {
-        static const char *const keys[] = {"kmode", "vmode", "kg", "vg", "kp", "vp", "iters"};
+        static const char *const keys[] = {"kmode", "vmode", "kg",    "vg",
+                                           "kp",    "vp",    "iters", "kbits", "vbits"};
         unsigned seen = 0;
         const char *p = colon + 1;
         for (;;) {
@@ -146,9 +175,12 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
             if (eq == NULL)
                 return VKV_ESPEC;
             int key = -1;
-            for (int k = 0; k < 7; k++)
+            for (int k = 0; k < 9; k++)
                 if (vkvk_word_is(p, eq, keys[k]))
                     key = k;
+            /* rotsign takes kbits/vbits instead of groups and parameters */
+            if (key >= 2 && key != 6 && (key >= 7) != rot)
+                return VKV_ESPEC;
             if (key < 0 || (seen & (1u << key)))
                 return VKV_ESPEC;
             seen |= 1u << key;
@@ -187,8 +219,18 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
                 else
                     s.v_param = f;
                 break;
+            case 7:
+            case 8:
+                if (vkvk_parse_uint(v, iend, 16u, &u) || (u != 8 && u != 16))
+                    return VKV_ESPEC;
+                if (key == 7)
+                    s.k_group = (uint16_t)u;
+                else
+                    s.v_group = (uint16_t)u;
+                break;
             default:
-                if (s.rule != VKV_RULE_LLOYD || vkvk_parse_uint(v, iend, VKVK_MAX_ITERS, &u))
+                if ((s.rule != VKV_RULE_LLOYD && !rot) ||
+                    vkvk_parse_uint(v, iend, VKVK_MAX_ITERS, &u))
                     return VKV_ESPEC;
                 s.iters = (uint8_t)u;
                 break;
@@ -206,12 +248,15 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
 
 int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n)
 {
-    if (spec->rule < VKV_RULE_MINMAX || spec->rule > VKV_RULE_LLOYD ||
+    if (spec->rule < VKV_RULE_MINMAX || spec->rule > VKV_RULE_ROTSIGN ||
         spec->k_mode < VKV_GROUP_CHANNEL || spec->k_mode > VKV_GROUP_TOKEN ||
         spec->v_mode < VKV_GROUP_CHANNEL || spec->v_mode > VKV_GROUP_TOKEN)
         return snprintf(buf, n, "invalid");
     const char *rn = vkvk_rule_names[spec->rule];
     const char *km = vkvk_mode_names[spec->k_mode], *vm = vkvk_mode_names[spec->v_mode];
+    if (spec->rule == VKV_RULE_ROTSIGN)
+        return snprintf(buf, n, "%s:kmode=%s,kbits=%u,vmode=%s,vbits=%u,iters=%u", rn, km,
+                        (unsigned)spec->k_group, vm, (unsigned)spec->v_group, (unsigned)spec->iters);
     if (spec->rule == VKV_RULE_LLOYD)
         return snprintf(buf, n, "%s:kmode=%s,kg=%u,vmode=%s,vg=%u,iters=%u", rn, km,
                         (unsigned)spec->k_group, vm, (unsigned)spec->v_group, (unsigned)spec->iters);
@@ -262,6 +307,11 @@ int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec)
         prev_end = e;
     }
     uint16_t g;
+    if (spec->rule == VKV_RULE_ROTSIGN) /* TOKEN mode rotates: head_dim a power of two */
+        return (spec->k_mode == VKV_GROUP_TOKEN || spec->v_mode == VKV_GROUP_TOKEN) &&
+                       !vkvk_pow2(shape->head_dim)
+                   ? VKV_EGROUP
+                   : VKV_OK;
     if ((rc = vkvk_group_resolve(spec->k_mode, spec->k_group, shape->head_dim, &g)) != VKV_OK)
         return rc;
     return vkvk_group_resolve(spec->v_mode, spec->v_group, shape->head_dim, &g);
@@ -279,9 +329,14 @@ static void vkvk_make_header(const vkv_shape *shape, const vkv_codec_spec *spec,
     h->dtype = shape->dtype;
     h->k_mode = spec->k_mode;
     h->v_mode = spec->v_mode;
-    (void)vkvk_group_resolve(spec->k_mode, spec->k_group, shape->head_dim, &h->k_group);
-    (void)vkvk_group_resolve(spec->v_mode, spec->v_group, shape->head_dim, &h->v_group);
-    if (spec->rule == VKV_RULE_LLOYD) {
+    if (spec->rule == VKV_RULE_ROTSIGN) {
+        h->k_group = spec->k_group; /* scale widths */
+        h->v_group = spec->v_group;
+    } else {
+        (void)vkvk_group_resolve(spec->k_mode, spec->k_group, shape->head_dim, &h->k_group);
+        (void)vkvk_group_resolve(spec->v_mode, spec->v_group, shape->head_dim, &h->v_group);
+    }
+    if (spec->rule == VKV_RULE_LLOYD || spec->rule == VKV_RULE_ROTSIGN) {
         h->iters = spec->iters;
     } else {
         h->k_param = spec->k_param;
@@ -421,7 +476,8 @@ static uint32_t vkvk_is_visual(const vkv_block_header *h, uint32_t t, uint32_t *
 /* Encodes one tensor (K: s = 0, V: s = 1) of layer l into block `out`. */
 static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *h,
                               const vkvk_layout *L, int s, uint32_t l, const uint16_t *src,
-                              size_t ts, size_t hs, uint8_t *out, float *scratch)
+                              size_t ts, size_t hs, uint8_t *out, const uint32_t *vt,
+                              float *scratch)
 {
     const uint32_t heads = h->kv_heads, hd = h->head_dim;
     const size_t row = (size_t)hd * 2u, brow = (size_t)heads * (hd / 8u);
@@ -440,6 +496,20 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     }
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
+    if (h->rule == VKV_RULE_ROTSIGN) {
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters};
+        const size_t sb = g / 8u;
+        if (L->n_vis == 0)
+            return VKV_OK;
+        for (uint32_t hh = 0; hh < heads; hh++) {
+            int rc = kern->enc_rot(&rr, src + hh * hs, ts, vt, (uint32_t)L->n_vis, hd,
+                                   bits + hh * (hd / 8u), brow, lev + hh * row,
+                                   lev + heads * row + hh * sb, heads * sb, scratch);
+            if (rc != VKV_OK)
+                return rc;
+        }
+        return VKV_OK;
+    }
     size_t v = 0, grp = 0;
     for (r = 0; r < h->n_ranges; r++) {
         uint32_t end = h->ranges[r].start + h->ranges[r].len;
@@ -497,19 +567,31 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
         if (h.v_mode == VKV_GROUP_CHANNEL && (len < h.v_group ? len : h.v_group) > maxn)
             maxn = len < h.v_group ? len : h.v_group;
     }
-    float *scratch = malloc(VKVK_SCRATCH_FLOATS(maxn, h.head_dim) * sizeof(float));
-    if (scratch == NULL)
+    size_t nf = VKVK_SCRATCH_FLOATS(maxn, h.head_dim);
+    if (h.rule == VKV_RULE_ROTSIGN)
+        nf = VKVK_ROT_SCRATCH_FLOATS(L.n_vis, h.head_dim);
+    float *scratch = malloc(nf * sizeof(float));
+    uint32_t *vt = malloc((size_t)L.n_vis * sizeof(uint32_t) + 1u);
+    if (scratch == NULL || vt == NULL) {
+        free(scratch);
+        free(vt);
         return VKV_ENOMEM;
+    }
+    size_t nv = 0; /* visual token numbers in block order */
+    for (uint32_t r = 0; r < h.n_ranges; r++)
+        for (uint32_t t = 0; t < h.ranges[r].len; t++)
+            vt[nv++] = h.ranges[r].start + t;
     const vkvk_kernels *kern = vkvk_kern();
     uint8_t *out = dst;
     for (int s = 0; s < 2 && rc == VKV_OK; s++) {
         for (uint32_t l = 0; l < h.layers && rc == VKV_OK; l++) {
             const uint16_t *p = s ? src->v[l] : src->k[l];
             rc = vkvk_encode_tensor(kern, &h, &L, s, l, p, src->token_stride, src->head_stride, out,
-                                    scratch);
+                                    vt, scratch);
         }
     }
     free(scratch);
+    free(vt);
     if (rc != VKV_OK)
         return rc;
     /* Zero the alignment padding in front of each section. */
@@ -540,7 +622,9 @@ static int vkvk_header_ok(const vkv_block_header *h, vkvk_layout *L)
         return 0;
     if (h->v_mode == VKV_GROUP_TOKEN && h->v_group == 0)
         return 0;
-    if (h->rule == VKV_RULE_LLOYD ? (h->k_param != 0.0f || h->v_param != 0.0f) : h->iters != 0)
+    if (h->rule == VKV_RULE_LLOYD || h->rule == VKV_RULE_ROTSIGN
+            ? (h->k_param != 0.0f || h->v_param != 0.0f)
+            : h->iters != 0)
         return 0;
     for (size_t i = 0; i < sizeof(h->reserved0); i++)
         if (h->reserved0[i])
@@ -668,6 +752,17 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
     size_t v = 0, grp = 0;
+    if (h->rule == VKV_RULE_ROTSIGN) {
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters};
+        const size_t sb = g / 8u, srow = heads * sb;
+        for (r = 0; r < h->n_ranges; r++) {
+            uint32_t end = h->ranges[r].start + h->ranges[r].len;
+            for (uint32_t t = h->ranges[r].start; t < end; t++, v++)
+                kern->dec_rot(&rr, bits + v * brow, lev, lev + heads * row + v * srow, heads, hd,
+                              base + vkvk_tok_off(m, t), m->head_stride);
+        }
+        return;
+    }
     for (r = 0; r < h->n_ranges; r++) {
         uint32_t end = h->ranges[r].start + h->ranges[r].len;
         if (mode == VKV_GROUP_CHANNEL) {

@@ -114,5 +114,6 @@ static void vkvk_avx2_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_
 }
 
 const vkvk_kernels vkvk_kernels_avx2 = {
-    "avx2", vkvk_avx2_enc_channel, vkvk_avx2_enc_token, vkvk_avx2_dec_channel, vkvk_avx2_dec_token,
+    "avx2",           vkvk_avx2_enc_channel, vkvk_avx2_enc_token, vkvk_avx2_dec_channel,
+    vkvk_avx2_dec_token, vkvk_ref_enc_rot,   vkvk_ref_dec_rot,
 };

@@ -111,5 +111,5 @@ static void vkvk_avx512_dec_token(const uint8_t *bits, const uint8_t *lev, uint3
 
 const vkvk_kernels vkvk_kernels_avx512 = {
     "avx512", vkvk_avx512_enc_channel, vkvk_avx2_enc_token, vkvk_avx512_dec_channel,
-    vkvk_avx512_dec_token,
+    vkvk_avx512_dec_token, vkvk_ref_enc_rot, vkvk_ref_dec_rot,
 };

@@ -31,6 +31,17 @@ typedef struct vkvk_rule_args {
  * TOKEN row of head_dim channels (the driver allocates this many). */
 #define VKVK_SCRATCH_FLOATS(n, head_dim) ((size_t)(n) * 66u + 2u * (size_t)(head_dim) + 64u)
 
+/* Parameters of one rotsign tensor. */
+typedef struct vkvk_rot_args {
+    uint8_t mode;  /* VKV_GROUP_TOKEN (centre + rotate) or VKV_GROUP_CHANNEL (rank-1) */
+    uint8_t dtype; /* enum vkv_dtype */
+    uint8_t sbits; /* scale width: 8 or 16 */
+    uint8_t iters; /* rank-1 refinement passes */
+} vkvk_rot_args;
+
+/* Scratch floats a rotsign encoder needs for nv visual tokens. */
+#define VKVK_ROT_SCRATCH_FLOATS(nv, head_dim) ((size_t)(nv) * (head_dim) + (size_t)(nv) + 4u * (size_t)(head_dim) + 64u)
+
 typedef struct vkvk_kernels {
     const char *name;
     /* Encodes a CHANNEL group: tokens 0..n-1 of one head, all hd channels.
@@ -54,6 +65,21 @@ typedef struct vkvk_kernels {
     /* Same for TOKEN mode: lev is the token's [heads][hd/g][2]. */
     void (*dec_token)(const uint8_t *bits, const uint8_t *lev, uint32_t heads, uint32_t hd,
                       uint32_t g, uint16_t *dst, size_t head_stride);
+    /* Encodes one head of one rotsign tensor over the block's nv visual
+     * tokens: token j's hd channels are at src + vt[j]*tstride (src points at
+     * block token 0, this head). Writes token j's hd/8 code bytes at
+     * bits + j*bstride, the hd-element vector (mean or b) at vec and token
+     * j's scale at scl + j*sstride. scratch holds VKVK_ROT_SCRATCH_FLOATS.
+     * Returns 0 or VKV_ENONFINITE. */
+    int (*enc_rot)(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
+                   uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
+                   uint8_t *scl, size_t sstride, float *scratch);
+    /* Decodes one rotsign visual token of every head: bits [heads][hd/8],
+     * vec the layer's [heads][hd] vectors, scl the token's [heads] scales;
+     * head h goes to dst + h*head_stride. */
+    void (*dec_rot)(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                    const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                    size_t head_stride);
 } vkvk_kernels;
 
 extern const vkvk_kernels vkvk_kernels_scalar;
@@ -64,6 +90,15 @@ extern const vkvk_kernels vkvk_kernels_avx512;
 int vkvk_avx2_enc_token(const vkvk_rule_args *ra, const uint16_t *src, uint32_t hd, uint32_t g,
                         uint8_t *bits, uint8_t *lev, float *scratch);
 #endif
+
+/* The scalar rotsign kernels (SIMD tables use them for shapes they do not
+ * specialise). */
+int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
+                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
+                     uint8_t *scl, size_t sstride, float *scratch);
+void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                      const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                      size_t head_stride);
 
 /* The reference CHANNEL encoder restricted to channels [d0, d1) (multiples
  * of 8); SIMD kernels use it for channel tails and stay bit-identical. */

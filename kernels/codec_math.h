@@ -262,6 +262,134 @@ VKV_HD static inline float vkvk_group_finish(int dtype, float lo, float hi, floa
     return (vkvk_to_f32(*lo_h, dtype) + vkvk_to_f32(*hi_h, dtype)) * 0.5f;
 }
 
+
+/* ---- rotsign ---- */
+
+/* Seed of the fixed random-sign vector of the rotsign Hadamard rotation. */
+#define VKVK_ROT_SEED 0x766b76726f74ull /* "vkvrot" */
+
+/* Nonzero when channel d (< 4096) is negated before the rotation: bit d % 64
+ * of splitmix64 output number d / 64 (z = VKVK_ROT_SEED + (d/64 + 1) *
+ * 0x9e3779b97f4a7c15, then the splitmix64 finaliser). */
+VKV_HD static inline int vkvk_rot_neg(uint32_t d)
+{
+    uint64_t z = VKVK_ROT_SEED + (uint64_t)(d / 64u + 1u) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (int)((z >> (d % 64u)) & 1u);
+}
+
+/* Unnormalised in-place Walsh-Hadamard transform of x[0..n) (n a power of
+ * two): for len = 1, 2, 4, ..., n/2, for every i with (i & len) == 0:
+ * (x[i], x[i+len]) <- (x[i] + x[i+len], x[i] - x[i+len]). Applying it twice
+ * multiplies by n. Every implementation performs exactly these operations. */
+VKV_HD static inline void vkvk_fwht(float *x, uint32_t n)
+{
+    for (uint32_t len = 1; len < n; len <<= 1)
+        for (uint32_t i = 0; i < n; i += len << 1)
+            for (uint32_t k = i; k < i + len; k++) {
+                float a = x[k], b = x[k + len];
+                x[k] = a + b;
+                x[k + len] = a - b;
+            }
+}
+
+/* Mantissas 2^(f/8), f = 0..7, rounded to binary32 (bit patterns). */
+VKV_HD static inline float vkvk_sc8_mant(uint32_t f)
+{
+    const uint32_t m[8] = {0x3f800000u, 0x3f8b95c2u, 0x3f9837f0u, 0x3fa5fed7u,
+                           0x3fb504f3u, 0x3fc5672au, 0x3fd744fdu, 0x3feac0c7u};
+    return vkvk_bits_f32(m[f & 7u]);
+}
+
+/* Value of an 8-bit log-domain scale code: 0 -> 0.0f, else with q = c - 128
+ * (-127..127), e = floor(q / 8), f = q - 8e: vkvk_sc8_mant(f) * 2^e (exact). */
+VKV_HD static inline float vkvk_sc8_value(uint32_t c)
+{
+    if (c == 0)
+        return 0.0f;
+    int32_t q = (int32_t)c - 128;
+    int32_t e = (q >= 0 ? q : q - 7) / 8; /* floor(q / 8) */
+    uint32_t f = (uint32_t)(q - 8 * e);
+    return vkvk_sc8_mant(f) * vkvk_bits_f32((uint32_t)(e + 127) << 23);
+}
+
+/* Nearest 8-bit code of a >= 0: c = the largest code with value(c) <= a
+ * (binary search; 0 when a is NaN), then c + 1 when value(c+1) - a <
+ * a - value(c) (ties go down). +Inf and values past the top give 255. */
+VKV_HD static inline uint8_t vkvk_sc8_encode(float a)
+{
+    if (!(a >= 0.0f))
+        return 0;
+    uint32_t lo = 0, hi = 255; /* invariant: value(lo) <= a */
+    if (vkvk_sc8_value(255) <= a)
+        return 255;
+    while (hi - lo > 1) { /* value(hi) > a */
+        uint32_t mid = (lo + hi) / 2u;
+        if (vkvk_sc8_value(mid) <= a)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return (uint8_t)(vkvk_sc8_value(hi) - a < a - vkvk_sc8_value(lo) ? hi : lo);
+}
+
+/* Largest finite value of `dtype` as a float. */
+VKV_HD static inline float vkvk_dtype_max(int dtype)
+{
+    return dtype == VKV_DTYPE_BF16 ? vkvk_bits_f32(0x7f7f0000u) : 65504.0f;
+}
+
+/* Stores scale a (>= 0 or NaN) at p: sbits 16 -> vkvk_from_f32(min(a, max
+ * finite of dtype)) little-endian (NaN becomes the max, MINPS semantics);
+ * sbits 8 -> vkvk_sc8_encode(a). */
+VKV_HD static inline void vkvk_rot_scale_put(uint8_t *p, float a, int sbits, int dtype)
+{
+    if (sbits == 8) {
+        p[0] = vkvk_sc8_encode(a);
+    } else {
+        uint16_t h = vkvk_from_f32(vkvk_minf(a, vkvk_dtype_max(dtype)), dtype);
+        p[0] = (uint8_t)h;
+        p[1] = (uint8_t)(h >> 8);
+    }
+}
+
+/* Rounds a rotsign reconstruction to `dtype` after clamping it to the
+ * dtype's finite range (min then max, x86 semantics; NaN becomes +max). */
+VKV_HD static inline uint16_t vkvk_rot_out(float v, int dtype)
+{
+    float m = vkvk_dtype_max(dtype);
+    return vkvk_from_f32(vkvk_maxf(vkvk_minf(v, m), -m), dtype);
+}
+
+/* Reads the scale stored at p (the inverse of vkvk_rot_scale_put). */
+VKV_HD static inline float vkvk_rot_scale_get(const uint8_t *p, int sbits, int dtype)
+{
+    if (sbits == 8)
+        return vkvk_sc8_value(p[0]);
+    return vkvk_to_f32((uint16_t)(p[0] | (p[1] << 8)), dtype);
+}
+
+/* TOKEN-mode scale factors for head_dim n = 2^e (e >= 3): with k = (e+1)/2,
+ * the stored scale is mean|z| * 2^-k, i.e. sum|z| * 2^-(e+k) (*enc), and
+ * decode multiplies it by 2^(k-e) (*dec); both exact powers of two. */
+VKV_HD static inline void vkvk_rot_factors(uint32_t n, float *enc, float *dec)
+{
+    uint32_t e = 0;
+    while ((1u << e) < n)
+        e++;
+    uint32_t k = (e + 1u) / 2u;
+    *enc = vkvk_bits_f32((127u - (e + k)) << 23);
+    *dec = vkvk_bits_f32((127u + k - e) << 23);
+}
+
+/* Nonzero when n is a power of two (n > 0). */
+VKV_HD static inline int vkvk_pow2(uint32_t n)
+{
+    return n != 0 && (n & (n - 1u)) == 0;
+}
+
 /* ---- canonical section layout ---- */
 
 /* Sizes and offsets of a block's sections, derived from header fields. */
@@ -324,7 +452,15 @@ VKV_HD static inline int vkvk_layout_of(const vkv_block_header *h, vkvk_layout *
         uint64_t g = s == 0 ? h->k_group : h->v_group;
         if (g == 0)
             return -1;
-        if (mode == VKV_GROUP_TOKEN) {
+        if (h->rule == VKV_RULE_ROTSIGN) {
+            /* per layer: [kv_heads][head_dim] vector, [n_vis][kv_heads] scales */
+            if ((g != 8 && g != 16) || (mode != VKV_GROUP_TOKEN && mode != VKV_GROUP_CHANNEL))
+                return -1;
+            L->ngrp[s] = 1;
+            if (vkvk_mul64(L->n_vis, (uint64_t)h->kv_heads * (g / 8u), &t) ||
+                vkvk_add64(t, L->n_vis ? row * esz : 0u, &L->lev_layer[s]))
+                return -1;
+        } else if (mode == VKV_GROUP_TOKEN) {
             if (h->head_dim % g != 0)
                 return -1;
             L->ngrp[s] = h->head_dim / g;

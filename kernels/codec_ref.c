@@ -185,6 +185,159 @@ static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t
     }
 }
 
+
+/* ---- rotsign ---- */
+
+/* sum_d x[d] * y[d] over d < n with lane d % 32 accumulated in order from
+ * 0.0f, lanes combined by vkvk_tree32_sum (the SIMD order). */
+static float vkvk_ref_dot32(const float *x, const float *y, uint32_t n)
+{
+    float s[VKVK_TOKEN_LANES];
+    for (int j = 0; j < VKVK_TOKEN_LANES; j++)
+        s[j] = 0.0f;
+    for (uint32_t d = 0; d < n; d++)
+        s[d % VKVK_TOKEN_LANES] += x[d] * y[d];
+    return vkvk_tree32_sum(s);
+}
+
+/* Reference rotsign encoder of one head; see codec_internal.h and
+ * docs/BLOCK_FORMAT.md ("rotsign") for the operations. */
+int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
+                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
+                     uint8_t *scl, size_t sstride, float *scratch)
+{
+    const int dt = ra->dtype;
+    float *m = scratch, *z = scratch + hd, *a = scratch + 2u * (size_t)hd;
+    float *u = a + nv;
+    float fenc, fdec;
+    vkvk_rot_factors(hd, &fenc, &fdec);
+    if (ra->mode == VKV_GROUP_TOKEN) {
+        for (uint32_t d = 0; d < hd; d++)
+            m[d] = 0.0f;
+        for (uint32_t j = 0; j < nv; j++) {
+            const uint16_t *row = src + vt[j] * tstride;
+            for (uint32_t d = 0; d < hd; d++) {
+                if (vkvk_nonfinite(row[d], dt))
+                    return VKV_ENONFINITE;
+                m[d] += vkvk_to_f32(row[d], dt);
+            }
+        }
+        for (uint32_t d = 0; d < hd; d++) {
+            uint16_t h = vkvk_from_f32(m[d] / (float)nv, dt);
+            vkvk_st16(vec + 2u * d, h);
+            m[d] = vkvk_to_f32(h, dt);
+        }
+        for (uint32_t j = 0; j < nv; j++) {
+            const uint16_t *row = src + vt[j] * tstride;
+            for (uint32_t d = 0; d < hd; d++) {
+                float y = vkvk_to_f32(row[d], dt) - m[d];
+                z[d] = vkvk_rot_neg(d) ? -y : y;
+            }
+            vkvk_fwht(z, hd);
+            float s[VKVK_TOKEN_LANES];
+            for (int k = 0; k < VKVK_TOKEN_LANES; k++)
+                s[k] = 0.0f;
+            uint8_t *b = bits + j * bstride;
+            for (uint32_t d = 0; d < hd; d += 8) {
+                unsigned byte = 0;
+                for (unsigned k = 0; k < 8; k++) {
+                    byte |= (unsigned)(z[d + k] >= 0.0f) << k;
+                    s[(d + k) % VKVK_TOKEN_LANES] += fabsf(z[d + k]);
+                }
+                b[d / 8u] = (uint8_t)byte;
+            }
+            vkvk_rot_scale_put(scl + j * sstride, vkvk_tree32_sum(s) * fenc, ra->sbits, dt);
+        }
+        return 0;
+    }
+    /* CHANNEL: rank-1 magnitude a_j * b_d of the signs */
+    float *b = m, *q = z;
+    for (uint32_t d = 0; d < hd; d++)
+        b[d] = 0.0f;
+    for (uint32_t j = 0; j < nv; j++) {
+        const uint16_t *row = src + vt[j] * tstride;
+        float *uj = u + (size_t)j * hd;
+        uint8_t *bb = bits + j * bstride;
+        for (uint32_t d = 0; d < hd; d += 8) {
+            unsigned byte = 0;
+            for (unsigned k = 0; k < 8; k++) {
+                if (vkvk_nonfinite(row[d + k], dt))
+                    return VKV_ENONFINITE;
+                float x = vkvk_to_f32(row[d + k], dt);
+                byte |= (unsigned)(x >= 0.0f) << k;
+                uj[d + k] = fabsf(x);
+                b[d + k] += uj[d + k];
+            }
+            bb[d / 8u] = (uint8_t)byte;
+        }
+    }
+    for (uint32_t d = 0; d < hd; d++)
+        b[d] = b[d] / (float)nv;
+    for (unsigned it = 0; it < ra->iters; it++) {
+        float bb = vkvk_ref_dot32(b, b, hd), aa = 0.0f;
+        for (uint32_t j = 0; j < nv; j++) {
+            a[j] = bb > 0.0f ? vkvk_ref_dot32(u + (size_t)j * hd, b, hd) / bb : 0.0f;
+            aa += a[j] * a[j];
+        }
+        for (uint32_t d = 0; d < hd; d++)
+            q[d] = 0.0f;
+        for (uint32_t j = 0; j < nv; j++)
+            for (uint32_t d = 0; d < hd; d++)
+                q[d] += u[(size_t)j * hd + d] * a[j];
+        for (uint32_t d = 0; d < hd; d++)
+            b[d] = aa > 0.0f ? q[d] / aa : 0.0f;
+    }
+    float bm = 0.0f;
+    for (uint32_t d = 0; d < hd; d++)
+        bm = vkvk_maxf(b[d], bm);
+    for (uint32_t d = 0; d < hd; d++) {
+        uint16_t h = vkvk_from_f32(bm > 0.0f ? b[d] / bm : 0.0f, dt);
+        vkvk_st16(vec + 2u * d, h);
+        b[d] = vkvk_to_f32(h, dt);
+    }
+    float bb = vkvk_ref_dot32(b, b, hd);
+    for (uint32_t j = 0; j < nv; j++) {
+        float aj = bb > 0.0f ? vkvk_ref_dot32(u + (size_t)j * hd, b, hd) / bb : 0.0f;
+        vkvk_rot_scale_put(scl + j * sstride, aj, ra->sbits, dt);
+    }
+    return 0;
+}
+
+/* Reference rotsign decoder of one visual token (all heads). */
+void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                      const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                      size_t head_stride)
+{
+    const int dt = ra->dtype;
+    float w[VKV_BLOCK_MAX_HEAD_DIM];
+    for (uint32_t h = 0; h < heads; h++) {
+        const uint8_t *b = bits + (size_t)h * (hd / 8u);
+        const uint8_t *v = vec + (size_t)h * hd * 2u;
+        float A = vkvk_rot_scale_get(scl + (size_t)h * (ra->sbits / 8u), ra->sbits, dt);
+        uint16_t *o = dst + h * head_stride;
+        if (ra->mode == VKV_GROUP_TOKEN) {
+            float fenc, fdec;
+            vkvk_rot_factors(hd, &fenc, &fdec);
+            float c = A * fdec;
+            for (uint32_t d = 0; d < hd; d++)
+                w[d] = ((b[d >> 3] >> (d & 7u)) & 1u) ? 1.0f : -1.0f;
+            vkvk_fwht(w, hd);
+            for (uint32_t d = 0; d < hd; d++) {
+                float p = c * w[d];
+                if (vkvk_rot_neg(d))
+                    p = -p;
+                o[d] = vkvk_rot_out(p + vkvk_to_f32(vkvk_ld16(v + 2u * d), dt), dt);
+            }
+        } else {
+            for (uint32_t d = 0; d < hd; d++) {
+                float p = A * vkvk_to_f32(vkvk_ld16(v + 2u * d), dt);
+                o[d] = vkvk_rot_out(((b[d >> 3] >> (d & 7u)) & 1u) ? p : -p, dt);
+            }
+        }
+    }
+}
+
 const vkvk_kernels vkvk_kernels_scalar = {
-    "scalar", vkvk_ref_enc_channel, vkvk_ref_enc_token, vkvk_ref_dec_channel, vkvk_ref_dec_token,
+    "scalar",         vkvk_ref_enc_channel, vkvk_ref_enc_token, vkvk_ref_dec_channel,
+    vkvk_ref_dec_token, vkvk_ref_enc_rot,     vkvk_ref_dec_rot,
 };

@@ -32,6 +32,22 @@
  *                   G divides head_dim):
  *                   [layers][n_vis][kv_heads][head_dim/G][2]
  *
+ *
+ * Rule VKV_RULE_ROTSIGN reinterprets the codec fields and the LEV sections
+ * (docs/BLOCK_FORMAT.md states the arithmetic byte-exactly):
+ *   k_mode/v_mode  TOKEN: subtract the per-channel mean over the block's
+ *                  visual tokens, rotate each head by a fixed random-sign
+ *                  Walsh-Hadamard transform, keep the signs and one scale per
+ *                  token and head. CHANNEL: keep the signs of the unrotated
+ *                  values and a rank-1 magnitude a[token,head] * b[head,d].
+ *   k_group/v_group  width of the per-token scales in bits: 16 (source dtype)
+ *                  or 8 (the log-domain code of docs/BLOCK_FORMAT.md).
+ *   k_param/v_param  zero. iters: rank-1 refinement passes (0..16).
+ *   BITS_K,BITS_V  as above (bit 1: the element / rotated element is >= 0).
+ *   LEV_K, LEV_V   per layer, empty when there are no visual tokens, else
+ *                  [kv_heads][head_dim] vector (the mean, or b) in the source
+ *                  dtype, then [n_vis][kv_heads] scales of 2 or 1 bytes.
+ *
  * Checksums are XXH3-64 (seed 0): payload_xxh3 covers bytes
  * [header_size, total_size); header_xxh3 covers the 256 header bytes with
  * both checksum fields set to zero.
@@ -68,6 +84,9 @@ enum vkv_rule {
     VKV_RULE_MINMAX = 1,   /* min/max shrunk toward the mean by `param` (CalibQuant) */
     VKV_RULE_QUANTILE = 2, /* levels at the p and 1-p quantiles, p = `param` */
     VKV_RULE_LLOYD = 3,    /* two-level Lloyd-Max, `iters` iterations */
+    VKV_RULE_ROTSIGN = 4,  /* sign bits times a per-token scale; keys centred and
+                              Hadamard-rotated (TOKEN mode) or a rank-1 scale
+                              (CHANNEL mode); see "rotsign" below */
 };
 
 /* How elements are grouped (each group has its own two levels). */

@@ -91,8 +91,10 @@ enum vkv_impl {
 void vkv_codec_spec_default(vkv_codec_spec *spec);
 
 /* Parses a spec string: "RULE[:key=value,...]" with RULE one of minmax,
- * quantile, lloyd and keys kmode|vmode (channel|token), kg|vg (group size),
- * kp|vp (rule parameter), iters. Unnamed fields take the defaults of RULE.
+ * quantile, lloyd, rotsign and keys kmode|vmode (channel|token), kg|vg (group
+ * size), kp|vp (rule parameter), iters; rotsign takes kbits|vbits (scale
+ * width 8|16, stored in k_group/v_group) instead of kg/vg/kp/vp, and iters
+ * 0..16. Unnamed fields take the defaults of RULE.
  * Returns VKV_OK or VKV_ESPEC; `spec` is written only on success. */
 int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec);
 

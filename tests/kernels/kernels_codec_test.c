@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "kernels_util.h"
 
@@ -137,6 +138,108 @@ static void verify(const ku_chunk *src, const ku_chunk *dec, const uint8_t *bloc
     }
 }
 
+/* Checks a decoded rotsign chunk against its source and block: raw tokens
+ * bit-exact; every visual element equals an independent decode of the
+ * block's sections by docs/BLOCK_FORMAT.md; TOKEN mode stores the rounded
+ * per-channel mean, CHANNEL mode codes the sign of each element; and the
+ * squared error of each token and head is at most 1.02x that of
+ * reconstructing it by the stored vector alone (TOKEN: the mean; CHANNEL:
+ * zero), plus output rounding. */
+static void verify_rot(const ku_chunk *src, const ku_chunk *dec, const uint8_t *block)
+{
+    vkv_block_header h;
+    memcpy(&h, block, sizeof(h));
+    const vkv_shape *sh = &src->shape;
+    const uint32_t H = sh->kv_heads, D = sh->head_dim;
+    const int dt = sh->dtype;
+    uint32_t nvis = 0;
+    for (uint32_t r = 0; r < sh->n_ranges; r++)
+        nvis += sh->ranges[r].len;
+    float *w = malloc(D * sizeof(float));
+    assert_non_null(w);
+    for (int s = 0; s < 2; s++) {
+        const uint8_t *bits = block + h.sections[VKV_SEC_BITS_K + s].offset;
+        const uint8_t *lev = block + h.sections[VKV_SEC_LEV_K + s].offset;
+        uint8_t mode = s ? h.v_mode : h.k_mode;
+        uint32_t sb = (s ? h.v_group : h.k_group) / 8u;
+        size_t lev_layer = nvis ? (size_t)H * D * 2 + (size_t)nvis * H * sb : 0;
+        assert_int_equal(h.sections[VKV_SEC_LEV_K + s].size, lev_layer * sh->layers);
+        for (uint32_t l = 0; l < sh->layers; l++) {
+            const uint8_t *vec = lev + l * lev_layer, *scl = vec + (size_t)H * D * 2;
+            for (uint32_t t = 0; t < sh->tokens; t++)
+                if (ku_range_of(sh, t) < 0)
+                    for (uint32_t hh = 0; hh < H; hh++)
+                        assert_memory_equal(ku_at(dec, s, l, t, hh, 0), ku_at(src, s, l, t, hh, 0), 2 * D);
+            for (uint32_t hh = 0; hh < H && mode == VKV_GROUP_TOKEN && nvis; hh++)
+                for (uint32_t d = 0; d < D; d++) {
+                    float sum = 0.0f;
+                    for (uint32_t t = 0; t < sh->tokens; t++)
+                        if (ku_range_of(sh, t) >= 0)
+                            sum += vkvk_to_f32(*ku_at(src, s, l, t, hh, d), dt);
+                    uint16_t m;
+                    memcpy(&m, vec + 2 * ((size_t)hh * D + d), 2);
+                    assert_int_equal(m, vkvk_from_f32(sum / (float)nvis, dt));
+                }
+            uint32_t v = 0;
+            for (uint32_t t = 0; t < sh->tokens; t++) {
+                if (ku_range_of(sh, t) < 0)
+                    continue;
+                for (uint32_t hh = 0; hh < H; hh++) {
+                    const uint8_t *b = bits + (((size_t)l * nvis + v) * H + hh) * (D / 8);
+                    const uint8_t *sp = scl + ((size_t)v * H + hh) * sb;
+                    float A = sb == 1 ? vkvk_sc8_value(sp[0])
+                                      : vkvk_to_f32((uint16_t)(sp[0] | sp[1] << 8), dt);
+                    double err = 0, base = 0, mx = 0;
+                    if (mode == VKV_GROUP_TOKEN) {
+                        for (uint32_t d = 0; d < D; d++)
+                            w[d] = (b[d / 8] >> (d % 8)) & 1 ? 1.0f : -1.0f;
+                        vkvk_fwht(w, D);
+                    }
+                    for (uint32_t d = 0; d < D; d++) {
+                        uint16_t vm;
+                        memcpy(&vm, vec + 2 * ((size_t)hh * D + d), 2);
+                        float vf = vkvk_to_f32(vm, dt), want;
+                        int bit = (b[d / 8] >> (d % 8)) & 1;
+                        float xf = vkvk_to_f32(*ku_at(src, s, l, t, hh, d), dt);
+                        if (mode == VKV_GROUP_TOKEN) {
+                            float fe, fd;
+                            vkvk_rot_factors(D, &fe, &fd);
+                            float p = A * fd * w[d];
+                            want = (vkvk_rot_neg(d) ? -p : p) + vf;
+                            base += ((double)xf - vf) * ((double)xf - vf);
+                        } else {
+                            float p = A * vf;
+                            want = bit ? p : -p;
+                            assert_int_equal(bit, xf >= 0.0f);
+                            base += (double)xf * xf;
+                        }
+                        uint16_t y = *ku_at(dec, s, l, t, hh, d);
+                        assert_int_equal(y, vkvk_rot_out(want, dt));
+                        float yf = vkvk_to_f32(y, dt);
+                        err += ((double)xf - yf) * ((double)xf - yf);
+                        mx = (double)xf > mx ? (double)xf : -(double)xf > mx ? -(double)xf : mx;
+                    }
+                    double ulp = dt == VKV_DTYPE_F16 ? 1.0 / 1024 : 1.0 / 128;
+                    /* a scale clamped at its largest code bounds nothing, nor do
+                     * bf16 magnitudes whose float sums overflow (defined, not accurate) */
+                    int clamped = sb == 1 ? sp[0] == 255
+                                          : (uint16_t)(sp[0] | sp[1] << 8) == (dt == VKV_DTYPE_F16 ? 0x7bff : 0x7f7f);
+                    double hmx = 0; /* the head's largest magnitude over visual tokens */
+                    for (uint32_t t2 = 0; t2 < sh->tokens; t2++)
+                        for (uint32_t d = 0; d < D && ku_range_of(sh, t2) >= 0; d++) {
+                            double a = vkvk_to_f32(*ku_at(src, s, l, t2, hh, d), dt);
+                            hmx = a > hmx ? a : -a > hmx ? -a : hmx;
+                        }
+                    if (!clamped && hmx < 1e15)
+                        assert_true(err <= 1.02 * base + D * (mx * ulp) * (mx * ulp) + 1e-12);
+                }
+                v++;
+            }
+        }
+    }
+    free(w);
+}
+
 /* Compares every element of two chunks of the same shape. */
 static void assert_chunks_equal(const ku_chunk *a, const ku_chunk *b)
 {
@@ -182,7 +285,10 @@ static void roundtrip_all_impls(const ku_chunk *c, const vkv_codec_spec *spec)
     assert_int_equal(vkv_block_check(ref, size, VKV_DECODE_VERIFY, NULL), VKV_OK);
     vkv_kv_dst dd = ku_dst(&dref);
     assert_int_equal(vkv_decode(ref, size, VKV_DECODE_VERIFY, &dd), VKV_OK);
-    verify(c, &dref, ref);
+    if (spec->rule == VKV_RULE_ROTSIGN)
+        verify_rot(c, &dref, ref);
+    else
+        verify(c, &dref, ref);
     for (size_t i = 1; i < sizeof(impls) / sizeof(impls[0]); i++) {
         if (vkv_codec_set_impl(impls[i]) != VKV_OK)
             continue; /* this CPU lacks it */
@@ -235,6 +341,98 @@ static void roundtrip_every_rule_mode_dtype_and_shape(void **state)
         }
 }
 
+/* rotsign over the same shapes: both modes for K and V, 8- and 16-bit
+ * scales, 0..3 rank-1 passes; TOKEN mode on a head_dim that is not a power
+ * of two is VKV_EGROUP. */
+static void rotsign_roundtrips_every_mode_dtype_and_shape(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+        for (int dt = VKV_DTYPE_F16; dt <= VKV_DTYPE_BF16; dt++) {
+            const shape_case *sc = &shapes[i];
+            vkv_shape sh = {sc->layers, sc->heads, sc->hd, sc->tokens, (uint8_t)dt, sc->n_ranges, {{0, 0}}};
+            memcpy(sh.ranges, sc->ranges, sizeof(sc->ranges));
+            ku_chunk c;
+            assert_int_equal(ku_chunk_alloc(&c, &sh, i % 2 ? 8 : 0), 0);
+            if (i % 2)
+                fill_edges(&c, 2000 + i);
+            else
+                ku_chunk_fill(&c, 2000 + i);
+            for (int km = VKV_GROUP_CHANNEL; km <= VKV_GROUP_TOKEN; km++)
+                for (int vm = VKV_GROUP_CHANNEL; vm <= VKV_GROUP_TOKEN; vm++)
+                    for (int var = 0; var < 2; var++) {
+                        vkv_codec_spec spec;
+                        assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+                        spec.k_mode = (uint8_t)km;
+                        spec.v_mode = (uint8_t)vm;
+                        spec.k_group = var ? 16 : 8;
+                        spec.v_group = var ? 8 : 16;
+                        spec.iters = (uint8_t)(var * 3);
+                        int pow2 = (sh.head_dim & (sh.head_dim - 1)) == 0;
+                        if (!pow2 && (km == VKV_GROUP_TOKEN || vm == VKV_GROUP_TOKEN)) {
+                            size_t sz;
+                            assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &sz), VKV_EGROUP);
+                            continue;
+                        }
+                        roundtrip_all_impls(&c, &spec);
+                    }
+            ku_chunk_free(&c);
+        }
+}
+
+/* rotsign: a single visual token in TOKEN mode and a head constant over its
+ * visual tokens decode exactly (in value: -0 may come back as +0); all-zero
+ * values in CHANNEL mode decode to zero. */
+static void rotsign_single_token_and_constant_heads_are_exact(void **state)
+{
+    (void)state;
+    for (int dt = VKV_DTYPE_F16; dt <= VKV_DTYPE_BF16; dt++)
+        for (int cse = 0; cse < 2; cse++) {
+            vkv_shape sh = {2, 3, 32, 19, (uint8_t)dt, 2, {{0, 7}, {9, 10}}};
+            if (cse == 0) {
+                sh.n_ranges = 1;
+                sh.ranges[0].start = 4;
+                sh.ranges[0].len = 1;
+            }
+            ku_chunk c, dec;
+            assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
+            assert_int_equal(ku_chunk_alloc(&dec, &sh, 0), 0);
+            ku_chunk_fill(&c, 70 + cse);
+            if (cse == 1) /* every channel constant over tokens; V all zero */
+                for (uint32_t l = 0; l < sh.layers; l++) {
+                    for (uint32_t t = 1; t < sh.tokens; t++)
+                        memcpy(ku_at(&c, 0, l, t, 0, 0), ku_at(&c, 0, l, 0, 0, 0), 2 * c.token_stride);
+                    memset(c.v[l], 0, 2 * c.layer_elems);
+                }
+            vkv_codec_spec spec;
+            assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+            for (size_t ii = 0; ii < sizeof(impls) / sizeof(impls[0]); ii++) {
+                if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
+                    continue;
+                size_t size;
+                assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
+                uint8_t *blk = malloc(size);
+                vkv_kv_src src = ku_src(&c);
+                assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_OK);
+                vkv_kv_dst dd = ku_dst(&dec);
+                assert_int_equal(vkv_decode(blk, size, VKV_DECODE_VERIFY, &dd), VKV_OK);
+                for (uint32_t l = 0; l < sh.layers; l++)
+                    for (uint32_t t = 0; t < sh.tokens; t++)
+                        for (uint32_t h = 0; h < sh.kv_heads; h++)
+                            for (uint32_t d = 0; d < sh.head_dim; d++) {
+                                assert_true(vkvk_to_f32(*ku_at(&dec, 0, l, t, h, d), dt) ==
+                                            vkvk_to_f32(*ku_at(&c, 0, l, t, h, d), dt));
+                                if (cse == 1)
+                                    assert_true(vkvk_to_f32(*ku_at(&dec, 1, l, t, h, d), dt) == 0.0f);
+                            }
+                free(blk);
+            }
+            vkv_codec_set_impl(VKV_IMPL_AUTO);
+            ku_chunk_free(&c);
+            ku_chunk_free(&dec);
+        }
+}
+
 /* A realistic chunk (256 tokens, 8 heads, head_dim 128) with the default spec
  * and each rule: blocks bit-identical across implementations. */
 static void simd_blocks_identical_on_realistic_chunk(void **state)
@@ -246,8 +444,10 @@ static void simd_blocks_identical_on_realistic_chunk(void **state)
         ku_chunk c;
         assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
         ku_chunk_fill(&c, 77 + dt);
-        const char *specs[] = {NULL, "minmax", "quantile", "lloyd:iters=5"};
-        for (size_t i = 0; i < 4; i++) {
+        const char *specs[] = {NULL, "minmax", "quantile", "lloyd:iters=5",
+                               "rotsign:kbits=16,vbits=16,iters=3",
+                               "rotsign:kmode=channel,vmode=token,iters=1"};
+        for (size_t i = 0; i < 6; i++) {
             vkv_codec_spec spec;
             if (specs[i] == NULL)
                 vkv_codec_spec_default(&spec);
@@ -361,8 +561,12 @@ static void paged_decode_matches_dense_decode(void **state)
     assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
     assert_int_equal(ku_chunk_alloc(&dense, &sh, 0), 0);
     ku_chunk_fill(&c, 31);
+    for (int which = 0; which < 2; which++) {
     vkv_codec_spec spec;
-    vkv_codec_spec_default(&spec);
+    if (which == 0)
+        vkv_codec_spec_default(&spec);
+    else
+        assert_int_equal(vkv_codec_spec_parse("lloyd:vmode=channel,vg=9", &spec), VKV_OK);
     size_t size;
     assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
     uint8_t *blk = malloc(size);
@@ -427,19 +631,112 @@ static void paged_decode_matches_dense_decode(void **state)
             }
     vkv_codec_set_impl(VKV_IMPL_AUTO);
     free(blk);
+    }
     ku_chunk_free(&c);
     ku_chunk_free(&dense);
+}
+
+/* Hashes (XXH3-64) of rotsign blocks and of their decoded tensors for
+ * head_dim 8..512, recorded from the scalar reference before its loops were
+ * restructured and before any SIMD rotsign kernel existed. Every
+ * implementation must still produce them: a change here is a change of the
+ * block format's arithmetic (docs/BLOCK_FORMAT.md) and must be deliberate.
+ * Row i is head_dim 8 << i: {blocks, decoded tensors}, each hash folding 2
+ * dtypes x 2 fills x 3 specs. Set VKV_PRINT_GOLDEN=1 to print fresh rows. */
+static const uint64_t rot_golden[7][2] = {
+    {0x4378aeb9c6b138deull, 0x87eb0eba4d51ba5bull}, /* head_dim 8 */
+    {0xb4800c29a9ba7677ull, 0x344ac067524e8941ull}, /* head_dim 16 */
+    {0xdbf77bcb3e5b8cccull, 0xdaabcb62f5524d6bull}, /* head_dim 32 */
+    {0x6f6b3bcbe2ba78b2ull, 0x8c0a9aaeea1b8f8eull}, /* head_dim 64 */
+    {0x84d772bd130bc0ccull, 0xfede762439fe7f61ull}, /* head_dim 128 */
+    {0x4a70ceb239749b6aull, 0xabf1c0220bb77175ull}, /* head_dim 256 */
+    {0xe287f78cde960e74ull, 0x76a539ae99c7b4f7ull}, /* head_dim 512 */
+};
+
+/* Encodes and decodes the golden configurations of one head_dim with the
+ * current implementation; stores the two folded hashes in out[2]. */
+static void rot_golden_hashes(uint32_t hd, uint64_t out[2])
+{
+    XXH3_state_t *eh = XXH3_createState(), *dh = XXH3_createState();
+    assert_non_null(eh);
+    assert_non_null(dh);
+    XXH3_64bits_reset(eh);
+    XXH3_64bits_reset(dh);
+    static const char *specs[] = {"rotsign", "rotsign:kbits=16,vbits=16,iters=3",
+                                  "rotsign:kmode=channel,vmode=token,kbits=16,iters=1"};
+    for (int dt = VKV_DTYPE_F16; dt <= VKV_DTYPE_BF16; dt++)
+        for (int fill = 0; fill < 2; fill++) {
+            vkv_shape sh = {2, 3, hd, 21, (uint8_t)dt, 2, {{0, 9}, {12, 9}}};
+            ku_chunk c, dec;
+            assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
+            assert_int_equal(ku_chunk_alloc(&dec, &sh, 0), 0);
+            if (fill)
+                fill_edges(&c, 4000 + hd);
+            else
+                ku_chunk_fill(&c, 3000 + hd);
+            for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+                vkv_codec_spec spec;
+                size_t size;
+                assert_int_equal(vkv_codec_spec_parse(specs[i], &spec), VKV_OK);
+                assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
+                uint8_t *blk = malloc(size);
+                assert_non_null(blk);
+                vkv_kv_src src = ku_src(&c);
+                assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_OK);
+                XXH3_64bits_update(eh, blk, size);
+                vkv_kv_dst dd = ku_dst(&dec);
+                assert_int_equal(vkv_decode(blk, size, 0, &dd), VKV_OK);
+                for (uint32_t l = 0; l < sh.layers; l++) {
+                    XXH3_64bits_update(dh, dec.k[l], 2 * dec.layer_elems);
+                    XXH3_64bits_update(dh, dec.v[l], 2 * dec.layer_elems);
+                }
+                free(blk);
+            }
+            ku_chunk_free(&c);
+            ku_chunk_free(&dec);
+        }
+    out[0] = XXH3_64bits_digest(eh);
+    out[1] = XXH3_64bits_digest(dh);
+    XXH3_freeState(eh);
+    XXH3_freeState(dh);
+}
+
+/* Every implementation reproduces the recorded rotsign hashes for every
+ * power-of-two head_dim from 8 to 512. */
+static void rotsign_blocks_match_recorded_hashes(void **state)
+{
+    (void)state;
+    const char *pr = getenv("VKV_PRINT_GOLDEN");
+    for (size_t ii = 0; ii < sizeof(impls) / sizeof(impls[0]); ii++) {
+        if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
+            continue;
+        for (uint32_t i = 0; i < 7; i++) {
+            uint64_t h[2];
+            rot_golden_hashes(8u << i, h);
+            if (pr != NULL && ii == 0)
+                printf("    {0x%016llxull, 0x%016llxull}, /* head_dim %u */\n",
+                       (unsigned long long)h[0], (unsigned long long)h[1], 8u << i);
+            else {
+                assert_true(h[0] == rot_golden[i][0]);
+                assert_true(h[1] == rot_golden[i][1]);
+            }
+        }
+    }
+    vkv_codec_set_impl(VKV_IMPL_AUTO);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(roundtrip_every_rule_mode_dtype_and_shape),
+        cmocka_unit_test(rotsign_roundtrips_every_mode_dtype_and_shape),
+        cmocka_unit_test(rotsign_single_token_and_constant_heads_are_exact),
         cmocka_unit_test(simd_blocks_identical_on_realistic_chunk),
         cmocka_unit_test(default_spec_is_at_most_1_25_bits_per_element),
         cmocka_unit_test(encoded_size_equals_bytes_written),
         cmocka_unit_test(single_token_groups_and_constant_channels_are_exact),
         cmocka_unit_test(paged_decode_matches_dense_decode),
+        cmocka_unit_test(rotsign_blocks_match_recorded_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

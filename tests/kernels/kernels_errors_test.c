@@ -62,7 +62,7 @@ static void bad_group_sizes_are_egroup(void **state)
     (void)state;
     vkv_shape sh = base_shape();
     vkv_codec_spec spec;
-    vkv_codec_spec_default(&spec);
+    assert_int_equal(vkv_codec_spec_parse("lloyd", &spec), VKV_OK);
     spec.v_group = 12; /* TOKEN: not a multiple of 8 */
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_EGROUP);
     spec.v_group = 24; /* TOKEN: does not divide head_dim 32 */
@@ -76,6 +76,12 @@ static void bad_group_sizes_are_egroup(void **state)
     /* G > 65535 cannot be stored; the parser refuses it */
     assert_int_equal(vkv_codec_spec_parse("lloyd:kg=65536", &spec), VKV_ESPEC);
     assert_int_equal(vkv_codec_spec_parse("lloyd:kg=65535", &spec), VKV_OK);
+    assert_int_equal(vkv_codec_check(&sh, &spec), VKV_OK);
+    /* rotsign TOKEN mode rotates: head_dim must be a power of two */
+    assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+    sh.head_dim = 24;
+    assert_int_equal(vkv_codec_check(&sh, &spec), VKV_EGROUP);
+    assert_int_equal(vkv_codec_spec_parse("rotsign:kmode=channel", &spec), VKV_OK);
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_OK);
 }
 
@@ -120,13 +126,23 @@ static void bad_specs_are_espec(void **state)
     vkv_codec_spec_default(&spec);
     spec.rule = 0;
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
-    vkv_codec_spec_default(&spec);
+    assert_int_equal(vkv_codec_spec_parse("lloyd", &spec), VKV_OK);
     spec.iters = 0;
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
     spec.iters = 17;
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
     vkv_codec_spec_default(&spec);
     spec.k_mode = 3;
+    assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
+    /* rotsign: scale widths 8 or 16, no parameters, iters <= 16 */
+    assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+    spec.k_group = 12;
+    assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
+    assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+    spec.v_param = 0.5f;
+    assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
+    assert_int_equal(vkv_codec_spec_parse("rotsign", &spec), VKV_OK);
+    spec.iters = 17;
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
     assert_int_equal(vkv_codec_spec_parse("minmax", &spec), VKV_OK);
     spec.k_param = 1.0f; /* shrink must be < 1 */
@@ -141,7 +157,10 @@ static void bad_specs_are_espec(void **state)
     const char *bad[] = {"",          "median",         "lloyd:",        "lloyd:kg",
                          "lloyd:x=1", "lloyd:kg=1,kg=2", "lloyd:kp=0.3",  "minmax:iters=2",
                          "minmax:kp=1", "quantile:vp=0.6", "lloyd:kmode=row", "lloyd:iters=0",
-                         "lloyd:kg=-1", "minmax:kp=0.5x", "lloyd:kg=12,",   "lloyd:iters=99"};
+                         "lloyd:kg=-1", "minmax:kp=0.5x", "lloyd:kg=12,",   "lloyd:iters=99",
+                         "rotsign:kg=8", "rotsign:kbits=4", "rotsign:vbits=32", "rotsign:kp=0",
+                         "rotsign:iters=17", "lloyd:kbits=8", "rotsign:kbits=8,kbits=16",
+                         "rotsign:vmode=rank"};
     vkv_codec_spec keep;
     vkv_codec_spec_default(&keep);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -157,14 +176,15 @@ static void bad_specs_are_espec(void **state)
 static void nonfinite_visual_values_are_enonfinite(void **state)
 {
     (void)state;
-    const char *specs[] = {"lloyd", "minmax:kmode=token,kg=8,vmode=channel,vg=3", "quantile"};
+    const char *specs[] = {"lloyd", "minmax:kmode=token,kg=8,vmode=channel,vg=3", "quantile",
+                           "rotsign", "rotsign:kmode=channel,kbits=16,vmode=token,vbits=16,iters=2"};
     for (int dt = VKV_DTYPE_F16; dt <= VKV_DTYPE_BF16; dt++)
         for (size_t ii = 0; ii < 3; ii++) {
             if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
                 continue;
             for (int which = 0; which < 3; which++)
                 for (int s = 0; s < 2; s++)
-                    for (size_t si = 0; si < 3; si++) {
+                    for (size_t si = 0; si < sizeof(specs) / sizeof(specs[0]); si++) {
                         vkv_shape sh = base_shape();
                         sh.dtype = (uint8_t)dt;
                         ku_chunk c;
@@ -192,6 +212,9 @@ static void nonfinite_visual_values_are_enonfinite(void **state)
     vkv_codec_set_impl(VKV_IMPL_AUTO);
 }
 
+/* Spec of make_block's blocks (the tamper edits below assume lloyd). */
+static const char *make_block_spec = "lloyd";
+
 /* Encodes a valid block of base_shape into *blk (caller frees). */
 static size_t make_block(uint8_t **blk, ku_chunk *c)
 {
@@ -199,7 +222,7 @@ static size_t make_block(uint8_t **blk, ku_chunk *c)
     assert_int_equal(ku_chunk_alloc(c, &sh, 0), 0);
     ku_chunk_fill(c, 17);
     vkv_codec_spec spec;
-    vkv_codec_spec_default(&spec);
+    assert_int_equal(vkv_codec_spec_parse(make_block_spec, &spec), VKV_OK);
     size_t size;
     assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
     *blk = malloc(size);
@@ -328,6 +351,33 @@ static void tampered_blocks_fail_without_touching_dst(void **state)
         memcpy(t + edits[e].off, &edits[e].val, (size_t)edits[e].width);
         rehash(t);
         expect_decode_error(t, size, 0, VKV_ECORRUPT);
+    }
+    /* rotsign blocks: scale widths other than 8/16, a parameter, an unknown
+     * mode or too many passes are corrupt too */
+    free(blk);
+    ku_chunk_free(&c);
+    make_block_spec = "rotsign";
+    size_t rsize = make_block(&blk, &c);
+    make_block_spec = "lloyd";
+    t = realloc(t, rsize);
+    struct {
+        size_t off;
+        uint32_t val;
+        int width;
+    } redits[] = {
+        {offsetof(vkv_block_header, k_group), 12, 2},
+        {offsetof(vkv_block_header, v_group), 0, 2},
+        {offsetof(vkv_block_header, v_group), 16, 2}, /* sizes no longer match */
+        {offsetof(vkv_block_header, k_param), 0x3f800000u, 4},
+        {offsetof(vkv_block_header, k_mode), 3, 1},
+        {offsetof(vkv_block_header, iters), 17, 1},
+    };
+    for (size_t e = 0; e < sizeof(redits) / sizeof(redits[0]); e++) {
+        memcpy(t, blk, rsize);
+        memset(t + redits[e].off, 0, (size_t)redits[e].width);
+        memcpy(t + redits[e].off, &redits[e].val, (size_t)redits[e].width);
+        rehash(t);
+        expect_decode_error(t, rsize, 0, VKV_ECORRUPT);
     }
     /* wrong payload checksum field with a re-hashed header */
     memcpy(t, blk, size);

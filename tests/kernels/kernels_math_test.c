@@ -165,7 +165,9 @@ static void spec_strings_round_trip(void **state)
 {
     (void)state;
     const char *texts[] = {"lloyd", "minmax", "quantile", "lloyd:kg=64,vmode=channel,vg=32,iters=5",
-                           "minmax:kp=0.25,vp=0,kmode=token,kg=8", "quantile:vp=0.125,vg=64"};
+                           "minmax:kp=0.25,vp=0,kmode=token,kg=8", "quantile:vp=0.125,vg=64",
+                           "rotsign", "rotsign:kmode=channel,vbits=16,iters=5",
+                           "rotsign:vmode=token,kbits=16"};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         vkv_codec_spec a, b;
         char buf[160];
@@ -177,13 +179,24 @@ static void spec_strings_round_trip(void **state)
     }
     vkv_codec_spec d, p;
     vkv_codec_spec_default(&d);
-    assert_int_equal(vkv_codec_spec_parse("lloyd", &p), VKV_OK);
+    assert_int_equal(vkv_codec_spec_parse("rotsign", &p), VKV_OK);
     assert_memory_equal(&d, &p, sizeof(d));
-    assert_int_equal(d.rule, VKV_RULE_LLOYD);
-    assert_int_equal(d.k_group, 256);
-    assert_int_equal(d.v_mode, VKV_GROUP_TOKEN);
-    assert_int_equal(d.v_group, 0);
-    assert_int_equal(d.iters, 3);
+    assert_int_equal(d.rule, VKV_RULE_ROTSIGN);
+    assert_int_equal(d.k_mode, VKV_GROUP_TOKEN);
+    assert_int_equal(d.k_group, 8);
+    assert_int_equal(d.v_mode, VKV_GROUP_CHANNEL);
+    assert_int_equal(d.v_group, 8);
+    assert_int_equal(d.iters, 0);
+    /* naming a level rule alone gives its own defaults, not the default's */
+    assert_int_equal(vkv_codec_spec_parse("lloyd", &p), VKV_OK);
+    assert_int_equal(p.k_mode, VKV_GROUP_CHANNEL);
+    assert_int_equal(p.k_group, 256);
+    assert_int_equal(p.v_mode, VKV_GROUP_TOKEN);
+    assert_int_equal(p.v_group, 0);
+    assert_int_equal(p.iters, 3);
+    char rb[160];
+    vkv_codec_spec_format(&d, rb, sizeof(rb));
+    assert_string_equal(rb, "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0");
     assert_int_equal(vkv_codec_spec_parse("minmax", &p), VKV_OK);
     assert_true(p.k_param == 0.5f && p.v_param == 0.3f);
     assert_int_equal(vkv_codec_spec_parse("quantile", &p), VKV_OK);
@@ -194,9 +207,67 @@ static void spec_strings_round_trip(void **state)
     assert_int_equal(strlen(small), 7);
 }
 
+/* The rotsign helpers: 8-bit scale codes are exact powers 2^((c-128)/8)
+ * (within binary32 rounding), strictly increasing, and encode to the nearest
+ * code; the Hadamard transform applied twice multiplies by n; the sign
+ * vector is the documented splitmix64 stream. */
+static void rotsign_helpers_match_their_definitions(void **state)
+{
+    (void)state;
+    assert_true(vkvk_sc8_value(0) == 0.0f);
+    assert_true(vkvk_sc8_value(128) == 1.0f);
+    assert_true(vkvk_sc8_value(136) == 2.0f);
+    assert_true(vkvk_sc8_value(120) == 0.5f);
+    for (uint32_t c = 1; c < 256; c++) {
+        double want = 1.0; /* 2^((c-128)/8) by repeated products (no libm) */
+        for (int q = 128; q < (int)c; q++)
+            want *= 1.0905077326652577; /* 2^(1/8) */
+        for (int q = (int)c; q < 128; q++)
+            want /= 1.0905077326652577;
+        assert_true((vkvk_sc8_value(c) - want) <= want * 1e-7 && (want - vkvk_sc8_value(c)) <= want * 1e-7);
+        assert_true(vkvk_sc8_value(c) > vkvk_sc8_value(c - 1));
+        assert_int_equal(vkvk_sc8_encode(vkvk_sc8_value(c)), c);
+        /* just below the midpoint to the next code stays, just above goes up */
+        if (c < 255) {
+            float mid = (vkvk_sc8_value(c) + vkvk_sc8_value(c + 1)) * 0.5f;
+            assert_int_equal(vkvk_sc8_encode(mid * 0.9999f), c);
+            assert_int_equal(vkvk_sc8_encode(mid * 1.0001f), c + 1);
+        }
+    }
+    assert_int_equal(vkvk_sc8_encode(0.0f), 0);
+    assert_int_equal(vkvk_sc8_encode(vkvk_sc8_value(1) * 0.49f), 0);
+    assert_int_equal(vkvk_sc8_encode(vkvk_sc8_value(1) * 0.51f), 1);
+    assert_int_equal(vkvk_sc8_encode(INFINITY), 255);
+    assert_int_equal(vkvk_sc8_encode(1e30f), 255);
+    assert_int_equal(vkvk_sc8_encode(NAN), 0);
+    float x[64], y[64];
+    uint64_t s = 99;
+    for (int i = 0; i < 64; i++)
+        x[i] = y[i] = (float)(int)(ku_rand(&s) % 17) - 8.0f; /* small integers: exact */
+    vkvk_fwht(y, 64);
+    float want0 = 0.0f;
+    for (int i = 0; i < 64; i++)
+        want0 += x[i];
+    assert_true(y[0] == want0);
+    vkvk_fwht(y, 64);
+    for (int i = 0; i < 64; i++)
+        assert_true(y[i] == 64.0f * x[i]);
+    uint64_t z = VKVK_ROT_SEED + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    int neg = 0;
+    for (uint32_t d = 0; d < 64; d++) {
+        assert_int_equal(vkvk_rot_neg(d), (int)((z >> d) & 1u));
+        neg += vkvk_rot_neg(d);
+    }
+    assert_true(neg > 16 && neg < 48);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rotsign_helpers_match_their_definitions),
         cmocka_unit_test(fp16_conversion_matches_known_values),
         cmocka_unit_test(fp16_conversion_matches_f16c),
         cmocka_unit_test(level_rules_on_hand_worked_groups),
