@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "client_cuda.h"
 #include "client_internal.h"
 #include "log.h"
 #include "proto.h"
@@ -42,9 +43,25 @@ struct vkv_client {
     uint64_t gen; /* bumps at every reconnect; handles of older gens are dead */
     uint64_t page_size;
     int backend; /* vkvp_backend */
-    struct slab_map *slabs;
+    struct slab_map *slabs;     /* host backend */
     uint32_t nslabs;
+    vkvc_cuda_slab *cslabs;     /* cuda backend */
+    uint32_t ncslabs;
     uint64_t rid_next;
+};
+
+/* How a block spread over several page runs was made contiguous. Host: a
+ * window of MAP_FIXED mappings of the slab memfd (shared, so writes land in
+ * the arena). CUDA: a device buffer gathered from the runs (fetch) or
+ * scattered back to them before COMMIT (put). Zeroed when the block is one
+ * run and the view points straight into the slab. Freed by stitch_free. */
+struct stitch {
+    void *base;
+    size_t len;
+    int device;      /* base is a device buffer */
+    uint32_t nruns;  /* device: the runs the buffer mirrors */
+    void **runs;
+    size_t *run_len;
 };
 
 struct vkv_fetch {
@@ -52,8 +69,7 @@ struct vkv_fetch {
     uint64_t lease;
     size_t n;
     vkv_view *views;
-    void **stitched; /* per view: separate mapping to munmap, or NULL */
-    size_t *stitched_len;
+    struct stitch *st; /* per view */
 };
 
 struct vkv_put {
@@ -61,8 +77,7 @@ struct vkv_put {
     uint64_t lease;
     void *data;
     size_t size;
-    void *stitched;
-    size_t stitched_len;
+    struct stitch st;
 };
 
 void vkvc_default_rundir(const char *given, char *buf, size_t cap)
@@ -106,6 +121,32 @@ static void unmap_slabs(vkv_client *c)
     free(c->slabs);
     c->slabs = NULL;
     c->nslabs = 0;
+    if (c->cslabs) {
+        vkvc_cuda_close_slabs(c->cslabs, c->ncslabs);
+        free(c->cslabs);
+        c->cslabs = NULL;
+        c->ncslabs = 0;
+    }
+}
+
+/* CUDA backend: opens every slab's IPC handle on the current device (the
+ * mappings are cached process-wide by handle bytes). */
+static int map_slabs_cuda(vkv_client *c, const vkvp_hello_rep *h)
+{
+    c->cslabs = calloc(h->nslabs ? h->nslabs : 1, sizeof *c->cslabs);
+    if (!c->cslabs)
+        return VKV_ENOMEM;
+    for (uint32_t i = 0; i < h->nslabs; i++) {
+        if (h->slabs[i].handle_len != VKVC_CUDA_HANDLE_LEN || h->slabs[i].id != i)
+            return VKV_EPROTO;
+        c->cslabs[i].id = h->slabs[i].id;
+        c->cslabs[i].size = h->slabs[i].size;
+        memcpy(c->cslabs[i].handle, h->slabs[i].handle, VKVC_CUDA_HANDLE_LEN);
+    }
+    int rc = vkvc_cuda_open_slabs(c->cslabs, h->nslabs);
+    if (rc == 0)
+        c->ncslabs = h->nslabs;
+    return rc;
 }
 
 /* Receives the slab fds over the side channel and maps them. `slabs` is the
@@ -264,9 +305,11 @@ static int hello(vkv_client *c)
     c->page_size = rep->u.hello.page_size;
     c->backend = rep->u.hello.backend;
     c->gen++;
-    if (c->backend != VKVP_BACKEND_HOST)
-        rc = VKV_ENOTSUP; /* the CUDA mapping path lives in client_cuda.c (later) */
-    else if (!c->admin)
+    if (c->admin)
+        rc = 0;
+    else if (c->backend == VKVP_BACKEND_CUDA)
+        rc = map_slabs_cuda(c, &rep->u.hello);
+    else
         rc = map_slabs(c, &rep->u.hello);
     vkvp_reply_free(rep);
     if (rc)
@@ -401,26 +444,89 @@ int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_
     return 0;
 }
 
-/* Builds a contiguous view of a block from its extents. Single-run blocks
- * point into the slab mapping; others get a stitched mapping of their page
- * runs (returned in *stitched for munmap). Validates every extent. */
-static int make_view(vkv_client *c, const vkvp_block *b, void **data, void **stitched,
-                     size_t *stitched_len)
+/* Frees what a stitch holds and zeroes it. */
+static void stitch_free(struct stitch *st)
+{
+    if (st->base) {
+        if (st->device)
+            vkvc_cuda_free(st->base);
+        else
+            munmap(st->base, st->len);
+    }
+    free(st->runs);
+    free(st->run_len);
+    memset(st, 0, sizeof *st);
+}
+
+/* Address of byte 0 of page run `e` (validated by the caller). */
+static uint8_t *run_addr(const vkv_client *c, const vkvp_extent *e)
+{
+    uint64_t off = e->first_page * c->page_size;
+    if (c->backend == VKVP_BACKEND_CUDA)
+        return (uint8_t *)c->cslabs[e->slab].dev + off;
+    return c->slabs[e->slab].base + off;
+}
+
+/* Device-memory view of a multi-run block: a buffer the size of the runs,
+ * gathered from them now (fetch) or scattered to them at commit (put). */
+static int stitch_device(vkv_client *c, const vkvp_block *b, uint64_t total, int for_write,
+                         struct stitch *st)
+{
+    st->device = 1;
+    st->nruns = b->next;
+    st->runs = calloc(b->next, sizeof *st->runs);
+    st->run_len = calloc(b->next, sizeof *st->run_len);
+    if (!st->runs || !st->run_len)
+        return VKV_ENOMEM;
+    for (uint32_t i = 0; i < b->next; i++) {
+        st->runs[i] = run_addr(c, &b->ext[i]);
+        st->run_len[i] = (size_t)(b->ext[i].npages * c->page_size);
+    }
+    int rc = vkvc_cuda_alloc(&st->base, (size_t)total);
+    if (rc)
+        return rc;
+    st->len = (size_t)total;
+    if (!for_write)
+        rc = vkvc_cuda_gather(st->base, (const void *const *)st->runs, st->run_len, st->nruns);
+    return rc;
+}
+
+/* Builds a contiguous view of a block from its extents, validating every
+ * extent against the slabs. Single-run blocks point into the slab (host
+ * mapping or device pointer); others are stitched (see struct stitch) and
+ * must be released with stitch_free. */
+static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **data,
+                     struct stitch *st)
 {
     uint64_t ps = c->page_size, total = 0;
-    *stitched = NULL;
-    *stitched_len = 0;
+    int cuda = c->backend == VKVP_BACKEND_CUDA;
+    uint32_t nslabs = cuda ? c->ncslabs : c->nslabs;
+    memset(st, 0, sizeof *st);
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
-        if (e->slab >= c->nslabs || !c->slabs[e->slab].base ||
-            (e->first_page + e->npages) * ps > c->slabs[e->slab].size)
+        uint64_t size = e->slab < nslabs ? (cuda ? c->cslabs[e->slab].size
+                                                 : c->slabs[e->slab].size)
+                                         : 0;
+        int mapped = e->slab < nslabs && (cuda ? c->cslabs[e->slab].dev != NULL
+                                               : c->slabs[e->slab].base != NULL);
+        if (!mapped || (e->first_page + e->npages) * ps > size)
             return VKV_EPROTO;
         total += e->npages * ps;
     }
     if (b->next == 0 || total < b->len)
         return VKV_EPROTO;
     if (b->next == 1) {
-        *data = c->slabs[b->ext[0].slab].base + b->ext[0].first_page * ps;
+        *data = run_addr(c, &b->ext[0]);
+        return 0;
+    }
+    int rc;
+    if (cuda) {
+        rc = stitch_device(c, b, total, for_write, st);
+        if (rc) {
+            stitch_free(st);
+            return rc;
+        }
+        *data = st->base;
         return 0;
     }
     uint8_t *base = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -438,8 +544,8 @@ static int make_view(vkv_client *c, const vkvp_block *b, void **data, void **sti
         off += e->npages * ps;
     }
     *data = base;
-    *stitched = base;
-    *stitched_len = total;
+    st->base = base;
+    st->len = total;
     return 0;
 }
 
@@ -447,11 +553,9 @@ static int make_view(vkv_client *c, const vkvp_block *b, void **data, void **sti
 static void fetch_free(vkv_fetch *f)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (f->stitched[i])
-            munmap(f->stitched[i], f->stitched_len[i]);
+        stitch_free(&f->st[i]);
     free(f->views);
-    free(f->stitched);
-    free(f->stitched_len);
+    free(f->st);
     free(f);
 }
 
@@ -487,10 +591,9 @@ int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **ou
     size_t nb = rep->u.fetch.nblocks;
     if (f) {
         f->views = calloc(nb ? nb : 1, sizeof *f->views);
-        f->stitched = calloc(nb ? nb : 1, sizeof *f->stitched);
-        f->stitched_len = calloc(nb ? nb : 1, sizeof *f->stitched_len);
+        f->st = calloc(nb ? nb : 1, sizeof *f->st);
     }
-    if (!f || !f->views || !f->stitched || !f->stitched_len) {
+    if (!f || !f->views || !f->st) {
         rc = VKV_ENOMEM;
         goto fail;
     }
@@ -498,7 +601,7 @@ int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **ou
     f->lease = rep->u.fetch.lease;
     for (size_t i = 0; i < nb; i++) {
         void *data;
-        rc = make_view(c, &rep->u.fetch.blocks[i], &data, &f->stitched[i], &f->stitched_len[i]);
+        rc = make_view(c, &rep->u.fetch.blocks[i], 0, &data, &f->st[i]);
         f->n = i + 1;
         if (rc)
             goto fail;
@@ -562,7 +665,7 @@ int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out)
         p->gen = c->gen;
         p->lease = rep->u.alloc.lease;
         p->size = size;
-        rc = make_view(c, &rep->u.alloc.block, &p->data, &p->stitched, &p->stitched_len);
+        rc = make_view(c, &rep->u.alloc.block, 1, &p->data, &p->st);
     }
     if (rc) {
         vkvp_request ab;
@@ -600,6 +703,13 @@ static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
     } else {
         vkvp_request rq;
         vkvp_reply *rep;
+        if (op == VKVP_COMMIT && p->st.device) {
+            /* A device-staged multi-run block: copy it into its page runs
+             * (synchronously) before the daemon may read it. */
+            rc = vkvc_cuda_scatter(p->st.runs, p->st.run_len, p->st.nruns, p->st.base);
+            if (rc)
+                op = VKVP_ABORT;
+        }
         vkvp_request_init(&rq, op, 0);
         if (op == VKVP_COMMIT) {
             rq.u.commit.session = c->session;
@@ -608,9 +718,10 @@ static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
             rq.u.abort.session = c->session;
             rq.u.abort.lease = p->lease;
         }
-        rc = vkvc_call(c, &rq, &rep, NULL, 0);
-        if (rc == 0)
+        int crc = vkvc_call(c, &rq, &rep, NULL, 0);
+        if (crc == 0)
             vkvp_reply_free(rep);
+        rc = rc ? rc : crc;
         if (rc && op == VKVP_COMMIT && rc != VKV_ESTALE && rc != VKV_ELEASE &&
             rc != VKV_ESESSION && rc != VKV_ETIMEDOUT && rc != VKV_ECONN) {
             /* The daemon refused the block: do not leave it WRITING. */
@@ -621,8 +732,7 @@ static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
                 vkvp_reply_free(rep);
         }
     }
-    if (p->stitched)
-        munmap(p->stitched, p->stitched_len);
+    stitch_free(&p->st);
     free(p);
     return rc;
 }

@@ -165,7 +165,7 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
         char ep[24];
         snprintf(ep, sizeof ep, "%016" PRIx64, vkv_client_epoch(c));
         cJSON_AddStringToObject(o, "epoch", ep);
-        cJSON_AddStringToObject(o, "backend", "host");
+        cJSON_AddStringToObject(o, "backend", ctr(rep, "backend_cuda") ? "cuda" : "host");
         cJSON *hot = cJSON_AddObjectToObject(o, "hot");
         cJSON_AddNumberToObject(hot, "capacity_bytes", (double)ctr(rep, "bytes_capacity"));
         cJSON_AddNumberToObject(hot, "used_bytes", (double)ctr(rep, "bytes_used"));
@@ -183,7 +183,8 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
         emit(o);
     } else {
         char a[32], b[32], d[32];
-        printf("vkvd epoch %016" PRIx64 ", backend host\n", vkv_client_epoch(c));
+        printf("vkvd epoch %016" PRIx64 ", backend %s\n", vkv_client_epoch(c),
+               ctr(rep, "backend_cuda") ? "cuda" : "host");
         printf("hot:  %s used of %s (%s free), %" PRIu64 " entries, %" PRIu64 " being written\n",
                hsize(ctr(rep, "bytes_used"), a, sizeof a),
                hsize(ctr(rep, "bytes_capacity"), b, sizeof b),

@@ -28,6 +28,9 @@
 #include "metrics.h"
 #include "proto.h"
 #include "store.h"
+#ifdef VKV_WITH_CUDA
+#include "backend_cuda.h"
+#endif
 #include "cold.h"
 #include "vkv/codec.h"
 
@@ -101,6 +104,12 @@ struct pending_op {
     int op; /* VKVS_COLD_OP_SPILL / _RESTORE */
     char ns[VKVS_COLD_NS_MAX + 1];
     vkv_key key;
+    /* Restore into memory the daemon cannot address (cuda slabs): the cold
+     * tier fills this host buffer and the completion copies it in. */
+    void *staging;
+    uint64_t size;
+    vkvs_extent *ext;
+    uint32_t next_n;
 };
 
 /* A FETCH whose reply waits until cold entries of its prefix are restored. */
@@ -488,12 +497,16 @@ static void verify_join(vkvd_server *srv)
 #define DEFER 1             /* dispatch result: the reply waits for restores */
 #define MAX_DEFER_ROUNDS 16 /* restore rounds before a FETCH answers with what it has */
 
-/* Records an in-flight cold operation. Returns 0 or VKV_ENOMEM. */
-static int op_add(vkvd_server *srv, uint64_t tag, int op, const char *ns, const vkv_key *key)
+/* Records an in-flight cold operation (*out, if not NULL, gets it). Returns
+ * 0 or VKV_ENOMEM. */
+static int op_add_ex(vkvd_server *srv, uint64_t tag, int op, const char *ns, const vkv_key *key,
+                     struct pending_op **out)
 {
     struct pending_op *o = calloc(1, sizeof *o);
     if (!o)
         return VKV_ENOMEM;
+    if (out)
+        *out = o;
     o->tag = tag;
     o->op = op;
     snprintf(o->ns, sizeof o->ns, "%s", ns);
@@ -503,6 +516,29 @@ static int op_add(vkvd_server *srv, uint64_t tag, int op, const char *ns, const 
     return 0;
 }
 
+/* op_add_ex without the out parameter. */
+static int op_add(vkvd_server *srv, uint64_t tag, int op, const char *ns, const vkv_key *key)
+{
+    return op_add_ex(srv, tag, op, ns, key, NULL);
+}
+
+/* Frees an op's restore staging. */
+static void op_free(struct pending_op *o)
+{
+    free(o->staging);
+    free(o->ext);
+    free(o);
+}
+
+/* Finds the op with `tag`, or NULL. */
+static struct pending_op *op_find(vkvd_server *srv, uint64_t tag)
+{
+    for (struct pending_op *o = srv->ops; o; o = o->next)
+        if (o->tag == tag)
+            return o;
+    return NULL;
+}
+
 /* Removes the op with `tag` (if any). */
 static void op_remove(vkvd_server *srv, uint64_t tag)
 {
@@ -510,7 +546,7 @@ static void op_remove(vkvd_server *srv, uint64_t tag)
         if ((*pp)->tag == tag) {
             struct pending_op *o = *pp;
             *pp = o->next;
-            free(o);
+            op_free(o);
             return;
         }
     }
@@ -584,14 +620,37 @@ static size_t start_restores(vkvd_server *srv, const char *ns, const vkv_key *ke
             break; /* absent, or no room: the prefix ends here */
         struct iovec iov[64];
         int niov = 0;
+        bool host = true;
         for (uint32_t e = 0; e < b.nextents && niov < 64; e++) {
             const vkvs_slab *sl = vkvs_slab_get(srv->st, b.extents[e].slab);
-            iov[niov].iov_base = (uint8_t *)sl->host + (uint64_t)b.extents[e].first_page * ps;
+            host = host && sl->host;
+            iov[niov].iov_base = sl->host ? (uint8_t *)sl->host +
+                                                (uint64_t)b.extents[e].first_page * ps
+                                          : NULL;
             iov[niov].iov_len = (size_t)b.extents[e].npages * ps;
             niov++;
         }
         uint64_t tag = ++srv->next_tag;
-        rc = b.nextents <= 64 ? op_add(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i]) : VKV_ENOTSUP;
+        struct pending_op *o = NULL;
+        rc = b.nextents <= 64 || !host
+                 ? op_add_ex(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i], &o)
+                 : VKV_ENOTSUP;
+        if (rc == 0 && !host) {
+            /* Device slabs: restore into host staging, copy in on completion. */
+            o->staging = malloc(b.size);
+            o->ext = malloc(b.nextents * sizeof *o->ext);
+            if (!o->staging || !o->ext) {
+                rc = VKV_ENOMEM;
+                op_remove(srv, tag);
+            } else {
+                memcpy(o->ext, b.extents, b.nextents * sizeof *o->ext);
+                o->next_n = b.nextents;
+                o->size = b.size;
+                iov[0].iov_base = o->staging;
+                iov[0].iov_len = b.size;
+                niov = 1;
+            }
+        }
         if (rc == 0) {
             rc = vkvs_cold_restore(srv->cold, ns, &keys[i], iov, niov, tag);
             if (rc)
@@ -663,16 +722,21 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
             vkvs_forget_cold(srv->st, c->ns, &c->key);
         }
         break;
-    case VKVS_COLD_OP_RESTORE:
+    case VKVS_COLD_OP_RESTORE: {
+        int status = c->status;
+        struct pending_op *o = op_find(srv, c->tag);
+        if (status == 0 && o && o->staging)
+            status = vkvs_write(srv->st, o->ext, o->next_n, 0, o->staging, o->size);
         op_remove(srv, c->tag);
-        vkvs_restore_end(srv->st, c->ns, &c->key, c->status);
-        if (c->status) {
+        vkvs_restore_end(srv->st, c->ns, &c->key, status);
+        if (status) {
             srv->cold_restore_failed++;
-            VKV_WARN("restore of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
-            if (c->status != VKV_EIO)
+            VKV_WARN("restore of a '%s' block failed: %s", c->ns, vkv_strerror(status));
+            if (status != VKV_EIO)
                 vkvs_forget_cold(srv->st, c->ns, &c->key);
         }
         break;
+    }
     case VKVS_COLD_OP_EVICTED:
         vkvs_forget_cold(srv->st, c->ns, &c->key);
         break;
@@ -712,6 +776,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     vkvs_stats_get(srv->st, &s);
     cs->n = 0;
     counter(cs, "epoch", srv->epoch);
+    counter(cs, "backend_cuda", vkvs_backend_of(srv->st)->kind == VKVS_BACKEND_CUDA);
     counter(cs, "entries_writing", s.entries_writing);
     counter(cs, "entries_ready", s.entries_ready);
     counter(cs, "entries_cold", s.entries_cold);
@@ -1223,14 +1288,29 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     if (srv->epoch == 0)
         srv->epoch = 1;
 
-    if (strcmp(cfg->backend, "cuda") == 0) {
-        VKV_ERROR("backend 'cuda' is not available in this build");
+    /* --backend: auto = cuda when a device is usable, else host. */
+    static int cuda_device = 0;
+    const vkvs_backend *be = &vkvs_backend_host;
+    bool want_cuda = strcmp(cfg->backend, "cuda") == 0;
+#ifdef VKV_WITH_CUDA
+    if ((want_cuda || strcmp(cfg->backend, "auto") == 0) && vkvs_cuda_usable(cuda_device))
+        be = &vkvs_backend_cuda;
+#endif
+    if (want_cuda && be == &vkvs_backend_host) {
+        VKV_ERROR("backend 'cuda': no usable CUDA device%s",
+#ifdef VKV_WITH_CUDA
+                  ""
+#else
+                  " (this build has no CUDA)"
+#endif
+        );
         rc = VKV_ENOTSUP;
         goto fail;
     }
     vkvs_config sc;
     vkvs_config_default(&sc);
-    sc.backend = &vkvs_backend_host;
+    sc.backend = be;
+    sc.backend_arg = be == &vkvs_backend_host ? NULL : &cuda_device;
     sc.page_size = cfg->page_size;
     sc.slab_size = cfg->slab_size;
     sc.nslabs = (uint32_t)(cfg->capacity / cfg->slab_size);
@@ -1257,6 +1337,8 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
         uint32_t ids[VKVP_MAX_SLABS];
         uint64_t sizes[VKVP_MAX_SLABS];
         int fds[VKVP_MAX_SLABS];
+        if (vkvs_backend_of(srv->st)->kind != VKVS_BACKEND_HOST)
+            n = 0; /* device slabs travel as IPC handles in HELLO, not as fds */
         for (uint32_t i = 0; i < n && i < VKVP_MAX_SLABS; i++) {
             const vkvs_slab *s = vkvs_slab_get(srv->st, i);
             ids[i] = s->id;
@@ -1316,9 +1398,9 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
         else
             VKV_INFO("metrics on http://127.0.0.1:%d/metrics", cfg->metrics_port);
     }
-    VKV_INFO("serving %s (backend host, %llu MiB in %u slabs of %llu MiB, page %u KiB, "
+    VKV_INFO("serving %s (backend %s, %llu MiB in %u slabs of %llu MiB, page %u KiB, "
              "policy %s, epoch %016" PRIx64 ")",
-             url, (unsigned long long)(cfg->capacity >> 20), vkvs_slab_count(srv->st),
+             url, be->name, (unsigned long long)(cfg->capacity >> 20), vkvs_slab_count(srv->st),
              (unsigned long long)(cfg->slab_size >> 20), cfg->page_size >> 10, cfg->policy,
              srv->epoch);
     *out = srv;
@@ -1412,7 +1494,7 @@ void vkvd_server_close(vkvd_server *srv)
     while (srv->ops) {
         struct pending_op *o = srv->ops;
         srv->ops = o->next;
-        free(o);
+        op_free(o);
     }
     while (srv->deferred) {
         struct deferred *d = srv->deferred;
