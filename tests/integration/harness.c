@@ -31,6 +31,44 @@ int vkvt_prepare(vkvt_daemon *d)
     return 0;
 }
 
+/* Daemons started and not yet stopped: killed at exit, so a failing test
+ * (cmocka failure, CHECK's exit) never leaves a vkvd holding ctest's pipes. */
+static pid_t g_live[64];
+
+/* atexit handler: SIGKILL every daemon still running. */
+static void kill_leftovers(void)
+{
+    for (size_t i = 0; i < sizeof g_live / sizeof g_live[0]; i++) {
+        /* Only a child that is still ours and unreaped (a test may have
+         * reaped it itself; then the pid may belong to someone else). */
+        if (g_live[i] > 0 && waitpid(g_live[i], NULL, WNOHANG) == 0) {
+            kill(g_live[i], SIGKILL);
+            waitpid(g_live[i], NULL, 0);
+        }
+        g_live[i] = 0;
+    }
+}
+
+/* Adds (add != 0) or removes a pid from the leftovers table. */
+static void track(pid_t pid, int add)
+{
+    static int registered;
+    if (!registered) {
+        atexit(kill_leftovers);
+        registered = 1;
+    }
+    for (size_t i = 0; i < sizeof g_live / sizeof g_live[0]; i++) {
+        if (add && g_live[i] == 0) {
+            g_live[i] = pid;
+            return;
+        }
+        if (!add && g_live[i] == pid) {
+            g_live[i] = 0;
+            return;
+        }
+    }
+}
+
 int vkvt_start(vkvt_daemon *d, const char *const *extra)
 {
     const char *argv[64];
@@ -56,6 +94,7 @@ int vkvt_start(vkvt_daemon *d, const char *const *extra)
         _exit(127);
     }
     d->pid = pid;
+    track(pid, 1);
     for (int i = 0; i < 1000; i++) {
         vkv_client *c = NULL;
         vkv_options o = {0};
@@ -70,6 +109,7 @@ int vkvt_start(vkvt_daemon *d, const char *const *extra)
         }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
+            track(pid, 0);
             d->pid = 0;
             return -1;
         }
@@ -86,6 +126,7 @@ int vkvt_stop(vkvt_daemon *d, int sig)
     int st = 0;
     if (waitpid(d->pid, &st, 0) != d->pid)
         return -1;
+    track(d->pid, 0);
     d->pid = 0;
     if (WIFEXITED(st))
         return WEXITSTATUS(st);

@@ -91,8 +91,10 @@ static int recv_slabs(const char *path, uint64_t sid, int *fds, int cap)
     for (int i = 0; i < 8; i++)
         b[i] = (uint8_t)(sid >> (8 * i));
     if (vkvh_write_all(s, b, 8) != 0) {
+        /* The server refused us before our id arrived (EPIPE/ECONNRESET):
+         * connected, but no fds. */
         close(s);
-        return -1;
+        return 0;
     }
     int n = 0;
     while (n < cap) {
