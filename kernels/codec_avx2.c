@@ -113,7 +113,123 @@ static void vkvk_avx2_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_
     }
 }
 
+/* ---- rotsign: 8-lane primitives for codec_simd_rot.h ---- */
+
+/* Lane i holds 1 << i: expands 8 bits into lanes. */
+#define VKVK_A2_PAT() _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)
+
+/* 8 elements of `dt` at p (any alignment) as floats. */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rldh(const void *p, int dt)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return dt == VKV_DTYPE_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                                : _mm256_cvtph_ps(h);
+}
+
+/* Same, ORing x - x (NaN exactly where x is Inf or NaN) into *bad. */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rldhc(const void *p, int dt, __m256 *bad)
+{
+    __m256 v = vkvk_avx2_rldh(p, dt);
+    *bad = _mm256_or_ps(*bad, _mm256_sub_ps(v, v));
+    return v;
+}
+
+/* Stores 8 floats rounded to `dt` exactly as vkvk_from_f32 (F16C VCVTPS2PH
+ * round-to-nearest-even; bf16 by the integer rule, NaN -> (u >> 16) | 0x40). */
+static inline __attribute__((always_inline)) void vkvk_avx2_rsth(void *p, __m256 v, int dt)
+{
+    __m128i r;
+    if (dt == VKV_DTYPE_BF16) {
+        __m256i u = _mm256_castps_si256(v), hi = _mm256_srli_epi32(u, 16);
+        __m256i x = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
+                                     _mm256_and_si256(hi, _mm256_set1_epi32(1)));
+        x = _mm256_srli_epi32(x, 16);
+        __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        x = _mm256_blendv_epi8(x, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+        r = _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+    } else {
+        r = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+    }
+    _mm_storeu_si128((__m128i *)p, r);
+}
+
+/* Sign bit in lane i where bit i of `m` is 1 (eq = 1) or 0 (eq = 0). */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rsign(unsigned m, int eq)
+{
+    __m256i t = _mm256_and_si256(_mm256_set1_epi32((int)m), VKVK_A2_PAT());
+    __m256i c = _mm256_cmpeq_epi32(t, eq ? VKVK_A2_PAT() : _mm256_setzero_si256());
+    return _mm256_castsi256_ps(_mm256_and_si256(c, _mm256_set1_epi32((int)0x80000000u)));
+}
+
+/* FWHT stages len = 1, 2, 4 inside one vector: lanes with the len bit clear
+ * get a + b, the others a - b (a = lane i - len, b = lane i). */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rfwht(__m256 v)
+{
+    __m256 s = _mm256_permute_ps(v, 0xB1);
+    v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xAA);
+    s = _mm256_permute_ps(v, 0x4E);
+    v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xCC);
+    s = _mm256_permute2f128_ps(v, v, 1);
+    return _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xF0);
+}
+
+/* Max over the 8 lanes (non-NaN values: any order gives the same result). */
+static inline __attribute__((always_inline)) float vkvk_avx2_rhmax(__m256 v)
+{
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+#define RW 8
+typedef __m256 rf;
+typedef __m256 rbad;
+#define R_ZERO()          _mm256_setzero_ps()
+#define R_SET1(x)         _mm256_set1_ps(x)
+#define R_ADD(a, b)       _mm256_add_ps(a, b)
+#define R_SUB(a, b)       _mm256_sub_ps(a, b)
+#define R_MUL(a, b)       _mm256_mul_ps(a, b)
+#define R_DIV(a, b)       _mm256_div_ps(a, b)
+#define R_MIN(a, b)       _mm256_min_ps(a, b)
+#define R_MAX(a, b)       _mm256_max_ps(a, b)
+#define R_XOR(a, b)       _mm256_xor_ps(a, b)
+#define R_ABS(v)          _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
+#define R_LD(p)           _mm256_loadu_ps(p)
+#define R_ST(p, v)        _mm256_storeu_ps(p, v)
+#define R_LDH(p, dt, b)   vkvk_avx2_rldhc(p, dt, b)
+#define R_LDHN(p, dt)     vkvk_avx2_rldh(p, dt)
+#define R_BAD0()          _mm256_setzero_ps()
+#define R_BADANY(b)       (!_mm256_testz_si256(_mm256_castps_si256(b), _mm256_castps_si256(b)))
+#define R_STH(p, v, dt)   vkvk_avx2_rsth(p, v, dt)
+#define R_GE0(p, v)       (*(p) = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ)))
+#define R_SGN(p)          vkvk_avx2_rsign(*(p), 0)
+#define R_NEG(d)          vkvk_avx2_rsign((unsigned)(vkvk_rot_negw[(d) >> 6] >> ((d) & 63u)) & 0xffu, 1)
+#define R_FWHT_IN(v)      vkvk_avx2_rfwht(v)
+#define R_SUM32(acc)      vkvk_avx2_tk_sum(acc)
+#define R_HMAX(v)         vkvk_avx2_rhmax(v)
+#define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot
+#define VKVK_ROT_FALLBACK_DEC vkvk_ref_dec_rot
+
+#include "codec_simd_rot.h"
+
+/* The AVX2 rotsign kernels, exported for the AVX-512 table's fallback. */
+int vkvk_avx2_enc_rot_entry(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride,
+                            const uint32_t *vt, uint32_t nv, uint32_t hd, uint8_t *bits,
+                            size_t bstride, uint8_t *vec, uint8_t *scl, size_t sstride,
+                            float *scratch)
+{
+    return vkvk_avx2_enc_rot(ra, src, tstride, vt, nv, hd, bits, bstride, vec, scl, sstride,
+                             scratch);
+}
+
+void vkvk_avx2_dec_rot_entry(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                             const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                             size_t head_stride)
+{
+    vkvk_avx2_dec_rot(ra, bits, vec, scl, heads, hd, dst, head_stride);
+}
+
 const vkvk_kernels vkvk_kernels_avx2 = {
     "avx2",           vkvk_avx2_enc_channel, vkvk_avx2_enc_token, vkvk_avx2_dec_channel,
-    vkvk_avx2_dec_token, vkvk_ref_enc_rot,   vkvk_ref_dec_rot,
+    vkvk_avx2_dec_token, vkvk_avx2_enc_rot,  vkvk_avx2_dec_rot,
 };

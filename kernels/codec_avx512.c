@@ -109,7 +109,106 @@ static void vkvk_avx512_dec_token(const uint8_t *bits, const uint8_t *lev, uint3
     }
 }
 
+/* ---- rotsign: 16-lane primitives for codec_simd_rot.h ---- */
+
+/* 16 elements of `dt` at p (any alignment) as floats. */
+static inline __attribute__((always_inline)) __m512 vkvk_avx512_rldh(const void *p, int dt)
+{
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return dt == VKV_DTYPE_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                                : _mm512_cvtph_ps(h);
+}
+
+/* Same, ORing an Inf/NaN lane mask into *bad. */
+static inline __attribute__((always_inline)) __m512 vkvk_avx512_rldhc(const void *p, int dt,
+                                                                        __mmask16 *bad)
+{
+    __m512 v = vkvk_avx512_rldh(p, dt);
+    *bad |= _mm512_fpclass_ps_mask(v, 0x01 | 0x08 | 0x10 | 0x80); /* QNaN, +Inf, -Inf, SNaN */
+    return v;
+}
+
+/* Stores 16 floats rounded to `dt` exactly as vkvk_from_f32 (F16C VCVTPS2PH
+ * round-to-nearest-even; bf16 by the integer rule, NaN -> (u >> 16) | 0x40). */
+static inline __attribute__((always_inline)) void vkvk_avx512_rsth(void *p, __m512 v, int dt)
+{
+    __m256i r;
+    if (dt == VKV_DTYPE_BF16) {
+        __m512i u = _mm512_castps_si512(v), hi = _mm512_srli_epi32(u, 16);
+        __m512i x = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                     _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+        x = _mm512_srli_epi32(x, 16);
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        x = _mm512_mask_or_epi32(x, nan, hi, _mm512_set1_epi32(0x40));
+        r = _mm512_cvtepi32_epi16(x);
+    } else {
+        r = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+    }
+    _mm256_storeu_si256((__m256i *)p, r);
+}
+
+/* Sign bit in the lanes set in m. */
+static inline __attribute__((always_inline)) __m512 vkvk_avx512_rsign(__mmask16 m)
+{
+    return _mm512_castsi512_ps(_mm512_maskz_set1_epi32(m, (int)0x80000000u));
+}
+
+/* FWHT stages len = 1, 2, 4, 8 inside one vector: lanes with the len bit
+ * clear get a + b, the others a - b (a = lane i - len, b = lane i). */
+static inline __attribute__((always_inline)) __m512 vkvk_avx512_rfwht(__m512 v)
+{
+    __m512 s = _mm512_permute_ps(v, 0xB1);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xAAAA, s, v);
+    s = _mm512_permute_ps(v, 0x4E);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xCCCC, s, v);
+    s = _mm512_shuffle_f32x4(v, v, 0xB1);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xF0F0, s, v);
+    s = _mm512_shuffle_f32x4(v, v, 0x4E);
+    return _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xFF00, s, v);
+}
+
+/* vkvk_tree32_sum of lanes 0..15 in a[0] and 16..31 in a[1]. */
+static inline __attribute__((always_inline)) float vkvk_avx512_rsum32(const __m512 *a)
+{
+    __m512 c = _mm512_add_ps(a[0], a[1]);
+    __m256 u = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+    __m128 x = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+#define RW 16
+typedef __m512 rf;
+typedef __mmask16 rbad;
+#define R_ZERO()          _mm512_setzero_ps()
+#define R_SET1(x)         _mm512_set1_ps(x)
+#define R_ADD(a, b)       _mm512_add_ps(a, b)
+#define R_SUB(a, b)       _mm512_sub_ps(a, b)
+#define R_MUL(a, b)       _mm512_mul_ps(a, b)
+#define R_DIV(a, b)       _mm512_div_ps(a, b)
+#define R_MIN(a, b)       _mm512_min_ps(a, b)
+#define R_MAX(a, b)       _mm512_max_ps(a, b)
+#define R_XOR(a, b)       _mm512_xor_ps(a, b)
+#define R_ABS(v)          _mm512_abs_ps(v)
+#define R_LD(p)           _mm512_loadu_ps(p)
+#define R_ST(p, v)        _mm512_storeu_ps(p, v)
+#define R_LDH(p, dt, b)   vkvk_avx512_rldhc(p, dt, b)
+#define R_LDHN(p, dt)     vkvk_avx512_rldh(p, dt)
+#define R_BAD0()          ((__mmask16)0)
+#define R_BADANY(b)       ((b) != 0)
+#define R_STH(p, v, dt)   vkvk_avx512_rsth(p, v, dt)
+#define R_GE0(p, v)       vkvk_st16(p, (uint16_t)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ))
+#define R_SGN(p)          vkvk_avx512_rsign((__mmask16)~vkvk_ld16(p))
+#define R_NEG(d)          vkvk_avx512_rsign((__mmask16)(vkvk_rot_negw[(d) >> 6] >> ((d) & 63u)))
+#define R_FWHT_IN(v)      vkvk_avx512_rfwht(v)
+#define R_SUM32(acc)      vkvk_avx512_rsum32(acc)
+#define R_HMAX(v)         _mm512_reduce_max_ps(v)
+#define VKVK_ROT_FALLBACK_ENC vkvk_avx2_enc_rot_entry
+#define VKVK_ROT_FALLBACK_DEC vkvk_avx2_dec_rot_entry
+
+#include "codec_simd_rot.h"
+
 const vkvk_kernels vkvk_kernels_avx512 = {
     "avx512", vkvk_avx512_enc_channel, vkvk_avx2_enc_token, vkvk_avx512_dec_channel,
-    vkvk_avx512_dec_token, vkvk_ref_enc_rot, vkvk_ref_dec_rot,
+    vkvk_avx512_dec_token, vkvk_avx512_enc_rot, vkvk_avx512_dec_rot,
 };

@@ -89,6 +89,15 @@ extern const vkvk_kernels vkvk_kernels_avx512;
 /* The AVX2 TOKEN encoder, reused by the AVX-512 table. */
 int vkvk_avx2_enc_token(const vkvk_rule_args *ra, const uint16_t *src, uint32_t hd, uint32_t g,
                         uint8_t *bits, uint8_t *lev, float *scratch);
+/* The AVX2 rotsign kernels (table entries), reused by the AVX-512 table for
+ * head dims that are not a multiple of 16. */
+int vkvk_avx2_enc_rot_entry(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride,
+                            const uint32_t *vt, uint32_t nv, uint32_t hd, uint8_t *bits,
+                            size_t bstride, uint8_t *vec, uint8_t *scl, size_t sstride,
+                            float *scratch);
+void vkvk_avx2_dec_rot_entry(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                             const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                             size_t head_stride);
 #endif
 
 /* The scalar rotsign kernels (SIMD tables use them for shapes they do not
@@ -105,6 +114,41 @@ void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_
 int vkvk_ref_enc_channel_part(const vkvk_rule_args *ra, const uint16_t *src, size_t tstride,
                               uint32_t n, uint32_t d0, uint32_t d1, uint8_t *bits, size_t bstride,
                               uint8_t *lev_lo, uint8_t *lev_hi, float *scratch);
+
+/* The rotsign sign vector as bits: bit d % 64 of vkvk_rot_negw[d / 64] is
+ * vkvk_rot_neg(d) for d < 4096 (a precomputed table; kernels_math_test checks
+ * it against vkvk_rot_neg). Defined in codec_ref.c. */
+extern const uint64_t vkvk_rot_negw[VKV_BLOCK_MAX_HEAD_DIM / 64u];
+
+/* The same code as vkvk_sc8_encode (codec_math.h) for every float, without
+ * its 8-step binary search: a guess from the exponent and mantissa bits is
+ * corrected to the largest code c with value(c) <= a, then rounded exactly as
+ * vkvk_sc8_encode does. kernels_math_test compares the two. */
+static inline uint8_t vkvk_sc8_encode_fast(float a)
+{
+    if (!(a >= 0.0f))
+        return 0;
+    if (vkvk_sc8_value(255) <= a)
+        return 255;
+    uint32_t u = vkvk_f32_bits(a);
+    int32_t g = 128 + 8 * ((int32_t)(u >> 23) - 127) + (int32_t)((u >> 20) & 7u);
+    g = g < 0 ? 0 : g > 254 ? 254 : g;
+    while (g < 254 && vkvk_sc8_value((uint32_t)g + 1u) <= a)
+        g++;
+    while (g > 0 && vkvk_sc8_value((uint32_t)g) > a)
+        g--;
+    uint32_t lo = (uint32_t)g, hi = lo + 1u;
+    return (uint8_t)(vkvk_sc8_value(hi) - a < a - vkvk_sc8_value(lo) ? hi : lo);
+}
+
+/* vkvk_rot_scale_put (codec_math.h) with vkvk_sc8_encode_fast: same bytes. */
+static inline void vkvk_rot_scale_put_fast(uint8_t *p, float a, int sbits, int dtype)
+{
+    if (sbits == 8)
+        p[0] = vkvk_sc8_encode_fast(a);
+    else
+        vkvk_rot_scale_put(p, a, sbits, dtype);
+}
 
 /* Unaligned little-endian 16-bit load/store into block memory. */
 static inline uint16_t vkvk_ld16(const uint8_t *p)

@@ -188,6 +188,31 @@ static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t
 
 /* ---- rotsign ---- */
 
+const uint64_t vkvk_rot_negw[VKV_BLOCK_MAX_HEAD_DIM / 64u] = {
+    0xd32c005780cbd14full, 0x47e8f7dd28b8e3a1ull, 0x7f4cff700f1f761eull,
+    0xe13aafcd978a9cafull, 0xc3360b4c16093456ull, 0xab2b66d79a1a72bcull,
+    0x6ef7885190b1c58eull, 0x39375a7e7db2e38bull, 0x611168e958686020ull,
+    0x7a29136107e308bfull, 0xa33f00068b925c7full, 0xc0f29bd32b7c75e9ull,
+    0xf5f84b1232feaba4ull, 0xb95d425489e71936ull, 0x8fc7930ee00f0254ull,
+    0x72a5e76497fd6cd8ull, 0x62ac1f321121b88full, 0x3c30661db76cdf3dull,
+    0xa4d8f7d5dffadfa0ull, 0x8bca03533c8096dcull, 0x4c027350e3a0b78bull,
+    0x2f71e03a0160c9f4ull, 0x6a06ae25b1967ea6ull, 0x8ba97dfb455d2383ull,
+    0xff8bfeb8437f5f29ull, 0x7991985b8f2da712ull, 0x29bd6ab06685b516ull,
+    0xd1951f632bfea4edull, 0x72961cf8792bac08ull, 0x535e99c2323aa458ull,
+    0x345829c474cdc91bull, 0xa379b473f5d10485ull, 0x0206d9c468968e84ull,
+    0x5a0305962c6282d9ull, 0xff52aab16e2c32a1ull, 0x1cdc9a50ca2837beull,
+    0x45f065f7b663fe8full, 0xc63dbc4adc05f985ull, 0xdc21315fe8dd6c93ull,
+    0xa692d5c79d084bd2ull, 0x3ab3dd5248e3d7baull, 0x2125f63a3df034cbull,
+    0x7467d34e606dfc5bull, 0xb2eb7345858b6a78ull, 0x0b03c5a7fcdbcdbfull,
+    0x67177a64bafe75eeull, 0x70244375637aad79ull, 0x67e6e288c7c5d56eull,
+    0x5b9787474e19736dull, 0x783a26839d09f257ull, 0xdf0dc83f8e6e26bdull,
+    0xc02cbf84f3069927ull, 0xf256a886be852333ull, 0x65719c53cede8d9bull,
+    0x617abcfd199c6789ull, 0x2ee7511fa03a9de7ull, 0x854d23874c824964ull,
+    0xbb970ea7364a37d0ull, 0x2b2ce97161bfee3full, 0xf37307d8424a6425ull,
+    0xe4382dc292305b3dull, 0x9c17ffc9e46f0448ull, 0xd79a4873bb6d05d0ull,
+    0xe260bfa5c242e0f2ull,
+};
+
 /* sum_d x[d] * y[d] over d < n with lane d % 32 accumulated in order from
  * 0.0f, lanes combined by vkvk_tree32_sum (the SIMD order). */
 static float vkvk_ref_dot32(const float *x, const float *y, uint32_t n)
@@ -200,13 +225,22 @@ static float vkvk_ref_dot32(const float *x, const float *y, uint32_t n)
     return vkvk_tree32_sum(s);
 }
 
-/* Reference rotsign encoder of one head; see codec_internal.h and
- * docs/BLOCK_FORMAT.md ("rotsign") for the operations. */
-int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
-                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
-                     uint8_t *scl, size_t sstride, float *scratch)
+/* Sign bit of channel d in the rotsign sign vector, as a float bit mask. */
+static inline uint32_t vkvk_ref_negbit(uint32_t d)
 {
-    const int dt = ra->dtype;
+    return (uint32_t)((vkvk_rot_negw[d / 64u] >> (d % 64u)) & 1u) << 31;
+}
+
+/* Reference rotsign encoder of one head for a constant dtype `dt` (inlined
+ * into vkvk_ref_enc_rot per dtype); see codec_internal.h and
+ * docs/BLOCK_FORMAT.md ("rotsign") for the operations. The sign vector comes
+ * from the precomputed vkvk_rot_negw, and TOKEN mode converts each element
+ * once (the converted rows are kept in scratch for the second pass). */
+static inline __attribute__((always_inline)) int
+vkvk_ref_enc_rot_dt(const vkvk_rot_args *ra, const int dt, const uint16_t *src, size_t tstride,
+                    const uint32_t *vt, uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride,
+                    uint8_t *vec, uint8_t *scl, size_t sstride, float *scratch)
+{
     float *m = scratch, *z = scratch + hd, *a = scratch + 2u * (size_t)hd;
     float *u = a + nv;
     float fenc, fdec;
@@ -216,10 +250,12 @@ int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstrid
             m[d] = 0.0f;
         for (uint32_t j = 0; j < nv; j++) {
             const uint16_t *row = src + vt[j] * tstride;
+            float *xj = u + (size_t)j * hd;
             for (uint32_t d = 0; d < hd; d++) {
                 if (vkvk_nonfinite(row[d], dt))
                     return VKV_ENONFINITE;
-                m[d] += vkvk_to_f32(row[d], dt);
+                xj[d] = vkvk_to_f32(row[d], dt);
+                m[d] += xj[d];
             }
         }
         for (uint32_t d = 0; d < hd; d++) {
@@ -228,11 +264,9 @@ int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstrid
             m[d] = vkvk_to_f32(h, dt);
         }
         for (uint32_t j = 0; j < nv; j++) {
-            const uint16_t *row = src + vt[j] * tstride;
-            for (uint32_t d = 0; d < hd; d++) {
-                float y = vkvk_to_f32(row[d], dt) - m[d];
-                z[d] = vkvk_rot_neg(d) ? -y : y;
-            }
+            const float *xj = u + (size_t)j * hd;
+            for (uint32_t d = 0; d < hd; d++) /* y, negated where neg(d) */
+                z[d] = vkvk_bits_f32(vkvk_f32_bits(xj[d] - m[d]) ^ vkvk_ref_negbit(d));
             vkvk_fwht(z, hd);
             float s[VKVK_TOKEN_LANES];
             for (int k = 0; k < VKVK_TOKEN_LANES; k++)
@@ -246,7 +280,7 @@ int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstrid
                 }
                 b[d / 8u] = (uint8_t)byte;
             }
-            vkvk_rot_scale_put(scl + j * sstride, vkvk_tree32_sum(s) * fenc, ra->sbits, dt);
+            vkvk_rot_scale_put_fast(scl + j * sstride, vkvk_tree32_sum(s) * fenc, ra->sbits, dt);
         }
         return 0;
     }
@@ -298,34 +332,45 @@ int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstrid
     float bb = vkvk_ref_dot32(b, b, hd);
     for (uint32_t j = 0; j < nv; j++) {
         float aj = bb > 0.0f ? vkvk_ref_dot32(u + (size_t)j * hd, b, hd) / bb : 0.0f;
-        vkvk_rot_scale_put(scl + j * sstride, aj, ra->sbits, dt);
+        vkvk_rot_scale_put_fast(scl + j * sstride, aj, ra->sbits, dt);
     }
     return 0;
 }
 
-/* Reference rotsign decoder of one visual token (all heads). */
-void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
-                      const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
-                      size_t head_stride)
+/* Reference rotsign encoder of one head (table entry; see codec_internal.h). */
+int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
+                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
+                     uint8_t *scl, size_t sstride, float *scratch)
 {
-    const int dt = ra->dtype;
+    if (ra->dtype == VKV_DTYPE_BF16)
+        return vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_BF16, src, tstride, vt, nv, hd, bits, bstride, vec,
+                                   scl, sstride, scratch);
+    return vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_F16, src, tstride, vt, nv, hd, bits, bstride, vec, scl,
+                               sstride, scratch);
+}
+
+/* Reference rotsign decoder of one visual token (all heads) for a constant
+ * dtype `dt` (inlined into vkvk_ref_dec_rot per dtype). */
+static inline __attribute__((always_inline)) void
+vkvk_ref_dec_rot_dt(const vkvk_rot_args *ra, const int dt, const uint8_t *bits, const uint8_t *vec,
+                    const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                    size_t head_stride)
+{
     float w[VKV_BLOCK_MAX_HEAD_DIM];
+    float fenc, fdec;
+    vkvk_rot_factors(hd, &fenc, &fdec);
     for (uint32_t h = 0; h < heads; h++) {
         const uint8_t *b = bits + (size_t)h * (hd / 8u);
         const uint8_t *v = vec + (size_t)h * hd * 2u;
         float A = vkvk_rot_scale_get(scl + (size_t)h * (ra->sbits / 8u), ra->sbits, dt);
         uint16_t *o = dst + h * head_stride;
         if (ra->mode == VKV_GROUP_TOKEN) {
-            float fenc, fdec;
-            vkvk_rot_factors(hd, &fenc, &fdec);
             float c = A * fdec;
             for (uint32_t d = 0; d < hd; d++)
                 w[d] = ((b[d >> 3] >> (d & 7u)) & 1u) ? 1.0f : -1.0f;
             vkvk_fwht(w, hd);
             for (uint32_t d = 0; d < hd; d++) {
-                float p = c * w[d];
-                if (vkvk_rot_neg(d))
-                    p = -p;
+                float p = vkvk_bits_f32(vkvk_f32_bits(c * w[d]) ^ vkvk_ref_negbit(d));
                 o[d] = vkvk_rot_out(p + vkvk_to_f32(vkvk_ld16(v + 2u * d), dt), dt);
             }
         } else {
@@ -335,6 +380,17 @@ void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_
             }
         }
     }
+}
+
+/* Reference rotsign decoder of one visual token (table entry). */
+void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
+                      const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
+                      size_t head_stride)
+{
+    if (ra->dtype == VKV_DTYPE_BF16)
+        vkvk_ref_dec_rot_dt(ra, VKV_DTYPE_BF16, bits, vec, scl, heads, hd, dst, head_stride);
+    else
+        vkvk_ref_dec_rot_dt(ra, VKV_DTYPE_F16, bits, vec, scl, heads, hd, dst, head_stride);
 }
 
 const vkvk_kernels vkvk_kernels_scalar = {

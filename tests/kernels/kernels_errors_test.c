@@ -379,12 +379,13 @@ static void tampered_blocks_fail_without_touching_dst(void **state)
         rehash(t);
         expect_decode_error(t, rsize, 0, VKV_ECORRUPT);
     }
-    /* wrong payload checksum field with a re-hashed header */
-    memcpy(t, blk, size);
+    /* wrong payload checksum field with a re-hashed header (blk and t now
+     * hold the rotsign block: rsize bytes) */
+    memcpy(t, blk, rsize);
     t[16] ^= 0xff;
     rehash(t);
-    assert_int_equal(vkv_block_check(t, size, 0, NULL), VKV_OK);
-    expect_decode_error(t, size, VKV_DECODE_VERIFY, VKV_ECHECKSUM);
+    assert_int_equal(vkv_block_check(t, rsize, 0, NULL), VKV_OK);
+    expect_decode_error(t, rsize, VKV_DECODE_VERIFY, VKV_ECHECKSUM);
     /* unknown flags */
     assert_int_equal(vkv_block_check(blk, size, 0x80, NULL), VKV_EINVAL);
     free(t);

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "codec_internal.h"
 #include "kernels_util.h"
 
 #if defined(__x86_64__)
@@ -264,10 +265,48 @@ static void rotsign_helpers_match_their_definitions(void **state)
     assert_true(neg > 16 && neg < 48);
 }
 
+/* The precomputed sign-vector words equal vkvk_rot_neg for every channel, and
+ * vkvk_sc8_encode_fast equals vkvk_sc8_encode on every code's value, its
+ * float neighbours and midpoints, special values and a million random bit
+ * patterns. */
+static void rotsign_fast_helpers_match_the_definitions(void **state)
+{
+    (void)state;
+    for (uint32_t d = 0; d < VKV_BLOCK_MAX_HEAD_DIM; d++)
+        assert_int_equal((int)((vkvk_rot_negw[d / 64u] >> (d % 64u)) & 1u), vkvk_rot_neg(d));
+    const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f, 1e-38f, 3.4e38f, -1.0f};
+    for (size_t i = 0; i < sizeof(sp) / sizeof(sp[0]); i++)
+        assert_int_equal(vkvk_sc8_encode_fast(sp[i]), vkvk_sc8_encode(sp[i]));
+    for (uint32_t c = 0; c < 256; c++) {
+        float v = vkvk_sc8_value(c);
+        uint32_t u = vkvk_f32_bits(v);
+        for (int32_t k = -3; k <= 3; k++) {
+            float x = vkvk_bits_f32(u + (uint32_t)k);
+            if (u == 0 && k < 0)
+                continue;
+            assert_int_equal(vkvk_sc8_encode_fast(x), vkvk_sc8_encode(x));
+        }
+        if (c < 255) {
+            float m = (v + vkvk_sc8_value(c + 1)) * 0.5f;
+            uint32_t mu = vkvk_f32_bits(m);
+            for (int32_t k = -2; k <= 2; k++) {
+                float x = vkvk_bits_f32(mu + (uint32_t)k);
+                assert_int_equal(vkvk_sc8_encode_fast(x), vkvk_sc8_encode(x));
+            }
+        }
+    }
+    uint64_t s = 99;
+    for (int i = 0; i < 1000000; i++) {
+        float x = vkvk_bits_f32((uint32_t)ku_rand(&s) & 0x7fffffffu);
+        assert_int_equal(vkvk_sc8_encode_fast(x), vkvk_sc8_encode(x));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rotsign_helpers_match_their_definitions),
+        cmocka_unit_test(rotsign_fast_helpers_match_the_definitions),
         cmocka_unit_test(fp16_conversion_matches_known_values),
         cmocka_unit_test(fp16_conversion_matches_f16c),
         cmocka_unit_test(level_rules_on_hand_worked_groups),
