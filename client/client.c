@@ -509,7 +509,9 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
                                          : 0;
         int mapped = e->slab < nslabs && (cuda ? c->cslabs[e->slab].dev != NULL
                                                : c->slabs[e->slab].base != NULL);
-        if (!mapped || (e->first_page + e->npages) * ps > size)
+        uint64_t pages = size / ps; /* no multiplication of untrusted numbers */
+        if (!mapped || e->npages == 0 || e->first_page >= pages ||
+            e->npages > pages - e->first_page)
             return VKV_EPROTO;
         total += e->npages * ps;
     }
