@@ -197,6 +197,8 @@ static int vkve_st_tables(const cJSON *root, size_t data_size, vkve_st_file *f, 
         if (strcmp(c->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(c))
                 return vkve_st_fail(err, errlen, VKV_ECORRUPT, "__metadata__ is not an object");
+            if (f->meta)
+                return vkve_st_fail(err, errlen, VKV_ECORRUPT, "__metadata__ appears twice");
             size_t m = (size_t)cJSON_GetArraySize(c);
             f->meta = calloc(2 * m + 1, sizeof *f->meta);
             if (!f->meta)

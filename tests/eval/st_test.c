@@ -196,6 +196,13 @@ static void duplicate_names_and_unknown_fields_are_corrupt(void **state)
     assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2],\"x\":1}}",
                                 2, msg, sizeof msg),
                      VKV_ECORRUPT);
+    /* Found by fuzz_st: a second __metadata__ object overflowed the first
+     * one's table. */
+    assert_int_equal(parse_code("{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"b\":\"2\","
+                                "\"c\":\"3\"},\"a\":{\"dtype\":\"F16\",\"shape\":[1],"
+                                "\"data_offsets\":[0,2]}}",
+                                2, msg, sizeof msg),
+                     VKV_ECORRUPT);
 }
 
 static void written_files_read_back_with_the_same_values(void **state)
