@@ -5,7 +5,8 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   SECONDS  per target (default 60; env VKV_FUZZ_SECONDS also works)
 #   TARGET   any of proto block st (default: all three)
-# Env: VKV_FUZZ_BUILD (default build-fuzz), VKV_FUZZ_JOBS (build -j, default 2),
+# Env: VKV_FUZZ_SEED (libFuzzer -seed; CI fixes it so a run is repeatable),
+#      VKV_FUZZ_BUILD (default build-fuzz), VKV_FUZZ_JOBS (build -j, default 2),
 #      VKV_FUZZ_KEEP=1 keeps the grown corpora in $VKV_FUZZ_BUILD/fuzz-work.
 # Exit status: 0 when no target found a crash; 1 otherwise. A crash input is
 # left in $VKV_FUZZ_BUILD/fuzz-work/<target>/ as crash-*/leak-*/timeout-*;
@@ -36,7 +37,10 @@ for t in $targets; do
     cp "$root/tests/fuzz/corpus/$t/"* "$work/corpus/"
     echo "== fuzz $t for ${secs}s"
     # -rss_limit_mb bounds a runaway allocation; -max_len covers the seeds.
-    if ! (cd "$work" && "$build/tests/fuzz/vkv_fuzz_$t" -max_total_time="$secs" \
+    seedopt=""
+    [ -n "${VKV_FUZZ_SEED:-}" ] && seedopt="-seed=$VKV_FUZZ_SEED"
+    # shellcheck disable=SC2086
+    if ! (cd "$work" && "$build/tests/fuzz/vkv_fuzz_$t" $seedopt -max_total_time="$secs" \
             -max_len=65536 -rss_limit_mb=2048 -timeout=25 -print_final_stats=1 \
             corpus >"$work/log" 2>&1); then
         echo "fuzz.sh: $t FAILED; input(s):" >&2
