@@ -382,6 +382,32 @@ static int cmd_ls(vkv_client *c, int argc, char **argv)
     return EX_OK;
 }
 
+/* Parses the options of a command that takes only --ns NS and --help
+ * (show, delete, export). Returns -1 to go on (*ns set or NULL, optind at the
+ * first operand), else the exit code to return (help printed: EX_OK; bad
+ * option: EX_USAGE after printing the usage to stderr). */
+static int parse_ns_only(int argc, char **argv, void (*usage)(FILE *), const char **ns)
+{
+    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
+    int o;
+    *ns = NULL;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
+        if (o == 'n') {
+            *ns = optarg;
+        } else if (o == 'h') {
+            usage(stdout);
+            return EX_OK;
+        } else {
+            usage(stderr);
+            return EX_USAGE;
+        }
+    }
+    return -1;
+}
+
 /* Prints the usage of `show` to fp. */
 static void usage_show(FILE *fp)
 {
@@ -391,23 +417,10 @@ static void usage_show(FILE *fp)
 
 static int cmd_show(vkv_client *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *ns = NULL;
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
-        if (o == 'n')
-            ns = optarg;
-        else if (o == 'h') {
-            usage_show(stdout);
-            return EX_OK;
-        } else {
-            usage_show(stderr);
-            return EX_USAGE;
-        }
-    }
+    const char *ns;
+    int ex = parse_ns_only(argc, argv, usage_show, &ns);
+    if (ex >= 0)
+        return ex;
     vkv_key key;
     if (optind + 1 != argc || vkv_key_parse(argv[optind], &key) != 0 || !ns) {
         usage_show(stderr);
@@ -560,23 +573,10 @@ static void usage_delete(FILE *fp)
 
 static int cmd_delete(vkv_client *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *ns = NULL;
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
-        if (o == 'n')
-            ns = optarg;
-        else if (o == 'h') {
-            usage_delete(stdout);
-            return EX_OK;
-        } else {
-            usage_delete(stderr);
-            return EX_USAGE;
-        }
-    }
+    const char *ns;
+    int ex = parse_ns_only(argc, argv, usage_delete, &ns);
+    if (ex >= 0)
+        return ex;
     vkv_key *keys = NULL;
     long n = optind < argc && ns ? parse_keys(argc, argv, optind, &keys) : -1;
     if (n <= 0 || n > VKVP_MAX_KEYS) {
@@ -713,24 +713,11 @@ out:
 
 static int cmd_export(vkv_client *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *ns = NULL;
-    int o;
-    optind = 1;
     (void)c;
-    while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
-        if (o == 'n')
-            ns = optarg;
-        else if (o == 'h') {
-            usage_export(stdout);
-            return EX_OK;
-        } else {
-            usage_export(stderr);
-            return EX_USAGE;
-        }
-    }
+    const char *ns;
+    int ex = parse_ns_only(argc, argv, usage_export, &ns);
+    if (ex >= 0)
+        return ex;
     vkv_key key;
     if (!ns || optind + 2 != argc || vkv_key_parse(argv[optind], &key) != 0) {
         usage_export(stderr);
