@@ -6,10 +6,16 @@
  * outlier channels) plus noise. For every implementation the CPU has and
  * every level rule, times quantize (fp16 bytes in per second) and dequantize
  * (fp16 bytes out per second), and memcpy of the same fp16 bytes in the same
- * run; prints medians and the ratios codec / memcpy.
+ * run; prints medians and the ratios codec / memcpy. The paged column
+ * decodes the same block with vkv_decode_paged into a cache of 16-token
+ * pages whose block table lists the pages in reverse order.
  *
- * Usage: vkv_bench_codec [repetitions [spec]]   (default 9, every spec below;
- * a spec string such as "default" or "lloyd" times that spec alone)
+ * Usage: vkv_bench_codec [repetitions [spec [impl [layers]]]]   (default 9,
+ * every spec below, every implementation, 32 layers; a spec string such as
+ * "default" or "lloyd" times that spec alone; impl "scalar", "avx2" or
+ * "avx512" (or "all") times that implementation alone; layers 1..32 shrinks
+ * the chunk, e.g. 1 layer = 1 MB that stays in L2: a compute-bound figure
+ * less moved by other tenants' memory traffic than the 33.6 MB default)
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -19,10 +25,11 @@
 #include "clock.h"
 #include "vkv/codec.h"
 
-#define LAYERS 32
+#define LAYERS 32 /* default and most layers */
 #define HEADS  8
 #define HDIM   128
 #define TOKENS 256
+#define PAGE   16 /* tokens per page of the paged-decode destination */
 
 /* splitmix64 step. */
 static uint64_t bench_rand(uint64_t *s)
@@ -68,11 +75,20 @@ int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 9;
     if (reps < 1 || reps > 1000) {
-        fprintf(stderr, "usage: %s [repetitions 1..1000 [spec|default]]\n", argv[0]);
+        fprintf(
+            stderr,
+            "usage: %s [repetitions 1..1000 [spec|default [scalar|avx2|avx512|all [layers]]]]\n",
+            argv[0]);
         return 2;
     }
     const size_t layer_elems = (size_t)TOKENS * HEADS * HDIM;
-    const size_t bytes = 2 * LAYERS * layer_elems * 2; /* K and V, fp16 */
+    /* fewer layers: a cache-resident chunk (1 layer = 1 MB), compute-bound */
+    const int layers = argc > 4 ? atoi(argv[4]) : LAYERS;
+    if (layers < 1 || layers > LAYERS) {
+        fprintf(stderr, "layers must be 1..%d\n", LAYERS);
+        return 2;
+    }
+    const size_t bytes = 2 * (size_t)layers * layer_elems * 2; /* K and V, fp16 */
     uint16_t *src = malloc(bytes), *copy = malloc(bytes), *out = malloc(bytes);
     uint64_t *t = malloc(sizeof(uint64_t) * (size_t)reps);
     if (!src || !copy || !out || !t) {
@@ -80,11 +96,11 @@ int main(int argc, char **argv)
         return 1;
     }
     uint64_t seed = 12345;
-    for (size_t l = 0; l < 2 * LAYERS; l++)
+    for (size_t l = 0; l < 2 * (size_t)layers; l++)
         for (size_t h = 0; h < HEADS; h++)
             for (size_t d = 0; d < HDIM; d++) {
                 float off = bench_unif(&seed), scale = 0.2f + 0.8f * (bench_unif(&seed) + 1.0f);
-                if (l < LAYERS && d % 16 == 3)
+                if (l < (size_t)layers && d % 16 == 3)
                     scale *= 10.0f; /* key outlier channels */
                 for (size_t tk = 0; tk < TOKENS; tk++)
                     src[l * layer_elems + tk * HEADS * HDIM + h * HDIM + d] =
@@ -92,15 +108,20 @@ int main(int argc, char **argv)
             }
     const void *kp[LAYERS], *vp[LAYERS];
     void *ko[LAYERS], *vo[LAYERS];
-    for (size_t l = 0; l < LAYERS; l++) {
+    for (size_t l = 0; l < (size_t)layers; l++) {
         kp[l] = src + l * layer_elems;
-        vp[l] = src + (LAYERS + l) * layer_elems;
+        vp[l] = src + ((size_t)layers + l) * layer_elems;
         ko[l] = out + l * layer_elems;
-        vo[l] = out + (LAYERS + l) * layer_elems;
+        vo[l] = out + ((size_t)layers + l) * layer_elems;
     }
     vkv_kv_src s = {kp, vp, HEADS * HDIM, HDIM};
     vkv_kv_dst o = {ko, vo, HEADS * HDIM, HDIM};
-    vkv_shape shape = {LAYERS, HEADS, HDIM, TOKENS, VKV_DTYPE_F16, 1, {{0, TOKENS}}};
+    vkv_shape shape = {(uint32_t)layers, HEADS, HDIM, TOKENS, VKV_DTYPE_F16, 1, {{0, TOKENS}}};
+    /* paged destination: the same buffers as pages of PAGE tokens, reversed */
+    int32_t table[TOKENS / PAGE];
+    for (int i = 0; i < TOKENS / PAGE; i++)
+        table[i] = TOKENS / PAGE - 1 - i;
+    vkv_paged_dst po = {ko, vo, TOKENS / PAGE, PAGE, table, TOKENS / PAGE, 0};
 
     /* yardstick: memcpy of the same fp16 bytes */
     memcpy(copy, src, bytes);
@@ -113,7 +134,7 @@ int main(int argc, char **argv)
     double mb = (double)bytes / 1e6;
     printf("chunk: %d tokens x %d layers x %d kv heads x %d, fp16, all visual; K+V %.1f MB; "
            "median of %d\n",
-           TOKENS, LAYERS, HEADS, HDIM, mb, reps);
+           TOKENS, layers, HEADS, HDIM, mb, reps);
     printf("memcpy: %.2f GB/s (%.3f ms)\n", (double)bytes / (double)tm, (double)tm / 1e6);
 
     vkv_codec_spec def;
@@ -127,9 +148,12 @@ int main(int argc, char **argv)
         nspecs = 1;
     }
     const enum vkv_impl impls[] = {VKV_IMPL_SCALAR, VKV_IMPL_AVX2, VKV_IMPL_AVX512};
-    printf("%-7s %-48s %6s %10s %7s %10s %7s\n", "impl", "spec", "bits", "quant GB/s", "x memcpy",
-           "deq GB/s", "x memcpy");
+    printf("%-7s %-48s %6s %10s %7s %10s %7s %10s %7s\n", "impl", "spec", "bits", "quant GB/s",
+           "x memcpy", "deq GB/s", "x memcpy", "paged GB/s", "x memcpy");
     for (size_t ii = 0; ii < 3; ii++) {
+        if (argc > 3 && strcmp(argv[3], "all") != 0 &&
+            strcmp(argv[3], vkv_codec_impl_name(impls[ii])) != 0)
+            continue;
         if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
             continue;
         for (size_t si = 0; si < nspecs; si++) {
@@ -156,15 +180,23 @@ int main(int argc, char **argv)
                 t[r] = vkv_now_ns() - t0;
             }
             uint64_t td = median(t, reps);
+            rc = rc ? rc : vkv_decode_paged(blk, size, 0, &po);
+            for (int r = 0; r < reps && rc == VKV_OK; r++) {
+                uint64_t t0 = vkv_now_ns();
+                rc = vkv_decode_paged(blk, size, 0, &po);
+                t[r] = vkv_now_ns() - t0;
+            }
+            uint64_t tp = median(t, reps);
             if (rc != VKV_OK) {
                 fprintf(stderr, "codec failed: %s\n", vkv_strerror(rc));
                 return 1;
             }
             char name[128];
             vkv_codec_spec_format(&spec, name, sizeof(name));
-            printf("%-7s %-48s %6.3f %10.2f %7.2fx %10.2f %7.2fx\n", vkv_codec_impl_name(impls[ii]),
-                   name, vkv_codec_bits_per_element(&shape, size), (double)bytes / (double)te,
-                   (double)tm / (double)te, (double)bytes / (double)td, (double)tm / (double)td);
+            printf("%-7s %-48s %6.3f %10.2f %7.2fx %10.2f %7.2fx %10.2f %7.2fx\n",
+                   vkv_codec_impl_name(impls[ii]), name, vkv_codec_bits_per_element(&shape, size),
+                   (double)bytes / (double)te, (double)tm / (double)te, (double)bytes / (double)td,
+                   (double)tm / (double)td, (double)bytes / (double)tp, (double)tm / (double)tp);
             free(blk);
         }
     }

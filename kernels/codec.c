@@ -480,11 +480,13 @@ static uint32_t vkvk_is_visual(const vkv_block_header *h, uint32_t t, uint32_t *
     return *r < h->n_ranges && t >= h->ranges[*r].start;
 }
 
-/* Encodes one tensor (K: s = 0, V: s = 1) of layer l into block `out`. */
+/* Encodes one tensor (K: s = 0, V: s = 1) of layer l into block `out`.
+ * next: the source tensor encoded after this one (a prefetch hint for the
+ * rotsign kernels) or NULL. */
 static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *h,
                               const vkvk_layout *L, int s, uint32_t l, const uint16_t *src,
-                              size_t ts, size_t hs, uint8_t *out, const uint32_t *vt,
-                              float *scratch)
+                              const uint16_t *next, size_t ts, size_t hs, uint8_t *out,
+                              const uint32_t *vt, float *scratch)
 {
     const uint32_t heads = h->kv_heads, hd = h->head_dim;
     const size_t row = (size_t)hd * 2u, brow = (size_t)heads * (hd / 8u);
@@ -504,18 +506,11 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
     if (h->rule == VKV_RULE_ROTSIGN) {
-        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters};
-        const size_t sb = g / 8u;
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next};
         if (L->n_vis == 0)
             return VKV_OK;
-        for (uint32_t hh = 0; hh < heads; hh++) {
-            int rc = kern->enc_rot(&rr, src + hh * hs, ts, vt, (uint32_t)L->n_vis, hd,
-                                   bits + hh * (hd / 8u), brow, lev + hh * row,
-                                   lev + heads * row + hh * sb, heads * sb, scratch);
-            if (rc != VKV_OK)
-                return rc;
-        }
-        return VKV_OK;
+        return kern->enc_rot(&rr, src, ts, hs, vt, (uint32_t)L->n_vis, heads, hd, bits, lev,
+                             lev + heads * row, scratch);
     }
     size_t v = 0, grp = 0;
     for (r = 0; r < h->n_ranges; r++) {
@@ -576,7 +571,7 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
     }
     size_t nf = VKVK_SCRATCH_FLOATS(maxn, h.head_dim);
     if (h.rule == VKV_RULE_ROTSIGN)
-        nf = VKVK_ROT_SCRATCH_FLOATS(L.n_vis, h.head_dim);
+        nf = VKVK_ROT_SCRATCH_FLOATS(L.n_vis, h.kv_heads, h.head_dim);
     float *scratch = malloc(nf * sizeof(float));
     uint32_t *vt = malloc((size_t)L.n_vis * sizeof(uint32_t) + 1u);
     if (scratch == NULL || vt == NULL) {
@@ -593,8 +588,10 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
     for (int s = 0; s < 2 && rc == VKV_OK; s++) {
         for (uint32_t l = 0; l < h.layers && rc == VKV_OK; l++) {
             const uint16_t *p = s ? src->v[l] : src->k[l];
-            rc = vkvk_encode_tensor(kern, &h, &L, s, l, p, src->token_stride, src->head_stride, out,
-                                    vt, scratch);
+            const void *nx =
+                l + 1 < h.layers ? (s ? src->v[l + 1] : src->k[l + 1]) : (s ? NULL : src->v[0]);
+            rc = vkvk_encode_tensor(kern, &h, &L, s, l, p, nx, src->token_stride, src->head_stride,
+                                    out, vt, scratch);
         }
     }
     free(scratch);
@@ -760,7 +757,7 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     uint32_t g = s ? h->v_group : h->k_group;
     size_t v = 0, grp = 0;
     if (h->rule == VKV_RULE_ROTSIGN) {
-        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters};
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, NULL};
         const size_t sb = g / 8u, srow = heads * sb;
         for (r = 0; r < h->n_ranges; r++) {
             uint32_t end = h->ranges[r].start + h->ranges[r].len;

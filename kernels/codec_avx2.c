@@ -161,16 +161,18 @@ static inline __attribute__((always_inline)) __m256 vkvk_avx2_rsign(unsigned m, 
     return _mm256_castsi256_ps(_mm256_and_si256(c, _mm256_set1_epi32((int)0x80000000u)));
 }
 
+/* +1.0f in lanes whose bit in the 8-bit blend mask m is clear, else -1.0f. */
+#define VKVK_A2_PM(m) _mm256_blend_ps(_mm256_set1_ps(1.0f), _mm256_set1_ps(-1.0f), m)
+
 /* FWHT stages len = 1, 2, 4 inside one vector: lanes with the len bit clear
- * get a + b, the others a - b (a = lane i - len, b = lane i). */
+ * get a + b, the others a - b (a = lane i - len, b = lane i). Each stage is
+ * one FMA v * (+-1) + s: the product is exact, so the single rounding gives
+ * exactly the reference's v + s or s - v (see vkvk_avx512_rfwht). */
 static inline __attribute__((always_inline)) __m256 vkvk_avx2_rfwht(__m256 v)
 {
-    __m256 s = _mm256_permute_ps(v, 0xB1);
-    v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xAA);
-    s = _mm256_permute_ps(v, 0x4E);
-    v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xCC);
-    s = _mm256_permute2f128_ps(v, v, 1);
-    return _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xF0);
+    v = _mm256_fmadd_ps(v, VKVK_A2_PM(0xAA), _mm256_permute_ps(v, 0xB1));
+    v = _mm256_fmadd_ps(v, VKVK_A2_PM(0xCC), _mm256_permute_ps(v, 0x4E));
+    return _mm256_fmadd_ps(v, VKVK_A2_PM(0xF0), _mm256_permute2f128_ps(v, v, 1));
 }
 
 /* Max over the 8 lanes (non-NaN values: any order gives the same result). */
@@ -179,6 +181,62 @@ static inline __attribute__((always_inline)) float vkvk_avx2_rhmax(__m256 v)
     __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     x = _mm_max_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+/* Value of the 8-bit scale codes c (0..255) as floats, exactly
+ * vkvk_sc8_value: 0 for code 0, else the mantissa M[(c-128) & 7] with
+ * floor((c-128) / 8) added to its exponent (always a normal number). */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_sc8val(__m256i c)
+{
+    const __m256i mt = _mm256_setr_epi32(0x3f800000, 0x3f8b95c2, 0x3f9837f0, 0x3fa5fed7, 0x3fb504f3,
+                                         0x3fc5672a, 0x3fd744fd, 0x3feac0c7);
+    __m256i q = _mm256_sub_epi32(c, _mm256_set1_epi32(128));
+    __m256i v = _mm256_add_epi32(_mm256_permutevar8x32_epi32(mt, q),
+                                 _mm256_slli_epi32(_mm256_srai_epi32(q, 3), 23));
+    __m256i nz = _mm256_cmpeq_epi32(c, _mm256_setzero_si256());
+    return _mm256_castsi256_ps(_mm256_andnot_si256(nz, v));
+}
+
+/* vkvk_sc8_encode_fast of 8 floats, stored as 8 code bytes at p (see
+ * vkvk_avx512_sc8 in codec_avx512.c for the steps; same arithmetic). */
+static inline __attribute__((always_inline)) void vkvk_avx2_sc8(uint8_t *p, __m256 a)
+{
+    const __m256i one = _mm256_set1_epi32(1), top = _mm256_set1_epi32(254);
+    __m256i u = _mm256_castps_si256(a);
+    __m256i g = _mm256_add_epi32(_mm256_slli_epi32(_mm256_srli_epi32(u, 23), 3),
+                                 _mm256_and_si256(_mm256_srli_epi32(u, 20), _mm256_set1_epi32(7)));
+    g = _mm256_add_epi32(g, _mm256_set1_epi32(128 - 8 * 127));
+    g = _mm256_min_epi32(_mm256_max_epi32(g, _mm256_setzero_si256()), top);
+    for (int i = 0; i < 2; i++) { /* masks are all-ones (-1) lanes: subtracting adds 1 */
+        __m256i up =
+            _mm256_and_si256(_mm256_cmpgt_epi32(top, g),
+                             _mm256_castps_si256(_mm256_cmp_ps(
+                                 vkvk_avx2_sc8val(_mm256_add_epi32(g, one)), a, _CMP_LE_OQ)));
+        g = _mm256_sub_epi32(g, up);
+    }
+    __m256i dn =
+        _mm256_and_si256(_mm256_cmpgt_epi32(g, _mm256_setzero_si256()),
+                         _mm256_castps_si256(_mm256_cmp_ps(vkvk_avx2_sc8val(g), a, _CMP_GT_OQ)));
+    g = _mm256_add_epi32(g, dn);
+    __m256 lo = vkvk_avx2_sc8val(g), hi = vkvk_avx2_sc8val(_mm256_add_epi32(g, one));
+    g = _mm256_sub_epi32(g, _mm256_castps_si256(_mm256_cmp_ps(_mm256_sub_ps(hi, a),
+                                                              _mm256_sub_ps(a, lo), _CMP_LT_OQ)));
+    __m256i top255 =
+        _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(vkvk_sc8_value(255)), a, _CMP_LE_OQ));
+    g = _mm256_blendv_epi8(g, _mm256_set1_epi32(255), top255);
+    g = _mm256_and_si256(g, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ)));
+    __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256(g, 1));
+    _mm_storel_epi64((__m128i *)(void *)p, _mm_packus_epi16(w, w));
+}
+
+/* See codec_internal.h. */
+void vkvk_avx2_sc8_encode_n(const float *a, size_t n, uint8_t *out)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        vkvk_avx2_sc8(out + i, _mm256_loadu_ps(a + i));
+    for (; i < n; i++)
+        out[i] = vkvk_sc8_encode_fast(a[i]);
 }
 
 #define RW 8
@@ -200,13 +258,16 @@ typedef __m256 rbad;
 #define R_LDHN(p, dt)     vkvk_avx2_rldh(p, dt)
 #define R_BAD0()          _mm256_setzero_ps()
 #define R_BADANY(b)       (!_mm256_testz_si256(_mm256_castps_si256(b), _mm256_castps_si256(b)))
+#define R_CHK(v, b)       (*(b) = _mm256_or_ps(*(b), _mm256_sub_ps(v, v)))
 #define R_STH(p, v, dt)   vkvk_avx2_rsth(p, v, dt)
 #define R_GE0(p, v)       (*(p) = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ)))
 #define R_SGN(p)          vkvk_avx2_rsign(*(p), 0)
 #define R_NEG(d)          vkvk_avx2_rsign((unsigned)(vkvk_rot_negw[(d) >> 6] >> ((d) & 63u)) & 0xffu, 1)
 #define R_FWHT_IN(v)      vkvk_avx2_rfwht(v)
+#define R_PM1_IN(p)           _mm256_load_ps(vkvk_rot_pm8[*(p)])
 #define R_SUM32(acc)      vkvk_avx2_tk_sum(acc)
 #define R_HMAX(v)         vkvk_avx2_rhmax(v)
+#define R_SC8(p, v)           vkvk_avx2_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot
 #define VKVK_ROT_FALLBACK_DEC vkvk_ref_dec_rot
 
@@ -214,12 +275,10 @@ typedef __m256 rbad;
 
 /* The AVX2 rotsign kernels, exported for the AVX-512 table's fallback. */
 int vkvk_avx2_enc_rot_entry(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride,
-                            const uint32_t *vt, uint32_t nv, uint32_t hd, uint8_t *bits,
-                            size_t bstride, uint8_t *vec, uint8_t *scl, size_t sstride,
-                            float *scratch)
+                            size_t hstride, const uint32_t *vt, uint32_t nv, uint32_t heads,
+                            uint32_t hd, uint8_t *bits, uint8_t *vec, uint8_t *scl, float *scratch)
 {
-    return vkvk_avx2_enc_rot(ra, src, tstride, vt, nv, hd, bits, bstride, vec, scl, sstride,
-                             scratch);
+    return vkvk_avx2_enc_rot(ra, src, tstride, hstride, vt, nv, heads, hd, bits, vec, scl, scratch);
 }
 
 void vkvk_avx2_dec_rot_entry(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,

@@ -3,9 +3,11 @@
  * (codec.c) and its kernel implementations (scalar reference, AVX2,
  * AVX-512). Not installed.
  *
- * A kernel table holds four hot loops. The driver does all validation,
+ * A kernel table holds six hot loops. The driver does all validation,
  * section addressing and raw-token copies; kernels only see one group (encode)
- * or one visual token (decode) at a time. Pointers into a block (bits, lev)
+ * or one visual token (decode) at a time, except the rotsign encoder, which
+ * sees one tensor of one layer (every head and visual token) so that it can
+ * walk whole token rows in memory order. Pointers into a block (bits, lev)
  * may have any alignment: kernels access them bytewise or with unaligned
  * loads. Source and destination tensors hold 16-bit elements, 2-byte aligned.
  */
@@ -37,10 +39,19 @@ typedef struct vkvk_rot_args {
     uint8_t dtype; /* enum vkv_dtype */
     uint8_t sbits; /* scale width: 8 or 16 */
     uint8_t iters; /* rank-1 refinement passes */
+    /* Encode only: the next layer's source (same strides and visual tokens)
+     * that a kernel may prefetch while it works on this one, or NULL. Only
+     * read through prefetch hints. */
+    const uint16_t *next;
 } vkvk_rot_args;
 
-/* Scratch floats a rotsign encoder needs for nv visual tokens. */
-#define VKVK_ROT_SCRATCH_FLOATS(nv, head_dim) ((size_t)(nv) * (head_dim) + (size_t)(nv) + 4u * (size_t)(head_dim) + 64u)
+/* Scratch floats a rotsign encoder needs for nv visual tokens of `heads`
+ * heads: the per-head part (converted rows, scales, vectors) plus the
+ * all-heads part (heads*head_dim channel sums, nv*heads scale values and
+ * heads dot products). */
+#define VKVK_ROT_SCRATCH_FLOATS(nv, heads, head_dim)                                               \
+    ((size_t)(nv) * (head_dim) + (size_t)(nv) + 4u * (size_t)(head_dim) +                          \
+     (size_t)(heads) * ((size_t)(head_dim) + (size_t)(nv) + 1u) + 64u)
 
 typedef struct vkvk_kernels {
     const char *name;
@@ -65,15 +76,17 @@ typedef struct vkvk_kernels {
     /* Same for TOKEN mode: lev is the token's [heads][hd/g][2]. */
     void (*dec_token)(const uint8_t *bits, const uint8_t *lev, uint32_t heads, uint32_t hd,
                       uint32_t g, uint16_t *dst, size_t head_stride);
-    /* Encodes one head of one rotsign tensor over the block's nv visual
-     * tokens: token j's hd channels are at src + vt[j]*tstride (src points at
-     * block token 0, this head). Writes token j's hd/8 code bytes at
-     * bits + j*bstride, the hd-element vector (mean or b) at vec and token
-     * j's scale at scl + j*sstride. scratch holds VKVK_ROT_SCRATCH_FLOATS.
-     * Returns 0 or VKV_ENONFINITE. */
-    int (*enc_rot)(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
-                   uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
-                   uint8_t *scl, size_t sstride, float *scratch);
+    /* Encodes one rotsign tensor of one layer, every head, over the block's
+     * nv visual tokens: head h of token j has its hd channels at
+     * src + vt[j]*tstride + h*hstride (src points at block token 0, head 0).
+     * Writes the layer's code bytes bits [nv][heads][hd/8], its vectors
+     * (mean or b) vec [heads][hd] in the source dtype and its scales scl
+     * [nv][heads][sbits/8]; all are caller memory. scratch holds
+     * VKVK_ROT_SCRATCH_FLOATS(nv, heads, hd). Returns 0 or VKV_ENONFINITE
+     * (the outputs are then unspecified). */
+    int (*enc_rot)(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, size_t hstride,
+                   const uint32_t *vt, uint32_t nv, uint32_t heads, uint32_t hd, uint8_t *bits,
+                   uint8_t *vec, uint8_t *scl, float *scratch);
     /* Decodes one rotsign visual token of every head: bits [heads][hd/8],
      * vec the layer's [heads][hd] vectors, scl the token's [heads] scales;
      * head h goes to dst + h*head_stride. */
@@ -92,19 +105,24 @@ int vkvk_avx2_enc_token(const vkvk_rule_args *ra, const uint16_t *src, uint32_t 
 /* The AVX2 rotsign kernels (table entries), reused by the AVX-512 table for
  * head dims that are not a multiple of 16. */
 int vkvk_avx2_enc_rot_entry(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride,
-                            const uint32_t *vt, uint32_t nv, uint32_t hd, uint8_t *bits,
-                            size_t bstride, uint8_t *vec, uint8_t *scl, size_t sstride,
-                            float *scratch);
+                            size_t hstride, const uint32_t *vt, uint32_t nv, uint32_t heads,
+                            uint32_t hd, uint8_t *bits, uint8_t *vec, uint8_t *scl, float *scratch);
 void vkvk_avx2_dec_rot_entry(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
                              const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
                              size_t head_stride);
+/* vkvk_sc8_encode_fast of a[0..n) into code bytes out[0..n) (caller
+ * memory), 16 (AVX-512) or 8 (AVX2) floats per step; same bytes.
+ * kernels_math_test compares them with vkvk_sc8_encode. Call only when the
+ * CPU has the instruction set. */
+void vkvk_avx512_sc8_encode_n(const float *a, size_t n, uint8_t *out);
+void vkvk_avx2_sc8_encode_n(const float *a, size_t n, uint8_t *out);
 #endif
 
 /* The scalar rotsign kernels (SIMD tables use them for shapes they do not
  * specialise). */
-int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
-                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
-                     uint8_t *scl, size_t sstride, float *scratch);
+int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, size_t hstride,
+                     const uint32_t *vt, uint32_t nv, uint32_t heads, uint32_t hd, uint8_t *bits,
+                     uint8_t *vec, uint8_t *scl, float *scratch);
 void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_t *vec,
                       const uint8_t *scl, uint32_t heads, uint32_t hd, uint16_t *dst,
                       size_t head_stride);
@@ -119,6 +137,11 @@ int vkvk_ref_enc_channel_part(const vkvk_rule_args *ra, const uint16_t *src, siz
  * vkvk_rot_neg(d) for d < 4096 (a precomputed table; kernels_math_test checks
  * it against vkvk_rot_neg). Defined in codec_ref.c. */
 extern const uint64_t vkvk_rot_negw[VKV_BLOCK_MAX_HEAD_DIM / 64u];
+
+/* Row b: the first three FWHT stages (len 1, 2, 4) of the +-1 vector of the
+ * 8 code bits b (bit 1 -> +1.0f), exact integers; 32-byte aligned rows.
+ * Decoders start their FWHT from it. Defined in codec_ref.c. */
+extern const float vkvk_rot_pm8[256][8];
 
 /* The same code as vkvk_sc8_encode (codec_math.h) for every float, without
  * its 8-step binary search: a guess from the exponent and mantissa bits is

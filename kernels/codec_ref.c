@@ -188,6 +188,40 @@ static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t
 
 /* ---- rotsign ---- */
 
+/* vkvk_rot_pm8[b]: the FWHT stages len = 1, 2, 4 (vkvk_fwht on 8 elements)
+ * of the vector whose element j is +1.0f where bit j of b is 1, else -1.0f:
+ * element i is sum_j s_j * (-1)^popcount(i & j), an exact small integer, so
+ * any evaluation order gives these values. Written out by the preprocessor;
+ * kernels_math_test checks every row against vkvk_fwht. */
+#define VKVK_PM_S(b, j)    ((((b) >> (j)) & 1) * 2 - 1)
+#define VKVK_PM_P(x)       (((x) ^ ((x) >> 1) ^ ((x) >> 2)) & 1)
+#define VKVK_PM_H(i, j)    (1 - 2 * VKVK_PM_P((i) & (j)))
+#define VKVK_PM_T(b, i, j) (VKVK_PM_S(b, j) * VKVK_PM_H(i, j))
+#define VKVK_PM_E(b, i)                                                                            \
+    (float)(VKVK_PM_T(b, i, 0) + VKVK_PM_T(b, i, 1) + VKVK_PM_T(b, i, 2) + VKVK_PM_T(b, i, 3) +    \
+            VKVK_PM_T(b, i, 4) + VKVK_PM_T(b, i, 5) + VKVK_PM_T(b, i, 6) + VKVK_PM_T(b, i, 7))
+#define VKVK_PM_ROW(b)                                                                             \
+    {                                                                                              \
+        VKVK_PM_E(b, 0), VKVK_PM_E(b, 1), VKVK_PM_E(b, 2), VKVK_PM_E(b, 3), VKVK_PM_E(b, 4),       \
+            VKVK_PM_E(b, 5), VKVK_PM_E(b, 6), VKVK_PM_E(b, 7)                                      \
+    }
+#define VKVK_PM_R4(b)                                                                              \
+    VKVK_PM_ROW(b), VKVK_PM_ROW((b) + 1), VKVK_PM_ROW((b) + 2), VKVK_PM_ROW((b) + 3)
+#define VKVK_PM_R16(b) VKVK_PM_R4(b), VKVK_PM_R4((b) + 4), VKVK_PM_R4((b) + 8), VKVK_PM_R4((b) + 12)
+#define VKVK_PM_R64(b)                                                                             \
+    VKVK_PM_R16(b), VKVK_PM_R16((b) + 16), VKVK_PM_R16((b) + 32), VKVK_PM_R16((b) + 48)
+_Alignas(32) const float vkvk_rot_pm8[256][8] = {VKVK_PM_R64(0), VKVK_PM_R64(64), VKVK_PM_R64(128),
+                                                 VKVK_PM_R64(192)};
+#undef VKVK_PM_S
+#undef VKVK_PM_P
+#undef VKVK_PM_H
+#undef VKVK_PM_T
+#undef VKVK_PM_E
+#undef VKVK_PM_ROW
+#undef VKVK_PM_R4
+#undef VKVK_PM_R16
+#undef VKVK_PM_R64
+
 const uint64_t vkvk_rot_negw[VKV_BLOCK_MAX_HEAD_DIM / 64u] = {
     0xd32c005780cbd14full, 0x47e8f7dd28b8e3a1ull, 0x7f4cff700f1f761eull,
     0xe13aafcd978a9cafull, 0xc3360b4c16093456ull, 0xab2b66d79a1a72bcull,
@@ -337,16 +371,27 @@ vkvk_ref_enc_rot_dt(const vkvk_rot_args *ra, const int dt, const uint16_t *src, 
     return 0;
 }
 
-/* Reference rotsign encoder of one head (table entry; see codec_internal.h). */
-int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, const uint32_t *vt,
-                     uint32_t nv, uint32_t hd, uint8_t *bits, size_t bstride, uint8_t *vec,
-                     uint8_t *scl, size_t sstride, float *scratch)
+/* Reference rotsign encoder of one tensor of one layer (table entry; see
+ * codec_internal.h): each head in turn, one dtype-specialised pass per head.
+ * Writes into the caller's bits/vec/scl; scratch is caller memory. */
+int vkvk_ref_enc_rot(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride, size_t hstride,
+                     const uint32_t *vt, uint32_t nv, uint32_t heads, uint32_t hd, uint8_t *bits,
+                     uint8_t *vec, uint8_t *scl, float *scratch)
 {
-    if (ra->dtype == VKV_DTYPE_BF16)
-        return vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_BF16, src, tstride, vt, nv, hd, bits, bstride, vec,
-                                   scl, sstride, scratch);
-    return vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_F16, src, tstride, vt, nv, hd, bits, bstride, vec, scl,
-                               sstride, scratch);
+    const size_t sb = ra->sbits / 8u, brow = (size_t)heads * (hd / 8u);
+    for (uint32_t h = 0; h < heads; h++) {
+        const uint16_t *s = src + h * hstride;
+        uint8_t *b = bits + (size_t)h * (hd / 8u), *v = vec + (size_t)h * hd * 2u,
+                *c = scl + h * sb;
+        int rc = ra->dtype == VKV_DTYPE_BF16
+                     ? vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_BF16, s, tstride, vt, nv, hd, b, brow, v,
+                                           c, heads * sb, scratch)
+                     : vkvk_ref_enc_rot_dt(ra, VKV_DTYPE_F16, s, tstride, vt, nv, hd, b, brow, v, c,
+                                           heads * sb, scratch);
+        if (rc != VKV_OK)
+            return rc;
+    }
+    return VKV_OK;
 }
 
 /* Reference rotsign decoder of one visual token (all heads) for a constant

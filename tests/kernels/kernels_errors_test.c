@@ -212,6 +212,50 @@ static void nonfinite_visual_values_are_enonfinite(void **state)
     vkv_codec_set_impl(VKV_IMPL_AUTO);
 }
 
+/* The rotsign SIMD encoders check fp16 inputs through their per-channel
+ * sums (codec_simd_rot.h): finite extremes (every visual value +-65504,
+ * sums far from overflow) still encode, and +Inf and -Inf in one channel
+ * (a NaN sum) or a NaN among extremes still fail, as in the reference. */
+static void rotsign_fp16_extremes_and_mixed_infinities(void **state)
+{
+    (void)state;
+    const char *specs[] = {"rotsign", "rotsign:kmode=channel,vmode=token"};
+    for (size_t ii = 0; ii < 3; ii++) {
+        if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
+            continue;
+        for (size_t si = 0; si < 2; si++)
+            for (int s = 0; s < 2; s++) {
+                vkv_shape sh = base_shape();
+                ku_chunk c;
+                assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
+                for (uint32_t l = 0; l < sh.layers; l++)
+                    for (uint32_t t = 0; t < sh.tokens; t++)
+                        for (uint32_t h = 0; h < sh.kv_heads; h++)
+                            for (uint32_t d = 0; d < sh.head_dim; d++) {
+                                *ku_at(&c, 0, l, t, h, d) = (t + d) % 3 ? 0x7bff : 0xfbff;
+                                *ku_at(&c, 1, l, t, h, d) = 0x7bff;
+                            }
+                vkv_codec_spec spec;
+                assert_int_equal(vkv_codec_spec_parse(specs[si], &spec), VKV_OK);
+                size_t size;
+                assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
+                uint8_t *blk = malloc(size);
+                assert_non_null(blk);
+                vkv_kv_src src = ku_src(&c);
+                assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_OK);
+                *ku_at(&c, s, 1, 20, 1, 7) = 0x7c00;
+                *ku_at(&c, s, 1, 21, 1, 7) = 0xfc00;
+                assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_ENONFINITE);
+                *ku_at(&c, s, 1, 20, 1, 7) = 0x7bff;
+                *ku_at(&c, s, 1, 21, 1, 7) = 0x7e00;
+                assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_ENONFINITE);
+                free(blk);
+                ku_chunk_free(&c);
+            }
+    }
+    vkv_codec_set_impl(VKV_IMPL_AUTO);
+}
+
 /* Spec of make_block's blocks (the tamper edits below assume lloyd). */
 static const char *make_block_spec = "lloyd";
 
@@ -464,6 +508,7 @@ int main(void)
         cmocka_unit_test(bad_ranges_are_eranges),
         cmocka_unit_test(bad_specs_are_espec),
         cmocka_unit_test(nonfinite_visual_values_are_enonfinite),
+        cmocka_unit_test(rotsign_fp16_extremes_and_mixed_infinities),
         cmocka_unit_test(tampered_blocks_fail_without_touching_dst),
         cmocka_unit_test(paged_destination_errors_are_einval),
         cmocka_unit_test(implementation_selection),
