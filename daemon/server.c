@@ -119,7 +119,7 @@ struct deferred {
     vkvp_request *rq;  /* decoded request (owned) */
     uint64_t req_hash;
     uint64_t t_arrival; /* ns, for the latency histogram */
-    int rounds;        /* restore rounds so far */
+    uint64_t deadline_ms; /* monotonic: answer with what is hot after this */
 };
 
 /* ---- runtime directory -------------------------------------------------- */
@@ -495,7 +495,7 @@ static void verify_join(vkvd_server *srv)
 /* ---- cold tier ------------------------------------------------------------------ */
 
 #define DEFER 1             /* dispatch result: the reply waits for restores */
-#define MAX_DEFER_ROUNDS 16 /* restore rounds before a FETCH answers with what it has */
+#define DEFER_LIMIT_MS 10000 /* a waiting FETCH answers with what is hot after this */
 
 /* Records an in-flight cold operation (*out, if not NULL, gets it). Returns
  * 0 or VKV_ENOMEM. */
@@ -1148,6 +1148,7 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
             d->rq = rq;
             d->req_hash = req_hash;
             d->t_arrival = t_arrival;
+            d->deadline_ms = vkv_now_ms() + DEFER_LIMIT_MS;
             d->next = srv->deferred;
             srv->deferred = d;
             srv->fetch_deferred++;
@@ -1178,7 +1179,9 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
 }
 
 /* Runs every deferred FETCH again after restores progressed: those whose
- * prefix is now hot (or that waited MAX_DEFER_ROUNDS rounds) are answered. */
+ * prefix is now hot (or that waited DEFER_LIMIT_MS) are answered. Waiting is
+ * bounded by time, not by completions, so other clients' restores finishing
+ * first never cut a FETCH short. */
 static void rerun_deferred(vkvd_server *srv)
 {
     struct deferred *list = srv->deferred;
@@ -1186,11 +1189,10 @@ static void rerun_deferred(vkvd_server *srv)
     while (list) {
         struct deferred *d = list;
         list = d->next;
-        d->rounds++;
-        bool allow = d->rounds < MAX_DEFER_ROUNDS && !srv->stopping;
+        bool allow = vkv_now_ms() < d->deadline_ms && !srv->stopping;
         srv->fetch_deferred--; /* run_request counts it again if it stays */
         if (run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow) == DEFER) {
-            srv->deferred->rounds = d->rounds; /* the new node heads the list */
+            srv->deferred->deadline_ms = d->deadline_ms; /* the new node heads the list */
         } else {
             vkvp_request_free(d->rq);
         }
