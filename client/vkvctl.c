@@ -158,7 +158,8 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
     vkvp_reply *rep = get_stats(c, &ex);
     if (!rep)
         return ex;
-    uint64_t hits = ctr(rep, "hits"), misses = ctr(rep, "misses");
+    /* A cold hit is a hit too (the block was restored and served). */
+    uint64_t hits = ctr(rep, "hits") + ctr(rep, "cold_hits"), misses = ctr(rep, "misses");
     double rate = hits + misses ? (double)hits / (double)(hits + misses) : 0.0;
     if (g_json) {
         cJSON *o = cJSON_CreateObject();
@@ -192,10 +193,11 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
                ctr(rep, "entries_writing"));
         printf("cold: %" PRIu64 " entries, %s\n", ctr(rep, "entries_cold"),
                hsize(ctr(rep, "bytes_cold"), a, sizeof a));
-        printf("fetch: %" PRIu64 " hits, %" PRIu64 " misses (hit rate %.1f%%), %" PRIu64
-               " evictions, %" PRIu64 " spills, %" PRIu64 " restores\n",
-               hits, misses, 100.0 * rate, ctr(rep, "evictions"), ctr(rep, "spills"),
-               ctr(rep, "restores"));
+        printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
+               " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
+               " restores\n",
+               hits, ctr(rep, "cold_hits"), misses, 100.0 * rate, ctr(rep, "evictions"),
+               ctr(rep, "spills"), ctr(rep, "restores"));
         printf("sessions %" PRIu64 " (reaped %" PRIu64 "), leases %" PRIu64 "\n",
                ctr(rep, "sessions"), ctr(rep, "sessions_reaped"), ctr(rep, "leases_active"));
     }
@@ -798,7 +800,7 @@ static int take_sample(vkv_client *c, struct sample *s)
     if (!rep)
         return ex;
     clock_gettime(CLOCK_MONOTONIC, &s->at);
-    s->hits = ctr(rep, "hits");
+    s->hits = ctr(rep, "hits") + ctr(rep, "cold_hits");
     s->misses = ctr(rep, "misses");
     s->lookups = ctr(rep, "req_lookup");
     s->fetches = ctr(rep, "req_fetch");

@@ -52,7 +52,7 @@ static const struct mdef g_defs[] = {
      "Blocks returned by FETCH, by the tier they were found in."},
     {"cold_hits", NULL, "vkvd_hits_total", "tier=\"cold\"", "counter", NULL},
     {"misses", NULL, "vkvd_misses_total", "", "counter",
-     "Keys asked for by FETCH that were not returned."},
+     "Keys asked for by FETCH past the cached prefix (in neither tier); each FETCH counts once."},
     {"lookups", NULL, "vkvd_lookups_total", "", "counter", "LOOKUP requests served by the store."},
     {"fetches", NULL, "vkvd_fetches_total", "", "counter", "FETCH requests served by the store."},
     {"allocs", NULL, "vkvd_allocs_total", "", "counter", "Successful ALLOC reservations (puts)."},

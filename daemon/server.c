@@ -1191,7 +1191,10 @@ static void rerun_deferred(vkvd_server *srv)
         list = d->next;
         bool allow = vkv_now_ms() < d->deadline_ms && !srv->stopping;
         srv->fetch_deferred--; /* run_request counts it again if it stays */
-        if (run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow) == DEFER) {
+        vkvs_set_fetch_quiet(srv->st, true); /* counted at its first run */
+        int rr = run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow);
+        vkvs_set_fetch_quiet(srv->st, false);
+        if (rr == DEFER) {
             srv->deferred->deadline_ms = d->deadline_ms; /* the new node heads the list */
         } else {
             vkvp_request_free(d->rq);

@@ -53,6 +53,7 @@ struct vkvs_store {
     vkvs_index ix;
     vkvs_policy pol;
     vkvs_hooks hooks;
+    bool fetch_quiet; /* vkvs_set_fetch_quiet: re-runs are not counted */
     char **ns;
     uint32_t nns, ns_cap;
     vkvs_sess *sess;
@@ -562,6 +563,11 @@ uint32_t vkvs_page_size(const vkvs_store *st) { return st->arena.page_size; }
 
 const vkvs_backend *vkvs_backend_of(const vkvs_store *st) { return st->be; }
 
+void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet)
+{
+    st->fetch_quiet = quiet;
+}
+
 void vkvs_set_hooks(vkvs_store *st, const vkvs_hooks *hooks)
 {
     if (hooks)
@@ -744,7 +750,8 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
         return VKV_EPERM;
     if (n > st->cfg.max_fetch_keys || (n > 0 && (keys == NULL || blocks == NULL)))
         return VKV_EINVAL;
-    st->c.fetches++;
+    if (!st->fetch_quiet)
+        st->c.fetches++;
     while (nready < n) {
         uint32_t id = find_visible(st, s->ns_id, &keys[nready]);
         if (id == 0 || vkvs_ent(&st->ix, id)->state != VKVS_READY)
@@ -757,8 +764,10 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
             break;
         ncold++;
     }
-    st->c.misses += n - nready;
-    st->c.cold_hits += ncold;
+    if (!st->fetch_quiet) {
+        st->c.misses += n - nready - ncold;
+        st->c.cold_hits += ncold;
+    }
     res->ncold = ncold;
     if (nready == 0)
         return 0;
@@ -786,7 +795,8 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
     }
     st->lease[slot].n = (uint32_t)nready;
     st->lease[slot].many = many;
-    st->c.hits += nready;
+    if (!st->fetch_quiet)
+        st->c.hits += nready;
     res->lease = st->lease[slot].id;
     res->nready = nready;
     return 0;

@@ -230,6 +230,11 @@ typedef struct vkvs_fetch_result {
                         * tier for that many keys) */
 } vkvs_fetch_result;
 
+/* While `quiet` is true, vkvs_fetch does not count fetches, hits, misses or
+ * cold hits: the daemon re-runs a FETCH that waited for restores and counts
+ * each request once, at its first run. */
+void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet);
+
 /* Pins the longest READY prefix of keys[0..n) under one new lease, bumps
  * hits and recency, and fills blocks[0..nready) (caller array of n). Stops at
  * the first absent/WRITING key or at the first COLD/RESTORING one (then
@@ -298,8 +303,11 @@ typedef struct vkvs_stats {
     uint64_t bytes_cold;       /* sum of sizes of COLD entries */
     uint64_t pages_total, pages_free, pages_pinned, pages_evictable;
     uint64_t extents_total;    /* over entries holding pages */
-    uint64_t hits, misses;     /* fetch: blocks returned / keys not returned */
-    uint64_t cold_hits;        /* fetch: COLD keys following the prefix */
+    uint64_t hits;             /* fetch: blocks found hot and returned */
+    uint64_t misses;           /* fetch: keys past the cached prefix (in
+                                * neither tier) */
+    uint64_t cold_hits;        /* fetch: keys found only in the cold tier
+                                * (the daemon restores and then serves them) */
     uint64_t lookups, fetches;
     uint64_t allocs, allocs_failed, commits, aborts, deletes;
     uint64_t evictions;        /* entries evicted (all causes) */

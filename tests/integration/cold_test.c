@@ -80,8 +80,21 @@ static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
     }
     assert_int_equal(vkv_fetch_release(c, f), 0);
     assert_true(vkvt_stat(c, "cold_restores") >= 10);
+    /* One FETCH is counted once, though it ran again after the restores. */
+    assert_int_equal(vkvt_stat(c, "cold_hits"), 10);
+    assert_int_equal(vkvt_stat(c, "hits"), 0);
+    assert_int_equal(vkvt_stat(c, "misses"), 0);
+    assert_int_equal(vkvt_stat(c, "fetches"), 1);
     assert_int_equal(vkv_lookup(c, keys, 10, &hits, &cold), 0);
     assert_int_equal(cold, 0); /* hot again */
+    assert_int_equal(vkv_fetch_begin(c, keys, 10, &f), 0);
+    assert_int_equal(vkv_fetch_release(c, f), 0);
+    assert_int_equal(vkvt_stat(c, "hits"), 10);
+    vkv_key absent = vkvt_key(99999, 0);
+    assert_int_equal(vkv_fetch_begin(c, &absent, 1, &f), 0);
+    assert_int_equal(vkv_fetch_count(f), 0);
+    assert_int_equal(vkv_fetch_release(c, f), 0);
+    assert_int_equal(vkvt_stat(c, "misses"), 1);
     vkv_close(c);
     assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
     vkvt_cleanup(&d);
