@@ -321,9 +321,10 @@ int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec)
     return vkvk_group_resolve(spec->v_mode, spec->v_group, shape->head_dim, &g);
 }
 
-/* Builds the header (checksums zero) and layout for a checked shape/spec. */
-static void vkvk_make_header(const vkv_shape *shape, const vkv_codec_spec *spec, vkv_block_header *h,
-                             vkvk_layout *L)
+/* Builds the header (checksums zero) and layout for a checked shape/spec
+ * (declared in codec_internal.h; the CUDA encoder uses it too). */
+void vkvk_make_header(const vkv_shape *shape, const vkv_codec_spec *spec, vkv_block_header *h,
+                      vkvk_layout *L)
 {
     memset(h, 0, sizeof(*h));
     h->magic = VKV_BLOCK_MAGIC;

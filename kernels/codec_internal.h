@@ -96,6 +96,12 @@ typedef struct vkvk_kernels {
 } vkvk_kernels;
 
 extern const vkvk_kernels vkvk_kernels_scalar;
+
+/* Builds the header of a block (checksums zero) and its layout for a shape
+ * and spec already accepted by vkv_codec_check (kernels/codec.c). */
+void vkvk_make_header(const vkv_shape *shape, const vkv_codec_spec *spec, vkv_block_header *h,
+                      vkvk_layout *L);
+
 #ifdef VKVK_X86
 extern const vkvk_kernels vkvk_kernels_avx2;
 extern const vkvk_kernels vkvk_kernels_avx512;
