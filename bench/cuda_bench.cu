@@ -28,24 +28,6 @@
 #define PS_ 16
 #define REPS 20
 
-/* Exits with a message when a CUDA call fails. */
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-/* Exits with a message when a vkv call fails. */
-#define VK(call)                                                                                   \
-    do {                                                                                           \
-        int r_ = (call);                                                                           \
-        if (r_ != VKV_OK) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vkv_strerror(r_));      \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Median milliseconds of REPS runs of f (after 3 warm-ups) on stream st. */
 template <class F> static double time_ms(cudaStream_t st, F f)

@@ -15,15 +15,6 @@
 
 static int g_fail, g_cases;
 
-/* Aborts the program on a CUDA error (the test cannot go on). */
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Reports a failed case and counts it. */
 static void fail(const char *what, const char *spec, const vkv_shape *sh, long at)

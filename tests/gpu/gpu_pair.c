@@ -25,25 +25,7 @@
 #define T_ 576
 #define PS_ 16
 
-/* Exits with a message when a CUDA call fails. */
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
-/* Exits with a message when a vkv call fails. */
-#define VK(call)                                                                                   \
-    do {                                                                                           \
-        int r_ = (call);                                                                           \
-        if (r_ != VKV_OK) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vkv_strerror(r_));      \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Monotonic seconds. */
 static double now(void)

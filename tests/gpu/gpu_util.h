@@ -1,16 +1,39 @@
 /*
  * tests/gpu/gpu_util.h - deterministic test chunks shared by the GPU test,
- * the two-process pair and bench/cuda_bench.cu (header-only, host code).
+ * the two-process pair and bench/cuda_bench.cu (header-only, host code),
+ * and their error-exit macros.
  */
 #ifndef VKV_TESTS_GPU_UTIL_H
 #define VKV_TESTS_GPU_UTIL_H
 
+#include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec_math.h"
 #include "vkv/codec.h"
+
+/* Exits with a message when a CUDA call fails (the program cannot go on). */
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Exits with a message when a vkv call fails. */
+#define VK(call)                                                                                   \
+    do {                                                                                           \
+        int r_ = (call);                                                                           \
+        if (r_ != VKV_OK) {                                                                        \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vkv_strerror(r_));      \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
 
 /* xorshift64* step; returns the next value of *s (s != 0). */
 static inline uint64_t vkvt_rand(uint64_t *s)
