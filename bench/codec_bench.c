@@ -115,13 +115,14 @@ int main(int argc, char **argv)
         vo[l] = out + ((size_t)layers + l) * layer_elems;
     }
     vkv_kv_src s = {kp, vp, HEADS * HDIM, HDIM};
-    vkv_kv_dst o = {ko, vo, HEADS * HDIM, HDIM};
     vkv_shape shape = {(uint32_t)layers, HEADS, HDIM, TOKENS, VKV_DTYPE_F16, 1, {{0, TOKENS}}};
+    vkv_kv_dst o = {ko, vo, HEADS * HDIM, HDIM, vkv_geometry_of(&shape), NULL};
     /* paged destination: the same buffers as pages of PAGE tokens, reversed */
     int32_t table[TOKENS / PAGE];
     for (int i = 0; i < TOKENS / PAGE; i++)
         table[i] = TOKENS / PAGE - 1 - i;
-    vkv_paged_dst po = {ko, vo, TOKENS / PAGE, PAGE, table, TOKENS / PAGE, 0};
+    vkv_paged_dst po = {ko,   vo, TOKENS / PAGE, PAGE, table, TOKENS / PAGE, 0, vkv_geometry_of(&shape),
+                        NULL};
 
     /* yardstick: memcpy of the same fp16 bytes */
     memcpy(copy, src, bytes);

@@ -102,11 +102,11 @@ int main(void)
     VK(vkv_cuda_encode(&sh, &spec, &s, blk, bsz, 0, st));
     vkv_block_header hdr;
     CK(cudaMemcpy(&hdr, blk, sizeof hdr, cudaMemcpyDeviceToHost));
-    vkv_kv_dst d = {dk, dv, row, D_};
+    vkv_kv_dst d = {dk, dv, row, D_, vkv_geometry_of(&sh), NULL};
     int32_t table[(T_ + PS_ - 1) / PS_];
     for (uint32_t i = 0; i < used; i++)
         table[i] = (int32_t)(np - 1 - 2 * i);
-    vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0};
+    vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, vkv_geometry_of(&sh), NULL};
 
     double copy = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, src, fp, cudaMemcpyDeviceToDevice, st)); });
     double copy_blk = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, blk, bsz, cudaMemcpyDeviceToDevice, st)); });

@@ -324,9 +324,9 @@ int main(int argc, char **argv)
             return 1;
         }
         for (int ch = 0; ch < nch; ch++) {
-            vkv_view vw = vkv_fetch_view(f, (size_t)ch);
-            vkv_kv_dst dst = {(void *const *)k, (void *const *)v, (size_t)H * D, D};
-            vkv_decode(vw.data, vw.size, 0, &dst);
+            vkv_kv_dst dst = {(void *const *)k, (void *const *)v, (size_t)H * D, D,
+                              vkv_geometry_of(&shp[ch]), NULL};
+            vkv_fetch_decode(f, (size_t)ch, 0, &dst);
         }
         vkv_fetch_release(c, f);
         tv[rep] = now_us() - t0;

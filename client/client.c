@@ -1,5 +1,6 @@
 /* libvkv: connection, session, slab mappings, lookup/fetch/put; see vkv/vkv.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -18,14 +20,32 @@
 #include "proto.h"
 #include "vkv/vkv.h"
 
-#define DEFAULT_TIMEOUT_MS 5000
-#define NS_MAX 256
+/* Longer than the daemon's 10 s wait for cold restores (daemon/server.c
+ * DEFER_LIMIT_MS), so a FETCH that restores is answered, not timed out. */
+#define DEFAULT_TIMEOUT_MS 15000
+#define NS_MAX 255
 
 struct slab_map {
     uint64_t id;
     uint64_t size;
     int fd;
     uint8_t *base; /* MAP_SHARED RW mapping of the whole slab */
+};
+
+/* The mappings of one daemon incarnation (one HELLO). Reference-counted:
+ * the client holds one reference while the set is current, every fetch and
+ * put obtained through it one more, so views and put buffers handed out
+ * before a daemon restart keep pointing at the memory they were given (the
+ * old daemon's memfd pages stay alive while mapped) and never at the new
+ * daemon's blocks. Freed (unmapped) when the last reference goes. Guarded by
+ * the client's mutex. */
+struct slabset {
+    struct slabset *next; /* the client's list of live sets */
+    int refs;
+    struct slab_map *slabs;     /* host backend */
+    uint32_t nslabs;
+    vkvc_cuda_slab *cslabs;     /* cuda backend */
+    uint32_t ncslabs;
 };
 
 struct vkv_client {
@@ -43,11 +63,10 @@ struct vkv_client {
     uint64_t gen; /* bumps at every reconnect; handles of older gens are dead */
     uint64_t page_size;
     int backend; /* vkvp_backend */
-    struct slab_map *slabs;     /* host backend */
-    uint32_t nslabs;
-    vkvc_cuda_slab *cslabs;     /* cuda backend */
-    uint32_t ncslabs;
+    struct slabset *set;  /* current mappings (NULL when admin/disconnected) */
+    struct slabset *sets; /* every live set, current and retired */
     uint64_t rid_next;
+    int in_hello; /* hello() is running: no reconnect from inside it */
 };
 
 /* How a block spread over several page runs was made contiguous. Host: a
@@ -70,6 +89,9 @@ struct vkv_fetch {
     size_t n;
     vkv_view *views;
     struct stitch *st; /* per view */
+    uint8_t (*ident)[VKV_IDENT_LEN]; /* per view: (namespace, key) identity */
+    struct slabset *set; /* a reference: the mappings the views point into */
+    int backend;
 };
 
 struct vkv_put {
@@ -78,6 +100,9 @@ struct vkv_put {
     void *data;
     size_t size;
     struct stitch st;
+    int device;          /* data is device memory */
+    uint8_t ident[VKV_IDENT_LEN];
+    struct slabset *set; /* a reference, as in vkv_fetch */
 };
 
 void vkvc_default_rundir(const char *given, char *buf, size_t cap)
@@ -109,78 +134,165 @@ uint64_t vkv_client_epoch(const vkv_client *c)
     return c->epoch;
 }
 
-/* Unmaps and closes every slab. */
+/* Unmaps and closes every slab of `set` and frees it. */
+static void set_free(struct slabset *set)
+{
+    if (!set)
+        return;
+    for (uint32_t i = 0; i < set->nslabs; i++) {
+        if (set->slabs[i].base)
+            munmap(set->slabs[i].base, set->slabs[i].size);
+        if (set->slabs[i].fd >= 0)
+            close(set->slabs[i].fd);
+    }
+    free(set->slabs);
+    if (set->cslabs) {
+        vkvc_cuda_close_slabs(set->cslabs, set->ncslabs);
+        free(set->cslabs);
+    }
+    free(set);
+}
+
+/* Drops one reference to `set` (caller holds c->mu); the last one unmaps
+ * it and takes it off the client's list. */
+static void set_unref(vkv_client *c, struct slabset *set)
+{
+    if (!set || --set->refs > 0)
+        return;
+    for (struct slabset **pp = &c->sets; *pp; pp = &(*pp)->next)
+        if (*pp == set) {
+            *pp = set->next;
+            break;
+        }
+    set_free(set);
+}
+
+/* Retires the current mappings: they live on while fetches or puts made
+ * through them exist. Caller holds c->mu (or is the only user). */
 static void unmap_slabs(vkv_client *c)
 {
-    for (uint32_t i = 0; i < c->nslabs; i++) {
-        if (c->slabs[i].base)
-            munmap(c->slabs[i].base, c->slabs[i].size);
-        if (c->slabs[i].fd >= 0)
-            close(c->slabs[i].fd);
-    }
-    free(c->slabs);
-    c->slabs = NULL;
-    c->nslabs = 0;
-    if (c->cslabs) {
-        vkvc_cuda_close_slabs(c->cslabs, c->ncslabs);
-        free(c->cslabs);
-        c->cslabs = NULL;
-        c->ncslabs = 0;
-    }
+    struct slabset *set = c->set;
+    c->set = NULL;
+    set_unref(c, set);
 }
 
 /* CUDA backend: opens every slab's IPC handle on the current device (the
  * mappings are cached process-wide by handle bytes). */
-static int map_slabs_cuda(vkv_client *c, const vkvp_hello_rep *h)
+static int map_slabs_cuda(struct slabset *set, const vkvp_hello_rep *h)
 {
-    c->cslabs = calloc(h->nslabs ? h->nslabs : 1, sizeof *c->cslabs);
-    if (!c->cslabs)
+    set->cslabs = calloc(h->nslabs ? h->nslabs : 1, sizeof *set->cslabs);
+    if (!set->cslabs)
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < h->nslabs; i++) {
         if (h->slabs[i].handle_len != VKVC_CUDA_HANDLE_LEN || h->slabs[i].id != i)
             return VKV_EPROTO;
-        c->cslabs[i].id = h->slabs[i].id;
-        c->cslabs[i].size = h->slabs[i].size;
-        memcpy(c->cslabs[i].handle, h->slabs[i].handle, VKVC_CUDA_HANDLE_LEN);
+        set->cslabs[i].id = h->slabs[i].id;
+        set->cslabs[i].size = h->slabs[i].size;
+        memcpy(set->cslabs[i].handle, h->slabs[i].handle, VKVC_CUDA_HANDLE_LEN);
     }
-    int rc = vkvc_cuda_open_slabs(c->cslabs, h->nslabs);
+    int rc = vkvc_cuda_open_slabs(set->cslabs, h->nslabs);
     if (rc == 0)
-        c->ncslabs = h->nslabs;
+        set->ncslabs = h->nslabs;
     return rc;
+}
+
+/* The client trusts only a daemon of its own user: `dir` must be a real
+ * directory owned by our uid and closed to everyone else (the daemon makes
+ * it so), and `sock`, when given, a socket in it owned by our uid. Returns
+ * VKV_OK or VKV_EPERM (logged), VKV_ECONN when absent. */
+static int check_rundir(const char *dir, const char *sock)
+{
+    struct stat sb;
+    if (lstat(dir, &sb) != 0)
+        return VKV_ECONN;
+    if (!S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
+        VKV_WARN("libvkv: refusing runtime dir %s (owner uid %u, mode %03o): it must be a "
+                 "directory of uid %u with mode 0700",
+                 dir, (unsigned)sb.st_uid, (unsigned)(sb.st_mode & 0777), (unsigned)geteuid());
+        return VKV_EPERM;
+    }
+    if (sock) {
+        if (lstat(sock, &sb) != 0)
+            return VKV_ECONN;
+        if (!S_ISSOCK(sb.st_mode) || sb.st_uid != geteuid()) {
+            VKV_WARN("libvkv: refusing %s: not a socket of uid %u", sock, (unsigned)geteuid());
+            return VKV_EPERM;
+        }
+    }
+    return VKV_OK;
+}
+
+/* The fd path a HELLO reply names must be a file directly inside the
+ * client's own runtime dir. Returns VKV_OK or VKV_EPROTO. */
+static int check_fd_path(const vkv_client *c, const vkvp_str *p, char *out, size_t cap)
+{
+    size_t dl = strlen(c->rundir);
+    if (p->len == 0 || p->len >= cap || memchr(p->ptr, '\0', p->len))
+        return VKV_EPROTO;
+    memcpy(out, p->ptr, p->len);
+    out[p->len] = '\0';
+    if (p->len <= dl + 1 || strncmp(out, c->rundir, dl) != 0 || out[dl] != '/' ||
+        strchr(out + dl + 1, '/') != NULL) {
+        VKV_WARN("libvkv: daemon named fd channel %s outside its runtime dir %s", out, c->rundir);
+        return VKV_EPROTO;
+    }
+    return VKV_OK;
+}
+
+/* A slab fd from the side channel must be a memfd of the announced size,
+ * sealed against shrinking and growing (so a mapping can never fault).
+ * Returns VKV_OK or VKV_EPROTO. */
+static int check_slab_fd(int fd, uint64_t size)
+{
+    struct stat sb;
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size ||
+        seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+        return VKV_EPROTO;
+    return VKV_OK;
 }
 
 /* Receives the slab fds over the side channel and maps them. `slabs` is the
  * HELLO reply's table. Returns 0 or an error. */
-static int map_slabs(vkv_client *c, const vkvp_hello_rep *h)
+static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if (h->fd_path.len == 0 || h->fd_path.len >= sizeof sa.sun_path)
-        return VKV_EPROTO;
-    memcpy(sa.sun_path, h->fd_path.ptr, h->fd_path.len);
-    c->slabs = calloc(h->nslabs ? h->nslabs : 1, sizeof *c->slabs);
-    if (!c->slabs)
+    int rc = check_fd_path(c, &h->fd_path, sa.sun_path, sizeof sa.sun_path);
+    if (rc)
+        return rc;
+    set->slabs = calloc(h->nslabs ? h->nslabs : 1, sizeof *set->slabs);
+    if (!set->slabs)
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < h->nslabs; i++) {
-        c->slabs[i].id = h->slabs[i].id;
-        c->slabs[i].size = h->slabs[i].size;
-        c->slabs[i].fd = -1;
+        set->slabs[i].id = h->slabs[i].id;
+        set->slabs[i].size = h->slabs[i].size;
+        set->slabs[i].fd = -1;
     }
-    c->nslabs = h->nslabs;
+    set->nslabs = c->backend == VKVP_BACKEND_CUDA ? 0 : h->nslabs;
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0)
         return VKV_ESYS;
     struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int rc = VKV_ECONN;
+    rc = VKV_ECONN;
     if (connect(s, (struct sockaddr *)&sa, sizeof sa) != 0)
         goto out;
+    struct ucred cr;
+    socklen_t crl = sizeof cr;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &crl) != 0 ||
+        (cr.uid != geteuid() && cr.uid != 0)) {
+        VKV_WARN("libvkv: fd channel %s is served by uid %u, not by us (uid %u): refused",
+                 sa.sun_path, (unsigned)cr.uid, (unsigned)geteuid());
+        rc = VKV_EPERM;
+        goto out;
+    }
     uint8_t sid[8];
     for (int i = 0; i < 8; i++)
         sid[i] = (uint8_t)(c->session >> (8 * i));
     if (send(s, sid, sizeof sid, MSG_NOSIGNAL) != (ssize_t)sizeof sid)
         goto out;
-    for (uint32_t got = 0; got < h->nslabs; got++) {
+    for (uint32_t got = 0; got < set->nslabs; got++) {
         uint8_t payload[16];
         union {
             char buf[CMSG_SPACE(sizeof(int))];
@@ -210,10 +322,10 @@ static int map_slabs(vkv_client *c, const vkvp_hello_rep *h)
             size = size << 8 | payload[8 + i];
         }
         struct slab_map *m = NULL;
-        for (uint32_t i = 0; i < c->nslabs; i++)
-            if (c->slabs[i].id == id)
-                m = &c->slabs[i];
-        if (!m || m->fd >= 0 || m->size != size) {
+        for (uint32_t i = 0; i < set->nslabs; i++)
+            if (set->slabs[i].id == id)
+                m = &set->slabs[i];
+        if (!m || m->fd >= 0 || m->size != size || check_slab_fd(fd, size) != 0) {
             close(fd);
             rc = VKV_EPROTO;
             goto out;
@@ -225,6 +337,12 @@ static int map_slabs(vkv_client *c, const vkvp_hello_rep *h)
             goto out;
         }
         m->base = p;
+    }
+    if (c->backend == VKVP_BACKEND_CUDA) {
+        /* No fds for device slabs: wait for the daemon to close, so it has
+         * bound our pid before HELLO returns. */
+        char x;
+        (void)recv(s, &x, 1, 0);
     }
     rc = 0;
 out:
@@ -305,39 +423,94 @@ static int hello(vkv_client *c)
     c->page_size = rep->u.hello.page_size;
     c->backend = rep->u.hello.backend;
     c->gen++;
-    if (c->admin)
-        rc = 0;
-    else if (c->backend == VKVP_BACKEND_CUDA)
-        rc = map_slabs_cuda(c, &rep->u.hello);
-    else
-        rc = map_slabs(c, &rep->u.hello);
+    if (c->admin) {
+        vkvp_reply_free(rep);
+        return 0;
+    }
+    struct slabset *set = calloc(1, sizeof *set);
+    if (!set) {
+        vkvp_reply_free(rep);
+        return VKV_ENOMEM;
+    }
+    set->refs = 1;
+    if (c->backend == VKVP_BACKEND_CUDA) {
+        rc = map_slabs_cuda(set, &rep->u.hello);
+        /* the fd channel (no fds) tells the daemon our real pid */
+        if (rc == 0 && rep->u.hello.fd_path.len)
+            rc = map_slabs(c, set, &rep->u.hello);
+    } else {
+        rc = map_slabs(c, set, &rep->u.hello);
+    }
     vkvp_reply_free(rep);
-    if (rc)
-        unmap_slabs(c);
+    if (rc) {
+        set_free(set);
+        return rc;
+    }
+    c->set = set;
+    set->next = c->sets;
+    c->sets = set;
+    return 0;
+}
+
+/* Sends CLOSE for the current session (best effort; errors ignored). */
+static void say_close(vkv_client *c)
+{
+    vkvp_request rq;
+    vkvp_reply *rep = NULL;
+    vkvp_request_init(&rq, VKVP_CLOSE, 0);
+    rq.u.close.session = c->session;
+    if (call_raw(c, &rq, &rep, NULL, 0) == 0)
+        vkvp_reply_free(rep);
+}
+
+/* Starts a new session after the old one ended (daemon restart or session
+ * reaped): the old mappings are retired, not unmapped (see struct slabset),
+ * then HELLO maps the daemon's current slabs. Caller holds c->mu. */
+static int reconnect(vkv_client *c)
+{
+    unmap_slabs(c);
+    c->in_hello = 1;
+    int rc = hello(c);
+    c->in_hello = 0;
     return rc;
 }
 
-int vkvc_call(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why, size_t why_len)
+/* vkvc_call with c->mu already held by the caller. */
+static int call_locked(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why,
+                       size_t why_len)
 {
-    pthread_mutex_lock(&c->mu);
     *rep = NULL;
     int rc = call_raw(c, rq, rep, why, why_len);
     if (rc == 0 && (*rep)->epoch != c->epoch) {
-        /* The daemon restarted: everything we hold is gone. */
+        /* The daemon restarted: every lease we held is gone. */
         VKV_INFO("vkvd epoch changed (%016llx -> %016llx): reconnecting",
                  (unsigned long long)c->epoch, (unsigned long long)(*rep)->epoch);
         vkvp_reply_free(*rep);
         *rep = NULL;
-        unmap_slabs(c);
-        rc = hello(c);
-        pthread_mutex_unlock(&c->mu);
+        rc = reconnect(c);
         return rc ? rc : VKV_ESTALE;
     }
     if (rc == 0 && (*rep)->status != 0) {
         rc = (*rep)->status;
         vkvp_reply_free(*rep);
         *rep = NULL;
+        if (rc == VKV_ESESSION && rq->op != VKVP_HELLO && rq->op != VKVP_CLOSE && !c->in_hello) {
+            /* The daemon ended our session (reaped): say HELLO again so the
+             * next call works; this one reports VKV_ESESSION once. */
+            VKV_INFO("vkvd session %016llx ended: opening a new one",
+                     (unsigned long long)c->session);
+            int hrc = reconnect(c);
+            if (hrc)
+                rc = hrc;
+        }
     }
+    return rc;
+}
+
+int vkvc_call(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&c->mu);
+    int rc = call_locked(c, rq, rep, why, why_len);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -390,6 +563,9 @@ int vkv_connect(const vkv_options *opts, vkv_client **out)
     snprintf(sockpath, sizeof sockpath, "%s/vkvd.sock", c->rundir);
     if (access(sockpath, F_OK) != 0)
         goto fail; /* nanomsg would silently wait for a daemon forever */
+    if ((rc = check_rundir(c->rundir, sockpath)) != 0)
+        goto fail;
+    rc = VKV_ECONN;
     c->nn = nn_socket(AF_SP, NN_REQ);
     if (c->nn < 0)
         goto fail;
@@ -416,10 +592,20 @@ void vkv_close(vkv_client *c)
 {
     if (!c)
         return;
-    /* Leases die with the session: the daemon reaps a closed socket's
-     * session when its pid exits or its TTL passes; there is no CLOSE op. */
+    /* CLOSE ends the session and its leases at once (a session of a process
+     * that dies without closing is reaped when the daemon sees it exit). */
+    pthread_mutex_lock(&c->mu);
+    say_close(c);
+    pthread_mutex_unlock(&c->mu);
     nn_close(c->nn);
-    unmap_slabs(c);
+    /* Views and put buffers still held are invalid now (vkv.h): every set
+     * goes, retired ones included. */
+    while (c->sets) {
+        struct slabset *n = c->sets->next;
+        set_free(c->sets);
+        c->sets = n;
+    }
+    c->set = NULL;
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -459,12 +645,12 @@ static void stitch_free(struct stitch *st)
 }
 
 /* Address of byte 0 of page run `e` (validated by the caller). */
-static uint8_t *run_addr(const vkv_client *c, const vkvp_extent *e)
+static uint8_t *run_addr(const vkv_client *c, const struct slabset *set, const vkvp_extent *e)
 {
     uint64_t off = e->first_page * c->page_size;
     if (c->backend == VKVP_BACKEND_CUDA)
-        return (uint8_t *)c->cslabs[e->slab].dev + off;
-    return c->slabs[e->slab].base + off;
+        return (uint8_t *)set->cslabs[e->slab].dev + off;
+    return set->slabs[e->slab].base + off;
 }
 
 /* Device-memory view of a multi-run block: a buffer the size of the runs,
@@ -479,7 +665,7 @@ static int stitch_device(vkv_client *c, const vkvp_block *b, uint64_t total, int
     if (!st->runs || !st->run_len)
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < b->next; i++) {
-        st->runs[i] = run_addr(c, &b->ext[i]);
+        st->runs[i] = run_addr(c, c->set, &b->ext[i]);
         st->run_len[i] = (size_t)(b->ext[i].npages * c->page_size);
     }
     int rc = vkvc_cuda_alloc(&st->base, (size_t)total);
@@ -492,23 +678,27 @@ static int stitch_device(vkv_client *c, const vkvp_block *b, uint64_t total, int
 }
 
 /* Builds a contiguous view of a block from its extents, validating every
- * extent against the slabs. Single-run blocks point into the slab (host
- * mapping or device pointer); others are stitched (see struct stitch) and
- * must be released with stitch_free. */
+ * extent against the current slabs (c->mu held, c->set not NULL).
+ * Single-run blocks point into the slab (host mapping or device pointer);
+ * others are stitched (see struct stitch) and must be released with
+ * stitch_free. */
 static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **data,
                      struct stitch *st)
 {
     uint64_t ps = c->page_size, total = 0;
     int cuda = c->backend == VKVP_BACKEND_CUDA;
-    uint32_t nslabs = cuda ? c->ncslabs : c->nslabs;
+    const struct slabset *set = c->set;
     memset(st, 0, sizeof *st);
+    if (!set)
+        return VKV_ECONN;
+    uint32_t nslabs = cuda ? set->ncslabs : set->nslabs;
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
-        uint64_t size = e->slab < nslabs ? (cuda ? c->cslabs[e->slab].size
-                                                 : c->slabs[e->slab].size)
+        uint64_t size = e->slab < nslabs ? (cuda ? set->cslabs[e->slab].size
+                                                 : set->slabs[e->slab].size)
                                          : 0;
-        int mapped = e->slab < nslabs && (cuda ? c->cslabs[e->slab].dev != NULL
-                                               : c->slabs[e->slab].base != NULL);
+        int mapped = e->slab < nslabs && (cuda ? set->cslabs[e->slab].dev != NULL
+                                               : set->slabs[e->slab].base != NULL);
         uint64_t pages = size / ps; /* no multiplication of untrusted numbers */
         if (!mapped || e->npages == 0 || e->first_page >= pages ||
             e->npages > pages - e->first_page)
@@ -518,7 +708,7 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     if (b->next == 0 || total < b->len)
         return VKV_EPROTO;
     if (b->next == 1) {
-        *data = run_addr(c, &b->ext[0]);
+        *data = run_addr(c, set, &b->ext[0]);
         return 0;
     }
     int rc;
@@ -538,7 +728,7 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
         void *p = mmap(base + off, e->npages * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-                       c->slabs[e->slab].fd, (off_t)(e->first_page * ps));
+                       set->slabs[e->slab].fd, (off_t)(e->first_page * ps));
         if (p == MAP_FAILED) {
             munmap(base, total);
             return VKV_ESYS;
@@ -551,18 +741,21 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     return 0;
 }
 
-/* Frees a fetch handle's local resources (no daemon call). */
-static void fetch_free(vkv_fetch *f)
+/* Frees a fetch handle's local resources (no daemon call). c->mu held. */
+static void fetch_free(vkv_client *c, vkv_fetch *f)
 {
     for (size_t i = 0; i < f->n; i++)
         stitch_free(&f->st[i]);
+    set_unref(c, f->set);
     free(f->views);
     free(f->st);
+    free(f->ident);
     free(f);
 }
 
-/* Sends RELEASE for one lease (best effort). */
-static int release_lease(vkv_client *c, uint64_t lease)
+/* Sends RELEASE for one lease (best effort). c->mu held. *released (may be
+ * NULL) gets how many live leases the daemon released (0: it had expired). */
+static int release_lease(vkv_client *c, uint64_t lease, uint64_t *released)
 {
     vkvp_request rq;
     vkvp_reply *rep;
@@ -570,10 +763,19 @@ static int release_lease(vkv_client *c, uint64_t lease)
     rq.u.release.session = c->session;
     rq.u.release.leases = &lease;
     rq.u.release.nleases = 1;
-    int rc = vkvc_call(c, &rq, &rep, NULL, 0);
-    if (rc == 0)
+    int rc = call_locked(c, &rq, &rep, NULL, 0);
+    if (rc == 0) {
+        if (released)
+            *released = rep->u.release.count;
         vkvp_reply_free(rep);
+    }
     return rc;
+}
+
+/* The identity of `key` in this client's namespace. */
+static void key_ident(const vkv_client *c, const vkv_key *key, uint8_t out[VKV_IDENT_LEN])
+{
+    vkv_block_ident(c->ns, strlen(c->ns), key->b, out);
 }
 
 int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **out)
@@ -583,24 +785,38 @@ int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **ou
     vkvp_request rq;
     vkvp_reply *rep;
     vkvp_request_init(&rq, VKVP_FETCH, 0);
+    /* One critical section from the request to the views: a reconnect in
+     * another thread cannot swap the mappings in between. */
+    pthread_mutex_lock(&c->mu);
     rq.u.fetch.session = c->session;
     rq.u.fetch.keys = keys;
     rq.u.fetch.nkeys = (uint32_t)n;
-    int rc = vkvc_call(c, &rq, &rep, NULL, 0);
-    if (rc)
+    int rc = call_locked(c, &rq, &rep, NULL, 0);
+    if (rc) {
+        pthread_mutex_unlock(&c->mu);
         return rc;
+    }
     vkv_fetch *f = calloc(1, sizeof *f);
     size_t nb = rep->u.fetch.nblocks;
+    if (nb > n) { /* a daemon may not answer more blocks than keys asked */
+        rc = VKV_EPROTO;
+        goto fail;
+    }
     if (f) {
         f->views = calloc(nb ? nb : 1, sizeof *f->views);
         f->st = calloc(nb ? nb : 1, sizeof *f->st);
+        f->ident = calloc(nb ? nb : 1, sizeof *f->ident);
     }
-    if (!f || !f->views || !f->st) {
+    if (!f || !f->views || !f->st || !f->ident) {
         rc = VKV_ENOMEM;
         goto fail;
     }
     f->gen = c->gen;
     f->lease = rep->u.fetch.lease;
+    f->backend = c->backend;
+    f->set = c->set;
+    if (f->set)
+        f->set->refs++;
     for (size_t i = 0; i < nb; i++) {
         void *data;
         rc = make_view(c, &rep->u.fetch.blocks[i], 0, &data, &f->st[i]);
@@ -609,17 +825,20 @@ int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **ou
             goto fail;
         f->views[i].data = data;
         f->views[i].size = rep->u.fetch.blocks[i].len;
+        key_ident(c, &keys[i], f->ident[i]);
     }
     f->n = nb;
     vkvp_reply_free(rep);
+    pthread_mutex_unlock(&c->mu);
     *out = f;
     return 0;
 fail:
     if (rep->u.fetch.lease)
-        release_lease(c, rep->u.fetch.lease);
+        release_lease(c, rep->u.fetch.lease, NULL);
     vkvp_reply_free(rep);
     if (f)
-        fetch_free(f);
+        fetch_free(c, f);
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
@@ -636,15 +855,98 @@ vkv_view vkv_fetch_view(const vkv_fetch *f, size_t i)
     return v;
 }
 
+int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN])
+{
+    if (!f || i >= f->n || !out)
+        return VKV_EINVAL;
+    memcpy(out, f->ident[i], VKV_IDENT_LEN);
+    return 0;
+}
+
+int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst)
+{
+    if (!f || i >= f->n || !dst)
+        return VKV_EINVAL;
+    if (f->backend == VKVP_BACKEND_CUDA)
+        return VKV_ENOTSUP; /* device views: vkv_cuda_decode with vkv_fetch_ident */
+    vkv_kv_dst d = *dst;
+    d.ident = f->ident[i];
+    return vkv_decode(f->views[i].data, f->views[i].size, flags, &d);
+}
+
+int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
+                           const vkv_paged_dst *dst)
+{
+    if (!f || i >= f->n || !dst)
+        return VKV_EINVAL;
+    if (f->backend == VKVP_BACKEND_CUDA)
+        return VKV_ENOTSUP;
+    vkv_paged_dst d = *dst;
+    d.ident = f->ident[i];
+    return vkv_decode_paged(f->views[i].data, f->views[i].size, flags, &d);
+}
+
+/* Sends RENEW for one lease of the current session. c->mu held. Returns
+ * VKV_OK, VKV_ELEASE (it had expired or is unknown) or a call error. */
+static int renew_lease(vkv_client *c, uint64_t gen, uint64_t lease)
+{
+    if (gen != c->gen)
+        return VKV_ESTALE;
+    if (lease == 0)
+        return 0;
+    vkvp_request rq;
+    vkvp_reply *rep;
+    vkvp_request_init(&rq, VKVP_RENEW, 0);
+    rq.u.renew.session = c->session;
+    rq.u.renew.leases = &lease;
+    rq.u.renew.nleases = 1;
+    int rc = call_locked(c, &rq, &rep, NULL, 0);
+    if (rc)
+        return rc;
+    rc = rep->u.renew.count == 1 ? 0 : VKV_ELEASE;
+    vkvp_reply_free(rep);
+    return rc;
+}
+
+int vkv_fetch_renew(vkv_client *c, vkv_fetch *f)
+{
+    if (!c || !f)
+        return VKV_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    int rc = renew_lease(c, f->gen, f->lease);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
 int vkv_fetch_release(vkv_client *c, vkv_fetch *f)
 {
     if (!f)
         return 0;
+    if (!c)
+        return VKV_EINVAL;
     int rc = 0;
-    if (f->lease && f->gen == c->gen)
-        rc = release_lease(c, f->lease);
-    fetch_free(f);
-    return rc == VKV_ESTALE ? 0 : rc;
+    pthread_mutex_lock(&c->mu);
+    if (f->lease && f->gen == c->gen) {
+        uint64_t released = 1;
+        rc = release_lease(c, f->lease, &released);
+        if (rc == 0 && released == 0)
+            rc = VKV_ELEASE; /* it had expired: the daemon kept the pages for us */
+    }
+    fetch_free(c, f);
+    pthread_mutex_unlock(&c->mu);
+    return rc == VKV_ESTALE || rc == VKV_ESESSION ? 0 : rc;
+}
+
+/* Sends ABORT for a lease (best effort). c->mu held. */
+static void abort_lease(vkv_client *c, uint64_t lease)
+{
+    vkvp_request rq;
+    vkvp_reply *rep;
+    vkvp_request_init(&rq, VKVP_ABORT, 0);
+    rq.u.abort.session = c->session;
+    rq.u.abort.lease = lease;
+    if (call_locked(c, &rq, &rep, NULL, 0) == 0)
+        vkvp_reply_free(rep);
 }
 
 int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out)
@@ -654,34 +956,39 @@ int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out)
     vkvp_request rq;
     vkvp_reply *rep;
     vkvp_request_init(&rq, VKVP_ALLOC, 0);
+    pthread_mutex_lock(&c->mu);
     rq.u.alloc.session = c->session;
     rq.u.alloc.key = *key;
     rq.u.alloc.size = size;
-    int rc = vkvc_call(c, &rq, &rep, NULL, 0);
-    if (rc)
+    int rc = call_locked(c, &rq, &rep, NULL, 0);
+    if (rc) {
+        pthread_mutex_unlock(&c->mu);
         return rc;
+    }
     vkv_put *p = calloc(1, sizeof *p);
     if (!p) {
         rc = VKV_ENOMEM;
+    } else if (rep->u.alloc.block.len != size) {
+        rc = VKV_EPROTO; /* the reservation must be exactly what was asked */
     } else {
         p->gen = c->gen;
         p->lease = rep->u.alloc.lease;
         p->size = size;
+        p->device = c->backend == VKVP_BACKEND_CUDA;
+        key_ident(c, key, p->ident);
         rc = make_view(c, &rep->u.alloc.block, 1, &p->data, &p->st);
     }
     if (rc) {
-        vkvp_request ab;
-        vkvp_reply *r2;
-        vkvp_request_init(&ab, VKVP_ABORT, 0);
-        ab.u.abort.session = c->session;
-        ab.u.abort.lease = rep->u.alloc.lease;
-        if (vkvc_call(c, &ab, &r2, NULL, 0) == 0)
-            vkvp_reply_free(r2);
+        abort_lease(c, rep->u.alloc.lease);
         free(p);
         vkvp_reply_free(rep);
+        pthread_mutex_unlock(&c->mu);
         return rc;
     }
+    p->set = c->set;
+    p->set->refs++;
     vkvp_reply_free(rep);
+    pthread_mutex_unlock(&c->mu);
     *out = p;
     return 0;
 }
@@ -696,15 +1003,50 @@ size_t vkv_put_size(const vkv_put *p)
     return p ? p->size : 0;
 }
 
+int vkv_put_renew(vkv_client *c, vkv_put *p)
+{
+    if (!c || !p)
+        return VKV_EINVAL;
+    pthread_mutex_lock(&c->mu);
+    int rc = renew_lease(c, p->gen, p->lease);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+/* Binds the written block to the reservation's (namespace, key) in place,
+ * so the daemon (at COMMIT, spill, restore) and readers can tell it from any
+ * other key's block. Device memory: through a host copy of the header. */
+static int bind_put(vkv_put *p)
+{
+    if (!p->device)
+        return vkv_block_bind(p->data, p->size, p->ident);
+    if (p->size < VKV_BLOCK_HEADER_SIZE)
+        return VKV_ETRUNC;
+    uint8_t hdr[VKV_BLOCK_HEADER_SIZE];
+    int rc = vkvc_cuda_copy(hdr, p->data, sizeof hdr);
+    /* vkv_block_bind touches only the 256 header bytes */
+    if (rc == 0)
+        rc = vkv_block_bind(hdr, p->size, p->ident);
+    if (rc == 0)
+        rc = vkvc_cuda_copy(p->data, hdr, sizeof hdr);
+    return rc;
+}
+
 /* Sends COMMIT or ABORT for a reservation and frees it. */
 static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
 {
     int rc = 0;
+    pthread_mutex_lock(&c->mu);
     if (p->gen != c->gen) {
         rc = VKV_ESTALE;
     } else {
         vkvp_request rq;
         vkvp_reply *rep;
+        if (op == VKVP_COMMIT) {
+            rc = bind_put(p);
+            if (rc)
+                op = VKVP_ABORT;
+        }
         if (op == VKVP_COMMIT && p->st.device) {
             /* A device-staged multi-run block: copy it into its page runs
              * (synchronously) before the daemon may read it. */
@@ -720,21 +1062,17 @@ static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
             rq.u.abort.session = c->session;
             rq.u.abort.lease = p->lease;
         }
-        int crc = vkvc_call(c, &rq, &rep, NULL, 0);
+        int crc = call_locked(c, &rq, &rep, NULL, 0);
         if (crc == 0)
             vkvp_reply_free(rep);
         rc = rc ? rc : crc;
         if (rc && op == VKVP_COMMIT && rc != VKV_ESTALE && rc != VKV_ELEASE &&
-            rc != VKV_ESESSION && rc != VKV_ETIMEDOUT && rc != VKV_ECONN) {
-            /* The daemon refused the block: do not leave it WRITING. */
-            vkvp_request_init(&rq, VKVP_ABORT, 0);
-            rq.u.abort.session = c->session;
-            rq.u.abort.lease = p->lease;
-            if (vkvc_call(c, &rq, &rep, NULL, 0) == 0)
-                vkvp_reply_free(rep);
-        }
+            rc != VKV_ESESSION && rc != VKV_ETIMEDOUT && rc != VKV_ECONN)
+            abort_lease(c, p->lease); /* the daemon refused the block: not WRITING */
     }
     stitch_free(&p->st);
+    set_unref(c, p->set);
+    pthread_mutex_unlock(&c->mu);
     free(p);
     return rc;
 }

@@ -151,6 +151,16 @@ int vkvc_cuda_scatter(void *const *dst, const size_t *len, uint32_t n, const voi
     return VKV_OK;
 }
 
+int vkvc_cuda_copy(void *dst, const void *src, size_t n)
+{
+    cudaError_t e = cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+    if (e != cudaSuccess) {
+        VKV_ERROR("libvkv: cudaMemcpy(%zu): %s", n, cudaGetErrorString(e));
+        return VKV_EIO;
+    }
+    return VKV_OK;
+}
+
 int vkvc_cuda_alloc(void **p, size_t len)
 {
     cudaError_t e = cudaMalloc(p, len ? len : 1);
@@ -190,6 +200,14 @@ int vkvc_cuda_gather(void *dst, const void *const *src, const size_t *len, uint3
 
 int vkvc_cuda_scatter(void *const *dst, const size_t *len, uint32_t n, const void *src)
 {
+    return VKV_ENOTSUP;
+}
+
+int vkvc_cuda_copy(void *dst, const void *src, size_t n)
+{
+    (void)dst;
+    (void)src;
+    (void)n;
     return VKV_ENOTSUP;
 }
 

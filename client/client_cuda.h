@@ -42,6 +42,11 @@ int vkvc_cuda_gather(void *dst, const void *const *src, const size_t *len, uint3
 /* The inverse: splits device buffer src into the n runs dst[i], len[i]. */
 int vkvc_cuda_scatter(void *const *dst, const size_t *len, uint32_t n, const void *src);
 
+/* Copies n bytes between host and device memory in either direction
+ * (cudaMemcpyDefault, synchronous): used to bind a device block's header.
+ * Errors: VKV_ENOTSUP, VKV_EIO. */
+int vkvc_cuda_copy(void *dst, const void *src, size_t n);
+
 /* Allocates / frees a device staging buffer (cudaMalloc) for the above. */
 int vkvc_cuda_alloc(void **p, size_t len);
 void vkvc_cuda_free(void *p);

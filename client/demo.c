@@ -156,9 +156,11 @@ static int worker(const char *name, uint64_t question_seed)
         if (rc == 0) {
             size_t got = vkv_fetch_count(f);
             for (size_t i = 0; i < got && rc == 0; i++) {
-                vkv_view view = vkv_fetch_view(f, i);
-                vkv_kv_dst dst = {(void *const *)k, (void *const *)v, HEADS * DIM, DIM};
-                rc = vkv_decode(view.data, view.size, 0, &dst);
+                /* checks the block's geometry and that it is bound to keys[i] */
+                vkv_kv_dst dst = {(void *const *)k,       (void *const *)v, HEADS * DIM, DIM,
+                                  vkv_geometry_of(&shapes[i]), NULL};
+                dst.geom.tokens = CHUNK;
+                rc = vkv_fetch_decode(f, i, 0, &dst);
             }
             hits = got;
             vkv_fetch_release(c, f);

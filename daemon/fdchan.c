@@ -105,7 +105,7 @@ static void serve(vkvd_fdchan *fc, int cfd)
     uint64_t sid = 0;
     for (int i = 7; i >= 0; i--)
         sid = (sid << 8) | sidb[i];
-    if (fc->check && !fc->check(fc->arg, sid)) {
+    if (fc->check && !fc->check(fc->arg, sid, cr.pid)) {
         VKV_WARN("fd channel: pid %d presented unknown session %llx", (int)cr.pid,
                  (unsigned long long)sid);
         fc->refused++;

@@ -18,12 +18,15 @@
 #define VKVD_FDCHAN_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct vkvd_fdchan vkvd_fdchan;
 
-/* Session check: returns nonzero if `session` is live. Called on the
- * channel's thread; must be thread-safe. */
-typedef int (*vkvd_session_check_fn)(void *arg, uint64_t session);
+/* Session check: returns nonzero if `session` is live, and records `pid`,
+ * the peer's pid as the kernel reported it (SO_PEERCRED, in the daemon's
+ * pid namespace), as the session's process. Called on the channel's
+ * thread; must be thread-safe. */
+typedef int (*vkvd_session_check_fn)(void *arg, uint64_t session, pid_t pid);
 
 /* Binds `path` (unlinking a stale socket first), mode 0600, and starts the
  * server thread. `allow_gid` < 0 means own uid only. The slab table is set

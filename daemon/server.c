@@ -81,8 +81,16 @@ struct vkvd_server {
     /* Sessions the fd channel may serve: written by the loop, read by the
      * channel's thread. */
     pthread_mutex_t live_mu;
-    uint64_t *live;
+    struct live_sess *live;
     size_t nlive, caplive;
+    uint64_t identity_failures; /* blocks refused for a wrong (ns, key) */
+};
+
+/* A session the fd channel may serve, and the pid the kernel gave for it. */
+struct live_sess {
+    uint64_t sid;
+    pid_t pid;     /* 0 until the client came to the fd channel */
+    bool applied;  /* pid bound in the store (loop thread) */
 };
 
 /* A cold-tier checksum verification running on its own thread (VERIFY). */
@@ -321,13 +329,27 @@ static void wire_entry(vkvd_server *srv, const vkvs_info *in, vkvp_entry *out, c
     out->shape = vkvp_cstr(shapebuf);
 }
 
-/* Commit-time validation: the block must carry a valid vkv header whose
+/* VKV_OK if header `h` is bound to (ns, key), else VKV_EIDENT (counted). */
+static int check_ident(vkvd_server *srv, const vkv_block_header *h, const char *ns,
+                       const vkv_key *key)
+{
+    uint8_t id[VKV_IDENT_LEN];
+    vkv_block_ident(ns, strlen(ns), key->b, id);
+    if (vkv_block_check_ident(h, id) == VKV_OK)
+        return VKV_OK;
+    srv->identity_failures++;
+    return VKV_EIDENT;
+}
+
+/* Commit-time validation: the block must be bound to the entry's
+ * (namespace, key) and carry a valid vkv header whose
  * total size is exactly the allocated size. The header is read from the
  * arena; the payload is not touched (it is checksummed on spill/restore and
  * by clients that ask for VKV_DECODE_VERIFY). */
-static int validate_block(void *arg, const vkvs_store *st, const vkvs_block *b)
+static int validate_block(void *arg, const vkvs_store *st, const char *ns, const vkv_key *key,
+                          const vkvs_block *b)
 {
-    (void)arg;
+    vkvd_server *srv = arg;
     if (b->size < VKV_BLOCK_HEADER_SIZE)
         return VKV_ETRUNC;
     vkv_block_header h;
@@ -336,6 +358,8 @@ static int validate_block(void *arg, const vkvs_store *st, const vkvs_block *b)
         return rc;
     if (h.total_size != b->size)
         return VKV_ECORRUPT;
+    if ((rc = check_ident(srv, &h, ns, key)) != 0)
+        return rc;
     /* vkv_block_check reads only the header unless VKV_DECODE_VERIFY is
      * given; the header copy stands in for the block, and total_size was
      * checked against the real size above. */
@@ -373,14 +397,14 @@ static void live_add(vkvd_server *srv, uint64_t sid)
     pthread_mutex_lock(&srv->live_mu);
     if (srv->nlive == srv->caplive) {
         size_t cap = srv->caplive ? 2 * srv->caplive : 64;
-        uint64_t *n = realloc(srv->live, cap * sizeof *n);
+        struct live_sess *n = realloc(srv->live, cap * sizeof *n);
         if (n) {
             srv->live = n;
             srv->caplive = cap;
         }
     }
     if (srv->nlive < srv->caplive)
-        srv->live[srv->nlive++] = sid;
+        srv->live[srv->nlive++] = (struct live_sess){sid, 0, false};
     pthread_mutex_unlock(&srv->live_mu);
 }
 
@@ -392,23 +416,48 @@ static void live_prune(vkvd_server *srv)
     for (size_t i = 0; i < srv->nlive; i++) {
         uint32_t ns_id;
         const char *ns;
-        if (vkvs_session_ns(srv->st, srv->live[i], &ns_id, &ns) == 0)
+        if (vkvs_session_ns(srv->st, srv->live[i].sid, &ns_id, &ns) == 0)
             srv->live[k++] = srv->live[i];
     }
     srv->nlive = k;
     pthread_mutex_unlock(&srv->live_mu);
 }
 
-/* fd channel check (its own thread): is `sid` a live session? */
-static int live_check(void *arg, uint64_t sid)
+/* fd channel check (its own thread): is `sid` a live session? Records the
+ * kernel's pid for it, bound in the store by live_bind on the loop. */
+static int live_check(void *arg, uint64_t sid, pid_t pid)
 {
     vkvd_server *srv = arg;
     int ok = 0;
     pthread_mutex_lock(&srv->live_mu);
-    for (size_t i = 0; i < srv->nlive && !ok; i++)
-        ok = srv->live[i] == sid;
+    for (size_t i = 0; i < srv->nlive && !ok; i++) {
+        if (srv->live[i].sid != sid)
+            continue;
+        ok = 1;
+        if (pid > 0 && srv->live[i].pid != pid) {
+            srv->live[i].pid = pid;
+            srv->live[i].applied = false;
+        }
+    }
     pthread_mutex_unlock(&srv->live_mu);
     return ok;
+}
+
+/* Loop thread: binds the pids the fd channel saw to their sessions, so the
+ * reaper checks the process the kernel names, not the one a client reports
+ * (which means nothing across pid namespaces). */
+static void live_bind(vkvd_server *srv)
+{
+    pthread_mutex_lock(&srv->live_mu);
+    for (size_t i = 0; i < srv->nlive; i++) {
+        if (srv->live[i].pid <= 0 || srv->live[i].applied)
+            continue;
+        srv->live[i].applied = true;
+        if (vkvs_session_bind_pid(srv->st, srv->live[i].sid, srv->live[i].pid) == 0)
+            VKV_DEBUG("session %016" PRIx64 " bound to pid %d", srv->live[i].sid,
+                      (int)srv->live[i].pid);
+    }
+    pthread_mutex_unlock(&srv->live_mu);
 }
 
 /* ---- VERIFY: cold-tier checksum verification in the background ------------------- */
@@ -573,8 +622,11 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
     if (!buf)
         return VKV_ENOMEM;
     int rc = vkvs_read(st, v->extents, v->nextents, 0, buf, v->size);
+    vkv_block_header h;
     if (rc == 0)
-        rc = vkv_block_check(buf, v->size, VKV_DECODE_VERIFY, NULL);
+        rc = vkv_block_check(buf, v->size, VKV_DECODE_VERIFY, &h);
+    if (rc == 0)
+        rc = check_ident(srv, &h, v->ns, v->key);
     if (rc) {
         VKV_WARN("not spilling a block of '%s': %s", v->ns, vkv_strerror(rc));
         free(buf);
@@ -709,6 +761,28 @@ static void open_cold(vkvd_server *srv)
     vkvs_set_hooks(srv->st, &h);
 }
 
+/* A restored block must be the one committed under (ns, key): reads its
+ * header back from the arena (the entry is RESTORING, its pages held) and
+ * checks it and its identity. VKV_OK or the error (the entry is dropped). */
+static int restored_ident_ok(vkvd_server *srv, const char *ns, const vkv_key *key)
+{
+    vkvs_block b;
+    int rc = vkvs_restoring_block(srv->st, ns, key, &b);
+    if (rc)
+        return rc;
+    vkv_block_header h;
+    if (b.size < sizeof h || (rc = vkvs_read(srv->st, b.extents, b.nextents, 0, &h, sizeof h)))
+        return rc ? rc : VKV_ETRUNC;
+    if ((rc = vkv_block_check(&h, sizeof h, 0, NULL)) != VKV_OK && rc != VKV_ETRUNC)
+        return rc;
+    if (h.total_size != b.size)
+        return VKV_ECORRUPT;
+    rc = check_ident(srv, &h, ns, key);
+    if (rc)
+        VKV_WARN("cold block of '%s' is bound to another key: dropped", ns);
+    return rc;
+}
+
 /* Applies one cold-tier completion to the index. */
 static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
 {
@@ -727,6 +801,8 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
         struct pending_op *o = op_find(srv, c->tag);
         if (status == 0 && o && o->staging)
             status = vkvs_write(srv->st, o->ext, o->next_n, 0, o->staging, o->size);
+        if (status == 0)
+            status = restored_ident_ok(srv, c->ns, &c->key);
         op_remove(srv, c->tag);
         vkvs_restore_end(srv->st, c->ns, &c->key, status);
         if (status) {
@@ -798,6 +874,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "allocs_failed", s.allocs_failed);
     counter(cs, "commits", s.commits);
     counter(cs, "commits_rejected", srv->commit_rejected);
+    counter(cs, "identity_failures", srv->identity_failures);
     counter(cs, "aborts", s.aborts);
     counter(cs, "deletes", s.deletes);
     counter(cs, "evictions", s.evictions);
@@ -806,6 +883,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "restores", s.restores);
     counter(cs, "leases_active", s.leases_active);
     counter(cs, "leases_expired", s.leases_expired);
+    counter(cs, "leases_quarantined", s.leases_quarantined);
     counter(cs, "sessions", s.sessions);
     counter(cs, "sessions_reaped", s.sessions_reaped);
     counter(cs, "namespaces", s.namespaces);
@@ -819,7 +897,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
         NULL,           "req_hello",  "req_lookup", "req_fetch", "req_alloc",
         "req_commit",   "req_abort",  "req_release", "req_delete", "req_evict",
         "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping",
-        "req_verify"};
+        "req_verify",   "req_renew",  "req_close"};
     for (int i = 1; i <= VKVP_OP_MAX_; i++)
         counter(cs, req_names[i], srv->req_count[i]);
     counter(cs, "fetch_deferred", srv->fetch_deferred);
@@ -909,6 +987,10 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         uint64_t sid;
         if (h->pid == 0 || h->pid > INT32_MAX)
             return VKV_EINVAL;
+        if (h->ns.len && memchr(h->ns.ptr, '\0', h->ns.len)) {
+            snprintf(why, why_len, "namespace contains a NUL byte");
+            return VKV_EINVAL;
+        }
         rc = vkvs_session_open(st, h->ns.len ? h->ns.ptr : NULL, (pid_t)h->pid, h->admin, &sid);
         if (rc)
             return rc;
@@ -1016,6 +1098,15 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         rc = vkvs_release(st, rq->u.release.session, rq->u.release.leases,
                           rq->u.release.nleases, &n);
         rep->u.release.count = n;
+        return rc;
+    case VKVP_RENEW:
+        rc = vkvs_renew(st, rq->u.renew.session, rq->u.renew.leases, rq->u.renew.nleases, &n);
+        rep->u.renew.count = n;
+        return rc;
+    case VKVP_CLOSE:
+        rc = vkvs_session_close(st, rq->u.close.session);
+        if (rc == 0)
+            VKV_INFO("session %016" PRIx64 " closed by its client", rq->u.close.session);
         return rc;
     case VKVP_DELETE:
         rc = vkvs_delete(st, rq->u.del.session, opt_ns(rq->u.del.has_ns, rq->u.del.ns),
@@ -1248,7 +1339,8 @@ static void on_timer(vkvd_server *srv)
     uint64_t ticks;
     ssize_t r = read(srv->timerfd, &ticks, sizeof ticks);
     (void)r;
-    int closed = vkvs_reap(srv->st, vkv_wall_ms(), pid_alive, NULL);
+    live_bind(srv);
+    int closed = vkvs_reap(srv->st, vkv_now_ms(), pid_alive, NULL);
     if (closed > 0)
         VKV_INFO("reaped %d session(s)", closed);
     live_prune(srv);

@@ -726,7 +726,8 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
         dp[L + l] = vs + 2 * n;
     }
     vkv_kv_src src = {.k = sp, .v = sp + L, .token_stride = row, .head_stride = D};
-    vkv_kv_dst dst = {.k = dp, .v = dp + L, .token_stride = row, .head_stride = D};
+    vkv_kv_dst dst = {.k = dp, .v = dp + L, .token_stride = row, .head_stride = D,
+                      .geom = vkv_geometry_of(&sh)};
     rc = vkv_encode(&sh, &c->spec, &src, blk, bsz);
     if (rc == VKV_OK)
         rc = vkv_decode(blk, bsz, VKV_DECODE_VERIFY, &dst);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "codec_internal.h"
@@ -804,6 +805,63 @@ static int vkvk_decode(const void *block, const vkv_block_header *h, const vkvk_
     return VKV_OK;
 }
 
+void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
+                     uint8_t out[VKV_IDENT_LEN])
+{
+    static const char tag[] = "vkv-ident-v1";
+    uint8_t len[4] = {(uint8_t)ns_len, (uint8_t)(ns_len >> 8), (uint8_t)(ns_len >> 16),
+                      (uint8_t)(ns_len >> 24)};
+    XXH3_state_t s;
+    XXH3_128bits_reset(&s);
+    XXH3_128bits_update(&s, tag, sizeof tag - 1);
+    XXH3_128bits_update(&s, len, sizeof len);
+    XXH3_128bits_update(&s, ns, ns_len);
+    XXH3_128bits_update(&s, key, 32);
+    XXH128_hash_t h = XXH3_128bits_digest(&s);
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(h.low64 >> (8 * i));
+        out[8 + i] = (uint8_t)(h.high64 >> (8 * i));
+    }
+}
+
+int vkv_block_bind(void *block, size_t size, const uint8_t ident[VKV_IDENT_LEN])
+{
+    vkv_block_header h;
+    int rc = vkv_block_check(block, size, 0, &h);
+    if (rc != VKV_OK)
+        return rc;
+    memcpy(h.ident, ident, VKV_IDENT_LEN);
+    uint64_t payload = h.payload_xxh3;
+    h.payload_xxh3 = 0;
+    h.header_xxh3 = 0;
+    h.header_xxh3 = XXH3_64bits(&h, sizeof h);
+    h.payload_xxh3 = payload;
+    memcpy(block, &h, sizeof h);
+    return VKV_OK;
+}
+
+int vkv_block_check_ident(const vkv_block_header *hdr, const uint8_t ident[VKV_IDENT_LEN])
+{
+    static const uint8_t zero[VKV_IDENT_LEN];
+    if (memcmp(hdr->ident, zero, VKV_IDENT_LEN) == 0 ||
+        memcmp(hdr->ident, ident, VKV_IDENT_LEN) != 0)
+        return VKV_EIDENT;
+    return VKV_OK;
+}
+
+/* See codec_internal.h. */
+int vkvk_check_dst(const vkv_block_header *h, const vkv_geometry *g, const uint8_t *ident,
+                          int dense)
+{
+    if (g->layers == 0 || g->kv_heads == 0 || g->head_dim == 0 || g->dtype == 0 ||
+        (dense && g->tokens == 0))
+        return VKV_EINVAL;
+    if (h->layers != g->layers || h->kv_heads != g->kv_heads || h->head_dim != g->head_dim ||
+        h->dtype != g->dtype || (g->tokens != 0 && h->tokens > g->tokens))
+        return VKV_EGEOMETRY;
+    return ident ? vkv_block_check_ident(h, ident) : VKV_OK;
+}
+
 int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst)
 {
     vkv_block_header h;
@@ -813,6 +871,8 @@ int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst 
         return rc;
     if (dst == NULL)
         return VKV_EINVAL;
+    if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 1)) != VKV_OK)
+        return rc;
     vkvk_dst_map m = {dst->k, dst->v, dst->token_stride, dst->head_stride, NULL, 0, 0, 0, 0};
     return vkvk_decode(block, &h, &L, &m);
 }
@@ -826,6 +886,8 @@ int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_p
         return rc;
     if (dst == NULL || dst->block_table == NULL || dst->page_size == 0 || dst->num_pages == 0)
         return VKV_EINVAL;
+    if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 0)) != VKV_OK)
+        return rc;
     uint64_t row = (uint64_t)h.kv_heads * h.head_dim, page, cache;
     if (vkvk_mul64(row, dst->page_size, &page) || vkvk_mul64(page, dst->num_pages, &cache) ||
         cache > SIZE_MAX / 2u)

@@ -237,6 +237,7 @@ static const vkvp_fdesc vkvp_f_alloc_rep[] = {
        VKVP_MAX_EXTENTS, NULL),
 };
 static const vkvp_fdesc vkvp_f_released[] = {FU(vkvp_count_rep, "released", count, R, 0, UINT64_MAX)};
+static const vkvp_fdesc vkvp_f_renewed[] = {FU(vkvp_count_rep, "renewed", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_deleted[] = {FU(vkvp_count_rep, "deleted", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_evicted[] = {FU(vkvp_count_rep, "evicted", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_spilled[] = {FU(vkvp_count_rep, "spilled", count, R, 0, UINT64_MAX)};
@@ -283,6 +284,7 @@ static const vkvp_sdesc vkvp_s_lookup_rep =
 static const vkvp_sdesc vkvp_s_fetch_rep = SD(vkvp_f_fetch_rep, vkvp_fetch_rep, NULL);
 static const vkvp_sdesc vkvp_s_alloc_rep = SD(vkvp_f_alloc_rep, vkvp_alloc_rep, NULL);
 static const vkvp_sdesc vkvp_s_released = SD(vkvp_f_released, vkvp_count_rep, NULL);
+static const vkvp_sdesc vkvp_s_renewed = SD(vkvp_f_renewed, vkvp_count_rep, NULL);
 static const vkvp_sdesc vkvp_s_deleted = SD(vkvp_f_deleted, vkvp_count_rep, NULL);
 static const vkvp_sdesc vkvp_s_evicted = SD(vkvp_f_evicted, vkvp_count_rep, NULL);
 static const vkvp_sdesc vkvp_s_spilled = SD(vkvp_f_spilled, vkvp_count_rep, NULL);
@@ -305,7 +307,9 @@ static const vkvp_sdesc *vkvp_req_desc(int op)
     case VKVP_ALLOC: return &vkvp_s_alloc_req;
     case VKVP_COMMIT:
     case VKVP_ABORT: return &vkvp_s_lease_req;
-    case VKVP_RELEASE: return &vkvp_s_release_req;
+    case VKVP_RELEASE:
+    case VKVP_RENEW: return &vkvp_s_release_req;
+    case VKVP_CLOSE: return &vkvp_s_session_req;
     case VKVP_EVICT: return &vkvp_s_evict_req;
     case VKVP_FLUSH: return &vkvp_s_session_req;
     case VKVP_STATS:
@@ -327,8 +331,10 @@ static const vkvp_sdesc *vkvp_rep_desc(int op)
     case VKVP_ALLOC: return &vkvp_s_alloc_rep;
     case VKVP_COMMIT:
     case VKVP_ABORT:
-    case VKVP_PING: return &vkvp_s_empty;
+    case VKVP_PING:
+    case VKVP_CLOSE: return &vkvp_s_empty;
     case VKVP_RELEASE: return &vkvp_s_released;
+    case VKVP_RENEW: return &vkvp_s_renewed;
     case VKVP_DELETE: return &vkvp_s_deleted;
     case VKVP_EVICT: return &vkvp_s_evicted;
     case VKVP_FLUSH: return &vkvp_s_spilled;
@@ -389,7 +395,8 @@ const char *vkvp_op_name(int op)
 {
     static const char *const n[] = {"?",     "HELLO", "LOOKUP", "FETCH", "ALLOC",
                                     "COMMIT", "ABORT", "RELEASE", "DELETE", "EVICT",
-                                    "FLUSH", "STATS", "LIST",   "INFO",  "PING",  "VERIFY"};
+                                    "FLUSH", "STATS", "LIST",   "INFO",  "PING",  "VERIFY",
+                                    "RENEW", "CLOSE"};
     return (op >= 1 && op <= VKVP_OP_MAX_) ? n[op] : "?";
 }
 const char *vkvp_backend_name(int b) { return vkvp_name_of(vkvp_backend_names, b); }

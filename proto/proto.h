@@ -52,7 +52,7 @@ extern "C" {
 #define VKVP_MAX_COUNTERS 256       /* counters in a STATS reply */
 #define VKVP_MAX_LIST 1000          /* LIST limit / entries in a LIST reply */
 #define VKVP_LIST_DEFAULT 100       /* LIST limit when absent */
-#define VKVP_MAX_NS 256             /* namespace bytes */
+#define VKVP_MAX_NS 255             /* namespace bytes (the store's limit) */
 #define VKVP_MAX_NAME 64            /* HELLO name, counter name bytes */
 #define VKVP_MAX_MSG 512            /* error message bytes */
 #define VKVP_MAX_SHAPE 256          /* entry shape text bytes */
@@ -79,7 +79,9 @@ typedef enum vkvp_op {
     VKVP_INFO = 13,
     VKVP_PING = 14,
     VKVP_VERIFY = 15,
-    VKVP_OP_MAX_ = 15
+    VKVP_RENEW = 16, /* extend leases: {session, leases} -> {renewed} */
+    VKVP_CLOSE = 17, /* end the session: {session} -> {} */
+    VKVP_OP_MAX_ = 17
 } vkvp_op;
 
 /* Wire strings: "host", "cuda". */
@@ -204,6 +206,8 @@ typedef struct vkvp_request {
         vkvp_lease_req commit;
         vkvp_lease_req abort;
         vkvp_release_req release;
+        vkvp_release_req renew;  /* RENEW: same body as RELEASE */
+        vkvp_session_req close;  /* CLOSE */
         vkvp_delete_req del; /* DELETE */
         vkvp_evict_req evict;
         vkvp_session_req flush;
@@ -324,8 +328,9 @@ typedef struct vkvp_reply {
         vkvp_lookup_rep lookup;
         vkvp_fetch_rep fetch;
         vkvp_alloc_rep alloc;
-        /* COMMIT, ABORT, PING: empty body {} */
+        /* COMMIT, ABORT, PING, CLOSE: empty body {} */
         vkvp_count_rep release; /* {released} */
+        vkvp_count_rep renew;   /* {renewed} */
         vkvp_count_rep del;     /* {deleted} */
         vkvp_count_rep evict;   /* {evicted} */
         vkvp_count_rep flush;   /* {spilled} */

@@ -23,9 +23,11 @@ enum { LEASE_FETCH = 1, LEASE_ALLOC = 2 };
 typedef struct vkvs_sess {
     uint64_t id;
     uint64_t last_seen;
+    uint64_t opened;     /* TTL clock at HELLO */
     pid_t pid;
     uint32_t ns_id;
     bool admin;
+    bool bound;          /* pid came from the kernel (vkvs_session_bind_pid) */
     uint32_t lease_head; /* lease slot + 1 */
     uint32_t nleases;
     uint32_t next_free;  /* slot + 1 */
@@ -37,6 +39,7 @@ typedef struct vkvs_lease {
     uint64_t expires;
     uint32_t sess;      /* session slot */
     uint32_t kind;
+    uint32_t zombie;    /* expired, resources kept until its session ends */
     uint32_t n;         /* entries */
     uint32_t one;       /* the entry when n == 1 */
     uint32_t *many;     /* n > 1: malloc'ed entry ids */
@@ -59,7 +62,7 @@ struct vkvs_store {
     vkvs_sess *sess;
     uint32_t sess_slots, sess_free, nsess;
     vkvs_lease *lease;
-    uint32_t lease_slots, lease_free, nlease;
+    uint32_t lease_slots, lease_free, nlease, nzombie;
     uint64_t rng;
     uint64_t evictable_pages;
     uint64_t state_count[5];
@@ -72,10 +75,16 @@ struct vkvs_store {
 
 /* ---- small helpers -------------------------------------------------------- */
 
-/* The store's clock (cfg.clock_ms or the wall clock). */
+/* The store's TTL clock (cfg.clock_ms or the monotonic clock). */
 static uint64_t now_ms(const vkvs_store *st)
 {
-    return st->cfg.clock_ms ? st->cfg.clock_ms(st->cfg.clock_arg) : vkv_wall_ms();
+    return st->cfg.clock_ms ? st->cfg.clock_ms(st->cfg.clock_arg) : vkv_now_ms();
+}
+
+/* Wall-clock stamp for entries' last access (shown to users, persisted). */
+static uint64_t wall_ms(const vkvs_store *st)
+{
+    return st->cfg.wall_ms ? st->cfg.wall_ms(st->cfg.clock_arg) : vkv_wall_ms();
 }
 
 /* splitmix64 step: ids need to be unguessable-ish and nonzero, not secret. */
@@ -334,6 +343,8 @@ static void lease_free(vkvs_store *st, uint32_t slot)
         st->lease[l->next - 1].prev = l->prev;
     s->nleases--;
     st->nlease--;
+    if (l->zombie)
+        st->nzombie--;
     free(l->many);
     memset(l, 0, sizeof(*l));
     l->next_free = st->lease_free;
@@ -371,6 +382,32 @@ static void lease_end(vkvs_store *st, uint32_t slot)
         }
     }
     lease_free(st, slot);
+}
+
+/* Expires lease slot. Without quarantine it simply ends. With quarantine
+ * (the default) the lease becomes a zombie: a fetch lease keeps its pins and
+ * an alloc lease keeps its WRITING entry's pages (taken out of the index, so
+ * another writer may take the key), because the holder may still read or
+ * write them through its mapping. A zombie ends when its session closes or
+ * the holder releases, aborts or commits it (it then answers VKV_ELEASE). */
+static void lease_expire(vkvs_store *st, uint32_t slot)
+{
+    vkvs_lease *l = &st->lease[slot];
+
+    if (l->zombie)
+        return;
+    st->c.leases_expired++;
+    if (!st->cfg.quarantine) {
+        lease_end(st, slot);
+        return;
+    }
+    l->zombie = 1;
+    st->nzombie++;
+    if (l->kind == LEASE_ALLOC && l->n == 1) {
+        vkvs_entry *e = vkvs_ent(&st->ix, l->one);
+        if (e->state == VKVS_WRITING && e->writer == slot + 1)
+            vkvs_index_unlink(&st->ix, l->one);
+    }
 }
 
 /* Closes session slot ss: ends all its leases, frees the slot. */
@@ -443,6 +480,7 @@ void vkvs_config_default(vkvs_config *cfg)
     cfg->max_sessions = 4096;
     cfg->max_leases = 65536;
     cfg->max_fetch_keys = 4096;
+    cfg->quarantine = true;
 }
 
 /* See store.h. Unwinds in reverse order on failure. */
@@ -653,6 +691,7 @@ int vkvs_session_open(vkvs_store *st, const char *ns, pid_t pid, bool admin, uin
     st->sess[slot].admin = admin;
     st->sess[slot].ns_id = ns_id;
     st->sess[slot].last_seen = now_ms(st);
+    st->sess[slot].opened = st->sess[slot].last_seen;
     st->nsess++;
     *sid = st->sess[slot].id;
     return 0;
@@ -663,6 +702,19 @@ int vkvs_session_close(vkvs_store *st, uint64_t sid)
     if (sess_get(st, sid) == NULL)
         return VKV_ESESSION;
     sess_close(st, (uint32_t)sid - 1);
+    return 0;
+}
+
+int vkvs_session_bind_pid(vkvs_store *st, uint64_t sid, pid_t pid)
+{
+    vkvs_sess *s = sess_get(st, sid);
+
+    if (s == NULL)
+        return VKV_ESESSION;
+    if (pid <= 0)
+        return VKV_EINVAL;
+    s->pid = pid;
+    s->bound = true;
     return 0;
 }
 
@@ -686,18 +738,23 @@ int vkvs_reap(vkvs_store *st, uint64_t now, vkvs_alive_fn alive_cb, void *arg)
 {
     int closed = 0;
 
-    for (uint32_t i = 0; i < st->lease_slots; i++) {
-        if (st->lease[i].id != 0 && st->lease[i].expires <= now) {
-            st->c.leases_expired++;
-            lease_end(st, i);
-        }
-    }
+    for (uint32_t i = 0; i < st->lease_slots; i++)
+        if (st->lease[i].id != 0 && !st->lease[i].zombie && st->lease[i].expires <= now)
+            lease_expire(st, i);
     for (uint32_t i = 0; i < st->sess_slots; i++) {
         vkvs_sess *s = &st->sess[i];
         if (s->id == 0)
             continue;
-        if ((alive_cb && !alive_cb(arg, s->pid)) ||
-            (now > s->last_seen && now - s->last_seen > st->cfg.session_ttl_ms)) {
+        /* A worker's self-reported pid means nothing in another pid
+         * namespace: until the kernel's pid is bound, it is checked only
+         * after a grace period (sessions that never bind: CUDA, old
+         * clients). */
+        bool checkable = s->admin || s->bound || now - s->opened >= VKVS_BIND_GRACE_MS;
+        bool dead = alive_cb && checkable && !alive_cb(arg, s->pid);
+        bool silent = now > s->last_seen && now - s->last_seen > st->cfg.session_ttl_ms;
+        /* A silent session that still holds leases (zombies included) stays
+         * while its process lives: it may still touch their pages. */
+        if (dead || (silent && (s->nleases == 0 || !st->cfg.quarantine))) {
             sess_close(st, i);
             st->c.sessions_reaped++;
             closed++;
@@ -777,7 +834,7 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
         free(many);
         return rv;
     }
-    now = now_ms(st);
+    now = wall_ms(st);
     for (size_t i = 0; i < nready; i++) {
         uint32_t id = vkvs_index_find(&st->ix, s->ns_id, &keys[i]);
         vkvs_entry *e = vkvs_ent(&st->ix, id);
@@ -825,8 +882,7 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
             return (e->flags & VKVS_EF_DELPEND) ? VKV_EBUSY : VKV_EEXIST;
         if (st->lease[e->writer - 1].expires > now_ms(st))
             return VKV_EBUSY;
-        st->c.leases_expired++; /* the writer's lease ran out: take over */
-        lease_end(st, e->writer - 1);
+        lease_expire(st, e->writer - 1); /* the writer's lease ran out: take over */
     }
     if (size > (uint64_t)st->arena.page_size * st->arena.total_pages) {
         st->c.allocs_failed++;
@@ -845,7 +901,7 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
     if ((rv = entry_take_pages(st, e, size)) != 0)
         goto fail_entry;
     e->writer = slot + 1;
-    e->last_ms = now_ms(st);
+    e->last_ms = wall_ms(st);
     st->lease[slot].n = 1;
     st->lease[slot].one = id;
     st->c.allocs++;
@@ -862,17 +918,20 @@ fail:
     return rv;
 }
 
-/* The ALLOC lease `lid` of session s, expiring it (abort) if past its TTL.
- * NULL if unknown/expired/not an alloc lease. */
+/* The live ALLOC lease `lid` of session s. NULL if unknown, not an alloc
+ * lease, or expired; an expired one (zombie or past its TTL) is ended here,
+ * since its holder is done with the pages (it commits or aborts). */
 static vkvs_lease *alloc_lease(vkvs_store *st, vkvs_sess *s, uint64_t lid)
 {
     vkvs_lease *l = lease_get(st, (uint32_t)(s - st->sess), lid);
 
     if (l == NULL || l->kind != LEASE_ALLOC)
         return NULL;
-    if (l->expires <= now_ms(st)) {
-        st->c.leases_expired++;
-        lease_end(st, (uint32_t)(l - st->lease));
+    if (l->zombie || l->expires <= now_ms(st)) {
+        uint32_t slot = (uint32_t)(l - st->lease);
+        lease_expire(st, slot);
+        if (st->lease[slot].id == lid) /* a zombie: end it now */
+            lease_end(st, slot);
         return NULL;
     }
     return l;
@@ -894,12 +953,12 @@ int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn v
     e = vkvs_ent(&st->ix, l->one);
     if (validate) {
         vkvs_block b = {e->size, e->nextents, vkvs_entry_ext(e)};
-        if ((rv = validate(arg, st, &b)) != 0)
+        if ((rv = validate(arg, st, st->ns[e->ns_id], &e->key, &b)) != 0)
             return rv;
     }
     set_state(st, e, VKVS_READY);
     e->writer = 0;
-    e->last_ms = now_ms(st);
+    e->last_ms = wall_ms(st);
     vkvs_policy_insert(&st->pol, l->one);
     ev_fix(st, e, false);
     lease_free(st, (uint32_t)(l - st->lease));
@@ -937,11 +996,44 @@ int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n,
         vkvs_lease *l = lease_get(st, (uint32_t)(s - st->sess), leases[i]);
         if (l == NULL)
             continue;
+        bool live = !l->zombie && l->expires > now_ms(st);
+        if (!live)
+            st->c.leases_expired += l->zombie ? 0 : 1;
         lease_end(st, (uint32_t)(l - st->lease));
-        done++;
+        done += live;
     }
     if (nreleased)
         *nreleased = done;
+    return 0;
+}
+
+int vkvs_renew(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n, size_t *nrenewed)
+{
+    vkvs_sess *s = sess_get(st, sid);
+    size_t done = 0;
+    uint64_t now = now_ms(st);
+
+    if (nrenewed)
+        *nrenewed = 0;
+    if (s == NULL)
+        return VKV_ESESSION;
+    if (s->admin)
+        return VKV_EPERM;
+    if (n > 0 && leases == NULL)
+        return VKV_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        vkvs_lease *l = lease_get(st, (uint32_t)(s - st->sess), leases[i]);
+        if (l == NULL || l->zombie)
+            continue;
+        if (l->expires <= now) {
+            lease_expire(st, (uint32_t)(l - st->lease));
+            continue;
+        }
+        l->expires = now + st->cfg.lease_ttl_ms;
+        done++;
+    }
+    if (nrenewed)
+        *nrenewed = done;
     return 0;
 }
 
@@ -1052,7 +1144,8 @@ void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out)
     out->pages_evictable = st->evictable_pages;
     out->pages_pinned = st->arena.total_pages - st->arena.free_pages - st->evictable_pages;
     out->extents_total = st->extents_total;
-    out->leases_active = st->nlease;
+    out->leases_active = st->nlease - st->nzombie;
+    out->leases_quarantined = st->nzombie;
     out->sessions = st->nsess;
     out->namespaces = st->nns;
     out->meta_bytes = sizeof(*st) + vkvs_index_bytes(&st->ix) + vkvs_policy_bytes(&st->pol) +
@@ -1199,6 +1292,21 @@ int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_
     return 0;
 }
 
+int vkvs_restoring_block(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out)
+{
+    uint32_t id = find_any(st, ns, key);
+    vkvs_entry *e;
+
+    memset(out, 0, sizeof(*out));
+    if (id == 0)
+        return VKV_ENOTFOUND;
+    e = vkvs_ent(&st->ix, id);
+    if (e->state != VKVS_RESTORING)
+        return VKV_ESTATE;
+    *out = (vkvs_block){e->size, e->nextents, vkvs_entry_ext(e)};
+    return 0;
+}
+
 int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int status)
 {
     uint32_t id = find_any(st, ns, key);
@@ -1219,7 +1327,7 @@ int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int sta
         return 0;
     }
     set_state(st, e, VKVS_READY);
-    e->last_ms = now_ms(st);
+    e->last_ms = wall_ms(st);
     vkvs_policy_insert(&st->pol, id);
     ev_fix(st, e, false);
     st->c.restores++;

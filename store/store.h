@@ -18,8 +18,14 @@
  *    and fetch), READY, COLD (in the cold tier only, no pages; counted by
  *    lookup), RESTORING (COLD being copied back into fresh pages).
  *  - Sessions (one per client HELLO) own leases. A FETCH lease pins entries;
- *    an ALLOC lease owns one WRITING entry. Leases expire after lease_ttl_ms;
- *    sessions are reaped when their pid is gone or silent past session_ttl_ms.
+ *    an ALLOC lease owns one WRITING entry. Leases expire after lease_ttl_ms
+ *    (renewable) on a monotonic clock. An expired lease is QUARANTINED (a
+ *    "zombie"): its pins and its WRITING pages are kept, since the holder may
+ *    still read or write them through its mapping, until the holder releases
+ *    it or its session ends; an expired ALLOC lease gives up its key at once
+ *    (the entry leaves the index) so another writer can take it over.
+ *    Sessions are reaped when their process is gone, or when silent past
+ *    session_ttl_ms while holding no lease.
  *  - Eviction picks only unpinned READY entries, in policy order (LRU or
  *    S3-FIFO). With to_cold, the evict hook sees the victim's bytes before
  *    its pages are freed and, on success, the entry becomes COLD.
@@ -102,9 +108,15 @@ typedef struct vkvs_config {
     uint32_t max_sessions;       /* default 4096 */
     uint32_t max_leases;         /* across all sessions; default 65536 */
     uint32_t max_fetch_keys;     /* keys per fetch/lookup call; default 4096 */
-    /* Clock in milliseconds used for lease/session expiry and last-access
-     * stamps. NULL = vkv_wall_ms (wall clock). Tests inject a fake clock. */
+    bool quarantine;             /* keep an expired lease's pages until its
+                                  * holder lets go (default true; false: the
+                                  * old behaviour, pages freed at expiry) */
+    /* Clock in milliseconds for lease/session expiry. NULL = vkv_now_ms
+     * (monotonic: a wall-clock step expires nothing). Tests inject a fake. */
     uint64_t (*clock_ms)(void *arg);
+    /* Wall clock for entries' last-access stamps (LIST, the cold tier).
+     * NULL = vkv_wall_ms. Called with clock_arg. */
+    uint64_t (*wall_ms)(void *arg);
     void *clock_arg;
 } vkvs_config;
 
@@ -195,6 +207,16 @@ int vkvs_session_open(vkvs_store *st, const char *ns, pid_t pid, bool admin, uin
  * WRITING entries (never visible). Errors: VKV_ESESSION. */
 int vkvs_session_close(vkvs_store *st, uint64_t sid);
 
+/* Sessions whose pid was not bound are pid-checked only this long after
+ * HELLO (their self-reported pid may belong to another pid namespace). */
+#define VKVS_BIND_GRACE_MS 5000
+
+/* Replaces the session's self-reported pid by `pid` as the kernel reported it
+ * (SO_PEERCRED on the fd channel, translated into the daemon's pid
+ * namespace); from now on the reaper checks that pid. Errors: VKV_ESESSION,
+ * VKV_EINVAL (pid <= 0). */
+int vkvs_session_bind_pid(vkvs_store *st, uint64_t sid, pid_t pid);
+
 /* Marks the session alive now. Errors: VKV_ESESSION. */
 int vkvs_session_touch(vkvs_store *st, uint64_t sid);
 
@@ -205,10 +227,10 @@ int vkvs_session_ns(const vkvs_store *st, uint64_t sid, uint32_t *ns_id, const c
 typedef bool (*vkvs_alive_fn)(void *arg, pid_t pid);
 
 /* Housekeeping; call periodically (e.g. every second). Expires leases past
- * their TTL (fetch: unpin; alloc: abort) and closes sessions whose pid is gone
+ * their TTL (quarantine, see the model) and closes sessions whose pid is gone
  * (alive_cb returns false; NULL = skip the pid check) or that were silent past
- * session_ttl_ms at `now_ms` (same clock as cfg.clock_ms). Returns the number
- * of sessions closed (>= 0). */
+ * session_ttl_ms at `now_ms` (same clock as cfg.clock_ms) and hold no lease.
+ * Returns the number of sessions closed (>= 0). */
 int vkvs_reap(vkvs_store *st, uint64_t now_ms, vkvs_alive_fn alive_cb, void *arg);
 
 /* ---- operations ---------------------------------------------------------- */
@@ -255,8 +277,10 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size,
                uint64_t *lease, vkvs_block *out);
 
 /* Validates a written block before it becomes visible; returns 0 or an
- * error (e.g. VKV_ECHECKSUM). `b` is valid during the call only. */
-typedef int (*vkvs_validate_fn)(void *arg, const vkvs_store *st, const vkvs_block *b);
+ * error (e.g. VKV_ECHECKSUM, VKV_EIDENT). `ns` (interned), `key` and `b` are
+ * the entry's and valid during the call only. */
+typedef int (*vkvs_validate_fn)(void *arg, const vkvs_store *st, const char *ns,
+                                const vkv_key *key, const vkvs_block *b);
 
 /* Commits ALLOC lease `lease`: runs `validate` (may be NULL) and on success
  * makes the entry READY and ends the lease. If validate fails its error is
@@ -271,10 +295,17 @@ int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn v
 int vkvs_abort(vkvs_store *st, uint64_t sid, uint64_t lease);
 
 /* Releases leases[0..n) of this session (fetch: unpin; alloc: abort).
- * Unknown ids are skipped. *nreleased (may be NULL) counts the released
- * ones. Errors: VKV_ESESSION. */
+ * Unknown ids are skipped; expired (quarantined) ones are ended too but not
+ * counted, so a caller can tell that its lease had expired. *nreleased (may
+ * be NULL) counts the live ones released. Errors: VKV_ESESSION. */
 int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n,
                  size_t *nreleased);
+
+/* Extends leases[0..n) of this session by lease_ttl_ms from now. Unknown
+ * and expired leases are not renewed (an expired one stays quarantined);
+ * *nrenewed (may be NULL) counts the renewed. Errors: VKV_ESESSION,
+ * VKV_EPERM (admin), VKV_EINVAL. */
+int vkvs_renew(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n, size_t *nrenewed);
 
 /* Deletes keys[0..n) in namespace `ns` (non-admin: NULL or the session's
  * own namespace; admin: required). READY unpinned entries are freed at once;
@@ -315,6 +346,7 @@ typedef struct vkvs_stats {
     uint64_t spill_failures;   /* evict hook returned an error */
     uint64_t restores;
     uint64_t leases_active, leases_expired;
+    uint64_t leases_quarantined; /* expired, pages kept (see the model) */
     uint64_t sessions, sessions_reaped;
     uint64_t namespaces;
     uint64_t meta_bytes;       /* heap bytes of index + entries + tables */
@@ -368,6 +400,11 @@ int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key);
  * (evicting as needed) and returns them in *out (valid until
  * vkvs_restore_end). Errors: VKV_ENOTFOUND, VKV_ESTATE (not COLD), VKV_ENOSPC. */
 int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out);
+
+/* The pages of RESTORING entry (ns, key) in *out (valid until
+ * vkvs_restore_end), so the daemon can check what was restored before it is
+ * served. Errors: VKV_ENOTFOUND, VKV_ESTATE. */
+int vkvs_restoring_block(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out);
 
 /* Ends a restore: status 0 -> READY (inserted in the policy as new);
  * status < 0 -> pages freed and the entry is COLD again (the cold tier calls

@@ -48,6 +48,12 @@
  *                  [kv_heads][head_dim] vector (the mean, or b) in the source
  *                  dtype, then [n_vis][kv_heads] scales of 2 or 1 bytes.
  *
+ * Identity: ident[16] binds a block to the (namespace, key) it is stored
+ * under (vkv_block_ident in vkv/codec.h). An encoder leaves it zero; libvkv
+ * binds the block just before COMMIT, and the daemon refuses a COMMIT, spill
+ * or restore whose identity is not that of its own (namespace, key). It is
+ * covered by header_xxh3.
+ *
  * Checksums are XXH3-64 (seed 0): payload_xxh3 covers bytes
  * [header_size, total_size); header_xxh3 covers the 256 header bytes with
  * both checksum fields set to zero.
@@ -138,7 +144,9 @@ typedef struct vkv_block_header {
     uint32_t n_ranges;     /*  64: visual ranges used, <= VKV_BLOCK_MAX_RANGES */
     uint8_t iters;         /*  68: Lloyd iterations (0 for other rules) */
     uint8_t reserved0[3];  /*  69: zero */
-    uint8_t reserved[24];  /*  72: zero */
+    uint8_t ident[16];     /*  72: identity: XXH3-128 of (namespace, key), see
+                            *      vkv_block_ident(); all zero = not bound */
+    uint8_t reserved[8];   /*  88: zero */
     vkv_block_range ranges[VKV_BLOCK_MAX_RANGES];       /*  96: sorted, disjoint */
     vkv_block_section sections[VKV_SEC_COUNT];          /* 160 */
 } vkv_block_header;
@@ -155,6 +163,7 @@ VKV_STATIC_ASSERT_(sizeof(vkv_block_header) == VKV_BLOCK_HEADER_SIZE, "header is
 VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, rule) == 32, "rule offset");
 VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, layers) == 48, "layers offset");
 VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, n_ranges) == 64, "n_ranges offset");
+VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, ident) == 72, "ident offset");
 VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, ranges) == 96, "ranges offset");
 VKV_STATIC_ASSERT_(__builtin_offsetof(vkv_block_header, sections) == 160, "sections offset");
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

@@ -54,12 +54,36 @@ typedef struct vkv_kv_src {
     size_t head_stride;
 } vkv_kv_src;
 
+/* What a destination holds, checked against a block before anything is
+ * written: a block whose layers, kv_heads, head_dim or dtype differ, or that
+ * has more tokens than `tokens`, is refused with VKV_EGEOMETRY. Every field
+ * is required (zero layers/kv_heads/head_dim/dtype: VKV_EINVAL). */
+typedef struct vkv_geometry {
+    uint32_t layers;
+    uint32_t kv_heads;
+    uint32_t head_dim;
+    uint32_t tokens; /* dense: token capacity of each layer's buffer; paged:
+                      * 0 (the block table bounds the tokens) or a cap */
+    uint8_t dtype;   /* enum vkv_dtype of the destination buffers */
+} vkv_geometry;
+
+/* The geometry of buffers laid out for `shape` (tokens = shape->tokens). */
+static inline vkv_geometry vkv_geometry_of(const vkv_shape *shape)
+{
+    vkv_geometry g = {shape->layers, shape->kv_heads, shape->head_dim, shape->tokens,
+                      shape->dtype};
+    return g;
+}
+
 /* Dense destination, same addressing as vkv_kv_src. */
 typedef struct vkv_kv_dst {
     void *const *k;
     void *const *v;
     size_t token_stride;
     size_t head_stride;
+    vkv_geometry geom;   /* what k/v can hold (required) */
+    const uint8_t *ident; /* NULL, or the 16-byte identity the block must
+                           * carry (vkv_block_ident); else VKV_EIDENT */
 } vkv_kv_dst;
 
 /* Paged destination, as vLLM lays out its KV cache: per layer, K and V are
@@ -74,6 +98,8 @@ typedef struct vkv_paged_dst {
     const int32_t *block_table; /* page ids, one per page_size positions */
     uint32_t block_table_len;
     uint32_t first_pos;
+    vkv_geometry geom;    /* what the caches hold (required; tokens 0 = any) */
+    const uint8_t *ident; /* NULL or the identity the block must carry */
 } vkv_paged_dst;
 
 /* Which implementation the encode/decode entry points dispatch to. */
@@ -126,15 +152,42 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
  * (may be NULL). Never reads past block + size. */
 int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_header *hdr);
 
+/* Bytes of a block identity. */
+#define VKV_IDENT_LEN 16
+
+/* Computes the identity of (namespace, key) into out[16]: XXH3-128 (seed 0)
+ * of the bytes "vkv-ident-v1", the namespace length as 4 little-endian
+ * bytes, the namespace bytes and the 32 key bytes; out is the 128-bit hash
+ * as 8 little-endian bytes of the low half then 8 of the high half
+ * (docs/BLOCK_FORMAT.md). `ns` is ns_len bytes (no NUL needed); `key` is 32
+ * bytes. Reads its inputs only during the call. */
+void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
+                     uint8_t out[VKV_IDENT_LEN]);
+
+/* Binds a block (size bytes, header valid as for vkv_block_check) to
+ * `ident`: writes it into the header and recomputes the header checksum.
+ * Reads and writes only the 256 header bytes (so a host copy of a device
+ * block's header can be bound with the block's real size). Errors: those of
+ * vkv_block_check. */
+int vkv_block_bind(void *block, size_t size, const uint8_t ident[VKV_IDENT_LEN]);
+
+/* VKV_OK if the checked header `hdr` carries `ident`, else VKV_EIDENT
+ * (an unbound block, identity all zero, never matches). */
+int vkv_block_check_ident(const vkv_block_header *hdr, const uint8_t ident[VKV_IDENT_LEN]);
+
 /* Fills `shape` and `spec` from a validated header. */
 void vkv_block_shape(const vkv_block_header *hdr, vkv_shape *shape, vkv_codec_spec *spec);
 
 /* Decodes every token (raw copied, visual reconstructed) into dense dst in
- * the block's dtype. Validates the block as vkv_block_check(flags) first. */
+ * the block's dtype. Validates the block as vkv_block_check(flags) first,
+ * from one copy of its header, then checks it against dst->geom
+ * (VKV_EGEOMETRY) and dst->ident (VKV_EIDENT); nothing is written unless
+ * every check passed. */
 int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst);
 
 /* Same into a paged cache; VKV_EINVAL if a position maps outside the block
- * table or a page id is outside [0, num_pages). Nothing is written then. */
+ * table or a page id is outside [0, num_pages), VKV_EGEOMETRY / VKV_EIDENT
+ * as vkv_decode. Nothing is written then. */
 int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
 
 /* Selects the implementation for this process. Returns VKV_ENOTSUP (and

@@ -45,13 +45,15 @@ extern "C" {
     X(VKV_ENOTSUP, -27, "operation not supported")                                      \
     X(VKV_ESYS, -28, "system call failed")                                              \
     X(VKV_ESHUTDOWN, -29, "daemon is shutting down")                                    \
-    X(VKV_ECOLD, -30, "cold tier unavailable")
+    X(VKV_ECOLD, -30, "cold tier unavailable")                                          \
+    X(VKV_EIDENT, -31, "block is bound to another key or namespace")                    \
+    X(VKV_EGEOMETRY, -32, "block shape or dtype differs from the destination")
 
 typedef enum vkv_err {
 #define VKV_ERR_ENUM_(name, value, msg) name = value,
     VKV_ERRORS(VKV_ERR_ENUM_)
 #undef VKV_ERR_ENUM_
-    VKV_ERR_MIN_ = -30
+    VKV_ERR_MIN_ = -32
 } vkv_err;
 
 /* Returns a static, human-readable message for code `err` (never NULL; an

@@ -11,15 +11,33 @@
  *    (vkv/error.h); vkv_strerror() describes it.
  *  - A vkv_client is an opaque handle; one handle may be shared by threads
  *    (calls are serialized inside), but one handle per thread scales better.
- *  - Every call has a timeout (vkv_options.timeout_ms); on expiry it returns
- *    VKV_ETIMEDOUT and the request may or may not have been applied
- *    (requests are idempotent by id, so retrying is safe).
+ *  - Every call has a timeout (vkv_options.timeout_ms, default 15 s: longer
+ *    than the daemon's 10 s wait for cold restores); on expiry it returns
+ *    VKV_ETIMEDOUT and the request may or may not have been applied. A
+ *    retried call is a new request: a retried put_begin may answer
+ *    VKV_EBUSY until the first reservation's lease expires.
  *  - fork(): a child must not use a client handle of its parent, and (a
  *    nanomsg limitation) a child may only connect its own clients if the
  *    parent had no client open at the time of the fork; fork first, or exec.
- *  - If the daemon restarted (its epoch changed), the library drops every
- *    mapping and lease, reconnects and returns VKV_ESTALE once: views
- *    obtained before are invalid; look up and fetch again.
+ *  - If the daemon restarted (its epoch changed), the library reconnects and
+ *    returns VKV_ESTALE once; if the daemon ended the session (reaped), it
+ *    says HELLO again and returns VKV_ESESSION once. Either way, look up and
+ *    fetch again. Views and put buffers obtained before stay mapped to the
+ *    memory they were given until released (they never alias the new
+ *    daemon's blocks); their leases are gone, so release/commit report it.
+ *  - Leases: a fetch or put lease lasts the daemon's lease TTL (HELLO
+ *    reports it; renew with vkv_fetch_renew / vkv_put_renew). When a lease
+ *    expires the daemon does NOT reuse its memory while this session lives:
+ *    a late reader still sees the block it fetched, a late writer's bytes
+ *    never reach another key (the commit fails with VKV_ELEASE). The memory
+ *    is freed when the handle is released or the session ends.
+ *  - Identity: every block libvkv commits is bound to (namespace, key) in
+ *    its header; vkv_fetch_decode[_paged] refuse a block bound to anything
+ *    else (VKV_EIDENT) and a block whose geometry differs from the
+ *    destination (VKV_EGEOMETRY), before writing a byte.
+ *  - The library talks only to a daemon of the same user: the runtime dir
+ *    must be owned by the caller's uid with mode 0700, the fd channel's peer
+ *    must be that uid (or root) and lie in that dir; else VKV_EPERM.
  */
 #ifndef VKV_VKV_H
 #define VKV_VKV_H
@@ -66,8 +84,10 @@ typedef struct vkv_options {
  * VKV_EINVAL, VKV_ESPEC (bad codec), VKV_EPERM, VKV_ENOMEM, VKV_ESYS. */
 int vkv_connect(const vkv_options *opts, vkv_client **out);
 
-/* Releases every lease of the handle, unmaps everything, closes the session
- * and frees `c`. Views obtained from it become invalid. NULL is a no-op. */
+/* Ends the session (CLOSE: every lease of the handle is released at once),
+ * unmaps everything and frees `c`. Views and put buffers obtained from it
+ * become invalid, and fetch/put handles not yet released must not be used.
+ * NULL is a no-op. */
 void vkv_close(vkv_client *c);
 
 /* The codec spec this client encodes with (valid until vkv_close). */
@@ -100,10 +120,34 @@ int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **ou
 /* Number of blocks pinned (the cached prefix length). */
 size_t vkv_fetch_count(const vkv_fetch *f);
 
-/* View of block i (< vkv_fetch_count). Valid until vkv_fetch_release(f). */
+/* View of block i (< vkv_fetch_count). The memory stays mapped and holds
+ * the block committed under keys[i] until vkv_fetch_release(f) (even past
+ * the lease TTL or a daemon restart; see the conventions above). Prefer
+ * vkv_fetch_decode[_paged], which check the block's identity. */
 vkv_view vkv_fetch_view(const vkv_fetch *f, size_t i);
 
-/* Unpins and frees `f` (also unmaps views). NULL is a no-op. */
+/* Copies into out the identity block i must carry: that of (this client's
+ * namespace, keys[i]); pass it as vkv_kv_dst.ident / vkv_paged_dst.ident to
+ * any decoder (the CUDA ones included). Errors: VKV_EINVAL. */
+int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN]);
+
+/* Decodes block i into `dst` (host memory; dst->ident is ignored and
+ * replaced by block i's expected identity) as vkv_decode / vkv_decode_paged
+ * do: a block of another key (VKV_EIDENT) or geometry (VKV_EGEOMETRY) is
+ * refused and nothing is written. `dst` is read during the call only.
+ * Errors: those of vkv_decode, VKV_ENOTSUP on the cuda backend (use
+ * vkv_cuda_decode with vkv_fetch_ident). */
+int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst);
+int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
+                           const vkv_paged_dst *dst);
+
+/* Extends the fetch's lease by the daemon's lease TTL. Errors: VKV_ELEASE
+ * (it already expired: the views still hold their blocks, but release soon),
+ * VKV_ESTALE (obtained before a daemon restart), call errors. */
+int vkv_fetch_renew(vkv_client *c, vkv_fetch *f);
+
+/* Unpins and frees `f` (also unmaps views). Returns VKV_ELEASE if the lease
+ * had expired (the handle is freed all the same). NULL is a no-op. */
 int vkv_fetch_release(vkv_client *c, vkv_fetch *f);
 
 /* A region reserved for writing one block. Opaque. */
@@ -119,9 +163,14 @@ int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out)
 void *vkv_put_data(vkv_put *p);
 size_t vkv_put_size(const vkv_put *p);
 
-/* Publishes the written block (the daemon checks its header) and frees `p`
- * in every case. Errors: VKV_ECORRUPT/VKV_EMAGIC/... (bad block, the
- * reservation is aborted), VKV_ELEASE (it expired). */
+/* Extends the reservation's lease. Errors as vkv_fetch_renew. */
+int vkv_put_renew(vkv_client *c, vkv_put *p);
+
+/* Binds the written block to (namespace, key) (vkv_block_bind), publishes
+ * it (the daemon checks its header and identity) and frees `p` in every
+ * case. Errors: VKV_ECORRUPT/VKV_EMAGIC/... (bad block, the reservation is
+ * aborted), VKV_ELEASE (it expired: the block was not published, and no
+ * byte written after the expiry reached another key). */
 int vkv_put_commit(vkv_client *c, vkv_put *p);
 
 /* Drops the reservation unpublished and frees `p`. */

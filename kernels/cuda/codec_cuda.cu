@@ -615,6 +615,8 @@ extern "C" int vkv_cuda_decode(const void *block, size_t size, const vkv_block_h
         return rc;
     if (dst == NULL || dst->k == NULL || dst->v == NULL)
         return VKV_EINVAL;
+    if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 1)) != VKV_OK)
+        return rc;
     vkvk_cu_dst m;
     memset(&m, 0, sizeof m);
     m.ts = dst->token_stride;
@@ -634,6 +636,8 @@ extern "C" int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_b
     if (dst == NULL || dst->block_table == NULL || dst->page_size == 0 || dst->num_pages == 0 ||
         dst->k_cache == NULL || dst->v_cache == NULL)
         return VKV_EINVAL;
+    if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 0)) != VKV_OK)
+        return rc;
     uint64_t row = (uint64_t)h.kv_heads * h.head_dim, page, cache;
     if (vkvk_mul64(row, dst->page_size, &page) || vkvk_mul64(page, dst->num_pages, &cache) ||
         cache > SIZE_MAX / 2u)

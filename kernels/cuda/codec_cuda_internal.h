@@ -20,6 +20,13 @@ extern "C" {
 int vkvk_cuda_make_header(const vkv_shape *shape, const vkv_codec_spec *spec, vkv_block_header *h,
                           vkvk_layout *L);
 
+/* Checks a validated header against a destination's geometry and expected
+ * identity (NULL: not checked); `dense` requires a token capacity. Returns
+ * VKV_OK, VKV_EINVAL (geometry not given), VKV_EGEOMETRY or VKV_EIDENT.
+ * Shared by the CPU and CUDA decoders (kernels/codec.c). */
+int vkvk_check_dst(const vkv_block_header *h, const vkv_geometry *g, const uint8_t *ident,
+                   int dense);
+
 #ifdef __cplusplus
 }
 #endif

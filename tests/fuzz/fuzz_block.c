@@ -72,6 +72,13 @@ static void free_layers(uint8_t **p, uint32_t layers)
     free(p);
 }
 
+/* The destination geometry a block's own header describes. */
+static vkv_geometry geom_of(const vkv_block_header *h)
+{
+    vkv_geometry g = {h->layers, h->kv_heads, h->head_dim, h->tokens, h->dtype};
+    return g;
+}
+
 /* Dense decode with implementation `impl` into fresh buffers; returns them
  * (caller frees) or NULL when the implementation is not available. */
 static uint8_t **decode_dense(const uint8_t *blk, size_t n, unsigned flags,
@@ -82,7 +89,15 @@ static uint8_t **decode_dense(const uint8_t *blk, size_t n, unsigned flags,
     uint8_t **bufs = alloc_layers(h->layers, layer_bytes, 0x5c);
     VKVF_CHECK(bufs != NULL, "out of memory");
     vkv_kv_dst dst = {(void *const *)bufs, (void *const *)(bufs + h->layers),
-                      (size_t)h->kv_heads * h->head_dim, h->head_dim};
+                      (size_t)h->kv_heads * h->head_dim, h->head_dim, geom_of(h), NULL};
+    /* A destination of another geometry is refused before anything is written. */
+    vkv_kv_dst other = dst;
+    other.geom.kv_heads = h->kv_heads + 1;
+    VKVF_CHECK(vkv_decode(blk, n, flags, &other) == VKV_EGEOMETRY, "wrong heads accepted");
+    other.geom = geom_of(h);
+    other.geom.tokens = h->tokens - 1;
+    VKVF_CHECK(h->tokens == 1 || vkv_decode(blk, n, flags, &other) == VKV_EGEOMETRY,
+               "too many tokens accepted");
     int rc = vkv_decode(blk, n, flags, &dst);
     VKVF_CHECK(rc == 0, "decode of a checked block failed: %d (impl %d)", rc, (int)impl);
     return bufs;
@@ -103,7 +118,7 @@ static void check_paged(const uint8_t *blk, size_t n, unsigned flags, const vkv_
     uint8_t **cache = alloc_layers(h->layers, cache_bytes, 0xa5);
     VKVF_CHECK(cache != NULL, "out of memory");
     vkv_paged_dst pd = {(void *const *)cache, (void *const *)(cache + h->layers), npages,
-                        page_size, table, npages, first_pos};
+                        page_size, table, npages, first_pos, geom_of(h), NULL};
     /* One entry short: refused, nothing written. */
     if (npages > 0 && (uint64_t)(npages - 1) * page_size < npos) {
         pd.block_table_len = npages - 1;
@@ -146,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         VKVF_CHECK(rc < 0, "check returned %d", rc);
         /* The decoders must refuse what the check refuses. */
         uint8_t *ptrs[1] = {NULL};
-        vkv_kv_dst dst = {(void *const *)ptrs, (void *const *)ptrs, 0, 0};
+        vkv_kv_dst dst = {(void *const *)ptrs, (void *const *)ptrs, 0, 0, {1, 1, 8, 1, 1}, NULL};
         VKVF_CHECK(vkv_decode(blk, n, flags, &dst) < 0, "decode accepted a refused block");
         free(blk);
         return 0;

@@ -111,7 +111,8 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             gk[l] = dout + l * T * row;
             gv[l] = dout + (L + l) * T * row;
         }
-        vkv_kv_dst hd_ = {ok, ov, row, D}, gd = {gk, gv, row, D};
+        vkv_kv_dst hd_ = {ok, ov, row, D, vkv_geometry_of(sh), NULL},
+                   gd = {gk, gv, row, D, vkv_geometry_of(sh), NULL};
         int rc1 = vkv_decode(blk, bsz, VKV_DECODE_VERIFY, &hd_);
         int rc2 = vkv_cuda_decode(dblk, bsz, NULL, VKV_DECODE_VERIFY, &gd, NULL);
         CK(cudaDeviceSynchronize());
@@ -152,8 +153,8 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             gk[l] = dout + l * per;
             gv[l] = dout + (L + l) * per;
         }
-        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first};
-        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first};
+        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first, vkv_geometry_of(sh), NULL};
         vkv_block_header hdr;
         int rc1 = vkv_decode_paged(blk, bsz, 0, &hp);
         int rc2 = vkv_block_check(blk, bsz, 0, &hdr);

@@ -75,6 +75,7 @@ static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
         void *ref = vkvt_encode_local(&s, vkv_client_codec(c), 100 + (uint64_t)i, &sz);
         vkv_view v = vkv_fetch_view(f, (size_t)i);
         assert_int_equal(v.size, sz);
+        assert_int_equal(vkvt_bind_like(f, (size_t)i, ref, sz), 0);
         assert_memory_equal(v.data, ref, sz);
         free(ref);
     }

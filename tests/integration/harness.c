@@ -282,6 +282,13 @@ int vkvt_put_range(vkv_client *c, const vkv_shape *s, uint64_t seed, int from, i
     return 0;
 }
 
+int vkvt_bind_like(const vkv_fetch *f, size_t i, void *ref, size_t size)
+{
+    uint8_t id[VKV_IDENT_LEN];
+    int rc = vkv_fetch_ident(f, i, id);
+    return rc ? rc : vkv_block_bind(ref, size, id);
+}
+
 int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i)
 {
     vkv_key key = vkvt_key(seed, (uint32_t)i);
@@ -293,7 +300,10 @@ int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i)
         size_t sz;
         void *ref = vkvt_encode_local(s, vkv_client_codec(c), seed + (uint64_t)i, &sz);
         vkv_view v = vkv_fetch_view(f, 0);
-        res = (ref && v.size == sz && memcmp(v.data, ref, sz) == 0) ? 1 : -1;
+        res = (ref && vkvt_bind_like(f, 0, ref, sz) == 0 && v.size == sz &&
+               memcmp(v.data, ref, sz) == 0)
+                  ? 1
+                  : -1;
         free(ref);
     }
     vkv_fetch_release(c, f);

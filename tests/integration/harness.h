@@ -46,6 +46,11 @@ void vkvt_chunk_free(const vkv_shape *s, uint16_t **k, uint16_t **v);
 
 /* Encodes the chunk of `seed` locally with `spec` into a malloc'ed block
  * (*size bytes). Returns the block or NULL. */
+/* Binds a local encoding `ref` (size bytes) to the identity fetched block i
+ * must carry, as libvkv does before COMMIT, so it can be compared byte for
+ * byte with the block in the daemon. Returns 0 or a VKV_E* code. */
+int vkvt_bind_like(const vkv_fetch *f, size_t i, void *ref, size_t size);
+
 void *vkvt_encode_local(const vkv_shape *s, const vkv_codec_spec *spec, uint64_t seed,
                         size_t *size);
 

@@ -87,7 +87,8 @@ static int worker_get(const vkvt_daemon *d, const char *ns, uint64_t seed, int n
         size_t sz;
         void *ref = vkvt_encode_local(&s, vkv_client_codec(c), seed + (uint64_t)i, &sz);
         vkv_view v = vkv_fetch_view(f, (size_t)i);
-        if (!ref || v.size != sz || memcmp(v.data, ref, sz) != 0)
+        if (!ref || vkvt_bind_like(f, (size_t)i, ref, sz) != 0 || v.size != sz ||
+            memcmp(v.data, ref, sz) != 0)
             return 23;
         uint16_t *ka[4], *va[4], *kb[4], *vb[4];
         for (int l = 0; l < 4; l++) {
@@ -97,10 +98,10 @@ static int worker_get(const vkvt_daemon *d, const char *ns, uint64_t seed, int n
             vb[l] = malloc(nel * 2);
         }
         vkv_kv_dst da = {(void *const *)ka, (void *const *)va, (size_t)s.kv_heads * s.head_dim,
-                         s.head_dim};
+                         s.head_dim, vkv_geometry_of(&s), NULL};
         vkv_kv_dst db = {(void *const *)kb, (void *const *)vb, (size_t)s.kv_heads * s.head_dim,
-                         s.head_dim};
-        if (vkv_decode(v.data, v.size, VKV_DECODE_VERIFY, &da) != 0 ||
+                         s.head_dim, vkv_geometry_of(&s), NULL};
+        if (vkv_fetch_decode(f, (size_t)i, VKV_DECODE_VERIFY, &da) != 0 ||
             vkv_decode(ref, sz, 0, &db) != 0)
             return 24;
         for (int l = 0; l < 4; l++) {

@@ -107,7 +107,8 @@ static inline vkv_kv_src ku_src(const ku_chunk *c)
 
 static inline vkv_kv_dst ku_dst(const ku_chunk *c)
 {
-    vkv_kv_dst d = {(void *const *)c->k, (void *const *)c->v, c->token_stride, c->head_stride};
+    vkv_kv_dst d = {(void *const *)c->k, (void *const *)c->v, c->token_stride, c->head_stride,
+                    vkv_geometry_of(&c->shape), NULL};
     return d;
 }
 

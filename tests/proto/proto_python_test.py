@@ -168,7 +168,7 @@ expect_error("key as str", pack([1, LOOKUP, 1, {"session": 1, "keys": ["x" * 32]
 expect_error("negative uint", pack([1, FLUSH, 1, {"session": -1}]), "VKV_EPROTO", "negative")
 expect_error("float", pack([1, FLUSH, 1, {"session": 1.0}]), "VKV_EPROTO", "float")
 expect_error("version 2", pack([2, PING, 1, {}]), "VKV_EPROTO", "version 2")
-expect_error("unknown op", pack([1, 16, 1, {}]), "VKV_EPROTO", "unknown op 16")
+expect_error("unknown op", pack([1, 18, 1, {}]), "VKV_EPROTO", "unknown op 18")
 expect_error("3 elements", pack([1, PING, 1]), "VKV_EPROTO", "array of 3")
 expect_error("trailing", pack([1, PING, 1, {}]) + pack(None), "VKV_EPROTO", "trailing")
 expect_error("ext", pack([1, PING, 1, {"session": msgpack.ExtType(1, b"x")}]),

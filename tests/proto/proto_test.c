@@ -309,6 +309,7 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.commit.lease = variant ? 0 : 991;
         break;
     case VKVP_RELEASE:
+    case VKVP_RENEW:
         r->u.release.session = 77;
         r->u.release.leases = g_leases;
         r->u.release.nleases = variant ? 1 : 3;
@@ -323,7 +324,8 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.evict.has_ns = !variant;
         r->u.evict.ns = vkvp_cstr("model-b#minmax");
         break;
-    case VKVP_FLUSH: r->u.flush.session = 5; break;
+    case VKVP_FLUSH:
+    case VKVP_CLOSE: r->u.flush.session = 5; break;
     case VKVP_STATS:
     case VKVP_PING:
         r->u.ping.has_session = !variant;
@@ -373,6 +375,7 @@ static void make_reply(vkvp_reply *r, vkvp_op op, int variant)
         r->u.alloc.block = g_blocks[0];
         break;
     case VKVP_RELEASE:
+    case VKVP_RENEW:
     case VKVP_DELETE:
     case VKVP_EVICT:
     case VKVP_FLUSH: r->u.release.count = variant ? 0 : 3; break;
@@ -714,7 +717,7 @@ static void proto_frame_header_is_checked(void **state)
     REJ(VKV_EPROTO, "version: expected uint, got negative int", "[-1,14,3,{}]");
     REJ(VKV_EPROTO, "version: expected uint, got str", "['1',14,3,{}]");
     REJ(VKV_EPROTO, "unknown op 0", "[1,0,3,{}]");
-    REJ(VKV_EPROTO, "unknown op 16", "[1,16,3,{}]");
+    REJ(VKV_EPROTO, "unknown op 18", "[1,18,3,{}]");
     REJ(VKV_EPROTO, "unknown op 9223372036854775808", "[1,9223372036854775808,3,{}]");
     REJ(VKV_EPROTO, "op: expected uint, got negative int", "[1,-14,3,{}]");
     REJ(VKV_EPROTO, "op: expected uint, got float", "[1,14.0,3,{}]");
@@ -791,10 +794,10 @@ static void proto_ns_is_accepted_on_delete_and_evict_only(void **state)
     r = acc_req("[1,9,1,{'session':1,'all':true}]");
     assert_false(r->u.evict.has_ns);
     vkvp_request_free(r);
-    r = acc_req("[1,8,1,{'session':1,'keys':[],'ns':s256}]");
+    r = acc_req("[1,8,1,{'session':1,'keys':[],'ns':s255}]");
     vkvp_request_free(r);
-    REJ(VKV_ETOOBIG, "body.ns: 257 bytes", "[1,8,1,{'session':1,'keys':[],'ns':s257}]");
-    REJ(VKV_ETOOBIG, "body.ns: 257 bytes", "[1,9,1,{'session':1,'all':true,'ns':s257}]");
+    REJ(VKV_ETOOBIG, "body.ns: 256 bytes", "[1,8,1,{'session':1,'keys':[],'ns':s256}]");
+    REJ(VKV_ETOOBIG, "body.ns: 256 bytes", "[1,9,1,{'session':1,'all':true,'ns':s256}]");
     REJ(VKV_EPROTO, "body.ns", "[1,8,1,{'session':1,'keys':[],'ns':5}]");
     /* LOOKUP and FETCH keep refusing a namespace */
     REJ(VKV_EPROTO, "body: unknown key 'ns'", "[1,2,1,{'session':1,'keys':[],'ns':'m'}]");
@@ -865,8 +868,8 @@ static void proto_limits_and_ranges_are_enforced(void **state)
         "[1,2,1,{'session':1,'keys':a4097:b32}]");
     REJ(VKV_ETOOBIG, "body.leases: 4097 elements", "[1,7,1,{'session':1,'leases':a4097:1}]");
     REJ(VKV_EPROTO, "body.leases: 0 elements, at least 1", "[1,7,1,{'session':1,'leases':[]}]");
-    REJ(VKV_ETOOBIG, "body.ns: 257 bytes, at most 256", "[1,1,1,{'ns':s257,'pid':1}]");
-    r = acc_req("[1,1,1,{'ns':s256,'pid':1,'name':s64}]");
+    REJ(VKV_ETOOBIG, "body.ns: 256 bytes, at most 255", "[1,1,1,{'ns':s256,'pid':1}]");
+    r = acc_req("[1,1,1,{'ns':s255,'pid':1,'name':s64}]");
     vkvp_request_free(r);
     REJ(VKV_ETOOBIG, "body.name: 65 bytes, at most 64", "[1,1,1,{'ns':'m','pid':1,'name':s65}]");
     REJ(VKV_EPROTO, "body.pid: 0 out of range", "[1,1,1,{'ns':'m','pid':0}]");
@@ -877,7 +880,7 @@ static void proto_limits_and_ranges_are_enforced(void **state)
         "[1,4,1,{'session':1,'key':b32,'size':1099511627777}]");
     REJ(VKV_EPROTO, "body.limit: 0 out of range", "[1,12,1,{'session':1,'limit':0}]");
     REJ(VKV_EPROTO, "body.limit: 1001 out of range", "[1,12,1,{'session':1,'limit':1001}]");
-    REJ(VKV_ETOOBIG, "body.ns: 257 bytes", "[1,12,1,{'session':1,'ns':s257}]");
+    REJ(VKV_ETOOBIG, "body.ns: 256 bytes", "[1,12,1,{'session':1,'ns':s256}]");
     REJ(VKV_EPROTO, "body: needs exactly one of keys / all=true", "[1,9,1,{'session':1}]");
     REJ(VKV_EPROTO, "body: needs exactly one of keys / all=true",
         "[1,9,1,{'session':1,'all':false}]");

@@ -314,9 +314,12 @@ static void alloc_dedupes_concurrent_writers(void **state)
 }
 
 /* Validator that rejects. */
-static int reject(void *arg, const vkvs_store *st, const vkvs_block *b)
+static int reject(void *arg, const vkvs_store *st, const char *ns, const vkv_key *key,
+                  const vkvs_block *b)
 {
     (void)st;
+    assert_string_equal(ns, "m"); /* the entry's own namespace and key */
+    assert_int_equal(key->b[0], tkey(1).b[0]);
     *(uint64_t *)arg = b->size;
     return VKV_ECHECKSUM;
 }
@@ -443,12 +446,15 @@ static void delete_of_pinned_entry_is_deferred(void **state)
     vkvs_close(st);
 }
 
-/* Leases expire: an expired fetch lease unpins (the entry becomes
- * evictable again), an expired alloc lease aborts (entry gone, pages free,
- * the writer's commit fails) and another writer can take the key. */
+/* Leases expire without quarantine (vkvs_config.quarantine = false): an
+ * expired fetch lease unpins (the entry becomes evictable again), an expired
+ * alloc lease aborts (entry gone, pages free, the writer's commit fails) and
+ * another writer can take the key. The default, quarantine, is tested in
+ * store_lease_test.c. */
 static void expired_leases_unpin_and_abort(void **state)
 {
     vkvs_config c = small_config(1, 4, VKVS_POLICY_LRU);
+    c.quarantine = false;
     vkvs_store *st;
     uint64_t sid, other, lease, l2;
     vkv_key k1 = tkey(1), k2 = tkey(2);
@@ -507,10 +513,15 @@ static void reap_closes_dead_and_silent_sessions(void **state)
 
     (void)state;
     c.lease_ttl_ms = 1000000; /* leases outlive the sessions here */
+    c.quarantine = false;     /* silent sessions holding leases: see store_lease_test */
     assert_int_equal(vkvs_open(&c, &st), 0);
     assert_int_equal(vkvs_session_open(st, "m", 666, false, &dead), 0);
     assert_int_equal(vkvs_session_open(st, "m", 100, false, &silent), 0);
     assert_int_equal(vkvs_session_open(st, "m", 101, false, &live), 0);
+    /* pids as the kernel reports them (else checked only after a grace) */
+    assert_int_equal(vkvs_session_bind_pid(st, dead, 666), 0);
+    assert_int_equal(vkvs_session_bind_pid(st, silent, 100), 0);
+    assert_int_equal(vkvs_session_bind_pid(st, live, 101), 0);
     put(st, live, 3, 4096);
     assert_int_equal(vkvs_alloc(st, dead, &k1, 4096, &lease, &b), 0);
     assert_int_equal(vkvs_alloc(st, silent, &k2, 4096, &lease, &b), 0);

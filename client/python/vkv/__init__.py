@@ -29,26 +29,22 @@ DTYPE_BF16 = 2
 DECODE_VERIFY = 1
 HEADER_SIZE = 256
 
-# include/vkv/error.h, stable codes.
-_ERRORS = {
-    0: "VKV_OK", -1: "VKV_EINVAL", -2: "VKV_ENOMEM", -3: "VKV_ESHAPE", -4: "VKV_EGROUP",
-    -5: "VKV_ENONFINITE", -6: "VKV_ERANGES", -7: "VKV_EMAGIC", -8: "VKV_EVERSION",
-    -9: "VKV_ETRUNC", -10: "VKV_ECORRUPT", -11: "VKV_ECHECKSUM", -12: "VKV_ESPEC",
-    -13: "VKV_EPROTO", -14: "VKV_ETOOBIG", -15: "VKV_ENOTFOUND", -16: "VKV_EEXIST",
-    -17: "VKV_EBUSY", -18: "VKV_ENOSPC", -19: "VKV_ETIMEDOUT", -20: "VKV_ECONN",
-    -21: "VKV_EPERM", -22: "VKV_ESTALE", -23: "VKV_EIO", -24: "VKV_ESTATE",
-    -25: "VKV_ELEASE", -26: "VKV_ESESSION", -27: "VKV_ENOTSUP", -28: "VKV_ESYS",
-    -29: "VKV_ESHUTDOWN", -30: "VKV_ECOLD",
-}
-
-
 class VkvError(Exception):
     """A libvkv call failed: ``code`` is the negative vkv_err, ``name`` its symbol."""
 
     def __init__(self, code, what=""):
         self.code = code
-        self.name = _ERRORS.get(code, "VKV_E?")
+        self.name = error_name(code)
         super().__init__(f"{what}: {self.name} ({code})" if what else f"{self.name} ({code})")
+
+
+def error_name(code):
+    """The symbol of a vkv_err code ("VKV_ELEASE"), from libvkv's own table."""
+    try:
+        name = load_library().vkv_errname(code)
+    except OSError:
+        name = None
+    return name.decode() if name else f"VKV_E?({code})"
 
 
 # ---- C structs (must match include/vkv/*.h) ----------------------------------
@@ -81,9 +77,30 @@ class _Spec(ctypes.Structure):
                 ("k_param", ctypes.c_float), ("v_param", ctypes.c_float)]
 
 
-class _KV(ctypes.Structure):  # vkv_kv_src and vkv_kv_dst have the same layout
+class _KV(ctypes.Structure):  # vkv_kv_src
     _fields_ = [("k", ctypes.POINTER(ctypes.c_void_p)), ("v", ctypes.POINTER(ctypes.c_void_p)),
                 ("token_stride", ctypes.c_size_t), ("head_stride", ctypes.c_size_t)]
+
+
+class _Geometry(ctypes.Structure):  # vkv_geometry
+    _fields_ = [("layers", ctypes.c_uint32), ("kv_heads", ctypes.c_uint32),
+                ("head_dim", ctypes.c_uint32), ("tokens", ctypes.c_uint32),
+                ("dtype", ctypes.c_uint8)]
+
+
+class _Dst(ctypes.Structure):  # vkv_kv_dst
+    _fields_ = [("k", ctypes.POINTER(ctypes.c_void_p)), ("v", ctypes.POINTER(ctypes.c_void_p)),
+                ("token_stride", ctypes.c_size_t), ("head_stride", ctypes.c_size_t),
+                ("geom", _Geometry), ("ident", ctypes.c_void_p)]
+
+
+class _PagedDst(ctypes.Structure):  # vkv_paged_dst
+    _fields_ = [("k_cache", ctypes.POINTER(ctypes.c_void_p)),
+                ("v_cache", ctypes.POINTER(ctypes.c_void_p)),
+                ("num_pages", ctypes.c_uint32), ("page_size", ctypes.c_uint32),
+                ("block_table", ctypes.POINTER(ctypes.c_int32)),
+                ("block_table_len", ctypes.c_uint32), ("first_pos", ctypes.c_uint32),
+                ("geom", _Geometry), ("ident", ctypes.c_void_p)]
 
 
 class _View(ctypes.Structure):
@@ -152,7 +169,13 @@ def load_library(path=None):
                                   P(_Key)]),
         "vkv_block_check": (c_int, [vp, c_size, ctypes.c_uint, vp]),
         "vkv_block_shape": (None, [vp, P(_Shape), P(_Spec)]),
-        "vkv_decode": (c_int, [vp, c_size, ctypes.c_uint, P(_KV)]),
+        "vkv_decode": (c_int, [vp, c_size, ctypes.c_uint, P(_Dst)]),
+        "vkv_decode_paged": (c_int, [vp, c_size, ctypes.c_uint, P(_PagedDst)]),
+        "vkv_fetch_decode": (c_int, [vp, c_size, ctypes.c_uint, P(_Dst)]),
+        "vkv_fetch_decode_paged": (c_int, [vp, c_size, ctypes.c_uint, P(_PagedDst)]),
+        "vkv_fetch_ident": (c_int, [vp, c_size, vp]),
+        "vkv_fetch_renew": (c_int, [vp, vp]),
+        "vkv_errname": (ctypes.c_char_p, [c_int]),
         "vkv_codec_spec_format": (c_int, [P(_Spec), ctypes.c_char_p, c_size]),
     }
     for name, (res, args) in protos.items():
@@ -235,22 +258,35 @@ def block_shape(data, size):
                                for i in range(sh.n_ranges)]}, buf.value.decode())
 
 
-def decode_block(data, size):
+def decode_block(data, size, _decode=None):
     """Decodes a block (address, size) into (K, V) numpy arrays
     [layers, tokens, kv_heads, head_dim]: float16 for f16 blocks, uint16 bit
-    patterns for bf16 blocks (numpy has no bfloat16)."""
+    patterns for bf16 blocks (numpy has no bfloat16).
+
+    The arrays are sized from ONE validated copy of the header, and the
+    decoder is told that geometry: if the block in shared memory changes in
+    between, libvkv refuses it (VKV_EGEOMETRY) instead of writing past the
+    arrays. `_decode(dst_pointer)` replaces the plain vkv_decode (Fetch.decode
+    passes libvkv's identity-checking vkv_fetch_decode)."""
     np = _np()
     lib = load_library()
-    shape, _ = block_shape(data, size)
-    L, T, H, D = shape["layers"], shape["tokens"], shape["kv_heads"], shape["head_dim"]
-    dt = np.float16 if shape["dtype"] == "f16" else np.uint16
+    hdr = ctypes.create_string_buffer(HEADER_SIZE)
+    _check(lib.vkv_block_check(data, size, 0, hdr), "vkv_block_check")
+    sh, spec = _Shape(), _Spec()
+    lib.vkv_block_shape(hdr, ctypes.byref(sh), ctypes.byref(spec))
+    L, T, H, D = sh.layers, sh.tokens, sh.kv_heads, sh.head_dim
+    dt = np.float16 if sh.dtype == DTYPE_F16 else np.uint16
     k = np.empty((L, T, H, D), dtype=dt)
     v = np.empty((L, T, H, D), dtype=dt)
     kp = (ctypes.c_void_p * max(L, 1))(*[k.ctypes.data + l * k.strides[0] for l in range(L)])
     vp = (ctypes.c_void_p * max(L, 1))(*[v.ctypes.data + l * v.strides[0] for l in range(L)])
-    dst = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
-              ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), H * D, D)
-    _check(lib.vkv_decode(data, size, DECODE_VERIFY, ctypes.byref(dst)), "vkv_decode")
+    dst = _Dst(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+               ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), H * D, D,
+               _Geometry(L, H, D, T, sh.dtype), None)
+    if _decode is None:
+        _check(lib.vkv_decode(data, size, DECODE_VERIFY, ctypes.byref(dst)), "vkv_decode")
+    else:
+        _decode(ctypes.byref(dst))
     return k, v
 
 
@@ -285,7 +321,22 @@ class Fetch:
         if self._client.backend_is_cuda:
             raise VkvError(-27, "decode: CUDA-backend views are device pointers")
         v = self._view(i)
-        return decode_block(v.data, v.size)
+        lib = self._client._lib
+        return decode_block(v.data, v.size, lambda dst: _check(
+            lib.vkv_fetch_decode(self._h, i, DECODE_VERIFY, dst), "vkv_fetch_decode"))
+
+    def ident(self, i):
+        """The 16-byte identity block i must carry (its namespace and key)."""
+        if not self._h or not 0 <= i < len(self):
+            raise IndexError(i)
+        buf = ctypes.create_string_buffer(16)
+        _check(self._client._lib.vkv_fetch_ident(self._h, i, buf), "vkv_fetch_ident")
+        return buf.raw
+
+    def renew(self):
+        """Extends the pins' lease by the daemon's lease TTL (VkvError
+        VKV_ELEASE if it already expired)."""
+        _check(self._client._lib.vkv_fetch_renew(self._client._c, self._h), "vkv_fetch_renew")
 
     def decode_torch(self, i, device=None):
         """(K, V) as torch tensors (via DLPack from the numpy arrays), moved to
@@ -299,6 +350,8 @@ class Fetch:
         return tk, tv
 
     def release(self):
+        """Unpins the blocks. Raises VkvError VKV_ELEASE if the lease had
+        expired (the daemon kept the memory until now; nothing was lost)."""
         if self._h:
             h, self._h = self._h, None
             _check(self._client._lib.vkv_fetch_release(self._client._c, h), "vkv_fetch_release")
@@ -320,7 +373,7 @@ class Client:
     """One session with the local vkvd (vkv_connect). Not thread-safe per
     object from Python's side beyond what libvkv serializes; use one per thread."""
 
-    def __init__(self, rundir=None, ns=None, codec=None, timeout_ms=5000, name=None,
+    def __init__(self, rundir=None, ns=None, codec=None, timeout_ms=0, name=None,
                  admin=False, ns_is_full=False, library=None):
         self._lib = load_library(library)
         enc = lambda s: s.encode() if isinstance(s, str) else s  # noqa: E731

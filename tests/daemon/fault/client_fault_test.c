@@ -55,7 +55,8 @@ static int good_client(const vkvt_daemon *d, uint32_t idx)
             rc = 6;
         else {
             vkv_view v = vkv_fetch_view(f, 0);
-            if (v.size != sz || memcmp(v.data, blk, sz) != 0)
+            if (vkvt_bind_like(f, 0, blk, sz) != 0 || v.size != sz ||
+                memcmp(v.data, blk, sz) != 0)
                 rc = 7;
             if (vkv_fetch_release(c, f) != 0 && !rc)
                 rc = 8;

@@ -5,6 +5,7 @@
  * answers FETCH and ALLOC with extents that are out of bounds in one way
  * each; the client must refuse them (VKV_EPROTO) and never crash.
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,8 +147,9 @@ static int setup(void **state)
     if (!mkdtemp(g.dir))
         return -1;
     snprintf(g.fds_path, sizeof g.fds_path, "%s/vkvd.fds", g.dir);
-    g.memfd = memfd_create("fake-slab", MFD_CLOEXEC);
-    if (g.memfd < 0 || ftruncate(g.memfd, (off_t)PAGE * SLAB_PAGES) != 0)
+    g.memfd = memfd_create("fake-slab", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (g.memfd < 0 || ftruncate(g.memfd, (off_t)PAGE * SLAB_PAGES) != 0 ||
+        fcntl(g.memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) /* as vkvd does */
         return -1;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g.fds_path);
