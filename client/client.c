@@ -993,6 +993,11 @@ int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out)
     return 0;
 }
 
+uint64_t vkvc_put_lease(const vkv_put *p)
+{
+    return p ? p->lease : 0;
+}
+
 void *vkv_put_data(vkv_put *p)
 {
     return p ? p->data : NULL;

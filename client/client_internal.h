@@ -15,6 +15,9 @@
  * copied into why (if not NULL). */
 int vkvc_call(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why, size_t why_len);
 
+/* The lease id of a reservation (tests send COMMIT by hand with it). */
+uint64_t vkvc_put_lease(const vkv_put *p);
+
 /* The session id of the client's current session. */
 uint64_t vkvc_session(const vkv_client *c);
 
