@@ -164,10 +164,55 @@ def test_put_fetch_decode(d):
             assert tuple(tk.shape) == (L, T, H, D)
 
 
+def test_identity_and_geometry(d):
+    """A fetched block carries the identity of (namespace, key); the decoders
+    refuse a destination of another geometry and a block bound to another key
+    (nothing written), and error names come from libvkv's own table."""
+    import ctypes
+    key = vkv.key_chain(None, [5] * T)
+    put_in_child(d.rundir, key, 9, [(0, T)])
+    lib = vkv.load_library()
+    with vkv.Client(rundir=d.rundir, ns=NS) as c:
+        with c.fetch([key]) as f:
+            ident = f.ident(0)
+            assert len(ident) == 16 and ident != bytes(16)
+            k, _ = f.decode(0)  # the identity-checked path
+            assert k.shape == (L, T, H, D)
+            view = f._view(0)
+            # a destination with one KV head instead of two: refused
+            kb = np.full((L, T, 1, D), 0x7777, dtype=np.uint16)
+            vb = np.full((L, T, 1, D), 0x7777, dtype=np.uint16)
+            kp = (ctypes.c_void_p * L)(*[kb.ctypes.data + l * kb.strides[0] for l in range(L)])
+            vp = (ctypes.c_void_p * L)(*[vb.ctypes.data + l * vb.strides[0] for l in range(L)])
+            dst = vkv._Dst(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                           ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), D, D,
+                           vkv._Geometry(L, 1, D, T, vkv.DTYPE_F16), None)
+            rc = lib.vkv_fetch_decode(f._h, 0, 0, ctypes.byref(dst))
+            assert vkv.error_name(rc) == "VKV_EGEOMETRY", rc
+            rc = lib.vkv_decode(view.data, view.size, 0, ctypes.byref(dst))
+            assert vkv.error_name(rc) == "VKV_EGEOMETRY", rc
+            assert (kb == 0x7777).all() and (vb == 0x7777).all()
+            # the right geometry but another key's identity: refused
+            other = ctypes.create_string_buffer(b"\x01" * 16, 16)
+            k2 = np.empty((L, T, H, D), dtype=np.float16)
+            v2 = np.empty((L, T, H, D), dtype=np.float16)
+            kp = (ctypes.c_void_p * L)(*[k2.ctypes.data + l * k2.strides[0] for l in range(L)])
+            vp = (ctypes.c_void_p * L)(*[v2.ctypes.data + l * v2.strides[0] for l in range(L)])
+            dst = vkv._Dst(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                           ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), H * D, D,
+                           vkv._Geometry(L, H, D, T, vkv.DTYPE_F16),
+                           ctypes.cast(other, ctypes.c_void_p))
+            rc = lib.vkv_decode(view.data, view.size, 0, ctypes.byref(dst))
+            assert vkv.error_name(rc) == "VKV_EIDENT", rc
+            f.renew()
+    assert vkv.error_name(-25) == "VKV_ELEASE"
+
+
 def main():
     test_key_chain()
     with Vkvd(VKVD) as d:
         try:
+            test_identity_and_geometry(d)
             test_put_fetch_decode(d)
         except BaseException:
             print(d.log(), file=sys.stderr)

@@ -15,6 +15,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -43,6 +45,8 @@ static struct {
     int lfd;
     volatile int stop;
     struct scenario sc;
+    const char *hello_fd_path; /* what HELLO names (default fds_path) */
+    int send_fd;               /* the fd the channel passes (default memfd) */
 } g;
 
 /* fd channel: one slab, fd attached, for every connection. */
@@ -74,7 +78,7 @@ static void *fd_thread(void *arg)
             cm->cmsg_level = SOL_SOCKET;
             cm->cmsg_type = SCM_RIGHTS;
             cm->cmsg_len = CMSG_LEN(sizeof(int));
-            memcpy(CMSG_DATA(cm), &g.memfd, sizeof(int));
+            memcpy(CMSG_DATA(cm), &g.send_fd, sizeof(int));
             if (sendmsg(c, &m, MSG_NOSIGNAL) < 0)
                 perror("sendmsg");
         }
@@ -111,7 +115,7 @@ static void *rep_thread(void *arg)
             rep.u.hello.backend = VKVP_BACKEND_HOST;
             rep.u.hello.lease_ttl_ms = 1000;
             rep.u.hello.page_size = PAGE;
-            rep.u.hello.fd_path = vkvp_cstr(g.fds_path);
+            rep.u.hello.fd_path = vkvp_cstr(g.hello_fd_path ? g.hello_fd_path : g.fds_path);
             rep.u.hello.slabs = &slab;
             rep.u.hello.nslabs = 1;
             break;
@@ -151,6 +155,7 @@ static int setup(void **state)
     if (g.memfd < 0 || ftruncate(g.memfd, (off_t)PAGE * SLAB_PAGES) != 0 ||
         fcntl(g.memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) /* as vkvd does */
         return -1;
+    g.send_fd = g.memfd;
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g.fds_path);
     g.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -251,6 +256,100 @@ static void overflowing_page_numbers_are_refused(void **state)
     assert_int_equal(a, VKV_EPROTO);
 }
 
+/* Connects to the fake with the current HELLO settings; vkv_connect's code. */
+static int try_connect(void)
+{
+    vkv_options o = {0};
+    o.rundir = g.dir;
+    o.ns = "fake";
+    o.timeout_ms = 2000;
+    vkv_client *c;
+    int rc = vkv_connect(&o, &c);
+    if (rc == 0)
+        vkv_close(c);
+    return rc;
+}
+
+/* A daemon that names an fd channel outside the runtime dir is refused. */
+static void fd_path_outside_the_rundir_is_refused(void **state)
+{
+    (void)state;
+    const char *bad[] = {"/tmp/vkvd.fds", "/tmp/vkv-fake-elsewhere/vkvd.fds"};
+    char sub_path[200];
+    snprintf(sub_path, sizeof sub_path, "%s/sub/vkvd.fds", g.dir);
+    for (int i = 0; i < 3; i++) {
+        g.hello_fd_path = i < 2 ? bad[i] : sub_path;
+        assert_int_equal(try_connect(), VKV_EPROTO);
+    }
+    g.hello_fd_path = NULL;
+    assert_int_equal(try_connect(), 0);
+}
+
+/* A slab fd that could shrink under the mapping (no seals), or of another
+ * size than announced, is refused. */
+static void unsealed_or_wrong_size_slab_is_refused(void **state)
+{
+    (void)state;
+    int loose = memfd_create("loose", MFD_CLOEXEC);
+    assert_true(loose >= 0);
+    assert_int_equal(ftruncate(loose, (off_t)PAGE * SLAB_PAGES), 0);
+    g.send_fd = loose;
+    assert_int_equal(try_connect(), VKV_EPROTO);
+    int small = memfd_create("small", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_int_equal(ftruncate(small, (off_t)PAGE), 0);
+    assert_int_equal(fcntl(small, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    g.send_fd = small;
+    assert_int_equal(try_connect(), VKV_EPROTO);
+    g.send_fd = g.memfd;
+    close(loose);
+    close(small);
+    assert_int_equal(try_connect(), 0);
+}
+
+/* An fd channel served by a process of another uid is refused, even inside
+ * our own runtime dir (root only: the test needs setuid). */
+static void fd_channel_of_another_uid_is_refused(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("not root: cannot run a peer of another uid; skipped\n");
+        skip();
+    }
+    char path[100];
+    snprintf(path, sizeof path, "%s/other.fds", g.dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(chmod(path, 0666), 0);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t p = fork();
+    if (p == 0) {
+        /* SO_PEERCRED reports the credentials in force at listen() */
+        if (setgid(65534) != 0 || setuid(65534) != 0 || listen(ls, 4) != 0)
+            _exit(1);
+        if (write(ready[1], "x", 1) != 1)
+            _exit(1);
+        for (;;) {
+            int c = accept(ls, NULL, NULL);
+            if (c >= 0)
+                close(c);
+        }
+    }
+    char x;
+    assert_int_equal(read(ready[0], &x, 1), 1);
+    g.hello_fd_path = path;
+    assert_int_equal(try_connect(), VKV_EPERM);
+    g.hello_fd_path = NULL;
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+    close(ls);
+    close(ready[0]);
+    close(ready[1]);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +358,9 @@ int main(void)
         cmocka_unit_test(pages_past_the_slab_end_are_refused),
         cmocka_unit_test(length_beyond_the_extents_is_refused),
         cmocka_unit_test(overflowing_page_numbers_are_refused),
+        cmocka_unit_test(fd_path_outside_the_rundir_is_refused),
+        cmocka_unit_test(unsealed_or_wrong_size_slab_is_refused),
+        cmocka_unit_test(fd_channel_of_another_uid_is_refused),
     };
     return cmocka_run_group_tests_name("client_bounds", tests, setup, teardown);
 }
