@@ -16,6 +16,13 @@
  *  - daemon VmRSS at the end < 2x VmRSS at one third of the run (reported);
  *  - zero mismatched fetched blocks and zero unexpected errors.
  * Counts are printed. Exit 0 on success, 1 with a message.
+ *
+ * With argv[2] = "short-lease" the lease TTL (60 ms) is shorter than the
+ * workers' think time (0..120 ms between FETCH and reading the view, and
+ * between ALLOC and writing + COMMIT): leases expire under the workers all
+ * the time. Every fetched block must still be the one committed under its
+ * key (quarantine); VKV_ELEASE from release/commit is then an expected
+ * outcome, counted, and must occur.
  */
 #include <signal.h>
 #include <stdatomic.h>
@@ -29,14 +36,17 @@
 #define NKEYS 1024u
 #define KEY_SEED 4242u
 
-static const char *const g_flags[] = {"--capacity", "2M", "--slab-size", "1M", "--page-size",
-                                      "4K", "--reap-interval-ms", "100", "--cold-max", "0",
-                                      NULL};
+static const char *g_flags[] = {"--capacity",         "2M",  "--slab-size",  "1M",
+                                "--page-size",        "4K",  "--cold-max",   "0",
+                                "--reap-interval-ms", "100", "--lease-ttl-ms", "30000",
+                                NULL};
+static unsigned g_think_ms; /* short-lease mode: max think time */
 
 /* Counters shared by all workers (MAP_SHARED). */
 typedef struct counters {
     atomic_ullong lookups, fetch_hits, fetch_misses, puts, put_exists, put_nospace;
     atomic_ullong mismatches, errors;
+    atomic_ullong late_releases, late_commits; /* VKV_ELEASE (short-lease mode) */
     atomic_int last_error;
 } counters;
 
@@ -83,8 +93,15 @@ static uint64_t rnd(uint64_t *s)
     return *s;
 }
 
+/* Sleeps up to g_think_ms (short-lease mode). */
+static void think(uint64_t *r)
+{
+    if (g_think_ms)
+        vkvt_sleep_ms((int)(rnd(r) % (g_think_ms + 1)));
+}
+
 /* Fetches key i and verifies the block against `ref` (a local encoding). */
-static void do_fetch(vkv_client *c, uint32_t i, const void *ref, size_t refsz)
+static void do_fetch(vkv_client *c, uint32_t i, const void *ref, size_t refsz, uint64_t *r)
 {
     vkv_key k = vkvt_key(KEY_SEED, i);
     vkv_fetch *f = NULL;
@@ -93,6 +110,7 @@ static void do_fetch(vkv_client *c, uint32_t i, const void *ref, size_t refsz)
         unexpected(rc);
         return;
     }
+    think(r);
     if (vkv_fetch_count(f) == 1) {
         vkv_view v = vkv_fetch_view(f, 0);
         vkv_shape s = soak_shape();
@@ -123,12 +141,14 @@ static void do_fetch(vkv_client *c, uint32_t i, const void *ref, size_t refsz)
         atomic_fetch_add(&g_ctr->fetch_misses, 1);
     }
     rc = vkv_fetch_release(c, f);
-    if (rc != 0)
+    if (rc == VKV_ELEASE && g_think_ms)
+        atomic_fetch_add(&g_ctr->late_releases, 1);
+    else if (rc != 0)
         unexpected(rc);
 }
 
 /* Puts key i (bytes `ref`). */
-static void do_put(vkv_client *c, uint32_t i, const void *ref, size_t refsz)
+static void do_put(vkv_client *c, uint32_t i, const void *ref, size_t refsz, uint64_t *r)
 {
     vkv_key k = vkvt_key(KEY_SEED, i);
     vkv_put *p = NULL;
@@ -145,9 +165,12 @@ static void do_put(vkv_client *c, uint32_t i, const void *ref, size_t refsz)
         unexpected(rc);
         return;
     }
+    think(r);
     memcpy(vkv_put_data(p), ref, refsz);
     rc = vkv_put_commit(c, p);
-    if (rc != 0)
+    if (rc == VKV_ELEASE && g_think_ms)
+        atomic_fetch_add(&g_ctr->late_commits, 1);
+    else if (rc != 0)
         unexpected(rc);
     else
         atomic_fetch_add(&g_ctr->puts, 1);
@@ -187,9 +210,9 @@ static int worker(const vkvt_daemon *d, uint64_t seed, uint64_t deadline)
             continue;
         }
         if (op < 7)
-            do_fetch(c, i, ref, refsz);
+            do_fetch(c, i, ref, refsz, &r);
         else
-            do_put(c, i, ref, refsz);
+            do_put(c, i, ref, refsz, &r);
         free(ref);
     }
     vkv_close(c);
@@ -215,6 +238,17 @@ int main(int argc, char **argv)
     else if (env && *env)
         secs = atoi(env);
     CHECK(secs >= 3, "duration %d s too short", secs);
+    if (argc > 2 && strcmp(argv[2], "short-lease") == 0) {
+        g_think_ms = 120;
+        for (int i = 0; g_flags[i]; i++) {
+            if (strcmp(g_flags[i], "--lease-ttl-ms") == 0)
+                g_flags[i + 1] = "60";
+            if (strcmp(g_flags[i], "--capacity") == 0) /* fewer puts commit: */
+                g_flags[i + 1] = "512K";                /* keep eviction going */
+            if (strcmp(g_flags[i], "--slab-size") == 0)
+                g_flags[i + 1] = "512K";
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     g_ctr = mmap(NULL, sizeof *g_ctr, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(g_ctr != MAP_FAILED, "mmap");
@@ -296,12 +330,19 @@ int main(int argc, char **argv)
            (unsigned long long)leases, (unsigned long long)writing);
     printf("soak: daemon fds %d (baseline %d), VmRSS %ld kB at 1/3, %ld kB at end\n", fd_end,
            fd_base, rss_third, rss_end);
+    if (g_think_ms)
+        printf("soak: short leases (60 ms, think up to %u ms): %llu late releases, %llu late "
+               "commits (VKV_ELEASE), every fetched block still its own key's\n",
+               g_think_ms, (unsigned long long)g_ctr->late_releases,
+               (unsigned long long)g_ctr->late_commits);
 
     CHECK(g_ctr->mismatches == 0, "fetched blocks differ");
     CHECK(g_ctr->errors == 0, "unexpected errors (last %s)",
           vkv_strerror(atomic_load(&g_ctr->last_error)));
     CHECK(bad_exit == 0, "%d workers exited badly", bad_exit);
     CHECK(g_ctr->fetch_hits > 0 && g_ctr->puts > 0, "no traffic");
+    CHECK(!g_think_ms || (g_ctr->late_releases > 0 && g_ctr->late_commits > 0),
+          "short-lease mode: no lease ever expired under a worker");
     CHECK(evictions > 0, "the arena never filled: eviction untested");
     CHECK(kills == 0 || reaped > 0, "killed sessions never reaped");
     CHECK(leases == 0, "leaked leases: %llu", (unsigned long long)leases);
