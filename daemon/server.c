@@ -84,6 +84,7 @@ struct vkvd_server {
     struct live_sess *live;
     size_t nlive, caplive;
     uint64_t identity_failures; /* blocks refused for a wrong (ns, key) */
+    uint64_t cold_envs_quarantined; /* damaged LMDB envs moved aside at start */
 };
 
 /* A session the fd channel may serve, and the pid the kernel gave for it. */
@@ -743,6 +744,23 @@ static void open_cold(vkvd_server *srv)
     cc.max_bytes = srv->cfg.cold_max;
     cc.sync_interval_ms = srv->cfg.cold_sync_ms;
     int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
+    if (rc == VKV_ECORRUPT) {
+        /* A damaged environment (a power cut with a lying disk, a bad
+         * copy...) is never served and never silently dropped: it is moved
+         * aside for inspection and the tier starts empty. */
+        char aside[VKVD_PATH_MAX + 64];
+        snprintf(aside, sizeof aside, "%s.corrupt-%llu", dir, (unsigned long long)vkv_wall_ms());
+        if (rename(dir, aside) == 0) {
+            srv->cold_envs_quarantined++;
+            VKV_ERROR("cold tier at %s is damaged (%s): moved aside to %s; starting an empty one",
+                      dir, err, aside);
+            err[0] = '\0';
+            rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
+        } else {
+            VKV_ERROR("cold tier at %s is damaged (%s) and cannot be moved aside: %s", dir, err,
+                      strerror(errno));
+        }
+    }
     if (rc) {
         VKV_ERROR("cold tier at %s unavailable (%s): %s; serving from memory only", dir,
                   vkv_strerror(rc), err);
@@ -875,6 +893,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "commits", s.commits);
     counter(cs, "commits_rejected", srv->commit_rejected);
     counter(cs, "identity_failures", srv->identity_failures);
+    counter(cs, "cold_envs_quarantined", srv->cold_envs_quarantined);
     counter(cs, "aborts", s.aborts);
     counter(cs, "deletes", s.deletes);
     counter(cs, "evictions", s.evictions);

@@ -1,7 +1,7 @@
 /*
  * store/cold.c - the LMDB cold tier (see cold.h and docs/COLD_TIER.md).
  *
- * Layout (named DBs in one env, MDB_NOSYNC | MDB_NOTLS, no MDB_WRITEMAP):
+ * Layout (named DBs in one env, MDB_NOMETASYNC | MDB_NOTLS, no MDB_WRITEMAP):
  *   info  "format" -> u32 format version
  *   ns    namespace bytes + NUL -> u32 ns id
  *   nsid  u32 ns id (BE) -> namespace bytes + NUL
@@ -1771,7 +1771,12 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
                                    "LMDB set-up: %s", mdb_strerror(rc));
         goto fail_env;
     }
-    rc = mdb_env_open(c->env, c->dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+    /* MDB_NOMETASYNC, not MDB_NOSYNC: every commit flushes its data pages
+     * and only the meta page waits for the next explicit sync, so a power
+     * cut can lose the newest transactions but never corrupt older ones
+     * (with MDB_NOSYNC, LMDB may reuse pages freed since the last sync and a
+     * crash can damage more than the newest transaction). */
+    rc = mdb_env_open(c->env, c->dir, MDB_NOMETASYNC | MDB_NOTLS, 0600);
     if (rc != 0) {
         code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc),
                                    "cannot open LMDB environment in '%s': %s", c->dir,

@@ -234,6 +234,45 @@ static void unusable_state_dir_serves_hot_only(void **state)
     vkvt_cleanup(&d);
 }
 
+/* A cold tier LMDB refuses to open (a damaged env) is moved aside, reported
+ * and replaced by an empty one: the daemon keeps a working cold tier and the
+ * damaged files stay for inspection. */
+static void damaged_env_is_moved_aside(void **state)
+{
+    (void)state;
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "damaged", &c), 0);
+    assert_int_equal(put_range(c, 600, 0, 10), 0);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0); /* spills to LMDB */
+    /* garbage over both meta pages: LMDB cannot open this any more */
+    char path[400];
+    snprintf(path, sizeof path, "%s/cold/data.mdb", d.statedir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    uint8_t junk[8192];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 131u + 7u);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    fclose(fp);
+    assert_int_equal(vkvt_start(&d, g_flags), 0);
+    assert_int_equal(vkvt_connect(&d, "damaged", &c), 0);
+    assert_int_equal(vkvt_stat(c, "cold_available"), 1);
+    assert_int_equal(vkvt_stat(c, "cold_envs_quarantined"), 1);
+    assert_int_equal(check_one(c, 600, 0), 0); /* gone, not served */
+    assert_int_equal(put_range(c, 610, 0, 80), 0); /* the new tier spills */
+    assert_true(vkvt_stat(c, "spills") > 0);
+    assert_int_equal(check_one(c, 610, 0), 1);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -d %s/cold.corrupt-* >/dev/null 2>&1", d.statedir);
+    assert_int_equal(system(cmd), 0);
+    vkvt_cleanup(&d);
+}
 
 /* Sends EVICT all (to cold or drop) or FLUSH through an admin session. */
 static uint64_t admin_evict_all(const vkvt_daemon *d, vkvp_op op, int drop)
@@ -302,6 +341,7 @@ int main(void)
         cmocka_unit_test(corrupt_bytes_on_disk_are_detected_and_never_served),
         cmocka_unit_test(tiny_cold_bound_keeps_the_daemon_serving),
         cmocka_unit_test(unusable_state_dir_serves_hot_only),
+        cmocka_unit_test(damaged_env_is_moved_aside),
         cmocka_unit_test(flush_moves_hot_entries_to_cold_and_evict_drop_forgets),
     };
     return cmocka_run_group_tests_name("cold", tests, NULL, NULL);
