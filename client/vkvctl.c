@@ -47,11 +47,11 @@ enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CONN = 3, EX_NOTFOUND = 4, EX_IO 
 
 static int g_json;
 static const char *g_rundir;
-static int g_color;        /* 1: ANSI colours on stdout (decided once in main) */
-static int g_color_err;    /* 1: ANSI colours on stderr */
-static unsigned g_width;   /* columns of the terminal; 0 = unlimited (not a terminal) */
+static int g_color;      /* 1: ANSI colours on stdout (decided once in main) */
+static int g_color_err;  /* 1: ANSI colours on stderr */
+static unsigned g_width; /* columns of the terminal; 0 = unlimited (not a terminal) */
 
-#define KEY_MIN_HEX 8   /* shortest key prefix accepted */
+#define KEY_MIN_HEX  8  /* shortest key prefix accepted */
 #define KEY_SHOW_HEX 16 /* key digits `ls` prints (more when needed to be unique) */
 
 /* ANSI escape for `code` ("1" bold, "32" green, ...) when colour is on for
@@ -133,8 +133,8 @@ static int fail(int rc, const char *what)
         cJSON_AddStringToObject(o, "message", what && *what ? what : vkv_strerror(rc));
         emit(o);
     } else {
-        fprintf(stderr, "%svkvctl:%s %s\n", g_color_err ? "\033[31m" : "", g_color_err ? "\033[0m" : "",
-                what && *what ? what : vkv_strerror(rc));
+        fprintf(stderr, "%svkvctl:%s %s\n", g_color_err ? "\033[31m" : "",
+                g_color_err ? "\033[0m" : "", what && *what ? what : vkv_strerror(rc));
     }
     return ex;
 }
@@ -297,11 +297,21 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
     optind = 1;
     while ((o = getopt_long(argc, argv, "wi:n:h", opts, NULL)) != -1) {
         switch (o) {
-        case 'w': watch = 1; break;
-        case 'i': interval = strtol(optarg, NULL, 10); break;
-        case 'n': iterations = strtol(optarg, NULL, 10); break;
-        case 'h': usage_status(stdout); return EX_OK;
-        default: usage_status(stderr); return EX_USAGE;
+        case 'w':
+            watch = 1;
+            break;
+        case 'i':
+            interval = strtol(optarg, NULL, 10);
+            break;
+        case 'n':
+            iterations = strtol(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage_status(stdout);
+            return EX_OK;
+        default:
+            usage_status(stderr);
+            return EX_USAGE;
         }
     }
     if (optind < argc || interval < 10 || interval > 3600000 || iterations == 0 ||
@@ -705,15 +715,17 @@ static int key_prefix_arg(const char *arg, char hex[65])
     for (size_t i = 0; i < n; i++)
         if (!isxdigit((unsigned char)arg[i]) || i >= 64) {
             char msg[200];
-            snprintf(msg, sizeof msg, "'%.80s' is not a key: give 8 to 64 hex digits "
-                     "(the KEY column of vkvctl ls)", arg);
+            snprintf(msg, sizeof msg,
+                     "'%.80s' is not a key: give 8 to 64 hex digits "
+                     "(the KEY column of vkvctl ls)",
+                     arg);
             fail(VKV_EINVAL, msg);
             return EX_USAGE;
         }
     if (n < KEY_MIN_HEX) {
         char msg[200];
-        snprintf(msg, sizeof msg, "key prefix '%s' is too short: give at least %d hex digits",
-                 arg, KEY_MIN_HEX);
+        snprintf(msg, sizeof msg, "key prefix '%s' is too short: give at least %d hex digits", arg,
+                 KEY_MIN_HEX);
         fail(VKV_EINVAL, msg);
         return EX_USAGE;
     }
@@ -859,10 +871,17 @@ static int cmp_entry(const void *a, const void *b)
     const vkvp_entry *y = &((const struct ent *)b)->e;
     uint64_t u = 0, v = 0;
     switch (g_sort_field) {
-    case 1: u = x->last_ms, v = y->last_ms; break;
-    case 2: u = x->size, v = y->size; break;
-    case 3: u = x->hits, v = y->hits; break;
-    default: break;
+    case 1:
+        u = x->last_ms, v = y->last_ms;
+        break;
+    case 2:
+        u = x->size, v = y->size;
+        break;
+    case 3:
+        u = x->hits, v = y->hits;
+        break;
+    default:
+        break;
     }
     if (u != v)
         return u > v ? -1 : 1;
@@ -887,36 +906,52 @@ static void usage_ls(FILE *fp)
 static const char *state_col(int state)
 {
     switch (state) {
-    case VKVP_STATE_READY: return col("32");
-    case VKVP_STATE_COLD: return col("34");
-    default: return col("33");
+    case VKVP_STATE_READY:
+        return col("32");
+    case VKVP_STATE_COLD:
+        return col("34");
+    default:
+        return col("33");
     }
 }
 
 static int cmd_ls(vkv_client *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
-                                         {"limit", required_argument, NULL, 'l'},
-                                         {"tier", required_argument, NULL, 't'},
-                                         {"sort", required_argument, NULL, 's'},
-                                         {"long", no_argument, NULL, 'L'},
-                                         {"quiet", no_argument, NULL, 'q'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"ns", required_argument, NULL, 'n'},   {"limit", required_argument, NULL, 'l'},
+        {"tier", required_argument, NULL, 't'}, {"sort", required_argument, NULL, 's'},
+        {"long", no_argument, NULL, 'L'},       {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
     const char *ns = NULL, *tier = NULL, *sort = NULL;
     long limit = -1;
     int o, long_form = 0, quiet = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "n:l:t:s:Lqh", opts, NULL)) != -1) {
         switch (o) {
-        case 'n': ns = optarg; break;
-        case 'l': limit = strtol(optarg, NULL, 10); break;
-        case 't': tier = optarg; break;
-        case 's': sort = optarg; break;
-        case 'L': long_form = 1; break;
-        case 'q': quiet = 1; break;
-        case 'h': usage_ls(stdout); return EX_OK;
-        default: usage_ls(stderr); return EX_USAGE;
+        case 'n':
+            ns = optarg;
+            break;
+        case 'l':
+            limit = strtol(optarg, NULL, 10);
+            break;
+        case 't':
+            tier = optarg;
+            break;
+        case 's':
+            sort = optarg;
+            break;
+        case 'L':
+            long_form = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage_ls(stdout);
+            return EX_OK;
+        default:
+            usage_ls(stderr);
+            return EX_USAGE;
         }
     }
     g_sort_field = 0;
@@ -1386,11 +1421,11 @@ static void print_layers(const cJSON *o)
            jnum(o, "visual_tokens"), jnum(o, "raw_tokens"), 100 * jnum(o, "raw_token_share"));
     printf("%sbytes:%s    %s = header %.0f B + raw %s (%.1f%%) + sign bits %s + %s %s + "
            "padding %.0f B; %.3f bits/element\n",
-           col("1"), rst(), hsize((uint64_t)jnum(o, "bytes"), a, sizeof a),
-           jnum(o, "header_bytes"), hsize((uint64_t)jnum(o, "raw_bytes"), b, sizeof b),
-           100 * jnum(o, "raw_byte_share"), hsize((uint64_t)jnum(o, "bits_bytes"), d, sizeof d),
+           col("1"), rst(), hsize((uint64_t)jnum(o, "bytes"), a, sizeof a), jnum(o, "header_bytes"),
+           hsize((uint64_t)jnum(o, "raw_bytes"), b, sizeof b), 100 * jnum(o, "raw_byte_share"),
+           hsize((uint64_t)jnum(o, "bits_bytes"), d, sizeof d),
            strcmp(cJSON_GetObjectItem(o, "scale_kind")->valuestring, "scale") ? "levels"
-                                                                                : "means+scales",
+                                                                              : "means+scales",
            hsize((uint64_t)jnum(o, "lev_bytes"), e, sizeof e), jnum(o, "padding_bytes"),
            jnum(o, "bits_per_element"));
     const char *kind =
@@ -1398,8 +1433,8 @@ static void print_layers(const cJSON *o)
     char kh[40], vh[40];
     snprintf(kh, sizeof kh, "K %s min/mean/max", kind);
     snprintf(vh, sizeof vh, "V %s min/mean/max", kind);
-    printf("%s%5s %10s %10s %10s %10s  %-24s  %-24s%s\n", col("1"), "LAYER", "BYTES", "RAW",
-           "BITS", "LEVELS", kh, vh, rst());
+    printf("%s%5s %10s %10s %10s %10s  %-24s  %-24s%s\n", col("1"), "LAYER", "BYTES", "RAW", "BITS",
+           "LEVELS", kh, vh, rst());
     const cJSON *l;
     cJSON_ArrayForEach(l, cJSON_GetObjectItem(o, "per_layer"))
     {
@@ -1419,8 +1454,7 @@ static void print_layers(const cJSON *o)
  * (*ns set or NULL, optind at the first operand), else the exit code to
  * return (help printed: EX_OK; bad option: EX_USAGE after printing the
  * usage to stderr). */
-static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns,
-                         int *layers)
+static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns, int *layers)
 {
     static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
                                          {"layers", no_argument, NULL, 'y'},
@@ -1727,8 +1761,8 @@ static void usage_export(FILE *fp)
 
 /* Decodes the block in view into per-layer float tensors and writes them to
  * path. Returns 0 or a VKV_E* code with a message in err. */
-static int export_block(const vkv_view *view, const char *path, const char *ns,
-                        const char *keyhex, char *err, size_t errlen, cJSON *info)
+static int export_block(const vkv_view *view, const char *path, const char *ns, const char *keyhex,
+                        char *err, size_t errlen, cJSON *info)
 {
     vkv_block_header hdr;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &hdr);
@@ -1746,7 +1780,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns,
     float *f32 = calloc(nel, sizeof *f32);
     void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
     vkve_st_out *outs = calloc(nt, sizeof *outs);
-    char (*names)[32] = calloc(nt, sizeof *names);
+    char(*names)[32] = calloc(nt, sizeof *names);
     rc = VKV_ENOMEM;
     if (!raw || !f32 || !kp || !vp || !outs || !names)
         goto out;
@@ -1781,8 +1815,8 @@ static int export_block(const vkv_view *view, const char *path, const char *ns,
                                sh.ranges[r].start, sh.ranges[r].start + sh.ranges[r].len);
     char codec[128];
     vkv_codec_spec_format(&spec, codec, sizeof codec);
-    const char *meta[] = {"visual_ranges", ranges, "vkv_key", keyhex, "vkv_ns", ns,
-                          "vkv_codec", codec};
+    const char *meta[] = {"visual_ranges", ranges, "vkv_key",   keyhex,
+                          "vkv_ns",        ns,     "vkv_codec", codec};
     /* an empty visual_ranges would mean "all visual" to vkv-eval: omit it
      * only when the block really has no visual tokens */
     size_t nmeta = 4;
@@ -1930,11 +1964,21 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
     optind = 1;
     while ((o = getopt_long(argc, argv, "1n:i:h", opts, NULL)) != -1) {
         switch (o) {
-        case '1': iterations = 1; break;
-        case 'n': iterations = strtol(optarg, NULL, 10); break;
-        case 'i': interval = strtol(optarg, NULL, 10); break;
-        case 'h': usage_top(stdout); return EX_OK;
-        default: usage_top(stderr); return EX_USAGE;
+        case '1':
+            iterations = 1;
+            break;
+        case 'n':
+            iterations = strtol(optarg, NULL, 10);
+            break;
+        case 'i':
+            interval = strtol(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage_top(stdout);
+            return EX_OK;
+        default:
+            usage_top(stderr);
+            return EX_USAGE;
         }
     }
     if (iterations == 0 || iterations < -1 || interval < 10 || interval > 3600000 ||
@@ -1952,7 +1996,8 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
         nanosleep(&ts, NULL);
         if ((ex = take_sample(c, &b)) != 0)
             return ex;
-        double dt = (double)(b.at.tv_sec - a.at.tv_sec) + (double)(b.at.tv_nsec - a.at.tv_nsec) / 1e9;
+        double dt =
+            (double)(b.at.tv_sec - a.at.tv_sec) + (double)(b.at.tv_nsec - a.at.tv_nsec) / 1e9;
         double hr = rate(a.hits, b.hits, dt), mr = rate(a.misses, b.misses, dt);
         double lr = rate(a.lookups, b.lookups, dt), fr = rate(a.fetches, b.fetches, dt);
         double pr = rate(a.commits, b.commits, dt), er = rate(a.evictions, b.evictions, dt);
@@ -1983,7 +2028,8 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
             int nc = 0;
             snprintf(cell[nc++], 48, "hits/s %13.1f", hr);
             snprintf(cell[nc++], 48, "misses/s %11.1f", mr);
-            snprintf(cell[nc++], 48, "hit rate %10.1f%%", hr + mr > 0 ? 100.0 * hr / (hr + mr) : 0.0);
+            snprintf(cell[nc++], 48, "hit rate %10.1f%%",
+                     hr + mr > 0 ? 100.0 * hr / (hr + mr) : 0.0);
             snprintf(cell[nc++], 48, "lookups/s %10.1f", lr);
             snprintf(cell[nc++], 48, "fetches/s %10.1f", fr);
             snprintf(cell[nc++], 48, "puts/s %13.1f", pr);
@@ -2075,7 +2121,7 @@ static int verify_call(vkv_client *c, bool start, bool drop, vkvp_verify_rep *ou
 /* Draws the progress bar on stderr (only called when it is a terminal). */
 static void draw_bar(const vkvp_verify_rep *v)
 {
-    double frac = v->bytes_total ? (double)v->bytes_done / (double)v->bytes_total
+    double frac = v->bytes_total     ? (double)v->bytes_done / (double)v->bytes_total
                   : v->entries_total ? (double)v->entries_done / (double)v->entries_total
                                      : 1.0;
     if (frac > 1)
