@@ -744,9 +744,12 @@ struct target {
  * namespace) into out[0..n) through a full listing, kept in *s for the
  * namespace strings (caller frees it with scan_free, also on failure).
  * Returns 0 or the exit code after reporting: EX_USAGE for a malformed,
- * too short or ambiguous prefix, EX_NOTFOUND when nothing matches. */
+ * too short or ambiguous prefix, EX_NOTFOUND when nothing matches. With
+ * missing_ok, a whole key (64 digits) that matches nothing in a namespace
+ * --ns resolved to is passed on as it is (the daemon then counts 0), as
+ * evict and delete did before prefixes. */
 static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, struct scan *s,
-                        struct target *out)
+                        struct target *out, int missing_ok)
 {
     char hex[65];
     int ex;
@@ -784,6 +787,11 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             if ((want_ns == (size_t)-1 || e->ns_ix == want_ns) && !strncmp(kh, hex, plen) &&
                 nm++ == 0)
                 first = j;
+        }
+        if (nm == 0 && missing_ok && plen == 64 && want_ns != (size_t)-1) {
+            vkv_key_parse(hex, &out[i].key);
+            out[i].ns_ix = want_ns;
+            continue;
         }
         if (nm == 0) {
             char msg[VKVP_MAX_NS + 160];
@@ -1505,7 +1513,7 @@ static int cmd_show(vkv_client *c, int argc, char **argv)
     }
     struct scan s;
     struct target t;
-    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t)) != 0) {
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 0)) != 0) {
         scan_free(&s);
         return ex;
     }
@@ -1617,7 +1625,8 @@ static int keys_op_resolved(vkv_client *c, vkvp_op op, int to_drop, const char *
     vkv_key *keys = calloc((size_t)n, sizeof *keys);
     struct scan s;
     memset(&s, 0, sizeof s);
-    int ex = !t || !keys ? fail(VKV_ENOMEM, NULL) : resolve_keys(c, ns_arg, argv + from, n, &s, t);
+    int ex =
+        !t || !keys ? fail(VKV_ENOMEM, NULL) : resolve_keys(c, ns_arg, argv + from, n, &s, t, 1);
     char *done = ex ? NULL : calloc((size_t)n, 1);
     if (!ex && !done)
         ex = fail(VKV_ENOMEM, NULL);
@@ -1870,7 +1879,7 @@ static int cmd_export(vkv_client *c, int argc, char **argv)
     }
     struct scan s;
     struct target t;
-    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t)) != 0) {
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 0)) != 0) {
         scan_free(&s);
         return ex;
     }
