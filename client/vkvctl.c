@@ -975,8 +975,7 @@ static int cmd_ls(vkv_client *c, int argc, char **argv)
             return EX_USAGE;
         }
     }
-    if ((tier && strcmp(tier, "hot") && strcmp(tier, "cold")) || limit == 0 || limit < -1 ||
-        optind < argc) {
+    if ((tier && strcmp(tier, "hot") && strcmp(tier, "cold")) || limit == 0 || optind < argc) {
         usage_ls(stderr);
         return EX_USAGE;
     }
@@ -2062,8 +2061,7 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
                      vkv_client_epoch(c), dt);
             printf("%s%.*s%s\n\n", col("1"), (int)w, head, rst());
             for (int i = 0; i < nc; i++)
-                printf("%s%-20s%s", i % per ? "  " : "  ", cell[i],
-                       i % per == per - 1 || i == nc - 1 ? "\n" : "");
+                printf("  %-20s%s", cell[i], i % per == per - 1 || i == nc - 1 ? "\n" : "");
             char hot[128], cold[128];
             snprintf(hot, sizeof hot, "hot  %10s of %-10s %8" PRIu64 " entries",
                      hsize(b.bytes_hot, x, sizeof x), hsize(b.capacity, y, sizeof y),
