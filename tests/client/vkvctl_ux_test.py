@@ -7,7 +7,9 @@ queries checked against the metric names the daemon really exports, and
 vkvd's start-up line and --check.
 
 usage: vkvctl_ux_test.py VKVD LIBVKV VKVCTL MODE [ARG]
-MODE: --ux | --daemon | --dashboard DASHBOARD.json | --completion DIR
+MODE: --ux | --daemon | --dashboard DASHBOARD.json | --completion BUILD_DIR CMAKE
+(--completion installs the build into a temporary prefix with CMAKE --install
+and runs the installed scripts)
 Exits 77 (skipped) when numpy is missing (needed to put blocks).
 """
 import fcntl
@@ -427,9 +429,17 @@ def test_dashboard(path):
     assert len(checked) >= 20, checked
 
 
-def test_completion(cdir, d):
-    bash_file = os.path.join(cdir, "vkvctl.bash")
-    zsh_file = os.path.join(cdir, "_vkvctl")
+def test_completion(build, cmake, d):
+    # the scripts as `cmake --install` lays them out
+    prefix = tempfile.mkdtemp(prefix="vkv-install-")
+    r = subprocess.run([cmake, "--install", build, "--prefix", prefix], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bash_file = os.path.join(prefix, "share", "bash-completion", "completions", "vkvctl")
+    zsh_dir = os.path.join(prefix, "share", "zsh", "site-functions")
+    zsh_file = os.path.join(zsh_dir, "_vkvctl")
+    assert os.path.isfile(bash_file) and os.path.isfile(zsh_file), prefix
+    assert os.path.isfile(os.path.join(prefix, "share", "vkv", "grafana", "vkvd-dashboard.json"))
     r = subprocess.run(["bash", "-n", bash_file], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a = vkv.Client(rundir=d.rundir, ns=FP)
@@ -501,9 +511,31 @@ _vkvctl_namespaces
         assert lines[:3] and set(lines[:3]) == {k1.hex()[:16], k2.hex()[:16], k3.hex()[:16]}, r.stdout
         assert lines[3:] == [k3.hex()[:16]], r.stdout
         assert set(nss.split()) == {"llava-hf/llava-1.5-7b-hf", "qwen/Qwen2-VL-7B-Instruct"}
+        # and for real: an interactive zsh (zsh/zpty) with compinit and the
+        # installed directory on $fpath completes `delete 0b<TAB>`
+        want = f"delete {k3.hex()[:16]}"
+        script = f"""
+setopt extendedglob
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1='%% '; fpath=({zsh_dir} \\$fpath); autoload -U compinit; compinit -u -D"
+zpty -w -n z "vkvctl --rundir {rd} delete 0b"$'\\t'
+out=
+for i in {{1..80}}; do
+  zpty -r -t z chunk && out+=$chunk
+  [[ ${{out//$'\\e'\\[[0-9;?]#[a-zA-Z]/}} == *'{want}'* ]] && break
+  sleep 0.25
+done
+print -r -- "$out"
+zpty -d z
+"""
+        r = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert want in strip_ansi(r.stdout), repr(r.stdout[-800:])
     a.close()
     o.close()
     shutil.rmtree(bindir, ignore_errors=True)
+    shutil.rmtree(prefix, ignore_errors=True)
 
 
 def sh_quote(w):
@@ -521,7 +553,7 @@ def main():
     with Vkvd(VKVD) as d:
         try:
             if MODE == "--completion":
-                test_completion(sys.argv[5], d)
+                test_completion(sys.argv[5], sys.argv[6], d)
             else:
                 test_ux(d)
         except BaseException:
