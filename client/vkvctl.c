@@ -654,56 +654,80 @@ static int ambiguous(const char *what, const char *const *cand, size_t n, const 
     return EX_USAGE;
 }
 
-/* Resolves `arg` (what the user gave --ns) against the namespaces of s:
- * the exact name; else, when arg holds "..." (a name `ls` shortened), the
- * one namespace it matches with "..." standing for any text (ns_glob);
- * else the one namespace whose model part or fingerprint (text before '#')
- * is arg; else the one namespace arg is a prefix of. Returns its index, or
- * (size_t)-1 after reporting, with the exit code in *ex (EX_NOTFOUND: none
- * matches; EX_USAGE: several do). */
+/* Marks in mask[0..s->nns) the namespaces of s that `arg` (what the user
+ * gave --ns) names: the exact name alone if there is one; else, when arg
+ * holds "..." (a name `ls` shortened), those it matches with "..." standing
+ * for any text (ns_glob); else those whose model part or fingerprint (text
+ * before '#') is arg, or failing that those arg is a prefix of. Returns how
+ * many it marked. */
+static size_t ns_candidates(const struct scan *s, const char *arg, char *mask)
+{
+    size_t len = strlen(arg), n = 0;
+    memset(mask, 0, s->nns);
+    for (size_t i = 0; i < s->nns; i++)
+        if (!strcmp(s->ns[i], arg)) {
+            mask[i] = 1;
+            return 1;
+        }
+    if (strstr(arg, "...")) {
+        for (size_t i = 0; i < s->nns; i++)
+            n += (size_t)(mask[i] = (char)ns_glob(s->ns[i], arg, len));
+        return n;
+    }
+    for (size_t i = 0; i < s->nns; i++) {
+        const char *ns = s->ns[i];
+        size_t fp = strcspn(ns, "#");
+        n += (size_t)(mask[i] =
+                          (char)((ns_model_len(ns) == len || fp == len) && !strncmp(ns, arg, len)));
+    }
+    if (n == 0)
+        for (size_t i = 0; i < s->nns; i++)
+            n += (size_t)(mask[i] = (char)!strncmp(s->ns[i], arg, len));
+    return n;
+}
+
+/* Reports that `arg` names no namespace (EX_NOTFOUND) or several of them,
+ * those marked in mask (EX_USAGE), and returns that exit code. */
+static int ns_report(const struct scan *s, const char *arg, const char *mask, size_t n)
+{
+    if (n == 0) {
+        char msg[VKVP_MAX_NS + 64];
+        snprintf(msg, sizeof msg, "no namespace matches '%s' (vkvctl namespaces lists them)", arg);
+        return fail(VKV_ENOTFOUND, msg);
+    }
+    const char **cand = calloc(n, sizeof *cand);
+    if (!cand)
+        return fail(VKV_ENOMEM, NULL);
+    size_t k = 0;
+    for (size_t i = 0; i < s->nns && k < n; i++)
+        if (mask[i])
+            cand[k++] = s->ns[i];
+    char what[VKVP_MAX_NS + 32];
+    snprintf(what, sizeof what, "namespace '%s'", arg);
+    int ex = ambiguous(what, cand, k, "give more of the namespace (vkvctl namespaces lists them)");
+    free(cand);
+    return ex;
+}
+
+/* Resolves `arg` (what the user gave --ns) to the one namespace of s it
+ * names (ns_candidates). Returns its index, or (size_t)-1 after reporting,
+ * with the exit code in *ex (EX_NOTFOUND: none; EX_USAGE: several). */
 static size_t resolve_ns(const struct scan *s, const char *arg, int *ex)
 {
-    for (size_t i = 0; i < s->nns; i++)
-        if (!strcmp(s->ns[i], arg))
-            return i;
-    size_t len = strlen(arg);
-    const char **cand = calloc(s->nns + 1, sizeof *cand);
-    size_t n = 0;
-    if (!cand) {
+    char *mask = malloc(s->nns + 1);
+    if (!mask) {
         *ex = fail(VKV_ENOMEM, NULL);
         return (size_t)-1;
     }
-    size_t found = (size_t)-1;
-    if (strstr(arg, "...")) { /* a name `ls` shortened */
-        for (size_t i = 0; i < s->nns; i++)
-            if (ns_glob(s->ns[i], arg, len))
-                cand[n++] = s->ns[i];
-    } else {
-        for (size_t i = 0; i < s->nns; i++) {
-            const char *ns = s->ns[i];
-            size_t fp = strcspn(ns, "#");
-            if ((ns_model_len(ns) == len || fp == len) && !strncmp(ns, arg, len))
-                cand[n++] = ns;
-        }
-        if (n == 0)
-            for (size_t i = 0; i < s->nns; i++)
-                if (!strncmp(s->ns[i], arg, len))
-                    cand[n++] = s->ns[i];
-    }
+    size_t n = ns_candidates(s, arg, mask), found = (size_t)-1;
     if (n == 1) {
         for (size_t i = 0; i < s->nns; i++)
-            if (s->ns[i] == cand[0])
+            if (mask[i])
                 found = i;
-    } else if (n == 0) {
-        char msg[VKVP_MAX_NS + 64];
-        snprintf(msg, sizeof msg, "no namespace matches '%s' (vkvctl namespaces lists them)", arg);
-        *ex = fail(VKV_ENOTFOUND, msg);
     } else {
-        char what[VKVP_MAX_NS + 32];
-        snprintf(what, sizeof what, "namespace '%s'", arg);
-        *ex = ambiguous(what, cand, n, "give more of the namespace (vkvctl namespaces lists them)");
+        *ex = ns_report(s, arg, mask, n);
     }
-    free(cand);
+    free(mask);
     return found;
 }
 
@@ -743,6 +767,8 @@ struct target {
 /* Resolves KEY arguments args[0..n) (with --ns value ns_arg, or NULL: every
  * namespace) into out[0..n) through a full listing, kept in *s for the
  * namespace strings (caller frees it with scan_free, also on failure).
+ * --ns may name several namespaces (a model part with two codecs) as long
+ * as each key is then found in one of them.
  * Returns 0 or the exit code after reporting: EX_USAGE for a malformed,
  * too short or ambiguous prefix, EX_NOTFOUND when nothing matches. With
  * missing_ok, a whole key (64 digits) that matches nothing in a namespace
@@ -758,7 +784,10 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             memset(s, 0, sizeof *s);
             return ex;
         }
-    size_t want_ns = (size_t)-1;
+    /* which namespaces may hold the keys: every one, or those --ns names
+     * (several are fine as long as each key is then found in one) */
+    size_t nallowed = 0;
+    char *allowed = NULL;
     if (ns_arg) {
         /* the daemon filters an exact namespace itself; anything else is
          * resolved against every namespace */
@@ -768,15 +797,21 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             scan_free(s);
             if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0)
                 return ex;
-            ex = 0;
-            if ((want_ns = resolve_ns(s, ns_arg, &ex)) == (size_t)-1)
-                return ex;
-        } else {
-            want_ns = 0;
+        }
+        if (!(allowed = malloc(s->nns + 1)))
+            return fail(VKV_ENOMEM, NULL);
+        if ((nallowed = ns_candidates(s, ns_arg, allowed)) == 0) {
+            free(allowed);
+            return ns_report(s, ns_arg, NULL, 0);
         }
     } else if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0) {
         return ex;
     }
+    size_t want_ns = (size_t)-1; /* the one allowed namespace, if one */
+    for (size_t i = 0; allowed && nallowed == 1 && i < s->nns; i++)
+        if (allowed[i])
+            want_ns = i;
+#define ALLOWED(ix) (!allowed || allowed[ix])
     for (int i = 0; i < n; i++) {
         key_prefix_arg(args[i], hex);
         size_t plen = strlen(hex), nm = 0, first = 0;
@@ -784,8 +819,7 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
         for (size_t j = 0; j < s->n; j++) {
             const struct ent *e = &s->v[j];
             vkv_key_hex(&e->e.key, kh);
-            if ((want_ns == (size_t)-1 || e->ns_ix == want_ns) && !strncmp(kh, hex, plen) &&
-                nm++ == 0)
+            if (ALLOWED(e->ns_ix) && !strncmp(kh, hex, plen) && nm++ == 0)
                 first = j;
         }
         if (nm == 0 && missing_ok && plen == 64 && want_ns != (size_t)-1) {
@@ -798,8 +832,14 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             if (want_ns != (size_t)-1)
                 snprintf(msg, sizeof msg, "no entry matches key '%s' in namespace '%s'", args[i],
                          s->ns[want_ns]);
+            else if (allowed)
+                snprintf(msg, sizeof msg,
+                         "no entry matches key '%s' in the %zu namespaces '%s' "
+                         "names",
+                         args[i], nallowed, ns_arg);
             else
                 snprintf(msg, sizeof msg, "no entry matches key '%s'", args[i]);
+            free(allowed);
             return fail(VKV_ENOTFOUND, msg);
         }
         if (nm > 1) {
@@ -810,7 +850,7 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             for (size_t j = 0; cand && j < s->n && k < nm; j++) {
                 const struct ent *e = &s->v[j];
                 vkv_key_hex(&e->e.key, kh);
-                if ((want_ns != (size_t)-1 && e->ns_ix != want_ns) || strncmp(kh, hex, plen))
+                if (!ALLOWED(e->ns_ix) || strncmp(kh, hex, plen))
                     continue;
                 if (memcmp(e->e.key.b, s->v[first].e.key.b, VKV_KEY_LEN))
                     same_key = 0;
@@ -829,11 +869,14 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             for (size_t j = 0; cand && j < k; j++)
                 free(cand[j]);
             free(cand);
+            free(allowed);
             return ex;
         }
         out[i].key = s->v[first].e.key;
         out[i].ns_ix = s->v[first].ns_ix;
     }
+#undef ALLOWED
+    free(allowed);
     return 0;
 }
 

@@ -122,6 +122,7 @@ def test_ux(d):
     put(a, k2, seed=2)
     put(a, shared, seed=3)
     put(o, shared, seed=4)
+    put(m, shared, seed=4)
     put(m, lone[0], seed=5, visual=((4, 20),))
     for i, k in enumerate(lone[1:]):
         put(o, k, seed=6 + i)
@@ -133,7 +134,7 @@ def test_ux(d):
     out, _ = run(d, "ls")
     assert ESC not in out, "colour in a pipe"
     rows = ls_rows(out)
-    assert len(rows) == 7, out
+    assert len(rows) == 8, out
     for key, ns in rows:
         assert len(key) == 16 and re.fullmatch(r"[0-9a-f]{16}", key), key
         assert not ns.endswith("..."), ns
@@ -141,7 +142,7 @@ def test_ux(d):
     keys_long = {r[0] for r in ls_rows(longo)}
     assert {k1.hex(), k2.hex(), shared.hex()} <= keys_long and all(len(k) == 64 for k in keys_long)
     quiet, _ = run(d, "ls", "-q")
-    assert len(quiet.split()) == 7 and all(len(k) == 16 for k in quiet.split())
+    assert len(quiet.split()) == 8 and all(len(k) == 16 for k in quiet.split())
 
     # --- paste-back: every printed key prefix (and its printed namespace)
     # works in show; without --ns where the key is in one namespace only
@@ -168,14 +169,24 @@ def test_ux(d):
     assert "not a key" in err, err
     # the same key in two namespaces: ambiguous, candidates name both
     _, err = run(d, "show", shared.hex()[:12], rc=2)
-    assert "ambiguous" in err and full_a in err and OTHER in err and "--ns" in err, err
+    assert "ambiguous" in err and full_a in err and full_m in err and OTHER in err, err
+    assert "add --ns" in err, err
 
     # --- namespaces: full, unique prefix, model part, ambiguous, unknown
     assert jrun(d, "show", "--ns", "qwen", shared.hex()[:8])["ns"].startswith(OTHER + "#")
     assert jrun(d, "show", "--ns", "qwen/Qwen2-VL-7B-Instruct", shared.hex()[:8])["ns"] \
         .startswith(OTHER + "#")
+    # a model part with two codecs names two namespaces: fine for a key that
+    # is in one of them, ambiguous for a key in both, and for ls
+    assert jrun(d, "show", "--ns", "llava-hf/llava-1.5-7b-hf", k1.hex()[:11])["ns"] == full_a
+    assert jrun(d, "show", "--ns", "llava-hf/llava-1.5-7b-hf", lone[0].hex()[:8])["ns"] == full_m
     _, err = run(d, "show", "--ns", "llava-hf/llava-1.5-7b-hf", shared.hex()[:8], rc=2)
+    assert "ambiguous" in err and full_a in err and full_m in err and OTHER not in err, err
+    _, err = run(d, "ls", "--ns", "llava-hf/llava-1.5-7b-hf", rc=2)
     assert "namespace 'llava-hf/llava-1.5-7b-hf' is ambiguous" in err and full_m in err, err
+    assert len(jrun(d, "ls", "--ns", "llava-hf/llava-1.5-7b-hf@a1b2c3d4e5f60718293a4b5c6d7e8f9012345678|tp0|f16#min")) == 2
+    _, err = run(d, "show", "--ns", "llava-hf/llava-1.5-7b-hf", lone[1].hex()[:8], rc=4)
+    assert "in the 2 namespaces" in err, err
     assert jrun(d, "show", "--ns", FP + "#rot", shared.hex()[:8])["ns"] == full_a
     assert jrun(d, "show", "--ns", FP + "#minmax", lone[0].hex()[:8])["ns"] == full_m
     _, err = run(d, "show", "--ns", "nosuchmodel", shared.hex()[:8], rc=4)
@@ -183,7 +194,7 @@ def test_ux(d):
     ns_list = jrun(d, "namespaces")
     assert {n["ns"] for n in ns_list} == {full_a, full_m, jrun(d, "show", "--ns", "qwen",
                                                                lone[1].hex())["ns"]}
-    assert sum(n["entries"] for n in ns_list) == 7
+    assert sum(n["entries"] for n in ns_list) == 8
     assert {n["model"] for n in ns_list} == {"llava-hf/llava-1.5-7b-hf", "qwen/Qwen2-VL-7B-Instruct"}
 
     # --- a narrow terminal: lines fit, shortened names paste back
@@ -195,7 +206,7 @@ def test_ux(d):
         for ln in plain.rstrip("\n").split("\n"):
             assert len(ln) <= cols, f"{cols} columns: {len(ln)}: {ln!r}"
         rows = ls_rows(plain)
-        assert len(rows) == 7
+        assert len(rows) == 8
         shortened = [ns for _, ns in rows if ns.endswith("...")]
         assert shortened, plain
         for key, ns in rows:
@@ -263,7 +274,7 @@ def test_ux(d):
                        text=True, timeout=30)
     assert w.returncode == 0
     screens = [json.loads(x) for x in w.stdout.splitlines()]
-    assert len(screens) == 2 and all(s["hot"]["entries"] == 7 for s in screens)
+    assert len(screens) == 2 and all(s["hot"]["entries"] == 8 for s in screens)
     run(d, "status", "--iterations", "2", rc=2)  # --iterations needs --watch
 
     # --- paste-back into export, evict, delete
@@ -283,6 +294,7 @@ def test_ux(d):
     _, err = run(d, "delete", "--ns", "qwen", k2.hex()[:8], rc=4)
     assert "in namespace 'qwen/" in err, err
     assert jrun(d, "delete", "--ns", "qwen", shared.hex()[:8]) == {"deleted": 1}
+    assert jrun(d, "delete", "--ns", FP + "#min", shared.hex()[:8]) == {"deleted": 1}
     assert jrun(d, "show", shared.hex()[:8])["ns"] == full_a  # unique again
     assert jrun(d, "delete", k2.hex()[:8]) == {"deleted": 1}
     _, err = run(d, "delete", k2.hex()[:8], rc=4)
