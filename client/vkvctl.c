@@ -773,7 +773,8 @@ struct target {
  * too short or ambiguous prefix, EX_NOTFOUND when nothing matches. With
  * missing_ok, a whole key (64 digits) that matches nothing in a namespace
  * --ns resolved to is passed on as it is (the daemon then counts 0), as
- * evict and delete did before prefixes. */
+ * all commands did before prefixes (so INFO still shows an entry being
+ * written, which LIST leaves out). */
 static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, struct scan *s,
                         struct target *out, int missing_ok)
 {
@@ -1555,7 +1556,7 @@ static int cmd_show(vkv_client *c, int argc, char **argv)
     }
     struct scan s;
     struct target t;
-    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 0)) != 0) {
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 1)) != 0) {
         scan_free(&s);
         return ex;
     }
@@ -1921,7 +1922,7 @@ static int cmd_export(vkv_client *c, int argc, char **argv)
     }
     struct scan s;
     struct target t;
-    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 0)) != 0) {
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 1)) != 0) {
         scan_free(&s);
         return ex;
     }
