@@ -1071,7 +1071,10 @@ static int cmd_ls(vkv_client *c, int argc, char **argv)
      * when that is less than it needs to stay unique, drop LAST ACCESS,
      * then HITS, then STATE. */
     size_t *uniq = calloc(s.nns + 1, sizeof *uniq);
-    if (!uniq) {
+    char *shown = calloc(s.nns + 1, VKVP_MAX_NS + 4); /* each namespace as printed */
+    if (!uniq || !shown) {
+        free(uniq);
+        free(shown);
         scan_free(&s);
         return fail(VKV_ENOMEM, NULL);
     }
@@ -1124,10 +1127,12 @@ static int cmd_ls(vkv_client *c, int argc, char **argv)
             printf("%6" PRIu64 " ", e->hits);
         if (show_when)
             printf(" %-19s ", when);
-        char shortened[VKVP_MAX_NS + 4];
-        ns_short(&s, s.v[i].ns_ix, avail, shortened);
-        printf(" %s\n", shortened);
+        char *sh = shown + s.v[i].ns_ix * (VKVP_MAX_NS + 4); /* once per namespace */
+        if (!sh[0])
+            ns_short(&s, s.v[i].ns_ix, avail, sh);
+        printf(" %s\n", sh);
     }
+    free(shown);
     free(uniq);
     scan_free(&s);
     return EX_OK;

@@ -299,6 +299,17 @@ def test_ux(d):
     assert jrun(d, "delete", k2.hex()[:8]) == {"deleted": 1}
     _, err = run(d, "delete", k2.hex()[:8], rc=4)
     assert "no entry matches" in err
+    # --- more entries than one LIST page (VKVP_MAX_LIST = 1000): the
+    # listing follows the cursor, and a key on a later page resolves
+    many = vkv.Client(rundir=d.rundir, ns="many@r|f16")
+    mk = [vkv.key_chain(None, [11, i]) for i in range(1100)]
+    for i, k in enumerate(mk):
+        put(many, k, layers=1, tokens=8, heads=1, dim=64, visual=((0, 8),), seed=i)
+    quiet, _ = run(d, "ls", "-q", "--ns", "many")
+    assert sorted(quiet.split()) == sorted(k.hex()[:16] for k in mk)
+    assert jrun(d, "show", mk[-1].hex()[:8])["key"] == mk[-1].hex()
+    assert {n["model"]: n["entries"] for n in jrun(d, "namespaces")}["many"] == 1100
+    many.close()
     for c in (a, m, o):
         c.close()
 
