@@ -622,6 +622,16 @@ static void ns_short(const struct scan *s, size_t ix, size_t avail, char *out)
         if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
             return;
     }
+    /* too narrow for all of these: the model part and the distinguishing
+     * piece, wider than avail but shorter than the unique prefix */
+    size_t ml = ns_model_len(ns), m = u - sep;
+    while (m > 0 && sep + m < n && ns[sep + m - 1] == '.')
+        m++;
+    if (ml > 0 && ml <= sep && ns[ml - 1] != '.' && ml + 6 + m < u + 3) {
+        snprintf(out, VKVP_MAX_NS + 4, "%.*s...%.*s...", (int)ml, ns, (int)m, ns + sep);
+        if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
+            return;
+    }
     if (u >= n)
         memcpy(out, ns, n + 1);
     else

@@ -217,6 +217,13 @@ def test_ux(d):
                 assert jrun(d, "show", key)["ns"] == e["ns"]
             assert e["key"].startswith(key)
             assert ns.endswith("...") or ns == e["ns"]
+    # too narrow to fit: still shortened, still pasteable
+    code, text = run_pty(d, "ls", cols=40)
+    rows = ls_rows(strip_ansi(text))
+    assert code == 0 and len(rows) == 8
+    for key, ns in rows:
+        e = jrun(d, "show", "--ns", ns, key)
+        assert e["key"].startswith(key) and (ns == e["ns"] or len(ns) < len(e["ns"]) - 20), ns
     # --long on a terminal keeps everything whole
     code, text = run_pty(d, "ls", "--long", cols=60)
     assert code == 0 and k1.hex() in text and full_m in strip_ansi(text)
