@@ -1,28 +1,43 @@
 /*
  * vkvctl - inspect and manage a running vkvd.
  *
- *   vkvctl [--rundir DIR] [--json] COMMAND [ARGS]
+ *   vkvctl [--rundir DIR] [--json] [--color auto|always|never] COMMAND [ARGS]
  *
- * Commands: status, stats, ls, show, evict, delete, flush, verify, export,
- * top, ping. `vkvctl help` and `vkvctl COMMAND --help` describe each; see
- * also the man page (docs/vkvctl.1). Keys are accepted and printed as 64 hex
- * digits. `--json` (before or after the command) prints one JSON value per
- * result with stable field names (docs/vkvctl.1 lists them).
+ * Commands: status, stats, ls, namespaces, show, evict, delete, flush,
+ * verify, export, top, ping. `vkvctl help` and `vkvctl COMMAND --help`
+ * describe each; see also the man page (docs/vkvctl.1). `--json` (before or
+ * after the command) prints one JSON value per result with stable field
+ * names (docs/vkvctl.1 lists them).
+ *
+ * What `ls` prints can be pasted back: a KEY argument is any unique prefix
+ * of at least 8 hex digits of a key (as git and docker take ids), resolved
+ * through LIST against every entry, and `--ns` takes the full namespace, a
+ * unique prefix of it (a shortened one as `ls` prints it, "..." included)
+ * or the model part alone. Without `--ns` a key prefix is looked up in every
+ * namespace. An ambiguous prefix lists its candidates and exits 2.
+ *
+ * Human output fits the terminal (TIOCGWINSZ; $COLUMNS when stdout is not
+ * one) and is coloured only on a terminal (never with NO_COLOR set).
  *
  * Exit codes: 0 ok, 1 the daemon answered an error (or `verify` found corrupt
- * entries), 2 usage error, 3 cannot reach the daemon, 4 not found, 5 local
- * I/O error (export could not write its file).
+ * entries), 2 usage error (an ambiguous or too short prefix included), 3
+ * cannot reach the daemon, 4 not found, 5 local I/O error (export could not
+ * write its file).
  */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client_internal.h"
+#include "codec_math.h"
 #include "f16.h"
 #include "proto.h"
 #include "st.h"
@@ -32,6 +47,68 @@ enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CONN = 3, EX_NOTFOUND = 4, EX_IO 
 
 static int g_json;
 static const char *g_rundir;
+static int g_color;      /* 1: ANSI colours on stdout (decided once in main) */
+static int g_color_err;  /* 1: ANSI colours on stderr */
+static unsigned g_width; /* columns of the terminal; 0 = unlimited (not a terminal) */
+
+#define KEY_MIN_HEX  8  /* shortest key prefix accepted */
+#define KEY_SHOW_HEX 16 /* key digits `ls` prints (more when needed to be unique) */
+
+/* ANSI escape for `code` ("1" bold, "32" green, ...) when colour is on for
+ * stdout, else "". Static strings, never freed. */
+static const char *col(const char *code)
+{
+    if (!g_color)
+        return "";
+    if (!strcmp(code, "1"))
+        return "\033[1m";
+    if (!strcmp(code, "2"))
+        return "\033[2m";
+    if (!strcmp(code, "31"))
+        return "\033[31m";
+    if (!strcmp(code, "32"))
+        return "\033[32m";
+    if (!strcmp(code, "33"))
+        return "\033[33m";
+    if (!strcmp(code, "34"))
+        return "\033[34m";
+    if (!strcmp(code, "36"))
+        return "\033[36m";
+    return "";
+}
+
+/* The reset sequence matching col(), or "". */
+static const char *rst(void)
+{
+    return g_color ? "\033[0m" : "";
+}
+
+/* Whether colour is wanted on fd: `when` is "always", "never" or "auto"
+ * (a terminal, NO_COLOR unset or empty, TERM not "dumb"). */
+static int want_color(const char *when, int fd)
+{
+    if (!strcmp(when, "always"))
+        return 1;
+    if (!strcmp(when, "never"))
+        return 0;
+    const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
+    if (nc && *nc)
+        return 0;
+    if (term && !strcmp(term, "dumb"))
+        return 0;
+    return isatty(fd);
+}
+
+/* Width of stdout's terminal (TIOCGWINSZ), else $COLUMNS, else 0 (unlimited). */
+static unsigned term_width(void)
+{
+    struct winsize ws;
+    if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    const char *cols = getenv("COLUMNS");
+    long v = cols ? strtol(cols, NULL, 10) : 0;
+    return v > 0 && v < 100000 ? (unsigned)v : 0;
+}
 
 /* Prints a cJSON object to stdout and frees it. */
 static void emit(cJSON *o)
@@ -56,7 +133,8 @@ static int fail(int rc, const char *what)
         cJSON_AddStringToObject(o, "message", what && *what ? what : vkv_strerror(rc));
         emit(o);
     } else {
-        fprintf(stderr, "vkvctl: %s\n", what && *what ? what : vkv_strerror(rc));
+        fprintf(stderr, "%svkvctl:%s %s\n", g_color_err ? "\033[31m" : "",
+                g_color_err ? "\033[0m" : "", what && *what ? what : vkv_strerror(rc));
     }
     return ex;
 }
@@ -150,14 +228,9 @@ static int cmd_stats(vkv_client *c, int argc, char **argv)
     return EX_OK;
 }
 
-static int cmd_status(vkv_client *c, int argc, char **argv)
+/* Prints (or emits) one status screen from a STATS reply. */
+static void print_status(vkv_client *c, const vkvp_reply *rep)
 {
-    (void)argc;
-    (void)argv;
-    int ex = 0;
-    vkvp_reply *rep = get_stats(c, &ex);
-    if (!rep)
-        return ex;
     /* A cold hit is a hit too (the block was restored and served). */
     uint64_t hits = ctr(rep, "hits") + ctr(rep, "cold_hits"), misses = ctr(rep, "misses");
     double rate = hits + misses ? (double)hits / (double)(hits + misses) : 0.0;
@@ -201,12 +274,75 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
         printf("sessions %" PRIu64 " (reaped %" PRIu64 "), leases %" PRIu64 "\n",
                ctr(rep, "sessions"), ctr(rep, "sessions_reaped"), ctr(rep, "leases_active"));
     }
-    vkvp_reply_free(rep);
+}
+
+/* Prints the usage of `status` to fp. */
+static void usage_status(FILE *fp)
+{
+    fprintf(fp, "usage: vkvctl status [--watch [--interval-ms MS] [--iterations N]]\n"
+                "  Capacity and use per tier, hit/miss counts, sessions, epoch. --watch\n"
+                "  repeats it every second (--interval-ms) until interrupted or N screens,\n"
+                "  redrawing the screen on a terminal; with --json one object per line.\n");
+}
+
+static int cmd_status(vkv_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"watch", no_argument, NULL, 'w'},
+                                         {"interval-ms", required_argument, NULL, 'i'},
+                                         {"iterations", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0, 0, 0, 0}};
+    long interval = 1000, iterations = -1;
+    int o, watch = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "wi:n:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'w':
+            watch = 1;
+            break;
+        case 'i':
+            interval = strtol(optarg, NULL, 10);
+            break;
+        case 'n':
+            iterations = strtol(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage_status(stdout);
+            return EX_OK;
+        default:
+            usage_status(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind < argc || interval < 10 || interval > 3600000 || iterations == 0 ||
+        iterations < -1 || (!watch && iterations != -1)) {
+        usage_status(stderr);
+        return EX_USAGE;
+    }
+    if (!watch)
+        iterations = 1;
+    int redraw = watch && !g_json && isatty(STDOUT_FILENO);
+    for (long it = 0; iterations < 0 || it < iterations; it++) {
+        if (it) {
+            struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        int ex = 0;
+        vkvp_reply *rep = get_stats(c, &ex);
+        if (!rep)
+            return ex;
+        if (redraw)
+            fputs("\033[H\033[2J", stdout);
+        print_status(c, rep);
+        vkvp_reply_free(rep);
+        fflush(stdout);
+    }
     return EX_OK;
 }
 
-/* Adds one wire entry to a JSON array or prints it as a table row. */
-static void show_entry(const vkvp_entry *e, cJSON *arr, int long_form)
+/* Adds one entry (its strings may be unterminated wire strings) to a JSON
+ * array, or prints it in the `show` form (one field per line). */
+static void show_entry(const vkvp_entry *e, cJSON *arr)
 {
     char hex[65];
     vkv_key_hex(&e->key, hex);
@@ -235,39 +371,579 @@ static void show_entry(const vkvp_entry *e, cJSON *arr, int long_form)
         localtime_r(&t, &tm);
         strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
     }
-    if (long_form) {
-        printf("key:      %s\nns:       %.*s\nstate:    %s\ntier:     %s\nsize:     %s\n"
-               "hits:     %" PRIu64 "\nlast:     %s\npins:     %" PRIu64 "\nshape:    %.*s\n",
-               hex, (int)e->ns.len, e->ns.ptr ? e->ns.ptr : "", vkvp_state_name(e->state),
-               vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz), e->hits, when, e->pins,
-               (int)e->shape.len, e->shape.ptr ? e->shape.ptr : "");
-    } else {
-        printf("%.16s  %-9s %-4s %10s %6" PRIu64 "  %s  %.*s\n", hex, vkvp_state_name(e->state),
-               vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz), e->hits, when,
-               (int)e->ns.len, e->ns.ptr ? e->ns.ptr : "");
-    }
+    printf("%skey:%s      %s\n%sns:%s       %.*s\n", col("1"), rst(), hex, col("1"), rst(),
+           (int)e->ns.len, e->ns.ptr ? e->ns.ptr : "");
+    printf("state:    %s\ntier:     %s\nsize:     %s\nhits:     %" PRIu64 "\nlast:     %s\n"
+           "pins:     %" PRIu64 "\nshape:    %.*s\n",
+           vkvp_state_name(e->state), vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz),
+           e->hits, when, e->pins, (int)e->shape.len, e->shape.ptr ? e->shape.ptr : "");
 }
 
-/* One listed entry with its own copies of the strings (for sorting). */
-struct owned_entry {
+/* ---- listing every entry, and resolving what the user typed ---------------- */
+
+/* One listed entry. e.ns and e.shape point into the scan that holds it. */
+struct ent {
     vkvp_entry e;
-    char ns[VKVP_MAX_NS + 1];
-    char shape[VKVP_MAX_SHAPE + 1];
+    size_t ns_ix; /* index into scan.ns */
 };
+
+/* Entries listed through LIST (every page), with the namespaces interned.
+ * Owns every string; release with scan_free. */
+struct scan {
+    struct ent *v;
+    size_t n, cap;
+    char **ns; /* distinct namespaces in order of first appearance, malloc'ed */
+    size_t nns, nscap;
+};
+
+/* Frees everything a scan owns and zeroes it. */
+static void scan_free(struct scan *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free((char *)s->v[i].e.shape.ptr);
+    for (size_t i = 0; i < s->nns; i++)
+        free(s->ns[i]);
+    free(s->v);
+    free(s->ns);
+    memset(s, 0, sizeof *s);
+}
+
+/* Index of namespace text (len bytes) in s, interning a copy when new;
+ * (size_t)-1 when out of memory. */
+static size_t scan_intern(struct scan *s, const char *p, size_t len)
+{
+    for (size_t i = 0; i < s->nns; i++)
+        if (strlen(s->ns[i]) == len && memcmp(s->ns[i], p, len) == 0)
+            return i;
+    if (s->nns == s->nscap) {
+        size_t nc = s->nscap ? 2 * s->nscap : 16;
+        char **na = realloc(s->ns, nc * sizeof *na);
+        if (!na)
+            return (size_t)-1;
+        s->ns = na;
+        s->nscap = nc;
+    }
+    char *d = malloc(len + 1);
+    if (!d)
+        return (size_t)-1;
+    memcpy(d, p, len);
+    d[len] = '\0';
+    s->ns[s->nns] = d;
+    return s->nns++;
+}
+
+/* Lists entries page by page (LIST with a cursor) into *s (zeroed first):
+ * only namespace `ns` when not NULL (exact, as the daemon filters), only
+ * tier `tier` ("hot"/"cold") when not NULL, and at most `max` entries when
+ * max >= 0. Returns 0, or the exit code after reporting. */
+static int scan_entries(vkv_client *c, const char *ns, const char *tier, long max, struct scan *s)
+{
+    memset(s, 0, sizeof *s);
+    uint64_t cursor = 0;
+    do {
+        vkvp_request rq;
+        vkvp_reply *rep;
+        char why[256] = "";
+        vkvp_request_init(&rq, VKVP_LIST, 0);
+        rq.u.list.session = vkvc_session(c);
+        rq.u.list.cursor = cursor;
+        rq.u.list.limit = VKVP_MAX_LIST;
+        if (ns) {
+            rq.u.list.has_ns = true;
+            rq.u.list.ns = vkvp_cstr(ns);
+        }
+        int rc = vkvc_call(c, &rq, &rep, why, sizeof why);
+        if (rc) {
+            scan_free(s);
+            return fail(rc, why);
+        }
+        for (uint32_t i = 0; i < rep->u.list.nentries; i++) {
+            const vkvp_entry *e = &rep->u.list.entries[i];
+            if (tier && strcmp(vkvp_tier_name(e->tier), tier))
+                continue;
+            if (max >= 0 && (long)s->n >= max)
+                break;
+            if (s->n == s->cap) {
+                size_t nc = s->cap ? 2 * s->cap : 256;
+                struct ent *na = realloc(s->v, nc * sizeof *na);
+                if (!na)
+                    goto oom;
+                s->v = na;
+                s->cap = nc;
+            }
+            size_t ix = scan_intern(s, e->ns.ptr ? e->ns.ptr : "", e->ns.len);
+            char *shape = malloc(e->shape.len + 1);
+            if (ix == (size_t)-1 || !shape) {
+                free(shape);
+                goto oom;
+            }
+            memcpy(shape, e->shape.ptr ? e->shape.ptr : "", e->shape.len);
+            shape[e->shape.len] = '\0';
+            struct ent *d = &s->v[s->n++];
+            d->e = *e;
+            d->ns_ix = ix;
+            d->e.shape = vkvp_cstr(shape);
+            continue;
+        oom:
+            vkvp_reply_free(rep);
+            scan_free(s);
+            return fail(VKV_ENOMEM, NULL);
+        }
+        cursor = rep->u.list.next;
+        vkvp_reply_free(rep);
+    } while (cursor && (max < 0 || (long)s->n < max));
+    for (size_t i = 0; i < s->n; i++) /* ns array is final now */
+        s->v[i].e.ns = vkvp_cstr(s->ns[s->v[i].ns_ix]);
+    return 0;
+}
+
+/* Length of the model part of namespace ns: the text before the first '@',
+ * '|' or '#'. */
+static size_t ns_model_len(const char *ns)
+{
+    return strcspn(ns, "@|#");
+}
+
+/* Number of leading characters that tell namespace ix apart from every
+ * other namespace of s (its whole length at most). */
+static size_t ns_unique_len(const struct scan *s, size_t ix)
+{
+    const char *a = s->ns[ix];
+    size_t need = 1, n = strlen(a);
+    for (size_t j = 0; j < s->nns; j++) {
+        if (j == ix)
+            continue;
+        const char *b = s->ns[j];
+        size_t k = 0;
+        while (a[k] && a[k] == b[k])
+            k++;
+        if (k + 1 > need)
+            need = k + 1;
+    }
+    return need < n ? need : n;
+}
+
+/* Whether namespace ns matches pattern pat[0..plen), in which "..." stands
+ * for any text (as `ls` shortens names): ns starts with the text before the
+ * first "...", holds the pieces between in order, and ends with the text
+ * after the last one (anything when pat ends in "..."). */
+static int ns_glob(const char *ns, const char *pat, size_t plen)
+{
+    const char *pe = pat + plen, *d = strstr(pat, "...");
+    if (!d || d >= pe)
+        return strlen(ns) == plen && !memcmp(ns, pat, plen);
+    size_t n = (size_t)(d - pat);
+    if (strncmp(ns, pat, n))
+        return 0;
+    const char *at = ns + n;
+    pat = d + 3;
+    while (pat < pe) {
+        d = strstr(pat, "...");
+        if (!d || d > pe)
+            d = pe;
+        n = (size_t)(d - pat);
+        if (d == pe) { /* the last piece: a suffix of what is left */
+            size_t left = strlen(at);
+            return left >= n && !memcmp(at + left - n, pat, n);
+        }
+        char piece[VKVP_MAX_NS + 1];
+        snprintf(piece, sizeof piece, "%.*s", (int)n, pat);
+        const char *f = strstr(at, piece);
+        if (!f)
+            return 0;
+        at = f + n;
+        pat = d + 3;
+    }
+    return 1; /* pattern ended in "..." */
+}
+
+/* Number of namespaces of s that pattern pat matches (see ns_glob). */
+static size_t ns_glob_count(const struct scan *s, const char *pat)
+{
+    size_t n = 0, plen = strlen(pat);
+    for (size_t i = 0; i < s->nns; i++)
+        n += (size_t)ns_glob(s->ns[i], pat, plen);
+    return n;
+}
+
+/* Writes to out (VKVP_MAX_NS + 4 bytes) how `ls` prints namespace ix of s
+ * in at most `avail` columns (0 = unlimited): whole when it fits; else
+ * "HEAD...", "MODEL...PIECE..." or "HEAD...TAIL", the first such form that
+ * fits and that resolve_ns maps back to this namespace alone; else (too
+ * narrow) its shortest unique prefix and "...", wider than avail. */
+static void ns_short(const struct scan *s, size_t ix, size_t avail, char *out)
+{
+    const char *ns = s->ns[ix];
+    size_t n = strlen(ns);
+    if (avail == 0 || n <= avail) {
+        memcpy(out, ns, n + 1);
+        return;
+    }
+    size_t u = ns_unique_len(s, ix), h;
+    /* (a piece never ends in '.' next to "...", which would read as part of it) */
+    if (u + 3 <= avail) { /* HEAD... */
+        for (h = avail - 3; h > 0 && ns[h - 1] == '.'; h--)
+            ;
+        snprintf(out, VKVP_MAX_NS + 4, "%.*s...", (int)h, ns);
+        if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
+            return;
+    }
+    /* MODEL...PIECE...: the piece from the separator before the first
+     * character that tells this name apart */
+    size_t sep = u - 1;
+    while (sep > 0 && !strchr("@|#:,/", ns[sep]))
+        sep--;
+    if (avail > 6 + (u - sep)) {
+        size_t ml = ns_model_len(ns);
+        h = avail - 6 - (u - sep);
+        if (h > ml)
+            h = ml;
+        if (h > sep)
+            h = sep;
+        while (h > 0 && ns[h - 1] == '.')
+            h--;
+        size_t m = avail - 6 - h;
+        if (sep + m > n)
+            m = n - sep;
+        while (m > 0 && ns[sep + m - 1] == '.')
+            m--;
+        if (h > 0 && m > 0) {
+            snprintf(out, VKVP_MAX_NS + 4, "%.*s...%.*s...", (int)h, ns, (int)m, ns + sep);
+            if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
+                return;
+        }
+    }
+    for (size_t t = 1; avail > 3 + t; t++) { /* HEAD...TAIL */
+        for (h = avail - 3 - t; h > 0 && ns[h - 1] == '.'; h--)
+            ;
+        if (ns[n - t] == '.')
+            continue;
+        snprintf(out, VKVP_MAX_NS + 4, "%.*s...%s", (int)h, ns, ns + n - t);
+        if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
+            return;
+    }
+    /* too narrow for all of these: the model part and the distinguishing
+     * piece, wider than avail but shorter than the unique prefix */
+    size_t ml = ns_model_len(ns), m = u - sep;
+    while (m > 0 && sep + m < n && ns[sep + m - 1] == '.')
+        m++;
+    if (ml > 0 && ml <= sep && ns[ml - 1] != '.' && ml + 6 + m < u + 3) {
+        snprintf(out, VKVP_MAX_NS + 4, "%.*s...%.*s...", (int)ml, ns, (int)m, ns + sep);
+        if (ns_glob(ns, out, strlen(out)) && ns_glob_count(s, out) == 1)
+            return;
+    }
+    if (u >= n)
+        memcpy(out, ns, n + 1);
+    else
+        snprintf(out, VKVP_MAX_NS + 4, "%.*s...", (int)u, ns);
+}
+
+/* Prints (or, with --json, emits) that `what` is ambiguous, listing the
+ * candidate lines cand[0..n) (each "KEY  NS" or "NS"). Returns EX_USAGE. */
+static int ambiguous(const char *what, const char *const *cand, size_t n, const char *hint)
+{
+    if (g_json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", "ambiguous");
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s is ambiguous: %zu candidates", what, n);
+        cJSON_AddStringToObject(o, "message", msg);
+        cJSON *arr = cJSON_AddArrayToObject(o, "candidates");
+        for (size_t i = 0; i < n; i++)
+            cJSON_AddItemToArray(arr, cJSON_CreateString(cand[i]));
+        emit(o);
+        return EX_USAGE;
+    }
+    fprintf(stderr, "vkvctl: %s is ambiguous; %zu candidates:\n", what, n);
+    for (size_t i = 0; i < n && i < 20; i++)
+        fprintf(stderr, "  %s\n", cand[i]);
+    if (n > 20)
+        fprintf(stderr, "  ... and %zu more\n", n - 20);
+    if (hint)
+        fprintf(stderr, "%s\n", hint);
+    return EX_USAGE;
+}
+
+/* Marks in mask[0..s->nns) the namespaces of s that `arg` (what the user
+ * gave --ns) names: the exact name alone if there is one; else, when arg
+ * holds "..." (a name `ls` shortened), those it matches with "..." standing
+ * for any text (ns_glob); else those whose model part or fingerprint (text
+ * before '#') is arg, or failing that those arg is a prefix of. Returns how
+ * many it marked. */
+static size_t ns_candidates(const struct scan *s, const char *arg, char *mask)
+{
+    size_t len = strlen(arg), n = 0;
+    memset(mask, 0, s->nns);
+    for (size_t i = 0; i < s->nns; i++)
+        if (!strcmp(s->ns[i], arg)) {
+            mask[i] = 1;
+            return 1;
+        }
+    if (strstr(arg, "...")) {
+        for (size_t i = 0; i < s->nns; i++)
+            n += (size_t)(mask[i] = (char)ns_glob(s->ns[i], arg, len));
+        return n;
+    }
+    for (size_t i = 0; i < s->nns; i++) {
+        const char *ns = s->ns[i];
+        size_t fp = strcspn(ns, "#");
+        n += (size_t)(mask[i] =
+                          (char)((ns_model_len(ns) == len || fp == len) && !strncmp(ns, arg, len)));
+    }
+    if (n == 0)
+        for (size_t i = 0; i < s->nns; i++)
+            n += (size_t)(mask[i] = (char)!strncmp(s->ns[i], arg, len));
+    return n;
+}
+
+/* Reports that `arg` names no namespace (EX_NOTFOUND) or several of them,
+ * those marked in mask (EX_USAGE), and returns that exit code. */
+static int ns_report(const struct scan *s, const char *arg, const char *mask, size_t n)
+{
+    if (n == 0) {
+        char msg[VKVP_MAX_NS + 64];
+        snprintf(msg, sizeof msg, "no namespace matches '%s' (vkvctl namespaces lists them)", arg);
+        return fail(VKV_ENOTFOUND, msg);
+    }
+    const char **cand = calloc(n, sizeof *cand);
+    if (!cand)
+        return fail(VKV_ENOMEM, NULL);
+    size_t k = 0;
+    for (size_t i = 0; i < s->nns && k < n; i++)
+        if (mask[i])
+            cand[k++] = s->ns[i];
+    char what[VKVP_MAX_NS + 32];
+    snprintf(what, sizeof what, "namespace '%s'", arg);
+    int ex = ambiguous(what, cand, k, "give more of the namespace (vkvctl namespaces lists them)");
+    free(cand);
+    return ex;
+}
+
+/* Resolves `arg` (what the user gave --ns) to the one namespace of s it
+ * names (ns_candidates). Returns its index, or (size_t)-1 after reporting,
+ * with the exit code in *ex (EX_NOTFOUND: none; EX_USAGE: several). */
+static size_t resolve_ns(const struct scan *s, const char *arg, int *ex)
+{
+    char *mask = malloc(s->nns + 1);
+    if (!mask) {
+        *ex = fail(VKV_ENOMEM, NULL);
+        return (size_t)-1;
+    }
+    size_t n = ns_candidates(s, arg, mask), found = (size_t)-1;
+    if (n == 1) {
+        for (size_t i = 0; i < s->nns; i++)
+            if (mask[i])
+                found = i;
+    } else {
+        *ex = ns_report(s, arg, mask, n);
+    }
+    free(mask);
+    return found;
+}
+
+/* Checks a KEY argument: 8..64 hex digits. Writes it in lower case to
+ * hex[]. Returns 0, or EX_USAGE after saying why. */
+static int key_prefix_arg(const char *arg, char hex[65])
+{
+    size_t n = strlen(arg);
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)arg[i]) || i >= 64) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "'%.80s' is not a key: give 8 to 64 hex digits "
+                     "(the KEY column of vkvctl ls)",
+                     arg);
+            fail(VKV_EINVAL, msg);
+            return EX_USAGE;
+        }
+    if (n < KEY_MIN_HEX) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "key prefix '%s' is too short: give at least %d hex digits", arg,
+                 KEY_MIN_HEX);
+        fail(VKV_EINVAL, msg);
+        return EX_USAGE;
+    }
+    for (size_t i = 0; i <= n; i++)
+        hex[i] = (char)tolower((unsigned char)arg[i]);
+    return 0;
+}
+
+/* An entry a KEY argument resolved to: its whole key and namespace. */
+struct target {
+    vkv_key key;
+    size_t ns_ix; /* into the scan */
+};
+
+/* Resolves KEY arguments args[0..n) (with --ns value ns_arg, or NULL: every
+ * namespace) into out[0..n) through a full listing, kept in *s for the
+ * namespace strings (caller frees it with scan_free, also on failure).
+ * --ns may name several namespaces (a model part with two codecs) as long
+ * as each key is then found in one of them.
+ * Returns 0 or the exit code after reporting: EX_USAGE for a malformed,
+ * too short or ambiguous prefix, EX_NOTFOUND when nothing matches. With
+ * missing_ok, a whole key (64 digits) that matches nothing in a namespace
+ * --ns resolved to is passed on as it is (the daemon then counts 0), as
+ * all commands did before prefixes (so INFO still shows an entry being
+ * written, which LIST leaves out). */
+static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, struct scan *s,
+                        struct target *out, int missing_ok)
+{
+    char hex[65];
+    int ex;
+    for (int i = 0; i < n; i++)
+        if ((ex = key_prefix_arg(args[i], hex)) != 0) {
+            memset(s, 0, sizeof *s);
+            return ex;
+        }
+    /* which namespaces may hold the keys: every one, or those --ns names
+     * (several are fine as long as each key is then found in one) */
+    size_t nallowed = 0;
+    char *allowed = NULL;
+    if (ns_arg) {
+        /* the daemon filters an exact namespace itself; anything else is
+         * resolved against every namespace */
+        if ((ex = scan_entries(c, ns_arg, NULL, -1, s)) != 0)
+            return ex;
+        if (s->n == 0) {
+            scan_free(s);
+            if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0)
+                return ex;
+        }
+        if (!(allowed = malloc(s->nns + 1)))
+            return fail(VKV_ENOMEM, NULL);
+        if ((nallowed = ns_candidates(s, ns_arg, allowed)) == 0) {
+            free(allowed);
+            return ns_report(s, ns_arg, NULL, 0);
+        }
+    } else if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0) {
+        return ex;
+    }
+    size_t want_ns = (size_t)-1; /* the one allowed namespace, if one */
+    for (size_t i = 0; allowed && nallowed == 1 && i < s->nns; i++)
+        if (allowed[i])
+            want_ns = i;
+#define ALLOWED(ix) (!allowed || allowed[ix])
+    for (int i = 0; i < n; i++) {
+        key_prefix_arg(args[i], hex);
+        size_t plen = strlen(hex), nm = 0, first = 0;
+        char kh[65];
+        for (size_t j = 0; j < s->n; j++) {
+            const struct ent *e = &s->v[j];
+            vkv_key_hex(&e->e.key, kh);
+            if (ALLOWED(e->ns_ix) && !strncmp(kh, hex, plen) && nm++ == 0)
+                first = j;
+        }
+        if (nm == 0 && missing_ok && plen == 64 && want_ns != (size_t)-1) {
+            vkv_key_parse(hex, &out[i].key);
+            out[i].ns_ix = want_ns;
+            continue;
+        }
+        if (nm == 0) {
+            char msg[VKVP_MAX_NS + 160];
+            if (want_ns != (size_t)-1)
+                snprintf(msg, sizeof msg, "no entry matches key '%s' in namespace '%s'", args[i],
+                         s->ns[want_ns]);
+            else if (allowed)
+                snprintf(msg, sizeof msg,
+                         "no entry matches key '%s' in the %zu namespaces '%s' "
+                         "names",
+                         args[i], nallowed, ns_arg);
+            else
+                snprintf(msg, sizeof msg, "no entry matches key '%s'", args[i]);
+            free(allowed);
+            return fail(VKV_ENOTFOUND, msg);
+        }
+        if (nm > 1) {
+            /* list the candidates as "KEY  NS" lines */
+            char **cand = calloc(nm, sizeof *cand);
+            size_t k = 0;
+            int same_key = 1;
+            for (size_t j = 0; cand && j < s->n && k < nm; j++) {
+                const struct ent *e = &s->v[j];
+                vkv_key_hex(&e->e.key, kh);
+                if (!ALLOWED(e->ns_ix) || strncmp(kh, hex, plen))
+                    continue;
+                if (memcmp(e->e.key.b, s->v[first].e.key.b, VKV_KEY_LEN))
+                    same_key = 0;
+                size_t cap = 64 + 2 + strlen(s->ns[e->ns_ix]) + 1;
+                if (!(cand[k] = malloc(cap)))
+                    break;
+                snprintf(cand[k++], cap, "%s  %s", kh, s->ns[e->ns_ix]);
+            }
+            char what[128];
+            snprintf(what, sizeof what, "key prefix '%s'", args[i]);
+            ex = cand && k == nm ? ambiguous(what, (const char *const *)cand, nm,
+                                             same_key ? "the key is in several namespaces: "
+                                                        "add --ns NS"
+                                                      : "give more hex digits of the key")
+                                 : fail(VKV_ENOMEM, NULL);
+            for (size_t j = 0; cand && j < k; j++)
+                free(cand[j]);
+            free(cand);
+            free(allowed);
+            return ex;
+        }
+        out[i].key = s->v[first].e.key;
+        out[i].ns_ix = s->v[first].ns_ix;
+    }
+#undef ALLOWED
+    free(allowed);
+    return 0;
+}
+
+/* qsort comparator: keys in byte order. */
+static int cmp_key(const void *a, const void *b)
+{
+    return memcmp(((const vkv_key *)a)->b, ((const vkv_key *)b)->b, VKV_KEY_LEN);
+}
+
+/* Hex digits `ls` prints per key: KEY_SHOW_HEX, more when two different
+ * keys of s would share that prefix (so every printed prefix resolves). */
+static size_t key_show_len(const struct scan *s)
+{
+    size_t n = s->n, need = KEY_SHOW_HEX;
+    vkv_key *k = malloc((n + 1) * sizeof *k);
+    if (!k)
+        return 64;
+    for (size_t i = 0; i < n; i++)
+        k[i] = s->v[i].e.key;
+    qsort(k, n, sizeof *k, cmp_key);
+    for (size_t i = 1; i < n; i++) {
+        char a[65], b[65];
+        vkv_key_hex(&k[i - 1], a);
+        vkv_key_hex(&k[i], b);
+        size_t c = 0;
+        while (c < 64 && a[c] == b[c])
+            c++;
+        if (c < 64 && c + 1 > need) /* c == 64: the same key in two namespaces */
+            need = c + 1;
+    }
+    free(k);
+    return need;
+}
+
+/* ---- ls, namespaces ---------------------------------------------------------- */
 
 static int g_sort_field; /* 0 none, 1 recency, 2 size, 3 hits */
 
 /* qsort comparator: descending by the chosen field, then by key. */
 static int cmp_entry(const void *a, const void *b)
 {
-    const vkvp_entry *x = &((const struct owned_entry *)a)->e;
-    const vkvp_entry *y = &((const struct owned_entry *)b)->e;
+    const vkvp_entry *x = &((const struct ent *)a)->e;
+    const vkvp_entry *y = &((const struct ent *)b)->e;
     uint64_t u = 0, v = 0;
     switch (g_sort_field) {
-    case 1: u = x->last_ms, v = y->last_ms; break;
-    case 2: u = x->size, v = y->size; break;
-    case 3: u = x->hits, v = y->hits; break;
-    default: break;
+    case 1:
+        u = x->last_ms, v = y->last_ms;
+        break;
+    case 2:
+        u = x->size, v = y->size;
+        break;
+    case 3:
+        u = x->hits, v = y->hits;
+        break;
+    default:
+        break;
     }
     if (u != v)
         return u > v ? -1 : 1;
@@ -278,119 +954,576 @@ static int cmp_entry(const void *a, const void *b)
 static void usage_ls(FILE *fp)
 {
     fprintf(fp, "usage: vkvctl ls [--ns NS] [--tier hot|cold] [--sort recency|size|hits] "
-                "[--limit N]\n"
-                "  Lists entries (admin view: every namespace unless --ns). --sort orders\n"
-                "  by last access, size or hits, largest first; without it entries come in\n"
-                "  the daemon's order. --json prints an array of entry objects.\n");
+                "[--limit N] [--long] [--quiet]\n"
+                "  Lists entries (every namespace unless --ns; NS may be a unique prefix or\n"
+                "  the model part). The KEY column is a unique key prefix and a long\n"
+                "  namespace is shortened to fit the terminal, ending in \"...\": both can be\n"
+                "  pasted into show, evict, delete and export. --long prints whole keys and\n"
+                "  namespaces; --quiet only the keys. --sort orders by last access, size or\n"
+                "  hits, largest first; without it entries come in the daemon's order.\n"
+                "  --json prints an array of entry objects (whole keys and namespaces).\n");
+}
+
+/* Colour of a state name in `ls`. */
+static const char *state_col(int state)
+{
+    switch (state) {
+    case VKVP_STATE_READY:
+        return col("32");
+    case VKVP_STATE_COLD:
+        return col("34");
+    default:
+        return col("33");
+    }
 }
 
 static int cmd_ls(vkv_client *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
-                                         {"limit", required_argument, NULL, 'l'},
-                                         {"tier", required_argument, NULL, 't'},
-                                         {"sort", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"ns", required_argument, NULL, 'n'},   {"limit", required_argument, NULL, 'l'},
+        {"tier", required_argument, NULL, 't'}, {"sort", required_argument, NULL, 's'},
+        {"long", no_argument, NULL, 'L'},       {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
     const char *ns = NULL, *tier = NULL, *sort = NULL;
-    long limit = 1000000;
-    int o;
+    long limit = -1;
+    int o, long_form = 0, quiet = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "n:l:t:s:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "n:l:t:s:Lqh", opts, NULL)) != -1) {
         switch (o) {
-        case 'n': ns = optarg; break;
-        case 'l': limit = strtol(optarg, NULL, 10); break;
-        case 't': tier = optarg; break;
-        case 's': sort = optarg; break;
-        case 'h': usage_ls(stdout); return EX_OK;
-        default: usage_ls(stderr); return EX_USAGE;
+        case 'n':
+            ns = optarg;
+            break;
+        case 'l':
+            limit = strtol(optarg, NULL, 10);
+            break;
+        case 't':
+            tier = optarg;
+            break;
+        case 's':
+            sort = optarg;
+            break;
+        case 'L':
+            long_form = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            usage_ls(stdout);
+            return EX_OK;
+        default:
+            usage_ls(stderr);
+            return EX_USAGE;
         }
     }
-    g_sort_field = !sort                      ? 0
-                   : !strcmp(sort, "recency") ? 1
-                   : !strcmp(sort, "size")    ? 2
-                   : !strcmp(sort, "hits")    ? 3
-                                              : -1;
-    if (limit <= 0 || g_sort_field < 0 || optind < argc ||
-        (tier && strcmp(tier, "hot") && strcmp(tier, "cold"))) {
+    g_sort_field = 0;
+    if (sort) {
+        if (!strcmp(sort, "recency"))
+            g_sort_field = 1;
+        else if (!strcmp(sort, "size"))
+            g_sort_field = 2;
+        else if (!strcmp(sort, "hits"))
+            g_sort_field = 3;
+        else {
+            usage_ls(stderr);
+            return EX_USAGE;
+        }
+    }
+    if ((tier && strcmp(tier, "hot") && strcmp(tier, "cold")) || limit == 0 || optind < argc) {
         usage_ls(stderr);
         return EX_USAGE;
     }
-    /* collect everything that passes the filters, then sort and cut */
-    struct owned_entry *all = NULL;
-    size_t n = 0, cap = 0;
-    uint64_t cursor = 0;
-    do {
-        vkvp_request rq;
-        vkvp_reply *rep;
-        char why[256] = "";
-        vkvp_request_init(&rq, VKVP_LIST, 0);
-        rq.u.list.session = vkvc_session(c);
-        rq.u.list.cursor = cursor;
-        rq.u.list.limit = VKVP_LIST_DEFAULT;
-        if (ns) {
-            rq.u.list.has_ns = true;
-            rq.u.list.ns = vkvp_cstr(ns);
-        }
-        int rc = vkvc_call(c, &rq, &rep, why, sizeof why);
-        if (rc) {
-            free(all);
-            return fail(rc, why);
-        }
-        for (uint32_t i = 0; i < rep->u.list.nentries; i++) {
-            const vkvp_entry *e = &rep->u.list.entries[i];
-            if (tier && strcmp(vkvp_tier_name(e->tier), tier))
-                continue;
-            if (!g_sort_field && (long)n >= limit)
-                break;
-            if (n == cap) {
-                size_t nc = cap ? 2 * cap : 256;
-                struct owned_entry *na = realloc(all, nc * sizeof *na);
-                if (!na) {
-                    free(all);
-                    vkvp_reply_free(rep);
-                    return fail(VKV_ENOMEM, NULL);
-                }
-                all = na;
-                cap = nc;
-            }
-            struct owned_entry *d = &all[n++];
-            d->e = *e;
-            snprintf(d->ns, sizeof d->ns, "%.*s", (int)e->ns.len, e->ns.ptr ? e->ns.ptr : "");
-            snprintf(d->shape, sizeof d->shape, "%.*s", (int)e->shape.len,
-                     e->shape.ptr ? e->shape.ptr : "");
-            d->e.ns = vkvp_cstr(NULL);
-            d->e.shape = vkvp_cstr(NULL);
-        }
-        cursor = rep->u.list.next;
-        vkvp_reply_free(rep);
-    } while (cursor && (g_sort_field || (long)n < limit));
-    if (g_sort_field && n > 1)
-        qsort(all, n, sizeof *all, cmp_entry);
-    if ((long)n > limit)
-        n = (size_t)limit;
-    cJSON *arr = g_json ? cJSON_CreateArray() : NULL;
-    if (!g_json)
-        printf("%-16s  %-9s %-4s %10s %6s  %-19s  %s\n", "KEY", "STATE", "TIER", "SIZE", "HITS",
-               "LAST ACCESS", "NAMESPACE");
-    for (size_t i = 0; i < n; i++) {
-        all[i].e.ns = vkvp_cstr(all[i].ns);
-        all[i].e.shape = vkvp_cstr(all[i].shape);
-        show_entry(&all[i].e, arr, 0);
+    /* Every entry is listed, even with --ns or --limit: the printed key and
+     * namespace prefixes must be unique among all of them. */
+    struct scan s;
+    int ex = scan_entries(c, NULL, NULL, -1, &s);
+    if (ex)
+        return ex;
+    size_t want_ns = (size_t)-1;
+    if (ns && (want_ns = resolve_ns(&s, ns, &ex)) == (size_t)-1) {
+        scan_free(&s);
+        return ex;
     }
-    free(all);
-    if (arr)
+    size_t klen = long_form ? 64 : key_show_len(&s);
+    /* keep the rows asked for, in place */
+    size_t n = 0;
+    for (size_t i = 0; i < s.n; i++) {
+        const struct ent *e = &s.v[i];
+        if ((want_ns != (size_t)-1 && e->ns_ix != want_ns) ||
+            (tier && strcmp(vkvp_tier_name(e->e.tier), tier)))
+            continue;
+        struct ent t = s.v[i];
+        s.v[i] = s.v[n];
+        s.v[n++] = t;
+    }
+    if (g_sort_field && n > 1)
+        qsort(s.v, n, sizeof *s.v, cmp_entry);
+    if (limit > 0 && (long)n > limit)
+        n = (size_t)limit;
+    if (g_json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++)
+            show_entry(&s.v[i].e, arr);
         emit(arr);
+        scan_free(&s);
+        return EX_OK;
+    }
+    char hex[65];
+    if (quiet) {
+        for (size_t i = 0; i < n; i++) {
+            vkv_key_hex(&s.v[i].e.key, hex);
+            printf("%.*s\n", (int)klen, hex);
+        }
+        scan_free(&s);
+        return EX_OK;
+    }
+    /* Fit the terminal: the namespace gets what the other columns leave;
+     * when that is less than it needs to stay unique, drop LAST ACCESS,
+     * then HITS, then STATE. */
+    size_t *uniq = calloc(s.nns + 1, sizeof *uniq);
+    char *shown = calloc(s.nns + 1, VKVP_MAX_NS + 4); /* each namespace as printed */
+    if (!uniq || !shown) {
+        free(uniq);
+        free(shown);
+        scan_free(&s);
+        return fail(VKV_ENOMEM, NULL);
+    }
+    size_t ns_need = 9; /* "NAMESPACE" */
+    for (size_t i = 0; i < s.nns; i++)
+        uniq[i] = ns_unique_len(&s, i);
+    for (size_t i = 0; i < n; i++) {
+        /* the narrowest a name can get is about its unique prefix + "..." */
+        size_t ix = s.v[i].ns_ix, full = strlen(s.ns[ix]);
+        size_t need = uniq[ix] + 3 < full ? uniq[ix] + 3 : full;
+        if (need > 24 && full > 24) /* a HEAD...TAIL form may be shorter */
+            need = 24;
+        if (need > ns_need)
+            ns_need = need;
+    }
+    int show_when = 1, show_hits = 1, show_state = 1;
+    /* key, state, tier, size, hits, last access, the space before the namespace */
+    size_t fixed = klen + 2 + 10 + 5 + 11 + 7 + 21 + 1;
+    if (g_width && !long_form && fixed + ns_need > g_width)
+        show_when = 0, fixed -= 21;
+    if (g_width && !long_form && fixed + ns_need > g_width)
+        show_hits = 0, fixed -= 7;
+    if (g_width && !long_form && fixed + ns_need > g_width)
+        show_state = 0, fixed -= 10;
+    size_t avail = long_form || !g_width ? 0 : g_width > fixed ? g_width - fixed : 1;
+    printf("%s%-*s  ", col("1"), (int)klen, "KEY");
+    if (show_state)
+        printf("%-9s ", "STATE");
+    printf("%-4s %10s ", "TIER", "SIZE");
+    if (show_hits)
+        printf("%6s ", "HITS");
+    if (show_when)
+        printf(" %-19s ", "LAST ACCESS");
+    printf(" NAMESPACE%s\n", rst());
+    for (size_t i = 0; i < n; i++) {
+        const vkvp_entry *e = &s.v[i].e;
+        char sz[32], when[32] = "-";
+        vkv_key_hex(&e->key, hex);
+        if (e->last_ms) {
+            time_t t = (time_t)(e->last_ms / 1000);
+            struct tm tm;
+            localtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        }
+        printf("%s%-*.*s%s  ", col("36"), (int)klen, (int)klen, hex, rst());
+        if (show_state)
+            printf("%s%-9s%s ", state_col(e->state), vkvp_state_name(e->state), rst());
+        printf("%-4s %10s ", vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz));
+        if (show_hits)
+            printf("%6" PRIu64 " ", e->hits);
+        if (show_when)
+            printf(" %-19s ", when);
+        char *sh = shown + s.v[i].ns_ix * (VKVP_MAX_NS + 4); /* once per namespace */
+        if (!sh[0])
+            ns_short(&s, s.v[i].ns_ix, avail, sh);
+        printf(" %s\n", sh);
+    }
+    free(shown);
+    free(uniq);
+    scan_free(&s);
     return EX_OK;
 }
 
-/* Parses the options of a command that takes only --ns NS and --help
- * (show, delete, export). Returns -1 to go on (*ns set or NULL, optind at the
- * first operand), else the exit code to return (help printed: EX_OK; bad
- * option: EX_USAGE after printing the usage to stderr). */
-static int parse_ns_only(int argc, char **argv, void (*usage)(FILE *), const char **ns)
+/* Prints the usage of `namespaces` to fp. */
+static void usage_namespaces(FILE *fp)
+{
+    fprintf(fp, "usage: vkvctl namespaces [--quiet]\n"
+                "  Every namespace that holds entries, with its entry counts per tier and\n"
+                "  bytes; --quiet prints the names only. JSON: an array of {ns, model,\n"
+                "  entries, hot, cold, bytes}.\n");
+}
+
+static int cmd_namespaces(vkv_client *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    int o, quiet = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
+        if (o == 'q') {
+            quiet = 1;
+        } else if (o == 'h') {
+            usage_namespaces(stdout);
+            return EX_OK;
+        } else {
+            usage_namespaces(stderr);
+            return EX_USAGE;
+        }
+    }
+    if (optind < argc) {
+        usage_namespaces(stderr);
+        return EX_USAGE;
+    }
+    struct scan s;
+    int ex = scan_entries(c, NULL, NULL, -1, &s);
+    if (ex)
+        return ex;
+    uint64_t(*agg)[4] = calloc(s.nns + 1, sizeof *agg); /* entries, hot, cold, bytes */
+    if (!agg) {
+        scan_free(&s);
+        return fail(VKV_ENOMEM, NULL);
+    }
+    for (size_t i = 0; i < s.n; i++) {
+        uint64_t *a = agg[s.v[i].ns_ix];
+        a[0]++;
+        a[s.v[i].e.tier == VKVP_TIER_COLD ? 2 : 1]++;
+        a[3] += s.v[i].e.size;
+    }
+    cJSON *arr = g_json ? cJSON_CreateArray() : NULL;
+    if (!g_json && !quiet)
+        printf("%s%8s %8s %8s %10s  NAMESPACE%s\n", col("1"), "ENTRIES", "HOT", "COLD", "SIZE",
+               rst());
+    for (size_t i = 0; i < s.nns; i++) {
+        if (arr) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "ns", s.ns[i]);
+            char model[VKVP_MAX_NS + 1];
+            snprintf(model, sizeof model, "%.*s", (int)ns_model_len(s.ns[i]), s.ns[i]);
+            cJSON_AddStringToObject(j, "model", model);
+            cJSON_AddNumberToObject(j, "entries", (double)agg[i][0]);
+            cJSON_AddNumberToObject(j, "hot", (double)agg[i][1]);
+            cJSON_AddNumberToObject(j, "cold", (double)agg[i][2]);
+            cJSON_AddNumberToObject(j, "bytes", (double)agg[i][3]);
+            cJSON_AddItemToArray(arr, j);
+        } else if (quiet) {
+            puts(s.ns[i]);
+        } else {
+            char sz[32];
+            printf("%8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %10s  %s\n", agg[i][0], agg[i][1],
+                   agg[i][2], hsize(agg[i][3], sz, sizeof sz), s.ns[i]);
+        }
+    }
+    if (arr)
+        emit(arr);
+    free(agg);
+    scan_free(&s);
+    return EX_OK;
+}
+
+/* ---- fetching one block ------------------------------------------------------ */
+
+/* Opens a worker-like session in namespace ns (full), fetches key (a cold
+ * block is restored first; the fetch counts as a hit), and hands the view
+ * to fn(view, arg, err, errlen), which returns 0 or a VKV_E* code with a
+ * message in err. Releases the lease and the session before returning.
+ * Returns 0, or the exit code after reporting (EX_IO when fn failed with
+ * VKV_EIO). */
+static int with_block(const char *ns, const vkv_key *key,
+                      int (*fn)(const vkv_view *, void *, char *, size_t), void *arg)
+{
+    char keyhex[65], why[VKVP_MAX_NS + 200];
+    vkv_key_hex(key, keyhex);
+    vkv_options opt = {0};
+    opt.rundir = g_rundir;
+    opt.ns = ns;
+    opt.ns_is_full = 1;
+    opt.name = "vkvctl-fetch";
+    opt.timeout_ms = 30000;
+    vkv_client *w = NULL;
+    int rc = vkv_connect(&opt, &w);
+    if (rc) {
+        snprintf(why, sizeof why, "cannot open a session in namespace '%s': %s", ns,
+                 vkv_strerror(rc));
+        return fail(rc, why);
+    }
+    vkv_fetch *f = NULL;
+    if ((rc = vkv_fetch_begin(w, key, 1, &f)) != 0) {
+        vkv_close(w);
+        return fail(rc, NULL);
+    }
+    if (vkv_fetch_count(f) != 1) {
+        vkv_fetch_release(w, f);
+        vkv_close(w);
+        snprintf(why, sizeof why, "no entry %s in namespace '%s'", keyhex, ns);
+        return fail(VKV_ENOTFOUND, why);
+    }
+    vkv_view view = vkv_fetch_view(f, 0);
+    char err[256] = "";
+    rc = fn(&view, arg, err, sizeof err);
+    vkv_fetch_release(w, f);
+    vkv_close(w);
+    if (rc == VKV_EIO) {
+        fail(rc, err);
+        return EX_IO;
+    }
+    return rc ? fail(rc, err) : EX_OK;
+}
+
+/* ---- show ------------------------------------------------------------------ */
+
+/* min / mean / max of the finite values added to it. */
+struct stat3 {
+    double min, max, sum;
+    uint64_t n;
+};
+
+/* Adds v to st unless it is NaN or infinite. */
+static void stat_add(struct stat3 *st, double v)
+{
+    if (!isfinite(v))
+        return;
+    if (st->n == 0 || v < st->min)
+        st->min = v;
+    if (st->n == 0 || v > st->max)
+        st->max = v;
+    st->sum += v;
+    st->n++;
+}
+
+/* {min, mean, max, count} of st as JSON, or null when it saw no value. */
+static cJSON *stat_json(const struct stat3 *st)
+{
+    if (st->n == 0)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "min", st->min);
+    cJSON_AddNumberToObject(o, "mean", st->sum / (double)st->n);
+    cJSON_AddNumberToObject(o, "max", st->max);
+    cJSON_AddNumberToObject(o, "count", (double)st->n);
+    return o;
+}
+
+/* Little-endian 16-bit element at p, as a float of dtype. */
+static float elem_f32(const uint8_t *p, int dtype)
+{
+    return vkvk_to_f32((uint16_t)(p[0] | (p[1] << 8)), dtype);
+}
+
+/* Scale statistics of one layer's LEV section of K or V (lev: its bytes,
+ * levl: their count). rotsign: the per-token scales after the [kv_heads]
+ * [head_dim] vector (scale bits sbits); the other rules: the spread
+ * high - low of every group's two levels (CHANNEL rows or TOKEN pairs).
+ * Returns 0, or VKV_ECORRUPT when levl does not match that layout. */
+static int lev_stats(const vkv_block_header *h, int is_v, const uint8_t *lev, uint64_t levl,
+                     uint32_t n_vis, struct stat3 *st)
+{
+    uint32_t H = h->kv_heads, D = h->head_dim;
+    int mode = is_v ? h->v_mode : h->k_mode;
+    memset(st, 0, sizeof *st);
+    if (levl == 0)
+        return 0;
+    if (h->rule == VKV_RULE_ROTSIGN) {
+        int sbits = is_v ? h->v_group : h->k_group;
+        uint64_t sb = (uint64_t)sbits / 8, vec = (uint64_t)H * D * 2;
+        if (levl != vec + (uint64_t)n_vis * H * sb)
+            return VKV_ECORRUPT;
+        for (uint64_t i = 0; i < (uint64_t)n_vis * H; i++)
+            stat_add(st, vkvk_rot_scale_get(lev + vec + i * sb, sbits, h->dtype));
+        return 0;
+    }
+    if (mode == VKV_GROUP_CHANNEL) {
+        uint64_t row = (uint64_t)D * 2, per = (uint64_t)H * 2 * row; /* one group, every head */
+        if (levl % per)
+            return VKV_ECORRUPT;
+        for (uint64_t g = 0; g < levl / per; g++)
+            for (uint32_t hh = 0; hh < H; hh++) {
+                const uint8_t *lo = lev + g * per + (uint64_t)hh * 2 * row, *hi = lo + row;
+                for (uint32_t d = 0; d < D; d++)
+                    stat_add(st, (double)elem_f32(hi + 2 * d, h->dtype) -
+                                     (double)elem_f32(lo + 2 * d, h->dtype));
+            }
+        return 0;
+    }
+    if (levl % 4)
+        return VKV_ECORRUPT;
+    for (uint64_t p = 0; p < levl / 4; p++)
+        stat_add(st, (double)elem_f32(lev + 4 * p + 2, h->dtype) -
+                         (double)elem_f32(lev + 4 * p, h->dtype));
+    return 0;
+}
+
+/* Describes the block in view layer by layer into the JSON object arg:
+ * codec, shape, visual ranges, raw-token share, bytes per section, and
+ * per layer its bytes and K/V scale statistics. fn of with_block. */
+static int block_layers(const vkv_view *view, void *arg, char *err, size_t errlen)
+{
+    cJSON *o = arg;
+    vkv_block_header h;
+    int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &h);
+    if (rc) {
+        snprintf(err, errlen, "block check failed: %s", vkv_strerror(rc));
+        return rc;
+    }
+    vkv_shape sh;
+    vkv_codec_spec spec;
+    vkv_block_shape(&h, &sh, &spec);
+    char codec[128];
+    vkv_codec_spec_format(&spec, codec, sizeof codec);
+    uint32_t L = h.layers, n_vis = 0;
+    for (uint32_t r = 0; r < h.n_ranges; r++)
+        n_vis += h.ranges[r].len;
+    uint64_t per[VKV_SEC_COUNT], sum = 0;
+    for (int i = 0; i < VKV_SEC_COUNT; i++) {
+        if (L == 0 || h.sections[i].size % L) {
+            snprintf(err, errlen, "section %d of %llu bytes does not split into %u layers", i,
+                     (unsigned long long)h.sections[i].size, L);
+            return VKV_ECORRUPT;
+        }
+        per[i] = h.sections[i].size / L;
+        sum += h.sections[i].size;
+    }
+    cJSON_AddStringToObject(o, "codec", codec);
+    cJSON_AddStringToObject(o, "dtype", h.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
+    cJSON_AddNumberToObject(o, "layers", L);
+    cJSON_AddNumberToObject(o, "tokens", h.tokens);
+    cJSON_AddNumberToObject(o, "kv_heads", h.kv_heads);
+    cJSON_AddNumberToObject(o, "head_dim", h.head_dim);
+    cJSON *vr = cJSON_AddArrayToObject(o, "visual_ranges");
+    for (uint32_t r = 0; r < h.n_ranges; r++) {
+        cJSON *p = cJSON_CreateArray();
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(h.ranges[r].start));
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(h.ranges[r].start + h.ranges[r].len));
+        cJSON_AddItemToArray(vr, p);
+    }
+    cJSON_AddNumberToObject(o, "visual_tokens", n_vis);
+    cJSON_AddNumberToObject(o, "raw_tokens", h.tokens - n_vis);
+    cJSON_AddNumberToObject(o, "raw_token_share",
+                            h.tokens ? (double)(h.tokens - n_vis) / h.tokens : 0.0);
+    uint64_t raw = h.sections[VKV_SEC_RAW_K].size + h.sections[VKV_SEC_RAW_V].size;
+    uint64_t bits = h.sections[VKV_SEC_BITS_K].size + h.sections[VKV_SEC_BITS_V].size;
+    uint64_t lev = h.sections[VKV_SEC_LEV_K].size + h.sections[VKV_SEC_LEV_V].size;
+    cJSON_AddNumberToObject(o, "bytes", (double)view->size);
+    cJSON_AddNumberToObject(o, "header_bytes", h.header_size);
+    cJSON_AddNumberToObject(o, "raw_bytes", (double)raw);
+    cJSON_AddNumberToObject(o, "bits_bytes", (double)bits);
+    cJSON_AddNumberToObject(o, "lev_bytes", (double)lev);
+    cJSON_AddNumberToObject(o, "padding_bytes", (double)(h.total_size - h.header_size - sum));
+    cJSON_AddNumberToObject(o, "raw_byte_share", (double)raw / (double)view->size);
+    cJSON_AddNumberToObject(o, "bits_per_element", vkv_codec_bits_per_element(&sh, view->size));
+    cJSON_AddStringToObject(o, "scale_kind", h.rule == VKV_RULE_ROTSIGN ? "scale" : "spread");
+    cJSON *layers = cJSON_AddArrayToObject(o, "per_layer");
+    const uint8_t *base = view->data;
+    for (uint32_t l = 0; l < L; l++) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "layer", l);
+        uint64_t b = 0;
+        for (int i = 0; i < VKV_SEC_COUNT; i++)
+            b += per[i];
+        cJSON_AddNumberToObject(j, "bytes", (double)b);
+        cJSON_AddNumberToObject(j, "raw_bytes", (double)(per[VKV_SEC_RAW_K] + per[VKV_SEC_RAW_V]));
+        cJSON_AddNumberToObject(j, "bits_bytes",
+                                (double)(per[VKV_SEC_BITS_K] + per[VKV_SEC_BITS_V]));
+        cJSON_AddNumberToObject(j, "lev_bytes", (double)(per[VKV_SEC_LEV_K] + per[VKV_SEC_LEV_V]));
+        for (int kv = 0; kv < 2; kv++) {
+            int sec = kv ? VKV_SEC_LEV_V : VKV_SEC_LEV_K;
+            struct stat3 st;
+            const uint8_t *p = base + h.sections[sec].offset + (uint64_t)l * per[sec];
+            if (lev_stats(&h, kv, p, per[sec], n_vis, &st) != 0) {
+                cJSON_Delete(j);
+                snprintf(err, errlen, "layer %u: %s section does not have the %s layout", l,
+                         kv ? "LEV_V" : "LEV_K", codec);
+                return VKV_ECORRUPT;
+            }
+            cJSON_AddItemToObject(j, kv ? "v_scale" : "k_scale", stat_json(&st));
+        }
+        cJSON_AddItemToArray(layers, j);
+    }
+    return 0;
+}
+
+/* Prints one min/mean/max triple of a per_layer item (or "-"), 26 columns. */
+static void print_stat(const cJSON *st)
+{
+    if (!cJSON_IsObject(st)) {
+        printf("  %-24s", "-");
+        return;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.3g / %.3g / %.3g", cJSON_GetObjectItem(st, "min")->valuedouble,
+             cJSON_GetObjectItem(st, "mean")->valuedouble,
+             cJSON_GetObjectItem(st, "max")->valuedouble);
+    printf("  %-24s", buf);
+}
+
+/* Number field of a JSON object (0 when absent). */
+static double jnum(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+}
+
+/* Prints what block_layers put in o for a person. */
+static void print_layers(const cJSON *o)
+{
+    char a[32], b[32], d[32], e[32];
+    printf("%scodec:%s    %s\n", col("1"), rst(), cJSON_GetObjectItem(o, "codec")->valuestring);
+    printf("%sblock:%s    %s, %.0f layers x %.0f tokens x %.0f kv heads x %.0f head dim\n",
+           col("1"), rst(), cJSON_GetObjectItem(o, "dtype")->valuestring, jnum(o, "layers"),
+           jnum(o, "tokens"), jnum(o, "kv_heads"), jnum(o, "head_dim"));
+    printf("%svisual:%s   ", col("1"), rst());
+    const cJSON *r;
+    int first = 1;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "visual_ranges"))
+    {
+        printf("%s%d:%d", first ? "tokens " : ",", cJSON_GetArrayItem(r, 0)->valueint,
+               cJSON_GetArrayItem(r, 1)->valueint);
+        first = 0;
+    }
+    printf("%s(%.0f visual, %.0f raw = %.1f%% of the tokens)\n", first ? "none " : " ",
+           jnum(o, "visual_tokens"), jnum(o, "raw_tokens"), 100 * jnum(o, "raw_token_share"));
+    printf("%sbytes:%s    %s = header %.0f B + raw %s (%.1f%%) + sign bits %s + %s %s + "
+           "padding %.0f B; %.3f bits/element\n",
+           col("1"), rst(), hsize((uint64_t)jnum(o, "bytes"), a, sizeof a), jnum(o, "header_bytes"),
+           hsize((uint64_t)jnum(o, "raw_bytes"), b, sizeof b), 100 * jnum(o, "raw_byte_share"),
+           hsize((uint64_t)jnum(o, "bits_bytes"), d, sizeof d),
+           strcmp(cJSON_GetObjectItem(o, "scale_kind")->valuestring, "scale") ? "levels"
+                                                                              : "means+scales",
+           hsize((uint64_t)jnum(o, "lev_bytes"), e, sizeof e), jnum(o, "padding_bytes"),
+           jnum(o, "bits_per_element"));
+    const char *kind =
+        strcmp(cJSON_GetObjectItem(o, "scale_kind")->valuestring, "scale") ? "SPREAD" : "SCALE";
+    char kh[40], vh[40];
+    snprintf(kh, sizeof kh, "K %s min/mean/max", kind);
+    snprintf(vh, sizeof vh, "V %s min/mean/max", kind);
+    printf("%s%5s %10s %10s %10s %10s  %-24s  %-24s%s\n", col("1"), "LAYER", "BYTES", "RAW", "BITS",
+           "LEVELS", kh, vh, rst());
+    const cJSON *l;
+    cJSON_ArrayForEach(l, cJSON_GetObjectItem(o, "per_layer"))
+    {
+        printf("%5.0f %10s %10s %10s %10s", jnum(l, "layer"),
+               hsize((uint64_t)jnum(l, "bytes"), a, sizeof a),
+               hsize((uint64_t)jnum(l, "raw_bytes"), b, sizeof b),
+               hsize((uint64_t)jnum(l, "bits_bytes"), d, sizeof d),
+               hsize((uint64_t)jnum(l, "lev_bytes"), e, sizeof e));
+        print_stat(cJSON_GetObjectItem(l, "k_scale"));
+        print_stat(cJSON_GetObjectItem(l, "v_scale"));
+        putchar('\n');
+    }
+}
+
+/* Parses the options of a command that takes --ns NS, --help and, when
+ * layers is not NULL, --layers (show, delete, export). Returns -1 to go on
+ * (*ns set or NULL, optind at the first operand), else the exit code to
+ * return (help printed: EX_OK; bad option: EX_USAGE after printing the
+ * usage to stderr). */
+static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns, int *layers)
 {
     static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
+                                         {"layers", no_argument, NULL, 'y'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
     int o;
@@ -399,6 +1532,8 @@ static int parse_ns_only(int argc, char **argv, void (*usage)(FILE *), const cha
     while ((o = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
         if (o == 'n') {
             *ns = optarg;
+        } else if (o == 'y' && layers) {
+            *layers = 1;
         } else if (o == 'h') {
             usage(stdout);
             return EX_OK;
@@ -413,62 +1548,76 @@ static int parse_ns_only(int argc, char **argv, void (*usage)(FILE *), const cha
 /* Prints the usage of `show` to fp. */
 static void usage_show(FILE *fp)
 {
-    fprintf(fp, "usage: vkvctl show --ns NS KEY\n"
-                "  One entry: namespace, state, tier, size, hits, last access, pins, shape.\n");
+    fprintf(fp, "usage: vkvctl show [--ns NS] [--layers] KEY\n"
+                "  One entry: namespace, state, tier, size, hits, last access, pins, shape.\n"
+                "  KEY is a unique prefix of >= 8 hex digits (as ls prints it); NS is needed\n"
+                "  only when the key is in several namespaces (a unique prefix will do).\n"
+                "  --layers also fetches the block (a cold one is restored; it counts as a\n"
+                "  hit) and shows its codec, visual ranges, raw-token share, bytes per\n"
+                "  section and per layer, and per layer the K and V scale statistics\n"
+                "  (rotsign: per-token scales; other rules: high - low of each group).\n");
 }
 
 static int cmd_show(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_only(argc, argv, usage_show, &ns);
+    int layers = 0;
+    int ex = parse_ns_opts(argc, argv, usage_show, &ns, &layers);
     if (ex >= 0)
         return ex;
-    vkv_key key;
-    if (optind + 1 != argc || vkv_key_parse(argv[optind], &key) != 0 || !ns) {
+    if (optind + 1 != argc) {
         usage_show(stderr);
         return EX_USAGE;
     }
+    struct scan s;
+    struct target t;
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 1)) != 0) {
+        scan_free(&s);
+        return ex;
+    }
+    const char *full_ns = s.ns[t.ns_ix];
     vkvp_request rq;
     vkvp_reply *rep;
     char why[256] = "";
     vkvp_request_init(&rq, VKVP_INFO, 0);
     rq.u.info.session = vkvc_session(c);
-    rq.u.info.key = key;
+    rq.u.info.key = t.key;
     rq.u.info.has_ns = true;
-    rq.u.info.ns = vkvp_cstr(ns);
+    rq.u.info.ns = vkvp_cstr(full_ns);
     int rc = vkvc_call(c, &rq, &rep, why, sizeof why);
-    if (rc)
+    if (rc) {
+        scan_free(&s);
         return fail(rc, why);
-    if (g_json) {
-        cJSON *arr = cJSON_CreateArray();
-        show_entry(&rep->u.info.entry, arr, 1);
-        cJSON *one = cJSON_DetachItemFromArray(arr, 0);
-        cJSON_Delete(arr);
-        emit(one);
-    } else {
-        show_entry(&rep->u.info.entry, NULL, 1);
     }
+    cJSON *arr = cJSON_CreateArray();
+    show_entry(&rep->u.info.entry, arr);
+    cJSON *one = cJSON_DetachItemFromArray(arr, 0);
+    cJSON_Delete(arr);
+    if (!g_json)
+        show_entry(&rep->u.info.entry, NULL);
     vkvp_reply_free(rep);
+    if (layers) {
+        cJSON *blk = cJSON_CreateObject();
+        ex = with_block(full_ns, &t.key, block_layers, blk);
+        if (ex) {
+            cJSON_Delete(blk);
+            cJSON_Delete(one);
+            scan_free(&s);
+            return ex;
+        }
+        if (!g_json)
+            print_layers(blk);
+        cJSON_AddItemToObject(one, "block", blk);
+    }
+    if (g_json)
+        emit(one);
+    else
+        cJSON_Delete(one);
+    scan_free(&s);
     return EX_OK;
 }
 
-/* Parses argv[from..argc) as hex keys into a malloc'ed array (*keys, caller
- * frees). Returns the count, or -1 after printing which argument is bad. */
-static long parse_keys(int argc, char **argv, int from, vkv_key **keys)
-{
-    long n = argc - from;
-    *keys = calloc(n > 0 ? (size_t)n : 1, sizeof **keys);
-    if (!*keys)
-        return -1;
-    for (long i = 0; i < n; i++)
-        if (vkv_key_parse(argv[from + i], &(*keys)[i]) != 0) {
-            fprintf(stderr, "vkvctl: '%s' is not a key (64 hex digits)\n", argv[from + i]);
-            free(*keys);
-            *keys = NULL;
-            return -1;
-        }
-    return n;
-}
+/* ---- evict, delete, flush ------------------------------------------------------ */
 
 /* Prints `{"<field>": n}` or "<field> n entries". */
 static void print_count(const char *field, uint64_t n)
@@ -482,10 +1631,12 @@ static void print_count(const char *field, uint64_t n)
     }
 }
 
-/* EVICT (--all or keys, optionally in namespace ns) or FLUSH. keys may be
- * NULL with nkeys 0 for --all / FLUSH. */
-static int evict_or_flush(vkv_client *c, vkvp_op op, int to_drop, const char *ns,
-                          const vkv_key *keys, size_t nkeys, int all)
+/* EVICT (--all or keys, optionally in namespace ns), DELETE (keys in ns) or
+ * FLUSH. keys may be NULL with nkeys 0 for --all / FLUSH. Adds the count
+ * the daemon answered to *count. Returns 0 or the exit code after
+ * reporting. */
+static int keys_op(vkv_client *c, vkvp_op op, int to_drop, const char *ns, const vkv_key *keys,
+                   size_t nkeys, int all, uint64_t *count)
 {
     vkvp_request rq;
     vkvp_reply *rep;
@@ -493,6 +1644,12 @@ static int evict_or_flush(vkv_client *c, vkvp_op op, int to_drop, const char *ns
     vkvp_request_init(&rq, op, 0);
     if (op == VKVP_FLUSH) {
         rq.u.flush.session = vkvc_session(c);
+    } else if (op == VKVP_DELETE) {
+        rq.u.del.session = vkvc_session(c);
+        rq.u.del.keys = keys;
+        rq.u.del.nkeys = (uint32_t)nkeys;
+        rq.u.del.has_ns = true;
+        rq.u.del.ns = vkvp_cstr(ns);
     } else {
         rq.u.evict.session = vkvc_session(c);
         rq.u.evict.all = all;
@@ -508,18 +1665,55 @@ static int evict_or_flush(vkv_client *c, vkvp_op op, int to_drop, const char *ns
     int rc = vkvc_call(c, &rq, &rep, why, sizeof why);
     if (rc)
         return fail(rc, why);
-    uint64_t n = op == VKVP_FLUSH ? rep->u.flush.count : rep->u.evict.count;
+    *count += op == VKVP_FLUSH    ? rep->u.flush.count
+              : op == VKVP_DELETE ? rep->u.del.count
+                                  : rep->u.evict.count;
     vkvp_reply_free(rep);
-    print_count(op == VKVP_FLUSH ? "spilled" : "evicted", n);
-    return EX_OK;
+    return 0;
+}
+
+/* Resolves the KEY arguments argv[from..argc) (with --ns ns_arg) and sends
+ * op (EVICT or DELETE) once per namespace they resolved to. Adds the
+ * counts to *count. Returns 0 or the exit code after reporting. */
+static int keys_op_resolved(vkv_client *c, vkvp_op op, int to_drop, const char *ns_arg, int argc,
+                            char **argv, int from, uint64_t *count)
+{
+    int n = argc - from;
+    struct target *t = calloc((size_t)n, sizeof *t);
+    vkv_key *keys = calloc((size_t)n, sizeof *keys);
+    struct scan s;
+    memset(&s, 0, sizeof s);
+    int ex =
+        !t || !keys ? fail(VKV_ENOMEM, NULL) : resolve_keys(c, ns_arg, argv + from, n, &s, t, 1);
+    char *done = ex ? NULL : calloc((size_t)n, 1);
+    if (!ex && !done)
+        ex = fail(VKV_ENOMEM, NULL);
+    for (int i = 0; !ex && i < n; i++) {
+        if (done[i])
+            continue;
+        size_t nk = 0;
+        for (int j = i; j < n; j++)
+            if (!done[j] && t[j].ns_ix == t[i].ns_ix) {
+                keys[nk++] = t[j].key;
+                done[j] = 1;
+            }
+        ex = keys_op(c, op, to_drop, s.ns[t[i].ns_ix], keys, nk, 0, count);
+    }
+    free(done);
+    free(keys);
+    free(t);
+    scan_free(&s);
+    return ex;
 }
 
 /* Prints the usage of `evict` to fp. */
 static void usage_evict(FILE *fp)
 {
-    fprintf(fp, "usage: vkvctl evict --ns NS [--to cold|drop] KEY...\n"
+    fprintf(fp, "usage: vkvctl evict [--ns NS] [--to cold|drop] KEY...\n"
                 "       vkvctl evict --all [--ns NS] [--to cold|drop]\n"
-                "  Evicts entries from the hot tier: to the cold tier (default) or dropped.\n");
+                "  Evicts entries from the hot tier: to the cold tier (default) or dropped.\n"
+                "  KEY is a unique prefix of >= 8 hex digits; NS a unique prefix or the\n"
+                "  model part of a namespace.\n");
 }
 
 static int cmd_evict(vkv_client *c, int argc, char **argv)
@@ -547,60 +1741,60 @@ static int cmd_evict(vkv_client *c, int argc, char **argv)
             return EX_USAGE;
         }
     }
+    uint64_t count = 0;
+    int ex;
     if (all) {
         if (optind < argc) {
             usage_evict(stderr);
             return EX_USAGE;
         }
-        return evict_or_flush(c, VKVP_EVICT, drop, ns, NULL, 0, 1);
+        if (!ns) {
+            ex = keys_op(c, VKVP_EVICT, drop, NULL, NULL, 0, 1, &count);
+        } else {
+            struct scan s;
+            if ((ex = scan_entries(c, NULL, NULL, -1, &s)) != 0)
+                return ex;
+            size_t ix = resolve_ns(&s, ns, &ex);
+            if (ix != (size_t)-1)
+                ex = keys_op(c, VKVP_EVICT, drop, s.ns[ix], NULL, 0, 1, &count);
+            scan_free(&s);
+        }
+    } else {
+        if (optind >= argc || argc - optind > VKVP_MAX_KEYS) {
+            usage_evict(stderr);
+            return EX_USAGE;
+        }
+        ex = keys_op_resolved(c, VKVP_EVICT, drop, ns, argc, argv, optind, &count);
     }
-    vkv_key *keys = NULL;
-    long n = optind < argc && ns ? parse_keys(argc, argv, optind, &keys) : -1;
-    if (n <= 0 || n > VKVP_MAX_KEYS) {
-        free(keys);
-        usage_evict(stderr);
-        return EX_USAGE;
-    }
-    int ex = evict_or_flush(c, VKVP_EVICT, drop, ns, keys, (size_t)n, 0);
-    free(keys);
-    return ex;
+    if (ex)
+        return ex;
+    print_count("evicted", count);
+    return EX_OK;
 }
 
 /* Prints the usage of `delete` to fp. */
 static void usage_delete(FILE *fp)
 {
-    fprintf(fp, "usage: vkvctl delete --ns NS KEY...\n"
-                "  Deletes entries of namespace NS (as `ls` prints it) from both tiers.\n");
+    fprintf(fp, "usage: vkvctl delete [--ns NS] KEY...\n"
+                "  Deletes entries from both tiers. KEY is a unique prefix of >= 8 hex\n"
+                "  digits (as ls prints it); NS a unique prefix or the model part of a\n"
+                "  namespace, needed only when a key is in several. Exit 4 when none\n"
+                "  was deleted.\n");
 }
 
 static int cmd_delete(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_only(argc, argv, usage_delete, &ns);
+    int ex = parse_ns_opts(argc, argv, usage_delete, &ns, NULL);
     if (ex >= 0)
         return ex;
-    vkv_key *keys = NULL;
-    long n = optind < argc && ns ? parse_keys(argc, argv, optind, &keys) : -1;
-    if (n <= 0 || n > VKVP_MAX_KEYS) {
-        free(keys);
+    if (optind >= argc || argc - optind > VKVP_MAX_KEYS) {
         usage_delete(stderr);
         return EX_USAGE;
     }
-    vkvp_request rq;
-    vkvp_reply *rep;
-    char why[256] = "";
-    vkvp_request_init(&rq, VKVP_DELETE, 0);
-    rq.u.del.session = vkvc_session(c);
-    rq.u.del.keys = keys;
-    rq.u.del.nkeys = (uint32_t)n;
-    rq.u.del.has_ns = true;
-    rq.u.del.ns = vkvp_cstr(ns);
-    int rc = vkvc_call(c, &rq, &rep, why, sizeof why);
-    free(keys);
-    if (rc)
-        return fail(rc, why);
-    uint64_t deleted = rep->u.del.count;
-    vkvp_reply_free(rep);
+    uint64_t deleted = 0;
+    if ((ex = keys_op_resolved(c, VKVP_DELETE, 0, ns, argc, argv, optind, &deleted)) != 0)
+        return ex;
     print_count("deleted", deleted);
     return deleted ? EX_OK : EX_NOTFOUND;
 }
@@ -612,7 +1806,12 @@ static int cmd_flush(vkv_client *c, int argc, char **argv)
                 "usage: vkvctl flush\n  Spills every hot entry to the cold tier.\n");
         return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? EX_USAGE : EX_OK;
     }
-    return evict_or_flush(c, VKVP_FLUSH, 0, NULL, NULL, 0, 1);
+    uint64_t n = 0;
+    int ex = keys_op(c, VKVP_FLUSH, 0, NULL, NULL, 0, 1, &n);
+    if (ex)
+        return ex;
+    print_count("spilled", n);
+    return EX_OK;
 }
 
 /* ---- export ---------------------------------------------------------------- */
@@ -620,17 +1819,17 @@ static int cmd_flush(vkv_client *c, int argc, char **argv)
 /* Prints the usage of `export` to fp. */
 static void usage_export(FILE *fp)
 {
-    fprintf(fp, "usage: vkvctl export --ns NS KEY OUT.safetensors\n"
+    fprintf(fp, "usage: vkvctl export [--ns NS] KEY OUT.safetensors\n"
                 "  Fetches one block, decodes it and writes layers.{i}.k / layers.{i}.v\n"
                 "  [tokens, kv_heads, head_dim] in the block's dtype, with __metadata__\n"
-                "  visual_ranges (docs/FIDELITY.md naming). NS is the full namespace as\n"
-                "  `ls` prints it (fingerprint#codec).\n");
+                "  visual_ranges (docs/FIDELITY.md naming). KEY is a unique prefix of >= 8\n"
+                "  hex digits; NS a unique prefix or the model part of a namespace.\n");
 }
 
 /* Decodes the block in view into per-layer float tensors and writes them to
  * path. Returns 0 or a VKV_E* code with a message in err. */
-static int export_block(const vkv_view *view, const char *path, const char *ns,
-                        const char *keyhex, char *err, size_t errlen, cJSON *info)
+static int export_block(const vkv_view *view, const char *path, const char *ns, const char *keyhex,
+                        char *err, size_t errlen, cJSON *info)
 {
     vkv_block_header hdr;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &hdr);
@@ -648,7 +1847,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns,
     float *f32 = calloc(nel, sizeof *f32);
     void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
     vkve_st_out *outs = calloc(nt, sizeof *outs);
-    char (*names)[32] = calloc(nt, sizeof *names);
+    char(*names)[32] = calloc(nt, sizeof *names);
     rc = VKV_ENOMEM;
     if (!raw || !f32 || !kp || !vp || !outs || !names)
         goto out;
@@ -683,8 +1882,8 @@ static int export_block(const vkv_view *view, const char *path, const char *ns,
                                sh.ranges[r].start, sh.ranges[r].start + sh.ranges[r].len);
     char codec[128];
     vkv_codec_spec_format(&spec, codec, sizeof codec);
-    const char *meta[] = {"visual_ranges", ranges, "vkv_key", keyhex, "vkv_ns", ns,
-                          "vkv_codec", codec};
+    const char *meta[] = {"visual_ranges", ranges, "vkv_key",   keyhex,
+                          "vkv_ns",        ns,     "vkv_codec", codec};
     /* an empty visual_ranges would mean "all visual" to vkv-eval: omit it
      * only when the block really has no visual tokens */
     size_t nmeta = 4;
@@ -713,71 +1912,56 @@ out:
     return rc;
 }
 
+/* What cmd_export hands export_one through with_block. */
+struct export_arg {
+    const char *path, *ns, *keyhex;
+    cJSON *info;
+};
+
+/* fn of with_block for export: export_block with the arguments of a. */
+static int export_one(const vkv_view *view, void *arg, char *err, size_t errlen)
+{
+    struct export_arg *a = arg;
+    return export_block(view, a->path, a->ns, a->keyhex, err, errlen, a->info);
+}
+
 static int cmd_export(vkv_client *c, int argc, char **argv)
 {
-    (void)c;
     const char *ns;
-    int ex = parse_ns_only(argc, argv, usage_export, &ns);
+    int ex = parse_ns_opts(argc, argv, usage_export, &ns, NULL);
     if (ex >= 0)
         return ex;
-    vkv_key key;
-    if (!ns || optind + 2 != argc || vkv_key_parse(argv[optind], &key) != 0) {
+    if (optind + 2 != argc) {
         usage_export(stderr);
         return EX_USAGE;
     }
+    struct scan s;
+    struct target t;
+    if ((ex = resolve_keys(c, ns, argv + optind, 1, &s, &t, 1)) != 0) {
+        scan_free(&s);
+        return ex;
+    }
     const char *path = argv[optind + 1];
     char keyhex[65];
-    vkv_key_hex(&key, keyhex);
-    /* a worker-like session in the entry's namespace can fetch the block */
-    vkv_options opt = {0};
-    opt.rundir = g_rundir;
-    opt.ns = ns;
-    opt.ns_is_full = 1;
-    opt.name = "vkvctl-export";
-    opt.timeout_ms = 30000;
-    vkv_client *w = NULL;
-    char why[512];
-    int rc = vkv_connect(&opt, &w);
-    if (rc) {
-        snprintf(why, sizeof why, "cannot open a session in namespace '%s': %s", ns,
-                 vkv_strerror(rc));
-        return fail(rc, why);
-    }
-    vkv_fetch *f = NULL;
-    if ((rc = vkv_fetch_begin(w, &key, 1, &f)) != 0) {
-        vkv_close(w);
-        return fail(rc, NULL);
-    }
-    if (vkv_fetch_count(f) != 1) {
-        vkv_fetch_release(w, f);
-        vkv_close(w);
-        snprintf(why, sizeof why, "no entry %s in namespace '%s'", keyhex, ns);
-        return fail(VKV_ENOTFOUND, why);
-    }
-    vkv_view view = vkv_fetch_view(f, 0);
+    vkv_key_hex(&t.key, keyhex);
     cJSON *info = cJSON_CreateObject();
     cJSON_AddStringToObject(info, "key", keyhex);
-    cJSON_AddStringToObject(info, "ns", ns);
+    cJSON_AddStringToObject(info, "ns", s.ns[t.ns_ix]);
     cJSON_AddStringToObject(info, "path", path);
-    char err[256] = "";
-    rc = export_block(&view, path, ns, keyhex, err, sizeof err, info);
-    vkv_fetch_release(w, f);
-    vkv_close(w);
-    if (rc) {
+    struct export_arg a = {path, s.ns[t.ns_ix], keyhex, info};
+    ex = with_block(s.ns[t.ns_ix], &t.key, export_one, &a);
+    scan_free(&s);
+    if (ex) {
         cJSON_Delete(info);
-        if (rc == VKV_EIO) {
-            fail(rc, err);
-            return EX_IO;
-        }
-        return fail(rc, err);
+        return ex;
     }
     if (g_json) {
         emit(info);
     } else {
-        cJSON *t = cJSON_GetObjectItem(info, "tokens");
+        cJSON *tk = cJSON_GetObjectItem(info, "tokens");
         cJSON *l = cJSON_GetObjectItem(info, "layers");
         printf("wrote %s: %d layers x %d tokens (%s)\n", path, l ? l->valueint : 0,
-               t ? t->valueint : 0, cJSON_GetObjectItem(info, "dtype")->valuestring);
+               tk ? tk->valueint : 0, cJSON_GetObjectItem(info, "dtype")->valuestring);
         cJSON_Delete(info);
     }
     return EX_OK;
@@ -847,11 +2031,21 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
     optind = 1;
     while ((o = getopt_long(argc, argv, "1n:i:h", opts, NULL)) != -1) {
         switch (o) {
-        case '1': iterations = 1; break;
-        case 'n': iterations = strtol(optarg, NULL, 10); break;
-        case 'i': interval = strtol(optarg, NULL, 10); break;
-        case 'h': usage_top(stdout); return EX_OK;
-        default: usage_top(stderr); return EX_USAGE;
+        case '1':
+            iterations = 1;
+            break;
+        case 'n':
+            iterations = strtol(optarg, NULL, 10);
+            break;
+        case 'i':
+            interval = strtol(optarg, NULL, 10);
+            break;
+        case 'h':
+            usage_top(stdout);
+            return EX_OK;
+        default:
+            usage_top(stderr);
+            return EX_USAGE;
         }
     }
     if (iterations == 0 || iterations < -1 || interval < 10 || interval > 3600000 ||
@@ -869,7 +2063,8 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
         nanosleep(&ts, NULL);
         if ((ex = take_sample(c, &b)) != 0)
             return ex;
-        double dt = (double)(b.at.tv_sec - a.at.tv_sec) + (double)(b.at.tv_nsec - a.at.tv_nsec) / 1e9;
+        double dt =
+            (double)(b.at.tv_sec - a.at.tv_sec) + (double)(b.at.tv_nsec - a.at.tv_nsec) / 1e9;
         double hr = rate(a.hits, b.hits, dt), mr = rate(a.misses, b.misses, dt);
         double lr = rate(a.lookups, b.lookups, dt), fr = rate(a.fetches, b.fetches, dt);
         double pr = rate(a.commits, b.commits, dt), er = rate(a.evictions, b.evictions, dt);
@@ -896,19 +2091,44 @@ static int cmd_top(vkv_client *c, int argc, char **argv)
             cJSON_AddNumberToObject(j, "leases", (double)b.leases);
             emit(j);
         } else {
-            char x[32], y[32], z[32];
+            char x[32], y[32], z[32], cell[12][48];
+            int nc = 0;
+            snprintf(cell[nc++], 48, "hits/s %13.1f", hr);
+            snprintf(cell[nc++], 48, "misses/s %11.1f", mr);
+            snprintf(cell[nc++], 48, "hit rate %10.1f%%",
+                     hr + mr > 0 ? 100.0 * hr / (hr + mr) : 0.0);
+            snprintf(cell[nc++], 48, "lookups/s %10.1f", lr);
+            snprintf(cell[nc++], 48, "fetches/s %10.1f", fr);
+            snprintf(cell[nc++], 48, "puts/s %13.1f", pr);
+            snprintf(cell[nc++], 48, "evictions/s %8.1f", er);
+            snprintf(cell[nc++], 48, "spills/s %11.1f", sr);
+            snprintf(cell[nc++], 48, "restores/s %9.1f", rr);
+            snprintf(cell[nc++], 48, "sessions %11" PRIu64, b.sessions);
+            snprintf(cell[nc++], 48, "leases %13" PRIu64, b.leases);
+            /* as many 20-column cells per row as the terminal holds (3 when
+             * it is not a terminal), each row at most the terminal's width */
+            unsigned w = g_width ? g_width : 80;
+            int per = w >= 24 ? (int)((w - 2) / 22) : 1;
+            if (per > 3 && !g_width)
+                per = 3;
+            if (per < 1)
+                per = 1;
             if (tty)
                 fputs("\033[H\033[2J", stdout);
-            printf("vkvd epoch %016" PRIx64 "   interval %.2f s\n\n", vkv_client_epoch(c), dt);
-            printf("  hits/s %10.1f   misses/s %10.1f   hit rate %5.1f%%\n", hr, mr,
-                   hr + mr > 0 ? 100.0 * hr / (hr + mr) : 0.0);
-            printf("  lookups/s %7.1f   fetches/s %9.1f   puts/s %8.1f\n", lr, fr, pr);
-            printf("  evictions/s %5.1f   spills/s %10.1f   restores/s %6.1f\n\n", er, sr, rr);
-            printf("  hot   %10s of %-10s %8" PRIu64 " entries\n", hsize(b.bytes_hot, x, sizeof x),
-                   hsize(b.capacity, y, sizeof y), b.entries_hot);
-            printf("  cold  %10s               %8" PRIu64 " entries\n",
-                   hsize(b.bytes_cold, z, sizeof z), b.entries_cold);
-            printf("  sessions %" PRIu64 "   leases %" PRIu64 "\n", b.sessions, b.leases);
+            char head[96];
+            snprintf(head, sizeof head, "vkvd epoch %016" PRIx64 "   interval %.2f s",
+                     vkv_client_epoch(c), dt);
+            printf("%s%.*s%s\n\n", col("1"), (int)w, head, rst());
+            for (int i = 0; i < nc; i++)
+                printf("  %-20s%s", cell[i], i % per == per - 1 || i == nc - 1 ? "\n" : "");
+            char hot[128], cold[128];
+            snprintf(hot, sizeof hot, "hot  %10s of %-10s %8" PRIu64 " entries",
+                     hsize(b.bytes_hot, x, sizeof x), hsize(b.capacity, y, sizeof y),
+                     b.entries_hot);
+            snprintf(cold, sizeof cold, "cold %10s               %8" PRIu64 " entries",
+                     hsize(b.bytes_cold, z, sizeof z), b.entries_cold);
+            printf("\n  %.*s\n  %.*s\n", (int)(w > 2 ? w - 2 : 1), hot, (int)(w > 2 ? w - 2 : 1),
+                   cold);
         }
         fflush(stdout);
         a = b;
@@ -967,7 +2187,7 @@ static int verify_call(vkv_client *c, bool start, bool drop, vkvp_verify_rep *ou
 /* Draws the progress bar on stderr (only called when it is a terminal). */
 static void draw_bar(const vkvp_verify_rep *v)
 {
-    double frac = v->bytes_total ? (double)v->bytes_done / (double)v->bytes_total
+    double frac = v->bytes_total     ? (double)v->bytes_done / (double)v->bytes_total
                   : v->entries_total ? (double)v->entries_done / (double)v->entries_total
                                      : 1.0;
     if (frac > 1)
@@ -1056,18 +2276,20 @@ struct command {
 };
 
 static const struct command g_cmds[] = {
-    {"status", cmd_status, "backend, capacity and use per tier, hit rate, sessions, epoch",
-     "usage: vkvctl status\n  Capacity and use per tier, hit/miss counts, sessions, epoch.\n"},
+    {"status", cmd_status, "backend, capacity and use per tier, hit rate, sessions [--watch]",
+     NULL},
     {"stats", cmd_stats, "every counter of the daemon",
      "usage: vkvctl stats\n  Every STATS counter of the daemon (name value).\n"},
-    {"ls", cmd_ls, "list entries [--ns NS] [--tier T] [--sort recency|size|hits] [--limit N]",
+    {"ls", cmd_ls,
+     "list entries [--ns NS] [--tier T] [--sort recency|size|hits] [--limit N] [--long] [-q]",
      NULL},
-    {"show", cmd_show, "one entry: --ns NS KEY", NULL},
-    {"evict", cmd_evict, "evict --ns NS KEY... | --all [--to cold|drop]", NULL},
-    {"delete", cmd_delete, "delete --ns NS KEY...", NULL},
+    {"namespaces", cmd_namespaces, "namespaces with entry counts and bytes [--quiet]", NULL},
+    {"show", cmd_show, "one entry: [--ns NS] [--layers] KEY", NULL},
+    {"evict", cmd_evict, "evict [--ns NS] KEY... | --all [--to cold|drop]", NULL},
+    {"delete", cmd_delete, "delete [--ns NS] KEY...", NULL},
     {"flush", cmd_flush, "spill every hot entry to the cold tier", NULL},
     {"verify", cmd_verify, "check the cold tier's checksums [--drop]", NULL},
-    {"export", cmd_export, "export --ns NS KEY OUT.safetensors (decoded tensors)", NULL},
+    {"export", cmd_export, "export [--ns NS] KEY OUT.safetensors (decoded tensors)", NULL},
     {"top", cmd_top, "live rates [--once | --iterations N] [--interval-ms MS]", NULL},
     {"ping", cmd_ping, "check that vkvd answers", "usage: vkvctl ping\n  Round trip to vkvd.\n"},
 };
@@ -1076,22 +2298,31 @@ static const struct command g_cmds[] = {
 /* Top-level usage. */
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: vkvctl [--rundir DIR] [--json] COMMAND [ARGS]\n\ncommands:\n");
+    fprintf(fp, "usage: vkvctl [--rundir DIR] [--json] [--color auto|always|never] COMMAND "
+                "[ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < NCMDS; i++)
-        fprintf(fp, "  %-8s %s\n", g_cmds[i].name, g_cmds[i].help);
-    fprintf(fp, "\n`vkvctl COMMAND --help` describes one command; man vkvctl for all.\n"
-                "exit codes: 0 ok, 1 daemon error (verify: corrupt entries found), 2 usage,\n"
-                "            3 daemon unreachable, 4 not found, 5 local I/O error\n");
+        fprintf(fp, "  %-10s %s\n", g_cmds[i].name, g_cmds[i].help);
+    fprintf(fp, "\nKEY: any unique prefix of >= 8 hex digits (the KEY column of ls). NS: the\n"
+                "full namespace, a unique prefix of it, or its model part.\n"
+                "`vkvctl COMMAND --help` describes one command; man vkvctl for all.\n"
+                "exit codes: 0 ok, 1 daemon error (verify: corrupt entries found), 2 usage\n"
+                "            (also an ambiguous prefix), 3 daemon unreachable, 4 not found,\n"
+                "            5 local I/O error\n");
 }
 
 int main(int argc, char **argv)
 {
     int i = 1;
+    const char *color = "auto";
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--json"))
             g_json = 1;
         else if (!strcmp(argv[i], "--rundir") && i + 1 < argc)
             g_rundir = argv[++i];
+        else if (!strncmp(argv[i], "--color=", 8) || !strncmp(argv[i], "--colour=", 9))
+            color = strchr(argv[i], '=') + 1;
+        else if ((!strcmp(argv[i], "--color") || !strcmp(argv[i], "--colour")) && i + 1 < argc)
+            color = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return EX_OK;
@@ -1101,6 +2332,15 @@ int main(int argc, char **argv)
             return EX_USAGE;
         }
     }
+    if (strcmp(color, "auto") && strcmp(color, "always") && strcmp(color, "never")) {
+        fprintf(stderr, "vkvctl: --color takes auto, always or never, not '%s'\n", color);
+        return EX_USAGE;
+    }
+    g_color = want_color(color, STDOUT_FILENO);
+    g_color_err = want_color(color, STDERR_FILENO);
+    g_width = term_width();
+    if (i < argc && !strcmp(argv[i], "ns")) /* short for namespaces */
+        argv[i] = "namespaces";
     if (i >= argc || !strcmp(argv[i], "help")) {
         if (i < argc && i + 1 < argc) /* vkvctl help COMMAND */
             for (size_t k = 0; k < NCMDS; k++)

@@ -319,14 +319,16 @@ static void usage(FILE *fp)
         fprintf(fp, "  --%-18s %s\n", g_settings[i].name, g_settings[i].help);
     fprintf(fp, "  --%-18s %s\n", "config FILE", "INI file (also VKV_CONFIG)");
     fprintf(fp, "  --%-18s %s\n", "print-config", "print the effective settings and exit");
+    fprintf(fp, "  --%-18s %s\n", "check",
+            "validate the configuration (--config file, env, flags) and exit: 0 ok, 2 not");
     fprintf(fp, "  --%-18s %s\n", "help", "this text");
     fprintf(fp, "  --%-18s %s\n", "version", "print the version");
 }
 
 int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
 {
-    enum { OPT_CONFIG = 1000, OPT_PRINT, OPT_HELP, OPT_VERSION, OPT_SETTING0 = 2000 };
-    struct option opts[N_SETTINGS + 5];
+    enum { OPT_CONFIG = 1000, OPT_PRINT, OPT_HELP, OPT_VERSION, OPT_CHECK, OPT_SETTING0 = 2000 };
+    struct option opts[N_SETTINGS + 6];
     size_t k = 0;
     for (size_t i = 0; i < N_SETTINGS; i++)
         opts[k++] = (struct option){g_settings[i].name, required_argument, NULL,
@@ -335,13 +337,14 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
     opts[k++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
     opts[k++] = (struct option){"help", no_argument, NULL, OPT_HELP};
     opts[k++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    opts[k++] = (struct option){"check", no_argument, NULL, OPT_CHECK};
     opts[k] = (struct option){0, 0, 0, 0};
 
     vkvd_config_defaults(cfg);
 
     /* First pass: find --config and the informational flags. */
     const char *file = getenv("VKV_CONFIG");
-    int print = 0;
+    int print = 0, check = 0;
     int c;
     opterr = 0;
     optind = 1;
@@ -350,6 +353,8 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
             file = optarg;
         else if (c == OPT_PRINT)
             print = 1;
+        else if (c == OPT_CHECK)
+            check = 1;
         else if (c == OPT_HELP || c == 'h') {
             usage(stdout);
             return 1;
@@ -386,6 +391,18 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
     }
     if (vkvd_config_validate(cfg) != 0)
         return -1;
+#ifndef VKV_WITH_CUDA
+    if (check && !strcmp(cfg->backend, "cuda")) { /* vkvd_server_open would refuse it */
+        VKV_ERROR("backend 'cuda': this build has no CUDA");
+        return -1;
+    }
+#endif
+    if (check) {
+        printf("vkvd: configuration ok (%s%s, environment and flags)\n",
+               cfg->config_file[0] ? "file " : "no config file",
+               cfg->config_file[0] ? cfg->config_file : "");
+        return 1;
+    }
     if (print) {
         vkvd_config_print(cfg, stdout);
         return 1;

@@ -5,10 +5,35 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#ifdef VKV_WITH_CUDA
+#include "backend_cuda.h"
+#endif
+
+/* Logs the one start-up line an operator looks for: backend, capacity,
+ * directories, cold-tier bound and metrics address, as configured (the
+ * server logs separately when the cold tier or the metrics endpoint could
+ * not be opened). */
+static void log_startup(const vkvd_config *cfg)
+{
+    char cold[64], metrics[64];
+    if (cfg->cold_max)
+        snprintf(cold, sizeof cold, "%llu MiB", (unsigned long long)(cfg->cold_max >> 20));
+    else
+        snprintf(cold, sizeof cold, "off");
+    if (cfg->metrics_port > 0)
+        snprintf(metrics, sizeof metrics, "http://127.0.0.1:%d/metrics", cfg->metrics_port);
+    else
+        snprintf(metrics, sizeof metrics, "off");
+    VKV_INFO("started: backend %s, capacity %llu MiB, rundir %s, state dir %s, cold bound %s, "
+             "metrics %s",
+             cfg->backend, (unsigned long long)(cfg->capacity >> 20), cfg->rundir, cfg->state_dir,
+             cold, metrics);
+}
 
 int main(int argc, char **argv)
 {
@@ -28,9 +53,20 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    /* Resolve --backend auto here, as vkvd_server_open would (cuda when a
+     * device is usable), so the start-up line names the backend in use. */
+    if (!strcmp(cfg.backend, "auto")) {
+        const char *be = "host";
+#ifdef VKV_WITH_CUDA
+        if (vkvs_cuda_usable(0))
+            be = "cuda";
+#endif
+        snprintf(cfg.backend, sizeof cfg.backend, "%s", be);
+    }
     vkvd_server *srv = NULL;
     if (vkvd_server_open(&cfg, &srv) != 0)
         return 1;
+    log_startup(&cfg);
     rc = vkvd_server_run(srv);
     vkvd_server_close(srv);
     return rc == 0 ? 0 : 1;

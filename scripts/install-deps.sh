@@ -18,6 +18,7 @@ PKGS=(
   redis-server libhiredis-dev
   gnuplot-nox
   python3 python3-numpy python3-msgpack
+  zsh  # vkvctl_completion_test runs the zsh completion (bash is always there)
   clang libclang-rt-14-dev
 )
 
