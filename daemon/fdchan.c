@@ -30,7 +30,12 @@ struct vkvd_fdchan {
     void *arg;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     atomic_uint_fast64_t served, refused;
+    atomic_int active; /* connections being served by their own thread */
 };
+
+/* At most this many peers are served at once; a stalled peer holds one slot
+ * for at most the 1 s socket timeouts. Beyond it, connections are refused. */
+#define FDCHAN_MAX_ACTIVE 64
 
 /* Writes v as 8 little-endian bytes at p. */
 static void put_le64(uint8_t *p, uint64_t v)
@@ -122,6 +127,52 @@ static void serve(vkvd_fdchan *fc, int cfd)
         VKV_WARN("fd channel: sending slabs to pid %d failed: %s", (int)cr.pid, strerror(errno));
 }
 
+struct conn {
+    vkvd_fdchan *fc;
+    int cfd;
+};
+
+/* Thread body for one peer: serves it and ends. */
+static void *conn_main(void *p)
+{
+    struct conn *cn = p;
+    serve(cn->fc, cn->cfd);
+    close(cn->cfd);
+    atomic_fetch_sub(&cn->fc->active, 1);
+    free(cn);
+    return NULL;
+}
+
+/* Hands connection cfd to a thread of its own so that a peer that connects
+ * and stalls cannot delay the others. Closes cfd when that is impossible. */
+static void dispatch_conn(vkvd_fdchan *fc, int cfd)
+{
+    struct conn *cn = malloc(sizeof *cn);
+    pthread_attr_t at;
+    pthread_t t;
+    if (!cn || atomic_fetch_add(&fc->active, 1) >= FDCHAN_MAX_ACTIVE) {
+        if (cn)
+            atomic_fetch_sub(&fc->active, 1);
+        VKV_WARN("fd channel: %d peers in flight: connection refused", FDCHAN_MAX_ACTIVE);
+        fc->refused++;
+        free(cn);
+        close(cfd);
+        return;
+    }
+    cn->fc = fc;
+    cn->cfd = cfd;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64u << 10);
+    if (pthread_create(&t, &at, conn_main, cn) != 0) {
+        serve(fc, cfd); /* no thread: serve inline rather than refuse */
+        close(cfd);
+        atomic_fetch_sub(&fc->active, 1);
+        free(cn);
+    }
+    pthread_attr_destroy(&at);
+}
+
 /* Thread body: accept until the stop pipe becomes readable. */
 static void *fdchan_main(void *p)
 {
@@ -137,8 +188,7 @@ static void *fdchan_main(void *p)
             int cfd = accept4(fc->lfd, NULL, NULL, SOCK_CLOEXEC);
             if (cfd < 0)
                 continue;
-            serve(fc, cfd);
-            close(cfd);
+            dispatch_conn(fc, cfd);
         }
     }
     return NULL;
@@ -230,6 +280,13 @@ void vkvd_fdchan_close(vkvd_fdchan *fc)
     ssize_t w = write(fc->stop_pipe[1], "x", 1);
     (void)w;
     pthread_join(fc->thr, NULL);
+    /* connection threads end within their socket timeouts */
+    for (int i = 0; i < 500 && atomic_load(&fc->active) > 0; i++)
+        usleep(10000);
+    if (atomic_load(&fc->active) > 0) {
+        VKV_WARN("fd channel: peers still in flight at close; leaving its state allocated");
+        return;
+    }
     close(fc->stop_pipe[0]);
     close(fc->stop_pipe[1]);
     close(fc->lfd);

@@ -1237,6 +1237,16 @@ static void handle_frame(vkvd_server *srv, const void *body, size_t len, void *c
     vkvp_request_free(rq);
 }
 
+/* A FETCH or ALLOC whose reply cannot be delivered (too big to encode)
+ * must not leave its lease behind: the client never learns its id. */
+static void undo_leases(vkvd_server *srv, const vkvp_request *rq, const vkvp_reply *rep)
+{
+    if (rq->op == VKVP_FETCH && rep->u.fetch.lease)
+        vkvs_release(srv->st, rq->u.fetch.session, &rep->u.fetch.lease, 1, NULL);
+    else if (rq->op == VKVP_ALLOC && rep->u.alloc.lease)
+        vkvs_abort(srv->st, rq->u.alloc.session, rep->u.alloc.lease);
+}
+
 /* Runs a decoded request and sends its reply along `control`. With
  * allow_defer, a FETCH that must wait for restores is queued on the deferred
  * list instead (taking rq and control) and DEFER is returned; otherwise the
@@ -1275,6 +1285,7 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
         int erc = vkvp_encode_reply(&rep, &frame, &flen);
         if (erc) {
             VKV_ERROR("cannot encode %s reply: %s", vkvp_op_name(rq->op), vkv_strerror(erc));
+            undo_leases(srv, rq, &rep);
             send_error(srv, control, rq->req_id, erc, "reply could not be encoded");
         } else {
             rcache_put(srv, rq->req_id, frame, flen);

@@ -495,6 +495,28 @@ static void session_follows_the_kernel_pid_not_the_reported_one(void **state)
     vkv_close(obs);
 }
 
+/* Peers that connect to the fd channel and stall do not keep others out:
+ * each is served on its own thread. */
+static void idle_fd_channel_peers_do_not_block_connect(void **state)
+{
+    vkvt_daemon *d = *state;
+    int idle[16];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char path[400];
+    snprintf(path, sizeof path, "%s/vkvd.fds", d->rundir);
+    assert_true(strlen(path) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    for (int i = 0; i < 16; i++) {
+        idle[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+        assert_int_equal(connect(idle[i], (struct sockaddr *)&sa, sizeof sa), 0);
+    }
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(d, "integrity", &c), 0); /* 5 s timeout */
+    vkv_close(c);
+    for (int i = 0; i < 16; i++)
+        close(idle[i]);
+}
+
 /* vkv_close ends the session at once (CLOSE): many connect/close cycles
  * leave no session behind and the daemon serving. */
 static void connect_close_cycles_leave_no_sessions(void **state)
@@ -553,6 +575,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(runtime_dir_not_ours_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(session_follows_the_kernel_pid_not_the_reported_one,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_fd_channel_peers_do_not_block_connect, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(connect_close_cycles_leave_no_sessions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
