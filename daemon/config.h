@@ -12,6 +12,9 @@
 
 #define VKVD_PATH_MAX 512
 
+/* session_quota's default: half the capacity, resolved at start. */
+#define VKVD_QUOTA_AUTO UINT64_MAX
+
 typedef struct vkvd_config {
     char rundir[VKVD_PATH_MAX];    /* socket directory (mode 0700) */
     char state_dir[VKVD_PATH_MAX]; /* LMDB cold tier lives in state_dir/cold */
@@ -21,6 +24,8 @@ typedef struct vkvd_config {
     uint64_t slab_size;            /* bytes per slab */
     uint32_t page_size;            /* arena page, power of two */
     uint64_t cold_max;             /* bytes bound of the cold tier; 0 disables it */
+    uint64_t session_quota;        /* bytes a session may pin + reserve; 0 = no
+                                    * limit; VKVD_QUOTA_AUTO = capacity / 2 */
     uint32_t cold_sync_ms;         /* explicit LMDB sync interval */
     uint32_t lease_ttl_ms;
     uint32_t session_ttl_ms;

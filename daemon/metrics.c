@@ -90,6 +90,8 @@ static const struct mdef g_defs[] = {
      "Sessions closed because their process died or went silent."},
     {"leases_active", NULL, "vkvd_leases", "", "gauge", "Live leases (pins and reservations)."},
     {"leases_expired", NULL, "vkvd_leases_expired_total", "", "counter", "Leases that expired."},
+    {"quota_refusals", NULL, "vkvd_quota_refusals_total", "", "counter",
+     "ALLOC/FETCH cut short by the per-session quota."},
     {"leases_quarantined", NULL, "vkvd_leases_quarantined", "", "gauge",
      "Expired leases whose memory is kept until their holder lets go."},
     {"namespaces", NULL, "vkvd_namespaces", "", "gauge", "Namespaces known to the store."},

@@ -36,6 +36,10 @@
 
 /* Replies remembered for idempotent resends, direct-mapped by req_id. */
 #define RCACHE_SLOTS 4096
+/* Bytes of remembered replies at most (a FETCH reply may be up to 1 MiB, so
+ * 4096 slots alone would allow 4 GiB); older slots are dropped to stay
+ * under it. A resend of a dropped reply runs the request again. */
+#define RCACHE_MAX_BYTES (32u << 20)
 
 struct rcache_slot {
     uint64_t req_id;
@@ -58,6 +62,8 @@ struct vkvd_server {
     char sock_path[VKVD_PATH_MAX + 16];
     char fd_path[VKVD_PATH_MAX + 16];
     struct rcache_slot rcache[RCACHE_SLOTS];
+    uint64_t rcache_bytes;   /* sum of rcache[].len */
+    uint32_t rcache_sweep;   /* next slot to drop when over RCACHE_MAX_BYTES */
     /* counters (exported by STATS) */
     uint64_t req_count[VKVP_OP_MAX_ + 1];
     uint64_t req_errors;
@@ -195,11 +201,22 @@ static void rcache_put(vkvd_server *srv, uint64_t req_id, const void *frame, siz
     if (!copy)
         return;
     memcpy(copy, frame, len);
+    srv->rcache_bytes -= s->len;
     free(s->frame);
     s->frame = copy;
     s->len = len;
     s->req_id = req_id;
     s->req_hash = srv->cur_hash;
+    srv->rcache_bytes += len;
+    for (uint32_t n = 0; srv->rcache_bytes > RCACHE_MAX_BYTES && n < RCACHE_SLOTS; n++) {
+        struct rcache_slot *o = &srv->rcache[srv->rcache_sweep];
+        srv->rcache_sweep = (srv->rcache_sweep + 1) % RCACHE_SLOTS;
+        if (o == s || !o->frame)
+            continue;
+        srv->rcache_bytes -= o->len;
+        free(o->frame);
+        memset(o, 0, sizeof *o);
+    }
 }
 
 /* Prepares a nanomsg header for a zero-copy body and a routing header:
@@ -903,6 +920,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "leases_active", s.leases_active);
     counter(cs, "leases_expired", s.leases_expired);
     counter(cs, "leases_quarantined", s.leases_quarantined);
+    counter(cs, "quota_refusals", s.quota_refusals);
     counter(cs, "sessions", s.sessions);
     counter(cs, "sessions_reaped", s.sessions_reaped);
     counter(cs, "namespaces", s.namespaces);
@@ -911,6 +929,7 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "requests_errors", srv->req_errors);
     counter(cs, "bad_frames", srv->bad_frames);
     counter(cs, "replies_resent", srv->resent_replies);
+    counter(cs, "reply_cache_bytes", srv->rcache_bytes);
     counter(cs, "replies_dropped", srv->send_failures);
     static const char *req_names[VKVP_OP_MAX_ + 1] = {
         NULL,           "req_hello",  "req_lookup", "req_fetch", "req_alloc",
@@ -1445,6 +1464,8 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     sc.lease_ttl_ms = cfg->lease_ttl_ms;
     sc.session_ttl_ms = cfg->session_ttl_ms;
     sc.policy = strcmp(cfg->policy, "lru") == 0 ? VKVS_POLICY_LRU : VKVS_POLICY_S3FIFO;
+    sc.session_quota = cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2
+                                                             : cfg->session_quota;
     rc = vkvs_open(&sc, &srv->st);
     if (rc) {
         VKV_ERROR("cannot create the %llu-byte host arena: %s",

@@ -28,6 +28,7 @@ typedef struct vkvs_sess {
     uint32_t ns_id;
     bool admin;
     bool bound;          /* pid came from the kernel (vkvs_session_bind_pid) */
+    uint64_t held;       /* bytes under its leases (session_quota) */
     uint32_t lease_head; /* lease slot + 1 */
     uint32_t nleases;
     uint32_t next_free;  /* slot + 1 */
@@ -40,6 +41,7 @@ typedef struct vkvs_lease {
     uint32_t sess;      /* session slot */
     uint32_t kind;
     uint32_t zombie;    /* expired, resources kept until its session ends */
+    uint64_t bytes;     /* entry bytes it pins or reserves (quota) */
     uint32_t n;         /* entries */
     uint32_t one;       /* the entry when n == 1 */
     uint32_t *many;     /* n > 1: malloc'ed entry ids */
@@ -342,6 +344,7 @@ static void lease_free(vkvs_store *st, uint32_t slot)
     if (l->next)
         st->lease[l->next - 1].prev = l->prev;
     s->nleases--;
+    s->held -= l->bytes;
     st->nlease--;
     if (l->zombie)
         st->nzombie--;
@@ -825,6 +828,24 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
         st->c.misses += n - nready - ncold;
         st->c.cold_hits += ncold;
     }
+    uint64_t bytes = 0;
+    if (st->cfg.session_quota) {
+        /* the prefix ends where the session's quota would be exceeded */
+        size_t fit = 0;
+        for (; fit < nready; fit++) {
+            uint64_t sz = vkvs_ent(&st->ix, find_visible(st, s->ns_id, &keys[fit]))->size;
+            if (s->held + bytes + sz > st->cfg.session_quota)
+                break;
+            bytes += sz;
+        }
+        if (fit < nready) {
+            st->c.quota_refusals++;
+            ncold = 0;
+            if (fit == 0)
+                return VKV_ENOSPC;
+            nready = fit;
+        }
+    }
     res->ncold = ncold;
     if (nready == 0)
         return 0;
@@ -852,6 +873,11 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
     }
     st->lease[slot].n = (uint32_t)nready;
     st->lease[slot].many = many;
+    if (!st->cfg.session_quota)
+        for (size_t i = 0; i < nready; i++)
+            bytes += blocks[i].size;
+    st->lease[slot].bytes = bytes;
+    s->held += bytes;
     if (!st->fetch_quiet)
         st->c.hits += nready;
     res->lease = st->lease[slot].id;
@@ -888,6 +914,11 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
         st->c.allocs_failed++;
         return VKV_ENOSPC;
     }
+    if (st->cfg.session_quota && s->held + size > st->cfg.session_quota) {
+        st->c.allocs_failed++;
+        st->c.quota_refusals++;
+        return VKV_ENOSPC;
+    }
     pages = vkvs_pages_for(size, st->arena.page_size);
     if ((rv = lease_new(st, (uint32_t)(s - st->sess), LEASE_ALLOC, &slot)) != 0)
         goto fail;
@@ -904,6 +935,8 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
     e->last_ms = wall_ms(st);
     st->lease[slot].n = 1;
     st->lease[slot].one = id;
+    st->lease[slot].bytes = size;
+    s->held += size;
     st->c.allocs++;
     *lease = st->lease[slot].id;
     *out = (vkvs_block){size, e->nextents, vkvs_entry_ext(e)};

@@ -108,6 +108,9 @@ typedef struct vkvs_config {
     uint32_t max_sessions;       /* default 4096 */
     uint32_t max_leases;         /* across all sessions; default 65536 */
     uint32_t max_fetch_keys;     /* keys per fetch/lookup call; default 4096 */
+    uint64_t session_quota;      /* bytes one session may hold under its
+                                  * leases (pinned + reserved, quarantined
+                                  * included); 0 = no limit (default) */
     bool quarantine;             /* keep an expired lease's pages until its
                                   * holder lets go (default true; false: the
                                   * old behaviour, pages freed at expiry) */
@@ -260,9 +263,10 @@ void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet);
 /* Pins the longest READY prefix of keys[0..n) under one new lease, bumps
  * hits and recency, and fills blocks[0..nready) (caller array of n). Stops at
  * the first absent/WRITING key or at the first COLD/RESTORING one (then
- * counts how many cold ones follow, for the caller to restore). Errors:
- * VKV_ESESSION, VKV_EPERM, VKV_EINVAL (n too large), VKV_ENOSPC (max_leases),
- * VKV_ENOMEM. */
+ * counts how many cold ones follow, for the caller to restore), and where
+ * the session's quota would be exceeded (then ncold is 0). Errors:
+ * VKV_ESESSION, VKV_EPERM, VKV_EINVAL (n too large), VKV_ENOSPC (max_leases,
+ * or not even the first block fits the session's quota), VKV_ENOMEM. */
 int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs_block *blocks,
                vkvs_fetch_result *res);
 
@@ -272,7 +276,7 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
  * is set) as needed. A COLD key is reported as existing. Errors:
  * VKV_EEXIST (READY/COLD/RESTORING exists), VKV_EBUSY (another live lease is
  * writing it; poll lookup then fetch), VKV_ENOSPC (free + evictable pages
- * too few, or size > capacity), VKV_ESESSION, VKV_EPERM, VKV_EINVAL. */
+ * too few, size > capacity, or the session's quota would be exceeded), VKV_ESESSION, VKV_EPERM, VKV_EINVAL. */
 int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size,
                uint64_t *lease, vkvs_block *out);
 
@@ -347,6 +351,7 @@ typedef struct vkvs_stats {
     uint64_t restores;
     uint64_t leases_active, leases_expired;
     uint64_t leases_quarantined; /* expired, pages kept (see the model) */
+    uint64_t quota_refusals;     /* ALLOC/FETCH cut short by session_quota */
     uint64_t sessions, sessions_reaped;
     uint64_t namespaces;
     uint64_t meta_bytes;       /* heap bytes of index + entries + tables */

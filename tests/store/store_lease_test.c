@@ -238,6 +238,50 @@ static void bound_pid_replaces_the_reported_one(void **state)
     vkvs_close(st);
 }
 
+/* A session cannot hold more than session_quota bytes under its leases:
+ * ALLOC past it is VKV_ENOSPC, FETCH returns the prefix that fits, and
+ * quarantined leases still count until released. */
+static void session_quota_bounds_what_one_session_holds(void **state)
+{
+    vkvs_config c = small_config(1, 8, VKVS_POLICY_LRU);
+    c.session_quota = 3 * 4096;
+    vkvs_store *st;
+    uint64_t a, b, l1, l2, l3;
+    vkvs_block bl;
+    vkvs_stats s;
+    (void)state;
+    assert_int_equal(vkvs_open(&c, &st), 0);
+    assert_int_equal(vkvs_session_open(st, "m", 1, false, &a), 0);
+    assert_int_equal(vkvs_session_open(st, "m", 2, false, &b), 0);
+    l1 = reserve(st, a, 1, 2 * 4096, 1, &bl);
+    vkv_key k2 = tkey(2);
+    assert_int_equal(vkvs_alloc(st, a, &k2, 2 * 4096, &l2, &bl), VKV_ENOSPC);
+    assert_int_equal(vkvs_commit(st, a, l1, NULL, NULL), 0); /* releases the bytes */
+    for (uint32_t i = 10; i < 14; i++)
+        put(st, b, i, 4096);
+    vkv_key keys[4] = {tkey(10), tkey(11), tkey(12), tkey(13)};
+    vkvs_block got[4];
+    vkvs_fetch_result fr;
+    assert_int_equal(vkvs_fetch(st, a, keys, 4, got, &fr), 0);
+    assert_int_equal(fr.nready, 3); /* the fourth would pass the quota */
+    assert_int_equal(fr.ncold, 0);
+    vkvs_fetch_result fr2;
+    assert_int_equal(vkvs_fetch(st, a, keys, 4, got, &fr2), VKV_ENOSPC); /* full */
+    l3 = reserve(st, b, 3, 3 * 4096, 3, &bl); /* b has its own quota */
+    /* a's fetch lease expires: quarantined, it still counts */
+    fake_now_ms += c.lease_ttl_ms;
+    assert_int_equal(vkvs_reap(st, fake_now_ms, NULL, NULL), 0);
+    vkv_key k4 = tkey(4);
+    assert_int_equal(vkvs_alloc(st, a, &k4, 4096, &l2, &bl), VKV_ENOSPC);
+    size_t n;
+    assert_int_equal(vkvs_release(st, a, &fr.lease, 1, &n), 0);
+    assert_int_equal(vkvs_alloc(st, a, &k4, 4096, &l2, &bl), 0);
+    vkvs_stats_get(st, &s);
+    assert_int_equal(s.quota_refusals, 4);
+    (void)l3;
+    vkvs_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +290,7 @@ int main(void)
         cmocka_unit_test(renew_extends_and_close_frees_zombies),
         cmocka_unit_test(silent_sessions_holding_pages_stay_while_alive),
         cmocka_unit_test(bound_pid_replaces_the_reported_one),
+        cmocka_unit_test(session_quota_bounds_what_one_session_holds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
