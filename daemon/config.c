@@ -30,6 +30,7 @@ static const struct setting g_settings[] = {
     {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)"},
     {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)"},
     {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)"},
+    {"spill-queue", "VKV_SPILL_QUEUE", "bytes of evicted blocks waiting for the LMDB writer at most (default 64M)"},
     {"session-quota", "VKV_SESSION_QUOTA", "bytes one session may pin and reserve at once; 0 = no limit (default: half the capacity)"},
     {"session-ttl-ms", "VKV_SESSION_TTL_MS", "silent sessions are reaped after this (default 120000)"},
     {"reap-interval-ms", "VKV_REAP_INTERVAL_MS", "how often dead sessions are looked for (default 1000)"},
@@ -144,13 +145,15 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         return set_str(cfg->policy, sizeof cfg->policy, value);
     }
     if (!strcmp(n, "capacity") || !strcmp(n, "slab-size") || !strcmp(n, "page-size") ||
-        !strcmp(n, "cold-max") || !strcmp(n, "session-quota")) {
+        !strcmp(n, "cold-max") || !strcmp(n, "session-quota") || !strcmp(n, "spill-queue")) {
         if (vkvd_parse_size(value, &sz) != 0)
             return -2;
         if (!strcmp(n, "capacity"))
             cfg->capacity = sz;
         else if (!strcmp(n, "session-quota"))
             cfg->session_quota = sz;
+        else if (!strcmp(n, "spill-queue"))
+            cfg->spill_queue = sz;
         else if (!strcmp(n, "slab-size"))
             cfg->slab_size = sz;
         else if (!strcmp(n, "cold-max"))
@@ -224,6 +227,7 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->cold_sync_ms = 1000;
     cfg->lease_ttl_ms = 30000;
     cfg->session_quota = VKVD_QUOTA_AUTO;
+    cfg->spill_queue = 64ull << 20;
     cfg->session_ttl_ms = 120000;
     cfg->reap_interval_ms = 1000;
     cfg->spill_on_exit = true;
@@ -428,6 +432,7 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
     fprintf(fp, "spill-on-exit = %s\nmetrics-port = %d\nlog-level = %s\n",
             cfg->spill_on_exit ? "yes" : "no", cfg->metrics_port,
             lv[cfg->log_level < 0 ? 0 : cfg->log_level > 3 ? 3 : cfg->log_level]);
+    fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
     fprintf(fp, "session-quota = %llu\n",
             (unsigned long long)(cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2
                                                                        : cfg->session_quota));

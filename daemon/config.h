@@ -24,6 +24,7 @@ typedef struct vkvd_config {
     uint64_t slab_size;            /* bytes per slab */
     uint32_t page_size;            /* arena page, power of two */
     uint64_t cold_max;             /* bytes bound of the cold tier; 0 disables it */
+    uint64_t spill_queue;          /* bytes of spills queued to the writer, max */
     uint64_t session_quota;        /* bytes a session may pin + reserve; 0 = no
                                     * limit; VKVD_QUOTA_AUTO = capacity / 2 */
     uint32_t cold_sync_ms;         /* explicit LMDB sync interval */

@@ -91,6 +91,10 @@ struct vkvd_server {
     size_t nlive, caplive;
     uint64_t identity_failures; /* blocks refused for a wrong (ns, key) */
     uint64_t cold_envs_quarantined; /* damaged LMDB envs moved aside at start */
+    uint64_t spill_queued;      /* bytes copied for the LMDB writer, not yet written */
+    uint64_t spill_queued_peak;
+    bool flush_more;            /* a FLUSH stopped at the spill-queue bound */
+    char flush_ns[VKVS_NS_MAX + 1]; /* its namespace ("" = all) */
 };
 
 /* A session the fd channel may serve, and the pid the kernel gave for it. */
@@ -583,11 +587,6 @@ static int op_add_ex(vkvd_server *srv, uint64_t tag, int op, const char *ns, con
     return 0;
 }
 
-/* op_add_ex without the out parameter. */
-static int op_add(vkvd_server *srv, uint64_t tag, int op, const char *ns, const vkv_key *key)
-{
-    return op_add_ex(srv, tag, op, ns, key, NULL);
-}
 
 /* Frees an op's restore staging. */
 static void op_free(struct pending_op *o)
@@ -636,6 +635,12 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
     vkvd_server *srv = arg;
     if (!srv->cold)
         return VKV_ECOLD;
+    /* Bounded copy-out: past spill-queue bytes in flight FLUSH/EVICT stop
+     * (and continue as the writer drains); an eviction to make room may go
+     * to 4x that before the store drops the victim's hot copy instead. */
+    uint64_t bound = v->for_room ? 4 * srv->cfg.spill_queue : srv->cfg.spill_queue;
+    if (srv->spill_queued > 0 && srv->spill_queued + v->size > bound)
+        return VKV_EBUSY;
     void *buf = malloc(v->size);
     if (!buf)
         return VKV_ENOMEM;
@@ -651,7 +656,8 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
         return rc;
     }
     uint64_t tag = ++srv->next_tag;
-    if ((rc = op_add(srv, tag, VKVS_COLD_OP_SPILL, v->ns, v->key)) != 0) {
+    struct pending_op *o = NULL;
+    if ((rc = op_add_ex(srv, tag, VKVS_COLD_OP_SPILL, v->ns, v->key, &o)) != 0) {
         free(buf);
         return rc;
     }
@@ -659,8 +665,13 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
     if (rc) {
         op_remove(srv, tag);
         free(buf);
+        return rc;
     }
-    return rc;
+    o->size = v->size;
+    srv->spill_queued += v->size;
+    if (srv->spill_queued > srv->spill_queued_peak)
+        srv->spill_queued_peak = srv->spill_queued;
+    return 0;
 }
 
 /* Store drop hook: a deleted or dropped entry leaves the cold tier too. */
@@ -822,7 +833,10 @@ static int restored_ident_ok(vkvd_server *srv, const char *ns, const vkv_key *ke
 static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
 {
     switch (c->op) {
-    case VKVS_COLD_OP_SPILL:
+    case VKVS_COLD_OP_SPILL: {
+        struct pending_op *o = op_find(srv, c->tag);
+        if (o)
+            srv->spill_queued -= o->size;
         op_remove(srv, c->tag);
         if (c->status) {
             /* The entry left the arena but never reached LMDB: it is gone. */
@@ -831,6 +845,7 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
             vkvs_forget_cold(srv->st, c->ns, &c->key);
         }
         break;
+    }
     case VKVS_COLD_OP_RESTORE: {
         int status = c->status;
         struct pending_op *o = op_find(srv, c->tag);
@@ -849,12 +864,12 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
         break;
     }
     case VKVS_COLD_OP_EVICTED:
-        vkvs_forget_cold(srv->st, c->ns, &c->key);
+        vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
         break;
     case VKVS_COLD_OP_DROPPED:
         srv->cold_corrupt_dropped++;
         VKV_WARN("corrupt cold block of '%s' dropped (checksum)", c->ns);
-        vkvs_forget_cold(srv->st, c->ns, &c->key);
+        vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
         break;
     default:
         break;
@@ -921,6 +936,11 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "leases_expired", s.leases_expired);
     counter(cs, "leases_quarantined", s.leases_quarantined);
     counter(cs, "quota_refusals", s.quota_refusals);
+    counter(cs, "spill_queue_bytes", srv->spill_queued);
+    counter(cs, "spill_queue_peak_bytes", srv->spill_queued_peak);
+    counter(cs, "spills_deferred", s.spills_deferred);
+    counter(cs, "spills_dropped_busy", s.spills_dropped_busy);
+    counter(cs, "spills_skipped", s.spills_skipped);
     counter(cs, "sessions", s.sessions);
     counter(cs, "sessions_reaped", s.sessions_reaped);
     counter(cs, "namespaces", s.namespaces);
@@ -1160,6 +1180,16 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
     }
     case VKVP_FLUSH:
         rc = vkvs_evict(st, rq->u.flush.session, NULL, NULL, 0, true, &n);
+        if (rc == VKV_EBUSY) {
+            /* The spill queue is full: the rest follows as the writer
+             * drains (flush_continue), at most spill-queue bytes at a time. */
+            uint32_t ns_id;
+            const char *ns = "";
+            int admin = vkvs_session_ns(st, rq->u.flush.session, &ns_id, &ns) == 0 && !*ns;
+            snprintf(srv->flush_ns, sizeof srv->flush_ns, "%s", admin ? "" : ns);
+            srv->flush_more = true;
+            rc = 0;
+        }
         rep->u.flush.count = n;
         return rc;
     case VKVP_STATS:
@@ -1344,6 +1374,25 @@ static void rerun_deferred(vkvd_server *srv)
 }
 
 /* Drains cold-tier completions, applies them, and re-runs waiting FETCHes. */
+static void on_cold(vkvd_server *srv);
+
+/* Continues a FLUSH that stopped at the spill-queue bound, or the final
+ * spill at shutdown: evicts (to cold) what the queue takes now, through a
+ * short-lived admin session. Returns the store's status (VKV_EBUSY: more
+ * to do once the writer drains). */
+static int flush_continue(vkvd_server *srv)
+{
+    uint64_t sid;
+    size_t n = 0;
+    int rc = vkvs_session_open(srv->st, NULL, getpid(), true, &sid);
+    if (rc)
+        return rc;
+    rc = vkvs_evict(srv->st, sid, srv->flush_ns[0] ? srv->flush_ns : NULL, NULL, 0, true, &n);
+    vkvs_session_close(srv->st, sid);
+    srv->flush_more = rc == VKV_EBUSY;
+    return rc;
+}
+
 static void on_cold(vkvd_server *srv)
 {
     vkvs_cold_completion c[64];
@@ -1353,6 +1402,8 @@ static void on_cold(vkvd_server *srv)
             apply_completion(srv, &c[i]);
         any = 1;
     }
+    if (any && srv->flush_more)
+        flush_continue(srv);
     if (any && srv->deferred)
         rerun_deferred(srv);
 }
@@ -1607,13 +1658,28 @@ int vkvd_server_run(vkvd_server *srv)
         if (srv->cfg.spill_on_exit) {
             /* End every session first so pinned entries become evictable. */
             int closed = vkvs_reap(srv->st, UINT64_MAX, NULL, NULL);
-            uint64_t sid;
-            size_t n = 0;
-            if (vkvs_session_open(srv->st, NULL, getpid(), true, &sid) == 0) {
-                vkvs_evict(srv->st, sid, NULL, NULL, 0, true, &n);
-                vkvs_session_close(srv->st, sid);
+            vkvs_stats before;
+            vkvs_stats_get(srv->st, &before);
+            srv->flush_ns[0] = '\0';
+            /* in rounds of at most spill-queue bytes, waiting for the writer */
+            uint64_t idle_since = vkv_now_ms(), last = srv->spill_queued;
+            while (flush_continue(srv) == VKV_EBUSY) {
+                struct pollfd cp = {srv->cold_fd, POLLIN, 0};
+                if (poll(&cp, 1, 100) > 0)
+                    on_cold(srv);
+                if (srv->spill_queued != last) {
+                    last = srv->spill_queued;
+                    idle_since = vkv_now_ms();
+                } else if (vkv_now_ms() - idle_since > 60000) {
+                    VKV_ERROR("the cold-tier writer made no progress for 60 s: the rest of "
+                              "the hot tier is not spilled");
+                    break;
+                }
             }
-            VKV_INFO("spilling %zu hot entries to the cold tier (%d sessions ended)", n, closed);
+            vkvs_stats after;
+            vkvs_stats_get(srv->st, &after);
+            VKV_INFO("spilled %llu hot entries to the cold tier (%d sessions ended)",
+                     (unsigned long long)(after.spills - before.spills), closed);
         }
         rc = vkvs_cold_flush_wait(srv->cold);
         on_cold(srv);

@@ -224,29 +224,55 @@ static void entry_destroy(vkvs_store *st, uint32_t id, bool hook)
 
 /* Evicts evictable entry id (already unlinked from the policy or not): with
  * to_cold and an evict hook, the hook copies it and it becomes COLD; else it
- * is dropped. */
-static void evict_entry(vkvs_store *st, uint32_t id, bool to_cold)
+ * is dropped. Returns 0, or VKV_EBUSY when the hook answered that the cold
+ * tier is behind (its queue is full): then nothing happened to the entry (it
+ * is READY, evictable and where it was in the policy, or unlinked if the
+ * caller took it as a victim). */
+static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
 {
     vkvs_entry *e = vkvs_ent(&st->ix, id);
 
-    vkvs_policy_remove(&st->pol, id);
-    st->evictable_pages -= epages(st, e);
-    st->c.evictions++;
+    if (to_cold && (e->flags & VKVS_EF_COLDCOPY)) {
+        /* restored and unchanged (blocks are immutable): the cold tier's copy
+         * is this block; only the pages go */
+        vkvs_policy_remove(&st->pol, id);
+        st->evictable_pages -= epages(st, e);
+        st->c.evictions++;
+        st->c.spills_skipped++;
+        entry_drop_pages(st, e);
+        e->flags &= (uint8_t)~VKVS_EF_COLDCOPY;
+        set_state(st, e, VKVS_COLD);
+        return 0;
+    }
     if (to_cold && st->hooks.evict) {
         vkvs_victim v = {
             .ns_id = e->ns_id, .ns = st->ns[e->ns_id], .key = &e->key, .size = e->size,
             .nextents = e->nextents, .extents = vkvs_entry_ext(e), .hits = e->hits,
-            .last_ms = e->last_ms,
+            .last_ms = e->last_ms, .for_room = for_room,
         };
-        if (st->hooks.evict(st->hooks.arg, st, &v) == 0) {
+        int rv = st->hooks.evict(st->hooks.arg, st, &v);
+        if (rv == VKV_EBUSY) {
+            st->c.spills_deferred++;
+            return VKV_EBUSY;
+        }
+        vkvs_policy_remove(&st->pol, id);
+        st->evictable_pages -= epages(st, e);
+        st->c.evictions++;
+        if (rv == 0) {
             st->c.spills++;
             entry_drop_pages(st, e);
             set_state(st, e, VKVS_COLD);
-            return;
+            return 0;
         }
         st->c.spill_failures++;
+        entry_destroy(st, id, true);
+        return 0;
     }
+    vkvs_policy_remove(&st->pol, id);
+    st->evictable_pages -= epages(st, e);
+    st->c.evictions++;
     entry_destroy(st, id, true);
+    return 0;
 }
 
 /* Makes `need` pages free by evicting policy victims. Errors: VKV_ENOSPC
@@ -261,7 +287,18 @@ static int make_room(vkvs_store *st, uint32_t need)
         uint32_t id = vkvs_policy_victim(&st->pol);
         if (id == 0)
             return VKV_ENOSPC; /* cannot happen while the invariant holds */
-        evict_entry(st, id, true);
+        if (evict_entry(st, id, true, true) == VKV_EBUSY) {
+            /* The cold tier is far behind: this victim's hot copy is dropped
+             * instead of spilled (a cache may forget; it never blocks the
+             * loop). Not through the drop hook: a copy the cold tier may
+             * hold stays there. */
+            vkvs_entry *e = vkvs_ent(&st->ix, id);
+            st->c.spills_dropped_busy++;
+            st->c.evictions++;
+            vkvs_policy_remove(&st->pol, id);
+            st->evictable_pages -= epages(st, e);
+            entry_destroy(st, id, false);
+        }
     }
     return 0;
 }
@@ -1138,27 +1175,25 @@ int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys
         return VKV_ESESSION;
     if ((rv = resolve_ns(st, s, ns, keys != NULL, &ns_id)) != 0)
         return rv;
+    rv = 0;
     if (keys != NULL) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && rv == 0; i++) {
             uint32_t id = find_visible(st, ns_id, &keys[i]);
-            if (id != 0 && vkvs_evictable(vkvs_ent(&st->ix, id))) {
-                evict_entry(st, id, to_cold);
+            if (id != 0 && vkvs_evictable(vkvs_ent(&st->ix, id)) &&
+                (rv = evict_entry(st, id, to_cold, false)) == 0)
                 done++;
-            }
         }
     } else if (ns_id != NS_NONE) {
-        for (uint32_t id = 1; id <= st->ix.hwm; id++) {
+        for (uint32_t id = 1; id <= st->ix.hwm && rv == 0; id++) {
             vkvs_entry *e = vkvs_ent(&st->ix, id);
             if ((e->flags & VKVS_EF_USED) && vkvs_evictable(e) &&
-                (ns_id == NS_ALL || e->ns_id == ns_id)) {
-                evict_entry(st, id, to_cold);
+                (ns_id == NS_ALL || e->ns_id == ns_id) && (rv = evict_entry(st, id, to_cold, false)) == 0)
                 done++;
-            }
         }
     }
     if (nevicted)
         *nevicted = done;
-    return 0;
+    return rv;
 }
 
 void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out)
@@ -1291,6 +1326,21 @@ static uint32_t find_any(const vkvs_store *st, const char *ns, const vkv_key *ke
     return vkvs_index_find(&st->ix, ns_id, key);
 }
 
+int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key)
+{
+    uint32_t id = find_any(st, ns, key);
+
+    if (id == 0)
+        return VKV_ENOTFOUND;
+    vkvs_entry *e = vkvs_ent(&st->ix, id);
+    if (e->state == VKVS_COLD) {
+        entry_destroy(st, id, false);
+        return 0;
+    }
+    e->flags &= (uint8_t)~VKVS_EF_COLDCOPY;
+    return 0;
+}
+
 int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key)
 {
     uint32_t id = find_any(st, ns, key);
@@ -1360,6 +1410,7 @@ int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int sta
         return 0;
     }
     set_state(st, e, VKVS_READY);
+    e->flags |= VKVS_EF_COLDCOPY;
     e->last_ms = wall_ms(st);
     vkvs_policy_insert(&st->pol, id);
     ev_fix(st, e, false);

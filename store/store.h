@@ -178,14 +178,18 @@ typedef struct vkvs_victim {
     const vkvs_extent *extents; /* read the bytes with vkvs_read() */
     uint32_t hits;
     uint64_t last_ms;
+    bool for_room;              /* evicted to make room for an allocation (else
+                                 * FLUSH / EVICT) */
 } vkvs_victim;
 
 typedef struct vkvs_hooks {
     /* Called for an eviction to the cold tier, BEFORE the victim's pages are
      * freed. Copy what is needed synchronously (vkvs_read). Return 0 if the
-     * cold tier took the entry (it becomes COLD), or an error (the entry is
-     * dropped and counted as a failed spill). Must not call back into
-     * mutating store functions. NULL: evictions simply drop entries. */
+     * cold tier took the entry (it becomes COLD), VKV_EBUSY if the cold tier
+     * cannot take more right now (the entry stays READY; an eviction for
+     * room then drops it instead, FLUSH/EVICT stop there), or another error
+     * (the entry is dropped and counted as a failed spill). Must not call
+     * back into mutating store functions. NULL: evictions simply drop. */
     int (*evict)(void *arg, vkvs_store *st, const vkvs_victim *v);
     /* Called when a committed entry leaves the index for good (DELETE, an
      * eviction that drops instead of spilling, a deleted COLD entry), so the
@@ -325,6 +329,8 @@ int vkvs_delete(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *key
  * namespaces: admin only). Only unpinned READY entries are evicted; with
  * `to_cold` through the evict hook (-> COLD), else dropped. *nevicted (may
  * be NULL) counts them. FLUSH = vkvs_evict(st, sid, NULL, NULL, 0, true, n).
+ * Returns VKV_EBUSY (with *nevicted set) when it stopped early because the
+ * evict hook was busy: call again once the cold tier has drained.
  * Errors: VKV_ESESSION, VKV_EPERM, VKV_EINVAL. */
 int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys, size_t n,
                bool to_cold, size_t *nevicted);
@@ -348,6 +354,11 @@ typedef struct vkvs_stats {
     uint64_t evictions;        /* entries evicted (all causes) */
     uint64_t spills;           /* evictions taken by the evict hook */
     uint64_t spill_failures;   /* evict hook returned an error */
+    uint64_t spills_deferred;  /* evict hook said VKV_EBUSY (cold tier behind) */
+    uint64_t spills_dropped_busy; /* eviction victims dropped, not spilled,
+                                * because the cold tier was behind */
+    uint64_t spills_skipped;   /* evictions of restored entries the cold tier
+                                * still held: no spill needed */
     uint64_t restores;
     uint64_t leases_active, leases_expired;
     uint64_t leases_quarantined; /* expired, pages kept (see the model) */
@@ -396,6 +407,11 @@ int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *k
  * VKV_EEXIST (key present in any state), VKV_EINVAL, VKV_ENOMEM. */
 int vkvs_add_cold(vkvs_store *st, const char *ns, const vkv_key *key, uint64_t size,
                   uint64_t last_ms);
+
+/* The cold tier no longer holds (ns, key) (it evicted or dropped its copy):
+ * a COLD entry leaves the index (as vkvs_forget_cold), a hot entry restored
+ * from it must be spilled again when evicted. Errors: VKV_ENOTFOUND. */
+int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key);
 
 /* Removes a COLD entry from the index (the cold tier dropped it). Does not
  * call the drop hook. Errors: VKV_ENOTFOUND, VKV_ESTATE (not COLD). */

@@ -302,6 +302,56 @@ static uint64_t admin_evict_all(const vkvt_daemon *d, vkvp_op op, int drop)
     return n;
 }
 
+/* The spill queue is bounded: a FLUSH of more than spill-queue bytes queues
+ * at most that much at a time and the rest follows as the LMDB writer
+ * drains; every entry reaches the cold tier and restores intact. The final
+ * spill at SIGTERM goes in rounds too and loses nothing. */
+static void bounded_spill_queue_flushes_in_rounds(void **state)
+{
+    (void)state;
+    static const char *const flags[] = {"--capacity", "4M", "--slab-size", "1M", "--page-size",
+                                        "64K", "--reap-interval-ms", "100", "--cold-max", "256M",
+                                        "--cold-sync-ms", "50", "--spill-queue", "128K", NULL};
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(vkvt_start(&d, flags), 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "rounds", &c), 0);
+    assert_int_equal(put_range(c, 700, 0, 60), 0);
+    uint64_t queued = admin_evict_all(&d, VKVP_FLUSH, 0);
+    assert_true(queued > 0 && queued < 60); /* at most 128 KiB at a time */
+    int done = 0;
+    for (int i = 0; i < 200 && !done; i++) {
+        vkvt_sleep_ms(50);
+        done = vkvt_stat(c, "entries_ready") == 0 && vkvt_stat(c, "spill_queue_bytes") == 0;
+    }
+    assert_true(done);
+    assert_true(vkvt_stat(c, "spill_queue_peak_bytes") <= 128u << 10);
+    assert_true(vkvt_stat(c, "spills_deferred") > 0);
+    assert_int_equal(vkvt_stat(c, "cold_spill_lost"), 0);
+    vkv_key keys[60];
+    for (int i = 0; i < 60; i++)
+        keys[i] = vkvt_key(700, (uint32_t)i);
+    size_t hits = 0, cold = 0;
+    assert_int_equal(vkv_lookup(c, keys, 60, &hits, &cold), 0);
+    assert_int_equal(hits, 60);
+    assert_int_equal(cold, 60);
+    for (int i = 0; i < 60; i += 6)
+        assert_int_equal(check_one(c, 700, i), 1); /* restored intact */
+    assert_int_equal(put_range(c, 800, 0, 30), 0);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    assert_int_equal(vkvt_start(&d, flags), 0);
+    assert_int_equal(vkvt_connect(&d, "rounds", &c), 0);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(check_one(c, 800, i), 1);
+    for (int i = 0; i < 60; i += 6) /* restored then evicted without a re-spill */
+        assert_int_equal(check_one(c, 700, i), 1);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
 static void flush_moves_hot_entries_to_cold_and_evict_drop_forgets(void **state)
 {
     (void)state;
@@ -342,6 +392,7 @@ int main(void)
         cmocka_unit_test(tiny_cold_bound_keeps_the_daemon_serving),
         cmocka_unit_test(unusable_state_dir_serves_hot_only),
         cmocka_unit_test(damaged_env_is_moved_aside),
+        cmocka_unit_test(bounded_spill_queue_flushes_in_rounds),
         cmocka_unit_test(flush_moves_hot_entries_to_cold_and_evict_drop_forgets),
     };
     return cmocka_run_group_tests_name("cold", tests, NULL, NULL);
