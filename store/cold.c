@@ -40,6 +40,9 @@
 #include "log.h"
 #include "vkv/error.h"
 
+/* Restores queue an access-time update only while fewer writer ops wait. */
+#define VKVS_COLD_TOUCH_QUEUE_MAX 1024u
+
 #define VKVS_COLD_FORMAT 1u
 #define VKVS_COLD_SLACK (16ull << 20) /* map slack for metadata and the free list */
 #define VKVS_COLD_META_KLEN (4 + VKV_KEY_LEN)
@@ -551,6 +554,15 @@ static int vkvs_cold_wenqueue(vkvs_cold *c, vkvs_cold_wop *op)
     return 0;
 }
 
+/* Ops queued for the writer now (any thread). */
+static uint64_t vkvs_cold_queue_len(vkvs_cold *c)
+{
+    pthread_mutex_lock(&c->qlock);
+    uint64_t n = c->queue_ops;
+    pthread_mutex_unlock(&c->qlock);
+    return n;
+}
+
 /* Allocates and queues a DROP of entry (nsid, key, id) for the writer. */
 static void vkvs_cold_queue_drop(vkvs_cold *c, const char *ns, uint32_t nsid, const vkv_key *key,
                                  uint64_t id)
@@ -636,7 +648,9 @@ done:
                   "dropping it",
                   size, j->ns);
         vkvs_cold_queue_drop(c, j->ns, nsid, &j->key, m.entry_id);
-    } else if (status == 0) {
+    } else if (status == 0 && vkvs_cold_queue_len(c) < VKVS_COLD_TOUCH_QUEUE_MAX) {
+        /* the access-time update is best effort: a writer that is behind
+         * (thousands of ops queued) skips it rather than grow the queue */
         vkvs_cold_wop *op = calloc(1, sizeof *op);
         if (op != NULL) {
             op->kind = VKVS_COLD_K_TOUCH;
