@@ -19,6 +19,7 @@ PKGS=(
   gnuplot-nox
   python3 python3-numpy python3-msgpack
   zsh  # vkvctl_completion_test runs the zsh completion (bash is always there)
+  libfaketime  # integration_integrity steps vkvd's wall clock (a_wall_clock_step_expires_nothing)
   clang libclang-rt-14-dev
 )
 

@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client_internal.h"
@@ -495,6 +496,79 @@ static void session_follows_the_kernel_pid_not_the_reported_one(void **state)
     vkv_close(obs);
 }
 
+#define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+/* Writes `text` to the faketime control file. */
+static void set_fake_offset(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* An NTP-like step of the wall clock expires nothing: leases and sessions
+ * run on the monotonic clock. vkvd runs under libfaketime (its wall clock
+ * jumps a day ahead mid-run, its monotonic clock untouched); the jump is
+ * seen (an entry stamped after it carries the future wall time), yet the
+ * fetch lease taken before it renews fine. */
+static void a_wall_clock_step_expires_nothing(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    print_message("AddressSanitizer build: cannot preload libfaketime; skipped\n");
+    skip();
+#endif
+    if (access(FAKETIME_LIB, R_OK) != 0) {
+        print_message("libfaketime not installed; skipped\n");
+        skip();
+    }
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    char ctl[400];
+    snprintf(ctl, sizeof ctl, "%s/faketime", d.dir);
+    set_fake_offset(ctl, "+0\n");
+    static const char *const flags[] = {"--capacity", "1M", "--slab-size", "1M", "--page-size",
+                                        "16K", "--lease-ttl-ms", "2000", "--reap-interval-ms",
+                                        "50", "--cold-max", "0", NULL};
+    setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+    setenv("FAKETIME_TIMESTAMP_FILE", ctl, 1);
+    setenv("FAKETIME_NO_CACHE", "1", 1);
+    setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+    int started = vkvt_start(&d, flags);
+    unsetenv("LD_PRELOAD");
+    unsetenv("FAKETIME_TIMESTAMP_FILE");
+    unsetenv("FAKETIME_NO_CACHE");
+    unsetenv("FAKETIME_DONT_FAKE_MONOTONIC");
+    assert_int_equal(started, 0);
+    vkv_client *c;
+    assert_int_equal(vkvt_connect(&d, "clock", &c), 0);
+    vkv_shape s = shape();
+    assert_int_equal(vkvt_put_range(c, &s, 6000, 0, 1), 0);
+    vkv_key k = vkvt_key(6000, 0);
+    vkv_fetch *f;
+    assert_int_equal(vkv_fetch_begin(c, &k, 1, &f), 0);
+    set_fake_offset(ctl, "+1d\n"); /* the daemon's wall clock steps a day ahead */
+    vkvt_sleep_ms(400);                /* several reap rounds */
+    assert_int_equal(vkv_fetch_renew(c, f), VKV_OK);
+    assert_int_equal(vkvt_put_range(c, &s, 6001, 0, 1), 0);
+    vkvp_request rq;
+    vkvp_reply *rep = NULL;
+    vkvp_request_init(&rq, VKVP_INFO, 0);
+    rq.u.info.session = vkvc_session(c);
+    rq.u.info.key = vkvt_key(6001, 0);
+    assert_int_equal(vkvc_call(c, &rq, &rep, NULL, 0), 0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t real_ms = (uint64_t)now.tv_sec * 1000u;
+    assert_true(rep->u.info.entry.last_ms > real_ms + 23ull * 3600 * 1000); /* the step is real */
+    vkvp_reply_free(rep);
+    assert_int_equal(vkv_fetch_release(c, f), VKV_OK);
+    vkv_close(c);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    vkvt_cleanup(&d);
+}
+
 /* Peers that connect to the fd channel and stall do not keep others out:
  * each is served on its own thread. */
 static void idle_fd_channel_peers_do_not_block_connect(void **state)
@@ -578,6 +652,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(idle_fd_channel_peers_do_not_block_connect, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(connect_close_cycles_leave_no_sessions, setup, teardown),
+        cmocka_unit_test(a_wall_clock_step_expires_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
