@@ -591,6 +591,65 @@ static void idle_fd_channel_peers_do_not_block_connect(void **state)
         close(idle[i]);
 }
 
+/* Child, run inside its own pid namespace by unshare(1): a real worker that
+ * sees itself as a low pid the daemon cannot see. Puts and fetches a block,
+ * holds it past the bind grace period, then its session must still be
+ * there (renew works, no VKV_ESESSION). */
+static int child_pidns_worker(const vkvt_daemon *d, uint64_t seed, int unused)
+{
+    (void)unused;
+    vkv_client *c;
+    if (vkvt_connect(d, "integrity", &c) != 0)
+        return 10;
+    printf("pid-namespace worker: getpid() = %d\n", (int)getpid());
+    fflush(stdout);
+    vkv_shape s = shape();
+    if (vkvt_put_range(c, &s, seed, 0, 1) != 0)
+        return 11;
+    vkv_key k = vkvt_key(seed, 0);
+    vkv_fetch *f;
+    if (vkv_fetch_begin(c, &k, 1, &f) != 0 || vkv_fetch_count(f) != 1)
+        return 12;
+    for (int i = 0; i < 70; i++) { /* 7 s, past the 5 s grace, renewing (TTL 300 ms) */
+        vkvt_sleep_ms(100);
+        if (vkv_fetch_renew(c, f) != 0)
+            return 13;
+    }
+    if (vkv_fetch_release(c, f) != 0)
+        return 14;
+    if (vkvt_check_one(c, &s, seed, 0) != 1)
+        return 15;
+    vkv_close(c);
+    return 0;
+}
+
+/* A worker in its own pid namespace (as in a container) keeps its session:
+ * the daemon binds the pid the kernel translated on the fd channel. Needs
+ * unshare(1) and the right to create a pid namespace (root in CI). */
+static void worker_in_its_own_pid_namespace_keeps_its_session(void **state)
+{
+    vkvt_daemon *d = *state;
+    if (system("unshare -pf true >/dev/null 2>&1") != 0) {
+        print_message("cannot create a pid namespace here (unshare -pf); skipped\n");
+        skip();
+    }
+    char self[512];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    pid_t p = fork();
+    if (p == 0) {
+        char *const argv[] = {"unshare", "-pf", "--", self, "--child", "pidns_worker",
+                              (char *)d->rundir, "7000", "0", NULL};
+        execvp("unshare", argv);
+        _exit(99);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* vkv_close ends the session at once (CLOSE): many connect/close cycles
  * leave no session behind and the daemon serving. */
 static void connect_close_cycles_leave_no_sessions(void **state)
@@ -617,6 +676,7 @@ static const struct {
     {"check", child_check},
     {"delete_and_refill", child_delete_and_refill},
     {"foreign_pid", child_foreign_pid},
+    {"pidns_worker", child_pidns_worker},
 };
 
 static const char *child_name(child_fn fn)
@@ -653,6 +713,8 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(connect_close_cycles_leave_no_sessions, setup, teardown),
         cmocka_unit_test(a_wall_clock_step_expires_nothing),
+        cmocka_unit_test_setup_teardown(worker_in_its_own_pid_namespace_keeps_its_session, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
