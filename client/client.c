@@ -29,7 +29,10 @@ struct slab_map {
     uint64_t id;
     uint64_t size;
     int fd;
-    uint8_t *base; /* MAP_SHARED RW mapping of the whole slab */
+    uint8_t *base; /* MAP_SHARED RW mapping of the whole slab (put buffers) */
+    uint8_t *ro;   /* MAP_SHARED read-only mapping of it (fetch views): a
+                    * stray write through a view faults instead of changing
+                    * a READY block other workers read */
 };
 
 /* The mappings of one daemon incarnation (one HELLO). Reference-counted:
@@ -142,6 +145,8 @@ static void set_free(struct slabset *set)
     for (uint32_t i = 0; i < set->nslabs; i++) {
         if (set->slabs[i].base)
             munmap(set->slabs[i].base, set->slabs[i].size);
+        if (set->slabs[i].ro)
+            munmap(set->slabs[i].ro, set->slabs[i].size);
         if (set->slabs[i].fd >= 0)
             close(set->slabs[i].fd);
     }
@@ -337,6 +342,12 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
             goto out;
         }
         m->base = p;
+        p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = VKV_ESYS;
+            goto out;
+        }
+        m->ro = p;
     }
     if (c->backend == VKVP_BACKEND_CUDA) {
         /* No fds for device slabs: wait for the daemon to close, so it has
@@ -645,12 +656,13 @@ static void stitch_free(struct stitch *st)
 }
 
 /* Address of byte 0 of page run `e` (validated by the caller). */
-static uint8_t *run_addr(const vkv_client *c, const struct slabset *set, const vkvp_extent *e)
+static uint8_t *run_addr(const vkv_client *c, const struct slabset *set, const vkvp_extent *e,
+                         int for_write)
 {
     uint64_t off = e->first_page * c->page_size;
     if (c->backend == VKVP_BACKEND_CUDA)
         return (uint8_t *)set->cslabs[e->slab].dev + off;
-    return set->slabs[e->slab].base + off;
+    return (for_write ? set->slabs[e->slab].base : set->slabs[e->slab].ro) + off;
 }
 
 /* Device-memory view of a multi-run block: a buffer the size of the runs,
@@ -665,7 +677,7 @@ static int stitch_device(vkv_client *c, const vkvp_block *b, uint64_t total, int
     if (!st->runs || !st->run_len)
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < b->next; i++) {
-        st->runs[i] = run_addr(c, c->set, &b->ext[i]);
+        st->runs[i] = run_addr(c, c->set, &b->ext[i], 1);
         st->run_len[i] = (size_t)(b->ext[i].npages * c->page_size);
     }
     int rc = vkvc_cuda_alloc(&st->base, (size_t)total);
@@ -708,7 +720,7 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     if (b->next == 0 || total < b->len)
         return VKV_EPROTO;
     if (b->next == 1) {
-        *data = run_addr(c, set, &b->ext[0]);
+        *data = run_addr(c, set, &b->ext[0], for_write);
         return 0;
     }
     int rc;
@@ -727,7 +739,8 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     uint64_t off = 0;
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
-        void *p = mmap(base + off, e->npages * ps, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+        void *p = mmap(base + off, e->npages * ps, for_write ? PROT_READ | PROT_WRITE : PROT_READ,
+                       MAP_SHARED | MAP_FIXED,
                        set->slabs[e->slab].fd, (off_t)(e->first_page * ps));
         if (p == MAP_FAILED) {
             munmap(base, total);

@@ -327,6 +327,35 @@ static void other_geometry_is_refused_by_every_decoder(void **state)
     vkv_close(a);
 }
 
+/* Fetch views are read-only mappings: a stray write through one faults
+ * (here in a forked child) instead of changing a READY block that other
+ * workers read; the block is unchanged. */
+static void a_write_through_a_view_faults(void **state)
+{
+    vkvt_daemon *d = *state;
+    vkv_client *a;
+    assert_int_equal(vkvt_connect(d, "integrity", &a), 0);
+    vkv_shape s = shape();
+    assert_int_equal(vkvt_put_range(a, &s, 4500, 0, 1), 0);
+    vkv_key k = vkvt_key(4500, 0);
+    vkv_fetch *f;
+    assert_int_equal(vkv_fetch_begin(a, &k, 1, &f), 0);
+    vkv_view v = vkv_fetch_view(f, 0);
+    pid_t p = fork();
+    if (p == 0) {
+        signal(SIGSEGV, SIG_DFL); /* cmocka catches it in the test process */
+        signal(SIGBUS, SIG_DFL);
+        ((volatile uint8_t *)(uintptr_t)v.data)[300] ^= 1;
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(p, &st, 0);
+    assert_true(WIFSIGNALED(st) && (WTERMSIG(st) == SIGSEGV || WTERMSIG(st) == SIGBUS));
+    assert_int_equal(vkv_fetch_release(a, f), VKV_OK);
+    assert_int_equal(vkvt_check_one(a, &s, 4500, 0), 1);
+    vkv_close(a);
+}
+
 /* Writes `blk` into a fresh reservation for `key` through the raw protocol
  * (no binding by libvkv) and commits it; returns COMMIT's status. */
 static int raw_put(vkv_client *c, const vkv_key *key, const void *blk, size_t sz)
@@ -707,6 +736,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(other_geometry_is_refused_by_every_decoder, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(commit_refuses_a_block_of_another_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_write_through_a_view_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(runtime_dir_not_ours_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(session_follows_the_kernel_pid_not_the_reported_one,
                                         setup, teardown),
