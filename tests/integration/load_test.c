@@ -161,8 +161,11 @@ static void a_flooding_client_cannot_exhaust_the_daemon(void **state)
     assert_true(refused >= 1);
     assert_true(qpeak <= 4 * (2u << 20)); /* evictions for room may reach 4x */
     /* heap: the spill queue (<= 8 MiB) + reply cache (<= 32 MiB) + slack,
-     * not the 64 MiB arena the flooder flushes over and over */
+     * not the 64 MiB arena the flooder flushes over and over (not checked
+     * in an AddressSanitizer build: its quarantine keeps freed memory) */
+#if !defined(__SANITIZE_ADDRESS__)
     assert_true(peak - base < 48 * 1024);
+#endif
     vkv_close(c);
     assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
     vkvt_cleanup(&d);

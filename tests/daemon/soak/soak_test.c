@@ -348,8 +348,14 @@ int main(int argc, char **argv)
     CHECK(leases == 0, "leaked leases: %llu", (unsigned long long)leases);
     CHECK(writing == 0, "WRITING entries left: %llu", (unsigned long long)writing);
     CHECK(fd_end <= fd_base, "leaked fds: %d > %d", fd_end, fd_base);
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's quarantine keeps freed memory resident (up to 256 MiB): RSS
+     * says nothing here; LeakSanitizer checks leaks instead */
+    printf("soak: RSS growth not checked in an AddressSanitizer build\n");
+#else
     CHECK(rss_third > 0 && rss_end > 0 && rss_end < 2 * rss_third, "RSS grew: %ld -> %ld kB",
           rss_third, rss_end);
+#endif
     CHECK(vkvt_stop(&d, SIGTERM) == 0, "clean exit (log %s)", d.logpath);
     vkvt_cleanup(&d);
     printf("ok\n");
