@@ -1,0 +1,178 @@
+/*
+ * kernels/attend_avx2.c - the AVX2 + F16C + FMA attention kernels (the
+ * contract is attend_internal.h; tests/kernels compares them with the scalar
+ * reference within stated fp32 bounds, they are not bit-identical).
+ *
+ * bitdot: per query row, one 256-entry table per code byte j holding
+ *   T_j[b] = sum_k c(bit k of b) * u[8j + k]
+ * (built 8 entries per instruction from a 3-bit and a 5-bit half), then each
+ * token costs hd/8 table lookups instead of hd multiply-adds.
+ * bitacc: per query row, a weighted histogram of the code bytes,
+ *   W_j[b] += w_t for b = byte j of token t,
+ * then acc[8j + k] += sum_{b: bit k} W_j[b] (minus the rest when signed),
+ * folded one bit at a time (255 vector adds per byte position).
+ * rawdot / rawacc: 8 channels per FMA with F16C / shift conversion.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "attend_internal.h"
+#include "codec_internal.h"
+
+/* Builds the hd/8 tables of row u into tab ([hd/8][256] floats). */
+static void vkvk_att_avx2_tables(const float *u, uint32_t hd, int sgn, float *tab)
+{
+    for (uint32_t j = 0; j < hd / 8u; j++) {
+        const float *x = u + 8u * j;
+        float lo[8], hi[32];
+        for (uint32_t b = 0; b < 8; b++) {
+            float s = 0.0f;
+            for (uint32_t k = 0; k < 3; k++)
+                s += ((b >> k) & 1u) ? x[k] : sgn ? -x[k] : 0.0f;
+            lo[b] = s;
+        }
+        for (uint32_t b = 0; b < 32; b++) {
+            float s = 0.0f;
+            for (uint32_t k = 0; k < 5; k++)
+                s += ((b >> k) & 1u) ? x[3 + k] : sgn ? -x[3 + k] : 0.0f;
+            hi[b] = s;
+        }
+        __m256 vlo = _mm256_loadu_ps(lo);
+        float *t = tab + 256u * j;
+        for (uint32_t b = 0; b < 32; b++)
+            _mm256_storeu_ps(t + 8u * b, _mm256_add_ps(vlo, _mm256_set1_ps(hi[b])));
+    }
+}
+
+static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
+                                 uint32_t R, uint32_t hd, int sgn, float *dot, float *scratch)
+{
+    const uint32_t nb = hd / 8u;
+    for (uint32_t r = 0; r < R; r++) {
+        vkvk_att_avx2_tables(u + (size_t)r * hd, hd, sgn, scratch);
+        for (uint32_t t = 0; t < n; t++) {
+            const uint8_t *b = bits + t * bstride;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            uint32_t j = 0;
+            for (; j + 4 <= nb; j += 4) {
+                s0 += scratch[256u * j + b[j]];
+                s1 += scratch[256u * (j + 1) + b[j + 1]];
+                s2 += scratch[256u * (j + 2) + b[j + 2]];
+                s3 += scratch[256u * (j + 3) + b[j + 3]];
+            }
+            for (; j < nb; j++)
+                s0 += scratch[256u * j + b[j]];
+            dot[(size_t)t * R + r] = (s0 + s1) + (s2 + s3);
+        }
+    }
+}
+
+/* acc[k] += sum over b with bit k of W[b] (minus the others when sgn), for
+ * one byte position: W is 256 floats (destroyed). */
+static void vkvk_att_avx2_fold(float *W, int sgn, float *acc8)
+{
+    /* Fold bits 7..3 across registers: after it, W[0..8) holds for entry
+     * e the sum over the higher bits, and hs[k] the "bit k set" sums. */
+    float hs[8];
+    for (int k = 7; k >= 3; k--) {
+        uint32_t half = 1u << k;
+        __m256 set = _mm256_setzero_ps();
+        for (uint32_t i = 0; i < half; i += 8) {
+            __m256 a = _mm256_loadu_ps(W + i), b = _mm256_loadu_ps(W + half + i);
+            set = _mm256_add_ps(set, b);
+            _mm256_storeu_ps(W + i, _mm256_add_ps(a, b));
+        }
+        float tmp[8];
+        _mm256_storeu_ps(tmp, set);
+        hs[k] = ((tmp[0] + tmp[1]) + (tmp[2] + tmp[3])) + ((tmp[4] + tmp[5]) + (tmp[6] + tmp[7]));
+    }
+    /* bits 2..0 within the last 8 entries */
+    float e[8];
+    memcpy(e, W, sizeof(e));
+    float tot = ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
+    hs[2] = (e[4] + e[5]) + (e[6] + e[7]);
+    hs[1] = (e[2] + e[3]) + (e[6] + e[7]);
+    hs[0] = (e[1] + e[3]) + (e[5] + e[7]);
+    for (int k = 0; k < 8; k++)
+        acc8[k] += sgn ? 2.0f * hs[k] - tot : hs[k];
+}
+
+static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
+                                 uint32_t R, uint32_t hd, int sgn, float *acc, float *scratch)
+{
+    const uint32_t nb = hd / 8u;
+    for (uint32_t r = 0; r < R; r++) {
+        memset(scratch, 0, (size_t)nb * 256u * sizeof(float));
+        for (uint32_t t = 0; t < n; t++) {
+            const uint8_t *b = bits + t * bstride;
+            float wt = w[(size_t)t * R + r];
+            for (uint32_t j = 0; j < nb; j++)
+                scratch[256u * j + b[j]] += wt;
+        }
+        for (uint32_t j = 0; j < nb; j++)
+            vkvk_att_avx2_fold(scratch + 256u * j, sgn, acc + (size_t)r * hd + 8u * j);
+    }
+}
+
+/* Eight elements of a dtype row at p as floats. */
+static inline __m256 vkvk_att_avx2_ld8(const uint8_t *p, int dtype)
+{
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+    if (dtype == VKV_DTYPE_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+/* Horizontal sum of the 8 lanes of v. */
+static inline float vkvk_att_avx2_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void vkvk_att_avx2_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
+                                 const float *u, uint32_t R, uint32_t hd, float *dot)
+{
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *x = raw + t * rstride;
+        for (uint32_t r = 0; r < R; r++) {
+            const float *ur = u + (size_t)r * hd;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+            uint32_t d = 0;
+            for (; d + 16 <= hd; d += 16) {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(ur + d), vkvk_att_avx2_ld8(x + 2u * d, dtype),
+                                     a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(ur + d + 8),
+                                     vkvk_att_avx2_ld8(x + 2u * d + 16u, dtype), a1);
+            }
+            for (; d < hd; d += 8)
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(ur + d), vkvk_att_avx2_ld8(x + 2u * d, dtype),
+                                     a0);
+            dot[(size_t)t * R + r] = vkvk_att_avx2_hsum(_mm256_add_ps(a0, a1));
+        }
+    }
+}
+
+static void vkvk_att_avx2_rawacc(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
+                                 const float *w, uint32_t R, uint32_t hd, float *acc)
+{
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *x = raw + t * rstride;
+        for (uint32_t r = 0; r < R; r++) {
+            float wt = w[(size_t)t * R + r];
+            if (wt == 0.0f)
+                continue;
+            __m256 vw = _mm256_set1_ps(wt);
+            float *ar = acc + (size_t)r * hd;
+            for (uint32_t d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(ar + d, _mm256_fmadd_ps(vw, vkvk_att_avx2_ld8(x + 2u * d, dtype),
+                                                         _mm256_loadu_ps(ar + d)));
+        }
+    }
+}
+
+const vkvk_attend_kernels vkvk_attend_avx2 = {
+    "avx2", vkvk_att_avx2_bitdot, vkvk_att_avx2_bitacc, vkvk_att_avx2_rawdot, vkvk_att_avx2_rawacc,
+};

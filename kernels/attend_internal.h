@@ -1,0 +1,49 @@
+/*
+ * kernels/attend_internal.h - private contract between the attention driver
+ * (attend.c: validation, query rotation, softmax, per-rule bookkeeping) and
+ * its kernels (scalar reference in attend.c, AVX2 in attend_avx2.c). Not
+ * installed.
+ *
+ * Every rule of the block format reduces attention to four loops over the
+ * tokens of one KV head, for R query rows at once (R = queries x query heads
+ * sharing that KV head):
+ *   bitdot  dot[t*R + r] = sum_d c(bit_td) * u[r*hd + d]
+ *   bitacc  acc[r*hd + d] += sum_t c(bit_td) * w[t*R + r]
+ *   rawdot  dot[t*R + r] = sum_d u[r*hd + d] * x_td      (x: raw rows)
+ *   rawacc  acc[r*hd + d] += sum_t w[t*R + r] * x_td
+ * with c(1) = 1 and c(0) = -1 (sgn = 1, the rotsign signs) or 0 (sgn = 0,
+ * the level rules' "high level selected" mask). Token t's code row is the
+ * hd/8 bytes at bits + t*bstride (bit j of byte b = channel 8b+j); its raw
+ * row the hd source-dtype elements at raw + t*rstride bytes. Block pointers
+ * may have any alignment. All buffers are caller memory; `scratch` holds
+ * VKVK_ATT_SCRATCH_FLOATS(hd) floats the kernel may overwrite.
+ */
+#ifndef VKVK_ATTEND_INTERNAL_H
+#define VKVK_ATTEND_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vkv/attend.h"
+
+/* Scratch floats of one kernel call: one 256-entry table per code byte. */
+#define VKVK_ATT_SCRATCH_FLOATS(hd) ((size_t)(hd)*32u + 64u)
+
+typedef struct vkvk_attend_kernels {
+    const char *name;
+    void (*bitdot)(const uint8_t *bits, size_t bstride, uint32_t n, const float *u, uint32_t R,
+                   uint32_t hd, int sgn, float *dot, float *scratch);
+    void (*bitacc)(const uint8_t *bits, size_t bstride, uint32_t n, const float *w, uint32_t R,
+                   uint32_t hd, int sgn, float *acc, float *scratch);
+    void (*rawdot)(const uint8_t *raw, size_t rstride, uint32_t n, int dtype, const float *u,
+                   uint32_t R, uint32_t hd, float *dot);
+    void (*rawacc)(const uint8_t *raw, size_t rstride, uint32_t n, int dtype, const float *w,
+                   uint32_t R, uint32_t hd, float *acc);
+} vkvk_attend_kernels;
+
+extern const vkvk_attend_kernels vkvk_attend_scalar;
+#ifdef VKVK_X86
+extern const vkvk_attend_kernels vkvk_attend_avx2;
+#endif
+
+#endif /* VKVK_ATTEND_INTERNAL_H */
