@@ -138,7 +138,7 @@ typedef struct vkvk_att {
     uint32_t nv;    /* visual tokens (scores [0, nv)), raw after them */
     uint32_t *tok;  /* [T] block token number of score index i */
     float *qf;      /* [n_q][n_heads][hd] queries in fp32 */
-    float *qrow;    /* [R][hd] this head's query rows (unscaled) */
+    float *qrow;    /* [R][hd] this head's query rows times the scale */
     float *u;       /* [R][hd] per-rule query vectors */
     float *base;    /* [R] per-row constants */
     float *sc;      /* [T][R] scores, then weights p */
@@ -155,8 +155,8 @@ static inline float vkvk_att_el(const uint8_t *p, uint32_t d, int dt)
     return vkvk_to_f32(vkvk_ld16(p + 2u * d), dt);
 }
 
-/* Scores of KV head h of the layer's keys into c->sc (unscaled, then scaled
- * by a->scale at the end). */
+/* Scores of KV head h of the layer's keys into c->sc; c->qrow holds the
+ * query rows already multiplied by the softmax scale. */
 static void vkvk_att_scores(vkvk_att *c, uint32_t h)
 {
     const vkv_block_header *H = &c->h;
@@ -245,9 +245,6 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
     if (c->T > nv)
         c->k->rawdot(raw + (size_t)h * hd * 2u, rrow, c->T - nv, dt, c->qrow, R, hd,
                      c->sc + (size_t)nv * R);
-    const float scale = c->a->scale;
-    for (size_t i = 0; i < (size_t)c->T * R; i++)
-        c->sc[i] *= scale;
 }
 
 /* Masks, then turns scores into p = exp(s - max) per row; fills rowv[r]
@@ -465,8 +462,9 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     for (uint32_t h = 0; h < c.h.kv_heads; h++) {
         for (uint32_t r = 0; r < c.R; r++) {
             uint32_t i = r / c.gq, qh = h * c.gq + r % c.gq;
-            memcpy(c.qrow + (size_t)r * hd, c.qf + ((size_t)i * a->n_heads + qh) * hd,
-                   hd * sizeof(float));
+            const float *src = c.qf + ((size_t)i * a->n_heads + qh) * hd;
+            for (uint32_t d = 0; d < hd; d++)
+                c.qrow[(size_t)r * hd + d] = src[d] * a->scale;
         }
         vkvk_att_scores(&c, h);
         vkvk_att_softmax(&c);
