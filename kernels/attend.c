@@ -365,9 +365,8 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
                      c->acc);
 }
 
-/* Checks the arguments against the validated header. Returns VKV_OK or the
- * error of vkv_attend. */
-static int vkvk_att_check_args(const vkv_block_header *h, const vkv_attend_args *a)
+/* Checks the arguments against the validated header (attend_internal.h). */
+int vkvk_attend_check_args(const vkv_block_header *h, const vkv_attend_args *a)
 {
     if (a->q == NULL || a->out == NULL || a->lse == NULL || a->n_q == 0)
         return VKV_EINVAL;
@@ -417,7 +416,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
         return rc;
     if (vkvk_layout_of(&c.h, &c.L) != 0) /* cannot fail after the check */
         return VKV_ECORRUPT;
-    if ((rc = vkvk_att_check_args(&c.h, a)) != VKV_OK)
+    if ((rc = vkvk_attend_check_args(&c.h, a)) != VKV_OK)
         return rc;
     const uint32_t hd = c.h.head_dim;
     c.k = vkvk_att_kern();

@@ -26,6 +26,16 @@
 
 #include "vkv/attend.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Checks a call's arguments against a validated block header: pointers,
+ * q_dtype, the caller's expected geometry, layer, row limit, mask length and
+ * the scale (not the query values). Returns VKV_OK or the error vkv_attend
+ * documents. Shared by vkv_attend and vkv_cuda_attend. */
+int vkvk_attend_check_args(const vkv_block_header *h, const vkv_attend_args *a);
+
 /* Scratch floats of one kernel call: one 256-entry table per code byte. */
 #define VKVK_ATT_SCRATCH_FLOATS(hd) ((size_t)(hd)*32u + 64u)
 
@@ -46,4 +56,7 @@ extern const vkvk_attend_kernels vkvk_attend_scalar;
 extern const vkvk_attend_kernels vkvk_attend_avx2;
 #endif
 
+#ifdef __cplusplus
+}
+#endif
 #endif /* VKVK_ATTEND_INTERNAL_H */

@@ -28,7 +28,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 say "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 
 step configure configure.log cmake -S "$ROOT" -B "$B" -DVKV_CUDA=ON -DCMAKE_BUILD_TYPE=Release || exit 1
-step build build.log cmake --build "$B" -j"$(nproc)" --target gpu_codec gpu_pair vkvd cuda_bench || exit 1
+step build build.log cmake --build "$B" -j"$(nproc)" --target gpu_codec gpu_attend gpu_pair vkvd cuda_bench || exit 1
 step "gpu tests (ctest -L gpu)" gpu_tests.log ctest --test-dir "$B" -L gpu --output-on-failure --timeout 600
 
 # A real vkvd on the CUDA backend and two worker processes.
