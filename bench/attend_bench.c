@@ -2,7 +2,8 @@
  * bench/attend_bench.c - one decode step of attention over a cached image,
  * single thread: vkv_attend straight over the 1-bit block beside exact fp16
  * attention over the same K/V already in fp16 (an AVX2 + F16C + FMA loop
- * that reads each K/V row once for all query heads sharing it), and beside
+ * that walks K and V in memory order and reads each row once for all query
+ * heads sharing it), and beside
  * what a worker does today (vkv_decode to fp16, then that fp16 attention).
  * All measured in the same run; prints medians and ratios.
  *
@@ -80,60 +81,64 @@ __attribute__((target("avx2,fma,f16c"))) static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* The yardstick: exact attention of R query rows q[R][HDIM] over T fp16
- * K/V rows (row t at K + t*ts elements), every K/V row loaded once for all
- * R rows. sc: T*R floats scratch. Writes out[R][HDIM] and lse[R]. */
+/* The yardstick: exact attention of one layer, all heads, over T fp16
+ * K/V rows [T][H][HDIM] (contiguous), walked in memory order (token-major,
+ * every K/V row loaded once for the gq query heads sharing it, as the
+ * prefetchers like it). q: [H*gq][HDIM] floats; sc: [H*gq][T] scratch;
+ * o: [H*gq][HDIM] scratch. Writes out[H*gq][HDIM] and lse[H*gq]. */
 __attribute__((target("avx2,fma,f16c"))) static void
-f16_attend(const uint16_t *K, const uint16_t *V, size_t ts, uint32_t T, const float *q, uint32_t R,
-           float scale, float *sc, float *out, float *lse)
+f16_attend_layer(const uint16_t *K, const uint16_t *V, uint32_t T, uint32_t H, uint32_t gq,
+                 const float *q, float scale, float *sc, float *o, float *out, float *lse)
 {
     enum { NB = HDIM / 8 };
-    __m256 qv[8][NB];
-    for (uint32_t r = 0; r < R; r++)
-        for (int b = 0; b < NB; b++)
-            qv[r][b] = _mm256_loadu_ps(q + (size_t)r * HDIM + 8 * b);
-    for (uint32_t t = 0; t < T; t++) {
-        const uint16_t *k = K + t * ts;
-        __m256 acc[8];
-        for (uint32_t r = 0; r < R; r++)
-            acc[r] = _mm256_setzero_ps();
-        for (int b = 0; b < NB; b++) {
-            __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8 * b)));
-            for (uint32_t r = 0; r < R; r++)
-                acc[r] = _mm256_fmadd_ps(qv[r][b], kv, acc[r]);
+    const uint32_t nh = H * gq;
+    for (uint32_t t = 0; t < T; t++)
+        for (uint32_t h = 0; h < H; h++) {
+            const uint16_t *k = K + ((size_t)t * H + h) * HDIM;
+            __m256 kv[NB];
+            for (int b = 0; b < NB; b++)
+                kv[b] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + 8 * b)));
+            for (uint32_t j = 0; j < gq; j++) {
+                const float *qr = q + ((size_t)h * gq + j) * HDIM;
+                __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+                for (int b = 0; b < NB; b += 2) {
+                    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 8 * b), kv[b], a0);
+                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qr + 8 * b + 8), kv[b + 1], a1);
+                }
+                sc[((size_t)h * gq + j) * T + t] = hsum8(_mm256_add_ps(a0, a1)) * scale;
+            }
         }
-        for (uint32_t r = 0; r < R; r++)
-            sc[(size_t)t * R + r] = hsum8(acc[r]) * scale;
-    }
-    float m[8], sum[8];
-    for (uint32_t r = 0; r < R; r++) {
-        m[r] = -INFINITY;
-        sum[r] = 0.0f;
+    for (uint32_t r = 0; r < nh; r++) {
+        float *s = sc + (size_t)r * T, m = -INFINITY, sum = 0.0f;
         for (uint32_t t = 0; t < T; t++)
-            m[r] = fmaxf(m[r], sc[(size_t)t * R + r]);
+            m = fmaxf(m, s[t]);
         for (uint32_t t = 0; t < T; t++) {
-            float p = expf(sc[(size_t)t * R + r] - m[r]);
-            sc[(size_t)t * R + r] = p;
-            sum[r] += p;
+            s[t] = expf(s[t] - m);
+            sum += s[t];
         }
+        lse[r] = m + logf(sum);
+        out[(size_t)r * HDIM] = sum; /* stash the sum until the end */
     }
-    __m256 o[8][NB];
-    for (uint32_t r = 0; r < R; r++)
-        for (int b = 0; b < NB; b++)
-            o[r][b] = _mm256_setzero_ps();
-    for (uint32_t t = 0; t < T; t++) {
-        const uint16_t *v = V + t * ts;
-        for (int b = 0; b < NB; b++) {
-            __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * b)));
-            for (uint32_t r = 0; r < R; r++)
-                o[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(sc[(size_t)t * R + r]), vv, o[r][b]);
+    memset(o, 0, (size_t)nh * HDIM * sizeof(float));
+    for (uint32_t t = 0; t < T; t++)
+        for (uint32_t h = 0; h < H; h++) {
+            const uint16_t *v = V + ((size_t)t * H + h) * HDIM;
+            __m256 vv[NB];
+            for (int b = 0; b < NB; b++)
+                vv[b] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8 * b)));
+            for (uint32_t j = 0; j < gq; j++) {
+                const size_t r = (size_t)h * gq + j;
+                __m256 p = _mm256_set1_ps(sc[r * T + t]);
+                float * or = o + r * HDIM;
+                for (int b = 0; b < NB; b++)
+                    _mm256_storeu_ps(or +8 * b,
+                                     _mm256_fmadd_ps(p, vv[b], _mm256_loadu_ps(or +8 * b)));
+            }
         }
-    }
-    for (uint32_t r = 0; r < R; r++) {
-        __m256 inv = _mm256_set1_ps(1.0f / sum[r]);
-        for (int b = 0; b < NB; b++)
-            _mm256_storeu_ps(out + (size_t)r * HDIM + 8 * b, _mm256_mul_ps(o[r][b], inv));
-        lse[r] = m[r] + logf(sum[r]);
+    for (uint32_t r = 0; r < nh; r++) {
+        float inv = 1.0f / out[r * HDIM];
+        for (int d = 0; d < HDIM; d++)
+            out[r * HDIM + d] = o[r * HDIM + d] * inv;
     }
 }
 
@@ -152,7 +157,7 @@ typedef struct step {
     float *q;          /* [n_heads][HDIM] */
     float *out, *lse;  /* vkv_attend results, [layers][n_heads][HDIM] */
     float *out16, *lse16;
-    float *sc;
+    float *sc, *o16; /* yardstick scratch */
 } step;
 
 /* Runs vkv_attend over every layer. Returns 0 or the error. */
@@ -183,14 +188,11 @@ static int run_vkv(step *s)
 /* fp16 attention over every layer of the decoded K/V. */
 static void run_f16(step *s)
 {
-    const uint32_t nh = s->m.kv_heads * s->m.gq, gq = s->m.gq;
-    const size_t ts = (size_t)s->m.kv_heads * HDIM;
+    const uint32_t nh = s->m.kv_heads * s->m.gq;
     for (uint32_t l = 0; l < s->m.layers; l++)
-        for (uint32_t h = 0; h < s->m.kv_heads; h++)
-            f16_attend(s->k[l] + (size_t)h * HDIM, s->v[l] + (size_t)h * HDIM, ts, TOKENS,
-                       s->q + (size_t)h * gq * HDIM, gq, 1.0f / sqrtf((float)HDIM), s->sc,
-                       s->out16 + ((size_t)l * nh + h * gq) * HDIM,
-                       s->lse16 + (size_t)l * nh + h * gq);
+        f16_attend_layer(s->k[l], s->v[l], TOKENS, s->m.kv_heads, s->m.gq, s->q,
+                         1.0f / sqrtf((float)HDIM), s->sc, s->o16, s->out16 + (size_t)l * nh * HDIM,
+                         s->lse16 + (size_t)l * nh);
 }
 
 /* Decodes the block into the fp16 K/V. */
@@ -273,7 +275,8 @@ int main(int argc, char **argv)
         s.out16 = malloc((size_t)L * nh * HDIM * 4);
         s.lse = malloc((size_t)L * nh * 4);
         s.lse16 = malloc((size_t)L * nh * 4);
-        s.sc = malloc((size_t)TOKENS * 8 * 4);
+        s.sc = malloc((size_t)TOKENS * nh * 4);
+        s.o16 = malloc((size_t)nh * HDIM * 4);
         if (run_decode(&s) != VKV_OK) /* the fp16 K/V the yardstick reads */
             return 1;
         const double f16_bytes = 2.0 * L * TOKENS * H * HDIM * 2.0;
@@ -355,6 +358,7 @@ int main(int argc, char **argv)
         free(s.lse);
         free(s.lse16);
         free(s.sc);
+        free(s.o16);
     }
     free(flush);
     return 0;

@@ -52,6 +52,7 @@ static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n
         vkvk_att_avx2_tables(u + (size_t)r * hd, hd, sgn, scratch);
         for (uint32_t t = 0; t < n; t++) {
             const uint8_t *b = bits + t * bstride;
+            _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
             float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
             uint32_t j = 0;
             for (; j + 4 <= nb; j += 4) {
@@ -105,6 +106,7 @@ static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n
         memset(scratch, 0, (size_t)nb * 256u * sizeof(float));
         for (uint32_t t = 0; t < n; t++) {
             const uint8_t *b = bits + t * bstride;
+            _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
             float wt = w[(size_t)t * R + r];
             for (uint32_t j = 0; j < nb; j++)
                 scratch[256u * j + b[j]] += wt;
