@@ -33,7 +33,8 @@
 
 /* Reference bitdot (attend_internal.h): channels in order, one sum per row. */
 static void vkvk_att_ref_bitdot(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
-                                uint32_t R, uint32_t hd, int sgn, float *dot, float *scratch)
+                                uint32_t R, uint32_t hd, int sgn, float *dot, size_t ost,
+                                float *scratch)
 {
     (void)scratch;
     for (uint32_t t = 0; t < n; t++) {
@@ -45,20 +46,21 @@ static void vkvk_att_ref_bitdot(const uint8_t *bits, size_t bstride, uint32_t n,
                 int bit = (b[d >> 3] >> (d & 7u)) & 1;
                 s += bit ? ur[d] : sgn ? -ur[d] : 0.0f;
             }
-            dot[(size_t)t * R + r] = s;
+            dot[(size_t)r * ost + t] = s;
         }
     }
 }
 
 /* Reference bitacc: tokens in order. */
 static void vkvk_att_ref_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
-                                uint32_t R, uint32_t hd, int sgn, float *acc, float *scratch)
+                                size_t wst, uint32_t R, uint32_t hd, int sgn, float *acc,
+                                float *scratch)
 {
     (void)scratch;
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *b = bits + t * bstride;
         for (uint32_t r = 0; r < R; r++) {
-            float wt = w[(size_t)t * R + r];
+            float wt = w[(size_t)r * wst + t];
             float *ar = acc + (size_t)r * hd;
             for (uint32_t d = 0; d < hd; d++) {
                 int bit = (b[d >> 3] >> (d & 7u)) & 1;
@@ -70,7 +72,7 @@ static void vkvk_att_ref_bitacc(const uint8_t *bits, size_t bstride, uint32_t n,
 
 /* Reference rawdot: elements converted exactly, channels in order. */
 static void vkvk_att_ref_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
-                                const float *u, uint32_t R, uint32_t hd, float *dot)
+                                const float *u, uint32_t R, uint32_t hd, float *dot, size_t ost)
 {
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *x = raw + t * rstride;
@@ -79,7 +81,7 @@ static void vkvk_att_ref_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, 
             float s = 0.0f;
             for (uint32_t d = 0; d < hd; d++)
                 s += ur[d] * vkvk_to_f32(vkvk_ld16(x + 2u * d), dtype);
-            dot[(size_t)t * R + r] = s;
+            dot[(size_t)r * ost + t] = s;
         }
     }
 }
@@ -87,12 +89,12 @@ static void vkvk_att_ref_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, 
 /* Reference rawacc: tokens in order; a zero weight skips the token (a
  * masked-out raw row holding Inf/NaN then does not poison the sum). */
 static void vkvk_att_ref_rawacc(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
-                                const float *w, uint32_t R, uint32_t hd, float *acc)
+                                const float *w, size_t wst, uint32_t R, uint32_t hd, float *acc)
 {
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *x = raw + t * rstride;
         for (uint32_t r = 0; r < R; r++) {
-            float wt = w[(size_t)t * R + r];
+            float wt = w[(size_t)r * wst + t];
             if (wt == 0.0f)
                 continue;
             float *ar = acc + (size_t)r * hd;
@@ -102,8 +104,25 @@ static void vkvk_att_ref_rawacc(const uint8_t *raw, size_t rstride, uint32_t n, 
     }
 }
 
+/* Reference expsum: s[i] = expf(s[i] - m) (0 for -Inf), returns the sum in
+ * order. */
+static float vkvk_att_ref_expsum(float *s, uint32_t n, float m)
+{
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < n; i++) {
+        s[i] = s[i] == -INFINITY ? 0.0f : expf(s[i] - m);
+        sum += s[i];
+    }
+    return sum;
+}
+
 const vkvk_attend_kernels vkvk_attend_scalar = {
-    "scalar", vkvk_att_ref_bitdot, vkvk_att_ref_bitacc, vkvk_att_ref_rawdot, vkvk_att_ref_rawacc,
+    "scalar",
+    vkvk_att_ref_bitdot,
+    vkvk_att_ref_bitacc,
+    vkvk_att_ref_rawdot,
+    vkvk_att_ref_rawacc,
+    vkvk_att_ref_expsum,
 };
 
 /* The kernel table for the codec implementation in use (static storage). */
@@ -141,8 +160,9 @@ typedef struct vkvk_att {
     float *qrow;    /* [R][hd] this head's query rows times the scale */
     float *u;       /* [R][hd] per-rule query vectors */
     float *base;    /* [R] per-row constants */
-    float *sc;      /* [T][R] scores, then weights p */
-    float *w;       /* [nv][R] value weights */
+    float *sc;      /* [R][T] scores, then weights p */
+    float *w;       /* [R][nv] value weights */
+    float *cs;      /* [nv] per-token scales of one head */
     float *acc;     /* [R][hd] output accumulators */
     float *accs;    /* [R][hd] code accumulators */
     float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
@@ -153,6 +173,23 @@ typedef struct vkvk_att {
 static inline float vkvk_att_el(const uint8_t *p, uint32_t d, int dt)
 {
     return vkvk_to_f32(vkvk_ld16(p + 2u * d), dt);
+}
+
+/* Per-token rotsign scales of one head: out[v] = scale of visual token v
+ * (code at scl + v*sstride, sbits wide) times f. */
+static void vkvk_att_scales(const uint8_t *scl, size_t sstride, uint32_t nv, uint32_t sbits, int dt,
+                            float f, float *out)
+{
+    if (sbits == 8) {
+        float tab[256];
+        for (uint32_t b = 0; b < 256; b++)
+            tab[b] = vkvk_sc8_value(b) * f;
+        for (uint32_t v = 0; v < nv; v++)
+            out[v] = tab[scl[(size_t)v * sstride]];
+        return;
+    }
+    for (uint32_t v = 0; v < nv; v++)
+        out[v] = vkvk_rot_scale_get(scl + (size_t)v * sstride, 16, dt) * f;
 }
 
 /* Scores of KV head h of the layer's keys into c->sc; c->qrow holds the
@@ -192,12 +229,13 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
                 c->base[r] = 0.0f;
             }
         }
-        c->k->bitdot(hb, brow, nv, c->u, R, hd, 1, c->sc, c->scratch);
-        float f = H->k_mode == VKV_GROUP_TOKEN ? fdec : 1.0f;
-        for (uint32_t v = 0; v < nv; v++) {
-            float ct = vkvk_rot_scale_get(scl + (size_t)v * heads * sb, H->k_group, dt) * f;
-            for (uint32_t r = 0; r < R; r++)
-                c->sc[(size_t)v * R + r] = c->base[r] + ct * c->sc[(size_t)v * R + r];
+        c->k->bitdot(hb, brow, nv, c->u, R, hd, 1, c->sc, c->T, c->scratch);
+        vkvk_att_scales(scl, heads * sb, nv, H->k_group, dt,
+                        H->k_mode == VKV_GROUP_TOKEN ? fdec : 1.0f, c->cs);
+        for (uint32_t r = 0; r < R; r++) {
+            float *sr = c->sc + (size_t)r * c->T, br = c->base[r];
+            for (uint32_t v = 0; v < nv; v++)
+                sr[v] = br + c->cs[v] * sr[v];
         }
     } else if (nv > 0 && H->k_mode == VKV_GROUP_CHANNEL) {
         const uint32_t g = H->k_group;
@@ -217,11 +255,11 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
                     }
                     c->base[r] = b0;
                 }
-                float *dot = c->sc + v * R;
-                c->k->bitdot(hb + v * brow, brow, n, c->u, R, hd, 0, dot, c->scratch);
-                for (uint32_t i = 0; i < n; i++)
-                    for (uint32_t r = 0; r < R; r++)
-                        dot[(size_t)i * R + r] += c->base[r];
+                float *dot = c->sc + v;
+                c->k->bitdot(hb + v * brow, brow, n, c->u, R, hd, 0, dot, c->T, c->scratch);
+                for (uint32_t r = 0; r < R; r++)
+                    for (uint32_t i = 0; i < n; i++)
+                        dot[(size_t)r * c->T + i] += c->base[r];
                 v += n;
             }
         }
@@ -238,13 +276,13 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
                     int bit = (b[d >> 3] >> (d & 7u)) & 1;
                     s += q[d] * vkvk_att_el(pair, bit ? 1u : 0u, dt);
                 }
-                c->sc[(size_t)v * R + r] = s;
+                c->sc[(size_t)r * c->T + v] = s;
             }
         }
     }
     if (c->T > nv)
-        c->k->rawdot(raw + (size_t)h * hd * 2u, rrow, c->T - nv, dt, c->qrow, R, hd,
-                     c->sc + (size_t)nv * R);
+        c->k->rawdot(raw + (size_t)h * hd * 2u, rrow, c->T - nv, dt, c->qrow, R, hd, c->sc + nv,
+                     c->T);
 }
 
 /* Masks, then turns scores into p = exp(s - max) per row; fills rowv[r]
@@ -254,21 +292,20 @@ static void vkvk_att_softmax(vkvk_att *c)
     const uint32_t R = c->R, T = c->T, gq = c->gq;
     const uint8_t *mask = c->a->mask;
     for (uint32_t r = 0; r < R; r++) {
-        const uint8_t *mq = mask ? mask + (size_t)(r / gq) * T : NULL;
-        float m = -INFINITY;
-        for (uint32_t i = 0; i < T; i++) {
-            float *s = &c->sc[(size_t)i * R + r];
-            if (mq && mq[c->tok[i]] == 0)
-                *s = -INFINITY;
-            else
-                m = vkvk_maxf(*s, m);
+        float *sr = c->sc + (size_t)r * T, m = -INFINITY;
+        if (mask) {
+            const uint8_t *mq = mask + (size_t)(r / gq) * T;
+            for (uint32_t i = 0; i < T; i++)
+                if (mq[c->tok[i]] == 0)
+                    sr[i] = -INFINITY;
         }
+        for (uint32_t i = 0; i < T; i++)
+            m = vkvk_maxf(sr[i], m);
         float sum = 0.0f;
-        for (uint32_t i = 0; i < T; i++) {
-            float *s = &c->sc[(size_t)i * R + r];
-            *s = m == -INFINITY || *s == -INFINITY ? 0.0f : expf(*s - m);
-            sum += *s;
-        }
+        if (m == -INFINITY)
+            memset(sr, 0, T * sizeof(float));
+        else
+            sum = c->k->expsum(sr, T, m);
         c->rowv[4 * r] = m;
         c->rowv[4 * r + 1] = sum;
     }
@@ -295,18 +332,18 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
         float fenc, fdec;
         vkvk_rot_factors(hd, &fenc, &fdec);
         float f = H->v_mode == VKV_GROUP_TOKEN ? fdec : 1.0f;
-        for (uint32_t r = 0; r < R; r++)
-            c->rowv[4 * r + 2] = 0.0f;
-        for (uint32_t v = 0; v < nv; v++) {
-            float ct = vkvk_rot_scale_get(scl + (size_t)v * heads * sb, H->v_group, dt) * f;
-            for (uint32_t r = 0; r < R; r++) {
-                float p = c->sc[(size_t)v * R + r];
-                c->rowv[4 * r + 2] += p;
-                c->w[(size_t)v * R + r] = p * ct;
+        vkvk_att_scales(scl, heads * sb, nv, H->v_group, dt, f, c->cs);
+        for (uint32_t r = 0; r < R; r++) {
+            const float *pr = c->sc + (size_t)r * c->T;
+            float *wr = c->w + (size_t)r * nv, P = 0.0f;
+            for (uint32_t v = 0; v < nv; v++) {
+                P += pr[v];
+                wr[v] = pr[v] * c->cs[v];
             }
+            c->rowv[4 * r + 2] = P;
         }
         memset(c->accs, 0, (size_t)R * hd * sizeof(float));
-        c->k->bitacc(hb, brow, nv, c->w, R, hd, 1, c->accs, c->scratch);
+        c->k->bitacc(hb, brow, nv, c->w, nv, R, hd, 1, c->accs, c->scratch);
         for (uint32_t r = 0; r < R; r++) {
             float *as = c->accs + (size_t)r * hd, *ar = c->acc + (size_t)r * hd;
             if (H->v_mode == VKV_GROUP_TOKEN) {
@@ -328,13 +365,13 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
             for (uint32_t t0 = H->ranges[rg].start; t0 < end; t0 += g, grp++) {
                 uint32_t n = end - t0 < g ? end - t0 : g;
                 const uint8_t *lo = lev + (grp * heads + h) * 4u * hd, *hi = lo + 2u * hd;
-                const float *p = c->sc + v * R;
+                const float *p = c->sc + v;
                 memset(c->accs, 0, (size_t)R * hd * sizeof(float));
-                c->k->bitacc(hb + v * brow, brow, n, p, R, hd, 0, c->accs, c->scratch);
+                c->k->bitacc(hb + v * brow, brow, n, p, c->T, R, hd, 0, c->accs, c->scratch);
                 for (uint32_t r = 0; r < R; r++) {
                     float P = 0.0f;
                     for (uint32_t i = 0; i < n; i++)
-                        P += p[(size_t)i * R + r];
+                        P += p[(size_t)r * c->T + i];
                     float *as = c->accs + (size_t)r * hd, *ar = c->acc + (size_t)r * hd;
                     for (uint32_t d = 0; d < hd; d++) {
                         float fl = vkvk_att_el(lo, d, dt), fh = vkvk_att_el(hi, d, dt);
@@ -350,7 +387,7 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
             const uint8_t *b = hb + (size_t)v * brow;
             const uint8_t *lv = lev + ((size_t)v * heads + h) * ng * 4u;
             for (uint32_t r = 0; r < R; r++) {
-                float p = c->sc[(size_t)v * R + r];
+                float p = c->sc[(size_t)r * c->T + v];
                 float *ar = c->acc + (size_t)r * hd;
                 for (uint32_t d = 0; d < hd; d++) {
                     const uint8_t *pair = lv + (d / g) * 4u;
@@ -361,7 +398,7 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
         }
     }
     if (c->T > nv)
-        c->k->rawacc(raw + (size_t)h * hd * 2u, rrow, c->T - nv, dt, c->sc + (size_t)nv * R, R, hd,
+        c->k->rawacc(raw + (size_t)h * hd * 2u, rrow, c->T - nv, dt, c->sc + nv, c->T, R, hd,
                      c->acc);
 }
 
@@ -428,7 +465,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.nv = (uint32_t)c.L.n_vis;
     const size_t nq = (size_t)a->n_q * a->n_heads * hd, Rh = (size_t)c.R * hd;
     const size_t nf = nq + 4u * Rh + (size_t)c.R * 5u + (size_t)c.T * c.R + (size_t)c.nv * c.R +
-                      VKVK_ATT_SCRATCH_FLOATS(hd);
+                      c.nv + VKVK_ATT_SCRATCH_FLOATS(hd);
     float *mem = malloc(nf * sizeof(float));
     c.tok = malloc((size_t)c.T * sizeof(uint32_t));
     if (mem == NULL || c.tok == NULL) {
@@ -445,7 +482,8 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.rowv = c.base + c.R;
     c.sc = c.rowv + 4u * (size_t)c.R;
     c.w = c.sc + (size_t)c.T * c.R;
-    c.scratch = c.w + (size_t)c.nv * c.R;
+    c.cs = c.w + (size_t)c.nv * c.R;
+    c.scratch = c.cs + c.nv;
     if ((rc = vkvk_att_load_q(a, nq, c.qf)) != VKV_OK)
         goto out;
     /* score index -> block token: visual tokens in order, then raw ones */

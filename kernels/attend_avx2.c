@@ -14,6 +14,7 @@
  * rawdot / rawacc: 8 channels per FMA with F16C / shift conversion.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "attend_internal.h"
@@ -45,7 +46,8 @@ static void vkvk_att_avx2_tables(const float *u, uint32_t hd, int sgn, float *ta
 }
 
 static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
-                                 uint32_t R, uint32_t hd, int sgn, float *dot, float *scratch)
+                                 uint32_t R, uint32_t hd, int sgn, float *dot, size_t ost,
+                                 float *scratch)
 {
     const uint32_t nb = hd / 8u;
     for (uint32_t r = 0; r < R; r++) {
@@ -63,7 +65,7 @@ static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n
             }
             for (; j < nb; j++)
                 s0 += scratch[256u * j + b[j]];
-            dot[(size_t)t * R + r] = (s0 + s1) + (s2 + s3);
+            dot[(size_t)r * ost + t] = (s0 + s1) + (s2 + s3);
         }
     }
 }
@@ -99,7 +101,8 @@ static void vkvk_att_avx2_fold(float *W, int sgn, float *acc8)
 }
 
 static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
-                                 uint32_t R, uint32_t hd, int sgn, float *acc, float *scratch)
+                                 size_t wst, uint32_t R, uint32_t hd, int sgn, float *acc,
+                                 float *scratch)
 {
     const uint32_t nb = hd / 8u;
     for (uint32_t r = 0; r < R; r++) {
@@ -107,7 +110,7 @@ static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n
         for (uint32_t t = 0; t < n; t++) {
             const uint8_t *b = bits + t * bstride;
             _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
-            float wt = w[(size_t)t * R + r];
+            float wt = w[(size_t)r * wst + t];
             for (uint32_t j = 0; j < nb; j++)
                 scratch[256u * j + b[j]] += wt;
         }
@@ -135,7 +138,7 @@ static inline float vkvk_att_avx2_hsum(__m256 v)
 }
 
 static void vkvk_att_avx2_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
-                                 const float *u, uint32_t R, uint32_t hd, float *dot)
+                                 const float *u, uint32_t R, uint32_t hd, float *dot, size_t ost)
 {
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *x = raw + t * rstride;
@@ -152,18 +155,18 @@ static void vkvk_att_avx2_rawdot(const uint8_t *raw, size_t rstride, uint32_t n,
             for (; d < hd; d += 8)
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(ur + d), vkvk_att_avx2_ld8(x + 2u * d, dtype),
                                      a0);
-            dot[(size_t)t * R + r] = vkvk_att_avx2_hsum(_mm256_add_ps(a0, a1));
+            dot[(size_t)r * ost + t] = vkvk_att_avx2_hsum(_mm256_add_ps(a0, a1));
         }
     }
 }
 
 static void vkvk_att_avx2_rawacc(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
-                                 const float *w, uint32_t R, uint32_t hd, float *acc)
+                                 const float *w, size_t wst, uint32_t R, uint32_t hd, float *acc)
 {
     for (uint32_t t = 0; t < n; t++) {
         const uint8_t *x = raw + t * rstride;
         for (uint32_t r = 0; r < R; r++) {
-            float wt = w[(size_t)t * R + r];
+            float wt = w[(size_t)r * wst + t];
             if (wt == 0.0f)
                 continue;
             __m256 vw = _mm256_set1_ps(wt);
@@ -175,6 +178,55 @@ static void vkvk_att_avx2_rawacc(const uint8_t *raw, size_t rstride, uint32_t n,
     }
 }
 
+/* expsum, 8 lanes at a time: exp(x) = 2^n * p(r) with n = round(x log2 e),
+ * r = x - n ln 2 (ln 2 split in two), p the polynomial of Cephes' expf
+ * (about 1 ulp). x < -87.3 (and -Inf: masked tokens) gives 0, where expf
+ * underflows. Lanes are summed at the end. */
+static float vkvk_att_avx2_expsum(float *s, uint32_t n, float m)
+{
+    const __m256 vm = _mm256_set1_ps(m), lo = _mm256_set1_ps(-87.33654f);
+    const __m256 l2e = _mm256_set1_ps(1.44269504088896341f);
+    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
+    const __m256 p0 = _mm256_set1_ps(1.9875691500e-4f), p1 = _mm256_set1_ps(1.3981999507e-3f),
+                 p2 = _mm256_set1_ps(8.3334519073e-3f), p3 = _mm256_set1_ps(4.1665795894e-2f),
+                 p4 = _mm256_set1_ps(1.6666665459e-1f), p5 = _mm256_set1_ps(5.0000001201e-1f),
+                 one = _mm256_set1_ps(1.0f);
+    __m256 sum = _mm256_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + i), vm);
+        __m256 dead = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+        x = _mm256_max_ps(x, lo);
+        __m256 fx =
+            _mm256_round_ps(_mm256_mul_ps(x, l2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        x = _mm256_fnmadd_ps(fx, c1, x);
+        x = _mm256_fnmadd_ps(fx, c2, x);
+        __m256 z = _mm256_mul_ps(x, x);
+        __m256 y = _mm256_fmadd_ps(p0, x, p1);
+        y = _mm256_fmadd_ps(y, x, p2);
+        y = _mm256_fmadd_ps(y, x, p3);
+        y = _mm256_fmadd_ps(y, x, p4);
+        y = _mm256_fmadd_ps(y, x, p5);
+        y = _mm256_fmadd_ps(y, z, _mm256_add_ps(x, one));
+        __m256i e =
+            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+        y = _mm256_andnot_ps(dead, _mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+        _mm256_storeu_ps(s + i, y);
+        sum = _mm256_add_ps(sum, y);
+    }
+    float tail = 0.0f;
+    for (; i < n; i++) {
+        s[i] = s[i] == -INFINITY ? 0.0f : expf(s[i] - m);
+        tail += s[i];
+    }
+    return vkvk_att_avx2_hsum(sum) + tail;
+}
+
 const vkvk_attend_kernels vkvk_attend_avx2 = {
-    "avx2", vkvk_att_avx2_bitdot, vkvk_att_avx2_bitacc, vkvk_att_avx2_rawdot, vkvk_att_avx2_rawacc,
+    "avx2",
+    vkvk_att_avx2_bitdot,
+    vkvk_att_avx2_bitacc,
+    vkvk_att_avx2_rawdot,
+    vkvk_att_avx2_rawacc,
+    vkvk_att_avx2_expsum,
 };

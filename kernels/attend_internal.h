@@ -7,10 +7,12 @@
  * Every rule of the block format reduces attention to four loops over the
  * tokens of one KV head, for R query rows at once (R = queries x query heads
  * sharing that KV head):
- *   bitdot  dot[t*R + r] = sum_d c(bit_td) * u[r*hd + d]
- *   bitacc  acc[r*hd + d] += sum_t c(bit_td) * w[t*R + r]
- *   rawdot  dot[t*R + r] = sum_d u[r*hd + d] * x_td      (x: raw rows)
- *   rawacc  acc[r*hd + d] += sum_t w[t*R + r] * x_td
+ *   bitdot  dot[r*ost + t] = sum_d c(bit_td) * u[r*hd + d]
+ *   bitacc  acc[r*hd + d] += sum_t c(bit_td) * w[r*wst + t]
+ *   rawdot  dot[r*ost + t] = sum_d u[r*hd + d] * x_td      (x: raw rows)
+ *   rawacc  acc[r*hd + d] += sum_t w[r*wst + t] * x_td
+ * and the softmax's exponentials:
+ *   expsum  s[i] = exp(s[i] - m) (0 where s[i] = -Inf), returns sum_i s[i]
  * with c(1) = 1 and c(0) = -1 (sgn = 1, the rotsign signs) or 0 (sgn = 0,
  * the level rules' "high level selected" mask). Token t's code row is the
  * hd/8 bytes at bits + t*bstride (bit j of byte b = channel 8b+j); its raw
@@ -42,13 +44,14 @@ int vkvk_attend_check_args(const vkv_block_header *h, const vkv_attend_args *a);
 typedef struct vkvk_attend_kernels {
     const char *name;
     void (*bitdot)(const uint8_t *bits, size_t bstride, uint32_t n, const float *u, uint32_t R,
-                   uint32_t hd, int sgn, float *dot, float *scratch);
-    void (*bitacc)(const uint8_t *bits, size_t bstride, uint32_t n, const float *w, uint32_t R,
-                   uint32_t hd, int sgn, float *acc, float *scratch);
+                   uint32_t hd, int sgn, float *dot, size_t ost, float *scratch);
+    void (*bitacc)(const uint8_t *bits, size_t bstride, uint32_t n, const float *w, size_t wst,
+                   uint32_t R, uint32_t hd, int sgn, float *acc, float *scratch);
     void (*rawdot)(const uint8_t *raw, size_t rstride, uint32_t n, int dtype, const float *u,
-                   uint32_t R, uint32_t hd, float *dot);
+                   uint32_t R, uint32_t hd, float *dot, size_t ost);
     void (*rawacc)(const uint8_t *raw, size_t rstride, uint32_t n, int dtype, const float *w,
-                   uint32_t R, uint32_t hd, float *acc);
+                   size_t wst, uint32_t R, uint32_t hd, float *acc);
+    float (*expsum)(float *s, uint32_t n, float m);
 } vkvk_attend_kernels;
 
 extern const vkvk_attend_kernels vkvk_attend_scalar;
