@@ -57,6 +57,19 @@ static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n
             _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
             float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
             uint32_t j = 0;
+            for (; j + 8 <= nb; j += 8) { /* 8 code bytes per load */
+                uint64_t x;
+                memcpy(&x, b + j, 8);
+                const float *tj = scratch + 256u * j;
+                s0 += tj[x & 0xffu];
+                s1 += tj[256u + ((x >> 8) & 0xffu)];
+                s2 += tj[512u + ((x >> 16) & 0xffu)];
+                s3 += tj[768u + ((x >> 24) & 0xffu)];
+                s0 += tj[1024u + ((x >> 32) & 0xffu)];
+                s1 += tj[1280u + ((x >> 40) & 0xffu)];
+                s2 += tj[1536u + ((x >> 48) & 0xffu)];
+                s3 += tj[1792u + (x >> 56)];
+            }
             for (; j + 4 <= nb; j += 4) {
                 s0 += scratch[256u * j + b[j]];
                 s1 += scratch[256u * (j + 1) + b[j + 1]];
@@ -111,7 +124,21 @@ static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n
             const uint8_t *b = bits + t * bstride;
             _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
             float wt = w[(size_t)r * wst + t];
-            for (uint32_t j = 0; j < nb; j++)
+            uint32_t j = 0;
+            for (; j + 8 <= nb; j += 8) { /* 8 code bytes per load */
+                uint64_t x;
+                memcpy(&x, b + j, 8);
+                float *hj = scratch + 256u * j;
+                hj[x & 0xffu] += wt;
+                hj[256u + ((x >> 8) & 0xffu)] += wt;
+                hj[512u + ((x >> 16) & 0xffu)] += wt;
+                hj[768u + ((x >> 24) & 0xffu)] += wt;
+                hj[1024u + ((x >> 32) & 0xffu)] += wt;
+                hj[1280u + ((x >> 40) & 0xffu)] += wt;
+                hj[1536u + ((x >> 48) & 0xffu)] += wt;
+                hj[1792u + (x >> 56)] += wt;
+            }
+            for (; j < nb; j++)
                 scratch[256u * j + b[j]] += wt;
         }
         for (uint32_t j = 0; j < nb; j++)
