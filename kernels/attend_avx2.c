@@ -26,18 +26,16 @@ static void vkvk_att_avx2_tables(const float *u, uint32_t hd, int sgn, float *ta
     for (uint32_t j = 0; j < hd / 8u; j++) {
         const float *x = u + 8u * j;
         float lo[8], hi[32];
-        for (uint32_t b = 0; b < 8; b++) {
-            float s = 0.0f;
-            for (uint32_t k = 0; k < 3; k++)
-                s += ((b >> k) & 1u) ? x[k] : sgn ? -x[k] : 0.0f;
-            lo[b] = s;
-        }
-        for (uint32_t b = 0; b < 32; b++) {
-            float s = 0.0f;
-            for (uint32_t k = 0; k < 5; k++)
-                s += ((b >> k) & 1u) ? x[3 + k] : sgn ? -x[3 + k] : 0.0f;
-            hi[b] = s;
-        }
+        /* all bits clear, then each set bit k adds c(1) - c(0) times x_k */
+        const float m = sgn ? 2.0f : 1.0f;
+        lo[0] = sgn ? -((x[0] + x[1]) + x[2]) : 0.0f;
+        for (uint32_t k = 0; k < 3; k++)
+            for (uint32_t b = 0; b < (1u << k); b++)
+                lo[b | (1u << k)] = lo[b] + m * x[k];
+        hi[0] = sgn ? -(((x[3] + x[4]) + (x[5] + x[6])) + x[7]) : 0.0f;
+        for (uint32_t k = 0; k < 5; k++)
+            for (uint32_t b = 0; b < (1u << k); b++)
+                hi[b | (1u << k)] = hi[b] + m * x[3 + k];
         __m256 vlo = _mm256_loadu_ps(lo);
         float *t = tab + 256u * j;
         for (uint32_t b = 0; b < 32; b++)
