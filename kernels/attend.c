@@ -167,6 +167,7 @@ typedef struct vkvk_att {
     float *accs;    /* [R][hd] code accumulators */
     float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
     float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd) */
+    float sc8[256]; /* vkvk_sc8_value of every 8-bit scale code */
 } vkvk_att;
 
 /* Element (d) of a dtype row at p. */
@@ -176,16 +177,14 @@ static inline float vkvk_att_el(const uint8_t *p, uint32_t d, int dt)
 }
 
 /* Per-token rotsign scales of one head: out[v] = scale of visual token v
- * (code at scl + v*sstride, sbits wide) times f. */
-static void vkvk_att_scales(const uint8_t *scl, size_t sstride, uint32_t nv, uint32_t sbits, int dt,
-                            float f, float *out)
+ * (code at scl + v*sstride, sbits wide) times f; sc8 is the 256-entry
+ * table of vkvk_sc8_value. */
+static void vkvk_att_scales(const float *sc8, const uint8_t *scl, size_t sstride, uint32_t nv,
+                            uint32_t sbits, int dt, float f, float *restrict out)
 {
     if (sbits == 8) {
-        float tab[256];
-        for (uint32_t b = 0; b < 256; b++)
-            tab[b] = vkvk_sc8_value(b) * f;
         for (uint32_t v = 0; v < nv; v++)
-            out[v] = tab[scl[(size_t)v * sstride]];
+            out[v] = sc8[scl[(size_t)v * sstride]] * f;
         return;
     }
     for (uint32_t v = 0; v < nv; v++)
@@ -230,12 +229,14 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
             }
         }
         c->k->bitdot(hb, brow, nv, c->u, R, hd, 1, c->sc, c->T, c->scratch);
-        vkvk_att_scales(scl, heads * sb, nv, H->k_group, dt,
+        vkvk_att_scales(c->sc8, scl, heads * sb, nv, H->k_group, dt,
                         H->k_mode == VKV_GROUP_TOKEN ? fdec : 1.0f, c->cs);
+        const float *restrict cs = c->cs;
         for (uint32_t r = 0; r < R; r++) {
-            float *sr = c->sc + (size_t)r * c->T, br = c->base[r];
+            float *restrict sr = c->sc + (size_t)r * c->T;
+            const float br = c->base[r];
             for (uint32_t v = 0; v < nv; v++)
-                sr[v] = br + c->cs[v] * sr[v];
+                sr[v] = br + cs[v] * sr[v];
         }
     } else if (nv > 0 && H->k_mode == VKV_GROUP_CHANNEL) {
         const uint32_t g = H->k_group;
@@ -285,6 +286,35 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
                      c->T);
 }
 
+/* Largest of x[0..n) (-Inf for n = 0); eight independent maxima. */
+static float vkvk_att_max(const float *x, uint32_t n)
+{
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            m[k] = vkvk_maxf(x[i + k], m[k]);
+    for (; i < n; i++)
+        m[0] = vkvk_maxf(x[i], m[0]);
+    for (int k = 1; k < 8; k++)
+        m[0] = vkvk_maxf(m[k], m[0]);
+    return m[0];
+}
+
+/* Sum of x[0..n) in eight interleaved partial sums. */
+static float vkvk_att_sum(const float *x, uint32_t n)
+{
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += x[i + k];
+    for (; i < n; i++)
+        s[0] += x[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 /* Masks, then turns scores into p = exp(s - max) per row; fills rowv[r]
  * with (max, sum p). A row with nothing unmasked gets max = -Inf, p = 0. */
 static void vkvk_att_softmax(vkvk_att *c)
@@ -299,8 +329,7 @@ static void vkvk_att_softmax(vkvk_att *c)
                 if (mq[c->tok[i]] == 0)
                     sr[i] = -INFINITY;
         }
-        for (uint32_t i = 0; i < T; i++)
-            m = vkvk_maxf(sr[i], m);
+        m = vkvk_att_max(sr, T);
         float sum = 0.0f;
         if (m == -INFINITY)
             memset(sr, 0, T * sizeof(float));
@@ -332,15 +361,14 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
         float fenc, fdec;
         vkvk_rot_factors(hd, &fenc, &fdec);
         float f = H->v_mode == VKV_GROUP_TOKEN ? fdec : 1.0f;
-        vkvk_att_scales(scl, heads * sb, nv, H->v_group, dt, f, c->cs);
+        vkvk_att_scales(c->sc8, scl, heads * sb, nv, H->v_group, dt, f, c->cs);
+        const float *restrict cs = c->cs;
         for (uint32_t r = 0; r < R; r++) {
-            const float *pr = c->sc + (size_t)r * c->T;
-            float *wr = c->w + (size_t)r * nv, P = 0.0f;
-            for (uint32_t v = 0; v < nv; v++) {
-                P += pr[v];
-                wr[v] = pr[v] * c->cs[v];
-            }
-            c->rowv[4 * r + 2] = P;
+            const float *restrict pr = c->sc + (size_t)r * c->T;
+            float *restrict wr = c->w + (size_t)r * nv;
+            for (uint32_t v = 0; v < nv; v++)
+                wr[v] = pr[v] * cs[v];
+            c->rowv[4 * r + 2] = vkvk_att_sum(pr, nv);
         }
         memset(c->accs, 0, (size_t)R * hd * sizeof(float));
         c->k->bitacc(hb, brow, nv, c->w, nv, R, hd, 1, c->accs, c->scratch);
@@ -486,6 +514,8 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.scratch = c.cs + c.nv;
     if ((rc = vkvk_att_load_q(a, nq, c.qf)) != VKV_OK)
         goto out;
+    for (uint32_t b = 0; b < 256; b++)
+        c.sc8[b] = vkvk_sc8_value(b);
     /* score index -> block token: visual tokens in order, then raw ones */
     {
         uint32_t iv = 0, ir = c.nv, rg = 0;
