@@ -166,7 +166,7 @@ typedef struct vkvk_att {
     float *acc;     /* [R][hd] output accumulators */
     float *accs;    /* [R][hd] code accumulators */
     float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
-    float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd) */
+    float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
     float sc8[256]; /* vkvk_sc8_value of every 8-bit scale code */
 } vkvk_att;
 
@@ -493,7 +493,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.nv = (uint32_t)c.L.n_vis;
     const size_t nq = (size_t)a->n_q * a->n_heads * hd, Rh = (size_t)c.R * hd;
     const size_t nf = nq + 4u * Rh + (size_t)c.R * 5u + (size_t)c.T * c.R + (size_t)c.nv * c.R +
-                      c.nv + VKVK_ATT_SCRATCH_FLOATS(hd);
+                      c.nv + 8u + VKVK_ATT_SCRATCH_FLOATS(hd, c.T);
     float *mem = malloc(nf * sizeof(float));
     c.tok = malloc((size_t)c.T * sizeof(uint32_t));
     if (mem == NULL || c.tok == NULL) {
@@ -512,6 +512,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.w = c.sc + (size_t)c.T * c.R;
     c.cs = c.w + (size_t)c.nv * c.R;
     c.scratch = c.cs + c.nv;
+    c.scratch += (8u - ((uintptr_t)c.scratch / sizeof(float)) % 8u) % 8u; /* 32-byte aligned */
     if ((rc = vkvk_att_load_q(a, nq, c.qf)) != VKV_OK)
         goto out;
     for (uint32_t b = 0; b < 256; b++)

@@ -11,6 +11,9 @@
  *   W_j[b] += w_t for b = byte j of token t,
  * then acc[8j + k] += sum_{b: bit k} W_j[b] (minus the rest when signed),
  * folded one bit at a time (255 vector adds per byte position).
+ * With two or more query rows per KV head (GQA, several queries), both use
+ * tables / histograms of 8-lane vectors over up to 8 rows, so one lookup or
+ * update serves every row.
  * rawdot / rawacc: 8 channels per FMA with F16C / shift conversion.
  */
 #include <immintrin.h>
@@ -43,11 +46,71 @@ static void vkvk_att_avx2_tables(const float *u, uint32_t hd, int sgn, float *ta
     }
 }
 
+/* 8-row tables: tab[j][b] is the 8-lane vector over rows r < rr of
+ * T_j[b] for row r (lanes >= rr zero). tab: [hd/8][256][8] floats. */
+static void vkvk_att_avx2_tables8(const float *u, uint32_t rr, uint32_t hd, int sgn, float *tab)
+{
+    const float m = sgn ? 2.0f : 1.0f;
+    for (uint32_t j = 0; j < hd / 8u; j++) {
+        _Alignas(32) float lo[8][8], hi[32][8];
+        memset(lo, 0, sizeof(lo));
+        memset(hi, 0, sizeof(hi));
+        for (uint32_t r = 0; r < rr; r++) {
+            const float *x = u + (size_t)r * hd + 8u * j;
+            lo[0][r] = sgn ? -((x[0] + x[1]) + x[2]) : 0.0f;
+            for (uint32_t k = 0; k < 3; k++)
+                for (uint32_t b = 0; b < (1u << k); b++)
+                    lo[b | (1u << k)][r] = lo[b][r] + m * x[k];
+            hi[0][r] = sgn ? -(((x[3] + x[4]) + (x[5] + x[6])) + x[7]) : 0.0f;
+            for (uint32_t k = 0; k < 5; k++)
+                for (uint32_t b = 0; b < (1u << k); b++)
+                    hi[b | (1u << k)][r] = hi[b][r] + m * x[3 + k];
+        }
+        float *t = tab + 2048u * j;
+        for (uint32_t h5 = 0; h5 < 32; h5++) {
+            __m256 vh = _mm256_load_ps(hi[h5]);
+            for (uint32_t l3 = 0; l3 < 8; l3++)
+                _mm256_store_ps(t + 8u * (8u * h5 + l3), _mm256_add_ps(vh, _mm256_load_ps(lo[l3])));
+        }
+    }
+}
+
+/* bitdot for rr (2..8) rows at once: one vector lookup per code byte. */
+static void vkvk_att_avx2_bitdot8(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
+                                  uint32_t rr, uint32_t hd, int sgn, float *dot, size_t ost,
+                                  float *tab)
+{
+    const uint32_t nb = hd / 8u;
+    vkvk_att_avx2_tables8(u, rr, hd, sgn, tab);
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *b = bits + t * bstride;
+        _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        uint32_t j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            a0 = _mm256_add_ps(a0, _mm256_load_ps(tab + 2048u * j + 8u * b[j]));
+            a1 = _mm256_add_ps(a1, _mm256_load_ps(tab + 2048u * (j + 1) + 8u * b[j + 1]));
+        }
+        if (j < nb)
+            a0 = _mm256_add_ps(a0, _mm256_load_ps(tab + 2048u * j + 8u * b[j]));
+        _Alignas(32) float o[8];
+        _mm256_store_ps(o, _mm256_add_ps(a0, a1));
+        for (uint32_t r = 0; r < rr; r++)
+            dot[(size_t)r * ost + t] = o[r];
+    }
+}
+
 static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
                                  uint32_t R, uint32_t hd, int sgn, float *dot, size_t ost,
                                  float *scratch)
 {
     const uint32_t nb = hd / 8u;
+    if (R >= 2) { /* rows share each lookup, 8 at a time */
+        for (uint32_t r0 = 0; r0 < R; r0 += 8)
+            vkvk_att_avx2_bitdot8(bits, bstride, n, u + (size_t)r0 * hd, R - r0 < 8 ? R - r0 : 8,
+                                  hd, sgn, dot + (size_t)r0 * ost, ost, scratch);
+        return;
+    }
     for (uint32_t r = 0; r < R; r++) {
         vkvk_att_avx2_tables(u + (size_t)r * hd, hd, sgn, scratch);
         for (uint32_t t = 0; t < n; t++) {
@@ -111,11 +174,64 @@ static void vkvk_att_avx2_fold(float *W, int sgn, float *acc8)
         acc8[k] += sgn ? 2.0f * hs[k] - tot : hs[k];
 }
 
+/* bitacc for rr (2..8) rows at once: a histogram of 8-lane weight vectors
+ * (hist: [hd/8][256][8] floats, then wt: [n][8]), folded per code byte as
+ * vkvk_att_avx2_fold does for one row. */
+static void vkvk_att_avx2_bitacc8(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
+                                  size_t wst, uint32_t rr, uint32_t hd, int sgn, float *acc,
+                                  float *hist)
+{
+    const uint32_t nb = hd / 8u;
+    float *wt = hist + (size_t)nb * 2048u;
+    for (uint32_t t = 0; t < n; t++)
+        for (uint32_t r = 0; r < 8; r++)
+            wt[8u * t + r] = r < rr ? w[(size_t)r * wst + t] : 0.0f;
+    memset(hist, 0, (size_t)nb * 2048u * sizeof(float));
+    for (uint32_t t = 0; t < n; t++) {
+        const uint8_t *b = bits + t * bstride;
+        _mm_prefetch((const char *)(b + 16u * bstride), _MM_HINT_T0);
+        __m256 wv = _mm256_load_ps(wt + 8u * t);
+        for (uint32_t j = 0; j < nb; j++) {
+            float *hp = hist + 2048u * j + 8u * b[j];
+            _mm256_store_ps(hp, _mm256_add_ps(_mm256_load_ps(hp), wv));
+        }
+    }
+    const __m256 two = _mm256_set1_ps(2.0f);
+    for (uint32_t j = 0; j < nb; j++) {
+        float *H = hist + 2048u * j;
+        __m256 set[8];
+        for (int k = 7; k >= 0; k--) {
+            uint32_t half = 1u << k;
+            __m256 sk = _mm256_setzero_ps();
+            for (uint32_t i = 0; i < half; i++) {
+                __m256 up = _mm256_load_ps(H + 8u * (half + i));
+                sk = _mm256_add_ps(sk, up);
+                _mm256_store_ps(H + 8u * i, _mm256_add_ps(_mm256_load_ps(H + 8u * i), up));
+            }
+            set[k] = sk;
+        }
+        __m256 tot = _mm256_load_ps(H);
+        for (uint32_t k = 0; k < 8; k++) {
+            _Alignas(32) float o[8];
+            __m256 v = sgn ? _mm256_sub_ps(_mm256_mul_ps(two, set[k]), tot) : set[k];
+            _mm256_store_ps(o, v);
+            for (uint32_t r = 0; r < rr; r++)
+                acc[(size_t)r * hd + 8u * j + k] += o[r];
+        }
+    }
+}
+
 static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
                                  size_t wst, uint32_t R, uint32_t hd, int sgn, float *acc,
                                  float *scratch)
 {
     const uint32_t nb = hd / 8u;
+    if (R >= 2) { /* rows share each histogram update, 8 at a time */
+        for (uint32_t r0 = 0; r0 < R; r0 += 8)
+            vkvk_att_avx2_bitacc8(bits, bstride, n, w + (size_t)r0 * wst, wst,
+                                  R - r0 < 8 ? R - r0 : 8, hd, sgn, acc + (size_t)r0 * hd, scratch);
+        return;
+    }
     for (uint32_t r = 0; r < R; r++) {
         memset(scratch, 0, (size_t)nb * 256u * sizeof(float));
         for (uint32_t t = 0; t < n; t++) {

@@ -18,7 +18,8 @@
  * hd/8 bytes at bits + t*bstride (bit j of byte b = channel 8b+j); its raw
  * row the hd source-dtype elements at raw + t*rstride bytes. Block pointers
  * may have any alignment. All buffers are caller memory; `scratch` holds
- * VKVK_ATT_SCRATCH_FLOATS(hd) floats the kernel may overwrite.
+ * VKVK_ATT_SCRATCH_FLOATS(hd, n) floats (n >= every call's token count) the
+ * kernel may overwrite; it starts 32-byte aligned.
  */
 #ifndef VKVK_ATTEND_INTERNAL_H
 #define VKVK_ATTEND_INTERNAL_H
@@ -38,8 +39,9 @@ extern "C" {
  * documents. Shared by vkv_attend and vkv_cuda_attend. */
 int vkvk_attend_check_args(const vkv_block_header *h, const vkv_attend_args *a);
 
-/* Scratch floats of one kernel call: one 256-entry table per code byte. */
-#define VKVK_ATT_SCRATCH_FLOATS(hd) ((size_t)(hd)*32u + 64u)
+/* Scratch floats of one kernel call: one 256-entry table per code byte, of
+ * 8-lane vectors (8 query rows at once), plus n tokens' 8 weights. */
+#define VKVK_ATT_SCRATCH_FLOATS(hd, n) ((size_t)(hd)*256u + 8u * (size_t)(n) + 64u)
 
 typedef struct vkvk_attend_kernels {
     const char *name;

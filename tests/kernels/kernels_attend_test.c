@@ -368,7 +368,7 @@ static void masks_and_empty_rows(void **state)
         tblock b;
         tblock_make(&b, &sh, sp, 77 + s);
         tquery tq;
-        tquery_make(&tq, 3, 4, 64, VKV_ATTEND_F32, 9 + s);
+        tquery_make(&tq, 3, 8, 64, VKV_ATTEND_F32, 9 + s); /* 12 rows per KV head */
         uint8_t *mask = malloc(3 * sh.tokens);
         uint64_t ms = 5 + s;
         for (uint32_t t = 0; t < sh.tokens; t++) {
