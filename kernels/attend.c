@@ -123,6 +123,7 @@ const vkvk_attend_kernels vkvk_attend_scalar = {
     vkvk_att_ref_rawdot,
     vkvk_att_ref_rawacc,
     vkvk_att_ref_expsum,
+    vkvk_fwht,
 };
 
 /* The kernel table for the codec implementation in use (static storage). */
@@ -151,23 +152,24 @@ typedef struct vkvk_att {
     vkv_block_header h;
     vkvk_layout L;
     const vkv_attend_args *a;
-    uint32_t gq;    /* query heads per KV head */
-    uint32_t R;     /* rows per KV head: n_q * gq */
-    uint32_t T;     /* block tokens */
-    uint32_t nv;    /* visual tokens (scores [0, nv)), raw after them */
-    uint32_t *tok;  /* [T] block token number of score index i */
-    float *qf;      /* [n_q][n_heads][hd] queries in fp32 */
-    float *qrow;    /* [R][hd] this head's query rows times the scale */
-    float *u;       /* [R][hd] per-rule query vectors */
-    float *base;    /* [R] per-row constants */
-    float *sc;      /* [R][T] scores, then weights p */
-    float *w;       /* [R][nv] value weights */
-    float *cs;      /* [nv] per-token scales of one head */
-    float *acc;     /* [R][hd] output accumulators */
-    float *accs;    /* [R][hd] code accumulators */
-    float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
-    float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
-    float sc8[256]; /* vkvk_sc8_value of every 8-bit scale code */
+    uint32_t gq;                           /* query heads per KV head */
+    uint32_t R;                            /* rows per KV head: n_q * gq */
+    uint32_t T;                            /* block tokens */
+    uint32_t nv;                           /* visual tokens (scores [0, nv)), raw after them */
+    uint32_t *tok;                         /* [T] block token number of score index i */
+    float *qf;                             /* [n_q][n_heads][hd] queries in fp32 */
+    float *qrow;                           /* [R][hd] this head's query rows times the scale */
+    float *u;                              /* [R][hd] per-rule query vectors */
+    float *base;                           /* [R] per-row constants */
+    float *sc;                             /* [R][T] scores, then weights p */
+    float *w;                              /* [R][nv] value weights */
+    float *cs;                             /* [nv] per-token scales of one head */
+    float *acc;                            /* [R][hd] output accumulators */
+    float *accs;                           /* [R][hd] code accumulators */
+    float *rowv;                           /* [R][4]: max, sum, P_vis, scratch */
+    float *scratch;                        /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
+    float sc8[256];                        /* vkvk_sc8_value of every 8-bit scale code */
+    uint32_t negm[VKV_BLOCK_MAX_HEAD_DIM]; /* rotsign sign flips as float sign masks */
 } vkvk_att;
 
 /* Element (d) of a dtype row at p. */
@@ -218,9 +220,9 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
                 float qm = 0.0f;
                 for (uint32_t d = 0; d < hd; d++) {
                     qm += q[d] * vkvk_att_el(vec, d, dt);
-                    ur[d] = vkvk_bits_f32(vkvk_f32_bits(q[d]) ^ vkvk_att_negbit(d));
+                    ur[d] = vkvk_bits_f32(vkvk_f32_bits(q[d]) ^ c->negm[d]);
                 }
-                vkvk_fwht(ur, hd);
+                c->k->fwht(ur, hd);
                 c->base[r] = qm;
             } else {
                 for (uint32_t d = 0; d < hd; d++)
@@ -376,9 +378,9 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
             float *as = c->accs + (size_t)r * hd, *ar = c->acc + (size_t)r * hd;
             if (H->v_mode == VKV_GROUP_TOKEN) {
                 float P = c->rowv[4 * r + 2];
-                vkvk_fwht(as, hd);
+                c->k->fwht(as, hd);
                 for (uint32_t d = 0; d < hd; d++)
-                    ar[d] = vkvk_bits_f32(vkvk_f32_bits(as[d]) ^ vkvk_att_negbit(d)) +
+                    ar[d] = vkvk_bits_f32(vkvk_f32_bits(as[d]) ^ c->negm[d]) +
                             vkvk_att_el(vec, d, dt) * P;
             } else {
                 for (uint32_t d = 0; d < hd; d++)
@@ -517,6 +519,8 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
         goto out;
     for (uint32_t b = 0; b < 256; b++)
         c.sc8[b] = vkvk_sc8_value(b);
+    for (uint32_t d = 0; d < hd; d++)
+        c.negm[d] = vkvk_att_negbit(d);
     /* score index -> block token: visual tokens in order, then raw ones */
     {
         uint32_t iv = 0, ir = c.nv, rg = 0;

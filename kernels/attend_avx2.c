@@ -363,6 +363,30 @@ static float vkvk_att_avx2_expsum(float *s, uint32_t n, float m)
     return vkvk_att_avx2_hsum(sum) + tail;
 }
 
+/* In-place unnormalised FWHT of x[0..n) (n a power of two >= 8), the
+ * same butterflies as vkvk_fwht (so the same values): stages 1, 2, 4 inside
+ * each 8-lane vector, the others between vectors. */
+static void vkvk_att_avx2_fwht(float *x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 s = _mm256_permute_ps(v, 0xB1); /* x[i ^ 1] */
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xAA);
+        s = _mm256_permute_ps(v, 0x4E); /* x[i ^ 2] */
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xCC);
+        s = _mm256_permute2f128_ps(v, v, 1); /* x[i ^ 4] */
+        v = _mm256_blend_ps(_mm256_add_ps(v, s), _mm256_sub_ps(s, v), 0xF0);
+        _mm256_storeu_ps(x + i, v);
+    }
+    for (uint32_t len = 8; len < n; len <<= 1)
+        for (uint32_t i = 0; i < n; i += len << 1)
+            for (uint32_t k = i; k < i + len; k += 8) {
+                __m256 a = _mm256_loadu_ps(x + k), b = _mm256_loadu_ps(x + k + len);
+                _mm256_storeu_ps(x + k, _mm256_add_ps(a, b));
+                _mm256_storeu_ps(x + k + len, _mm256_sub_ps(a, b));
+            }
+}
+
 const vkvk_attend_kernels vkvk_attend_avx2 = {
     "avx2",
     vkvk_att_avx2_bitdot,
@@ -370,4 +394,5 @@ const vkvk_attend_kernels vkvk_attend_avx2 = {
     vkvk_att_avx2_rawdot,
     vkvk_att_avx2_rawacc,
     vkvk_att_avx2_expsum,
+    vkvk_att_avx2_fwht,
 };

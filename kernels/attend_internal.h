@@ -13,6 +13,7 @@
  *   rawacc  acc[r*hd + d] += sum_t w[r*wst + t] * x_td
  * and the softmax's exponentials:
  *   expsum  s[i] = exp(s[i] - m) (0 where s[i] = -Inf), returns sum_i s[i]
+ * and the rotations of rotsign TOKEN tensors (fwht).
  * with c(1) = 1 and c(0) = -1 (sgn = 1, the rotsign signs) or 0 (sgn = 0,
  * the level rules' "high level selected" mask). Token t's code row is the
  * hd/8 bytes at bits + t*bstride (bit j of byte b = channel 8b+j); its raw
@@ -54,6 +55,8 @@ typedef struct vkvk_attend_kernels {
     void (*rawacc)(const uint8_t *raw, size_t rstride, uint32_t n, int dtype, const float *w,
                    size_t wst, uint32_t R, uint32_t hd, float *acc);
     float (*expsum)(float *s, uint32_t n, float m);
+    /* vkvk_fwht (codec_math.h) of x[0..n), n a power of two >= 8. */
+    void (*fwht)(float *x, uint32_t n);
 } vkvk_attend_kernels;
 
 extern const vkvk_attend_kernels vkvk_attend_scalar;
