@@ -221,6 +221,53 @@ static void vkvk_att_avx2_bitacc8(const uint8_t *bits, size_t bstride, uint32_t 
     }
 }
 
+/* bitacc for one row and hd a multiple of 64: every token adds +-w (or w /
+ * 0) to 64 channel accumulators held in registers, selecting by the code
+ * bit moved into each lane's sign bit (VPSLLVD + VBLENDVPS); 64 channels
+ * per pass over the tokens. */
+static void vkvk_att_avx2_bitacc1(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
+                                  uint32_t hd, int sgn, float *acc)
+{
+    /* lane k of sh[i] shifts bit 8i + k of a 32-bit word into bit 31 */
+    const __m256i sh0 = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
+    const __m256i sh1 = _mm256_setr_epi32(23, 22, 21, 20, 19, 18, 17, 16);
+    const __m256i sh2 = _mm256_setr_epi32(15, 14, 13, 12, 11, 10, 9, 8);
+    const __m256i sh3 = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m256 neg = _mm256_set1_ps(-0.0f);
+    for (uint32_t c0 = 0; c0 < hd; c0 += 64) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+               a7 = a0;
+        for (uint32_t t = 0; t < n; t++) {
+            const uint8_t *b = bits + t * bstride + c0 / 8u;
+            __m256 wp = _mm256_set1_ps(w[t]);
+            __m256 wn = sgn ? _mm256_xor_ps(wp, neg) : _mm256_setzero_ps();
+            uint32_t x0, x1;
+            memcpy(&x0, b, 4);
+            memcpy(&x1, b + 4, 4);
+            __m256i v0 = _mm256_set1_epi32((int)x0), v1 = _mm256_set1_epi32((int)x1);
+#define VKVK_ATT_SEL(v, s) _mm256_blendv_ps(wn, wp, _mm256_castsi256_ps(_mm256_sllv_epi32(v, s)))
+            a0 = _mm256_add_ps(a0, VKVK_ATT_SEL(v0, sh0));
+            a1 = _mm256_add_ps(a1, VKVK_ATT_SEL(v0, sh1));
+            a2 = _mm256_add_ps(a2, VKVK_ATT_SEL(v0, sh2));
+            a3 = _mm256_add_ps(a3, VKVK_ATT_SEL(v0, sh3));
+            a4 = _mm256_add_ps(a4, VKVK_ATT_SEL(v1, sh0));
+            a5 = _mm256_add_ps(a5, VKVK_ATT_SEL(v1, sh1));
+            a6 = _mm256_add_ps(a6, VKVK_ATT_SEL(v1, sh2));
+            a7 = _mm256_add_ps(a7, VKVK_ATT_SEL(v1, sh3));
+#undef VKVK_ATT_SEL
+        }
+        float *o = acc + c0;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), a0));
+        _mm256_storeu_ps(o + 8, _mm256_add_ps(_mm256_loadu_ps(o + 8), a1));
+        _mm256_storeu_ps(o + 16, _mm256_add_ps(_mm256_loadu_ps(o + 16), a2));
+        _mm256_storeu_ps(o + 24, _mm256_add_ps(_mm256_loadu_ps(o + 24), a3));
+        _mm256_storeu_ps(o + 32, _mm256_add_ps(_mm256_loadu_ps(o + 32), a4));
+        _mm256_storeu_ps(o + 40, _mm256_add_ps(_mm256_loadu_ps(o + 40), a5));
+        _mm256_storeu_ps(o + 48, _mm256_add_ps(_mm256_loadu_ps(o + 48), a6));
+        _mm256_storeu_ps(o + 56, _mm256_add_ps(_mm256_loadu_ps(o + 56), a7));
+    }
+}
+
 static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
                                  size_t wst, uint32_t R, uint32_t hd, int sgn, float *acc,
                                  float *scratch)
@@ -230,6 +277,10 @@ static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n
         for (uint32_t r0 = 0; r0 < R; r0 += 8)
             vkvk_att_avx2_bitacc8(bits, bstride, n, w + (size_t)r0 * wst, wst,
                                   R - r0 < 8 ? R - r0 : 8, hd, sgn, acc + (size_t)r0 * hd, scratch);
+        return;
+    }
+    if (hd % 64u == 0) {
+        vkvk_att_avx2_bitacc1(bits, bstride, n, w, hd, sgn, acc);
         return;
     }
     for (uint32_t r = 0; r < R; r++) {
