@@ -145,6 +145,9 @@ static inline uint32_t vkvk_att_negbit(uint32_t d)
     return (uint32_t)((vkvk_rot_negw[d / 64u] >> (d % 64u)) & 1u) << 31;
 }
 
+/* Largest score buffer (rows x tokens floats) of one pass: 16 MiB. */
+#define VKVK_ATT_SCORE_FLOATS (4u << 20)
+
 /* Everything one call needs, set up once (all memory owned by the call). */
 typedef struct vkvk_att {
     const vkvk_attend_kernels *k;
@@ -152,23 +155,24 @@ typedef struct vkvk_att {
     vkv_block_header h;
     vkvk_layout L;
     const vkv_attend_args *a;
-    uint32_t gq;                           /* query heads per KV head */
-    uint32_t R;                            /* rows per KV head: n_q * gq */
-    uint32_t T;                            /* block tokens */
-    uint32_t nv;                           /* visual tokens (scores [0, nv)), raw after them */
-    uint32_t *tok;                         /* [T] block token number of score index i */
-    float *qf;                             /* [n_q][n_heads][hd] queries in fp32 */
-    float *qrow;                           /* [R][hd] this head's query rows times the scale */
-    float *u;                              /* [R][hd] per-rule query vectors */
-    float *base;                           /* [R] per-row constants */
-    float *sc;                             /* [R][T] scores, then weights p */
-    float *w;                              /* [R][nv] value weights */
-    float *cs;                             /* [nv] per-token scales of one head */
-    float *acc;                            /* [R][hd] output accumulators */
-    float *accs;                           /* [R][hd] code accumulators */
-    float *rowv;                           /* [R][4]: max, sum, P_vis, scratch */
-    float *scratch;                        /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
-    float sc8[256];                        /* vkvk_sc8_value of every 8-bit scale code */
+    uint32_t gq;    /* query heads per KV head */
+    uint32_t R;     /* rows in this pass (of the n_q * gq rows per KV head) */
+    uint32_t r0;    /* first row of this pass */
+    uint32_t T;     /* block tokens */
+    uint32_t nv;    /* visual tokens (scores [0, nv)), raw after them */
+    uint32_t *tok;  /* [T] block token number of score index i */
+    float *qf;      /* [n_q][n_heads][hd] queries in fp32 */
+    float *qrow;    /* [R][hd] this head's query rows times the scale */
+    float *u;       /* [R][hd] per-rule query vectors */
+    float *base;    /* [R] per-row constants */
+    float *sc;      /* [R][T] scores, then weights p */
+    float *w;       /* [R][nv] value weights */
+    float *cs;      /* [nv] per-token scales of one head */
+    float *acc;     /* [R][hd] output accumulators */
+    float *accs;    /* [R][hd] code accumulators */
+    float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
+    float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
+    float sc8[256]; /* vkvk_sc8_value of every 8-bit scale code */
     uint32_t negm[VKV_BLOCK_MAX_HEAD_DIM]; /* rotsign sign flips as float sign masks */
 } vkvk_att;
 
@@ -326,7 +330,7 @@ static void vkvk_att_softmax(vkvk_att *c)
     for (uint32_t r = 0; r < R; r++) {
         float *sr = c->sc + (size_t)r * T, m = -INFINITY;
         if (mask) {
-            const uint8_t *mq = mask + (size_t)(r / gq) * T;
+            const uint8_t *mq = mask + (size_t)((c->r0 + r) / gq) * T;
             for (uint32_t i = 0; i < T; i++)
                 if (mq[c->tok[i]] == 0)
                     sr[i] = -INFINITY;
@@ -490,7 +494,12 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.blk = block;
     c.a = a;
     c.gq = a->n_heads / c.h.kv_heads;
-    c.R = a->n_q * c.gq;
+    /* rows per KV head, processed in passes of at most RB rows so that the
+     * [rows][tokens] score buffer stays within VKVK_ATT_SCORE_FLOATS */
+    const uint32_t Rall = a->n_q * c.gq;
+    uint32_t RB = VKVK_ATT_SCORE_FLOATS / c.h.tokens;
+    RB = RB < 1u ? 1u : RB > Rall ? Rall : RB;
+    c.R = RB;
     c.T = c.h.tokens;
     c.nv = (uint32_t)c.L.n_vis;
     const size_t nq = (size_t)a->n_q * a->n_heads * hd, Rh = (size_t)c.R * hd;
@@ -532,28 +541,31 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
         }
     }
     for (uint32_t h = 0; h < c.h.kv_heads; h++) {
-        for (uint32_t r = 0; r < c.R; r++) {
-            uint32_t i = r / c.gq, qh = h * c.gq + r % c.gq;
-            const float *src = c.qf + ((size_t)i * a->n_heads + qh) * hd;
-            for (uint32_t d = 0; d < hd; d++)
-                c.qrow[(size_t)r * hd + d] = src[d] * a->scale;
-        }
-        vkvk_att_scores(&c, h);
-        vkvk_att_softmax(&c);
-        vkvk_att_values(&c, h);
-        for (uint32_t r = 0; r < c.R; r++) {
-            uint32_t i = r / c.gq, qh = h * c.gq + r % c.gq;
-            float m = c.rowv[4 * r], sum = c.rowv[4 * r + 1];
-            float *o = a->out + ((size_t)i * a->n_heads + qh) * hd;
-            const float *ar = c.acc + (size_t)r * hd;
-            if (m == -INFINITY || !(sum > 0.0f)) {
-                memset(o, 0, hd * sizeof(float));
-                a->lse[(size_t)i * a->n_heads + qh] = -INFINITY;
-                continue;
+        for (c.r0 = 0; c.r0 < Rall; c.r0 += RB) {
+            c.R = Rall - c.r0 < RB ? Rall - c.r0 : RB;
+            for (uint32_t r = 0; r < c.R; r++) {
+                uint32_t gr = c.r0 + r, i = gr / c.gq, qh = h * c.gq + gr % c.gq;
+                const float *src = c.qf + ((size_t)i * a->n_heads + qh) * hd;
+                for (uint32_t d = 0; d < hd; d++)
+                    c.qrow[(size_t)r * hd + d] = src[d] * a->scale;
             }
-            for (uint32_t d = 0; d < hd; d++)
-                o[d] = ar[d] / sum;
-            a->lse[(size_t)i * a->n_heads + qh] = m + logf(sum);
+            vkvk_att_scores(&c, h);
+            vkvk_att_softmax(&c);
+            vkvk_att_values(&c, h);
+            for (uint32_t r = 0; r < c.R; r++) {
+                uint32_t gr = c.r0 + r, i = gr / c.gq, qh = h * c.gq + gr % c.gq;
+                float m = c.rowv[4 * r], sum = c.rowv[4 * r + 1];
+                float *o = a->out + ((size_t)i * a->n_heads + qh) * hd;
+                const float *ar = c.acc + (size_t)r * hd;
+                if (m == -INFINITY || !(sum > 0.0f)) {
+                    memset(o, 0, hd * sizeof(float));
+                    a->lse[(size_t)i * a->n_heads + qh] = -INFINITY;
+                    continue;
+                }
+                for (uint32_t d = 0; d < hd; d++)
+                    o[d] = ar[d] / sum;
+                a->lse[(size_t)i * a->n_heads + qh] = m + logf(sum);
+            }
         }
     }
 out:

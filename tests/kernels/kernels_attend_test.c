@@ -383,6 +383,26 @@ static void masks_and_empty_rows(void **state)
     }
 }
 
+/* The longest block (65536 tokens) with more rows per KV head than one
+ * pass of the driver's score buffer holds (72 rows > 64 per pass). */
+static void long_blocks_take_several_row_passes(void **state)
+{
+    (void)state;
+    vkv_shape sh = {1, 1, 8, 65536, VKV_DTYPE_F16, 2, {{0, 40000}, {40100, 25000}}};
+    tblock b;
+    tblock_make(&b, &sh, "rotsign", 606);
+    tquery tq;
+    tquery_make(&tq, 9, 8, 8, VKV_ATTEND_F32, 607);
+    uint8_t *mask = malloc((size_t)9 * sh.tokens);
+    uint64_t ms = 608;
+    for (size_t i = 0; i < (size_t)9 * sh.tokens; i++)
+        mask[i] = (ku_rand(&ms) % 3) != 0 || i / sh.tokens == 8; /* query 8 sees all */
+    check_block(&b, &tq, mask);
+    free(mask);
+    tquery_free(&tq);
+    tblock_free(&b);
+}
+
 /* Two blocks (an image split over two chunks) and the worker's own fp16
  * tokens, merged, equal one softmax over all of them. */
 static void merge_equals_one_softmax(void **state)
@@ -790,6 +810,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_rule_shape_dtype_and_gqa_matches_naive),
         cmocka_unit_test(masks_and_empty_rows),
+        cmocka_unit_test(long_blocks_take_several_row_passes),
         cmocka_unit_test(merge_equals_one_softmax),
         cmocka_unit_test(merge_edge_cases_and_errors),
         cmocka_unit_test(bad_input_gets_specific_errors),
