@@ -25,10 +25,10 @@
 #include "vkv/attend_cuda.h"
 #include "vkv/codec_cuda.h"
 
-#define L_ 32
-#define H_ 32
-#define D_ 128
-#define T_ 576
+#define L_   32
+#define H_   32
+#define D_   128
+#define T_   576
 #define REPS 20
 
 /* Median milliseconds of REPS runs of f (after 3 warm-ups) on stream st. */
@@ -175,24 +175,21 @@ int main(void)
     VK(vkv_cuda_decode(dblk, size, &hdr, 0, &dst, st));
     CK(cudaStreamSynchronize(st));
     const float scale = 1.0f / sqrtf((float)D_);
-    double t_copy = time_ms(st, [&] {
-        CK(cudaMemcpyAsync(dblk2, dblk, size, cudaMemcpyDeviceToDevice, st));
-    });
+    double t_copy =
+        time_ms(st, [&] { CK(cudaMemcpyAsync(dblk2, dblk, size, cudaMemcpyDeviceToDevice, st)); });
     double t_f16 = time_ms(st, [&] {
         for (int l = 0; l < L_; l++)
-            f16_attend<<<H_, 128, 0, st>>>((const __half *)dkl[l], (const __half *)dvl[l],
-                                           (const float *)dq, scale, (float *)dsc,
-                                           (float *)dout + (size_t)l * H_ * D_,
-                                           (float *)dlse + (size_t)l * H_);
+            f16_attend<<<H_, 128, 0, st>>>(
+                (const __half *)dkl[l], (const __half *)dvl[l], (const float *)dq, scale,
+                (float *)dsc, (float *)dout + (size_t)l * H_ * D_, (float *)dlse + (size_t)l * H_);
         CK(cudaGetLastError());
     });
     double t_dec = time_ms(st, [&] {
         VK(vkv_cuda_decode(dblk, size, &hdr, 0, &dst, st));
         for (int l = 0; l < L_; l++)
-            f16_attend<<<H_, 128, 0, st>>>((const __half *)dkl[l], (const __half *)dvl[l],
-                                           (const float *)dq, scale, (float *)dsc,
-                                           (float *)dout + (size_t)l * H_ * D_,
-                                           (float *)dlse + (size_t)l * H_);
+            f16_attend<<<H_, 128, 0, st>>>(
+                (const __half *)dkl[l], (const __half *)dvl[l], (const float *)dq, scale,
+                (float *)dsc, (float *)dout + (size_t)l * H_ * D_, (float *)dlse + (size_t)l * H_);
         CK(cudaGetLastError());
     });
     std::vector<float> o16((size_t)L_ * H_ * D_), ov(o16.size());
