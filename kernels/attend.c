@@ -476,6 +476,9 @@ static int vkvk_att_load_q(const vkv_attend_args *a, size_t n, float *qf)
     return VKV_OK;
 }
 
+/* vkv/attend.h. All scratch (queries in fp32, per-row buffers, the kernel
+ * scratch) is one malloc freed before returning; a->out / a->lse are
+ * written only after every check passed. */
 int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_args *a)
 {
     vkvk_att c;
@@ -574,6 +577,8 @@ out:
     return rc;
 }
 
+/* vkv/attend.h. Validates every lse first; per row reads all parts into a
+ * stack accumulator before writing, so out/lse may alias an input. */
 int vkv_attend_merge(size_t n, const float *const *outs, const float *const *lses, size_t rows,
                      uint32_t head_dim, float *out, float *lse)
 {

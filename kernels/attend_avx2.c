@@ -7,14 +7,19 @@
  *   T_j[b] = sum_k c(bit k of b) * u[8j + k]
  * (built 8 entries per instruction from a 3-bit and a 5-bit half), then each
  * token costs hd/8 table lookups instead of hd multiply-adds.
- * bitacc: per query row, a weighted histogram of the code bytes,
- *   W_j[b] += w_t for b = byte j of token t,
- * then acc[8j + k] += sum_{b: bit k} W_j[b] (minus the rest when signed),
- * folded one bit at a time (255 vector adds per byte position).
+ * bitacc, one query row (head_dim a multiple of 64): each code bit is moved
+ *   into its lane's sign bit (VPSLLVD) and selects +w_t or -w_t (or w_t / 0)
+ *   with VBLENDVPS into 64 register accumulators per pass over the tokens.
+ * bitacc, other head dims: a weighted histogram of the code bytes,
+ *   W_j[b] += w_t for b = byte j of token t, then acc[8j + k] += sum over b
+ *   with bit k of W_j[b] (minus the rest when signed), folded one bit at a
+ *   time.
  * With two or more query rows per KV head (GQA, several queries), both use
  * tables / histograms of 8-lane vectors over up to 8 rows, so one lookup or
  * update serves every row.
  * rawdot / rawacc: 8 channels per FMA with F16C / shift conversion.
+ * expsum: an 8-lane exp (Cephes polynomial); fwht: in-register stages.
+ * All buffers are the caller's (the driver's scratch); nothing is kept.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -100,6 +105,8 @@ static void vkvk_att_avx2_bitdot8(const uint8_t *bits, size_t bstride, uint32_t 
     }
 }
 
+/* bitdot table entry (attend_internal.h): 8-row vector tables for R >= 2,
+ * else per row the scalar byte tables in scratch. Writes dot only. */
 static void vkvk_att_avx2_bitdot(const uint8_t *bits, size_t bstride, uint32_t n, const float *u,
                                  uint32_t R, uint32_t hd, int sgn, float *dot, size_t ost,
                                  float *scratch)
@@ -268,6 +275,9 @@ static void vkvk_att_avx2_bitacc1(const uint8_t *bits, size_t bstride, uint32_t 
     }
 }
 
+/* bitacc table entry (attend_internal.h): 8-row histograms for R >= 2,
+ * register accumulators for one row when hd % 64 == 0, else the per-row
+ * histogram in scratch. Adds into acc only. */
 static void vkvk_att_avx2_bitacc(const uint8_t *bits, size_t bstride, uint32_t n, const float *w,
                                  size_t wst, uint32_t R, uint32_t hd, int sgn, float *acc,
                                  float *scratch)
@@ -329,6 +339,7 @@ static inline float vkvk_att_avx2_hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* rawdot table entry: one FMA chain pair per (token, row). Writes dot. */
 static void vkvk_att_avx2_rawdot(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
                                  const float *u, uint32_t R, uint32_t hd, float *dot, size_t ost)
 {
@@ -352,6 +363,8 @@ static void vkvk_att_avx2_rawdot(const uint8_t *raw, size_t rstride, uint32_t n,
     }
 }
 
+/* rawacc table entry: acc += w * row, 8 channels per FMA; zero weights
+ * skip the row (a masked-out raw row never enters the sum). */
 static void vkvk_att_avx2_rawacc(const uint8_t *raw, size_t rstride, uint32_t n, int dtype,
                                  const float *w, size_t wst, uint32_t R, uint32_t hd, float *acc)
 {

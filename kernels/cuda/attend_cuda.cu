@@ -56,11 +56,13 @@ __device__ static inline uint16_t vkvk_cua_ld16(const uint8_t *p)
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
+/* Element d of a dtype row at p as a float. */
 __device__ static inline float vkvk_cua_el(const uint8_t *p, uint32_t d, int dt)
 {
     return vkvk_to_f32(vkvk_cua_ld16(p + 2u * d), dt);
 }
 
+/* Code bit of channel d in the bit row b. */
 __device__ static inline int vkvk_cua_bit(const uint8_t *b, uint32_t d)
 {
     return (b[d >> 3] >> (d & 7u)) & 1;
@@ -261,6 +263,10 @@ static void vkvk_cua_groups(const vkv_block_header *h, uint32_t g, uint32_t *out
                 out[v++] = grp;
 }
 
+/* vkv/attend_cuda.h. Host code: validates, builds the token and group maps
+ * (host memory, freed here), uploads them into one stream-ordered scratch
+ * allocation with the score buffer, launches, frees the scratch on the
+ * stream. */
 extern "C" int vkv_cuda_attend(const void *block, size_t size, const vkv_block_header *hdr,
                                unsigned flags, const vkv_attend_args *a, void *stream)
 {
