@@ -3,7 +3,8 @@
 # Builds vkv with CUDA (build dir: build-gpu/ in the checkout), runs the GPU
 # kernel-vs-CPU tests, starts a real vkvd on --backend cuda with two client
 # processes (tests/gpu/gpu_pair: one encodes and puts, the other fetches and
-# decodes into a paged cache, bit-identical), runs bench/cuda_bench, and
+# decodes into a paged cache, bit-identical), runs bench/cuda_bench and
+# bench/attend_cuda_bench (vkv_cuda_attend vs fp16 attention), and
 # writes every log and result into OUTDIR (summary: OUTDIR/SUMMARY.txt).
 # Sized for ~5 minutes on an H100/H200 (most of it the build).
 set -u
@@ -28,7 +29,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 say "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 
 step configure configure.log cmake -S "$ROOT" -B "$B" -DVKV_CUDA=ON -DCMAKE_BUILD_TYPE=Release || exit 1
-step build build.log cmake --build "$B" -j"$(nproc)" --target gpu_codec gpu_pair vkvd cuda_bench || exit 1
+step build build.log cmake --build "$B" -j"$(nproc)" --target gpu_codec gpu_attend gpu_pair vkvd cuda_bench attend_cuda_bench || exit 1
 step "gpu tests (ctest -L gpu)" gpu_tests.log ctest --test-dir "$B" -L gpu --output-on-failure --timeout 600
 
 # A real vkvd on the CUDA backend and two worker processes.
@@ -52,4 +53,6 @@ rm -rf "$RUN"
 
 step "bench/cuda_bench" cuda_bench.txt "$B/bench/cuda_bench"
 sed 's/^/    /' "$OUT/cuda_bench.txt" >>"$SUM"
+step "bench/attend_cuda_bench" attend_cuda_bench.txt "$B/bench/attend_cuda_bench"
+sed 's/^/    /' "$OUT/attend_cuda_bench.txt" >>"$SUM"
 say "results in $OUT"

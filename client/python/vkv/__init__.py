@@ -13,14 +13,18 @@ through unchanged (see vkv.vllm_connector).
 
 The shared library is found via $VKV_LIBRARY, then next to this package,
 then in a build tree above it (build*/client/libvkv.so), then the system.
-numpy is needed only for put/decode; torch only for ``decode_torch``.
+numpy is needed only for put/decode/attend; torch only for ``decode_torch``
+(and torch inputs to ``attend``). ``Fetch.attend`` / ``attend_block`` run
+attention straight on a block's codes, ``attend_merge`` merges partial
+results (docs/ATTEND.md).
 """
 import ctypes
 import ctypes.util
 import glob
 import os
 
-__all__ = ["Client", "Fetch", "VkvError", "key_chain", "key_hex", "key_parse", "load_library"]
+__all__ = ["Client", "Fetch", "VkvError", "attend_block", "attend_merge", "key_chain", "key_hex",
+           "key_parse", "load_library"]
 
 KEY_LEN = 32
 MAX_RANGES = 8
@@ -116,6 +120,19 @@ class _ImageRef(ctypes.Structure):
                 ("length", ctypes.c_uint32)]
 
 
+class _AttendArgs(ctypes.Structure):  # vkv_attend_args (include/vkv/attend.h)
+    _fields_ = [("kv_heads", ctypes.c_uint32), ("head_dim", ctypes.c_uint32),
+                ("layers", ctypes.c_uint32), ("layer", ctypes.c_uint32),
+                ("n_q", ctypes.c_uint32), ("n_heads", ctypes.c_uint32),
+                ("q_dtype", ctypes.c_uint8), ("q", ctypes.c_void_p), ("scale", ctypes.c_float),
+                ("mask", ctypes.c_void_p), ("mask_tokens", ctypes.c_uint32),
+                ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p)]
+
+
+ATTEND_F16 = 1
+ATTEND_BF16 = 2
+ATTEND_F32 = 3
+
 _lib = None
 
 
@@ -177,6 +194,8 @@ def load_library(path=None):
         "vkv_fetch_renew": (c_int, [vp, vp]),
         "vkv_errname": (ctypes.c_char_p, [c_int]),
         "vkv_codec_spec_format": (c_int, [P(_Spec), ctypes.c_char_p, c_size]),
+        "vkv_attend": (c_int, [vp, c_size, ctypes.c_uint, P(_AttendArgs)]),
+        "vkv_attend_merge": (c_int, [c_size, P(vp), P(vp), c_size, ctypes.c_uint32, vp, vp]),
     }
     for name, (res, args) in protos.items():
         fn = getattr(lib, name)
@@ -290,6 +309,102 @@ def decode_block(data, size, _decode=None):
     return k, v
 
 
+def _as_numpy(x):
+    """(numpy array, was_torch) for a numpy array or a CPU torch tensor (bf16
+    torch tensors are widened to float32: numpy has no bfloat16)."""
+    np = _np()
+    if type(x).__module__.startswith("torch"):
+        import torch  # noqa: optional dependency
+        t = x.detach()
+        if t.device.type != "cpu":
+            raise VkvError(-27, "attend: CUDA tensors need vkv_cuda_attend (not bound)")
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return np.ascontiguousarray(t.numpy()), True
+    return np.asarray(x), False
+
+
+def _back(a, was_torch):
+    if was_torch:
+        import torch  # noqa: optional dependency
+        return torch.from_numpy(a)
+    return a
+
+
+def attend_block(data, size, layer, q, scale=None, mask=None, kv_heads=None, layers=0):
+    """Attention of decode queries over layer `layer` of the block at address
+    `data` (`size` bytes), straight on its 1-bit codes (vkv_attend,
+    docs/ATTEND.md). q: [n_q, n_heads, head_dim] or [n_heads, head_dim],
+    float16 / float32 numpy arrays or CPU torch tensors (bf16 included).
+    scale defaults to 1/sqrt(head_dim); mask: None or [n_q, tokens] (nonzero
+    = attend); kv_heads / layers: what the model expects (default: the
+    block's kv_heads; layers 0 = any). Returns (out [.., n_heads, head_dim]
+    float32, lse [.., n_heads] float32), torch tensors for torch input."""
+    np = _np()
+    lib = load_library()
+    qa, was_torch = _as_numpy(q)
+    squeeze = qa.ndim == 2
+    if squeeze:
+        qa = qa[None]
+    if qa.ndim != 3:
+        raise ValueError("q must be [n_q, n_heads, head_dim] or [n_heads, head_dim]")
+    if qa.dtype == np.float16:
+        qdt = ATTEND_F16
+    else:
+        qa, qdt = qa.astype(np.float32, copy=False), ATTEND_F32
+    qa = np.ascontiguousarray(qa)
+    hdr = ctypes.create_string_buffer(HEADER_SIZE)
+    _check(lib.vkv_block_check(data, size, 0, hdr), "vkv_block_check")
+    sh, spec = _Shape(), _Spec()
+    lib.vkv_block_shape(hdr, ctypes.byref(sh), ctypes.byref(spec))
+    n_q, n_heads, hd = qa.shape
+    out = np.empty((n_q, n_heads, hd), dtype=np.float32)
+    lse = np.empty((n_q, n_heads), dtype=np.float32)
+    a = _AttendArgs()
+    a.kv_heads = sh.kv_heads if kv_heads is None else kv_heads
+    a.head_dim, a.layers, a.layer = hd, layers, layer
+    a.n_q, a.n_heads, a.q_dtype, a.q = n_q, n_heads, qdt, qa.ctypes.data
+    a.scale = (1.0 / hd ** 0.5) if scale is None else scale
+    m = None
+    if mask is not None:
+        m, _ = _as_numpy(mask)
+        m = np.ascontiguousarray((m != 0).astype(np.uint8).reshape(n_q, -1))
+        a.mask, a.mask_tokens = m.ctypes.data, m.shape[1]
+    a.out, a.lse = out.ctypes.data, lse.ctypes.data
+    _check(lib.vkv_attend(data, size, 0, ctypes.byref(a)), "vkv_attend")
+    if squeeze:
+        out, lse = out[0], lse[0]
+    return _back(out, was_torch), _back(lse, was_torch)
+
+
+def attend_merge(outs, lses):
+    """Merges partial attention results over disjoint token sets (vkv_attend
+    results, or any attention that returns its natural-log log-sum-exp) into
+    one softmax (vkv_attend_merge). outs: list of [..., head_dim], lses: list
+    of [...] of matching shapes. Returns (out float32, lse float32)."""
+    np = _np()
+    lib = load_library()
+    if len(outs) != len(lses) or not outs:
+        raise ValueError("need as many lses as outs, at least one")
+    conv = [_as_numpy(o) for o in outs]
+    was_torch = conv[0][1]
+    os_ = [np.ascontiguousarray(o.astype(np.float32, copy=False)) for o, _ in conv]
+    ls_ = [np.ascontiguousarray(_as_numpy(x)[0].astype(np.float32, copy=False)) for x in lses]
+    shape = os_[0].shape
+    for o, l in zip(os_, ls_):
+        if o.shape != shape or l.shape != shape[:-1]:
+            raise ValueError("outs must share one shape and lses be outs' shape minus head_dim")
+    hd = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    out = np.empty(shape, dtype=np.float32)
+    lse = np.empty(shape[:-1], dtype=np.float32)
+    po = (ctypes.c_void_p * len(os_))(*[o.ctypes.data for o in os_])
+    pl = (ctypes.c_void_p * len(ls_))(*[l.ctypes.data for l in ls_])
+    _check(lib.vkv_attend_merge(len(os_), po, pl, rows, hd, out.ctypes.data, lse.ctypes.data),
+           "vkv_attend_merge")
+    return _back(out, was_torch), _back(lse, was_torch)
+
+
 class Fetch:
     """Pinned blocks of one FETCH. Use as a context manager; the pins (and the
     memory behind ``block()``) go away at release()."""
@@ -337,6 +452,14 @@ class Fetch:
         """Extends the pins' lease by the daemon's lease TTL (VkvError
         VKV_ELEASE if it already expired)."""
         _check(self._client._lib.vkv_fetch_renew(self._client._c, self._h), "vkv_fetch_renew")
+
+    def attend(self, i, layer, q, scale=None, mask=None, kv_heads=None):
+        """(out, lse) of q over layer `layer` of block i, computed on its 1-bit
+        codes in the daemon's memory (attend_block; no fp16 copy)."""
+        if self._client.backend_is_cuda:
+            raise VkvError(-27, "attend: CUDA-backend views are device pointers")
+        v = self._view(i)
+        return attend_block(v.data, v.size, layer, q, scale, mask, kv_heads)
 
     def decode_torch(self, i, device=None):
         """(K, V) as torch tensors (via DLPack from the numpy arrays), moved to
