@@ -171,7 +171,7 @@ int main(void)
         dkl[l] = (uint16_t *)dk + l * le;
         dvl[l] = (uint16_t *)dv + l * le;
     }
-    vkv_kv_dst dst = {dkl.data(), dvl.data(), (size_t)H_ * D_, D_};
+    vkv_kv_dst dst = {dkl.data(), dvl.data(), (size_t)H_ * D_, D_, vkv_geometry_of(&sh), NULL};
     VK(vkv_cuda_decode(dblk, size, &hdr, 0, &dst, st));
     CK(cudaStreamSynchronize(st));
     const float scale = 1.0f / sqrtf((float)D_);

@@ -18,6 +18,7 @@
 #include "client_internal.h"
 #include "log.h"
 #include "proto.h"
+#include "vkv/attend.h"
 #include "vkv/vkv.h"
 
 /* Longer than the daemon's 10 s wait for cold restores (daemon/server.c
@@ -897,6 +898,17 @@ int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
     vkv_paged_dst d = *dst;
     d.ident = f->ident[i];
     return vkv_decode_paged(f->views[i].data, f->views[i].size, flags, &d);
+}
+
+int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags, const vkv_attend_args *a)
+{
+    if (!f || i >= f->n || !a)
+        return VKV_EINVAL;
+    if (f->backend == VKVP_BACKEND_CUDA)
+        return VKV_ENOTSUP;
+    vkv_attend_args b = *a;
+    b.ident = f->ident[i];
+    return vkv_attend(f->views[i].data, f->views[i].size, flags, &b);
 }
 
 /* Sends RENEW for one lease of the current session. c->mu held. Returns

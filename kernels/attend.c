@@ -457,6 +457,8 @@ int vkvk_attend_check_args(const vkv_block_header *h, const vkv_attend_args *a)
         return VKV_EINVAL;
     if (!isfinite(a->scale))
         return VKV_ENONFINITE;
+    if (a->ident != NULL && vkv_block_check_ident(h, a->ident) != VKV_OK)
+        return VKV_EIDENT;
     return VKV_OK;
 }
 

@@ -75,6 +75,10 @@ typedef struct vkv_attend_args {
     /* Results: out[n_q][n_heads][head_dim] and lse[n_q][n_heads], fp32. */
     float *out;
     float *lse;
+    /* NULL, or the VKV_IDENT_LEN-byte identity the block must carry (its
+     * (namespace, key), vkv_block_ident / vkv_fetch_ident): another one is
+     * VKV_EIDENT, before any payload byte is read. */
+    const uint8_t *ident;
 } vkv_attend_args;
 
 /* Computes the attention of a->q over the tokens of one layer of a block
@@ -88,6 +92,7 @@ typedef struct vkv_attend_args {
  * n_q * n_heads > VKV_ATTEND_MAX_ROWS); VKV_ESHAPE (kv_heads, head_dim or
  * layers differ from the block's, or n_heads is not a positive multiple of
  * kv_heads); VKV_ENONFINITE (a query element or the scale is NaN/Inf);
+ * VKV_EIDENT (a->ident given and the block bound to something else);
  * VKV_ENOMEM. A block whose header is valid but whose payload was altered
  * (without VKV_DECODE_VERIFY) gives unspecified values, never an
  * out-of-bounds read. */

@@ -141,6 +141,16 @@ int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_
 int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
                            const vkv_paged_dst *dst);
 
+/* Partial attention of decode queries over layer a->layer of block i, on its
+ * 1-bit codes in the daemon's memory (vkv/attend.h; host backend): as
+ * vkv_attend with a->ident replaced by block i's expected identity, so a
+ * block of another key is refused (VKV_EIDENT). `a` is read during the call
+ * only. Errors: those of vkv_attend, VKV_ENOTSUP on the cuda backend (use
+ * vkv_cuda_attend with vkv_fetch_ident). */
+struct vkv_attend_args;
+int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags,
+                     const struct vkv_attend_args *a);
+
 /* Extends the fetch's lease by the daemon's lease TTL. Errors: VKV_ELEASE
  * (it already expired: the views still hold their blocks, but release soon),
  * VKV_ESTALE (obtained before a daemon restart), call errors. */

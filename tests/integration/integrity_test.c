@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "client_internal.h"
+#include "vkv/attend.h"
 #include "harness.h"
 #include "proto.h"
 
@@ -317,6 +318,29 @@ static void other_geometry_is_refused_by_every_decoder(void **state)
     vkv_block_ident("integrity", 9, k2.b, other);
     vkv_kv_dst any = {(void *const *)kb, (void *const *)vb, 0, 0, vkv_geometry_of(&s), other};
     assert_int_equal(vkv_decode(v.data, v.size, 0, &any), VKV_EIDENT);
+    /* attention straight over the block: the same two refusals */
+    float q[4 * 64], out[4 * 64], lse[4];
+    for (int i = 0; i < 4 * 64; i++)
+        q[i] = (float)(i % 7) * 0.1f;
+    vkv_attend_args aa = {0};
+    aa.kv_heads = s.kv_heads;
+    aa.head_dim = s.head_dim;
+    aa.layer = 1;
+    aa.n_q = 1;
+    aa.n_heads = 4;
+    aa.q_dtype = VKV_ATTEND_F32;
+    aa.q = q;
+    aa.scale = 0.125f;
+    aa.out = out;
+    aa.lse = lse;
+    assert_int_equal(vkv_fetch_attend(f, 0, 0, &aa), VKV_OK);
+    aa.ident = other;
+    assert_int_equal(vkv_attend(v.data, v.size, 0, &aa), VKV_EIDENT);
+    assert_int_equal(vkv_fetch_attend(f, 0, 0, &aa), VKV_OK); /* its own identity wins */
+    aa.ident = NULL;
+    aa.kv_heads = 1;
+    aa.n_heads = 1;
+    assert_int_equal(vkv_fetch_attend(f, 0, 0, &aa), VKV_ESHAPE);
     for (int l = 0; l < 4; l++) {
         for (size_t i = 0; i < nel; i++)
             assert_true(kb[l][i] == 0x7777 && vb[l][i] == 0x7777);

@@ -126,7 +126,8 @@ class _AttendArgs(ctypes.Structure):  # vkv_attend_args (include/vkv/attend.h)
                 ("n_q", ctypes.c_uint32), ("n_heads", ctypes.c_uint32),
                 ("q_dtype", ctypes.c_uint8), ("q", ctypes.c_void_p), ("scale", ctypes.c_float),
                 ("mask", ctypes.c_void_p), ("mask_tokens", ctypes.c_uint32),
-                ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p)]
+                ("out", ctypes.c_void_p), ("lse", ctypes.c_void_p),
+                ("ident", ctypes.c_void_p)]
 
 
 ATTEND_F16 = 1
@@ -201,8 +202,8 @@ def load_library(path=None):
         fn = getattr(lib, name)
         fn.restype = res
         fn.argtypes = args
-    if path is None:
-        _lib = lib
+    if path is None or _lib is None:
+        _lib = lib  # the first library loaded is the process default
     return lib
 
 
@@ -331,14 +332,16 @@ def _back(a, was_torch):
     return a
 
 
-def attend_block(data, size, layer, q, scale=None, mask=None, kv_heads=None, layers=0):
+def attend_block(data, size, layer, q, scale=None, mask=None, kv_heads=None, layers=0,
+                 ident=None):
     """Attention of decode queries over layer `layer` of the block at address
     `data` (`size` bytes), straight on its 1-bit codes (vkv_attend,
     docs/ATTEND.md). q: [n_q, n_heads, head_dim] or [n_heads, head_dim],
     float16 / float32 numpy arrays or CPU torch tensors (bf16 included).
     scale defaults to 1/sqrt(head_dim); mask: None or [n_q, tokens] (nonzero
     = attend); kv_heads / layers: what the model expects (default: the
-    block's kv_heads; layers 0 = any). Returns (out [.., n_heads, head_dim]
+    block's kv_heads; layers 0 = any); ident: None or the 16 bytes the block
+    must be bound to (VKV_EIDENT otherwise). Returns (out [.., n_heads, head_dim]
     float32, lse [.., n_heads] float32), torch tensors for torch input."""
     np = _np()
     lib = load_library()
@@ -371,6 +374,10 @@ def attend_block(data, size, layer, q, scale=None, mask=None, kv_heads=None, lay
         m = np.ascontiguousarray((m != 0).astype(np.uint8).reshape(n_q, -1))
         a.mask, a.mask_tokens = m.ctypes.data, m.shape[1]
     a.out, a.lse = out.ctypes.data, lse.ctypes.data
+    idbuf = None
+    if ident is not None:
+        idbuf = ctypes.create_string_buffer(bytes(ident), 16)
+        a.ident = ctypes.cast(idbuf, ctypes.c_void_p)
     _check(lib.vkv_attend(data, size, 0, ctypes.byref(a)), "vkv_attend")
     if squeeze:
         out, lse = out[0], lse[0]
@@ -459,7 +466,8 @@ class Fetch:
         if self._client.backend_is_cuda:
             raise VkvError(-27, "attend: CUDA-backend views are device pointers")
         v = self._view(i)
-        return attend_block(v.data, v.size, layer, q, scale, mask, kv_heads)
+        return attend_block(v.data, v.size, layer, q, scale, mask, kv_heads,
+                            ident=self.ident(i))
 
     def decode_torch(self, i, device=None):
         """(K, V) as torch tensors (via DLPack from the numpy arrays), moved to
