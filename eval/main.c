@@ -5,7 +5,9 @@
  *                [--chunk N] [--topk K] [--json OUT] [--csv OUT] [--per-head]
  *   vkv-eval table [--out DIR] [--seed N] [--codec SPEC]... [--default SPEC]
  *   vkv-eval gen --profile NAME [--seed N] OUT.safetensors
- *   vkv-eval roundtrip --codec SPEC [--chunk N] IN.safetensors OUT.safetensors
+ *   vkv-eval roundtrip [--codec SPEC|default] [--chunk N] IN.safetensors OUT.safetensors
+ *                (no --codec, or "default": the library's default spec)
+ *   vkv-eval bits --codec SPEC|default   bits/element on the reference chunk
  *   vkv-eval compare [--max-nmse X] REF.safetensors DECODED.safetensors
  *   vkv-eval profiles | codecs
  * Exit status: 0 success, 1 a measured bound failed, 2 usage or input error.
@@ -53,6 +55,13 @@ static const char *const vkve_default_codecs[] = {
     "rotsign:kmode=token,kbits=16,vmode=channel,vbits=16,iters=2",
     "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=2",
     "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0",
+    /* issue 16: eval-only transform coder with bit allocation (the ladder) */
+    "tc:kb=1",
+    "tc:kb=1.125",
+    "tc:kb=1.125,alpha=0",
+    "tc:kb=1.125,alpha=1.5",
+    "tc:kb=1.5",
+    "tc:kb=2",
 };
 #define VKVE_N_DEFAULT (sizeof vkve_default_codecs / sizeof vkve_default_codecs[0])
 
@@ -61,6 +70,20 @@ static const char *const vkve_default_codecs[] = {
 #define VKVE_BASE_SEED "quantile"
 #define VKVE_DEFAULT_SPEC "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0"
 #define VKVE_DESIGN_SPEC "rotsign" /* the eval-only design, checked alongside */
+
+/* Writes the library's default codec spec (vkv_codec_spec_default, canonical
+ * string) into buf; without the codec library, the spec docs/FIDELITY.md
+ * names. */
+static void vkve_default_spec(char *buf, size_t n)
+{
+#ifdef VKV_EVAL_HAVE_CODEC
+    vkv_codec_spec sp;
+    vkv_codec_spec_default(&sp);
+    vkv_codec_spec_format(&sp, buf, n);
+#else
+    snprintf(buf, n, "%s", VKVE_DEFAULT_SPEC);
+#endif
+}
 
 /* Options shared by the subcommands. */
 typedef struct vkve_opts {
@@ -83,7 +106,8 @@ static void vkve_usage(FILE *fp)
           "               [--chunk N] [--topk K] [--json OUT] [--csv OUT] [--per-head]\n"
           "  vkv-eval table [--out DIR] [--seed N] [--codec SPEC]... [--default SPEC]\n"
           "  vkv-eval gen --profile NAME [--seed N] OUT.safetensors\n"
-          "  vkv-eval roundtrip --codec SPEC [--chunk N] IN.safetensors OUT.safetensors\n"
+          "  vkv-eval roundtrip [--codec SPEC|default] [--chunk N] IN.safetensors OUT.safetensors\n"
+          "  vkv-eval bits --codec SPEC|default\n"
           "  vkv-eval compare [--max-nmse X] [--topk K] REF.safetensors DECODED.safetensors\n"
           "  vkv-eval profiles | codecs\n",
           fp);
@@ -296,7 +320,9 @@ static int vkve_goal_check(FILE *fp, const vkve_row *rows, size_t n, const char 
 static int vkve_cmd_table(const vkve_opts *o)
 {
     const char *dir = o->out ? o->out : "docs/fidelity";
-    const char *deflt = o->deflt ? o->deflt : VKVE_DEFAULT_SPEC;
+    char dspec[160];
+    vkve_default_spec(dspec, sizeof dspec);
+    const char *deflt = o->deflt ? o->deflt : dspec;
     const char *const *list = o->n_codecs ? o->codecs : vkve_default_codecs;
     size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, np_all, np = 0, n = 0;
     const vkve_profile *ps = vkve_profiles(&np_all);
@@ -397,11 +423,14 @@ static int vkve_cmd_roundtrip(const vkve_opts *o)
     vkve_data d, out;
     vkve_codec c;
     char err[256];
-    if (o->n_codecs != 1 || o->n_pos != 2) {
-        fprintf(stderr, "vkv-eval roundtrip: needs one --codec SPEC, an input and an output path\n");
+    char dspec[160];
+    if (o->n_codecs > 1 || o->n_pos != 2) {
+        fprintf(stderr, "vkv-eval roundtrip: needs at most one --codec SPEC, an input and an output path\n");
         return 2;
     }
-    int rc = vkve_codec_parse(o->codecs[0], &c, err, sizeof err);
+    vkve_default_spec(dspec, sizeof dspec);
+    const char *spec = o->n_codecs && strcmp(o->codecs[0], "default") != 0 ? o->codecs[0] : dspec;
+    int rc = vkve_codec_parse(spec, &c, err, sizeof err);
     if (rc != VKV_OK) {
         fprintf(stderr, "vkv-eval: %s\n", err);
         return 2;
@@ -492,6 +521,29 @@ done:
     return ret;
 }
 
+/* vkv-eval bits: prints the bits/element of one spec ("default" allowed). */
+static int vkve_cmd_bits(const vkve_opts *o)
+{
+    char dspec[160], err[256];
+    vkve_codec c;
+    double b;
+    if (o->n_codecs != 1) {
+        fprintf(stderr, "vkv-eval bits: needs one --codec SPEC\n");
+        return 2;
+    }
+    vkve_default_spec(dspec, sizeof dspec);
+    const char *spec = strcmp(o->codecs[0], "default") == 0 ? dspec : o->codecs[0];
+    int rc = vkve_codec_parse(spec, &c, err, sizeof err);
+    if (rc == VKV_OK)
+        rc = vkve_codec_bits(&c, &b);
+    if (rc != VKV_OK) {
+        fprintf(stderr, "vkv-eval: %s: %s\n", spec, rc == VKV_ESPEC ? err : vkv_strerror(rc));
+        return 2;
+    }
+    printf("%.4f\n", b);
+    return 0;
+}
+
 /* Lists profiles or codecs. */
 static int vkve_cmd_list(int profiles)
 {
@@ -501,6 +553,17 @@ static int vkve_cmd_list(int profiles)
         for (size_t i = 0; i < n; i++)
             printf("%-14s seed %-3llu %s\n", p[i].name, (unsigned long long)p[i].seed, p[i].about);
         return 0;
+    }
+    char dspec[160];
+    vkve_default_spec(dspec, sizeof dspec);
+    {
+        vkve_codec c;
+        char err[128];
+        double b = 0;
+        if (vkve_codec_parse(dspec, &c, err, sizeof err) == VKV_OK && vkve_codec_bits(&c, &b) == VKV_OK)
+            printf("default = %s %7.4f bits/element\n", dspec, b);
+        else
+            printf("default = %s (needs the block codec library)\n", dspec);
     }
     for (size_t i = 0; i < VKVE_N_DEFAULT; i++) {
         vkve_codec c;
@@ -534,6 +597,8 @@ int main(int argc, char **argv)
         return vkve_cmd_gen(&o);
     if (strcmp(cmd, "roundtrip") == 0)
         return vkve_cmd_roundtrip(&o);
+    if (strcmp(cmd, "bits") == 0)
+        return vkve_cmd_bits(&o);
     if (strcmp(cmd, "compare") == 0)
         return vkve_cmd_compare(&o);
     if (strcmp(cmd, "profiles") == 0 || strcmp(cmd, "codecs") == 0)

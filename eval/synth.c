@@ -23,6 +23,17 @@ static const vkve_profile vkve_profile_table[] = {
      30, 3, 16, 16, 1, 1e6, 2, 15.0, 0.6, 0.6, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 7.0, 8, 3},
     {"outlier-heavy", "harsh: 4 massive pairs x40, wide scales, 3% x12 value tokens", 4, 4, 2,
      128, 16, 16, 1, 24, 24, 0, 1e4, 4, 40.0, 1.0, 1.0, 0.6, 32, 0.7, 0.03, 12.0, 3.5, 9.0, 8, 4},
+    /* profiles without planted massive channels (issue 16) */
+    {"vit-like", "ViT self-attention: no RoPE, no massive channels, head_dim 64, 16x16", 4, 6, 1,
+     64, 1, 1, 1, 16, 16, 0, 0.0, 0, 0.0, 0.35, 0.63, 0.8, 32, 0.3, 0.0, 1.0, 2.0, 2.0, 8, 6},
+    {"mild-spread", "no massive channels, mild channel spread (sigma 0.2), RoPE 1e4", 4, 4, 2, 128,
+     24, 24, 1, 24, 24, 0, 1e4, 0, 0.0, 0.2, 0.3, 0.8, 32, 0.35, 0.01, 5.0, 2.0, 6.0, 8, 7},
+    {"heavy-spread", "no massive channels, heavy channel spread (sigma 1.0), RoPE 1e6", 4, 4, 4,
+     128, 24, 24, 1, 24, 24, 0, 1e6, 0, 0.0, 1.0, 1.0, 0.7, 32, 0.5, 0.02, 8.0, 3.0, 8.0, 8, 8},
+    {"hd64-rope1e5", "SmolLM2-shaped: head_dim 64, GQA 3, RoPE 1e5, no massive channels", 4, 3, 3,
+     64, 16, 16, 1, 20, 20, 0, 1e5, 0, 0.0, 0.5, 0.5, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 6.0, 8, 9},
+    {"hd96-rope5e5", "head_dim 96, RoPE 5e5, one mild massive pair x8", 4, 4, 2, 96, 20, 20, 1, 20,
+     20, 0, 5e5, 1, 8.0, 0.5, 0.5, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 6.0, 8, 10},
     {"tiny", "test-sized: 2 layers, head_dim 32, two 6x6 tiles", 2, 2, 2, 32, 4, 4, 2, 6, 6, 1,
      1e4, 1, 10.0, 0.5, 0.5, 0.8, 8, 0.35, 0.05, 5.0, 2.0, 5.0, 3, 5},
 };
@@ -49,6 +60,8 @@ const vkve_profile *vkve_profile_find(const char *name)
  * the rotate-half pairing (i, i + D/2) and frequency base^(-2i/D). */
 static void vkve_rope(float *x, uint32_t D, double pos, double base)
 {
+    if (base <= 0)
+        return; /* a profile without RoPE (ViT) */
     uint32_t h = D / 2;
     for (uint32_t i = 0; i < h; i++) {
         double th = pos * pow(base, -2.0 * i / D);
