@@ -279,6 +279,10 @@ def cmd_ppl(a):
     codecs = a.codec or ["fp16"]
     if codecs[0] != "fp16":
         codecs = ["fp16"] + codecs
+    # the same continuation without any cache: the fp16 row must reproduce it
+    # (up to fp16 rounding of K/V), which checks the cache splicing
+    dl, _, _, _ = m.forward(ctx + cont)
+    direct = nll(dl[len(ctx) - 1:-1], np.array(cont))
     with tempfile.TemporaryDirectory() as td:
         for spec in codecs:
             dec = os.path.join(td, "dec.safetensors")
@@ -308,9 +312,15 @@ def cmd_ppl(a):
                          "gen_text": tok.decode(gen)})
             print("realkv: %-60s ppl %.4f  top1 %.3f  greedy %d/%d" %
                   (spec, math.exp(loss), agree, same, a.gen), file=sys.stderr)
+    print("realkv: direct (no cache) ppl %.4f, fp16 cache ppl %.4f" % (math.exp(direct), rows[0]["ppl"]),
+          file=sys.stderr)
+    if abs(rows[0]["nll"] - direct) > 0.01 * max(direct, 1e-9):
+        print("realkv: the fp16 cache does not reproduce the direct forward pass", file=sys.stderr)
+        return 1
     if a.json:
         with open(a.json, "w") as fp:
             json.dump({"dump": a.dump, "text": a.text, "continuation_tokens": CONT,
+                       "direct_ppl": math.exp(direct),
                        "gen_tokens": a.gen, "rows": rows}, fp, indent=1)
     print("| codec | bits/elem | ppl | ppl increase | increase / CalibQuant's | top-1 agree | greedy same prefix (of %d) | greedy match |" % a.gen)
     print("|---|---|---|---|---|---|---|---|")
