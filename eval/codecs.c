@@ -212,13 +212,16 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
                 c->tc_alpha = f;
             else if (strcmp(k, "maxb") == 0 && (f == 1 || f == 2 || f == 3))
                 c->tc_maxb = (uint32_t)f;
+            else if (strcmp(k, "minb") == 0 && (f == 0 || f == 1 || f == 2))
+                c->tc_minb = (uint32_t)f;
             else
                 return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
         }
         if (r < 0)
             return vkve_cfail(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
-        if (c->tc_kb > c->tc_maxb)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g above maxb %u", c->tc_kb, c->tc_maxb);
+        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb)
+            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]", c->tc_kb,
+                              c->tc_minb, c->tc_maxb);
         return VKV_OK;
     }
     /* "rotsign:kmode=..." (the block rule's own keys, as its canonical
@@ -797,11 +800,11 @@ static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, cons
         }
         var[d] = (float)(s2 / nv);
         w[d] = e2m > 0 ? (float)pow(w[d] / e2m, c->tc_alpha) : 1.0f;
-        bits[d] = 0;
+        bits[d] = (uint8_t)c->tc_minb;
     }
-    /* greedy reverse water-filling of the bit budget */
+    /* greedy reverse water-filling of the bit budget above minb each */
     uint64_t budget = vkve_tc_budget(c, D);
-    for (uint64_t i = 0; i < budget; i++) {
+    for (uint64_t i = (uint64_t)c->tc_minb * D; i < budget; i++) {
         double best = 0;
         int at = -1;
         for (uint32_t d = 0; d < D; d++) {

@@ -25,13 +25,13 @@
  *                                 Hadamard rotation of each head (r), then sign
  *                                 bits times a scale: per token (token) or a
  *                                 rank-1 product a_t * b_d (rank1)
- *   tc[:kb=1,alpha=1,maxb=3]      eval-only transform coder (issue 16): keys
+ *   tc[:kb=1,alpha=1,maxb=3,minb=0]  eval-only transform coder (issue 16): keys
  *                                 centred per channel over the chunk, no
  *                                 rotation, kb*head_dim bits per token and head
  *                                 allocated across channels by greedy reverse
  *                                 water-filling on w_d * var_d (w_d = (E[k_d^2] /
  *                                 mean)^alpha, an attention proxy), 0..maxb bits
- *                                 each, Gaussian Lloyd-Max levels times a per-token
+ *                                 each (at least minb), Gaussian Lloyd-Max levels times a per-token
  *                                 scale (8-bit log code) and a least-squares
  *                                 per-channel scale (fp16); values: signs times
  *                                 a rank-1 magnitude, b_d fp16, a_t 8-bit log
@@ -72,7 +72,7 @@ typedef struct vkve_codec {
     uint8_t center[2], rot[2], scale[2]; /* ROTSIGN, [0] keys, [1] values */
     uint64_t seed;                       /* ROTSIGN sign vector seed */
     double tc_kb, tc_alpha;              /* TC: key bits per element, weight exponent */
-    uint32_t tc_maxb;                    /* TC: most bits one channel gets (1..3) */
+    uint32_t tc_maxb, tc_minb;           /* TC: most / fewest bits of one channel */
 } vkve_codec;
 
 /* 1 when the real block codec library is linked into this build. */
