@@ -154,6 +154,18 @@ static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
 /* See codecs.h. */
 int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
 {
+    if (strcmp(text, "default") == 0) {
+#ifdef VKV_EVAL_HAVE_CODEC
+        char buf[160];
+        vkv_codec_spec sp;
+        vkv_codec_spec_default(&sp);
+        vkv_codec_spec_format(&sp, buf, sizeof buf);
+        return vkve_codec_parse(buf, c, err, errlen);
+#else
+        memset(c, 0, sizeof *c);
+        return vkve_cfail(err, errlen, VKV_ESPEC, "'default' needs the block codec library");
+#endif
+    }
     memset(c, 0, sizeof *c);
     if (strlen(text) >= sizeof c->text)
         return vkve_cfail(err, errlen, VKV_ESPEC, "codec spec too long: '%s'", text);
@@ -214,12 +226,16 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
                 c->tc_maxb = (uint32_t)f;
             else if (strcmp(k, "minb") == 0 && (f == 0 || f == 1 || f == 2))
                 c->tc_minb = (uint32_t)f;
+            else if (strcmp(k, "aw") == 0 && (f == 0 || f == 1))
+                c->tc_aw = (int)f;
+            else if (strcmp(k, "vb") == 0 && f >= 0 && f <= 3)
+                c->tc_vb = f;
             else
                 return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
         }
         if (r < 0)
             return vkve_cfail(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
-        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb)
+        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb || c->tc_vb > c->tc_maxb)
             return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]", c->tc_kb,
                               c->tc_minb, c->tc_maxb);
         return VKV_OK;
@@ -315,6 +331,18 @@ static uint64_t vkve_tc_budget(const vkve_codec *c, uint32_t D)
     return (uint64_t)llround(c->tc_kb * D);
 }
 
+/* The tc settings that code values when vb > 0: keys' quantizer with the
+ * value budget, unweighted. */
+static vkve_codec vkve_tc_vcodec(const vkve_codec *c)
+{
+    vkve_codec v = *c;
+    v.tc_kb = c->tc_vb;
+    v.tc_alpha = 0;
+    v.tc_aw = 0;
+    v.tc_minb = 0;
+    return v;
+}
+
 /* See codecs.h. */
 int vkve_codec_layout_bytes(const vkve_codec *c, const vkv_shape *s, uint64_t *bytes)
 {
@@ -363,6 +391,11 @@ int vkve_codec_layout_bytes(const vkve_codec *c, const vkv_shape *s, uint64_t *b
         sec[3] = elems / 8;
         sec[4] = L * H * (D * 2 + D * 2 + (D * 2 + 7) / 8 + 2) + L * T * H;
         sec[5] = L * H * (D * 2 + 2) + L * T * H;
+        if (c->tc_vb > 0) {
+            vkve_codec vc = vkve_tc_vcodec(c);
+            sec[3] = (L * T * H * vkve_tc_budget(&vc, s->head_dim) + 7) / 8;
+            sec[5] = sec[4];
+        }
         break;
     }
     default:
@@ -771,10 +804,11 @@ static void vkve_logcode8(float *a, uint32_t n, int dtype)
 }
 
 /* tc keys on one (layer, head) of a chunk: y[nv][D], a[nv], mu/b/w[D] scratch;
- * bits[D] scratch (uint8). Writes the reconstruction into dst rows. */
+ * bits[D] scratch (uint8); qw[D] the head's prefill-query weights or NULL
+ * (then the key-energy proxy). Writes the reconstruction into dst rows. */
 static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, const vkve_chunk *ck,
-                         uint32_t H, uint32_t D, uint32_t h, int dtype, float *y, float *a,
-                         float *mu, float *var, float *w, uint8_t *bits)
+                         uint32_t H, uint32_t D, uint32_t h, int dtype, const float *qw, float *y,
+                         float *a, float *mu, float *var, float *w, uint8_t *bits)
 {
     size_t row = (size_t)H * D;
     uint32_t nv = ck->nv;
@@ -800,6 +834,8 @@ static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, cons
         }
         var[d] = (float)(s2 / nv);
         w[d] = e2m > 0 ? (float)pow(w[d] / e2m, c->tc_alpha) : 1.0f;
+        if (qw)
+            w[d] = qw[d];
         bits[d] = (uint8_t)c->tc_minb;
     }
     /* greedy reverse water-filling of the bit budget above minb each */
@@ -1028,8 +1064,14 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
                 vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_TOKEN, 0, vkve_2bit_fn, NULL, dtype, buf, scr);
             } else if (c->kind == VKVE_TC) {
                 for (uint32_t h = 0; h < H; h++) {
-                    vkve_tc_keys(c, ks, ks, &ck, H, D, h, dtype, y, a, mu, b, scr, tcb);
-                    vkve_tc_values(vs, vs, &ck, H, D, h, dtype, a, b);
+                    const float *qw = c->tc_aw && in->qw ? in->qw[l] + (size_t)h * D : NULL;
+                    vkve_tc_keys(c, ks, ks, &ck, H, D, h, dtype, qw, y, a, mu, b, scr, tcb);
+                    if (c->tc_vb > 0) {
+                        vkve_codec vc = vkve_tc_vcodec(c);
+                        vkve_tc_keys(&vc, vs, vs, &ck, H, D, h, dtype, NULL, y, a, mu, b, scr, tcb);
+                    } else {
+                        vkve_tc_values(vs, vs, &ck, H, D, h, dtype, a, b);
+                    }
                 }
             } else {
                 for (uint32_t h = 0; h < H; h++) {

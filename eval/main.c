@@ -59,9 +59,12 @@ static const char *const vkve_default_codecs[] = {
     "tc:kb=1",
     "tc:kb=1.125",
     "tc:kb=1.125,alpha=0",
-    "tc:kb=1.125,alpha=1.5",
-    "tc:kb=1.5",
-    "tc:kb=2",
+    "tc:kb=1.125,minb=1",
+    "tc:kb=1,aw=1",
+    "tc:kb=1.125,aw=1",
+    "tc:kb=1.5,aw=1,vb=1",
+    "tc:kb=2,aw=1,vb=1.5",
+    "tc:kb=2,aw=1,vb=2",
 };
 #define VKVE_N_DEFAULT (sizeof vkve_default_codecs / sizeof vkve_default_codecs[0])
 

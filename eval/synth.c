@@ -72,6 +72,20 @@ static void vkve_rope(float *x, uint32_t D, double pos, double base)
     }
 }
 
+/* Prefill queries per query head behind the qw weights. */
+#define VKVE_QW_QUERIES 32u
+
+/* Token index of the k-th visual token of d (k < vkve_n_visual(d)). */
+static uint32_t vkve_visual_at(const vkve_data *d, uint32_t k)
+{
+    for (uint32_t r = 0; r < d->n_ranges; r++) {
+        if (k < d->ranges[r].len)
+            return d->ranges[r].start + k;
+        k -= d->ranges[r].len;
+    }
+    return d->ranges[d->n_ranges - 1].start;
+}
+
 /* Index of the m-th massive pair's first channel: the lowest frequencies,
  * spaced 3 apart (D/2-1, D/2-4, ...). */
 static uint32_t vkve_massive_pair(uint32_t D, uint32_t m)
@@ -102,10 +116,13 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
         d->ranges[i].len = tile_n;
     }
     snprintf(d->name, sizeof d->name, "%s", p->name);
-    if (vkve_data_alloc(d) != VKV_OK)
+    if (vkve_data_alloc(d) != VKV_OK || vkve_data_alloc_qw(d) != VKV_OK) {
+        vkve_data_free(d);
         return VKV_ENOMEM;
-    vkve_rng rng;
+    }
+    vkve_rng rng, rng_w;
     vkve_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + 17);
+    vkve_rng_seed(&rng_w, seed * 0xD1B54A32D192ED03ull + 29); /* prefill queries (qw) */
     float *f = malloc((size_t)T * R * sizeof(float));
     uint32_t ch = p->grid_h / 4 + 2, cw = p->grid_w / 4 + 2;
     float *coarse = malloc((size_t)ch * cw * R * sizeof(float));
@@ -249,6 +266,28 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
                     lg[j * p->gqa + g] = mean * sc; /* mean visual logit, reused below */
                 }
             }
+            /* ---- encoder-side weights qw: prefill queries of the image's own
+             * tokens (same model as the scored queries, an independent
+             * stream, each at its own token's position, unit-normalised) ---- */
+            for (uint32_t g = 0; g < p->gqa; g++)
+                for (uint32_t j = 0; j < VKVE_QW_QUERIES; j++) {
+                    uint32_t ft_t = vkve_visual_at(d, (uint32_t)(vkve_rng_unif(&rng_w) * nvis));
+                    float kp[VKV_BLOCK_MAX_HEAD_DIM], q[VKV_BLOCK_MAX_HEAD_DIM];
+                    memcpy(kp, d->k[l] + ((size_t)ft_t * H + h) * D, D * sizeof(float));
+                    vkve_rope(kp, D, -(double)ft_t, p->rope_base);
+                    double nn = 0;
+                    for (uint32_t i = 0; i < D; i++) {
+                        double base = mass[i] != 0 ? (mass[i] > 0 ? 1.0 : -1.0) * p->massive_mag * 0.3
+                                                   : (kp[i] - bias[i]) / (sig[i] * sig[i]);
+                        q[i] = (float)(qs[i] * (base + 0.7 * vkve_rng_norm(&rng_w)));
+                    }
+                    vkve_rope(q, D, ft_t, p->rope_base);
+                    for (uint32_t i = 0; i < D; i++)
+                        nn += (double)q[i] * q[i];
+                    for (uint32_t i = 0; i < D; i++)
+                        d->qw[l][(size_t)h * D + i] +=
+                            (float)(nn > 0 ? q[i] * q[i] / nn / (p->gqa * VKVE_QW_QUERIES) : 0.0);
+                }
             /* ---- attention sink: k_0 along the mean query direction ---- */
             float *k0 = d->k[l] + (size_t)h * D;
             double dir[VKV_BLOCK_MAX_HEAD_DIM] = {0};

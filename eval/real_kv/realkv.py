@@ -16,7 +16,8 @@ Subcommands:
                               document's perplexity (sanity of the forward pass)
   dump OUT.safetensors        K/V of every layer (post-RoPE, HF rotate-half
                               channel order), decode-time queries of the
-                              continuation, visual_ranges = the span
+                              continuation, visual_ranges = the span, and qw:
+                              the span's own prefill-query channel weights
   ppl --eval VKV_EVAL --codec SPEC...
                               per codec: vkv-eval roundtrip of the dump, then the
                               continuation re-run against the decoded cache:
@@ -42,7 +43,7 @@ DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3"
 # layout of the prompt, in tokens: raw prefix, span (the "visual" range),
 # raw gap, continuation scored by ppl (queries for KL come from its start)
 PREFIX, SPAN, GAP, CONT, NQ = 16, 512, 16, 128, 16
-FORMAT_VERSION = "1"  # bump when the dump's content rules change
+FORMAT_VERSION = "2"  # bump when the dump's content rules change
 
 
 def find_gguf():
@@ -181,11 +182,13 @@ def layout(ids):
     return ids[:PREFIX + SPAN + GAP], ids[PREFIX + SPAN + GAP:need]
 
 
-def save_dump(path, ks, vs, qs, meta):
-    """Writes the vkv-eval safetensors dump (F16) via the safetensors library."""
+def save_dump(path, ks, vs, qs, qws, meta):
+    """Writes the vkv-eval safetensors dump (K/V/Q F16, qw F32) via the
+    safetensors library."""
     from safetensors.numpy import save_file
     t = {}
     for l in range(len(ks)):
+        t["layers.%d.qw" % l] = np.ascontiguousarray(qws[l])
         t["layers.%d.k" % l] = np.ascontiguousarray(ks[l].astype(np.float16))
         t["layers.%d.v" % l] = np.ascontiguousarray(vs[l].astype(np.float16))
         t["layers.%d.q" % l] = np.ascontiguousarray(qs[l].astype(np.float16))
@@ -217,14 +220,23 @@ def cmd_dump(a):
     m = Model(gp)
     tok = m.tokenizer()
     ctx, cont = layout(document_ids(tok, a.text))
-    logits, ks, vs, _ = m.forward(ctx)
+    logits, ks, vs, pq = m.forward(ctx, want_q=True)
+    # encoder-side weights: the span's own prefill queries (what a worker
+    # has before decode), unit-normalised, mean square per channel over the
+    # span tokens and the query heads of each KV head
+    g = m.H // m.HKV
+    qws = []
+    for l in range(m.L):
+        q = pq[l][PREFIX:PREFIX + SPAN].astype(np.float64)
+        q /= np.linalg.norm(q, axis=-1, keepdims=True) + 1e-30
+        qws.append((q ** 2).reshape(SPAN, m.HKV, g, m.D).mean(axis=(0, 2))[None].astype(np.float32))
     # decode-time queries: the first NQ continuation tokens, run after the context
     _, _, _, qs = m.forward(cont[:NQ], past=list(zip(ks, vs)), want_q=True)
     meta = {"visual_ranges": "%d:%d" % (PREFIX, PREFIX + SPAN), "profile": "smollm2-135m",
             "model": os.path.basename(gp), "text": a.text, "cache_key": key,
             "note": "text model: a document span stands in for the visual range"}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    save_dump(a.out, ks, vs, qs, meta)
+    save_dump(a.out, ks, vs, qs, qws, meta)
     print("realkv: wrote %s: %d layers, %d tokens (span %d:%d), %d kv heads, %d query heads, "
           "head_dim %d, %d queries (%.1f s)" % (a.out, m.L, len(ctx), PREFIX, PREFIX + SPAN,
                                                m.HKV, m.H, m.D, NQ, time.time() - t0))
