@@ -383,6 +383,42 @@ static void tc_key_error_falls_with_its_bit_budget(void **state)
     vkve_data_free(&d);
 }
 
+static void tc_aw_uses_the_dumps_query_weights_and_they_survive_save_and_load(void **state)
+{
+    (void)state;
+    vkve_data d, r;
+    char err[256];
+    assert_int_equal(vkve_synth(vkve_profile_find("tiny"), 5, &d), VKV_OK);
+    assert_non_null(d.qw);
+    size_t hd = (size_t)d.kv_heads * d.head_dim, n = (size_t)d.tokens * hd;
+    double sum = 0;
+    for (size_t i = 0; i < hd; i++) {
+        assert_true(d.qw[0][i] >= 0);
+        sum += d.qw[0][i];
+    }
+    NEAR(sum, d.kv_heads, 1e-3); /* unit-normalised queries: each head's weights sum to 1 */
+    const char *path = "tc_qw_test.safetensors";
+    assert_int_equal(vkve_data_save(path, &d, 1, NULL, 0, err, sizeof err), VKV_OK);
+    assert_int_equal(vkve_data_load(path, &r, err, sizeof err), VKV_OK);
+    assert_non_null(r.qw);
+    assert_memory_equal(r.qw[1], d.qw[1], hd * sizeof(float)); /* stored as F32 */
+    float **k0, **v0, **k1, **v1, **k2, **v2;
+    apply("tc:kb=1", &r, &k0, &v0);
+    apply("tc:kb=1,aw=1", &r, &k1, &v1);
+    assert_memory_not_equal(k0[0], k1[0], n * sizeof(float)); /* the weights steer the bits */
+    assert_memory_equal(v0[0], v1[0], n * sizeof(float));     /* values do not use them */
+    vkve_layers_free(r.qw, r.layers);
+    r.qw = NULL;
+    apply("tc:kb=1,aw=1", &r, &k2, &v2); /* no weights: the key-energy proxy */
+    assert_memory_equal(k0[0], k2[0], n * sizeof(float));
+    vkve_layers_free(k0, r.layers), vkve_layers_free(v0, r.layers);
+    vkve_layers_free(k1, r.layers), vkve_layers_free(v1, r.layers);
+    vkve_layers_free(k2, r.layers), vkve_layers_free(v2, r.layers);
+    vkve_data_free(&r);
+    vkve_data_free(&d);
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +435,7 @@ int main(void)
         cmocka_unit_test(profiles_without_massive_channels_have_no_outlier_channel),
         cmocka_unit_test(tc_counts_its_bits_and_refuses_bad_specs),
         cmocka_unit_test(tc_key_error_falls_with_its_bit_budget),
+        cmocka_unit_test(tc_aw_uses_the_dumps_query_weights_and_they_survive_save_and_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
