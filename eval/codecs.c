@@ -154,6 +154,18 @@ static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
 /* See codecs.h. */
 int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
 {
+    if (strcmp(text, "default") == 0) {
+#ifdef VKV_EVAL_HAVE_CODEC
+        char buf[160];
+        vkv_codec_spec sp;
+        vkv_codec_spec_default(&sp);
+        vkv_codec_spec_format(&sp, buf, sizeof buf);
+        return vkve_codec_parse(buf, c, err, errlen);
+#else
+        memset(c, 0, sizeof *c);
+        return vkve_cfail(err, errlen, VKV_ESPEC, "'default' needs the block codec library");
+#endif
+    }
     memset(c, 0, sizeof *c);
     if (strlen(text) >= sizeof c->text)
         return vkve_cfail(err, errlen, VKV_ESPEC, "codec spec too long: '%s'", text);
@@ -195,6 +207,37 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         if (r < 0)
             return vkve_cfail(err, errlen, VKV_ESPEC, "calibquant: malformed '%s'", text);
         c->calib = calib ? off : 0.0;
+        return VKV_OK;
+    }
+    if (nl == 2 && strncmp(text, "tc", 2) == 0) {
+        c->kind = VKVE_TC;
+        c->tc_kb = 1.0;
+        c->tc_alpha = 1.0;
+        c->tc_maxb = 3;
+        while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
+            double f;
+            if (vkve_parse_f(v, &f))
+                return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad value '%s'", v);
+            if (strcmp(k, "kb") == 0 && f > 0 && f <= 3)
+                c->tc_kb = f;
+            else if (strcmp(k, "alpha") == 0 && f >= 0 && f <= 4)
+                c->tc_alpha = f;
+            else if (strcmp(k, "maxb") == 0 && (f == 1 || f == 2 || f == 3))
+                c->tc_maxb = (uint32_t)f;
+            else if (strcmp(k, "minb") == 0 && (f == 0 || f == 1 || f == 2))
+                c->tc_minb = (uint32_t)f;
+            else if (strcmp(k, "aw") == 0 && (f == 0 || f == 1))
+                c->tc_aw = (int)f;
+            else if (strcmp(k, "vb") == 0 && f >= 0 && f <= 3)
+                c->tc_vb = f;
+            else
+                return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
+        }
+        if (r < 0)
+            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
+        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb || c->tc_vb > c->tc_maxb)
+            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]", c->tc_kb,
+                              c->tc_minb, c->tc_maxb);
         return VKV_OK;
     }
     /* "rotsign:kmode=..." (the block rule's own keys, as its canonical
@@ -282,6 +325,24 @@ static int vkve_lev_bytes(int mode, uint32_t G, const vkv_shape *s, uint64_t *ou
     return VKV_OK;
 }
 
+/* Bits one token and head of keys gets under tc: round(kb * head_dim). */
+static uint64_t vkve_tc_budget(const vkve_codec *c, uint32_t D)
+{
+    return (uint64_t)llround(c->tc_kb * D);
+}
+
+/* The tc settings that code values when vb > 0: keys' quantizer with the
+ * value budget, unweighted. */
+static vkve_codec vkve_tc_vcodec(const vkve_codec *c)
+{
+    vkve_codec v = *c;
+    v.tc_kb = c->tc_vb;
+    v.tc_alpha = 0;
+    v.tc_aw = 0;
+    v.tc_minb = 0;
+    return v;
+}
+
 /* See codecs.h. */
 int vkve_codec_layout_bytes(const vkve_codec *c, const vkv_shape *s, uint64_t *bytes)
 {
@@ -320,6 +381,23 @@ int vkve_codec_layout_bytes(const vkve_codec *c, const vkv_shape *s, uint64_t *b
             sec[4 + t] = m;
         }
         break;
+    case VKVE_TC: {
+        /* keys: the allocated bits of every token and head, then per layer
+         * and head mean, channel scale (fp16 each), 2-bit allocation per
+         * channel, the fp16 top of the token-scale code, then one byte per
+         * token and head; values: sign bits, b_d fp16, top fp16, a_t bytes */
+        uint64_t kbits = vkve_tc_budget(c, s->head_dim);
+        sec[2] = (L * T * H * kbits + 7) / 8;
+        sec[3] = elems / 8;
+        sec[4] = L * H * (D * 2 + D * 2 + (D * 2 + 7) / 8 + 2) + L * T * H;
+        sec[5] = L * H * (D * 2 + 2) + L * T * H;
+        if (c->tc_vb > 0) {
+            vkve_codec vc = vkve_tc_vcodec(c);
+            sec[3] = (L * T * H * vkve_tc_budget(&vc, s->head_dim) + 7) / 8;
+            sec[5] = sec[4];
+        }
+        break;
+    }
     default:
         return VKV_ESPEC;
     }
@@ -679,6 +757,170 @@ static void vkve_rotsign_head(const vkve_codec *c, int t, const float *src, floa
     }
 }
 
+/* ---- tc: transform coding with bit allocation (eval-only) ---------------- */
+
+/* Gaussian Lloyd-Max quantizers of 1..3 bits (unit variance): thresholds,
+ * levels and mean squared error. */
+static const float vkve_lm_thr[4][7] = {
+    {0},
+    {0},
+    {-0.9816f, 0.0f, 0.9816f},
+    {-1.748f, -1.05f, -0.5006f, 0.0f, 0.5006f, 1.05f, 1.748f},
+};
+static const float vkve_lm_lev[4][8] = {
+    {0},
+    {-0.7979f, 0.7979f},
+    {-1.5104f, -0.4528f, 0.4528f, 1.5104f},
+    {-2.152f, -1.344f, -0.756f, -0.2451f, 0.2451f, 0.756f, 1.344f, 2.152f},
+};
+static const double vkve_lm_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
+
+/* Level of the b-bit Lloyd-Max quantizer for z. */
+static float vkve_lm_q(float z, uint32_t b)
+{
+    uint32_t n = (1u << b) - 1u, i = 0;
+    while (i < n && z >= vkve_lm_thr[b][i])
+        i++;
+    return vkve_lm_lev[b][i];
+}
+
+/* Replaces the positive scales a[0..n) by their 8-bit log code relative to
+ * the largest (rounded to dtype): a = top * 2^(-q/16), q in 0..255. */
+static void vkve_logcode8(float *a, uint32_t n, int dtype)
+{
+    float top = 0;
+    for (uint32_t j = 0; j < n; j++)
+        top = a[j] > top ? a[j] : top;
+    top = vkve_round_dtype(top, dtype);
+    for (uint32_t j = 0; j < n; j++) {
+        if (!(top > 0) || !(a[j] > 0)) {
+            a[j] = 0;
+            continue;
+        }
+        double q = nearbyint(-16.0 * log2(a[j] / top));
+        q = q < 0 ? 0 : q > 255 ? 255 : q;
+        a[j] = (float)(top * exp2(-q / 16.0));
+    }
+}
+
+/* tc keys on one (layer, head) of a chunk: y[nv][D], a[nv], mu/b/w[D] scratch;
+ * bits[D] scratch (uint8); qw[D] the head's prefill-query weights or NULL
+ * (then the key-energy proxy). Writes the reconstruction into dst rows. */
+static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, const vkve_chunk *ck,
+                         uint32_t H, uint32_t D, uint32_t h, int dtype, const float *qw, float *y,
+                         float *a, float *mu, float *var, float *w, uint8_t *bits)
+{
+    size_t row = (size_t)H * D;
+    uint32_t nv = ck->nv;
+    for (uint32_t j = 0; j < nv; j++)
+        memcpy(y + (size_t)j * D, src + ck->vt[j] * row + (size_t)h * D, D * sizeof *y);
+    double e2m = 0;
+    for (uint32_t d = 0; d < D; d++) {
+        double s = 0, s2 = 0;
+        for (uint32_t j = 0; j < nv; j++) {
+            s += y[(size_t)j * D + d];
+            s2 += (double)y[(size_t)j * D + d] * y[(size_t)j * D + d];
+        }
+        mu[d] = vkve_round_dtype((float)(s / nv), dtype);
+        w[d] = (float)(s2 / nv);
+        e2m += s2 / nv;
+    }
+    e2m /= D;
+    for (uint32_t d = 0; d < D; d++) {
+        double s2 = 0;
+        for (uint32_t j = 0; j < nv; j++) {
+            float x = y[(size_t)j * D + d] -= mu[d];
+            s2 += (double)x * x;
+        }
+        var[d] = (float)(s2 / nv);
+        w[d] = e2m > 0 ? (float)pow(w[d] / e2m, c->tc_alpha) : 1.0f;
+        if (qw)
+            w[d] = qw[d];
+        bits[d] = (uint8_t)c->tc_minb;
+    }
+    /* greedy reverse water-filling of the bit budget above minb each */
+    uint64_t budget = vkve_tc_budget(c, D);
+    for (uint64_t i = (uint64_t)c->tc_minb * D; i < budget; i++) {
+        double best = 0;
+        int at = -1;
+        for (uint32_t d = 0; d < D; d++) {
+            if (bits[d] >= c->tc_maxb)
+                continue;
+            double g = (double)w[d] * var[d] * (vkve_lm_mse[bits[d]] - vkve_lm_mse[bits[d] + 1]);
+            if (g > best)
+                best = g, at = (int)d;
+        }
+        if (at < 0)
+            break;
+        bits[at]++;
+    }
+    /* per-token scale: rms over coded channels of y / sd */
+    for (uint32_t j = 0; j < nv; j++) {
+        double s = 0;
+        uint32_t m = 0;
+        for (uint32_t d = 0; d < D; d++)
+            if (bits[d] && var[d] > 0) {
+                double z = y[(size_t)j * D + d] / sqrt(var[d]);
+                s += z * z, m++;
+            }
+        a[j] = m ? (float)sqrt(s / m) : 0.0f;
+    }
+    vkve_logcode8(a, nv, dtype);
+    /* code, then the least-squares channel scale of the coded levels */
+    for (uint32_t d = 0; d < D; d++) {
+        double sd = sqrt(var[d]), num = 0, den = 0;
+        for (uint32_t j = 0; j < nv; j++) {
+            float *x = y + (size_t)j * D + d;
+            float r = 0;
+            if (bits[d] && sd > 0 && a[j] > 0)
+                r = a[j] * vkve_lm_q((float)(*x / (sd * a[j])), bits[d]);
+            num += (double)*x * r;
+            den += (double)r * r;
+            *x = r; /* the unscaled reconstruction */
+        }
+        float sc = vkve_round_dtype(den > 0 ? (float)(num / den) : 0.0f, dtype);
+        for (uint32_t j = 0; j < nv; j++)
+            y[(size_t)j * D + d] *= sc;
+    }
+    for (uint32_t j = 0; j < nv; j++) {
+        float *o = dst + ck->vt[j] * row + (size_t)h * D;
+        for (uint32_t d = 0; d < D; d++)
+            o[d] = vkve_round_dtype(y[(size_t)j * D + d] + mu[d], dtype);
+    }
+}
+
+/* tc values on one (layer, head): signs times a_t * b_d, b_d the column mean
+ * of |v| (fp16), a_t the least-squares fit (8-bit log code). */
+static void vkve_tc_values(const float *src, float *dst, const vkve_chunk *ck, uint32_t H,
+                           uint32_t D, uint32_t h, int dtype, float *a, float *b)
+{
+    size_t row = (size_t)H * D;
+    uint32_t nv = ck->nv;
+    for (uint32_t d = 0; d < D; d++) {
+        double s = 0;
+        for (uint32_t j = 0; j < nv; j++)
+            s += fabsf(src[ck->vt[j] * row + (size_t)h * D + d]);
+        b[d] = vkve_round_dtype((float)(s / nv), dtype);
+    }
+    double bb = 0;
+    for (uint32_t d = 0; d < D; d++)
+        bb += (double)b[d] * b[d];
+    for (uint32_t j = 0; j < nv; j++) {
+        const float *x = src + ck->vt[j] * row + (size_t)h * D;
+        double s = 0;
+        for (uint32_t d = 0; d < D; d++)
+            s += fabsf(x[d]) * b[d];
+        a[j] = bb > 0 ? (float)(s / bb) : 0.0f;
+    }
+    vkve_logcode8(a, nv, dtype);
+    for (uint32_t j = 0; j < nv; j++) {
+        const float *x = src + ck->vt[j] * row + (size_t)h * D;
+        float *o = dst + ck->vt[j] * row + (size_t)h * D;
+        for (uint32_t d = 0; d < D; d++)
+            o[d] = vkve_round_dtype((x[d] >= 0 ? 1.0f : -1.0f) * a[j] * b[d], dtype);
+    }
+}
+
 /* ---- the real block codec ------------------------------------------------ */
 
 #ifdef VKV_EVAL_HAVE_CODEC
@@ -782,8 +1024,9 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
     float *buf = malloc(big * sizeof(float)), *scr = malloc(big * sizeof(float));
     float *y = malloc((size_t)chunk * D * sizeof(float)), *a = malloc(chunk * sizeof(float));
     float *b = malloc(D * sizeof(float)), *mu = malloc(D * sizeof(float)), *sg = malloc(D * sizeof(float));
+    uint8_t *tcb = malloc(D);
     int rc = VKV_OK;
-    if (!vt || !buf || !scr || !y || !a || !b || !mu || !sg) {
+    if (!vt || !buf || !scr || !y || !a || !b || !mu || !sg || !tcb) {
         rc = vkve_cfail(err, errlen, VKV_ENOMEM, "out of memory");
         goto out;
     }
@@ -820,6 +1063,17 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
             } else if (c->kind == VKVE_REF2BIT) {
                 vkve_groups(ks, ks, &ck, H, D, VKV_GROUP_CHANNEL, 256, vkve_2bit_fn, NULL, dtype, buf, scr);
                 vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_TOKEN, 0, vkve_2bit_fn, NULL, dtype, buf, scr);
+            } else if (c->kind == VKVE_TC) {
+                for (uint32_t h = 0; h < H; h++) {
+                    const float *qw = c->tc_aw && in->qw ? in->qw[l] + (size_t)h * D : NULL;
+                    vkve_tc_keys(c, ks, ks, &ck, H, D, h, dtype, qw, y, a, mu, b, scr, tcb);
+                    if (c->tc_vb > 0) {
+                        vkve_codec vc = vkve_tc_vcodec(c);
+                        vkve_tc_keys(&vc, vs, vs, &ck, H, D, h, dtype, NULL, y, a, mu, b, scr, tcb);
+                    } else {
+                        vkve_tc_values(vs, vs, &ck, H, D, h, dtype, a, b);
+                    }
+                }
             } else {
                 for (uint32_t h = 0; h < H; h++) {
                     vkve_rotsign_head(c, 0, ks, ks, &ck, H, D, h, sg, dtype, y, a, b, mu);
@@ -829,6 +1083,6 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
         }
     }
 out:
-    free(vt), free(buf), free(scr), free(y), free(a), free(b), free(mu), free(sg);
+    free(vt), free(buf), free(scr), free(y), free(a), free(b), free(mu), free(sg), free(tcb);
     return rc;
 }

@@ -4,6 +4,7 @@
  * chunk, and count its exact storage in bits per element.
  *
  * Spec strings:
+ *   default                       the library's default (vkv_codec_spec_default)
  *   fp16                          identity (values rounded to the source dtype)
  *   minmax|quantile|lloyd[:...]   the block codec (vkv/codec.h spec syntax),
  *                                 run through vkv_encode/vkv_decode when the
@@ -25,6 +26,20 @@
  *                                 Hadamard rotation of each head (r), then sign
  *                                 bits times a scale: per token (token) or a
  *                                 rank-1 product a_t * b_d (rank1)
+ *   tc[:kb=1,alpha=1,maxb=3,minb=0,aw=0,vb=0]  eval-only transform coder (issue 16): keys
+ *                                 centred per channel over the chunk, no
+ *                                 rotation, kb*head_dim bits per token and head
+ *                                 allocated across channels by greedy reverse
+ *                                 water-filling on w_d * var_d (w_d = (E[k_d^2] /
+ *                                 mean)^alpha, an attention proxy; aw=1: w_d = the
+ *                                 data's qw prefill-query weights, attention-
+ *                                 aware, known to the encoder), 0..maxb bits
+ *                                 each (at least minb), Gaussian Lloyd-Max levels times a per-token
+ *                                 scale (8-bit log code) and a least-squares
+ *                                 per-channel scale (fp16); values: signs times
+ *                                 a rank-1 magnitude, b_d fp16, a_t 8-bit log;
+ *                                 vb > 0: values coded like keys with vb bits
+ *                                 per element, unweighted (alpha 0, no aw)
  *   ref2bit                       2-bit reference: keys per-channel over the
  *                                 chunk, values per-token, uniform 4 levels
  *                                 between min and max (KIVI-style)
@@ -44,6 +59,7 @@ enum vkve_kind {
     VKVE_CALIBQUANT = 3,
     VKVE_ROTSIGN = 4,
     VKVE_REF2BIT = 5,
+    VKVE_TC = 6,
 };
 
 enum vkve_scale_mode {
@@ -60,6 +76,10 @@ typedef struct vkve_codec {
     double calib;        /* CALIBQUANT: logit offset, 0 = off */
     uint8_t center[2], rot[2], scale[2]; /* ROTSIGN, [0] keys, [1] values */
     uint64_t seed;                       /* ROTSIGN sign vector seed */
+    double tc_kb, tc_alpha;              /* TC: key bits per element, weight exponent */
+    uint32_t tc_maxb, tc_minb;           /* TC: most / fewest bits of one channel */
+    int tc_aw;                           /* TC: weights from the data's qw (1) */
+    double tc_vb;                        /* TC: value bits per element, 0 = sign rank-1 */
 } vkve_codec;
 
 /* 1 when the real block codec library is linked into this build. */

@@ -40,7 +40,7 @@ int vkve_data_alloc(vkve_data *d)
 {
     size_t kv = (size_t)d->tokens * d->kv_heads * d->head_dim;
     size_t qn = (size_t)d->n_queries * d->n_heads * d->head_dim;
-    d->k = d->v = d->q = NULL;
+    d->k = d->v = d->q = d->qw = NULL;
     if (vkve_layers_alloc(d->layers, kv, &d->k) || vkve_layers_alloc(d->layers, kv, &d->v) ||
         vkve_layers_alloc(d->layers, qn, &d->q)) {
         vkve_data_free(d);
@@ -50,12 +50,19 @@ int vkve_data_alloc(vkve_data *d)
 }
 
 /* See data.h. */
+int vkve_data_alloc_qw(vkve_data *d)
+{
+    return vkve_layers_alloc(d->layers, (size_t)d->kv_heads * d->head_dim, &d->qw);
+}
+
+/* See data.h. */
 void vkve_data_free(vkve_data *d)
 {
     vkve_layers_free(d->k, d->layers);
     vkve_layers_free(d->v, d->layers);
     vkve_layers_free(d->q, d->layers);
-    d->k = d->v = d->q = NULL;
+    vkve_layers_free(d->qw, d->layers);
+    d->k = d->v = d->q = d->qw = NULL;
 }
 
 /* See data.h. */
@@ -195,7 +202,24 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (vkve_st_find(f, "layers.0.qw") && vkve_data_alloc_qw(d) != VKV_OK) {
+        snprintf(err, errlen, "out of memory");
+        rc = VKV_ENOMEM;
+        goto fail;
+    }
     for (uint32_t l = 0; l < d->layers; l++) {
+        if (d->qw) {
+            snprintf(name, sizeof name, "layers.%u.qw", l);
+            const vkve_st_tensor *t = vkve_st_find(f, name);
+            if (!t) {
+                snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
+                rc = VKV_ESHAPE;
+                goto fail;
+            }
+            rc = vkve_data_take(t, 1, d->kv_heads, d->head_dim, d->qw[l], err, errlen);
+            if (rc != VKV_OK)
+                goto fail;
+        }
         const char *kinds = q0 ? "kvq" : "kv";
         for (const char *c = kinds; *c; c++) {
             snprintf(name, sizeof name, "layers.%u.%c", l, *c);
@@ -239,7 +263,7 @@ fail:
 int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *const *meta,
                    size_t n_meta, char *err, size_t errlen)
 {
-    size_t per = d->proxy_queries ? 2 : 3;
+    size_t per = (d->proxy_queries ? 2 : 3) + (d->qw ? 1 : 0);
     size_t nt = per * d->layers;
     vkve_st_out *t = calloc(nt ? nt : 1, sizeof *t);
     char(*names)[32] = calloc(nt ? nt : 1, sizeof *names);
@@ -253,11 +277,21 @@ int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *
     for (uint32_t l = 0; l < d->layers; l++) {
         for (size_t j = 0; j < per; j++) {
             vkve_st_out *o = &t[l * per + j];
-            char c = "kvq"[j];
-            snprintf(names[l * per + j], sizeof names[0], "layers.%u.%c", l, c);
+            char c = d->qw && j == per - 1 ? 'w' : "kvq"[j];
+            if (c == 'w')
+                snprintf(names[l * per + j], sizeof names[0], "layers.%u.qw", l);
+            else
+                snprintf(names[l * per + j], sizeof names[0], "layers.%u.%c", l, c);
             o->name = names[l * per + j];
-            o->dtype = dtype;
+            o->dtype = c == 'w' ? VKVE_ST_F32 : dtype;
             o->ndim = 3;
+            if (c == 'w') {
+                o->shape[0] = 1;
+                o->shape[1] = d->kv_heads;
+                o->shape[2] = d->head_dim;
+                o->data = d->qw[l];
+                continue;
+            }
             o->shape[0] = c == 'q' ? d->n_queries : d->tokens;
             o->shape[1] = c == 'q' ? d->n_heads : d->kv_heads;
             o->shape[2] = d->head_dim;

@@ -9,6 +9,10 @@
  *   layers.{i}.q   [n_queries, n_heads, head_dim]    optional, post-RoPE;
  *                  n_heads a multiple of kv_heads, query head h reads KV
  *                  head h / (n_heads / kv_heads) (grouped-query attention)
+ *   layers.{i}.qw  [1, kv_heads, head_dim]           optional: per-channel mean
+ *                  square of prefill queries (unit-normalised) of the span's
+ *                  own tokens, over the query heads of each KV head; what an
+ *                  encoder in the worker can know before decode (tc aw=1)
  *   __metadata__   "visual_ranges": "START:END[,START:END...]" half-open token
  *                  intervals, sorted and disjoint (default: every token);
  *                  "profile", "seed": informative only.
@@ -35,6 +39,9 @@ typedef struct vkve_data {
     vkv_block_range ranges[VKVE_MAX_RANGES];
     float **k, **v; /* [layers] -> [tokens][kv_heads][head_dim], owned */
     float **q;      /* [layers] -> [n_queries][n_heads][head_dim], owned */
+    float **qw;     /* [layers] -> [kv_heads][head_dim] encoder-side channel
+                       weights (mean squared prefill-query component over the
+                       heads reading each KV head), owned; NULL when absent */
     char name[64];  /* profile or file name, for reports */
 } vkve_data;
 
@@ -42,6 +49,9 @@ typedef struct vkve_data {
  * kv_heads, head_dim, tokens, n_heads, n_queries). Returns VKV_OK or
  * VKV_ENOMEM (then frees what it took). Free with vkve_data_free. */
 int vkve_data_alloc(vkve_data *d);
+
+/* Allocates zeroed d->qw for the shape in d. Returns VKV_OK or VKV_ENOMEM. */
+int vkve_data_alloc_qw(vkve_data *d);
 
 /* Frees the arrays of d (not d itself) and zeroes the pointers. */
 void vkve_data_free(vkve_data *d);

@@ -23,6 +23,17 @@ static const vkve_profile vkve_profile_table[] = {
      30, 3, 16, 16, 1, 1e6, 2, 15.0, 0.6, 0.6, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 7.0, 8, 3},
     {"outlier-heavy", "harsh: 4 massive pairs x40, wide scales, 3% x12 value tokens", 4, 4, 2,
      128, 16, 16, 1, 24, 24, 0, 1e4, 4, 40.0, 1.0, 1.0, 0.6, 32, 0.7, 0.03, 12.0, 3.5, 9.0, 8, 4},
+    /* profiles without planted massive channels (issue 16) */
+    {"vit-like", "ViT self-attention: no RoPE, no massive channels, head_dim 64, 16x16", 4, 6, 1,
+     64, 1, 1, 1, 16, 16, 0, 0.0, 0, 0.0, 0.35, 0.63, 0.8, 32, 0.3, 0.0, 1.0, 2.0, 2.0, 8, 6},
+    {"mild-spread", "no massive channels, mild channel spread (sigma 0.2), RoPE 1e4", 4, 4, 2, 128,
+     24, 24, 1, 24, 24, 0, 1e4, 0, 0.0, 0.2, 0.3, 0.8, 32, 0.35, 0.01, 5.0, 2.0, 6.0, 8, 7},
+    {"heavy-spread", "no massive channels, heavy channel spread (sigma 1.0), RoPE 1e6", 4, 4, 4,
+     128, 24, 24, 1, 24, 24, 0, 1e6, 0, 0.0, 1.0, 1.0, 0.7, 32, 0.5, 0.02, 8.0, 3.0, 8.0, 8, 8},
+    {"hd64-rope1e5", "SmolLM2-shaped: head_dim 64, GQA 3, RoPE 1e5, no massive channels", 4, 3, 3,
+     64, 16, 16, 1, 20, 20, 0, 1e5, 0, 0.0, 0.5, 0.5, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 6.0, 8, 9},
+    {"hd96-rope5e5", "head_dim 96, RoPE 5e5, one mild massive pair x8", 4, 4, 2, 96, 20, 20, 1, 20,
+     20, 0, 5e5, 1, 8.0, 0.5, 0.5, 0.75, 32, 0.4, 0.01, 6.0, 2.2, 6.0, 8, 10},
     {"tiny", "test-sized: 2 layers, head_dim 32, two 6x6 tiles", 2, 2, 2, 32, 4, 4, 2, 6, 6, 1,
      1e4, 1, 10.0, 0.5, 0.5, 0.8, 8, 0.35, 0.05, 5.0, 2.0, 5.0, 3, 5},
 };
@@ -49,6 +60,8 @@ const vkve_profile *vkve_profile_find(const char *name)
  * the rotate-half pairing (i, i + D/2) and frequency base^(-2i/D). */
 static void vkve_rope(float *x, uint32_t D, double pos, double base)
 {
+    if (base <= 0)
+        return; /* a profile without RoPE (ViT) */
     uint32_t h = D / 2;
     for (uint32_t i = 0; i < h; i++) {
         double th = pos * pow(base, -2.0 * i / D);
@@ -57,6 +70,20 @@ static void vkve_rope(float *x, uint32_t D, double pos, double base)
         x[i] = (float)(a * c - b * s);
         x[i + h] = (float)(b * c + a * s);
     }
+}
+
+/* Prefill queries per query head behind the qw weights. */
+#define VKVE_QW_QUERIES 32u
+
+/* Token index of the k-th visual token of d (k < vkve_n_visual(d)). */
+static uint32_t vkve_visual_at(const vkve_data *d, uint32_t k)
+{
+    for (uint32_t r = 0; r < d->n_ranges; r++) {
+        if (k < d->ranges[r].len)
+            return d->ranges[r].start + k;
+        k -= d->ranges[r].len;
+    }
+    return d->ranges[d->n_ranges - 1].start;
 }
 
 /* Index of the m-th massive pair's first channel: the lowest frequencies,
@@ -89,10 +116,13 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
         d->ranges[i].len = tile_n;
     }
     snprintf(d->name, sizeof d->name, "%s", p->name);
-    if (vkve_data_alloc(d) != VKV_OK)
+    if (vkve_data_alloc(d) != VKV_OK || vkve_data_alloc_qw(d) != VKV_OK) {
+        vkve_data_free(d);
         return VKV_ENOMEM;
-    vkve_rng rng;
+    }
+    vkve_rng rng, rng_w;
     vkve_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + 17);
+    vkve_rng_seed(&rng_w, seed * 0xD1B54A32D192ED03ull + 29); /* prefill queries (qw) */
     float *f = malloc((size_t)T * R * sizeof(float));
     uint32_t ch = p->grid_h / 4 + 2, cw = p->grid_w / 4 + 2;
     float *coarse = malloc((size_t)ch * cw * R * sizeof(float));
@@ -236,6 +266,28 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
                     lg[j * p->gqa + g] = mean * sc; /* mean visual logit, reused below */
                 }
             }
+            /* ---- encoder-side weights qw: prefill queries of the image's own
+             * tokens (same model as the scored queries, an independent
+             * stream, each at its own token's position, unit-normalised) ---- */
+            for (uint32_t g = 0; g < p->gqa; g++)
+                for (uint32_t j = 0; j < VKVE_QW_QUERIES; j++) {
+                    uint32_t ft_t = vkve_visual_at(d, (uint32_t)(vkve_rng_unif(&rng_w) * nvis));
+                    float kp[VKV_BLOCK_MAX_HEAD_DIM], q[VKV_BLOCK_MAX_HEAD_DIM];
+                    memcpy(kp, d->k[l] + ((size_t)ft_t * H + h) * D, D * sizeof(float));
+                    vkve_rope(kp, D, -(double)ft_t, p->rope_base);
+                    double nn = 0;
+                    for (uint32_t i = 0; i < D; i++) {
+                        double base = mass[i] != 0 ? (mass[i] > 0 ? 1.0 : -1.0) * p->massive_mag * 0.3
+                                                   : (kp[i] - bias[i]) / (sig[i] * sig[i]);
+                        q[i] = (float)(qs[i] * (base + 0.7 * vkve_rng_norm(&rng_w)));
+                    }
+                    vkve_rope(q, D, ft_t, p->rope_base);
+                    for (uint32_t i = 0; i < D; i++)
+                        nn += (double)q[i] * q[i];
+                    for (uint32_t i = 0; i < D; i++)
+                        d->qw[l][(size_t)h * D + i] +=
+                            (float)(nn > 0 ? q[i] * q[i] / nn / (p->gqa * VKVE_QW_QUERIES) : 0.0);
+                }
             /* ---- attention sink: k_0 along the mean query direction ---- */
             float *k0 = d->k[l] + (size_t)h * D;
             double dir[VKV_BLOCK_MAX_HEAD_DIM] = {0};

@@ -19,6 +19,10 @@
  *    own channel scales and the same massive pairs, RoPE at their decode
  *    positions; scaled so the visual logits have a given spread, and the
  *    sink key is set so that it draws a given logit margin.
+ *  - qw (encoder-side channel weights): the mean square of 32 unit-normalised
+ *    prefill queries per query head, drawn like the scored queries but from
+ *    an independent random stream, at random image tokens' positions;
+ *  - rope_base <= 0: no RoPE (ViT-style profiles).
  * Everything is rounded to fp16 and identical for a given (profile, seed).
  */
 #ifndef VKVE_SYNTH_H

@@ -281,6 +281,144 @@ static void massive_channels_sit_in_keys_not_values(void **state)
     vkve_data_free(&d);
 }
 
+/* Largest over median of the per-channel key RMS over visual tokens, layer 0
+ * head 0 of profile `name`. */
+static double key_channel_spread(const char *name)
+{
+    vkve_data d;
+    const vkve_profile *p = vkve_profile_find(name);
+    assert_non_null(p);
+    assert_int_equal(vkve_synth(p, p->seed, &d), VKV_OK);
+    uint32_t D = d.head_dim, H = d.kv_heads, nv = 0;
+    double r[VKV_BLOCK_MAX_HEAD_DIM] = {0};
+    for (uint32_t t = 0; t < d.tokens; t++) {
+        if (!vkve_is_visual(&d, t))
+            continue;
+        nv++;
+        for (uint32_t i = 0; i < D; i++) {
+            double x = d.k[0][(size_t)t * H * D + i];
+            assert_true(isfinite(x));
+            r[i] += x * x;
+        }
+    }
+    for (uint32_t i = 0; i < D; i++)
+        r[i] = sqrt(r[i] / nv);
+    double mx = 0, sorted[VKV_BLOCK_MAX_HEAD_DIM];
+    memcpy(sorted, r, D * sizeof r[0]);
+    for (uint32_t i = 0; i < D; i++) /* insertion sort, D <= 128 */
+        for (uint32_t j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            double t = sorted[j];
+            sorted[j] = sorted[j - 1], sorted[j - 1] = t;
+        }
+    for (uint32_t i = 0; i < D; i++)
+        mx = r[i] > mx ? r[i] : mx;
+    double med = sorted[D / 2];
+    vkve_data_free(&d);
+    return mx / med;
+}
+
+static void profiles_without_massive_channels_have_no_outlier_channel(void **state)
+{
+    (void)state;
+    /* planted massive pairs: one channel far above the median */
+    assert_true(key_channel_spread("outlier-heavy") > 10);
+    assert_true(key_channel_spread("llava-like") > 5);
+    /* the issue-16 profiles: none, and their spread orders as named */
+    double mild = key_channel_spread("mild-spread"), heavy = key_channel_spread("heavy-spread");
+    assert_true(mild < 3);
+    assert_true(heavy > mild);
+    assert_true(key_channel_spread("vit-like") < 4);
+    assert_true(key_channel_spread("hd64-rope1e5") < 8); /* log-normal sigma 0.5 only */
+    /* head dims 64, 96, 128 are all covered */
+    assert_int_equal(vkve_profile_find("vit-like")->head_dim, 64);
+    assert_int_equal(vkve_profile_find("hd96-rope5e5")->head_dim, 96);
+    assert_int_equal(vkve_profile_find("mild-spread")->head_dim, 128);
+}
+
+static void tc_counts_its_bits_and_refuses_bad_specs(void **state)
+{
+    (void)state;
+    double b;
+    vkve_codec c = parse_ok("tc:kb=1.5");
+    assert_int_equal(vkve_codec_bits(&c, &b), VKV_OK);
+    /* reference chunk L32 H8 D128 T256: keys 192 bits per token and head, then
+     * mean + scale (fp16) + 2-bit allocation + fp16 top per (layer, head) and one
+     * byte per token; values: signs, b_d fp16 + top, one byte per token */
+    double L = 32, H = 8, D = 128, T = 256;
+    double sec[6] = {0, 0, L * T * H * 192 / 8, L * T * H * D / 8,
+                     L * H * (D * 2 + D * 2 + D * 2 / 8 + 2) + L * T * H, L * H * (D * 2 + 2) + L * T * H};
+    double pos = 256;
+    for (int i = 0; i < 6; i++)
+        pos = ceil(pos / 64) * 64 + sec[i];
+    NEAR(b, 8.0 * pos / (2 * L * H * D * T), 1e-12);
+    vkve_codec e;
+    char err[256];
+    assert_int_equal(vkve_codec_parse("tc:kb=0", &e, err, sizeof err), VKV_ESPEC);
+    assert_int_equal(vkve_codec_parse("tc:kb=2.5,maxb=2", &e, err, sizeof err), VKV_ESPEC);
+    assert_int_equal(vkve_codec_parse("tc:maxb=4", &e, err, sizeof err), VKV_ESPEC);
+    assert_int_equal(vkve_codec_parse("tc:alpha=x", &e, err, sizeof err), VKV_ESPEC);
+}
+
+static void tc_key_error_falls_with_its_bit_budget(void **state)
+{
+    (void)state;
+    vkve_data d;
+    assert_int_equal(vkve_synth(vkve_profile_find("mild-spread"), 7, &d), VKV_OK);
+    static const char *const specs[] = {"tc:kb=1", "tc:kb=1.5", "tc:kb=2", "tc:kb=3"};
+    size_t n = (size_t)d.tokens * d.kv_heads * d.head_dim, row = (size_t)d.kv_heads * d.head_dim;
+    double last = 1e9;
+    for (size_t s = 0; s < 4; s++) {
+        float **ko, **vo;
+        apply(specs[s], &d, &ko, &vo);
+        double e = vkve_nmse(d.k[0], ko[0], n);
+        assert_true(e < last); /* more bits, less key error */
+        last = e;
+        for (uint32_t t = 0; t < d.tokens; t++) /* raw tokens untouched */
+            if (!vkve_is_visual(&d, t))
+                assert_memory_equal(ko[0] + t * row, d.k[0] + t * row, row * sizeof(float));
+        vkve_layers_free(ko, d.layers);
+        vkve_layers_free(vo, d.layers);
+    }
+    assert_true(last < 0.05); /* 3 bits per channel: Lloyd-Max NMSE 0.035 */
+    vkve_data_free(&d);
+}
+
+static void tc_aw_uses_the_dumps_query_weights_and_they_survive_save_and_load(void **state)
+{
+    (void)state;
+    vkve_data d, r;
+    char err[256];
+    assert_int_equal(vkve_synth(vkve_profile_find("tiny"), 5, &d), VKV_OK);
+    assert_non_null(d.qw);
+    size_t hd = (size_t)d.kv_heads * d.head_dim, n = (size_t)d.tokens * hd;
+    double sum = 0;
+    for (size_t i = 0; i < hd; i++) {
+        assert_true(d.qw[0][i] >= 0);
+        sum += d.qw[0][i];
+    }
+    NEAR(sum, d.kv_heads, 1e-3); /* unit-normalised queries: each head's weights sum to 1 */
+    const char *path = "tc_qw_test.safetensors";
+    assert_int_equal(vkve_data_save(path, &d, 1, NULL, 0, err, sizeof err), VKV_OK);
+    assert_int_equal(vkve_data_load(path, &r, err, sizeof err), VKV_OK);
+    assert_non_null(r.qw);
+    assert_memory_equal(r.qw[1], d.qw[1], hd * sizeof(float)); /* stored as F32 */
+    float **k0, **v0, **k1, **v1, **k2, **v2;
+    apply("tc:kb=1", &r, &k0, &v0);
+    apply("tc:kb=1,aw=1", &r, &k1, &v1);
+    assert_memory_not_equal(k0[0], k1[0], n * sizeof(float)); /* the weights steer the bits */
+    assert_memory_equal(v0[0], v1[0], n * sizeof(float));     /* values do not use them */
+    vkve_layers_free(r.qw, r.layers);
+    r.qw = NULL;
+    apply("tc:kb=1,aw=1", &r, &k2, &v2); /* no weights: the key-energy proxy */
+    assert_memory_equal(k0[0], k2[0], n * sizeof(float));
+    vkve_layers_free(k0, r.layers), vkve_layers_free(v0, r.layers);
+    vkve_layers_free(k1, r.layers), vkve_layers_free(v1, r.layers);
+    vkve_layers_free(k2, r.layers), vkve_layers_free(v2, r.layers);
+    vkve_data_free(&r);
+    vkve_data_free(&d);
+    remove(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +432,10 @@ int main(void)
         cmocka_unit_test(simulated_block_rules_agree_with_the_library),
         cmocka_unit_test(profiles_are_deterministic_per_seed),
         cmocka_unit_test(massive_channels_sit_in_keys_not_values),
+        cmocka_unit_test(profiles_without_massive_channels_have_no_outlier_channel),
+        cmocka_unit_test(tc_counts_its_bits_and_refuses_bad_specs),
+        cmocka_unit_test(tc_key_error_falls_with_its_bit_budget),
+        cmocka_unit_test(tc_aw_uses_the_dumps_query_weights_and_they_survive_save_and_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

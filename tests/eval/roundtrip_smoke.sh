@@ -27,4 +27,23 @@ if "$tool" run --input "$dir/trunc.safetensors" --codec fp16 2> "$dir/err.txt"; 
     exit 1
 fi
 grep -q "runs past\|truncated\|outside" "$dir/err.txt"
+# without --codec and with "--codec default" roundtrip uses the library's
+# default spec, the one "vkv-eval codecs" lists first as "default = SPEC"
+first=$("$tool" codecs | head -n 1)
+case "$first" in "default = "*) ;; *) echo "codecs does not list the default first: $first" >&2; exit 1 ;; esac
+spec=$(echo "$first" | awk '{print $3}')
+"$tool" roundtrip "$dir/ref.safetensors" "$dir/def0.safetensors"
+"$tool" roundtrip --codec default "$dir/ref.safetensors" "$dir/def1.safetensors"
+"$tool" roundtrip --codec "$spec" "$dir/ref.safetensors" "$dir/def2.safetensors"
+cmp "$dir/def0.safetensors" "$dir/def1.safetensors"
+cmp "$dir/def0.safetensors" "$dir/def2.safetensors"
+if cmp -s "$dir/def0.safetensors" "$dir/rot.safetensors"; then
+    echo "the default decoded like the eval-only rotsign design: wrong codec?" >&2
+    exit 1
+fi
+test "$("$tool" bits --codec default)" = "$("$tool" bits --codec "$spec")"
+if "$tool" roundtrip --codec fp16 --codec rotsign "$dir/ref.safetensors" "$dir/x.safetensors" 2>/dev/null; then
+    echo "roundtrip accepted two codecs" >&2
+    exit 1
+fi
 echo "roundtrip smoke: ok"
