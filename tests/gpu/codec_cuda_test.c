@@ -152,8 +152,8 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             gk[l] = dout + l * per;
             gv[l] = dout + (L + l) * per;
         }
-        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first};
-        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first};
+        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first, 0, 0, 0, 0};
+        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first, 0, 0, 0, 0};
         vkv_block_header hdr;
         int rc1 = vkv_decode_paged(blk, bsz, 0, &hp);
         int rc2 = vkv_block_check(blk, bsz, 0, &hdr);
