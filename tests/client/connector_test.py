@@ -2,7 +2,7 @@
 """Tests of vkv.connector (the vLLM-independent core of vkv.vllm) against a
 real vkvd, with KV caches laid out as vLLM lays them out.
 
-usage: connector_test.py VKVD LIBVKV
+usage: connector_test.py VKVD LIBVKV [--require-torch]
        connector_test.py --instance A|B CONFIG_JSON   (internal: one "vLLM instance")
 
 Two instances are separate processes, each with its own paged KV tensors
@@ -29,6 +29,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if os.environ.get("VKV_TEST_SKIP") and "--instance" not in sys.argv:
+    print("skipped: " + os.environ["VKV_TEST_SKIP"])
+    sys.exit(77)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "client", "python"))
 try:
     import numpy as np
@@ -507,6 +510,10 @@ def main():
         {"A": instance_a, "B": instance_b, "P": instance_p}[sys.argv[2]](cfg)
         return
     vkvd, lib = sys.argv[1:3]
+    if "--require-torch" in sys.argv and torch is None:
+        print("skipped: torch is not importable by this Python "
+              f"({sys.executable}); scripts/install-vllm.sh makes one that has it")
+        sys.exit(77)
     os.environ["VKV_LIBRARY"] = lib
     test_hash_safety()
     test_scheduler_logic()
