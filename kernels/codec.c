@@ -758,7 +758,8 @@ int vkvk_paged_geom_of(const vkv_block_header *h, const vkv_paged_dst *dst, vkvk
     g->p1 = 0;
     if (g->skip == h->tokens)
         return VKV_OK; /* nothing to write */
-    uint64_t first = (uint64_t)dst->first_pos + g->skip, last = (uint64_t)dst->first_pos + h->tokens - 1u;
+    uint64_t first = (uint64_t)dst->first_pos + g->skip,
+             last = (uint64_t)dst->first_pos + h->tokens - 1u;
     if (last / dst->page_size >= dst->block_table_len)
         return VKV_EINVAL;
     for (uint64_t i = first / dst->page_size; i <= last / dst->page_size; i++)
@@ -814,8 +815,8 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
                 const uint8_t *lv = lev + grp * heads * 2u * row;
                 for (uint32_t t = t0; t < t0 + n; t++, v++)
                     if (t >= m->skip)
-                        kern->dec_channel(bits + v * brow, lv, heads, hd,
-                                          base + vkvk_tok_off(m, t), m->head_stride);
+                        kern->dec_channel(bits + v * brow, lv, heads, hd, base + vkvk_tok_off(m, t),
+                                          m->head_stride);
             }
         } else {
             size_t lrow = (size_t)heads * (hd / g) * 4u;
@@ -867,8 +868,9 @@ int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_p
         return rc;
     if ((rc = vkvk_paged_geom_of(&h, dst, &g)) != VKV_OK)
         return rc;
-    vkvk_dst_map m = {dst->k_cache, dst->v_cache,  0,           g.head_stride,
-                      dst->block_table, dst->page_size, dst->first_pos, g.page_stride,
-                      g.slot_stride, g.skip};
+    vkvk_dst_map m = {dst->k_cache,   dst->v_cache,     0,
+                      g.head_stride,  dst->block_table, dst->page_size,
+                      dst->first_pos, g.page_stride,    g.slot_stride,
+                      g.skip};
     return vkvk_decode(block, &h, &L, &m);
 }

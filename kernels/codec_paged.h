@@ -20,7 +20,7 @@ extern "C" {
  * the table range that the decode writes. */
 typedef struct vkvk_paged_geom {
     size_t page_stride, slot_stride, head_stride; /* elements */
-    uint32_t skip;   /* tokens of the block left unwritten */
+    uint32_t skip;                                /* tokens of the block left unwritten */
     uint64_t p0, p1; /* first and last block table index written (p0 > p1: none) */
 } vkvk_paged_geom;
 

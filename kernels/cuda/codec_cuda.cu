@@ -649,8 +649,8 @@ extern "C" int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_b
     m.page_elems = g.page_stride;
     m.row_elems = g.slot_stride;
     m.skip = g.skip;
-    return vkvk_cu_decode_run(block, &h, &L, dst->k_cache, dst->v_cache, &m, dst->block_table + g.p0,
-                              (size_t)(g.p1 - g.p0 + 1u), st);
+    return vkvk_cu_decode_run(block, &h, &L, dst->k_cache, dst->v_cache, &m,
+                              dst->block_table + g.p0, (size_t)(g.p1 - g.p0 + 1u), st);
 }
 
 /* Launches the encoder kernels of every section into `out` (device). */

@@ -342,13 +342,20 @@ def instance_b(cfg):
     assert np.array_equal(inst.caches.read_bits(ids3, range(evict_from * CHUNK)),
                           dense.view(np.uint16)[:, :, :evict_from * CHUNK])
     assert inst.leases() == 0
-    # vLLM recomputes the failed blocks; this step's saves re-store the chunks
-    # it computes (B's own, past the cached prefix)
+    # vLLM recomputes from the first failed block (its num_computed_tokens
+    # drops there): the chunks computed again are saved again
+    redo = evict_from * CHUNK
+    meta3b = inst.sched.build_meta([("E", None, False, redo, len(toks) - redo)],
+                                   lambda r: hashes, lambda r: [(s, e) for _, s, e in images])
+    assert [x.chunk for x in meta3b.saves] == list(range(evict_from, full_b)), meta3b.saves
+    assert inst.step(meta3b, (ids3, range(redo, len(toks)), kv_b[:, :, redo:])) == \
+        full_b - evict_from
+    assert inst.c.lookup(keys) == (full_b, 0)
     inst.finish("E")
     print(f"B: eviction after lookup -> {len(bad)} blocks reported as load errors, none stale")
 
     # -- every chunk evicted: everything promised is an error
-    assert inst.c.delete(keys[:evict_from]) == evict_from
+    assert inst.c.delete(keys) == full_b
     ids4 = inst.alloc(-(-n // bs))
     spec = inst.core.LoadSpec("F", 0, keys, 0, n, ids4)
     inst.worker.load([spec])

@@ -604,7 +604,8 @@ static void paged_decode_matches_dense_decode(void **state)
                     memset(kc[l], 0xee, lay * 2);
                     memset(vc[l], 0xee, lay * 2);
                 }
-                vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, np, ps, table, tl, first, 0, 0, 0, 0};
+                vkv_paged_dst pd = {
+                    (void *const *)kc, (void *const *)vc, np, ps, table, tl, first, 0, 0, 0, 0};
                 assert_int_equal(vkv_decode_paged(blk, size, VKV_DECODE_VERIFY, &pd), VKV_OK);
                 size_t written = 0;
                 for (int s = 0; s < 2; s++)

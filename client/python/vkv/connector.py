@@ -214,7 +214,7 @@ class _Tracker:
     block_ids: list
     num_prompt_tokens: int
     hits: int = 0          # chunks vkv had at the last lookup
-    next_save: int = 0     # first chunk not yet saved or known cached
+    next_save: int = 0     # first chunk not yet saved or found cached
 
 
 class SchedulerCore:
@@ -264,7 +264,6 @@ class SchedulerCore:
         else:
             tr.block_ids = list(block_ids)
         tr.hits = hits
-        tr.next_save = max(tr.next_save, hits)
         self._pending.pop(req_id, None)
         if num_external_tokens <= 0:
             return
@@ -287,7 +286,8 @@ class SchedulerCore:
         block_hashes_of(req_id) / visual_ranges_of(req_id): the request's
         current block hashes and image ranges (absolute (start, end)).
         Loads go out once; a chunk is saved in the step that computes its
-        last token (prompt chunks only, never one vkv already had)."""
+        last token (prompt chunks only; not when a LOOKUP finds it cached;
+        again when vLLM recomputes it after a load error)."""
         meta = ConnectorMeta(loads=list(self._pending.values()))
         self._pending.clear()
         for req_id, new_ids, replace, computed, scheduled_n in scheduled:
@@ -298,14 +298,24 @@ class SchedulerCore:
                 tr.block_ids = list(new_ids)
             elif new_ids:
                 tr.block_ids.extend(new_ids)
+            if computed < tr.next_save * self.chunk_tokens:
+                # vLLM recomputes from `computed` (load errors, preemption):
+                # chunks past it are computed again and may be saved again
+                tr.next_save = computed // self.chunk_tokens
             done = min(computed + scheduled_n, tr.num_prompt_tokens)
             full = done // self.chunk_tokens
             if full <= tr.next_save:
                 continue
             keys = chunk_keys(block_hashes_of(req_id), self.bpc)
             full = min(full, len(keys))
+            # chunks vkv has now (loaded ones, or another worker's) are not
+            # saved again; a LOOKUP, no side effect
+            have = self.lookup(keys[:full])
             ranges = visual_ranges_of(req_id)
             for c in range(tr.next_save, full):
+                if c < have:
+                    tr.next_save = c + 1
+                    continue
                 ids = tr.block_ids[c * self.bpc:(c + 1) * self.bpc]
                 if len(ids) != self.bpc:
                     break
