@@ -60,11 +60,11 @@ def model_dir():
     return d
 
 
-def make_config(mdir, rundir, algo="sha256_cbor"):
+def make_config(mdir, rundir, algo="sha256_cbor", policy="recompute"):
     m = ModelConfig(model=mdir, dtype="float16", skip_tokenizer_init=True, max_model_len=1024)
     cc = CacheConfig(block_size=BS, prefix_caching_hash_algo=algo, enable_prefix_caching=True)
     ktc = KVTransferConfig(kv_connector="VkvConnector", kv_connector_module_path="vkv.vllm",
-                           kv_role="kv_both",
+                           kv_role="kv_both", kv_load_failure_policy=policy,
                            kv_connector_extra_config={"vkv_rundir": rundir,
                                                       "vkv_chunk_tokens": CHUNK})
     return VllmConfig(model_config=m, cache_config=cc, kv_transfer_config=ktc,
@@ -180,8 +180,67 @@ def test_signatures():
     assert not (abstract - set(vars(VkvConnector))), abstract - set(vars(VkvConnector))
 
 
+def serve_line():
+    """(env, args) of the `vllm serve` line documented in docs/VLLM.md."""
+    import shlex
+    doc = open(os.path.join(HERE, "..", "..", "docs", "VLLM.md")).read()
+    block = doc.split("<!-- vllm-serve-line -->")[1].split("<!-- /vllm-serve-line -->")[0]
+    line = [x for x in block.splitlines() if "vllm serve" in x][0]
+    words = shlex.split(line)
+    i = words.index("vllm")
+    env = dict(w.split("=", 1) for w in words[:i])
+    assert words[i + 1] == "serve"
+    return env, words[i + 2:]
+
+
+def cli_check(rundir):
+    """The documented line, model swapped for the local tiny one, parsed by
+    vLLM's own `vllm serve` argument parser into EngineArgs and a VllmConfig
+    (vLLM's CPU platform: VLLM_TARGET_DEVICE=cpu, set by main for this
+    subprocess), then both connector roles made from it."""
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.entrypoints.common.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+    env, args = serve_line()
+    assert env.get("PYTHONHASHSEED") == os.environ.get("PYTHONHASHSEED"), env
+    args = ["--model", model_dir()] + args[1:] + ["--skip-tokenizer-init", "--max-model-len",
+                                                  "1024"]
+    ns = make_arg_parser(FlexibleArgumentParser()).parse_args(args)
+    vc = EngineArgs.from_cli_args(ns).create_engine_config()
+    ktc = vc.kv_transfer_config
+    assert (ktc.kv_connector, ktc.kv_connector_module_path) == ("VkvConnector", "vkv.vllm")
+    assert vc.cache_config.prefix_caching_hash_algo == "sha256_cbor"
+    names = [f"model.layers.{l}.self_attn.attn" for l in range(L)]
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+    spec = FullAttentionSpec(block_size=vc.cache_config.block_size, num_kv_heads=H, head_size=D,
+                             dtype=torch.float16)
+    kc = KVCacheConfig(num_blocks=PAGES, kv_cache_tensors=[],
+                       kv_cache_groups=[KVCacheGroupSpec(names, spec)])
+    from vllm.distributed.kv_transfer.kv_connector.factory import KVConnectorFactory
+    from vllm.distributed.kv_transfer.kv_connector.v1.base import KVConnectorRole
+    from vkv.vllm import VkvConnector
+    for role in (KVConnectorRole.SCHEDULER, KVConnectorRole.WORKER):
+        c = KVConnectorFactory.create_connector(vc, role, kc)
+        assert type(c) is VkvConnector and c.chunk_tokens == 256
+        c.shutdown()
+    print(f"documented `vllm serve` line: parsed by vLLM {vllm.__version__}, "
+          "VkvConnector created for both roles")
+
+
 def main():
+    if "--cli" in sys.argv:
+        with Vkvd(VKVD) as d:
+            os.environ["VKV_RUNDIR"] = d.rundir
+            cli_check(d.rundir)
+        return
     print(f"vLLM {vllm.__version__}, torch {torch.__version__}")
+    import subprocess
+    env, _ = serve_line()
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), VKVD, LIB, "--cli"],
+                       env=dict(os.environ, VLLM_TARGET_DEVICE="cpu", **env),
+                       capture_output=True, text=True, timeout=200)
+    print("\n".join(x for x in r.stdout.splitlines() if "documented" in x))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     test_signatures()
     from vllm.utils.hashing import sha256_cbor
     from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
@@ -198,6 +257,12 @@ def main():
                 raise AssertionError("xxhash accepted")
             except core.HashSafetyError as e:
                 print(f"refused as it should: {e}")
+            # vLLM's default load-failure policy fails requests on a cache miss
+            try:
+                connectors(make_config(mdir, d.rundir, policy="fail"), names)
+                raise AssertionError("kv_load_failure_policy=fail accepted")
+            except ValueError as e:
+                assert "recompute" in str(e)
             vc = make_config(mdir, d.rundir)
             s1, w1 = connectors(vc, names)
             kv1 = caches()

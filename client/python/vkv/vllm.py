@@ -226,6 +226,13 @@ class VkvConnector(KVConnectorBase_V1):
         super().__init__(vllm_config, role, kv_cache_config)
         ktc = vllm_config.kv_transfer_config
         extra = dict(getattr(ktc, "kv_connector_extra_config", None) or {})
+        policy = getattr(ktc, "kv_load_failure_policy", "recompute")
+        if policy != "recompute":
+            raise ValueError(
+                f"kv_load_failure_policy={policy!r}: vkv is a cache, a chunk evicted between "
+                "the scheduler's lookup and the worker's load is reported as a load error and "
+                "must be recomputed; add \"kv_load_failure_policy\":\"recompute\" to "
+                "--kv-transfer-config")
         self._algo = _hash_checks(vllm_config)
         self._none_hash_checked = False
         mc, cc = vllm_config.model_config, vllm_config.cache_config
