@@ -310,12 +310,13 @@ class PagedDst:
         if self.device and getattr(self._lib, "vkv_cuda_decode_paged", None) is None:
             raise VkvError(-27, "PagedDst: device caches need a libvkv built with CUDA")
 
-    def decode(self, data, size, block_table, first_pos, skip=0, verify=True):
+    def decode(self, data, size, block_table, first_pos, skip=0, verify=True, hdr=None):
         """Decodes the block at (data, size) (its tokens at positions
         first_pos.., tokens before first_pos+skip left alone) through
         block_table (an int32 ctypes array, or a sequence of ints). Raises
         VkvError (VKV_EINVAL when the table does not cover the block, ...);
-        nothing is written then."""
+        nothing is written then. hdr: host address of a copy of a device
+        block's header (device caches; None = the decoder copies it)."""
         if not isinstance(block_table, ctypes.Array):
             block_table = (ctypes.c_int32 * max(len(block_table), 1))(*block_table)
         d = self._d
@@ -325,7 +326,7 @@ class PagedDst:
         d.skip_tokens = skip
         flags = DECODE_VERIFY if verify else 0
         if self.device:
-            rc = self._lib.vkv_cuda_decode_paged(data, size, None, flags, ctypes.byref(d),
+            rc = self._lib.vkv_cuda_decode_paged(data, size, hdr, flags, ctypes.byref(d),
                                                  self.stream)
         else:
             rc = self._lib.vkv_decode_paged(data, size, flags, ctypes.byref(d))

@@ -238,8 +238,6 @@ class SchedulerCore:
     def num_new_matched_tokens(self, req_id, block_hashes, num_tokens, num_computed_tokens):
         """Tokens beyond num_computed_tokens that vkv can supply (a LOOKUP;
         pins nothing). Never all of the prompt: vLLM must compute >= 1 token."""
-        if num_computed_tokens % self.block_size:
-            raise ValueError(f"num_computed_tokens {num_computed_tokens} is not block-aligned")
         keys = chunk_keys(block_hashes, self.bpc)
         hits = self.lookup(keys) if keys else 0
         self._last_lookup[req_id] = (hits, num_computed_tokens)
@@ -514,12 +512,14 @@ class WorkerCore:
                     for i in range(len(f)):
                         c = spec.c0 + i
                         data, size = f.view(i)
-                        if not self._shape_ok(data, size, spec.req_id, c):
+                        hdr = self._header(data, size)
+                        if not self._shape_ok(hdr, size, spec.req_id, c):
                             break
                         first = c * self.chunk_tokens
                         skip = max(spec.start_pos - first, 0)
                         try:
-                            self._dst.decode(data, size, table, first, skip, verify=self.verify)
+                            self._dst.decode(data, size, table, first, skip, verify=self.verify,
+                                             hdr=hdr if self._dst.device else None)
                         except vkv.VkvError as e:
                             log.warning("vkv: chunk %d of %s not loaded (%s)", c, spec.req_id, e)
                             break
@@ -545,10 +545,37 @@ class WorkerCore:
             torch.cuda.current_stream().synchronize()
         return written
 
-    def _shape_ok(self, data, size, req_id, c):
+    def _header(self, data, size):
+        """Address of the block's 256-byte header in host memory: the view
+        itself (host backend), or a host copy of a device block's header
+        (CUDA backend; cudaMemcpy through ctypes). The copy is kept alive
+        by self._hbuf until the next call."""
+        if not self._dst.device:
+            return data
+        if getattr(self, "_cudart", None) is None:
+            for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12"):
+                try:
+                    self._cudart = ctypes.CDLL(name)
+                    break
+                except OSError:
+                    continue
+            else:
+                raise vkv.VkvError(-27, "libcudart not found: cannot read a device block header")
+            self._cudart.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                ctypes.c_int]
+        self._hbuf = ctypes.create_string_buffer(vkv.HEADER_SIZE)
+        n = min(vkv.HEADER_SIZE, size)
+        if self._cudart.cudaMemcpy(self._hbuf, data, n, 2) != 0:  # cudaMemcpyDeviceToHost
+            raise vkv.VkvError(-23, "cudaMemcpy of a block header failed")
+        return ctypes.addressof(self._hbuf)
+
+    def _shape_ok(self, hdr, size, req_id, c):
+        """True when the block whose header is at host address hdr fits the
+        registered caches (layers, chunk tokens, heads, head_dim, dtype); its
+        header is checked (not the payload: the decode verifies that)."""
         g = self.geo
         try:
-            sh, _ = vkv.block_shape(data, size, verify=False)
+            sh, _ = vkv.block_shape(hdr, size, verify=False)
         except vkv.VkvError as e:
             log.warning("vkv: chunk %d of %s: bad block (%s)", c, req_id, e)
             return False
