@@ -134,8 +134,7 @@ if KVConnectorPromMetrics is not None:
                 m = self._counter_cls(name=name, documentation=doc, labelnames=labelnames)
                 self._c[key] = {i: m.labels(*v) for i, v in per_engine_labelvalues.items()}
             g = self._gauge_cls(name="vkv:retrieve_hit_rate", documentation=(
-                "Loaded / promised tokens of the last interval"), labelnames=labelnames,
-                multiprocess_mode="mostrecent")
+                "Loaded / promised tokens of the last interval"), labelnames=labelnames)
             self._g = {i: g.labels(*v) for i, v in per_engine_labelvalues.items()}
 
         def observe(self, transfer_stats_data, engine_idx=0):
