@@ -2,7 +2,7 @@
 """Tests of vkv.connector (the vLLM-independent core of vkv.vllm) against a
 real vkvd, with KV caches laid out as vLLM lays them out.
 
-usage: connector_test.py VKVD LIBVKV [--require-torch]
+usage: connector_test.py VKVD LIBVKV [--require-torch | --cuda]
        connector_test.py --instance A|B CONFIG_JSON   (internal: one "vLLM instance")
 
 Two instances are separate processes, each with its own paged KV tensors
@@ -18,7 +18,10 @@ inside a chunk is left untouched; prompts that end mid-chunk.
 
 Tensors are torch tensors when torch imports, numpy arrays otherwise (bf16
 and the torch code paths need torch: those configurations are skipped, and
-said so, without it). Exits 77 when numpy is missing.
+said so, without it). --cuda (tests/gpu/run.sh): the caches are CUDA
+tensors and vkvd runs its CUDA backend, so loads go through
+vkv_cuda_decode_paged; exits 77 without a usable GPU. Exits 77 when numpy
+is missing.
 """
 import hashlib
 import json
@@ -99,19 +102,21 @@ class Caches:
 
     SENTINEL = 1234.0
 
-    def __init__(self, pages, page_size, layout, dtype, lib):
+    def __init__(self, pages, page_size, layout, dtype, lib, device="cpu"):
         self.P, self.S, self.layout, self.dtype, self.lib = pages, page_size, layout, dtype, lib
+        self.device = device
         self.t = {}
         for l in range(L):
             if lib == "torch":
                 tdt = torch.float16 if dtype == "f16" else torch.bfloat16
+                kw = dict(dtype=tdt, device=device)
                 if layout == "NHD":
-                    x = torch.full((2, pages, page_size, H, D), self.SENTINEL, dtype=tdt)
+                    x = torch.full((2, pages, page_size, H, D), self.SENTINEL, **kw)
                 elif layout == "HND":
                     x = torch.full((2, pages, H, page_size, D), self.SENTINEL,
-                                   dtype=tdt).permute(0, 1, 3, 2, 4)
+                                   **kw).permute(0, 1, 3, 2, 4)
                 else:
-                    x = torch.full((pages, 2, page_size, H, D), self.SENTINEL, dtype=tdt)
+                    x = torch.full((pages, 2, page_size, H, D), self.SENTINEL, **kw)
             else:
                 assert dtype == "f16"
                 if layout == "NHD":
@@ -138,8 +143,9 @@ class Caches:
             for l in range(L):
                 dst = self.kv(l, s)
                 if self.lib == "torch":
-                    dst[torch.as_tensor(pg), torch.as_tensor(sl)] = torch.as_tensor(
-                        kv[s, l]).to(dst.dtype)
+                    dst[torch.as_tensor(pg, device=self.device),
+                        torch.as_tensor(sl, device=self.device)] = torch.as_tensor(
+                        kv[s, l]).to(device=self.device, dtype=dst.dtype)
                 else:
                     dst[pg, sl] = kv[s, l].astype(np.float16)
 
@@ -151,8 +157,9 @@ class Caches:
             for l in range(L):
                 src = self.kv(l, s)
                 if self.lib == "torch":
-                    out[s, l] = src[torch.as_tensor(pg), torch.as_tensor(sl)].contiguous().view(
-                        torch.int16).numpy().view(np.uint16)
+                    out[s, l] = src[torch.as_tensor(pg, device=self.device),
+                                    torch.as_tensor(sl, device=self.device)].cpu().contiguous() \
+                        .view(torch.int16).numpy().view(np.uint16)
                 else:
                     out[s, l] = src[pg, sl].view(np.uint16)
         return out
@@ -192,7 +199,8 @@ class Instance:
         self.c = vkv.Client(rundir=cfg["rundir"], ns=NS)
         self.sched = core.SchedulerCore(lambda keys: self.c.lookup(keys)[0], self.bs, CHUNK)
         self.worker = core.WorkerCore(vkv.Client(rundir=cfg["rundir"], ns=NS), self.bs, CHUNK)
-        self.caches = Caches(cfg["pages"], self.bs, cfg["layout"], cfg["dtype"], cfg["lib"])
+        self.caches = Caches(cfg["pages"], self.bs, cfg["layout"], cfg["dtype"], cfg["lib"],
+                             cfg.get("device", "cpu"))
         g = self.worker.register(self.caches.t, "kv_first" if cfg["layout"] != "FI" else None)
         assert g.layout == {"NHD": "NHD", "HND": "HND", "FI": "NHD"}[cfg["layout"]], g.layout
         self.free = list(range(cfg["pages"]))[::-1]
@@ -227,6 +235,21 @@ class Instance:
 
     def finish(self, rid):
         self.sched.finished(rid)
+
+
+def host_block(data, size, cfg):
+    """(address, size) of the block in host memory: the view itself, or (CUDA
+    backend) a host copy kept alive in cfg["_keep"]."""
+    if cfg.get("device", "cpu") == "cpu":
+        return data, size
+    import ctypes
+    buf = torch.empty(size, dtype=torch.uint8)
+    rt = ctypes.CDLL("libcudart.so") if not cfg.get("_rt") else cfg["_rt"]
+    cfg["_rt"] = rt
+    rt.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    assert rt.cudaMemcpy(buf.data_ptr(), data, size, 2) == 0
+    cfg.setdefault("_keep", []).append(buf)
+    return buf.data_ptr(), size
 
 
 def instance_a(cfg):
@@ -282,8 +305,8 @@ def instance_b(cfg):
     # visual tokens: equal to vkv's dense decode of the same blocks, and close
     keys = inst.core.chunk_keys(block_hashes(toks, bs, images), CHUNK // bs)[:cached]
     with inst.c.fetch(keys) as f:
-        dense = np.concatenate([np.stack(inst.vkv.decode_block(*f.view(i))) for i in range(len(f))],
-                               axis=2)
+        dense = np.concatenate([np.stack(inst.vkv.decode_block(*host_block(*f.view(i), cfg)))
+                                for i in range(len(f))], axis=2)
     assert np.array_equal(got, dense.view(np.uint16)), "paged decode != dense decode"
     g32, w32 = bits_to_f32(got[:, :, vis], dt), kv_a[:, :, vis]
     rel = np.linalg.norm(g32 - w32) / np.linalg.norm(w32)
@@ -517,6 +540,10 @@ def main():
         {"A": instance_a, "B": instance_b, "P": instance_p}[sys.argv[2]](cfg)
         return
     vkvd, lib = sys.argv[1:3]
+    cuda = "--cuda" in sys.argv
+    if cuda and (torch is None or not torch.cuda.is_available()):
+        print("skipped: --cuda needs torch with a usable CUDA device")
+        sys.exit(77)
     if "--require-torch" in sys.argv and torch is None:
         print("skipped: torch is not importable by this Python "
               f"({sys.executable}); scripts/install-vllm.sh makes one that has it")
@@ -537,9 +564,10 @@ def main():
         if lib_name == "numpy" and dt == "bf16":
             skipped.append(f"bs{bs} {la}->{lb} {dt} (bf16 needs torch)")
             continue
-        with Vkvd(vkvd) as d:
+        with Vkvd(vkvd, backend="cuda" if cuda else "host") as d:
             base = dict(rundir=d.rundir, block_size=bs, pages=64, dtype=dt, lib=lib_name,
-                        question=150 - SYS_T - IMG_T, question_b=70)
+                        question=150 - SYS_T - IMG_T, question_b=70,
+                        device="cuda" if cuda else "cpu")
             try:
                 run_instance("A", dict(base, layout=la))
                 run_instance("B", dict(base, layout=lb))
@@ -550,7 +578,8 @@ def main():
                 raise
     for s in skipped:
         print(f"skipped: {s}")
-    print(f"connector core: ok ({lib_name} tensors, {len(configs) - len(skipped)} of "
+    print(f"connector core: ok ({lib_name} tensors on {'cuda' if cuda else 'cpu'}, "
+          f"{len(configs) - len(skipped)} of "
           f"{len(configs)} layout/dtype configurations)")
 
 

@@ -169,8 +169,14 @@ def load_library(path=None):
         "vkv_codec_spec_default": (None, [P(_Spec)]),
         "vkv_codec_encoded_size": (c_int, [P(_Shape), P(_Spec), P(c_size)]),
         "vkv_decode_paged": (c_int, [vp, c_size, ctypes.c_uint, P(_PagedDst)]),
+        "vkv_put_begin": (c_int, [vp, P(_Key), c_size, P(vp)]),
+        "vkv_put_data": (vp, [vp]),
+        "vkv_put_commit": (c_int, [vp, vp]),
+        "vkv_put_abort": (c_int, [vp, vp]),
+        "vkv_client_codec": (P(_Spec), [vp]),
     }
     optional = {  # present only in a libvkv built with CUDA
+        "vkv_cuda_encode": (c_int, [P(_Shape), P(_Spec), P(_KV), vp, c_size, ctypes.c_uint, vp]),
         "vkv_cuda_decode_paged": (c_int, [vp, c_size, vp, ctypes.c_uint, P(_PagedDst), vp]),
         "vkv_cuda_available": (c_int, []),
     }
@@ -529,6 +535,47 @@ class Client:
         _check(self._lib.vkv_put_chunk(self._c, ctypes.byref(kk), ctypes.byref(sh),
                                        ctypes.byref(src), ctypes.byref(stored)), "vkv_put_chunk")
         return bool(stored.value)
+
+    def put_device(self, key, k_ptrs, v_ptrs, tokens, kv_heads, head_dim, token_stride,
+                   head_stride, visual_ranges=(), dtype="f16", stream=None):
+        """put_layers() for a chunk in GPU memory on vkvd's CUDA backend:
+        reserves the block (vkv_put_begin; its memory is device memory there),
+        encodes straight into it with vkv_cuda_encode (synchronous: the
+        header and checksum are complete) and commits. k_ptrs/v_ptrs are
+        device addresses the caller keeps alive during the call. Returns False
+        when the key exists or another worker is writing it."""
+        fn = getattr(self._lib, "vkv_cuda_encode", None)
+        if fn is None:
+            raise VkvError(-27, "put_device: libvkv was built without CUDA")
+        L = len(k_ptrs)
+        if L == 0 or len(v_ptrs) != L or len(visual_ranges) > MAX_RANGES:
+            raise ValueError("one K and one V address per layer; at most 8 visual ranges")
+        sh = _Shape(L, kv_heads, head_dim, tokens, DTYPE_F16 if dtype == "f16" else DTYPE_BF16,
+                    len(visual_ranges))
+        for i, (s, e) in enumerate(visual_ranges):
+            sh.ranges[i] = _Range(s, e - s)
+        spec = self._lib.vkv_client_codec(self._c)
+        size = ctypes.c_size_t()
+        _check(self._lib.vkv_codec_encoded_size(ctypes.byref(sh), spec, ctypes.byref(size)),
+               "vkv_codec_encoded_size")
+        kk = _Key()
+        ctypes.memmove(kk.b, key_parse(key), KEY_LEN)
+        p = ctypes.c_void_p()
+        rc = self._lib.vkv_put_begin(self._c, ctypes.byref(kk), size.value, ctypes.byref(p))
+        if rc in (-16, -17):  # VKV_EEXIST, VKV_EBUSY
+            return False
+        _check(rc, "vkv_put_begin")
+        kp = (ctypes.c_void_p * L)(*k_ptrs)
+        vp = (ctypes.c_void_p * L)(*v_ptrs)
+        src = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                  ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), token_stride, head_stride)
+        rc = fn(ctypes.byref(sh), spec, ctypes.byref(src), self._lib.vkv_put_data(p), size.value,
+                0, stream)
+        if rc != 0:
+            self._lib.vkv_put_abort(self._c, p)
+            raise VkvError(rc, "vkv_cuda_encode")
+        _check(self._lib.vkv_put_commit(self._c, p), "vkv_put_commit")
+        return True
 
     def delete(self, keys):
         """Deletes keys of this namespace; returns how many existed."""

@@ -606,6 +606,7 @@ class WorkerCore:
         if g.device != "cpu":
             import torch  # noqa
             torch.cuda.current_stream().synchronize()  # the forward pass wrote the pages
+        device = g.device != "cpu"
         for s in saves:
             if len(s.block_ids) != self.bpc:
                 continue
@@ -614,7 +615,12 @@ class WorkerCore:
             kp = [_tinfo(kst).ptr + l * T * H * D * 2 for l in range(L)]
             vp = [_tinfo(vst).ptr + l * T * H * D * 2 for l in range(L)]
             try:
-                ok = self.c.put_layers(s.key, kp, vp, T, H, D, H * D, D, s.visual_ranges, g.dtype)
+                if device:  # CUDA backend: encode on the GPU into the reservation
+                    ok = self.c.put_device(s.key, kp, vp, T, H, D, H * D, D, s.visual_ranges,
+                                           g.dtype, self._dst.stream)
+                else:
+                    ok = self.c.put_layers(s.key, kp, vp, T, H, D, H * D, D, s.visual_ranges,
+                                           g.dtype)
             except vkv.VkvError as e:
                 log.warning("vkv: chunk %d of %s not stored (%s)", s.chunk, s.req_id, e)
                 continue
@@ -628,21 +634,23 @@ class WorkerCore:
         return stored
 
     def _gather(self, block_ids):
-        """Contiguous host copies [layers][chunk_tokens][H][D] of K and V of
-        these pages (torch or numpy, as the caches are)."""
+        """Contiguous copies [layers][chunk_tokens][H][D] of K and V of these
+        pages, on the caches' device (torch or numpy, as the caches are)."""
         g = self.geo
         L, T, H, D = len(g.layers), self.chunk_tokens, g.kv_heads, g.head_dim
         k0 = g.k[0]
         if hasattr(k0, "index_select"):
             import torch  # noqa
             idx = torch.tensor(block_ids, dtype=torch.long, device=k0.device)
-            kst = torch.empty((L, T, H, D), dtype=k0.dtype)
-            vst = torch.empty((L, T, H, D), dtype=k0.dtype)
+            kst = torch.empty((L, T, H, D), dtype=k0.dtype, device=k0.device)
+            vst = torch.empty((L, T, H, D), dtype=k0.dtype, device=k0.device)
             for l in range(L):
                 kst[l].view(len(block_ids), self.block_size, H, D).copy_(
                     g.k[l].index_select(0, idx))
                 vst[l].view(len(block_ids), self.block_size, H, D).copy_(
                     g.v[l].index_select(0, idx))
+            if k0.device.type != "cpu":
+                torch.cuda.current_stream().synchronize()  # the encoder's stream may differ
             return kst, vst
         np = vkv._np()
         kst = np.empty((L, T, H, D), dtype=k0.dtype)
