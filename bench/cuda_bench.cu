@@ -106,7 +106,7 @@ int main(void)
     int32_t table[(T_ + PS_ - 1) / PS_];
     for (uint32_t i = 0; i < used; i++)
         table[i] = (int32_t)(np - 1 - 2 * i);
-    vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, vkv_geometry_of(&sh), NULL};
+    vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
 
     double copy = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, src, fp, cudaMemcpyDeviceToDevice, st)); });
     double copy_blk = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, blk, bsz, cudaMemcpyDeviceToDevice, st)); });

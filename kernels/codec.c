@@ -11,6 +11,7 @@
 #include <xxhash.h>
 
 #include "codec_internal.h"
+#include "codec_paged.h"
 
 #ifdef VKVK_X86
 #include <cpuid.h>
@@ -722,8 +723,9 @@ typedef struct vkvk_dst_map {
     const int32_t *table; /* paged only (NULL when dense) */
     uint32_t page_size;
     uint32_t first_pos;
-    size_t page_elems; /* page_size * kv_heads * head_dim */
-    size_t row_elems;  /* kv_heads * head_dim */
+    size_t page_elems; /* page stride */
+    size_t row_elems;  /* slot stride */
+    uint32_t skip;     /* tokens [0, skip) are not written */
 } vkvk_dst_map;
 
 /* Element offset of token t's head 0 from its layer's base pointer. */
@@ -733,6 +735,40 @@ static inline size_t vkvk_tok_off(const vkvk_dst_map *m, uint32_t t)
         return t * m->token_stride;
     uint64_t p = (uint64_t)m->first_pos + t;
     return (size_t)m->table[p / m->page_size] * m->page_elems + (size_t)(p % m->page_size) * m->row_elems;
+}
+
+int vkvk_paged_geom_of(const vkv_block_header *h, const vkv_paged_dst *dst, vkvk_paged_geom *g)
+{
+    if (dst == NULL || dst->block_table == NULL || dst->page_size == 0 || dst->num_pages == 0 ||
+        dst->k_cache == NULL || dst->v_cache == NULL || dst->skip_tokens > h->tokens)
+        return VKV_EINVAL;
+    uint64_t hd = h->head_dim, row = (uint64_t)h->kv_heads * hd, page, span, t;
+    if (vkvk_mul64(row, dst->page_size, &page))
+        return VKV_EINVAL;
+    g->head_stride = dst->head_stride ? dst->head_stride : (size_t)hd;
+    g->slot_stride = dst->slot_stride ? dst->slot_stride : (size_t)row;
+    g->page_stride = dst->page_stride ? dst->page_stride : (size_t)page;
+    /* last element of the cache the decode may touch, and twice it, in size_t */
+    if (vkvk_mul64(dst->num_pages - 1u, g->page_stride, &span) ||
+        vkvk_mul64(dst->page_size - 1u, g->slot_stride, &t) || vkvk_add64(span, t, &span) ||
+        vkvk_mul64(h->kv_heads ? h->kv_heads - 1u : 0u, g->head_stride, &t) ||
+        vkvk_add64(span, t, &span) || vkvk_add64(span, hd, &span) || span > SIZE_MAX / 2u)
+        return VKV_EINVAL;
+    g->skip = dst->skip_tokens;
+    g->p0 = 1;
+    g->p1 = 0;
+    if (g->skip == h->tokens)
+        return VKV_OK; /* nothing to write */
+    uint64_t first = (uint64_t)dst->first_pos + g->skip,
+             last = (uint64_t)dst->first_pos + h->tokens - 1u;
+    if (last / dst->page_size >= dst->block_table_len)
+        return VKV_EINVAL;
+    for (uint64_t i = first / dst->page_size; i <= last / dst->page_size; i++)
+        if (dst->block_table[i] < 0 || (uint32_t)dst->block_table[i] >= dst->num_pages)
+            return VKV_EINVAL;
+    g->p0 = first / dst->page_size;
+    g->p1 = last / dst->page_size;
+    return VKV_OK;
 }
 
 /* Decodes tensor s of layer l of a checked block into base. */
@@ -750,9 +786,11 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     for (uint32_t t = 0; t < h->tokens; t++) {
         if (vkvk_is_visual(h, t, &r))
             continue;
-        uint16_t *o = base + vkvk_tok_off(m, t);
-        for (uint32_t hh = 0; hh < heads; hh++)
-            memcpy(o + hh * m->head_stride, raw + (nraw * heads + hh) * row, row);
+        if (t >= m->skip) {
+            uint16_t *o = base + vkvk_tok_off(m, t);
+            for (uint32_t hh = 0; hh < heads; hh++)
+                memcpy(o + hh * m->head_stride, raw + (nraw * heads + hh) * row, row);
+        }
         nraw++;
     }
     uint8_t mode = s ? h->v_mode : h->k_mode;
@@ -764,8 +802,9 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
         for (r = 0; r < h->n_ranges; r++) {
             uint32_t end = h->ranges[r].start + h->ranges[r].len;
             for (uint32_t t = h->ranges[r].start; t < end; t++, v++)
-                kern->dec_rot(&rr, bits + v * brow, lev, lev + heads * row + v * srow, heads, hd,
-                              base + vkvk_tok_off(m, t), m->head_stride);
+                if (t >= m->skip)
+                    kern->dec_rot(&rr, bits + v * brow, lev, lev + heads * row + v * srow, heads,
+                                  hd, base + vkvk_tok_off(m, t), m->head_stride);
         }
         return;
     }
@@ -776,14 +815,16 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
                 uint32_t n = end - t0 < g ? end - t0 : g;
                 const uint8_t *lv = lev + grp * heads * 2u * row;
                 for (uint32_t t = t0; t < t0 + n; t++, v++)
-                    kern->dec_channel(bits + v * brow, lv, heads, hd, base + vkvk_tok_off(m, t),
-                                      m->head_stride);
+                    if (t >= m->skip)
+                        kern->dec_channel(bits + v * brow, lv, heads, hd, base + vkvk_tok_off(m, t),
+                                          m->head_stride);
             }
         } else {
             size_t lrow = (size_t)heads * (hd / g) * 4u;
             for (uint32_t t = h->ranges[r].start; t < end; t++, v++)
-                kern->dec_token(bits + v * brow, lev + v * lrow, heads, hd, g,
-                                base + vkvk_tok_off(m, t), m->head_stride);
+                if (t >= m->skip)
+                    kern->dec_token(bits + v * brow, lev + v * lrow, heads, hd, g,
+                                    base + vkvk_tok_off(m, t), m->head_stride);
         }
     }
 }
@@ -873,7 +914,7 @@ int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst 
         return VKV_EINVAL;
     if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 1)) != VKV_OK)
         return rc;
-    vkvk_dst_map m = {dst->k, dst->v, dst->token_stride, dst->head_stride, NULL, 0, 0, 0, 0};
+    vkvk_dst_map m = {dst->k, dst->v, dst->token_stride, dst->head_stride, NULL, 0, 0, 0, 0, 0};
     return vkvk_decode(block, &h, &L, &m);
 }
 
@@ -881,25 +922,21 @@ int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_p
 {
     vkv_block_header h;
     vkvk_layout L;
+    vkvk_paged_geom g;
     int rc = vkvk_check(block, size, flags, &h, &L);
     if (rc != VKV_OK)
         return rc;
-    if (dst == NULL || dst->block_table == NULL || dst->page_size == 0 || dst->num_pages == 0)
+    if (dst == NULL)
         return VKV_EINVAL;
+    /* the caller's geometry first: the default strides below come from the
+     * header, which must then describe what the caches hold */
     if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 0)) != VKV_OK)
         return rc;
-    uint64_t row = (uint64_t)h.kv_heads * h.head_dim, page, cache;
-    if (vkvk_mul64(row, dst->page_size, &page) || vkvk_mul64(page, dst->num_pages, &cache) ||
-        cache > SIZE_MAX / 2u)
-        return VKV_EINVAL;
-    uint64_t first = dst->first_pos, last = first + h.tokens - 1u;
-    if (last / dst->page_size >= dst->block_table_len)
-        return VKV_EINVAL;
-    for (uint64_t i = first / dst->page_size; i <= last / dst->page_size; i++)
-        if (dst->block_table[i] < 0 || (uint32_t)dst->block_table[i] >= dst->num_pages)
-            return VKV_EINVAL;
-    vkvk_dst_map m = {dst->k_cache,   dst->v_cache,   0,
-                      h.head_dim,     dst->block_table, dst->page_size,
-                      dst->first_pos, (size_t)page,   (size_t)row};
+    if ((rc = vkvk_paged_geom_of(&h, dst, &g)) != VKV_OK)
+        return rc;
+    vkvk_dst_map m = {dst->k_cache,   dst->v_cache,     0,
+                      g.head_stride,  dst->block_table, dst->page_size,
+                      dst->first_pos, g.page_stride,    g.slot_stride,
+                      g.skip};
     return vkvk_decode(block, &h, &L, &m);
 }

@@ -86,10 +86,16 @@ typedef struct vkv_kv_dst {
                            * carry (vkv_block_ident); else VKV_EIDENT */
 } vkv_kv_dst;
 
-/* Paged destination, as vLLM lays out its KV cache: per layer, K and V are
- * [num_pages][page_size][kv_heads][head_dim] (contiguous). Token t of the block
+/* Paged destination, as vLLM lays out its KV cache. Token t of the block
  * sits at sequence position p = first_pos + t, stored in page
- * block_table[p / page_size], slot p % page_size. */
+ * block_table[p / page_size], slot p % page_size; element (slot, head h,
+ * channel d) of page g is at base + g*page_stride + slot*slot_stride +
+ * h*head_stride + d (in elements; channels contiguous). Strides left 0 take
+ * the dense default [num_pages][page_size][kv_heads][head_dim] (vLLM's NHD):
+ * page_stride = page_size*kv_heads*head_dim, slot_stride =
+ * kv_heads*head_dim, head_stride = head_dim. vLLM's HND order
+ * ([num_pages][kv_heads][page_size][head_dim]) is slot_stride = head_dim,
+ * head_stride = page_size*head_dim. Zero-initialize, then set fields. */
 typedef struct vkv_paged_dst {
     void *const *k_cache; /* [layers] base pointers */
     void *const *v_cache;
@@ -98,6 +104,12 @@ typedef struct vkv_paged_dst {
     const int32_t *block_table; /* page ids, one per page_size positions */
     uint32_t block_table_len;
     uint32_t first_pos;
+    size_t page_stride; /* elements between pages; 0 = dense default */
+    size_t slot_stride; /* elements between the slots (tokens) of a page; 0 = default */
+    size_t head_stride; /* elements between the heads of a slot; 0 = default */
+    uint32_t skip_tokens; /* tokens [0, skip_tokens) of the block are not
+                           * written and need no block table entry (the
+                           * caller already holds them); <= the block's tokens */
     vkv_geometry geom;    /* what the caches hold (required; tokens 0 = any) */
     const uint8_t *ident; /* NULL or the identity the block must carry */
 } vkv_paged_dst;
@@ -185,9 +197,13 @@ void vkv_block_shape(const vkv_block_header *hdr, vkv_shape *shape, vkv_codec_sp
  * every check passed. */
 int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst);
 
-/* Same into a paged cache; VKV_EINVAL if a position maps outside the block
- * table or a page id is outside [0, num_pages), VKV_EGEOMETRY / VKV_EIDENT
- * as vkv_decode. Nothing is written then. */
+/* Same into a paged cache; VKV_EINVAL if a written position maps outside
+ * the block table, a page id is outside [0, num_pages), skip_tokens exceeds
+ * the block's tokens, or the strides make an offset overflow (the cache must
+ * span (num_pages-1)*page_stride + (page_size-1)*slot_stride +
+ * (kv_heads-1)*head_stride + head_dim elements per layer; strides are not
+ * otherwise checked), VKV_EGEOMETRY / VKV_EIDENT as vkv_decode. Nothing is
+ * written then. */
 int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
 
 /* Selects the implementation for this process. Returns VKV_ENOTSUP (and

@@ -28,6 +28,7 @@ extern "C" {
 #include "log.h"
 }
 #include "codec_cuda_internal.h"
+#include "codec_paged.h"
 #include "codec_math.h"
 #include "vkv/codec_cuda.h"
 
@@ -63,7 +64,8 @@ struct vkvk_cu_dst {
     uint64_t ts, hs;        /* dense token stride; head stride (both) */
     const int32_t *table;   /* device slice of the block table, or NULL */
     uint64_t page_size, pos0, page0; /* page0: table index of table[0] */
-    uint64_t page_elems, row_elems;
+    uint64_t page_elems, row_elems;  /* page stride, slot stride */
+    uint32_t skip;                   /* tokens [0, skip) are not written */
 };
 
 /* Encoder source and scratch. */
@@ -207,6 +209,8 @@ __global__ void vkvk_cu_decode(const uint8_t *in, vkvk_cu_blk b, vkvk_cu_dst m)
 {
     extern __shared__ float sm[];
     const uint32_t t = blockIdx.x, l = blockIdx.y, s = blockIdx.z;
+    if (t < m.skip)
+        return; /* the whole thread block: no barrier is reached */
     const uint32_t heads = b.heads, hd = b.hd, oct = hd / 8u, n = heads * oct;
     const uint64_t row = (uint64_t)hd * 2u, brow = (uint64_t)heads * oct;
     const int dt = b.dtype;
@@ -630,35 +634,29 @@ extern "C" int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_b
     cudaStream_t st = (cudaStream_t)stream;
     vkv_block_header h;
     vkvk_layout L;
+    vkvk_paged_geom g;
     int rc = vkvk_cu_header(block, size, hdr, flags, st, &h, &L);
     if (rc != VKV_OK)
         return rc;
-    if (dst == NULL || dst->block_table == NULL || dst->page_size == 0 || dst->num_pages == 0 ||
-        dst->k_cache == NULL || dst->v_cache == NULL)
+    if (dst == NULL)
         return VKV_EINVAL;
     if ((rc = vkvk_check_dst(&h, &dst->geom, dst->ident, 0)) != VKV_OK)
         return rc;
-    uint64_t row = (uint64_t)h.kv_heads * h.head_dim, page, cache;
-    if (vkvk_mul64(row, dst->page_size, &page) || vkvk_mul64(page, dst->num_pages, &cache) ||
-        cache > SIZE_MAX / 2u)
-        return VKV_EINVAL;
-    uint64_t first = dst->first_pos, last = first + h.tokens - 1u;
-    if (last / dst->page_size >= dst->block_table_len)
-        return VKV_EINVAL;
-    uint64_t p0 = first / dst->page_size, p1 = last / dst->page_size;
-    for (uint64_t i = p0; i <= p1; i++)
-        if (dst->block_table[i] < 0 || (uint32_t)dst->block_table[i] >= dst->num_pages)
-            return VKV_EINVAL;
+    if ((rc = vkvk_paged_geom_of(&h, dst, &g)) != VKV_OK)
+        return rc;
+    if (g.p0 > g.p1)
+        return VKV_OK; /* every token skipped */
     vkvk_cu_dst m;
     memset(&m, 0, sizeof m);
-    m.hs = h.head_dim;
+    m.hs = g.head_stride;
     m.page_size = dst->page_size;
-    m.pos0 = first;
-    m.page0 = p0;
-    m.page_elems = page;
-    m.row_elems = row;
-    return vkvk_cu_decode_run(block, &h, &L, dst->k_cache, dst->v_cache, &m, dst->block_table + p0,
-                              (size_t)(p1 - p0 + 1u), st);
+    m.pos0 = dst->first_pos;
+    m.page0 = g.p0;
+    m.page_elems = g.page_stride;
+    m.row_elems = g.slot_stride;
+    m.skip = g.skip;
+    return vkvk_cu_decode_run(block, &h, &L, dst->k_cache, dst->v_cache, &m,
+                              dst->block_table + g.p0, (size_t)(g.p1 - g.p0 + 1u), st);
 }
 
 /* Launches the encoder kernels of every section into `out` (device). */

@@ -118,7 +118,7 @@ static void check_paged(const uint8_t *blk, size_t n, unsigned flags, const vkv_
     uint8_t **cache = alloc_layers(h->layers, cache_bytes, 0xa5);
     VKVF_CHECK(cache != NULL, "out of memory");
     vkv_paged_dst pd = {(void *const *)cache, (void *const *)(cache + h->layers), npages,
-                        page_size, table, npages, first_pos, geom_of(h), NULL};
+                        page_size, table, npages, first_pos, 0, 0, 0, 0, geom_of(h), NULL};
     /* One entry short: refused, nothing written. */
     if (npages > 0 && (uint64_t)(npages - 1) * page_size < npos) {
         pd.block_table_len = npages - 1;

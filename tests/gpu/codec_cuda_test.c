@@ -153,8 +153,8 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             gk[l] = dout + l * per;
             gv[l] = dout + (L + l) * per;
         }
-        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first, vkv_geometry_of(sh), NULL};
-        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh), NULL};
         vkv_block_header hdr;
         int rc1 = vkv_decode_paged(blk, bsz, 0, &hp);
         int rc2 = vkv_block_check(blk, bsz, 0, &hdr);
@@ -165,6 +165,23 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
         long at = rc1 == VKV_OK && rc2 == VKV_OK ? first_diff(want, got, n * 2) : -2;
         if (at != -1)
             fail("paged decode", spec_str, sh, at);
+        /* the same in vLLM's HND order ([page][head][slot][dim] strides), the
+         * first 7 tokens skipped (a prefix the caller already holds) */
+        for (size_t i = 0; i < n; i++)
+            want[i] = 0xaaaa;
+        CK(cudaMemcpy(dout, want, n * 2, cudaMemcpyHostToDevice));
+        const uint32_t skip = T > 7 ? 7 : T;
+        vkv_paged_dst hst = {ok,   ov, np, ps, table, used, first, (size_t)ps * row, D,
+                             (size_t)ps * D, skip, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst gst = {gk,   gv, np, ps, table, used, first, (size_t)ps * row, D,
+                             (size_t)ps * D, skip, vkv_geometry_of(sh), NULL};
+        rc1 = vkv_decode_paged(blk, bsz, 0, &hst);
+        rc2 = vkv_cuda_decode_paged(dblk, bsz, &hdr, 0, &gst, NULL);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got, dout, n * 2, cudaMemcpyDeviceToHost));
+        at = rc1 == VKV_OK && rc2 == VKV_OK ? first_diff(want, got, n * 2) : -2;
+        if (at != -1)
+            fail("paged decode (HND strides, skip)", spec_str, sh, at);
         /* a bad page id is rejected before anything is written */
         table[used - 1] = (int32_t)np;
         if (vkv_cuda_decode_paged(dblk, bsz, &hdr, 0, &gp, NULL) != VKV_EINVAL)

@@ -121,7 +121,7 @@ int main(int argc, char **argv)
         int32_t table[(T_ + PS_ - 1) / PS_];
         for (uint32_t i = 0; i < used; i++)
             table[i] = (int32_t)(np - 1 - 2 * i); /* scattered pages */
-        vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, vkv_geometry_of(&sh), NULL};
+        vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
         size_t hits = 0;
         vkv_fetch *f;
         double t0 = now();
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
             }
             memset(want, 0, 2 * L_ * per * 2);
             CK(cudaMemset(dcache, 0, 2 * L_ * per * 2));
-            vkv_paged_dst hp = {wk, wv, np, PS_, table, used, 0, vkv_geometry_of(&sh), NULL};
+            vkv_paged_dst hp = {wk, wv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
             VK(vkv_decode_paged(blk, bsz, VKV_DECODE_VERIFY, &hp));
             VK(vkv_cuda_decode_paged(v.data, v.size, NULL, VKV_DECODE_VERIFY, &pd, NULL));
             CK(cudaMemcpy(gc, dcache, 2 * L_ * per * 2, cudaMemcpyDeviceToHost));

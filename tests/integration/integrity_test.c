@@ -300,7 +300,7 @@ static void other_geometry_is_refused_by_every_decoder(void **state)
     assert_int_equal(vkv_fetch_decode(f, 0, 0, &dst), VKV_EGEOMETRY);
     assert_int_equal(vkv_decode(v.data, v.size, 0, &dst), VKV_EGEOMETRY);
     int32_t table[4] = {0, 1, 2, 3};
-    vkv_paged_dst pd = {(void *const *)kb,     (void *const *)vb, 4,   16, table, 4, 0,
+    vkv_paged_dst pd = {(void *const *)kb, (void *const *)vb, 4, 16, table, 4, 0, 0, 0, 0, 0,
                         vkv_geometry_of(&mine), NULL};
     assert_int_equal(vkv_fetch_decode_paged(f, 0, 0, &pd), VKV_EGEOMETRY);
     assert_int_equal(vkv_decode_paged(v.data, v.size, 0, &pd), VKV_EGEOMETRY);

@@ -604,9 +604,8 @@ static void paged_decode_matches_dense_decode(void **state)
                     memset(kc[l], 0xee, lay * 2);
                     memset(vc[l], 0xee, lay * 2);
                 }
-                vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, np,   ps,
-                                    table,               tl,                  first, vkv_geometry_of(&sh),
-                                    NULL};
+                vkv_paged_dst pd = {
+                    (void *const *)kc, (void *const *)vc, np, ps, table, tl, first, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
                 assert_int_equal(vkv_decode_paged(blk, size, VKV_DECODE_VERIFY, &pd), VKV_OK);
                 size_t written = 0;
                 for (int s = 0; s < 2; s++)
@@ -634,6 +633,85 @@ static void paged_decode_matches_dense_decode(void **state)
     vkv_codec_set_impl(VKV_IMPL_AUTO);
     free(blk);
     }
+    ku_chunk_free(&c);
+    ku_chunk_free(&dense);
+}
+
+/* Paged decode with explicit strides (vLLM's HND order, and K/V pages
+ * interleaved as FlashInfer lays them out) and with skip_tokens writes
+ * exactly the dense decode's elements at the strided addresses, leaves the
+ * skipped tokens' slots and every other element untouched, and needs no
+ * table entry for skipped pages. Bad strides and skips are refused. */
+static void paged_decode_strides_and_skip(void **state)
+{
+    (void)state;
+    vkv_shape sh = {2, 3, 32, 40, VKV_DTYPE_BF16, 1, {{6, 30}}};
+    ku_chunk c, dense;
+    assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
+    assert_int_equal(ku_chunk_alloc(&dense, &sh, 0), 0);
+    ku_chunk_fill(&c, 77);
+    vkv_codec_spec spec;
+    vkv_codec_spec_default(&spec);
+    size_t size;
+    assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
+    uint8_t *blk = malloc(size);
+    vkv_kv_src src = ku_src(&c);
+    assert_int_equal(vkv_encode(&sh, &spec, &src, blk, size), VKV_OK);
+    vkv_kv_dst dd = ku_dst(&dense);
+    assert_int_equal(vkv_decode(blk, size, 0, &dd), VKV_OK);
+    const uint32_t ps = 16, np = 9, H = sh.kv_heads, D = sh.head_dim, first = 16;
+    const size_t page = (size_t)ps * H * D;
+    /* layout 0: HND pages; layout 1: NHD pages with K and V of a page
+     * interleaved ([np][2][ps][H][D]): page stride 2*page, V base = K base + page */
+    for (int layout = 0; layout < 2; layout++)
+        for (uint32_t skip = 0; skip <= sh.tokens; skip += 16) {
+            size_t ss = layout == 0 ? D : (size_t)H * D, hs = layout == 0 ? (size_t)ps * D : D;
+            size_t pstride = layout == 0 ? page : 2 * page, lay = (size_t)np * 2 * page;
+            uint16_t *buf[2];
+            void *kc[2], *vc[2];
+            for (int l = 0; l < 2; l++) {
+                buf[l] = malloc(lay * 2);
+                memset(buf[l], 0xee, lay * 2);
+                kc[l] = buf[l];
+                vc[l] = buf[l] + (layout == 0 ? (size_t)np * page : page);
+            }
+            /* positions 16..55: pages 1..3 of the table; entry 1 is bad
+             * unless skipped (skip >= 16 leaves page 1 unwritten) */
+            int32_t table[4] = {-1, skip >= 16 ? -1 : 5, 2, 7};
+            vkv_paged_dst pd = {kc, vc, np, ps, table, 4, first, pstride, ss, hs, skip,
+                                vkv_geometry_of(&sh), NULL};
+            assert_int_equal(vkv_decode_paged(blk, size, VKV_DECODE_VERIFY, &pd), VKV_OK);
+            size_t written = 0;
+            for (int s = 0; s < 2; s++)
+                for (uint32_t l = 0; l < sh.layers; l++)
+                    for (uint32_t t = skip; t < sh.tokens; t++) {
+                        uint32_t p = first + t;
+                        const uint16_t *o = (const uint16_t *)(s ? vc : kc)[l] +
+                                            (size_t)table[p / ps] * pstride + (p % ps) * ss;
+                        for (uint32_t h = 0; h < H; h++)
+                            assert_memory_equal(o + h * hs, ku_at(&dense, s, l, t, h, 0), 2 * D);
+                    }
+            for (int l = 0; l < 2; l++)
+                for (size_t i = 0; i < lay; i++)
+                    written += buf[l][i] != 0xeeee;
+            assert_true(written <= (size_t)2 * sh.layers * (sh.tokens - skip) * H * D);
+            if (skip == sh.tokens)
+                assert_int_equal(written, 0);
+            for (int l = 0; l < 2; l++)
+                free(buf[l]);
+        }
+    /* refused: skip past the block, a stride that overflows, a bad page */
+    uint16_t one[2][64];
+    void *k1[2] = {one[0], one[1]}, *v1[2] = {one[0], one[1]};
+    int32_t t1[4] = {0, 0, 0, 0};
+    vkv_paged_dst bad = {k1, v1, 1, 64, t1, 4, 0, 0, 0, 0, sh.tokens + 1, vkv_geometry_of(&sh), NULL};
+    assert_int_equal(vkv_decode_paged(blk, size, 0, &bad), VKV_EINVAL);
+    vkv_paged_dst ovf = {k1, v1, 2, 64, t1, 4, 0, SIZE_MAX / 2, 0, 0, 0, vkv_geometry_of(&sh), NULL};
+    assert_int_equal(vkv_decode_paged(blk, size, 0, &ovf), VKV_EINVAL);
+    int32_t t2[1] = {3};
+    vkv_paged_dst oob = {k1, v1, 2, 64, t2, 1, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
+    assert_int_equal(vkv_decode_paged(blk, size, 0, &oob), VKV_EINVAL);
+    free(blk);
     ku_chunk_free(&c);
     ku_chunk_free(&dense);
 }
@@ -738,6 +816,7 @@ int main(void)
         cmocka_unit_test(encoded_size_equals_bytes_written),
         cmocka_unit_test(single_token_groups_and_constant_channels_are_exact),
         cmocka_unit_test(paged_decode_matches_dense_decode),
+        cmocka_unit_test(paged_decode_strides_and_skip),
         cmocka_unit_test(rotsign_blocks_match_recorded_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -298,8 +298,7 @@ static void expect_decode_error(const uint8_t *blk, size_t size, unsigned flags,
         memset(kc[l], 0x3b, 2 * lay);
         memset(vc[l], 0x3b, 2 * lay);
     }
-    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5,
-                        vkv_geometry_of(&sh), NULL};
+    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
     assert_int_equal(vkv_decode_paged(blk, size, flags, &pd), want);
     for (int l = 0; l < 2; l++) {
         for (size_t i = 0; i < d.layer_elems; i++)
@@ -452,8 +451,7 @@ static void paged_destination_errors_are_einval(void **state)
         vc[l] = calloc(lay, 2);
     }
     int32_t table[4] = {0, 1, 2, 3};
-    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5,
-                        vkv_geometry_of(&c.shape), NULL};
+    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5, 0, 0, 0, 0, vkv_geometry_of(&c.shape), NULL};
     assert_int_equal(vkv_decode_paged(blk, size, 0, &pd), VKV_OK);
     for (int l = 0; l < 2; l++)
         memset(kc[l], 0, 2 * lay);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the vLLM connector simulation: connector_demo.py --vkvd PATH | --rundir DIR."""
+"""Runs the demo of the vLLM connector core (vkv.connector): connector_demo.py --vkvd PATH | --rundir DIR."""
 import os
 import sys
 

@@ -23,7 +23,8 @@ import ctypes.util
 import glob
 import os
 
-__all__ = ["Client", "Fetch", "VkvError", "attend_block", "attend_merge", "key_chain", "key_hex",
+__all__ = ["Client", "Fetch", "PagedDst", "VkvError", "attend_block", "attend_merge",
+           "encoded_size", "key_chain", "key_hex",
            "key_parse", "load_library"]
 
 KEY_LEN = 32
@@ -98,12 +99,14 @@ class _Dst(ctypes.Structure):  # vkv_kv_dst
                 ("geom", _Geometry), ("ident", ctypes.c_void_p)]
 
 
-class _PagedDst(ctypes.Structure):  # vkv_paged_dst
+class _PagedDst(ctypes.Structure):  # vkv_paged_dst (include/vkv/codec.h)
     _fields_ = [("k_cache", ctypes.POINTER(ctypes.c_void_p)),
                 ("v_cache", ctypes.POINTER(ctypes.c_void_p)),
                 ("num_pages", ctypes.c_uint32), ("page_size", ctypes.c_uint32),
                 ("block_table", ctypes.POINTER(ctypes.c_int32)),
                 ("block_table_len", ctypes.c_uint32), ("first_pos", ctypes.c_uint32),
+                ("page_stride", ctypes.c_size_t), ("slot_stride", ctypes.c_size_t),
+                ("head_stride", ctypes.c_size_t), ("skip_tokens", ctypes.c_uint32),
                 ("geom", _Geometry), ("ident", ctypes.c_void_p)]
 
 
@@ -197,7 +200,25 @@ def load_library(path=None):
         "vkv_codec_spec_format": (c_int, [P(_Spec), ctypes.c_char_p, c_size]),
         "vkv_attend": (c_int, [vp, c_size, ctypes.c_uint, P(_AttendArgs)]),
         "vkv_attend_merge": (c_int, [c_size, P(vp), P(vp), c_size, ctypes.c_uint32, vp, vp]),
+        "vkv_codec_spec_parse": (c_int, [ctypes.c_char_p, P(_Spec)]),
+        "vkv_codec_spec_default": (None, [P(_Spec)]),
+        "vkv_codec_encoded_size": (c_int, [P(_Shape), P(_Spec), P(c_size)]),
+        "vkv_put_begin": (c_int, [vp, P(_Key), c_size, P(vp)]),
+        "vkv_put_data": (vp, [vp]),
+        "vkv_put_commit": (c_int, [vp, vp]),
+        "vkv_put_abort": (c_int, [vp, vp]),
+        "vkv_client_codec": (P(_Spec), [vp]),
     }
+    optional = {  # present only in a libvkv built with CUDA
+        "vkv_cuda_encode": (c_int, [P(_Shape), P(_Spec), P(_KV), vp, c_size, ctypes.c_uint, vp]),
+        "vkv_cuda_decode_paged": (c_int, [vp, c_size, vp, ctypes.c_uint, P(_PagedDst), vp]),
+        "vkv_cuda_available": (c_int, []),
+    }
+    for name, (res, args) in optional.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = res
+            fn.argtypes = args
     for name, (res, args) in protos.items():
         fn = getattr(lib, name)
         fn.restype = res
@@ -263,11 +284,13 @@ def _np():
     return numpy
 
 
-def block_shape(data, size):
-    """(shape dict, codec string) of a block at address `data` (checked, with checksum)."""
+def block_shape(data, size, verify=True):
+    """(shape dict, codec string) of a block at address `data` (header
+    checked; the payload checksum too unless verify=False)."""
     lib = load_library()
     hdr = ctypes.create_string_buffer(HEADER_SIZE)
-    _check(lib.vkv_block_check(data, size, DECODE_VERIFY, hdr), "vkv_block_check")
+    _check(lib.vkv_block_check(data, size, DECODE_VERIFY if verify else 0, hdr),
+           "vkv_block_check")
     sh, spec = _Shape(), _Spec()
     lib.vkv_block_shape(hdr, ctypes.byref(sh), ctypes.byref(spec))
     buf = ctypes.create_string_buffer(128)
@@ -276,6 +299,88 @@ def block_shape(data, size):
              "head_dim": sh.head_dim, "dtype": "bf16" if sh.dtype == DTYPE_BF16 else "f16",
              "visual_ranges": [(sh.ranges[i].start, sh.ranges[i].start + sh.ranges[i].len)
                                for i in range(sh.n_ranges)]}, buf.value.decode())
+
+
+def encoded_size(layers, tokens, kv_heads, head_dim, visual_ranges=(), dtype="f16", codec=None):
+    """Exact byte size of the block vkv_encode writes for this shape with the
+    codec spec string `codec` (None = the project default), every header and
+    metadata byte included (vkv_codec_encoded_size)."""
+    lib = load_library()
+    spec = _Spec()
+    if codec is None:
+        lib.vkv_codec_spec_default(ctypes.byref(spec))
+    else:
+        _check(lib.vkv_codec_spec_parse(codec.encode(), ctypes.byref(spec)), "vkv_codec_spec_parse")
+    if len(visual_ranges) > MAX_RANGES:
+        raise ValueError(f"at most {MAX_RANGES} visual ranges per chunk")
+    sh = _Shape(layers, kv_heads, head_dim, tokens, DTYPE_F16 if dtype == "f16" else DTYPE_BF16,
+                len(visual_ranges))
+    for i, (s, e) in enumerate(visual_ranges):
+        sh.ranges[i] = _Range(s, e - s)
+    out = ctypes.c_size_t()
+    _check(lib.vkv_codec_encoded_size(ctypes.byref(sh), ctypes.byref(spec), ctypes.byref(out)),
+           "vkv_codec_encoded_size")
+    return out.value
+
+
+class PagedDst:
+    """A paged KV cache to decode into (vkv_paged_dst), built once per set of
+    caches and reused for every block: per-layer K and V base addresses
+    (ints: host or device pointers the caller keeps alive), page count and
+    size, strides in elements (page, slot, head; channels contiguous), and
+    what the caches hold (kv_heads, head_dim, dtype "f16"/"bf16"): a block
+    of another geometry is refused (VKV_EGEOMETRY) before a byte is written.
+    ``decode(view_data, view_size, block_table, first_pos, skip, ident=...)``
+    decodes one block; `ident` (16 bytes, Fetch.ident) makes the decoder
+    refuse a block bound to another key (VKV_EIDENT). The object owns only
+    its ctypes arrays; the caches stay the caller's."""
+
+    def __init__(self, k_ptrs, v_ptrs, num_pages, page_size, page_stride, slot_stride,
+                 head_stride, kv_heads, head_dim, dtype="f16", device=False, stream=None):
+        n = len(k_ptrs)
+        if n == 0 or len(v_ptrs) != n:
+            raise ValueError("k_ptrs and v_ptrs: one address per layer, same count")
+        self.layers = n
+        self._k = (ctypes.c_void_p * n)(*k_ptrs)
+        self._v = (ctypes.c_void_p * n)(*v_ptrs)
+        self._d = _PagedDst(ctypes.cast(self._k, ctypes.POINTER(ctypes.c_void_p)),
+                            ctypes.cast(self._v, ctypes.POINTER(ctypes.c_void_p)),
+                            num_pages, page_size, None, 0, 0, page_stride, slot_stride,
+                            head_stride, 0,
+                            _Geometry(n, kv_heads, head_dim, 0,
+                                      DTYPE_F16 if dtype == "f16" else DTYPE_BF16), None)
+        self.device = bool(device)
+        self.stream = stream
+        self._lib = load_library()
+        if self.device and getattr(self._lib, "vkv_cuda_decode_paged", None) is None:
+            raise VkvError(-27, "PagedDst: device caches need a libvkv built with CUDA")
+
+    def decode(self, data, size, block_table, first_pos, skip=0, verify=True, hdr=None,
+               ident=None):
+        """Decodes the block at (data, size) (its tokens at positions
+        first_pos.., tokens before first_pos+skip left alone) through
+        block_table (an int32 ctypes array, or a sequence of ints). Raises
+        VkvError (VKV_EINVAL when the table does not cover the block, ...);
+        nothing is written then. hdr: host address of a copy of a device
+        block's header (device caches; None = the decoder copies it)."""
+        if not isinstance(block_table, ctypes.Array):
+            block_table = (ctypes.c_int32 * max(len(block_table), 1))(*block_table)
+        d = self._d
+        d.block_table = ctypes.cast(block_table, ctypes.POINTER(ctypes.c_int32))
+        d.block_table_len = len(block_table)
+        d.first_pos = first_pos
+        d.skip_tokens = skip
+        idbuf = None
+        if ident is not None:
+            idbuf = ctypes.create_string_buffer(bytes(ident), 16)
+        d.ident = ctypes.cast(idbuf, ctypes.c_void_p) if idbuf is not None else None
+        flags = DECODE_VERIFY if verify else 0
+        if self.device:
+            rc = self._lib.vkv_cuda_decode_paged(data, size, hdr, flags, ctypes.byref(d),
+                                                 self.stream)
+        else:
+            rc = self._lib.vkv_decode_paged(data, size, flags, ctypes.byref(d))
+        _check(rc, "vkv_decode_paged")
 
 
 def decode_block(data, size, _decode=None):
@@ -469,6 +574,11 @@ class Fetch:
         return attend_block(v.data, v.size, layer, q, scale, mask, kv_heads,
                             ident=self.ident(i))
 
+    def view(self, i):
+        """(address, size) of block i in the daemon's memory (valid until release)."""
+        v = self._view(i)
+        return v.data, v.size
+
     def decode_torch(self, i, device=None):
         """(K, V) as torch tensors (via DLPack from the numpy arrays), moved to
         `device` when given. Raises ImportError without torch."""
@@ -513,7 +623,16 @@ class Client:
         h = ctypes.c_void_p()
         _check(self._lib.vkv_connect(ctypes.byref(self._opts), ctypes.byref(h)), "vkv_connect")
         self._c = h
-        self.backend_is_cuda = False  # the host backend; CUDA views need device code
+        self.codec = codec.decode() if isinstance(codec, bytes) else codec
+        self._cuda = None
+
+    @property
+    def backend_is_cuda(self):
+        """True when vkvd runs the CUDA backend (views are device pointers);
+        read once from STATS (backend_cuda)."""
+        if self._cuda is None:
+            self._cuda = bool(self.stats().get("backend_cuda", 0))
+        return self._cuda
 
     def close(self):
         if getattr(self, "_c", None):
@@ -575,6 +694,73 @@ class Client:
         _check(self._lib.vkv_put_chunk(self._c, ctypes.byref(kk), ctypes.byref(sh),
                                        ctypes.byref(src), ctypes.byref(stored)), "vkv_put_chunk")
         return bool(stored.value)
+
+    def put_layers(self, key, k_ptrs, v_ptrs, tokens, kv_heads, head_dim, token_stride,
+                   head_stride, visual_ranges=(), dtype="f16"):
+        """Encodes and stores one chunk from per-layer host addresses (ints:
+        element (t, h, d) of layer l at k_ptrs[l] + 2*(t*token_stride +
+        h*head_stride + d)); the memory is the caller's and only read during
+        the call. Same result as put()."""
+        L = len(k_ptrs)
+        if L == 0 or len(v_ptrs) != L:
+            raise ValueError("one K and one V address per layer")
+        if len(visual_ranges) > MAX_RANGES:
+            raise ValueError(f"at most {MAX_RANGES} visual ranges per chunk")
+        sh = _Shape(L, kv_heads, head_dim, tokens, DTYPE_F16 if dtype == "f16" else DTYPE_BF16,
+                    len(visual_ranges))
+        for i, (s, e) in enumerate(visual_ranges):
+            sh.ranges[i] = _Range(s, e - s)
+        kp = (ctypes.c_void_p * L)(*k_ptrs)
+        vp = (ctypes.c_void_p * L)(*v_ptrs)
+        src = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                  ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), token_stride, head_stride)
+        kk = _Key()
+        ctypes.memmove(kk.b, key_parse(key), KEY_LEN)
+        stored = ctypes.c_int()
+        _check(self._lib.vkv_put_chunk(self._c, ctypes.byref(kk), ctypes.byref(sh),
+                                       ctypes.byref(src), ctypes.byref(stored)), "vkv_put_chunk")
+        return bool(stored.value)
+
+    def put_device(self, key, k_ptrs, v_ptrs, tokens, kv_heads, head_dim, token_stride,
+                   head_stride, visual_ranges=(), dtype="f16", stream=None):
+        """put_layers() for a chunk in GPU memory on vkvd's CUDA backend:
+        reserves the block (vkv_put_begin; its memory is device memory there),
+        encodes straight into it with vkv_cuda_encode (synchronous: the
+        header and checksum are complete) and commits. k_ptrs/v_ptrs are
+        device addresses the caller keeps alive during the call. Returns False
+        when the key exists or another worker is writing it."""
+        fn = getattr(self._lib, "vkv_cuda_encode", None)
+        if fn is None:
+            raise VkvError(-27, "put_device: libvkv was built without CUDA")
+        L = len(k_ptrs)
+        if L == 0 or len(v_ptrs) != L or len(visual_ranges) > MAX_RANGES:
+            raise ValueError("one K and one V address per layer; at most 8 visual ranges")
+        sh = _Shape(L, kv_heads, head_dim, tokens, DTYPE_F16 if dtype == "f16" else DTYPE_BF16,
+                    len(visual_ranges))
+        for i, (s, e) in enumerate(visual_ranges):
+            sh.ranges[i] = _Range(s, e - s)
+        spec = self._lib.vkv_client_codec(self._c)
+        size = ctypes.c_size_t()
+        _check(self._lib.vkv_codec_encoded_size(ctypes.byref(sh), spec, ctypes.byref(size)),
+               "vkv_codec_encoded_size")
+        kk = _Key()
+        ctypes.memmove(kk.b, key_parse(key), KEY_LEN)
+        p = ctypes.c_void_p()
+        rc = self._lib.vkv_put_begin(self._c, ctypes.byref(kk), size.value, ctypes.byref(p))
+        if rc in (-16, -17):  # VKV_EEXIST, VKV_EBUSY
+            return False
+        _check(rc, "vkv_put_begin")
+        kp = (ctypes.c_void_p * L)(*k_ptrs)
+        vp = (ctypes.c_void_p * L)(*v_ptrs)
+        src = _KV(ctypes.cast(kp, ctypes.POINTER(ctypes.c_void_p)),
+                  ctypes.cast(vp, ctypes.POINTER(ctypes.c_void_p)), token_stride, head_stride)
+        rc = fn(ctypes.byref(sh), spec, ctypes.byref(src), self._lib.vkv_put_data(p), size.value,
+                0, stream)
+        if rc != 0:
+            self._lib.vkv_put_abort(self._c, p)
+            raise VkvError(rc, "vkv_cuda_encode")
+        _check(self._lib.vkv_put_commit(self._c, p), "vkv_put_commit")
+        return True
 
     def delete(self, keys):
         """Deletes keys of this namespace; returns how many existed."""

@@ -15,10 +15,11 @@ import time
 
 
 class Vkvd:
-    def __init__(self, binary, extra=(), capacity="64M"):
+    def __init__(self, binary, extra=(), capacity="64M", backend="host"):
         self.binary = binary
         self.extra = list(extra)
         self.capacity = capacity
+        self.backend = backend  # "host" or "cuda"
         self.proc = None
         self.dir = None
 
@@ -29,7 +30,7 @@ class Vkvd:
         self.logpath = os.path.join(self.dir, "vkvd.log")
         args = [self.binary, "--rundir", self.rundir, "--state-dir", self.statedir,
                 "--capacity", self.capacity, "--slab-size", self.capacity,
-                "--backend", "host"] + self.extra
+                "--backend", self.backend] + self.extra
         self._log = open(self.logpath, "wb")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         sock = os.path.join(self.rundir, "vkvd.sock")
