@@ -1136,7 +1136,18 @@ int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
         return 0;
     if (rc)
         return rc;
-    rc = vkv_encode(shape, &c->spec, src, vkv_put_data(p), size);
+    if (p->device) {
+        /* cuda backend: the reservation is device memory, the CPU encoder
+         * writes a host copy that is then moved in (GPU workers encode in
+         * place with vkv_cuda_encode into vkv_put_data instead) */
+        void *host = malloc(size);
+        rc = host ? vkv_encode(shape, &c->spec, src, host, size) : VKV_ENOMEM;
+        if (rc == 0)
+            rc = vkvc_cuda_copy(p->data, host, size);
+        free(host);
+    } else {
+        rc = vkv_encode(shape, &c->spec, src, vkv_put_data(p), size);
+    }
     if (rc) {
         vkv_put_abort(c, p);
         return rc;

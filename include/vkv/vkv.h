@@ -186,8 +186,9 @@ int vkv_put_commit(vkv_client *c, vkv_put *p);
 /* Drops the reservation unpublished and frees `p`. */
 int vkv_put_abort(vkv_client *c, vkv_put *p);
 
-/* Convenience: encodes one chunk with the client's codec straight into a
- * fresh reservation and commits it. Returns VKV_OK also when the key already
+/* Convenience: encodes one chunk with the client's codec (on the CPU; src
+ * is host memory) straight into a fresh reservation (cuda backend: through a
+ * host copy) and commits it. Returns VKV_OK also when the key already
  * existed (VKV_EEXIST is folded into success; *stored (may be NULL) tells
  * 1 = stored, 0 = someone else had it or is writing it). */
 int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
