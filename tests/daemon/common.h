@@ -50,17 +50,7 @@ static inline int vkvh_fd_count(pid_t pid)
 /* VmRSS of process `pid` in KiB, -1 on error. */
 static inline long vkvh_rss_kb(pid_t pid)
 {
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
+    return vkvt_proc_kb(pid, "VmRSS");
 }
 
 /* Connects a raw AF_UNIX stream socket to `path`; returns the fd or -1. */

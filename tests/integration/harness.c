@@ -309,3 +309,20 @@ int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i)
     vkv_fetch_release(c, f);
     return res;
 }
+
+long vkvt_proc_kb(pid_t pid, const char *field)
+{
+    char p[64], line[256];
+    size_t fl = strlen(field);
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':' &&
+            sscanf(line + fl + 1, " %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}

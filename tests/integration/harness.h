@@ -73,6 +73,10 @@ int vkvt_put_range(vkv_client *c, const vkv_shape *s, uint64_t seed, int from, i
  * (never acceptable), -2 if the fetch failed. */
 int vkvt_check_one(vkv_client *c, const vkv_shape *s, uint64_t seed, int i);
 
+/* A "Name: N kB" field of /proc/PID/status (e.g. "VmRSS", "RssAnon") in
+ * kB, or -1 if unreadable. */
+long vkvt_proc_kb(pid_t pid, const char *field);
+
 /* Milliseconds sleep. */
 void vkvt_sleep_ms(int ms);
 

@@ -48,22 +48,6 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-/* RssAnon of `pid` in kB (-1 if unreadable). */
-static long rss_anon_kb(pid_t pid)
-{
-    char p[64], line[256];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -112,7 +96,7 @@ static void a_flooding_client_cannot_exhaust_the_daemon(void **state)
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, g_flags), 0);
-    long base = rss_anon_kb(d.pid);
+    long base = vkvt_proc_kb(d.pid, "RssAnon");
     assert_true(base > 0);
     pid_t fl = fork();
     if (fl == 0)
@@ -135,7 +119,7 @@ static void a_flooding_client_cannot_exhaust_the_daemon(void **state)
         assert_int_equal(vkv_lookup(c, &k, 1, &hits, &cold), 0);
         lat[i] = now_us() - t0;
         if (i % 10 == 0) {
-            long r = rss_anon_kb(d.pid);
+            long r = vkvt_proc_kb(d.pid, "RssAnon");
             if (r > peak)
                 peak = r;
         }
