@@ -607,7 +607,14 @@ void vkv_close(vkv_client *c)
     /* CLOSE ends the session and its leases at once (a session of a process
      * that dies without closing is reaped when the daemon sees it exit). */
     pthread_mutex_lock(&c->mu);
-    say_close(c);
+    if (c->nn >= 0) {
+        /* best effort and brief: a daemon that is gone must not hold up a
+         * worker's shutdown for a whole call timeout */
+        int brief = c->timeout_ms < 1000 ? c->timeout_ms : 1000;
+        nn_setsockopt(c->nn, NN_SOL_SOCKET, NN_SNDTIMEO, &brief, sizeof brief);
+        nn_setsockopt(c->nn, NN_SOL_SOCKET, NN_RCVTIMEO, &brief, sizeof brief);
+        say_close(c);
+    }
     pthread_mutex_unlock(&c->mu);
     nn_close(c->nn);
     /* Views and put buffers still held are invalid now (vkv.h): every set
