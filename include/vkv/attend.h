@@ -32,6 +32,8 @@
 #ifndef VKV_ATTEND_H
 #define VKV_ATTEND_H
 
+#include "vkv/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -96,7 +98,7 @@ typedef struct vkv_attend_args {
  * VKV_ENOMEM. A block whose header is valid but whose payload was altered
  * (without VKV_DECODE_VERIFY) gives unspecified values, never an
  * out-of-bounds read. */
-int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_args *a);
+VKV_API int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_args *a);
 
 /* Merges n partial attention results over disjoint token sets into one:
  * for each of `rows` rows (n_q * n_heads), with M = max_i lse_i[row] and
@@ -109,7 +111,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
  * row is read completely before it is written). lse may be NULL.
  * Errors: VKV_EINVAL (n = 0, NULL pointers, head_dim = 0 or > 4096),
  * VKV_ENONFINITE (an lse is NaN or +Inf); nothing is written then. */
-int vkv_attend_merge(size_t n, const float *const *outs, const float *const *lses, size_t rows,
+VKV_API int vkv_attend_merge(size_t n, const float *const *outs, const float *const *lses, size_t rows,
                      uint32_t head_dim, float *out, float *lse);
 
 #ifdef __cplusplus

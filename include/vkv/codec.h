@@ -10,6 +10,8 @@
 #ifndef VKV_CODEC_H
 #define VKV_CODEC_H
 
+#include "vkv/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -126,7 +128,7 @@ enum vkv_impl {
 #define VKV_DECODE_VERIFY 1u /* also check the payload checksum (XXH3) */
 
 /* Fills `spec` with the project default codec (chosen by docs/FIDELITY.md). */
-void vkv_codec_spec_default(vkv_codec_spec *spec);
+VKV_API void vkv_codec_spec_default(vkv_codec_spec *spec);
 
 /* Parses a spec string: "RULE[:key=value,...]" with RULE one of minmax,
  * quantile, lloyd, rotsign and keys kmode|vmode (channel|token), kg|vg (group
@@ -134,35 +136,35 @@ void vkv_codec_spec_default(vkv_codec_spec *spec);
  * width 8|16, stored in k_group/v_group) instead of kg/vg/kp/vp, and iters
  * 0..16. Unnamed fields take the defaults of RULE.
  * Returns VKV_OK or VKV_ESPEC; `spec` is written only on success. */
-int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec);
+VKV_API int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec);
 
 /* Writes the canonical string of `spec` into buf (NUL-terminated, truncated
  * to n). Returns the length it needed, like snprintf. */
-int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n);
+VKV_API int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n);
 
 /* Checks `spec` against `shape` (group sizes, modes, parameters, ranges).
  * Returns VKV_OK or the specific error (VKV_ESPEC, VKV_ESHAPE, VKV_EGROUP,
  * VKV_ERANGES). */
-int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec);
+VKV_API int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec);
 
 /* Stores in *size the exact byte size of the block vkv_encode would write for
  * `shape` and `spec`, header and all metadata included. Same errors as
  * vkv_codec_check. */
-int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec *spec, size_t *size);
+VKV_API int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec *spec, size_t *size);
 
 /* Encodes a chunk into dst (dst_size bytes, at least the encoded size; any
  * alignment). Reads src only. On error, dst contents are unspecified and
  * must not be used. Errors: those of vkv_codec_check, VKV_ETRUNC (dst too
  * small), VKV_ENONFINITE (NaN/Inf in a visual token; raw tokens are copied
  * as they are). Uses the implementation chosen by vkv_codec_set_impl. */
-int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
+VKV_API int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
                void *dst, size_t dst_size);
 
 /* Validates a block's header (magic, version, header checksum, field ranges,
  * canonical section table, total_size <= size) and, with VKV_DECODE_VERIFY
  * in flags, the payload checksum. On success copies the header into *hdr
  * (may be NULL). Never reads past block + size. */
-int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_header *hdr);
+VKV_API int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_header *hdr);
 
 /* Bytes of a block identity. */
 #define VKV_IDENT_LEN 16
@@ -173,7 +175,7 @@ int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_he
  * as 8 little-endian bytes of the low half then 8 of the high half
  * (docs/BLOCK_FORMAT.md). `ns` is ns_len bytes (no NUL needed); `key` is 32
  * bytes. Reads its inputs only during the call. */
-void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
+VKV_API void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
                      uint8_t out[VKV_IDENT_LEN]);
 
 /* Binds a block (size bytes, header valid as for vkv_block_check) to
@@ -181,21 +183,21 @@ void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
  * Reads and writes only the 256 header bytes (so a host copy of a device
  * block's header can be bound with the block's real size). Errors: those of
  * vkv_block_check. */
-int vkv_block_bind(void *block, size_t size, const uint8_t ident[VKV_IDENT_LEN]);
+VKV_API int vkv_block_bind(void *block, size_t size, const uint8_t ident[VKV_IDENT_LEN]);
 
 /* VKV_OK if the checked header `hdr` carries `ident`, else VKV_EIDENT
  * (an unbound block, identity all zero, never matches). */
-int vkv_block_check_ident(const vkv_block_header *hdr, const uint8_t ident[VKV_IDENT_LEN]);
+VKV_API int vkv_block_check_ident(const vkv_block_header *hdr, const uint8_t ident[VKV_IDENT_LEN]);
 
 /* Fills `shape` and `spec` from a validated header. */
-void vkv_block_shape(const vkv_block_header *hdr, vkv_shape *shape, vkv_codec_spec *spec);
+VKV_API void vkv_block_shape(const vkv_block_header *hdr, vkv_shape *shape, vkv_codec_spec *spec);
 
 /* Decodes every token (raw copied, visual reconstructed) into dense dst in
  * the block's dtype. Validates the block as vkv_block_check(flags) first,
  * from one copy of its header, then checks it against dst->geom
  * (VKV_EGEOMETRY) and dst->ident (VKV_EIDENT); nothing is written unless
  * every check passed. */
-int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst);
+VKV_API int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst *dst);
 
 /* Same into a paged cache; VKV_EINVAL if a written position maps outside
  * the block table, a page id is outside [0, num_pages), skip_tokens exceeds
@@ -204,19 +206,19 @@ int vkv_decode(const void *block, size_t size, unsigned flags, const vkv_kv_dst 
  * (kv_heads-1)*head_stride + head_dim elements per layer; strides are not
  * otherwise checked), VKV_EGEOMETRY / VKV_EIDENT as vkv_decode. Nothing is
  * written then. */
-int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
+VKV_API int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
 
 /* Selects the implementation for this process. Returns VKV_ENOTSUP (and
  * changes nothing) if the CPU lacks it. */
-int vkv_codec_set_impl(enum vkv_impl impl);
+VKV_API int vkv_codec_set_impl(enum vkv_impl impl);
 
 /* The implementation in use now (never VKV_IMPL_AUTO) and its name. */
-enum vkv_impl vkv_codec_impl(void);
-const char *vkv_codec_impl_name(enum vkv_impl impl);
+VKV_API enum vkv_impl vkv_codec_impl(void);
+VKV_API const char *vkv_codec_impl_name(enum vkv_impl impl);
 
 /* Bits per element of a block: 8 * encoded size / (2 * layers * tokens *
  * kv_heads * head_dim). */
-double vkv_codec_bits_per_element(const vkv_shape *shape, size_t encoded_size);
+VKV_API double vkv_codec_bits_per_element(const vkv_shape *shape, size_t encoded_size);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,8 @@
 #ifndef VKV_CODEC_CUDA_H
 #define VKV_CODEC_CUDA_H
 
+#include "vkv/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,14 +50,14 @@ extern "C" {
  * then identical to vkv_encode's. Errors: those of vkv_encode
  * (VKV_ENONFINITE only without ASYNC), VKV_ENOTSUP, VKV_ENOMEM, VKV_EIO
  * (a CUDA error; logged). */
-int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
+VKV_API int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
                     void *dst, size_t dst_size, unsigned flags, void *stream);
 
 /* Computes the payload XXH3 of a device block written with VKV_CUDA_ASYNC
  * (a D2H copy of the block, then the host checksum) and stores it in the
  * device header. Synchronizes `stream`. Errors: those of vkv_block_check,
  * VKV_ENOMEM, VKV_EIO. */
-int vkv_cuda_block_seal(void *block, size_t size, void *stream);
+VKV_API int vkv_cuda_block_seal(void *block, size_t size, void *stream);
 
 /* Decodes a device block into dense device tensors (vkv_kv_dst addressing).
  * `hdr` (host, may be NULL) is the block's header if the caller already has
@@ -65,18 +67,18 @@ int vkv_cuda_block_seal(void *block, size_t size, void *stream);
  * copies the whole block to the host and checks its payload XXH3 (slow).
  * The decode itself is asynchronous on `stream`. Errors: those of
  * vkv_decode, VKV_ENOMEM, VKV_EIO. */
-int vkv_cuda_decode(const void *block, size_t size, const vkv_block_header *hdr, unsigned flags,
+VKV_API int vkv_cuda_decode(const void *block, size_t size, const vkv_block_header *hdr, unsigned flags,
                     const vkv_kv_dst *dst, void *stream);
 
 /* Same into a paged cache [num_pages][page_size][kv_heads][head_dim] per
  * layer (vkv_paged_dst; its block_table is a HOST array, validated before
  * anything is launched: VKV_EINVAL and nothing written if a position falls
  * outside the table or a page id outside [0, num_pages)). */
-int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_block_header *hdr,
+VKV_API int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_block_header *hdr,
                           unsigned flags, const vkv_paged_dst *dst, void *stream);
 
 /* 1 if a CUDA device is present and usable from this process, else 0. */
-int vkv_cuda_available(void);
+VKV_API int vkv_cuda_available(void);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,8 @@
 #ifndef VKV_ERROR_H
 #define VKV_ERROR_H
 
+#include "vkv/api.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -58,11 +60,11 @@ typedef enum vkv_err {
 
 /* Returns a static, human-readable message for code `err` (never NULL; an
  * unknown code yields "unknown error"). The caller does not free it. */
-const char *vkv_strerror(int err);
+VKV_API const char *vkv_strerror(int err);
 
 /* Returns the static symbolic name of `err` ("VKV_ENOMEM"), or "VKV_E?" for
  * an unknown code. The caller does not free it. */
-const char *vkv_errname(int err);
+VKV_API const char *vkv_errname(int err);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,8 @@
 #ifndef VKV_VKV_H
 #define VKV_VKV_H
 
+#include "vkv/api.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,24 +84,24 @@ typedef struct vkv_options {
  * `opts` is only read during the call. On success *out is a handle the caller
  * owns until vkv_close(). Errors: VKV_ECONN (no daemon), VKV_ETIMEDOUT,
  * VKV_EINVAL, VKV_ESPEC (bad codec), VKV_EPERM, VKV_ENOMEM, VKV_ESYS. */
-int vkv_connect(const vkv_options *opts, vkv_client **out);
+VKV_API int vkv_connect(const vkv_options *opts, vkv_client **out);
 
 /* Ends the session (CLOSE: every lease of the handle is released at once),
  * unmaps everything and frees `c`. Views and put buffers obtained from it
  * become invalid, and fetch/put handles not yet released must not be used.
  * NULL is a no-op. */
-void vkv_close(vkv_client *c);
+VKV_API void vkv_close(vkv_client *c);
 
 /* The codec spec this client encodes with (valid until vkv_close). */
-const vkv_codec_spec *vkv_client_codec(const vkv_client *c);
+VKV_API const vkv_codec_spec *vkv_client_codec(const vkv_client *c);
 
 /* The daemon's epoch as seen at the last reply. */
-uint64_t vkv_client_epoch(const vkv_client *c);
+VKV_API uint64_t vkv_client_epoch(const vkv_client *c);
 
 /* Length of the longest prefix of keys[0..n) that is cached (hot or cold)
  * in *hits; *cold (may be NULL) gets how many of them are in the cold tier.
  * No side effects in the daemon: safe to call speculatively. */
-int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold);
+VKV_API int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold);
 
 /* A read-only view of one cached block in the daemon's memory. */
 typedef struct vkv_view {
@@ -115,21 +117,21 @@ typedef struct vkv_fetch vkv_fetch;
  * into memory first (the call then takes longer). On success *out is a
  * handle owning the pins, released with vkv_fetch_release(); it may hold 0
  * blocks. Errors: as vkv_lookup plus VKV_ENOSPC. */
-int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **out);
+VKV_API int vkv_fetch_begin(vkv_client *c, const vkv_key *keys, size_t n, vkv_fetch **out);
 
 /* Number of blocks pinned (the cached prefix length). */
-size_t vkv_fetch_count(const vkv_fetch *f);
+VKV_API size_t vkv_fetch_count(const vkv_fetch *f);
 
 /* View of block i (< vkv_fetch_count). The memory stays mapped and holds
  * the block committed under keys[i] until vkv_fetch_release(f) (even past
  * the lease TTL or a daemon restart; see the conventions above). Prefer
  * vkv_fetch_decode[_paged], which check the block's identity. */
-vkv_view vkv_fetch_view(const vkv_fetch *f, size_t i);
+VKV_API vkv_view vkv_fetch_view(const vkv_fetch *f, size_t i);
 
 /* Copies into out the identity block i must carry: that of (this client's
  * namespace, keys[i]); pass it as vkv_kv_dst.ident / vkv_paged_dst.ident to
  * any decoder (the CUDA ones included). Errors: VKV_EINVAL. */
-int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN]);
+VKV_API int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN]);
 
 /* Decodes block i into `dst` (host memory; dst->ident is ignored and
  * replaced by block i's expected identity) as vkv_decode / vkv_decode_paged
@@ -137,8 +139,8 @@ int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN]);
  * refused and nothing is written. `dst` is read during the call only.
  * Errors: those of vkv_decode, VKV_ENOTSUP on the cuda backend (use
  * vkv_cuda_decode with vkv_fetch_ident). */
-int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst);
-int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
+VKV_API int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst);
+VKV_API int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
                            const vkv_paged_dst *dst);
 
 /* Partial attention of decode queries over layer a->layer of block i, on its
@@ -148,17 +150,17 @@ int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
  * only. Errors: those of vkv_attend, VKV_ENOTSUP on the cuda backend (use
  * vkv_cuda_attend with vkv_fetch_ident). */
 struct vkv_attend_args;
-int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags,
+VKV_API int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags,
                      const struct vkv_attend_args *a);
 
 /* Extends the fetch's lease by the daemon's lease TTL. Errors: VKV_ELEASE
  * (it already expired: the views still hold their blocks, but release soon),
  * VKV_ESTALE (obtained before a daemon restart), call errors. */
-int vkv_fetch_renew(vkv_client *c, vkv_fetch *f);
+VKV_API int vkv_fetch_renew(vkv_client *c, vkv_fetch *f);
 
 /* Unpins and frees `f` (also unmaps views). Returns VKV_ELEASE if the lease
  * had expired (the handle is freed all the same). NULL is a no-op. */
-int vkv_fetch_release(vkv_client *c, vkv_fetch *f);
+VKV_API int vkv_fetch_release(vkv_client *c, vkv_fetch *f);
 
 /* A region reserved for writing one block. Opaque. */
 typedef struct vkv_put vkv_put;
@@ -167,35 +169,35 @@ typedef struct vkv_put vkv_put;
  * vkv_put_data() is writable memory of `size` bytes. Errors: VKV_EEXIST (the
  * key is cached already: nothing to do), VKV_EBUSY (another worker is
  * writing it right now: wait, then look it up), VKV_ENOSPC. */
-int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out);
+VKV_API int vkv_put_begin(vkv_client *c, const vkv_key *key, size_t size, vkv_put **out);
 
 /* The writable memory of a reservation (valid until commit/abort). */
-void *vkv_put_data(vkv_put *p);
-size_t vkv_put_size(const vkv_put *p);
+VKV_API void *vkv_put_data(vkv_put *p);
+VKV_API size_t vkv_put_size(const vkv_put *p);
 
 /* Extends the reservation's lease. Errors as vkv_fetch_renew. */
-int vkv_put_renew(vkv_client *c, vkv_put *p);
+VKV_API int vkv_put_renew(vkv_client *c, vkv_put *p);
 
 /* Binds the written block to (namespace, key) (vkv_block_bind), publishes
  * it (the daemon checks its header and identity) and frees `p` in every
  * case. Errors: VKV_ECORRUPT/VKV_EMAGIC/... (bad block, the reservation is
  * aborted), VKV_ELEASE (it expired: the block was not published, and no
  * byte written after the expiry reached another key). */
-int vkv_put_commit(vkv_client *c, vkv_put *p);
+VKV_API int vkv_put_commit(vkv_client *c, vkv_put *p);
 
 /* Drops the reservation unpublished and frees `p`. */
-int vkv_put_abort(vkv_client *c, vkv_put *p);
+VKV_API int vkv_put_abort(vkv_client *c, vkv_put *p);
 
 /* Convenience: encodes one chunk with the client's codec (on the CPU; src
  * is host memory) straight into a fresh reservation (cuda backend: through a
  * host copy) and commits it. Returns VKV_OK also when the key already
  * existed (VKV_EEXIST is folded into success; *stored (may be NULL) tells
  * 1 = stored, 0 = someone else had it or is writing it). */
-int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
+VKV_API int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
                   const vkv_kv_src *src, int *stored);
 
 /* Deletes keys[0..n) of this namespace; *deleted (may be NULL) counts them. */
-int vkv_delete(vkv_client *c, const vkv_key *keys, size_t n, size_t *deleted);
+VKV_API int vkv_delete(vkv_client *c, const vkv_key *keys, size_t n, size_t *deleted);
 
 /* One named counter of STATS. */
 typedef struct vkv_stat {
@@ -205,13 +207,13 @@ typedef struct vkv_stat {
 
 /* Fills out[0..cap) with the daemon's counters; *n gets how many exist
  * (may exceed cap). */
-int vkv_stats(vkv_client *c, vkv_stat *out, size_t cap, size_t *n);
+VKV_API int vkv_stats(vkv_client *c, vkv_stat *out, size_t cap, size_t *n);
 
 /* Looks one counter up by name in a vkv_stats() result; 0 if absent. */
-uint64_t vkv_stat_get(const vkv_stat *stats, size_t n, const char *name);
+VKV_API uint64_t vkv_stat_get(const vkv_stat *stats, size_t n, const char *name);
 
 /* Round trip to the daemon (keeps the session alive). */
-int vkv_ping(vkv_client *c);
+VKV_API int vkv_ping(vkv_client *c);
 
 /* ---- chained prefix keys (for callers without vLLM's block hashes) -------- */
 
@@ -227,14 +229,14 @@ typedef struct vkv_image_ref {
  * docs/KEYS.md ("vkv-chain-v1", parent key (32 zero bytes for the first
  * chunk), token count and ids, image count and refs, all little-endian).
  * Reads its inputs only during the call. Errors: VKV_EINVAL. */
-int vkv_key_chain(const vkv_key *parent, const uint32_t *tokens, size_t ntokens,
+VKV_API int vkv_key_chain(const vkv_key *parent, const uint32_t *tokens, size_t ntokens,
                   const vkv_image_ref *images, size_t nimages, vkv_key *out);
 
 /* Formats a key as 64 lowercase hex chars + NUL into hex[65]. */
-void vkv_key_hex(const vkv_key *key, char hex[65]);
+VKV_API void vkv_key_hex(const vkv_key *key, char hex[65]);
 
 /* Parses 64 hex chars into *key. Returns VKV_OK or VKV_EINVAL. */
-int vkv_key_parse(const char *hex, vkv_key *key);
+VKV_API int vkv_key_parse(const char *hex, vkv_key *key);
 
 #ifdef __cplusplus
 }
