@@ -839,10 +839,14 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
             srv->spill_queued -= o->size;
         op_remove(srv, c->tag);
         if (c->status) {
-            /* The entry left the arena but never reached LMDB: it is gone. */
+            /* The entry left the arena but never reached LMDB: it is gone,
+             * unless a later spill of the same key (it was deleted, put and
+             * evicted again meanwhile) is still in flight: that COLD entry
+             * is the newer one's and stays. */
             srv->cold_spill_lost++;
             VKV_WARN("spill of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
-            vkvs_forget_cold(srv->st, c->ns, &c->key);
+            if (!op_pending(srv, c->ns, &c->key))
+                vkvs_forget_cold(srv->st, c->ns, &c->key);
         }
         break;
     }
@@ -864,7 +868,10 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
         break;
     }
     case VKVS_COLD_OP_EVICTED:
-        vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
+        /* a notice about the record the cold tier held; a spill of the key
+         * still queued will write a newer one */
+        if (!op_pending(srv, c->ns, &c->key))
+            vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
         break;
     case VKVS_COLD_OP_DROPPED:
         srv->cold_corrupt_dropped++;
