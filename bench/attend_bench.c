@@ -198,8 +198,9 @@ static void run_f16(step *s)
 /* Decodes the block into the fp16 K/V. */
 static int run_decode(step *s)
 {
-    vkv_kv_dst d = {(void *const *)s->k, (void *const *)s->v, (size_t)s->m.kv_heads * HDIM, HDIM,
-                    vkv_geometry_of(&s->shape), NULL};
+    vkv_kv_dst d = {(void *const *)s->k,          (void *const *)s->v,
+                    (size_t)s->m.kv_heads * HDIM, HDIM,
+                    vkv_geometry_of(&s->shape),   NULL};
     return vkv_decode(s->block, s->size, 0, &d);
 }
 

@@ -121,7 +121,8 @@ int main(int argc, char **argv)
     int32_t table[TOKENS / PAGE];
     for (int i = 0; i < TOKENS / PAGE; i++)
         table[i] = TOKENS / PAGE - 1 - i;
-    vkv_paged_dst po = {ko, vo, TOKENS / PAGE, PAGE, table, TOKENS / PAGE, 0, 0, 0, 0, 0, vkv_geometry_of(&shape), NULL};
+    vkv_paged_dst po = {ko, vo, TOKENS / PAGE,           PAGE, table, TOKENS / PAGE, 0, 0, 0,
+                        0,  0,  vkv_geometry_of(&shape), NULL};
 
     /* yardstick: memcpy of the same fp16 bytes */
     memcpy(copy, src, bytes);

@@ -147,8 +147,8 @@ static int run_size(const char *dir, size_t bsize, int n)
 
     printf("block %5.1f MB x %3d: spill %7.0f MB/s vs write+fsync %7.0f MB/s = %.2fx | "
            "restore %7.0f MB/s vs read %7.0f MB/s = %.2fx  (ok %d/%d, %d/%d)\n",
-           bsize / 1e6, n, mb / s_s, mb / w_s, w_s / s_s, mb / x_s, mb / r_s, r_s / x_s, ok, n,
-           rok, n);
+           bsize / 1e6, n, mb / s_s, mb / w_s, w_s / s_s, mb / x_s, mb / r_s, r_s / x_s, ok, n, rok,
+           n);
     free(blk);
     for (int i = 0; i < 4; i++)
         free(dst[i]);

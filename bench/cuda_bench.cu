@@ -21,13 +21,12 @@
 #include "gpu_util.h"
 #include "vkv/codec_cuda.h"
 
-#define L_ 32
-#define H_ 32
-#define D_ 128
-#define T_ 576
-#define PS_ 16
+#define L_   32
+#define H_   32
+#define D_   128
+#define T_   576
+#define PS_  16
 #define REPS 20
-
 
 /* Median milliseconds of REPS runs of f (after 3 warm-ups) on stream st. */
 template <class F> static double time_ms(cudaStream_t st, F f)
@@ -108,18 +107,23 @@ int main(void)
         table[i] = (int32_t)(np - 1 - 2 * i);
     vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
 
-    double copy = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, src, fp, cudaMemcpyDeviceToDevice, st)); });
-    double copy_blk = time_ms(st, [&] { CK(cudaMemcpyAsync(dst, blk, bsz, cudaMemcpyDeviceToDevice, st)); });
+    double copy =
+        time_ms(st, [&] { CK(cudaMemcpyAsync(dst, src, fp, cudaMemcpyDeviceToDevice, st)); });
+    double copy_blk =
+        time_ms(st, [&] { CK(cudaMemcpyAsync(dst, blk, bsz, cudaMemcpyDeviceToDevice, st)); });
     double dec = time_ms(st, [&] { VK(vkv_cuda_decode(blk, bsz, &hdr, 0, &d, st)); });
     double decp = time_ms(st, [&] { VK(vkv_cuda_decode_paged(blk, bsz, &hdr, 0, &pd, st)); });
-    double enca = time_ms(st, [&] { VK(vkv_cuda_encode(&sh, &spec, &s, blk, bsz, VKV_CUDA_ASYNC, st)); });
+    double enca =
+        time_ms(st, [&] { VK(vkv_cuda_encode(&sh, &spec, &s, blk, bsz, VKV_CUDA_ASYNC, st)); });
     double encs = time_ms(st, [&] { VK(vkv_cuda_encode(&sh, &spec, &s, blk, bsz, 0, st)); });
 
-    printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    printf("GPU: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount);
     printf("chunk: %u tokens x %u layers x %u heads x %u (fp16, K+V = %.1f MB); codec %s; "
-           "block %zu bytes (%.3f bits/element)\n", T_, L_, H_, D_, fp / 1e6, sname, bsz,
-           vkv_codec_bits_per_element(&sh, bsz));
-    printf("\n| operation                                    |   ms (med) |     GB/s | vs copy |\n");
+           "block %zu bytes (%.3f bits/element)\n",
+           T_, L_, H_, D_, fp / 1e6, sname, bsz, vkv_codec_bits_per_element(&sh, bsz));
+    printf(
+        "\n| operation                                    |   ms (med) |     GB/s | vs copy |\n");
     printf("|----------------------------------------------|-----------:|---------:|--------:|\n");
     line("cudaMemcpy D2D of the fp16 KV (yardstick)", copy, fp, copy);
     line("decode -> dense fp16 (bytes written)", dec, fp, copy);

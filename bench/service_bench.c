@@ -165,7 +165,7 @@ int main(int argc, char **argv)
 
     /* ---- 1. LOOKUP vs echo vs redis ---- */
     static const char *const hot_flags[] = {"--capacity", "1G", "--slab-size", "256M",
-                                            "--cold-max", "0", NULL};
+                                            "--cold-max", "0",  NULL};
     char rundir[400];
     pid_t vk = start_vkvd("hot", hot_flags, rundir, sizeof rundir);
     vkv_options o = {0};
@@ -324,8 +324,12 @@ int main(int argc, char **argv)
             return 1;
         }
         for (int ch = 0; ch < nch; ch++) {
-            vkv_kv_dst dst = {(void *const *)k, (void *const *)v, (size_t)H * D, D,
-                              vkv_geometry_of(&shp[ch]), NULL};
+            vkv_kv_dst dst = {(void *const *)k,
+                              (void *const *)v,
+                              (size_t)H * D,
+                              D,
+                              vkv_geometry_of(&shp[ch]),
+                              NULL};
             vkv_fetch_decode(f, (size_t)ch, 0, &dst);
         }
         vkv_fetch_release(c, f);
@@ -373,7 +377,7 @@ int main(int argc, char **argv)
      * block restores it and evicts (spills) another one: the steady state of
      * a node whose images do not all fit in memory. */
     static const char *const cold_flags[] = {"--capacity", "64M", "--slab-size", "16M",
-                                             "--cold-max", "4G", NULL};
+                                             "--cold-max", "4G",  NULL};
     vk = start_vkvd("cold", cold_flags, rundir, sizeof rundir);
     vkv_client *c2;
     o.rundir = rundir;

@@ -143,7 +143,8 @@ int main(int argc, char **argv)
            "~10%% pinned, policy %s\n",
            ops, (unsigned long long)(s.bytes_capacity >> 20), s.slabs, c.page_size >> 10,
            vkvs_policy_name(c.policy));
-    printf("allocations ok %zu, ENOSPC %zu, failed while free+evictable sufficed %zu, evictions %llu\n",
+    printf("allocations ok %zu, ENOSPC %zu, failed while free+evictable sufficed %zu, evictions "
+           "%llu\n",
            nalloc, nospc, bad_fail, (unsigned long long)s.evictions);
     printf("mean extents (page runs) per entry: %.3f\n", nsamples ? ext_sum / nsamples : 0.0);
     uint64_t a50 = sb_pct(lat, nalloc, 0.50), a99 = sb_pct(lat, nalloc, 0.99);

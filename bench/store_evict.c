@@ -60,8 +60,8 @@ static double run(const uint32_t *trace, size_t nreq, uint32_t cap_pages, int po
             vkvs_release(st, sid, &fr.lease, 1, NULL);
         } else {
             uint64_t lease;
-            if (vkvs_alloc(st, sid, &k, (uint64_t)key_pages(trace[i]) * PAGE - 100, &lease,
-                           &b) != 0 ||
+            if (vkvs_alloc(st, sid, &k, (uint64_t)key_pages(trace[i]) * PAGE - 100, &lease, &b) !=
+                    0 ||
                 vkvs_commit(st, sid, lease, NULL, NULL) != 0) {
                 fprintf(stderr, "alloc failed\n");
                 exit(1);

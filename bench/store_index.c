@@ -97,10 +97,9 @@ static void scale(size_t n, size_t q)
         exit(1);
     }
     double per = (double)(s1.meta_bytes - s0.meta_bytes) / (double)n;
-    printf("%9zu %12llu %12llu %14llu %14llu %12.1f\n", n,
-           (unsigned long long)sb_pct(lat, q, 0.5), (unsigned long long)sb_pct(lat, q, 0.99),
-           (unsigned long long)sb_pct(blat, q, 0.5), (unsigned long long)sb_pct(blat, q, 0.99),
-           per);
+    printf("%9zu %12llu %12llu %14llu %14llu %12.1f\n", n, (unsigned long long)sb_pct(lat, q, 0.5),
+           (unsigned long long)sb_pct(lat, q, 0.99), (unsigned long long)sb_pct(blat, q, 0.5),
+           (unsigned long long)sb_pct(blat, q, 0.99), per);
     vkvs_close(st);
     free(qi);
     free(blat);

@@ -24,7 +24,7 @@
 /* Longer than the daemon's 10 s wait for cold restores (daemon/server.c
  * DEFER_LIMIT_MS), so a FETCH that restores is answered, not timed out. */
 #define DEFAULT_TIMEOUT_MS 15000
-#define NS_MAX 255
+#define NS_MAX             255
 
 struct slab_map {
     uint64_t id;
@@ -46,9 +46,9 @@ struct slab_map {
 struct slabset {
     struct slabset *next; /* the client's list of live sets */
     int refs;
-    struct slab_map *slabs;     /* host backend */
+    struct slab_map *slabs; /* host backend */
     uint32_t nslabs;
-    vkvc_cuda_slab *cslabs;     /* cuda backend */
+    vkvc_cuda_slab *cslabs; /* cuda backend */
     uint32_t ncslabs;
 };
 
@@ -66,7 +66,7 @@ struct vkv_client {
     uint64_t epoch;
     uint64_t gen; /* bumps at every reconnect; handles of older gens are dead */
     uint64_t page_size;
-    int backend; /* vkvp_backend */
+    int backend;          /* vkvp_backend */
     struct slabset *set;  /* current mappings (NULL when admin/disconnected) */
     struct slabset *sets; /* every live set, current and retired */
     uint64_t rid_next;
@@ -81,8 +81,8 @@ struct vkv_client {
 struct stitch {
     void *base;
     size_t len;
-    int device;      /* base is a device buffer */
-    uint32_t nruns;  /* device: the runs the buffer mirrors */
+    int device;     /* base is a device buffer */
+    uint32_t nruns; /* device: the runs the buffer mirrors */
     void **runs;
     size_t *run_len;
 };
@@ -92,9 +92,9 @@ struct vkv_fetch {
     uint64_t lease;
     size_t n;
     vkv_view *views;
-    struct stitch *st; /* per view */
+    struct stitch *st;               /* per view */
     uint8_t (*ident)[VKV_IDENT_LEN]; /* per view: (namespace, key) identity */
-    struct slabset *set; /* a reference: the mappings the views point into */
+    struct slabset *set;             /* a reference: the mappings the views point into */
     int backend;
 };
 
@@ -104,7 +104,7 @@ struct vkv_put {
     void *data;
     size_t size;
     struct stitch st;
-    int device;          /* data is device memory */
+    int device; /* data is device memory */
     uint8_t ident[VKV_IDENT_LEN];
     struct slabset *set; /* a reference, as in vkv_fetch */
 };
@@ -252,8 +252,8 @@ static int check_slab_fd(int fd, uint64_t size)
 {
     struct stat sb;
     int seals = fcntl(fd, F_GET_SEALS);
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size ||
-        seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size || seals < 0 ||
+        (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW))
         return VKV_EPROTO;
     return VKV_OK;
 }
@@ -488,8 +488,7 @@ static int reconnect(vkv_client *c)
 }
 
 /* vkvc_call with c->mu already held by the caller. */
-static int call_locked(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why,
-                       size_t why_len)
+static int call_locked(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why, size_t why_len)
 {
     *rep = NULL;
     int rc = call_raw(c, rq, rep, why, why_len);
@@ -720,11 +719,10 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     uint32_t nslabs = cuda ? set->ncslabs : set->nslabs;
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
-        uint64_t size = e->slab < nslabs ? (cuda ? set->cslabs[e->slab].size
-                                                 : set->slabs[e->slab].size)
-                                         : 0;
-        int mapped = e->slab < nslabs && (cuda ? set->cslabs[e->slab].dev != NULL
-                                               : set->slabs[e->slab].base != NULL);
+        uint64_t size =
+            e->slab < nslabs ? (cuda ? set->cslabs[e->slab].size : set->slabs[e->slab].size) : 0;
+        int mapped = e->slab < nslabs &&
+                     (cuda ? set->cslabs[e->slab].dev != NULL : set->slabs[e->slab].base != NULL);
         uint64_t pages = size / ps; /* no multiplication of untrusted numbers */
         if (!mapped || e->npages == 0 || e->first_page >= pages ||
             e->npages > pages - e->first_page)
@@ -754,8 +752,7 @@ static int make_view(vkv_client *c, const vkvp_block *b, int for_write, void **d
     for (uint32_t i = 0; i < b->next; i++) {
         const vkvp_extent *e = &b->ext[i];
         void *p = mmap(base + off, e->npages * ps, for_write ? PROT_READ | PROT_WRITE : PROT_READ,
-                       MAP_SHARED | MAP_FIXED,
-                       set->slabs[e->slab].fd, (off_t)(e->first_page * ps));
+                       MAP_SHARED | MAP_FIXED, set->slabs[e->slab].fd, (off_t)(e->first_page * ps));
         if (p == MAP_FAILED) {
             munmap(base, total);
             return VKV_ESYS;
@@ -901,8 +898,7 @@ int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_
     return vkv_decode(f->views[i].data, f->views[i].size, flags, &d);
 }
 
-int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
-                           const vkv_paged_dst *dst)
+int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags, const vkv_paged_dst *dst)
 {
     if (!f || i >= f->n || !dst)
         return VKV_EINVAL;
@@ -1109,8 +1105,8 @@ static int put_finish(vkv_client *c, vkv_put *p, vkvp_op op)
         if (crc == 0)
             vkvp_reply_free(rep);
         rc = rc ? rc : crc;
-        if (rc && op == VKVP_COMMIT && rc != VKV_ESTALE && rc != VKV_ELEASE &&
-            rc != VKV_ESESSION && rc != VKV_ETIMEDOUT && rc != VKV_ECONN)
+        if (rc && op == VKVP_COMMIT && rc != VKV_ESTALE && rc != VKV_ELEASE && rc != VKV_ESESSION &&
+            rc != VKV_ETIMEDOUT && rc != VKV_ECONN)
             abort_lease(c, p->lease); /* the daemon refused the block: not WRITING */
     }
     stitch_free(&p->st);
@@ -1134,8 +1130,8 @@ int vkv_put_abort(vkv_client *c, vkv_put *p)
     return put_finish(c, p, VKVP_ABORT);
 }
 
-int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
-                  const vkv_kv_src *src, int *stored)
+int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape, const vkv_kv_src *src,
+                  int *stored)
 {
     size_t size;
     vkv_put *p = NULL;

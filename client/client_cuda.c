@@ -64,7 +64,8 @@ static void unref_map(void *p, int device)
 int vkvc_cuda_open_slabs(vkvc_cuda_slab *slabs, uint32_t n)
 {
     int device = 0, count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0 || cudaGetDevice(&device) != cudaSuccess) {
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0 ||
+        cudaGetDevice(&device) != cudaSuccess) {
         (void)cudaGetLastError();
         return VKV_ENOTSUP;
     }

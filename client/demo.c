@@ -32,15 +32,15 @@
 #include "vkv/attend.h"
 #include "vkv/vkv.h"
 
-#define LAYERS 32
-#define HEADS 32
-#define DIM 128
-#define CHUNK 256
-#define SYS_TOKENS 32
-#define IMG_TOKENS 576
+#define LAYERS      32
+#define HEADS       32
+#define DIM         128
+#define CHUNK       256
+#define SYS_TOKENS  32
+#define IMG_TOKENS  576
 #define TEXT_TOKENS 40
-#define TOKENS (SYS_TOKENS + IMG_TOKENS + TEXT_TOKENS)
-#define NCHUNKS ((TOKENS + CHUNK - 1) / CHUNK)
+#define TOKENS      (SYS_TOKENS + IMG_TOKENS + TEXT_TOKENS)
+#define NCHUNKS     ((TOKENS + CHUNK - 1) / CHUNK)
 
 static const char *g_rundir;
 
@@ -190,8 +190,8 @@ static int answer_by_attention(const char *name, vkv_client *c, const vkv_key *k
             kk[l] = fk[l] + (size_t)at * row;
             vv[l] = fv[l] + (size_t)at * row;
         }
-        vkv_kv_dst dst = {(void *const *)kk, (void *const *)vv, row, DIM,
-                          vkv_geometry_of(&shapes[i]), NULL};
+        vkv_kv_dst dst = {
+            (void *const *)kk, (void *const *)vv, row, DIM, vkv_geometry_of(&shapes[i]), NULL};
         rc = vkv_fetch_decode(f, i, 0, &dst);
         at += shapes[i].tokens;
     }
@@ -357,8 +357,12 @@ static int worker(const char *name, uint64_t question_seed)
             size_t got = vkv_fetch_count(f);
             for (size_t i = 0; i < got && rc == 0; i++) {
                 /* checks the block's geometry and that it is bound to keys[i] */
-                vkv_kv_dst dst = {(void *const *)k,       (void *const *)v, HEADS * DIM, DIM,
-                                  vkv_geometry_of(&shapes[i]), NULL};
+                vkv_kv_dst dst = {(void *const *)k,
+                                  (void *const *)v,
+                                  HEADS * DIM,
+                                  DIM,
+                                  vkv_geometry_of(&shapes[i]),
+                                  NULL};
                 dst.geom.tokens = CHUNK;
                 rc = vkv_fetch_decode(f, i, 0, &dst);
             }

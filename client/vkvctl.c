@@ -1855,8 +1855,8 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         kp[l] = raw + (2 * l) * per;
         vp[l] = raw + (2 * l + 1) * per;
     }
-    vkv_kv_dst dst = {(void *const *)kp, (void *const *)vp, (size_t)sh.kv_heads * sh.head_dim,
-                      sh.head_dim, vkv_geometry_of(&sh), NULL};
+    vkv_kv_dst dst = {(void *const *)kp, (void *const *)vp,    (size_t)sh.kv_heads * sh.head_dim,
+                      sh.head_dim,       vkv_geometry_of(&sh), NULL};
     if ((rc = vkv_decode(view->data, view->size, VKV_DECODE_VERIFY, &dst)) != 0) {
         snprintf(err, errlen, "decode failed: %s", vkv_strerror(rc));
         goto out;

@@ -4,8 +4,8 @@
 const char *vkv_strerror(int err)
 {
     switch (err) {
-#define VKV_ERR_CASE_(name, value, msg)                                                     \
-    case value:                                                                         \
+#define VKV_ERR_CASE_(name, value, msg)                                                            \
+    case value:                                                                                    \
         return msg;
         VKV_ERRORS(VKV_ERR_CASE_)
 #undef VKV_ERR_CASE_
@@ -17,8 +17,8 @@ const char *vkv_strerror(int err)
 const char *vkv_errname(int err)
 {
     switch (err) {
-#define VKV_ERR_NAME_(name, value, msg)                                                     \
-    case value:                                                                         \
+#define VKV_ERR_NAME_(name, value, msg)                                                            \
+    case value:                                                                                    \
         return #name;
         VKV_ERRORS(VKV_ERR_NAME_)
 #undef VKV_ERR_NAME_

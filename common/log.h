@@ -36,12 +36,12 @@ int vkv_log_parse_level(const char *s);
 void vkv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define VKV_ERROR(...) vkv_log(VKV_LOG_ERROR, __VA_ARGS__)
-#define VKV_WARN(...) vkv_log(VKV_LOG_WARN, __VA_ARGS__)
-#define VKV_INFO(...) vkv_log(VKV_LOG_INFO, __VA_ARGS__)
-#define VKV_DEBUG(...)                                                                      \
-    do {                                                                                \
-        if (vkv_log_level() >= VKV_LOG_DEBUG)                                           \
-            vkv_log(VKV_LOG_DEBUG, __VA_ARGS__);                                        \
+#define VKV_WARN(...)  vkv_log(VKV_LOG_WARN, __VA_ARGS__)
+#define VKV_INFO(...)  vkv_log(VKV_LOG_INFO, __VA_ARGS__)
+#define VKV_DEBUG(...)                                                                             \
+    do {                                                                                           \
+        if (vkv_log_level() >= VKV_LOG_DEBUG)                                                      \
+            vkv_log(VKV_LOG_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
 
 #endif

@@ -20,8 +20,10 @@ struct setting {
 };
 
 static const struct setting g_settings[] = {
-    {"rundir", "VKV_RUNDIR", "socket directory, mode 0700 (default $XDG_RUNTIME_DIR/vkv or /tmp/vkv-$UID)"},
-    {"state-dir", "VKV_STATE_DIR", "state directory; the cold tier is state-dir/cold (default $XDG_STATE_HOME/vkv)"},
+    {"rundir", "VKV_RUNDIR",
+     "socket directory, mode 0700 (default $XDG_RUNTIME_DIR/vkv or /tmp/vkv-$UID)"},
+    {"state-dir", "VKV_STATE_DIR",
+     "state directory; the cold tier is state-dir/cold (default $XDG_STATE_HOME/vkv)"},
     {"backend", "VKV_BACKEND", "memory backend: auto | host | cuda (default auto)"},
     {"capacity", "VKV_CAPACITY", "hot arena bytes, e.g. 1G (default 1G)"},
     {"slab-size", "VKV_SLAB_SIZE", "bytes per slab (default 256M)"},
@@ -30,12 +32,18 @@ static const struct setting g_settings[] = {
     {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)"},
     {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)"},
     {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)"},
-    {"spill-queue", "VKV_SPILL_QUEUE", "bytes of evicted blocks waiting for the LMDB writer at most (default 64M)"},
-    {"session-quota", "VKV_SESSION_QUOTA", "bytes one session may pin and reserve at once; 0 = no limit (default: half the capacity)"},
-    {"session-ttl-ms", "VKV_SESSION_TTL_MS", "silent sessions are reaped after this (default 120000)"},
-    {"reap-interval-ms", "VKV_REAP_INTERVAL_MS", "how often dead sessions are looked for (default 1000)"},
-    {"spill-on-exit", "VKV_SPILL_ON_EXIT", "spill hot entries to the cold tier at SIGTERM: yes | no (default yes)"},
-    {"metrics-port", "VKV_METRICS_PORT", "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
+    {"spill-queue", "VKV_SPILL_QUEUE",
+     "bytes of evicted blocks waiting for the LMDB writer at most (default 64M)"},
+    {"session-quota", "VKV_SESSION_QUOTA",
+     "bytes one session may pin and reserve at once; 0 = no limit (default: half the capacity)"},
+    {"session-ttl-ms", "VKV_SESSION_TTL_MS",
+     "silent sessions are reaped after this (default 120000)"},
+    {"reap-interval-ms", "VKV_REAP_INTERVAL_MS",
+     "how often dead sessions are looked for (default 1000)"},
+    {"spill-on-exit", "VKV_SPILL_ON_EXIT",
+     "spill hot entries to the cold tier at SIGTERM: yes | no (default yes)"},
+    {"metrics-port", "VKV_METRICS_PORT",
+     "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
     {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
     {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
 };
@@ -63,11 +71,24 @@ int vkvd_parse_size(const char *text, uint64_t *out)
     unsigned shift = 0;
     if (*end) {
         switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
-        case 't': case 'T': shift = 40; break;
-        default: return -1;
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return -1;
         }
         end++;
         if (*end == 'i')
@@ -339,8 +360,8 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
     struct option opts[N_SETTINGS + 6];
     size_t k = 0;
     for (size_t i = 0; i < N_SETTINGS; i++)
-        opts[k++] = (struct option){g_settings[i].name, required_argument, NULL,
-                                    OPT_SETTING0 + (int)i};
+        opts[k++] =
+            (struct option){g_settings[i].name, required_argument, NULL, OPT_SETTING0 + (int)i};
     opts[k++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
     opts[k++] = (struct option){"print-config", no_argument, NULL, OPT_PRINT};
     opts[k++] = (struct option){"help", no_argument, NULL, OPT_HELP};
@@ -427,11 +448,14 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
     fprintf(fp, "capacity = %llu\nslab-size = %llu\npage-size = %u\ncold-max = %llu\n",
             (unsigned long long)cfg->capacity, (unsigned long long)cfg->slab_size, cfg->page_size,
             (unsigned long long)cfg->cold_max);
-    fprintf(fp, "cold-sync-ms = %u\nlease-ttl-ms = %u\nsession-ttl-ms = %u\nreap-interval-ms = %u\n",
+    fprintf(fp,
+            "cold-sync-ms = %u\nlease-ttl-ms = %u\nsession-ttl-ms = %u\nreap-interval-ms = %u\n",
             cfg->cold_sync_ms, cfg->lease_ttl_ms, cfg->session_ttl_ms, cfg->reap_interval_ms);
     fprintf(fp, "spill-on-exit = %s\nmetrics-port = %d\nlog-level = %s\n",
             cfg->spill_on_exit ? "yes" : "no", cfg->metrics_port,
-            lv[cfg->log_level < 0 ? 0 : cfg->log_level > 3 ? 3 : cfg->log_level]);
+            lv[cfg->log_level < 0   ? 0
+               : cfg->log_level > 3 ? 3
+                                    : cfg->log_level]);
     fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
     fprintf(fp, "session-quota = %llu\n",
             (unsigned long long)(cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2

@@ -31,10 +31,10 @@ typedef struct vkvd_config {
     uint32_t lease_ttl_ms;
     uint32_t session_ttl_ms;
     uint32_t reap_interval_ms;
-    bool spill_on_exit;  /* SIGTERM spills hot entries to the cold tier */
-    int metrics_port;    /* 0: no metrics endpoint */
-    int log_level;       /* enum vkv_log_level */
-    long allow_gid;      /* -1: only our own uid may connect; else also this gid */
+    bool spill_on_exit; /* SIGTERM spills hot entries to the cold tier */
+    int metrics_port;   /* 0: no metrics endpoint */
+    int log_level;      /* enum vkv_log_level */
+    long allow_gid;     /* -1: only our own uid may connect; else also this gid */
     char config_file[VKVD_PATH_MAX];
 } vkvd_config;
 

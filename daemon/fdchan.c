@@ -17,7 +17,7 @@
 #include "vkv/error.h"
 
 struct vkvd_fdchan {
-    int lfd;        /* listening socket */
+    int lfd; /* listening socket */
     int stop_pipe[2];
     pthread_t thr;
     pthread_mutex_t mu; /* protects the slab table */
@@ -86,8 +86,8 @@ static void serve(vkvd_fdchan *fc, int cfd)
         fc->refused++;
         return;
     }
-    int ok = cr.uid == getuid() || cr.uid == 0 ||
-             (fc->allow_gid >= 0 && (long)cr.gid == fc->allow_gid);
+    int ok =
+        cr.uid == getuid() || cr.uid == 0 || (fc->allow_gid >= 0 && (long)cr.gid == fc->allow_gid);
     if (!ok) {
         VKV_WARN("fd channel: refused pid %d uid %u gid %u", (int)cr.pid, (unsigned)cr.uid,
                  (unsigned)cr.gid);

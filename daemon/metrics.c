@@ -68,7 +68,8 @@ static const struct mdef g_defs[] = {
     {"deletes", NULL, "vkvd_deletes_total", "", "counter", "Entries removed by DELETE."},
     {"evictions", NULL, "vkvd_evictions_total", "", "counter",
      "Entries evicted from the hot tier (all causes)."},
-    {"spills", NULL, "vkvd_spills_total", "", "counter", "Evicted entries written to the cold tier."},
+    {"spills", NULL, "vkvd_spills_total", "", "counter",
+     "Evicted entries written to the cold tier."},
     {"spill_failures", NULL, "vkvd_spill_failures_total", "", "counter",
      "Spills to the cold tier that failed."},
     {"restores", NULL, "vkvd_restores_total", "", "counter",
@@ -365,9 +366,8 @@ int vkvd_metrics_port(const vkvd_metrics *m)
  * renders, GET / points there, anything else is 404/405. The response
  * buffer is handed to libmicrohttpd, which frees it. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     vkvd_metrics *m = cls;
     (void)version;
@@ -444,11 +444,11 @@ int vkvd_metrics_open(int port, vkvd_metrics **out)
         sa.sin_family = AF_INET;
         sa.sin_port = htons((uint16_t)port);
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        m->httpd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                    (uint16_t)port, NULL, NULL, &on_request, m,
-                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+        m->httpd =
+            MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port,
+                             NULL, NULL, &on_request, m, MHD_OPTION_SOCK_ADDR,
+                             (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
+                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
         if (!m->httpd) {
             VKV_ERROR("metrics: cannot serve on 127.0.0.1:%d (port taken?)", port);
             pthread_mutex_destroy(&m->lock);

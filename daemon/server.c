@@ -44,7 +44,7 @@
 struct rcache_slot {
     uint64_t req_id;
     uint64_t req_hash; /* XXH3 of the request frame: a resend is identical */
-    void *frame; /* malloc'ed copy of the encoded reply */
+    void *frame;       /* malloc'ed copy of the encoded reply */
     size_t len;
 };
 
@@ -52,8 +52,8 @@ struct vkvd_server {
     vkvd_config cfg;
     vkvs_store *st;
     vkvd_fdchan *fc;
-    int nn;        /* AF_SP_RAW NN_REP socket */
-    int nn_rcvfd;  /* pollable fd of nn */
+    int nn;       /* AF_SP_RAW NN_REP socket */
+    int nn_rcvfd; /* pollable fd of nn */
     int sigfd;
     int timerfd;
     int lockfd;
@@ -62,8 +62,8 @@ struct vkvd_server {
     char sock_path[VKVD_PATH_MAX + 16];
     char fd_path[VKVD_PATH_MAX + 16];
     struct rcache_slot rcache[RCACHE_SLOTS];
-    uint64_t rcache_bytes;   /* sum of rcache[].len */
-    uint32_t rcache_sweep;   /* next slot to drop when over RCACHE_MAX_BYTES */
+    uint64_t rcache_bytes; /* sum of rcache[].len */
+    uint32_t rcache_sweep; /* next slot to drop when over RCACHE_MAX_BYTES */
     /* counters (exported by STATS) */
     uint64_t req_count[VKVP_OP_MAX_ + 1];
     uint64_t req_errors;
@@ -89,28 +89,28 @@ struct vkvd_server {
     pthread_mutex_t live_mu;
     struct live_sess *live;
     size_t nlive, caplive;
-    uint64_t identity_failures; /* blocks refused for a wrong (ns, key) */
+    uint64_t identity_failures;     /* blocks refused for a wrong (ns, key) */
     uint64_t cold_envs_quarantined; /* damaged LMDB envs moved aside at start */
-    uint64_t spill_queued;      /* bytes copied for the LMDB writer, not yet written */
+    uint64_t spill_queued;          /* bytes copied for the LMDB writer, not yet written */
     uint64_t spill_queued_peak;
-    bool flush_more;            /* a FLUSH stopped at the spill-queue bound */
+    bool flush_more;                /* a FLUSH stopped at the spill-queue bound */
     char flush_ns[VKVS_NS_MAX + 1]; /* its namespace ("" = all) */
 };
 
 /* A session the fd channel may serve, and the pid the kernel gave for it. */
 struct live_sess {
     uint64_t sid;
-    pid_t pid;     /* 0 until the client came to the fd channel */
-    bool applied;  /* pid bound in the store (loop thread) */
+    pid_t pid;    /* 0 until the client came to the fd channel */
+    bool applied; /* pid bound in the store (loop thread) */
 };
 
 /* A cold-tier checksum verification running on its own thread (VERIFY). */
 struct verify_job {
     pthread_t thr;
     vkvs_cold *cold;
-    atomic_bool cancel;  /* set by verify_join: stop at the next entry */
+    atomic_bool cancel; /* set by verify_join: stop at the next entry */
     bool drop;
-    bool started;        /* thr was created (join it before the next) */
+    bool started; /* thr was created (join it before the next) */
     atomic_bool running;
     atomic_uint_fast64_t entries_done, entries_total, bytes_done, bytes_total;
     atomic_uint_fast64_t corrupt, dropped;
@@ -134,10 +134,10 @@ struct pending_op {
 /* A FETCH whose reply waits until cold entries of its prefix are restored. */
 struct deferred {
     struct deferred *next;
-    void *control;     /* nanomsg routing header of the request */
-    vkvp_request *rq;  /* decoded request (owned) */
+    void *control;    /* nanomsg routing header of the request */
+    vkvp_request *rq; /* decoded request (owned) */
     uint64_t req_hash;
-    uint64_t t_arrival; /* ns, for the latency histogram */
+    uint64_t t_arrival;   /* ns, for the latency histogram */
     uint64_t deadline_ms; /* monotonic: answer with what is hot after this */
 };
 
@@ -388,8 +388,8 @@ static int validate_block(void *arg, const vkvs_store *st, const char *ns, const
     const vkvs_slab *s = vkvs_slab_get(st, b->extents[0].slab);
     uint64_t run = (uint64_t)b->extents[0].npages * vkvs_page_size(st);
     if (s && s->host && run >= b->size) {
-        const uint8_t *p = (const uint8_t *)s->host +
-                           (uint64_t)b->extents[0].first_page * vkvs_page_size(st);
+        const uint8_t *p =
+            (const uint8_t *)s->host + (uint64_t)b->extents[0].first_page * vkvs_page_size(st);
         return vkv_block_check(p, b->size, 0, NULL);
     }
     /* Scattered or device memory: assemble a copy (rare: the allocator
@@ -503,8 +503,8 @@ static void *verify_main(void *arg)
     struct verify_job *j = arg;
     vkvs_cold_verify_report rep;
     memset(&rep, 0, sizeof rep);
-    int rc = vkvs_cold_verify(j->cold, j->drop ? VKVS_COLD_VERIFY_DROP : 0, verify_progress, j,
-                              &rep);
+    int rc =
+        vkvs_cold_verify(j->cold, j->drop ? VKVS_COLD_VERIFY_DROP : 0, verify_progress, j, &rep);
     j->corrupt = rep.corrupt;
     j->dropped = rep.dropped;
     VKV_INFO("cold-tier verification %s: %llu entries, %llu corrupt, %llu dropped",
@@ -565,7 +565,7 @@ static void verify_join(vkvd_server *srv)
 
 /* ---- cold tier ------------------------------------------------------------------ */
 
-#define DEFER 1             /* dispatch result: the reply waits for restores */
+#define DEFER          1     /* dispatch result: the reply waits for restores */
 #define DEFER_LIMIT_MS 10000 /* a waiting FETCH answers with what is hot after this */
 
 /* Records an in-flight cold operation (*out, if not NULL, gets it). Returns
@@ -586,7 +586,6 @@ static int op_add_ex(vkvd_server *srv, uint64_t tag, int op, const char *ns, con
     srv->ops = o;
     return 0;
 }
-
 
 /* Frees an op's restore staging. */
 static void op_free(struct pending_op *o)
@@ -705,17 +704,15 @@ static size_t start_restores(vkvd_server *srv, const char *ns, const vkv_key *ke
         for (uint32_t e = 0; e < b.nextents && niov < 64; e++) {
             const vkvs_slab *sl = vkvs_slab_get(srv->st, b.extents[e].slab);
             host = host && sl->host;
-            iov[niov].iov_base = sl->host ? (uint8_t *)sl->host +
-                                                (uint64_t)b.extents[e].first_page * ps
-                                          : NULL;
+            iov[niov].iov_base =
+                sl->host ? (uint8_t *)sl->host + (uint64_t)b.extents[e].first_page * ps : NULL;
             iov[niov].iov_len = (size_t)b.extents[e].npages * ps;
             niov++;
         }
         uint64_t tag = ++srv->next_tag;
         struct pending_op *o = NULL;
-        rc = b.nextents <= 64 || !host
-                 ? op_add_ex(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i], &o)
-                 : VKV_ENOTSUP;
+        rc = b.nextents <= 64 || !host ? op_add_ex(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i], &o)
+                                       : VKV_ENOTSUP;
         if (rc == 0 && !host) {
             /* Device slabs: restore into host staging, copy in on completion. */
             o->staging = malloc(b.size);
@@ -959,10 +956,9 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "reply_cache_bytes", srv->rcache_bytes);
     counter(cs, "replies_dropped", srv->send_failures);
     static const char *req_names[VKVP_OP_MAX_ + 1] = {
-        NULL,           "req_hello",  "req_lookup", "req_fetch", "req_alloc",
-        "req_commit",   "req_abort",  "req_release", "req_delete", "req_evict",
-        "req_flush",    "req_stats",  "req_list",   "req_info",  "req_ping",
-        "req_verify",   "req_renew",  "req_close"};
+        NULL,        "req_hello",   "req_lookup", "req_fetch",  "req_alloc", "req_commit",
+        "req_abort", "req_release", "req_delete", "req_evict",  "req_flush", "req_stats",
+        "req_list",  "req_info",    "req_ping",   "req_verify", "req_renew", "req_close"};
     for (int i = 1; i <= VKVP_OP_MAX_; i++)
         counter(cs, req_names[i], srv->req_count[i]);
     counter(cs, "fetch_deferred", srv->fetch_deferred);
@@ -1040,8 +1036,8 @@ static const char *opt_ns(bool has, vkvp_str s)
  * pointers may reference `sc`). Returns 0, the error status to send, or
  * DEFER (FETCH only, when allow_defer): cold entries of the prefix are being
  * restored and the request must be run again when they are in place. */
-static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
-                    struct scratch *sc, char *why, size_t why_len, bool allow_defer)
+static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep, struct scratch *sc,
+                    char *why, size_t why_len, bool allow_defer)
 {
     vkvs_store *st = srv->st;
     int rc = 0;
@@ -1078,8 +1074,8 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         live_add(srv, sid);
         r->session = sid;
         r->epoch = srv->epoch;
-        r->backend = vkvs_backend_of(st)->kind == VKVS_BACKEND_CUDA ? VKVP_BACKEND_CUDA
-                                                                     : VKVP_BACKEND_HOST;
+        r->backend =
+            vkvs_backend_of(st)->kind == VKVS_BACKEND_CUDA ? VKVP_BACKEND_CUDA : VKVP_BACKEND_HOST;
         r->lease_ttl_ms = srv->cfg.lease_ttl_ms;
         r->page_size = vkvs_page_size(st);
         r->fd_path = vkvp_cstr(srv->fd_path);
@@ -1160,8 +1156,8 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
     case VKVP_ABORT:
         return vkvs_abort(st, rq->u.abort.session, rq->u.abort.lease);
     case VKVP_RELEASE:
-        rc = vkvs_release(st, rq->u.release.session, rq->u.release.leases,
-                          rq->u.release.nleases, &n);
+        rc = vkvs_release(st, rq->u.release.session, rq->u.release.leases, rq->u.release.nleases,
+                          &n);
         rep->u.release.count = n;
         return rc;
     case VKVP_RENEW:
@@ -1214,8 +1210,8 @@ static int dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
         sc->shapes = calloc(l->limit, sizeof *sc->shapes);
         if (!sc->infos || !sc->entries || !sc->shapes)
             return VKV_ENOMEM;
-        rc = vkvs_list(st, l->session, opt_ns(l->has_ns, l->ns), l->cursor, l->limit, sc->infos,
-                       &n, &next);
+        rc = vkvs_list(st, l->session, opt_ns(l->has_ns, l->ns), l->cursor, l->limit, sc->infos, &n,
+                       &next);
         if (rc)
             return rc;
         for (size_t i = 0; i < n; i++)
@@ -1367,7 +1363,7 @@ static void rerun_deferred(vkvd_server *srv)
         struct deferred *d = list;
         list = d->next;
         bool allow = vkv_now_ms() < d->deadline_ms && !srv->stopping;
-        srv->fetch_deferred--; /* run_request counts it again if it stays */
+        srv->fetch_deferred--;               /* run_request counts it again if it stays */
         vkvs_set_fetch_quiet(srv->st, true); /* counted at its first run */
         int rr = run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow);
         vkvs_set_fetch_quiet(srv->st, false);
@@ -1522,12 +1518,12 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     sc.lease_ttl_ms = cfg->lease_ttl_ms;
     sc.session_ttl_ms = cfg->session_ttl_ms;
     sc.policy = strcmp(cfg->policy, "lru") == 0 ? VKVS_POLICY_LRU : VKVS_POLICY_S3FIFO;
-    sc.session_quota = cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2
-                                                             : cfg->session_quota;
+    sc.session_quota =
+        cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2 : cfg->session_quota;
     rc = vkvs_open(&sc, &srv->st);
     if (rc) {
-        VKV_ERROR("cannot create the %llu-byte host arena: %s",
-                  (unsigned long long)cfg->capacity, vkv_strerror(rc));
+        VKV_ERROR("cannot create the %llu-byte host arena: %s", (unsigned long long)cfg->capacity,
+                  vkv_strerror(rc));
         goto fail;
     }
 
@@ -1659,7 +1655,7 @@ int vkvd_server_run(vkvd_server *srv)
     }
     if (srv->deferred)
         rerun_deferred(srv); /* stopping: answers with what is hot */
-    verify_join(srv); /* it stops at its next entry */
+    verify_join(srv);        /* it stops at its next entry */
     int rc = 0;
     if (srv->cold) {
         if (srv->cfg.spill_on_exit) {

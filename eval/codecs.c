@@ -235,9 +235,10 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         }
         if (r < 0)
             return vkve_cfail(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
-        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb || c->tc_vb > c->tc_maxb)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]", c->tc_kb,
-                              c->tc_minb, c->tc_maxb);
+        if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb ||
+            c->tc_vb > c->tc_maxb)
+            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]",
+                              c->tc_kb, c->tc_minb, c->tc_maxb);
         return VKV_OK;
     }
     /* "rotsign:kmode=..." (the block rule's own keys, as its canonical
@@ -939,8 +940,9 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
     sh.tokens = ck->n;
     sh.dtype = (uint8_t)dtype;
     if (ck->nr > VKV_BLOCK_MAX_RANGES)
-        return vkve_cfail(err, errlen, VKV_ERANGES, "chunk at token %u has %u visual ranges (max %u)",
-                          ck->t0, ck->nr, VKV_BLOCK_MAX_RANGES);
+        return vkve_cfail(err, errlen, VKV_ERANGES,
+                          "chunk at token %u has %u visual ranges (max %u)", ck->t0, ck->nr,
+                          VKV_BLOCK_MAX_RANGES);
     sh.n_ranges = ck->nr;
     memcpy(sh.ranges, ck->r, ck->nr * sizeof ck->r[0]);
     size_t bsz = 0;
@@ -968,8 +970,8 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
         dp[L + l] = vs + 2 * n;
     }
     vkv_kv_src src = {.k = sp, .v = sp + L, .token_stride = row, .head_stride = D};
-    vkv_kv_dst dst = {.k = dp, .v = dp + L, .token_stride = row, .head_stride = D,
-                      .geom = vkv_geometry_of(&sh)};
+    vkv_kv_dst dst = {
+        .k = dp, .v = dp + L, .token_stride = row, .head_stride = D, .geom = vkv_geometry_of(&sh)};
     rc = vkv_encode(&sh, &c->spec, &src, blk, bsz);
     if (rc == VKV_OK)
         rc = vkv_decode(blk, bsz, VKV_DECODE_VERIFY, &dst);
@@ -1006,10 +1008,13 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
     if (chunk == 0)
         return vkve_cfail(err, errlen, VKV_EINVAL, "chunk size must be positive");
     if (c->kind == VKVE_ROTSIGN && (D & (D - 1)))
-        return vkve_cfail(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)", D);
-    if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN && ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
-                                  (c->spec.v_mode == VKV_GROUP_TOKEN && c->spec.v_group && D % c->spec.v_group)))
-        return vkve_cfail(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u", c->text, D);
+        return vkve_cfail(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)",
+                          D);
+    if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN &&
+        ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
+         (c->spec.v_mode == VKV_GROUP_TOKEN && c->spec.v_group && D % c->spec.v_group)))
+        return vkve_cfail(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u",
+                          c->text, D);
     /* raw tokens (and the starting point of every codec): the source rounded
      * to the codec dtype */
     for (uint32_t l = 0; l < L; l++)
@@ -1023,7 +1028,8 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
     uint32_t *vt = malloc(chunk * sizeof *vt);
     float *buf = malloc(big * sizeof(float)), *scr = malloc(big * sizeof(float));
     float *y = malloc((size_t)chunk * D * sizeof(float)), *a = malloc(chunk * sizeof(float));
-    float *b = malloc(D * sizeof(float)), *mu = malloc(D * sizeof(float)), *sg = malloc(D * sizeof(float));
+    float *b = malloc(D * sizeof(float)), *mu = malloc(D * sizeof(float)),
+          *sg = malloc(D * sizeof(float));
     uint8_t *tcb = malloc(D);
     int rc = VKV_OK;
     if (!vt || !buf || !scr || !y || !a || !b || !mu || !sg || !tcb) {
@@ -1058,11 +1064,15 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
                             dtype, buf, scr);
             } else if (c->kind == VKVE_CALIBQUANT) {
                 vkve_cq_arg ka = {c->ks}, va = {c->vs};
-                vkve_groups(ks, ks, &ck, H, D, VKV_GROUP_CHANNEL, 0, vkve_cq_fn, &ka, dtype, buf, scr);
-                vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_CHANNEL, 0, vkve_cq_fn, &va, dtype, buf, scr);
+                vkve_groups(ks, ks, &ck, H, D, VKV_GROUP_CHANNEL, 0, vkve_cq_fn, &ka, dtype, buf,
+                            scr);
+                vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_CHANNEL, 0, vkve_cq_fn, &va, dtype, buf,
+                            scr);
             } else if (c->kind == VKVE_REF2BIT) {
-                vkve_groups(ks, ks, &ck, H, D, VKV_GROUP_CHANNEL, 256, vkve_2bit_fn, NULL, dtype, buf, scr);
-                vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_TOKEN, 0, vkve_2bit_fn, NULL, dtype, buf, scr);
+                vkve_groups(ks, ks, &ck, H, D, VKV_GROUP_CHANNEL, 256, vkve_2bit_fn, NULL, dtype,
+                            buf, scr);
+                vkve_groups(vs, vs, &ck, H, D, VKV_GROUP_TOKEN, 0, vkve_2bit_fn, NULL, dtype, buf,
+                            scr);
             } else if (c->kind == VKVE_TC) {
                 for (uint32_t h = 0; h < H; h++) {
                     const float *qw = c->tc_aw && in->qw ? in->qw[l] + (size_t)h * D : NULL;

@@ -68,12 +68,12 @@ enum vkve_scale_mode {
 };
 
 typedef struct vkve_codec {
-    int kind;        /* enum vkve_kind */
-    int sim;         /* BLOCK: 1 = this module's simulation, 0 = the library */
-    char text[160];  /* the spec as given (canonical for BLOCK) */
-    vkv_codec_spec spec; /* BLOCK */
-    float ks, vs;        /* CALIBQUANT scale factors */
-    double calib;        /* CALIBQUANT: logit offset, 0 = off */
+    int kind;                            /* enum vkve_kind */
+    int sim;                             /* BLOCK: 1 = this module's simulation, 0 = the library */
+    char text[160];                      /* the spec as given (canonical for BLOCK) */
+    vkv_codec_spec spec;                 /* BLOCK */
+    float ks, vs;                        /* CALIBQUANT scale factors */
+    double calib;                        /* CALIBQUANT: logit offset, 0 = off */
     uint8_t center[2], rot[2], scale[2]; /* ROTSIGN, [0] keys, [1] values */
     uint64_t seed;                       /* ROTSIGN sign vector seed */
     double tc_kb, tc_alpha;              /* TC: key bits per element, weight exponent */

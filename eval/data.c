@@ -170,7 +170,8 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         if (q0->ndim != 3 || q0->shape[0] == 0 || q0->shape[2] != d->head_dim ||
             q0->shape[1] == 0 || q0->shape[1] % d->kv_heads != 0 || q0->shape[0] > 65536 ||
             q0->shape[1] > 4096) {
-            snprintf(err, errlen, "layers.0.q must be [n_queries, n_heads, %u] with n_heads a multiple of %u",
+            snprintf(err, errlen,
+                     "layers.0.q must be [n_queries, n_heads, %u] with n_heads a multiple of %u",
                      d->head_dim, d->kv_heads);
             rc = VKV_ESHAPE;
             goto fail;

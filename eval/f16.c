@@ -32,7 +32,7 @@ uint16_t vkve_f32_to_f16(float f)
         return (uint16_t)(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0u));
     if (absx >= 0x477ff000u) /* rounds to >= 65520: overflow to Inf */
         return (uint16_t)(sign | 0x7c00u);
-    if (absx < 0x38800000u) { /* below the smallest normal half: subnormal or 0 */
+    if (absx < 0x38800000u) {   /* below the smallest normal half: subnormal or 0 */
         if (absx < 0x33000000u) /* below half the smallest subnormal */
             return (uint16_t)sign;
         uint32_t e = absx >> 23;

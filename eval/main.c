@@ -70,11 +70,11 @@ static const char *const vkve_default_codecs[] = {
 #define VKVE_N_DEFAULT (sizeof vkve_default_codecs / sizeof vkve_default_codecs[0])
 
 /* Baselines of the goal check (issue 3) and the default it judges. */
-#define VKVE_BASE_CQ "calibquant"
-#define VKVE_BASE_SEED "quantile"
+#define VKVE_BASE_CQ      "calibquant"
+#define VKVE_BASE_SEED    "quantile"
 #define VKVE_DEFAULT_SPEC "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0"
-#define VKVE_DESIGN_SPEC "rotsign" /* the eval-only design, checked alongside */
-#define VKVE_CAND_SPEC "tc:kb=1.125,aw=1" /* issue 16's eval-only candidate */
+#define VKVE_DESIGN_SPEC  "rotsign"          /* the eval-only design, checked alongside */
+#define VKVE_CAND_SPEC    "tc:kb=1.125,aw=1" /* issue 16's eval-only candidate */
 
 /* Writes the library's default codec spec (vkv_codec_spec_default, canonical
  * string) into buf; without the codec library, the spec docs/FIDELITY.md
@@ -109,7 +109,8 @@ static void vkve_usage(FILE *fp)
     fputs("usage:\n"
           "  vkv-eval run (--profile NAME [--seed N] | --input FILE) [--codec SPEC]...\n"
           "               [--chunk N] [--topk K] [--json OUT] [--csv OUT] [--per-head]\n"
-          "  vkv-eval table [--out DIR] [--seed N] [--codec SPEC]... [--default SPEC] [--input FILE]\n"
+          "  vkv-eval table [--out DIR] [--seed N] [--codec SPEC]... [--default SPEC] [--input "
+          "FILE]\n"
           "  vkv-eval gen --profile NAME [--seed N] OUT.safetensors\n"
           "  vkv-eval roundtrip [--codec SPEC|default] [--chunk N] IN.safetensors OUT.safetensors\n"
           "  vkv-eval bits --codec SPEC|default\n"
@@ -257,8 +258,10 @@ static int vkve_cmd_run(const vkve_opts *o)
             return 2;
         }
         if (d.proxy_queries)
-            fprintf(stderr, "vkv-eval: %s has no layers.N.q; using keys of the last tokens as proxy queries\n",
-                    o->input);
+            fprintf(
+                stderr,
+                "vkv-eval: %s has no layers.N.q; using keys of the last tokens as proxy queries\n",
+                o->input);
     }
     const char *const *list = o->n_codecs ? o->codecs : vkve_default_codecs;
     size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, n = 0;
@@ -299,10 +302,11 @@ static int vkve_goal_check(FILE *fp, const vkve_row *rows, size_t n, const char 
 {
     int all = 1;
     double rmin = issue16 ? 0.7 : 0.6;
-    fprintf(fp, "goal check (issue %d) of '%s' (KL <= 0.5x %s, <= 0.7x %s%s; "
-                "top-%u recall >= %.1f; bits <= 1.25)\n",
-            issue16 ? 16 : 3, deflt, VKVE_BASE_CQ, VKVE_BASE_SEED, issue16 ? "" : " at <= their bits",
-            topk, rmin);
+    fprintf(fp,
+            "goal check (issue %d) of '%s' (KL <= 0.5x %s, <= 0.7x %s%s; "
+            "top-%u recall >= %.1f; bits <= 1.25)\n",
+            issue16 ? 16 : 3, deflt, VKVE_BASE_CQ, VKVE_BASE_SEED,
+            issue16 ? "" : " at <= their bits", topk, rmin);
     fprintf(fp, "%-14s %7s %10s %10s %7s %10s %7s %7s %s\n", "profile", "bits", "KL", "KL_cq",
             "ratio", "KL_seed", "ratio", "recall", "verdict");
     for (size_t i = 0; i < np; i++) {
@@ -365,11 +369,13 @@ static int vkve_cmd_table(const vkve_opts *o)
                 goto out;
             names[np++] = ps[i].name;
         }
-        fprintf(stderr, "vkv-eval: %s: %u layers, %u tokens (%u visual), %u kv heads, %u query heads\n",
+        fprintf(stderr,
+                "vkv-eval: %s: %u layers, %u tokens (%u visual), %u kv heads, %u query heads\n",
                 d.name, d.layers, d.tokens, vkve_n_visual(&d), d.kv_heads, d.n_heads);
         int r = vkve_run_list(&d, list, nc, o, rows, &n, (np_all + 1) * (nc + 5));
         /* make sure the goal check has its rows even with a custom list */
-        const char *need[5] = {deflt, VKVE_BASE_CQ, VKVE_BASE_SEED, VKVE_DESIGN_SPEC, VKVE_CAND_SPEC};
+        const char *need[5] = {deflt, VKVE_BASE_CQ, VKVE_BASE_SEED, VKVE_DESIGN_SPEC,
+                               VKVE_CAND_SPEC};
         for (int j = 0; r == 0 && j < 5; j++)
             if (!vkve_find_row(rows, n, d.name, need[j]))
                 r = vkve_run_list(&d, &need[j], 1, o, rows, &n, (np_all + 1) * (nc + 5));
@@ -415,8 +421,10 @@ static int vkve_cmd_table(const vkve_opts *o)
     snprintf(path, sizeof path, "%s/fidelity.gp", dir);
     if (vkve_write_gnuplot(path, "fidelity.tsv", "fidelity.png", names, np) != VKV_OK)
         goto out;
-    fprintf(stderr, "vkv-eval: wrote %s/fidelity.{txt,json,csv,tsv,gp}; plot: cd %s && gnuplot fidelity.gp\n",
-            dir, dir);
+    fprintf(
+        stderr,
+        "vkv-eval: wrote %s/fidelity.{txt,json,csv,tsv,gp}; plot: cd %s && gnuplot fidelity.gp\n",
+        dir, dir);
     (void)pass; /* a missed goal is reported in the output, not a failure of the tool */
     ret = 0;
 out:
@@ -436,7 +444,8 @@ static int vkve_cmd_gen(const vkve_opts *o)
     }
     if (vkve_load_profile(o->profile, o, &d) != 0)
         return 2;
-    snprintf(seed, sizeof seed, "%lu", o->seed_set ? o->seed : (unsigned long)vkve_profile_find(o->profile)->seed);
+    snprintf(seed, sizeof seed, "%lu",
+             o->seed_set ? o->seed : (unsigned long)vkve_profile_find(o->profile)->seed);
     const char *meta[4] = {"profile", o->profile, "seed", seed};
     int rc = vkve_data_save(o->pos[0], &d, VKVE_ST_F16, meta, 2, err, sizeof err);
     vkve_data_free(&d);
@@ -455,7 +464,9 @@ static int vkve_cmd_roundtrip(const vkve_opts *o)
     char err[256];
     char dspec[160];
     if (o->n_codecs > 1 || o->n_pos != 2) {
-        fprintf(stderr, "vkv-eval roundtrip: needs at most one --codec SPEC, an input and an output path\n");
+        fprintf(
+            stderr,
+            "vkv-eval roundtrip: needs at most one --codec SPEC, an input and an output path\n");
         return 2;
     }
     vkve_default_spec(dspec, sizeof dspec);
@@ -590,7 +601,8 @@ static int vkve_cmd_list(int profiles)
         vkve_codec c;
         char err[128];
         double b = 0;
-        if (vkve_codec_parse(dspec, &c, err, sizeof err) == VKV_OK && vkve_codec_bits(&c, &b) == VKV_OK)
+        if (vkve_codec_parse(dspec, &c, err, sizeof err) == VKV_OK &&
+            vkve_codec_bits(&c, &b) == VKV_OK)
             printf("default = %s %7.4f bits/element\n", dspec, b);
         else
             printf("default = %s (needs the block codec library)\n", dspec);
@@ -602,9 +614,11 @@ static int vkve_cmd_list(int profiles)
         if (vkve_codec_parse(vkve_default_codecs[i], &c, err, sizeof err) == VKV_OK &&
             vkve_codec_bits(&c, &b) == VKV_OK)
             printf("%-40s %7.4f bits/element%s\n", vkve_default_codecs[i], b,
-                   c.kind == VKVE_BLOCK ? (c.sim ? " (simulated block rule)" : " (block codec)") : "");
+                   c.kind == VKVE_BLOCK ? (c.sim ? " (simulated block rule)" : " (block codec)")
+                                        : "");
     }
-    printf("block codec library: %s\n", vkve_have_codec() ? "linked" : "absent (block rules simulated)");
+    printf("block codec library: %s\n",
+           vkve_have_codec() ? "linked" : "absent (block rules simulated)");
     return 0;
 }
 

@@ -128,7 +128,8 @@ static void vkve_logits(const vkve_data *d, const float *K, uint32_t kh, const f
 }
 
 /* o = sum_t p_t v_t for KV head kh of layer array V (o has head_dim doubles). */
-static void vkve_attn_out(const vkve_data *d, const float *V, uint32_t kh, const double *p, double *o)
+static void vkve_attn_out(const vkve_data *d, const float *V, uint32_t kh, const double *p,
+                          double *o)
 {
     uint32_t D = d->head_dim;
     memset(o, 0, D * sizeof *o);

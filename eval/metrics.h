@@ -57,10 +57,10 @@ typedef struct vkve_metric_opts {
 
 typedef struct vkve_metrics {
     uint32_t layers, n_heads, kv_heads;
-    double kl, out_err, recall;   /* means over layers, heads, queries */
-    double kl_worst_layer;        /* largest per-layer mean KL */
-    double recall_min;            /* smallest per-(layer, head) mean recall */
-    double nmse_k, nmse_v;        /* over all visual elements */
+    double kl, out_err, recall;      /* means over layers, heads, queries */
+    double kl_worst_layer;           /* largest per-layer mean KL */
+    double recall_min;               /* smallest per-(layer, head) mean recall */
+    double nmse_k, nmse_v;           /* over all visual elements */
     double *kl_lh, *err_lh, *rec_lh; /* [layers][n_heads], owned */
     double *nmse_k_lh, *nmse_v_lh;   /* [layers][kv_heads], owned */
 } vkve_metrics;

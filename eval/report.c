@@ -63,13 +63,15 @@ void vkve_print_table(FILE *fp, const vkve_row *rows, size_t n, uint32_t topk)
             "bits", "KL", "KLworstL", "out_err", "rec", "recmin", "nmse_k", "nmse_v");
     for (size_t i = 0; i < n; i++) {
         const vkve_row *r = &rows[i];
-        fprintf(fp, "%-14s %-48s %-5s %6.4f %9.3e %9.3e %8.4f %6.3f %6.3f %8.4f %8.4f\n", r->profile,
-                r->codec, r->impl, r->bpe, r->m.kl, r->m.kl_worst_layer, r->m.out_err, r->m.recall,
-                r->m.recall_min, r->m.nmse_k, r->m.nmse_v);
+        fprintf(fp, "%-14s %-48s %-5s %6.4f %9.3e %9.3e %8.4f %6.3f %6.3f %8.4f %8.4f\n",
+                r->profile, r->codec, r->impl, r->bpe, r->m.kl, r->m.kl_worst_layer, r->m.out_err,
+                r->m.recall, r->m.recall_min, r->m.nmse_k, r->m.nmse_v);
     }
-    fprintf(fp, "(bits: per element on a 32-layer, 8-KV-head, head_dim-128, 256-token all-visual chunk, "
-                "header and metadata included; rec = top-%u recall of visual tokens)\n",
-            topk);
+    fprintf(
+        fp,
+        "(bits: per element on a 32-layer, 8-KV-head, head_dim-128, 256-token all-visual chunk, "
+        "header and metadata included; rec = top-%u recall of visual tokens)\n",
+        topk);
 }
 
 /* Adds a JSON array of n doubles under `name`; returns 0 or -1. */
@@ -117,7 +119,8 @@ int vkve_write_json(const char *path, const vkve_row *rows, size_t n, uint32_t t
             !cJSON_AddNumberToObject(o, "nmse_v", r->m.nmse_v))
             goto out;
         if (per_head) {
-            size_t lh = (size_t)r->m.layers * r->m.n_heads, lk = (size_t)r->m.layers * r->m.kv_heads;
+            size_t lh = (size_t)r->m.layers * r->m.n_heads,
+                   lk = (size_t)r->m.layers * r->m.kv_heads;
             if (!cJSON_AddNumberToObject(o, "layers", r->m.layers) ||
                 !cJSON_AddNumberToObject(o, "n_heads", r->m.n_heads) ||
                 !cJSON_AddNumberToObject(o, "kv_heads", r->m.kv_heads) ||
@@ -153,8 +156,9 @@ static int vkve_write_sep(const char *path, const vkve_row *rows, size_t n, char
     if (!fp)
         return VKV_EIO;
     const char *q = sep == ',' ? "\"" : "";
-    fprintf(fp, "profile%ccodec%cimpl%cbits_per_element%ckl%ckl_worst_layer%cout_err%crecall%c"
-                "recall_min%cnmse_k%cnmse_v\n",
+    fprintf(fp,
+            "profile%ccodec%cimpl%cbits_per_element%ckl%ckl_worst_layer%cout_err%crecall%c"
+            "recall_min%cnmse_k%cnmse_v\n",
             sep, sep, sep, sep, sep, sep, sep, sep, sep, sep);
     for (size_t i = 0; i < n; i++) {
         const vkve_row *r = &rows[i];
@@ -201,7 +205,8 @@ int vkve_write_gnuplot(const char *gp_path, const char *csv_name, const char *pn
     static const char *const what[2][3] = {{"5", "attention KL(P||P_hat), nats", "KL"},
                                            {"7", "attention output relative error", "out_err"}};
     for (int w = 0; w < 2; w++) {
-        fprintf(fp, "set title '%s vs bits/element'\nset ylabel '%s'\nplot ", what[w][2], what[w][1]);
+        fprintf(fp, "set title '%s vs bits/element'\nset ylabel '%s'\nplot ", what[w][2],
+                what[w][1]);
         for (size_t i = 0; i < n_profiles; i++)
             fprintf(fp,
                     "%s'%s' skip 1 using (strcol(1) eq '%s' && $4 < 8 ? $4 : 1/0):%s with points "

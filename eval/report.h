@@ -16,9 +16,10 @@
 typedef struct vkve_row {
     char profile[64];
     char codec[160]; /* canonical spec */
-    const char *impl;  /* "block" (library), "sim" (simulated block rule), "eval" (eval-only), "id" */
-    double bpe;        /* bits/element on the reference chunk, all metadata included */
-    vkve_metrics m;    /* owns per-layer arrays: free with vkve_rows_free */
+    const char
+        *impl;      /* "block" (library), "sim" (simulated block rule), "eval" (eval-only), "id" */
+    double bpe;     /* bits/element on the reference chunk, all metadata included */
+    vkve_metrics m; /* owns per-layer arrays: free with vkve_rows_free */
 } vkve_row;
 
 /* Runs codec `spec` over d (chunks of `chunk` tokens) and measures it with
@@ -44,9 +45,9 @@ int vkve_write_csv(const char *path, const vkve_row *rows, size_t n);
  * gnuplot does not honour CSV quotes). */
 int vkve_write_tsv(const char *path, const vkve_row *rows, size_t n);
 
-/* Writes a gnuplot script at gp_path that reads csv_name (a TSV from vkve_write_tsv; a path relative
- * to the directory gnuplot runs in) and draws png_name: KL and output error
- * against bits/element, one colour per profile. Returns VKV_OK or VKV_EIO. */
+/* Writes a gnuplot script at gp_path that reads csv_name (a TSV from vkve_write_tsv; a path
+ * relative to the directory gnuplot runs in) and draws png_name: KL and output error against
+ * bits/element, one colour per profile. Returns VKV_OK or VKV_EIO. */
 int vkve_write_gnuplot(const char *gp_path, const char *csv_name, const char *png_name,
                        const char *const *profiles, size_t n_profiles);
 

@@ -13,7 +13,7 @@
 #include "vkv/error.h"
 
 struct vkve_st_file {
-    uint8_t *data;     /* copy of the data section, owned */
+    uint8_t *data; /* copy of the data section, owned */
     size_t data_size;
     vkve_st_tensor *t; /* sorted by offset, owned; names owned via names[] */
     char **names;
@@ -137,7 +137,8 @@ static int vkve_st_entry(const char *name, const cJSON *e, size_t data_size, vkv
     }
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
         return vkve_st_fail(err, errlen, VKV_ECORRUPT,
-                            "tensor '%s': needs string dtype, array shape, array data_offsets", name);
+                            "tensor '%s': needs string dtype, array shape, array data_offsets",
+                            name);
     t->dtype = vkve_st_dtype_parse(dt->valuestring);
     if (!t->dtype)
         return vkve_st_fail(err, errlen, VKV_ENOTSUP,
@@ -165,9 +166,10 @@ static int vkve_st_entry(const char *name, const cJSON *e, size_t data_size, vkv
         return vkve_st_fail(err, errlen, VKV_ECORRUPT,
                             "tensor '%s': data_offsets must be two non-negative integers", name);
     if (b > en || en > data_size)
-        return vkve_st_fail(err, errlen, VKV_ECORRUPT,
-                            "tensor '%s': data_offsets [%llu, %llu] outside data section of %zu bytes",
-                            name, (unsigned long long)b, (unsigned long long)en, data_size);
+        return vkve_st_fail(
+            err, errlen, VKV_ECORRUPT,
+            "tensor '%s': data_offsets [%llu, %llu] outside data section of %zu bytes", name,
+            (unsigned long long)b, (unsigned long long)en, data_size);
     if (numel * vkve_st_dtype_size(t->dtype) != en - b)
         return vkve_st_fail(err, errlen, VKV_ESHAPE,
                             "tensor '%s': shape needs %llu bytes but data_offsets span %llu", name,
@@ -255,7 +257,8 @@ int vkve_st_parse(const uint8_t *buf, size_t size, vkve_st_file **out, char *err
 {
     *out = NULL;
     if (size < 8)
-        return vkve_st_fail(err, errlen, VKV_ETRUNC, "file has %zu bytes, fewer than the 8-byte header length", size);
+        return vkve_st_fail(err, errlen, VKV_ETRUNC,
+                            "file has %zu bytes, fewer than the 8-byte header length", size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
@@ -422,7 +425,8 @@ int vkve_st_write(const char *path, const vkve_st_out *t, size_t n, const char *
     for (size_t i = 0; i < n; i++) {
         size_t es = vkve_st_dtype_size(t[i].dtype);
         if (!es || t[i].ndim > VKVE_ST_MAX_DIMS || !t[i].name ||
-            strcmp(t[i].name, "__metadata__") == 0 || cJSON_GetObjectItemCaseSensitive(root, t[i].name)) {
+            strcmp(t[i].name, "__metadata__") == 0 ||
+            cJSON_GetObjectItemCaseSensitive(root, t[i].name)) {
             rc = vkve_st_fail(err, errlen, VKV_EINVAL, "bad or duplicate tensor '%s'",
                               t[i].name ? t[i].name : "(null)");
             goto out;

@@ -20,12 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VKVE_ST_MAX_DIMS 8
+#define VKVE_ST_MAX_DIMS   8
 #define VKVE_ST_MAX_HEADER (100u << 20) /* 100 MiB, as the reference reader */
 
 /* Element types the eval tool reads and writes. */
 enum vkve_st_dtype {
-    VKVE_ST_F16 = 1,  /* same numbers as enum vkv_dtype */
+    VKVE_ST_F16 = 1, /* same numbers as enum vkv_dtype */
     VKVE_ST_BF16 = 2,
     VKVE_ST_F32 = 3,
 };

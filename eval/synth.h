@@ -40,19 +40,19 @@ typedef struct vkve_profile {
     uint32_t sys_tokens, text_tokens;
     uint32_t tiles, grid_h, grid_w, tile_sep; /* tile_sep raw tokens between tiles */
     double rope_base;
-    uint32_t n_massive;    /* massive RoPE channel pairs (lowest frequencies) */
-    double massive_mag;    /* their magnitude, in units of a typical channel */
-    double ch_sigma;       /* log-normal sigma of per-pair key/query scales */
-    double ch_bias;        /* per-channel key offset, in units of its scale */
-    double spatial;        /* share of the smooth field in patch features (0..1) */
-    uint32_t latent;       /* latent feature dimension */
-    double v_tok_sigma;    /* log-normal sigma of per-token value magnitude */
-    double v_hi_frac;      /* fraction of high-norm visual value tokens */
-    double v_hi_mult;      /* their magnitude multiplier */
-    double logit_std;      /* spread of visual logits seen by a query */
-    double sink_logit;     /* sink logit minus the mean visual logit */
+    uint32_t n_massive; /* massive RoPE channel pairs (lowest frequencies) */
+    double massive_mag; /* their magnitude, in units of a typical channel */
+    double ch_sigma;    /* log-normal sigma of per-pair key/query scales */
+    double ch_bias;     /* per-channel key offset, in units of its scale */
+    double spatial;     /* share of the smooth field in patch features (0..1) */
+    uint32_t latent;    /* latent feature dimension */
+    double v_tok_sigma; /* log-normal sigma of per-token value magnitude */
+    double v_hi_frac;   /* fraction of high-norm visual value tokens */
+    double v_hi_mult;   /* their magnitude multiplier */
+    double logit_std;   /* spread of visual logits seen by a query */
+    double sink_logit;  /* sink logit minus the mean visual logit */
     uint32_t n_queries;
-    uint64_t seed;         /* default seed */
+    uint64_t seed; /* default seed */
 } vkve_profile;
 
 /* The built-in profiles (static table) and their count. */

@@ -97,8 +97,8 @@ static int vkvk_spec_valid(const vkv_codec_spec *s)
 {
     if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_ROTSIGN)
         return VKV_ESPEC;
-    if (s->k_mode < VKV_GROUP_CHANNEL || s->k_mode > VKV_GROUP_TOKEN || s->v_mode < VKV_GROUP_CHANNEL ||
-        s->v_mode > VKV_GROUP_TOKEN)
+    if (s->k_mode < VKV_GROUP_CHANNEL || s->k_mode > VKV_GROUP_TOKEN ||
+        s->v_mode < VKV_GROUP_CHANNEL || s->v_mode > VKV_GROUP_TOKEN)
         return VKV_ESPEC;
     if (s->rule == VKV_RULE_LLOYD && (s->iters < 1 || s->iters > VKVK_MAX_ITERS))
         return VKV_ESPEC;
@@ -170,8 +170,8 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
     vkvk_spec_of_rule(rule, &s);
     const int rot = rule == VKV_RULE_ROTSIGN;
     if (colon) {
-        static const char *const keys[] = {"kmode", "vmode", "kg",    "vg",
-                                           "kp",    "vp",    "iters", "kbits", "vbits"};
+        static const char *const keys[] = {"kmode", "vmode", "kg",    "vg",   "kp",
+                                           "vp",    "iters", "kbits", "vbits"};
         unsigned seen = 0;
         const char *p = colon + 1;
         for (;;) {
@@ -198,7 +198,7 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
             case 1: {
                 uint8_t m = vkvk_word_is(v, iend, "channel") ? VKV_GROUP_CHANNEL
                             : vkvk_word_is(v, iend, "token") ? VKV_GROUP_TOKEN
-                                                              : 0;
+                                                             : 0;
                 if (m == 0)
                     return VKV_ESPEC;
                 if (key == 0)
@@ -262,10 +262,12 @@ int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n)
     const char *km = vkvk_mode_names[spec->k_mode], *vm = vkvk_mode_names[spec->v_mode];
     if (spec->rule == VKV_RULE_ROTSIGN)
         return snprintf(buf, n, "%s:kmode=%s,kbits=%u,vmode=%s,vbits=%u,iters=%u", rn, km,
-                        (unsigned)spec->k_group, vm, (unsigned)spec->v_group, (unsigned)spec->iters);
+                        (unsigned)spec->k_group, vm, (unsigned)spec->v_group,
+                        (unsigned)spec->iters);
     if (spec->rule == VKV_RULE_LLOYD)
         return snprintf(buf, n, "%s:kmode=%s,kg=%u,vmode=%s,vg=%u,iters=%u", rn, km,
-                        (unsigned)spec->k_group, vm, (unsigned)spec->v_group, (unsigned)spec->iters);
+                        (unsigned)spec->k_group, vm, (unsigned)spec->v_group,
+                        (unsigned)spec->iters);
     return snprintf(buf, n, "%s:kmode=%s,kg=%u,kp=%.9g,vmode=%s,vg=%u,vp=%.9g", rn, km,
                     (unsigned)spec->k_group, (double)spec->k_param, vm, (unsigned)spec->v_group,
                     (double)spec->v_param);
@@ -608,7 +610,8 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
         pos = L.off[s] + L.size[s];
     }
     h.header_xxh3 = XXH3_64bits(&h, sizeof(h)); /* both checksum fields still zero */
-    h.payload_xxh3 = XXH3_64bits(out + VKV_BLOCK_HEADER_SIZE, (size_t)(L.total - VKV_BLOCK_HEADER_SIZE));
+    h.payload_xxh3 =
+        XXH3_64bits(out + VKV_BLOCK_HEADER_SIZE, (size_t)(L.total - VKV_BLOCK_HEADER_SIZE));
     memcpy(out, &h, sizeof(h));
     return VKV_OK;
 }
@@ -734,7 +737,8 @@ static inline size_t vkvk_tok_off(const vkvk_dst_map *m, uint32_t t)
     if (m->table == NULL)
         return t * m->token_stride;
     uint64_t p = (uint64_t)m->first_pos + t;
-    return (size_t)m->table[p / m->page_size] * m->page_elems + (size_t)(p % m->page_size) * m->row_elems;
+    return (size_t)m->table[p / m->page_size] * m->page_elems +
+           (size_t)(p % m->page_size) * m->row_elems;
 }
 
 int vkvk_paged_geom_of(const vkv_block_header *h, const vkv_paged_dst *dst, vkvk_paged_geom *g)
@@ -892,7 +896,7 @@ int vkv_block_check_ident(const vkv_block_header *hdr, const uint8_t ident[VKV_I
 
 /* See codec_internal.h. */
 int vkvk_check_dst(const vkv_block_header *h, const vkv_geometry *g, const uint8_t *ident,
-                          int dense)
+                   int dense)
 {
     if (g->layers == 0 || g->kv_heads == 0 || g->head_dim == 0 || g->dtype == 0 ||
         (dense && g->tokens == 0))

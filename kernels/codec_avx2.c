@@ -103,11 +103,13 @@ static void vkvk_avx2_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_
             __m256i l = _mm256_set1_epi16((short)lo), u = _mm256_set1_epi16((short)hi);
             uint32_t d = gi * g, end = d + g;
             for (; d + 16 <= end; d += 16)
-                _mm256_storeu_si256((__m256i *)(void *)(o + d),
-                                    _mm256_blendv_epi8(l, u, vkvk_avx2_mask16(vkvk_ld16(b + d / 8u))));
+                _mm256_storeu_si256(
+                    (__m256i *)(void *)(o + d),
+                    _mm256_blendv_epi8(l, u, vkvk_avx2_mask16(vkvk_ld16(b + d / 8u))));
             if (d < end)
                 _mm_storeu_si128((__m128i *)(void *)(o + d),
-                                 _mm_blendv_epi8(_mm256_castsi256_si128(l), _mm256_castsi256_si128(u),
+                                 _mm_blendv_epi8(_mm256_castsi256_si128(l),
+                                                 _mm256_castsi256_si128(u),
                                                  vkvk_avx2_mask8(b[d / 8u])));
         }
     }
@@ -122,12 +124,14 @@ static void vkvk_avx2_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_
 static inline __attribute__((always_inline)) __m256 vkvk_avx2_rldh(const void *p, int dt)
 {
     __m128i h = _mm_loadu_si128((const __m128i *)p);
-    return dt == VKV_DTYPE_BF16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-                                : _mm256_cvtph_ps(h);
+    return dt == VKV_DTYPE_BF16
+               ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+               : _mm256_cvtph_ps(h);
 }
 
 /* Same, ORing x - x (NaN exactly where x is Inf or NaN) into *bad. */
-static inline __attribute__((always_inline)) __m256 vkvk_avx2_rldhc(const void *p, int dt, __m256 *bad)
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rldhc(const void *p, int dt,
+                                                                    __m256 *bad)
 {
     __m256 v = vkvk_avx2_rldh(p, dt);
     *bad = _mm256_or_ps(*bad, _mm256_sub_ps(v, v));
@@ -242,31 +246,32 @@ void vkvk_avx2_sc8_encode_n(const float *a, size_t n, uint8_t *out)
 #define RW 8
 typedef __m256 rf;
 typedef __m256 rbad;
-#define R_ZERO()          _mm256_setzero_ps()
-#define R_SET1(x)         _mm256_set1_ps(x)
-#define R_ADD(a, b)       _mm256_add_ps(a, b)
-#define R_SUB(a, b)       _mm256_sub_ps(a, b)
-#define R_MUL(a, b)       _mm256_mul_ps(a, b)
-#define R_DIV(a, b)       _mm256_div_ps(a, b)
-#define R_MIN(a, b)       _mm256_min_ps(a, b)
-#define R_MAX(a, b)       _mm256_max_ps(a, b)
-#define R_XOR(a, b)       _mm256_xor_ps(a, b)
-#define R_ABS(v)          _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
-#define R_LD(p)           _mm256_loadu_ps(p)
-#define R_ST(p, v)        _mm256_storeu_ps(p, v)
-#define R_LDH(p, dt, b)   vkvk_avx2_rldhc(p, dt, b)
-#define R_LDHN(p, dt)     vkvk_avx2_rldh(p, dt)
-#define R_BAD0()          _mm256_setzero_ps()
-#define R_BADANY(b)       (!_mm256_testz_si256(_mm256_castps_si256(b), _mm256_castps_si256(b)))
-#define R_CHK(v, b)       (*(b) = _mm256_or_ps(*(b), _mm256_sub_ps(v, v)))
-#define R_STH(p, v, dt)   vkvk_avx2_rsth(p, v, dt)
-#define R_GE0(p, v)       (*(p) = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ)))
-#define R_SGN(p)          vkvk_avx2_rsign(*(p), 0)
-#define R_NEG(d)          vkvk_avx2_rsign((unsigned)(vkvk_rot_negw[(d) >> 6] >> ((d) & 63u)) & 0xffu, 1)
-#define R_FWHT_IN(v)      vkvk_avx2_rfwht(v)
+#define R_ZERO()        _mm256_setzero_ps()
+#define R_SET1(x)       _mm256_set1_ps(x)
+#define R_ADD(a, b)     _mm256_add_ps(a, b)
+#define R_SUB(a, b)     _mm256_sub_ps(a, b)
+#define R_MUL(a, b)     _mm256_mul_ps(a, b)
+#define R_DIV(a, b)     _mm256_div_ps(a, b)
+#define R_MIN(a, b)     _mm256_min_ps(a, b)
+#define R_MAX(a, b)     _mm256_max_ps(a, b)
+#define R_XOR(a, b)     _mm256_xor_ps(a, b)
+#define R_ABS(v)        _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
+#define R_LD(p)         _mm256_loadu_ps(p)
+#define R_ST(p, v)      _mm256_storeu_ps(p, v)
+#define R_LDH(p, dt, b) vkvk_avx2_rldhc(p, dt, b)
+#define R_LDHN(p, dt)   vkvk_avx2_rldh(p, dt)
+#define R_BAD0()        _mm256_setzero_ps()
+#define R_BADANY(b)     (!_mm256_testz_si256(_mm256_castps_si256(b), _mm256_castps_si256(b)))
+#define R_CHK(v, b)     (*(b) = _mm256_or_ps(*(b), _mm256_sub_ps(v, v)))
+#define R_STH(p, v, dt) vkvk_avx2_rsth(p, v, dt)
+#define R_GE0(p, v)                                                                                \
+    (*(p) = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ)))
+#define R_SGN(p)              vkvk_avx2_rsign(*(p), 0)
+#define R_NEG(d)              vkvk_avx2_rsign((unsigned)(vkvk_rot_negw[(d) >> 6] >> ((d)&63u)) & 0xffu, 1)
+#define R_FWHT_IN(v)          vkvk_avx2_rfwht(v)
 #define R_PM1_IN(p)           _mm256_load_ps(vkvk_rot_pm8[*(p)])
-#define R_SUM32(acc)      vkvk_avx2_tk_sum(acc)
-#define R_HMAX(v)         vkvk_avx2_rhmax(v)
+#define R_SUM32(acc)          vkvk_avx2_tk_sum(acc)
+#define R_HMAX(v)             vkvk_avx2_rhmax(v)
 #define R_SC8(p, v)           vkvk_avx2_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot
 #define VKVK_ROT_FALLBACK_DEC vkvk_ref_dec_rot
@@ -289,6 +294,11 @@ void vkvk_avx2_dec_rot_entry(const vkvk_rot_args *ra, const uint8_t *bits, const
 }
 
 const vkvk_kernels vkvk_kernels_avx2 = {
-    "avx2",           vkvk_avx2_enc_channel, vkvk_avx2_enc_token, vkvk_avx2_dec_channel,
-    vkvk_avx2_dec_token, vkvk_avx2_enc_rot,  vkvk_avx2_dec_rot,
+    "avx2",
+    vkvk_avx2_enc_channel,
+    vkvk_avx2_enc_token,
+    vkvk_avx2_dec_channel,
+    vkvk_avx2_dec_token,
+    vkvk_avx2_enc_rot,
+    vkvk_avx2_dec_rot,
 };

@@ -14,7 +14,7 @@
 
 /* Loads 16 elements of `dtype` as floats and ORs an Inf/NaN class mask into *bad. */
 static inline __attribute__((always_inline)) __m512 vkvk_avx512_ldh(const uint16_t *p, int dtype,
-                                                                      __mmask16 *bad)
+                                                                    __mmask16 *bad)
 {
     __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)p);
     __m512 v = dtype == VKV_DTYPE_BF16
@@ -41,7 +41,7 @@ typedef __mmask16 vkvk_vb;
 #define V_BANY(b)        ((b) != 0)
 #define V_GE(x, t)       _mm512_cmp_ps_mask(x, t, _CMP_GE_OQ)
 #define V_MADD(a, m, x)  _mm512_mask_add_ps(a, m, a, x)
-#define V_MADDN(a, m, x) _mm512_mask_add_ps(a, (__mmask16)~(m), a, x)
+#define V_MADDN(a, m, x) _mm512_mask_add_ps(a, (__mmask16) ~(m), a, x)
 #define V_CZERO()        _mm512_setzero_si512()
 #define V_CADD(c, m)     _mm512_mask_add_epi32(c, m, c, _mm512_set1_epi32(1))
 #define V_CST(p, c)      _mm512_storeu_si512((void *)(p), c)
@@ -77,8 +77,9 @@ static void vkvk_avx512_dec_channel(const uint8_t *bits, const uint8_t *lev, uin
             __mmask32 k = (__mmask32)((1u << (hd - d)) - 1u);
             __m512i l = _mm512_maskz_loadu_epi16(k, (const void *)(lo + 2u * d));
             __m512i u = _mm512_maskz_loadu_epi16(k, (const void *)(hi + 2u * d));
-            _mm512_mask_storeu_epi16((void *)(o + d), k,
-                                     _mm512_mask_blend_epi16(vkvk_avx512_bits(b + d / 8u, hd - d), l, u));
+            _mm512_mask_storeu_epi16(
+                (void *)(o + d), k,
+                _mm512_mask_blend_epi16(vkvk_avx512_bits(b + d / 8u, hd - d), l, u));
         }
     }
 }
@@ -97,8 +98,8 @@ static void vkvk_avx512_dec_token(const uint8_t *bits, const uint8_t *lev, uint3
             __m512i u = _mm512_set1_epi16((short)vkvk_ld16(lv + 4u * gi + 2u));
             uint32_t d = gi * g, end = d + g;
             for (; d + 32 <= end; d += 32)
-                _mm512_storeu_si512((void *)(o + d),
-                                    _mm512_mask_blend_epi16(vkvk_avx512_bits(b + d / 8u, 32), l, u));
+                _mm512_storeu_si512((void *)(o + d), _mm512_mask_blend_epi16(
+                                                         vkvk_avx512_bits(b + d / 8u, 32), l, u));
             if (d < end) {
                 __mmask32 k = (__mmask32)((1u << (end - d)) - 1u);
                 _mm512_mask_storeu_epi16(
@@ -115,13 +116,14 @@ static void vkvk_avx512_dec_token(const uint8_t *bits, const uint8_t *lev, uint3
 static inline __attribute__((always_inline)) __m512 vkvk_avx512_rldh(const void *p, int dt)
 {
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return dt == VKV_DTYPE_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                                : _mm512_cvtph_ps(h);
+    return dt == VKV_DTYPE_BF16
+               ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+               : _mm512_cvtph_ps(h);
 }
 
 /* Same, ORing an Inf/NaN lane mask into *bad. */
 static inline __attribute__((always_inline)) __m512 vkvk_avx512_rldhc(const void *p, int dt,
-                                                                        __mmask16 *bad)
+                                                                      __mmask16 *bad)
 {
     __m512 v = vkvk_avx512_rldh(p, dt);
     *bad |= _mm512_fpclass_ps_mask(v, 0x01 | 0x08 | 0x10 | 0x80); /* QNaN, +Inf, -Inf, SNaN */
@@ -250,31 +252,31 @@ void vkvk_avx512_sc8_encode_n(const float *a, size_t n, uint8_t *out)
 #define RW 16
 typedef __m512 rf;
 typedef __mmask16 rbad;
-#define R_ZERO()          _mm512_setzero_ps()
-#define R_SET1(x)         _mm512_set1_ps(x)
-#define R_ADD(a, b)       _mm512_add_ps(a, b)
-#define R_SUB(a, b)       _mm512_sub_ps(a, b)
-#define R_MUL(a, b)       _mm512_mul_ps(a, b)
-#define R_DIV(a, b)       _mm512_div_ps(a, b)
-#define R_MIN(a, b)       _mm512_min_ps(a, b)
-#define R_MAX(a, b)       _mm512_max_ps(a, b)
-#define R_XOR(a, b)       _mm512_xor_ps(a, b)
-#define R_ABS(v)          _mm512_abs_ps(v)
-#define R_LD(p)           _mm512_loadu_ps(p)
-#define R_ST(p, v)        _mm512_storeu_ps(p, v)
-#define R_LDH(p, dt, b)   vkvk_avx512_rldhc(p, dt, b)
-#define R_LDHN(p, dt)     vkvk_avx512_rldh(p, dt)
-#define R_BAD0()          ((__mmask16)0)
-#define R_BADANY(b)       ((b) != 0)
+#define R_ZERO()              _mm512_setzero_ps()
+#define R_SET1(x)             _mm512_set1_ps(x)
+#define R_ADD(a, b)           _mm512_add_ps(a, b)
+#define R_SUB(a, b)           _mm512_sub_ps(a, b)
+#define R_MUL(a, b)           _mm512_mul_ps(a, b)
+#define R_DIV(a, b)           _mm512_div_ps(a, b)
+#define R_MIN(a, b)           _mm512_min_ps(a, b)
+#define R_MAX(a, b)           _mm512_max_ps(a, b)
+#define R_XOR(a, b)           _mm512_xor_ps(a, b)
+#define R_ABS(v)              _mm512_abs_ps(v)
+#define R_LD(p)               _mm512_loadu_ps(p)
+#define R_ST(p, v)            _mm512_storeu_ps(p, v)
+#define R_LDH(p, dt, b)       vkvk_avx512_rldhc(p, dt, b)
+#define R_LDHN(p, dt)         vkvk_avx512_rldh(p, dt)
+#define R_BAD0()              ((__mmask16)0)
+#define R_BADANY(b)           ((b) != 0)
 #define R_CHK(v, b)           (*(b) |= _mm512_fpclass_ps_mask(v, 0x01 | 0x08 | 0x10 | 0x80))
-#define R_STH(p, v, dt)   vkvk_avx512_rsth(p, v, dt)
-#define R_GE0(p, v)       vkvk_st16(p, (uint16_t)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ))
-#define R_SGN(p)          vkvk_avx512_rsign((__mmask16)~vkvk_ld16(p))
-#define R_NEG(d)          vkvk_avx512_rsign((__mmask16)(vkvk_rot_negw[(d) >> 6] >> ((d) & 63u)))
-#define R_FWHT_IN(v)      vkvk_avx512_rfwht(v)
+#define R_STH(p, v, dt)       vkvk_avx512_rsth(p, v, dt)
+#define R_GE0(p, v)           vkvk_st16(p, (uint16_t)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ))
+#define R_SGN(p)              vkvk_avx512_rsign((__mmask16)~vkvk_ld16(p))
+#define R_NEG(d)              vkvk_avx512_rsign((__mmask16)(vkvk_rot_negw[(d) >> 6] >> ((d)&63u)))
+#define R_FWHT_IN(v)          vkvk_avx512_rfwht(v)
 #define R_PM1_IN(p)           vkvk_avx512_rpm1(p)
-#define R_SUM32(acc)      vkvk_avx512_rsum32(acc)
-#define R_HMAX(v)         _mm512_reduce_max_ps(v)
+#define R_SUM32(acc)          vkvk_avx512_rsum32(acc)
+#define R_HMAX(v)             _mm512_reduce_max_ps(v)
 #define R_SC8(p, v)           vkvk_avx512_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_avx2_enc_rot_entry
 #define VKVK_ROT_FALLBACK_DEC vkvk_avx2_dec_rot_entry
@@ -282,6 +284,11 @@ typedef __mmask16 rbad;
 #include "codec_simd_rot.h"
 
 const vkvk_kernels vkvk_kernels_avx512 = {
-    "avx512", vkvk_avx512_enc_channel, vkvk_avx2_enc_token, vkvk_avx512_dec_channel,
-    vkvk_avx512_dec_token, vkvk_avx512_enc_rot, vkvk_avx512_dec_rot,
+    "avx512",
+    vkvk_avx512_enc_channel,
+    vkvk_avx2_enc_token,
+    vkvk_avx512_dec_channel,
+    vkvk_avx512_dec_token,
+    vkvk_avx512_enc_rot,
+    vkvk_avx512_dec_rot,
 };

@@ -31,7 +31,7 @@ typedef struct vkvk_rule_args {
 
 /* Scratch floats a kernel may use for a CHANNEL group of n tokens or a
  * TOKEN row of head_dim channels (the driver allocates this many). */
-#define VKVK_SCRATCH_FLOATS(n, head_dim) ((size_t)(n) * 66u + 2u * (size_t)(head_dim) + 64u)
+#define VKVK_SCRATCH_FLOATS(n, head_dim) ((size_t)(n)*66u + 2u * (size_t)(head_dim) + 64u)
 
 /* Parameters of one rotsign tensor. */
 typedef struct vkvk_rot_args {

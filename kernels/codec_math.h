@@ -82,10 +82,11 @@ VKV_HD static inline uint16_t vkvk_f32_to_f16(float f)
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
     if (a >= 0x7f800000u) /* Inf or NaN (NaN stays quiet NaN) */
-        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? (0x200u | ((a >> 13) & 0x3ffu)) : 0u));
+        return (uint16_t)(sign | 0x7c00u |
+                          (a > 0x7f800000u ? (0x200u | ((a >> 13) & 0x3ffu)) : 0u));
     if (a >= 0x477ff000u) /* >= 65520 rounds to Inf */
         return (uint16_t)(sign | 0x7c00u);
-    if (a < 0x38800000u) { /* below 2^-14: subnormal half or zero */
+    if (a < 0x38800000u) {    /* below 2^-14: subnormal half or zero */
         if (a <= 0x33000000u) /* <= 2^-25 rounds to zero (tie to even) */
             return sign;
         uint32_t e = a >> 23;
@@ -152,15 +153,15 @@ VKV_HD static inline float vkvk_maxf(float a, float b)
 /* Combines 32 lane values s[0..31] with the fixed tree that the SIMD code
  * mirrors: u[j] = (s[j] OP s[j+16]) OP (s[j+8] OP s[j+24]) for j < 8,
  * v[j] = u[j] OP u[j+4] for j < 4, result (v0 OP v2) OP (v1 OP v3). */
-#define VKVK_TREE32_(name, OP)                                                              \
-    VKV_HD static inline float name(const float *s)                                         \
-    {                                                                                       \
-        float u[8], v[4];                                                                   \
-        for (int j = 0; j < 8; j++)                                                         \
-            u[j] = OP(OP(s[j], s[j + 16]), OP(s[j + 8], s[j + 24]));                        \
-        for (int j = 0; j < 4; j++)                                                         \
-            v[j] = OP(u[j], u[j + 4]);                                                      \
-        return OP(OP(v[0], v[2]), OP(v[1], v[3]));                                          \
+#define VKVK_TREE32_(name, OP)                                                                     \
+    VKV_HD static inline float name(const float *s)                                                \
+    {                                                                                              \
+        float u[8], v[4];                                                                          \
+        for (int j = 0; j < 8; j++)                                                                \
+            u[j] = OP(OP(s[j], s[j + 16]), OP(s[j + 8], s[j + 24]));                               \
+        for (int j = 0; j < 4; j++)                                                                \
+            v[j] = OP(u[j], u[j + 4]);                                                             \
+        return OP(OP(v[0], v[2]), OP(v[1], v[3]));                                                 \
     }
 #define VKVK_ADDF_(a, b) ((a) + (b))
 VKVK_TREE32_(vkvk_tree32_sum, VKVK_ADDF_)
@@ -189,8 +190,8 @@ VKV_HD static inline float vkvk_lloyd_start(float sum, uint32_t n)
  * the elements below the threshold, the high level the mean of those at or
  * above it; an empty side takes the other side's level. Returns the next
  * threshold (lo + hi) * 0.5. */
-VKV_HD static inline float vkvk_lloyd_update(float sum_lo, uint32_t n_lo, float sum_hi, uint32_t n_hi,
-                                             float *lo, float *hi)
+VKV_HD static inline float vkvk_lloyd_update(float sum_lo, uint32_t n_lo, float sum_hi,
+                                             uint32_t n_hi, float *lo, float *hi)
 {
     float l = n_lo ? sum_lo / (float)n_lo : 0.0f;
     float h = n_hi ? sum_hi / (float)n_hi : 0.0f;
@@ -261,7 +262,6 @@ VKV_HD static inline float vkvk_group_finish(int dtype, float lo, float hi, floa
     *hi_h = vkvk_from_f32(hi, dtype);
     return (vkvk_to_f32(*lo_h, dtype) + vkvk_to_f32(*hi_h, dtype)) * 0.5f;
 }
-
 
 /* ---- rotsign ---- */
 
@@ -394,12 +394,12 @@ VKV_HD static inline int vkvk_pow2(uint32_t n)
 
 /* Sizes and offsets of a block's sections, derived from header fields. */
 typedef struct vkvk_layout {
-    uint64_t n_vis;    /* visual tokens */
-    uint64_t n_raw;    /* raw tokens */
-    uint64_t ngrp[2];  /* K, V: CHANNEL: groups along tokens (per layer);
-                          TOKEN: groups per token and head (head_dim / G) */
-    uint64_t raw_layer;  /* bytes of RAW_K (= RAW_V) per layer */
-    uint64_t bits_layer; /* bytes of BITS_K (= BITS_V) per layer */
+    uint64_t n_vis;        /* visual tokens */
+    uint64_t n_raw;        /* raw tokens */
+    uint64_t ngrp[2];      /* K, V: CHANNEL: groups along tokens (per layer);
+                              TOKEN: groups per token and head (head_dim / G) */
+    uint64_t raw_layer;    /* bytes of RAW_K (= RAW_V) per layer */
+    uint64_t bits_layer;   /* bytes of BITS_K (= BITS_V) per layer */
     uint64_t lev_layer[2]; /* bytes of LEV_K, LEV_V per layer */
     uint64_t off[VKV_SEC_COUNT];
     uint64_t size[VKV_SEC_COUNT];
@@ -480,8 +480,8 @@ VKV_HD static inline int vkvk_layout_of(const vkv_block_header *h, vkvk_layout *
             return -1;
         }
     }
-    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,    L->raw_layer,   L->bits_layer,
-                                   L->bits_layer,   L->lev_layer[0], L->lev_layer[1]};
+    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,  L->raw_layer,    L->bits_layer,
+                                   L->bits_layer, L->lev_layer[0], L->lev_layer[1]};
     uint64_t pos = VKV_BLOCK_HEADER_SIZE;
     for (int s = 0; s < VKV_SEC_COUNT; s++) {
         if (vkvk_add64(pos, VKV_BLOCK_ALIGN - 1u, &x))

@@ -170,8 +170,8 @@ static void vkvk_ref_dec_channel(const uint8_t *bits, const uint8_t *lev, uint32
 }
 
 /* Reference TOKEN decoder of one visual token (all heads). */
-static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t heads,
-                               uint32_t hd, uint32_t g, uint16_t *dst, size_t head_stride)
+static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t heads, uint32_t hd,
+                               uint32_t g, uint16_t *dst, size_t head_stride)
 {
     uint32_t ng = hd / g;
     for (uint32_t h = 0; h < heads; h++) {
@@ -184,7 +184,6 @@ static void vkvk_ref_dec_token(const uint8_t *bits, const uint8_t *lev, uint32_t
         }
     }
 }
-
 
 /* ---- rotsign ---- */
 
@@ -223,28 +222,22 @@ _Alignas(32) const float vkvk_rot_pm8[256][8] = {VKVK_PM_R64(0), VKVK_PM_R64(64)
 #undef VKVK_PM_R64
 
 const uint64_t vkvk_rot_negw[VKV_BLOCK_MAX_HEAD_DIM / 64u] = {
-    0xd32c005780cbd14full, 0x47e8f7dd28b8e3a1ull, 0x7f4cff700f1f761eull,
-    0xe13aafcd978a9cafull, 0xc3360b4c16093456ull, 0xab2b66d79a1a72bcull,
-    0x6ef7885190b1c58eull, 0x39375a7e7db2e38bull, 0x611168e958686020ull,
-    0x7a29136107e308bfull, 0xa33f00068b925c7full, 0xc0f29bd32b7c75e9ull,
-    0xf5f84b1232feaba4ull, 0xb95d425489e71936ull, 0x8fc7930ee00f0254ull,
-    0x72a5e76497fd6cd8ull, 0x62ac1f321121b88full, 0x3c30661db76cdf3dull,
-    0xa4d8f7d5dffadfa0ull, 0x8bca03533c8096dcull, 0x4c027350e3a0b78bull,
-    0x2f71e03a0160c9f4ull, 0x6a06ae25b1967ea6ull, 0x8ba97dfb455d2383ull,
-    0xff8bfeb8437f5f29ull, 0x7991985b8f2da712ull, 0x29bd6ab06685b516ull,
-    0xd1951f632bfea4edull, 0x72961cf8792bac08ull, 0x535e99c2323aa458ull,
-    0x345829c474cdc91bull, 0xa379b473f5d10485ull, 0x0206d9c468968e84ull,
-    0x5a0305962c6282d9ull, 0xff52aab16e2c32a1ull, 0x1cdc9a50ca2837beull,
-    0x45f065f7b663fe8full, 0xc63dbc4adc05f985ull, 0xdc21315fe8dd6c93ull,
-    0xa692d5c79d084bd2ull, 0x3ab3dd5248e3d7baull, 0x2125f63a3df034cbull,
-    0x7467d34e606dfc5bull, 0xb2eb7345858b6a78ull, 0x0b03c5a7fcdbcdbfull,
-    0x67177a64bafe75eeull, 0x70244375637aad79ull, 0x67e6e288c7c5d56eull,
-    0x5b9787474e19736dull, 0x783a26839d09f257ull, 0xdf0dc83f8e6e26bdull,
-    0xc02cbf84f3069927ull, 0xf256a886be852333ull, 0x65719c53cede8d9bull,
-    0x617abcfd199c6789ull, 0x2ee7511fa03a9de7ull, 0x854d23874c824964ull,
-    0xbb970ea7364a37d0ull, 0x2b2ce97161bfee3full, 0xf37307d8424a6425ull,
-    0xe4382dc292305b3dull, 0x9c17ffc9e46f0448ull, 0xd79a4873bb6d05d0ull,
-    0xe260bfa5c242e0f2ull,
+    0xd32c005780cbd14full, 0x47e8f7dd28b8e3a1ull, 0x7f4cff700f1f761eull, 0xe13aafcd978a9cafull,
+    0xc3360b4c16093456ull, 0xab2b66d79a1a72bcull, 0x6ef7885190b1c58eull, 0x39375a7e7db2e38bull,
+    0x611168e958686020ull, 0x7a29136107e308bfull, 0xa33f00068b925c7full, 0xc0f29bd32b7c75e9ull,
+    0xf5f84b1232feaba4ull, 0xb95d425489e71936ull, 0x8fc7930ee00f0254ull, 0x72a5e76497fd6cd8ull,
+    0x62ac1f321121b88full, 0x3c30661db76cdf3dull, 0xa4d8f7d5dffadfa0ull, 0x8bca03533c8096dcull,
+    0x4c027350e3a0b78bull, 0x2f71e03a0160c9f4ull, 0x6a06ae25b1967ea6ull, 0x8ba97dfb455d2383ull,
+    0xff8bfeb8437f5f29ull, 0x7991985b8f2da712ull, 0x29bd6ab06685b516ull, 0xd1951f632bfea4edull,
+    0x72961cf8792bac08ull, 0x535e99c2323aa458ull, 0x345829c474cdc91bull, 0xa379b473f5d10485ull,
+    0x0206d9c468968e84ull, 0x5a0305962c6282d9ull, 0xff52aab16e2c32a1ull, 0x1cdc9a50ca2837beull,
+    0x45f065f7b663fe8full, 0xc63dbc4adc05f985ull, 0xdc21315fe8dd6c93ull, 0xa692d5c79d084bd2ull,
+    0x3ab3dd5248e3d7baull, 0x2125f63a3df034cbull, 0x7467d34e606dfc5bull, 0xb2eb7345858b6a78ull,
+    0x0b03c5a7fcdbcdbfull, 0x67177a64bafe75eeull, 0x70244375637aad79ull, 0x67e6e288c7c5d56eull,
+    0x5b9787474e19736dull, 0x783a26839d09f257ull, 0xdf0dc83f8e6e26bdull, 0xc02cbf84f3069927ull,
+    0xf256a886be852333ull, 0x65719c53cede8d9bull, 0x617abcfd199c6789ull, 0x2ee7511fa03a9de7ull,
+    0x854d23874c824964ull, 0xbb970ea7364a37d0ull, 0x2b2ce97161bfee3full, 0xf37307d8424a6425ull,
+    0xe4382dc292305b3dull, 0x9c17ffc9e46f0448ull, 0xd79a4873bb6d05d0ull, 0xe260bfa5c242e0f2ull,
 };
 
 /* sum_d x[d] * y[d] over d < n with lane d % 32 accumulated in order from
@@ -439,6 +432,6 @@ void vkvk_ref_dec_rot(const vkvk_rot_args *ra, const uint8_t *bits, const uint8_
 }
 
 const vkvk_kernels vkvk_kernels_scalar = {
-    "scalar",         vkvk_ref_enc_channel, vkvk_ref_enc_token, vkvk_ref_dec_channel,
+    "scalar",           vkvk_ref_enc_channel, vkvk_ref_enc_token, vkvk_ref_dec_channel,
     vkvk_ref_dec_token, vkvk_ref_enc_rot,     vkvk_ref_dec_rot,
 };

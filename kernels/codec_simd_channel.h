@@ -36,8 +36,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
     const int W = NB * VKVK_VW;
     vkvk_vf sum[VKVK_NB_MAX], mn[VKVK_NB_MAX], mx[VKVK_NB_MAX];
     vkvk_vb bad = V_BZERO();
-    _Pragma("GCC unroll 4")
-    for (int c = 0; c < NB; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+    {
         sum[c] = V_ZERO();
         mn[c] = V_SET1(INFINITY);
         mx[c] = V_SET1(-INFINITY);
@@ -50,8 +50,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
             if (W * 2 > 64)
                 __builtin_prefetch(p + 8 * tstride + 32);
         }
-        _Pragma("GCC unroll 4")
-        for (int c = 0; c < NB; c++) {
+        _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+        {
             vkvk_vf v = V_LDH(p + c * VKVK_VW, dtype, &bad);
             V_ST(x + c * VKVK_VW, v);
             sum[c] = V_ADD(sum[c], v);
@@ -62,8 +62,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
     if (V_BANY(bad))
         return VKV_ENONFINITE;
     float fs[MAXW], fmn[MAXW], fmx[MAXW], lo[MAXW], hi[MAXW], mid[MAXW];
-    _Pragma("GCC unroll 4")
-    for (int c = 0; c < NB; c++) {
+    _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+    {
         V_ST(fs + c * VKVK_VW, sum[c]);
         V_ST(fmn + c * VKVK_VW, mn[c]);
         V_ST(fmx + c * VKVK_VW, mx[c]);
@@ -93,8 +93,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
         for (unsigned it = 0; it < ra->iters; it++) {
             vkvk_vf vt[VKVK_NB_MAX], sh[VKVK_NB_MAX], sl[VKVK_NB_MAX];
             vkvk_vc cnt[VKVK_NB_MAX];
-            _Pragma("GCC unroll 4")
-            for (int c = 0; c < NB; c++) {
+            _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+            {
                 vt[c] = V_LD(thr + c * VKVK_VW);
                 sh[c] = V_ZERO();
                 sl[c] = V_ZERO();
@@ -102,8 +102,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
             }
             for (uint32_t t = 0; t < n; t++) {
                 const float *x = scratch + (size_t)t * W;
-                _Pragma("GCC unroll 4")
-                for (int c = 0; c < NB; c++) {
+                _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+                {
                     vkvk_vf v = V_LD(x + c * VKVK_VW);
                     vkvk_vm m = V_GE(v, vt[c]);
                     sh[c] = V_MADD(sh[c], m, v);
@@ -111,8 +111,8 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
                     cnt[c] = V_CADD(cnt[c], m);
                 }
             }
-            _Pragma("GCC unroll 4")
-            for (int c = 0; c < NB; c++) {
+            _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
+            {
                 V_ST(a + c * VKVK_VW, sh[c]);
                 V_ST(b + c * VKVK_VW, sl[c]);
                 V_CST(k + c * VKVK_VW, cnt[c]);
@@ -128,14 +128,11 @@ VKVK_SFX(ch_batch)(const vkvk_rule_args *ra, const int dtype, const int NB, cons
         vkvk_st16(lev_hi + 2u * (d0 + (uint32_t)j), hh);
     }
     vkvk_vf vm[VKVK_NB_MAX];
-    _Pragma("GCC unroll 4")
-    for (int c = 0; c < NB; c++)
-        vm[c] = V_LD(mid + c * VKVK_VW);
+    _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++) vm[c] = V_LD(mid + c * VKVK_VW);
     for (uint32_t t = 0; t < n; t++) {
         const float *x = scratch + (size_t)t * W;
         uint8_t *o = bits + t * bstride + d0 / 8u;
-        _Pragma("GCC unroll 4")
-        for (int c = 0; c < NB; c++)
+        _Pragma("GCC unroll 4") for (int c = 0; c < NB; c++)
             V_STBITS(o + c * (VKVK_VW / 8), V_GE(V_LD(x + c * VKVK_VW), vm[c]));
     }
     return VKV_OK;

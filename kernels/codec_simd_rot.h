@@ -67,8 +67,8 @@
             for (size_t i_ = 0; i_ < (cnt); i_ += RW)                                              \
                 R_CHK(R_LD((S) + i_), bad);                                                        \
     } while (0)
-#define VKVK_RV_ACC (32 / RW)                     /* accumulators of a 32-lane sum */
-#define VKVK_AI static inline __attribute__((always_inline))
+#define VKVK_RV_ACC (32 / RW) /* accumulators of a 32-lane sum */
+#define VKVK_AI     static inline __attribute__((always_inline))
 
 #define VKVK_RV_PF 6 /* tokens to prefetch ahead in a first pass over the rows */
 
@@ -107,15 +107,16 @@ VKVK_AI void VKVK_SFX(rot_prefetch_l2)(const uint16_t *src, size_t ts, size_t hs
 VKVK_AI void VKVK_SFX(rot_fwht_x)(rf *z, uint32_t nv)
 {
     VKVK_RV_UNROLL_LV /* all stages unrolled: z stays in registers */
-    for (uint32_t lv = 1; lv < nv; lv <<= 1)
+        for (uint32_t lv = 1; lv < nv; lv <<= 1)
 #pragma GCC unroll 32
-        for (uint32_t i = 0; i < nv; i += lv << 1)
+            for (uint32_t i = 0; i < nv; i += lv << 1)
 #pragma GCC unroll 32
-            for (uint32_t k = i; k < i + lv; k++) {
-                rf a = z[k], b = z[k + lv];
-                z[k] = R_ADD(a, b);
-                z[k + lv] = R_SUB(a, b);
-            }
+                for (uint32_t k = i; k < i + lv; k++)
+    {
+        rf a = z[k], b = z[k + lv];
+        z[k] = R_ADD(a, b);
+        z[k + lv] = R_SUB(a, b);
+    }
 }
 
 /* In-place FWHT of nv vectors z[0..nv) (head_dim nv*RW): the in-vector
@@ -136,7 +137,8 @@ VKVK_AI float VKVK_SFX(rot_dot32)(const float *x, const float *y, uint32_t nv)
         acc[i] = R_ZERO();
 #pragma GCC unroll 16
     for (uint32_t k = 0; k < nv; k++)
-        acc[k % VKVK_RV_ACC] = R_ADD(acc[k % VKVK_RV_ACC], R_MUL(R_LD(x + k * RW), R_LD(y + k * RW)));
+        acc[k % VKVK_RV_ACC] =
+            R_ADD(acc[k % VKVK_RV_ACC], R_MUL(R_LD(x + k * RW), R_LD(y + k * RW)));
     return R_SUM32(acc);
 }
 
@@ -195,7 +197,8 @@ VKVK_AI int VKVK_SFX(rot_enc_chan)(const vkvk_rot_args *ra, const int dt, const 
             const uint16_t *row = src + vt[j] * tstride;
             const rf va = R_SET1(a[j]);
             for (uint32_t k = 0; k < nv; k++)
-                R_ST(q + k * RW, R_ADD(R_LD(q + k * RW), R_MUL(R_ABS(R_LDHN(row + k * RW, dt)), va)));
+                R_ST(q + k * RW,
+                     R_ADD(R_LD(q + k * RW), R_MUL(R_ABS(R_LDHN(row + k * RW, dt)), va)));
         }
         const rf vaa = R_SET1(aa);
         for (uint32_t k = 0; k < nv; k++)

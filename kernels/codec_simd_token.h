@@ -15,7 +15,7 @@
 /* Loads 8 elements of `dtype` (compile-time constant after inlining) as floats
  * and ORs x - x into *bad (NaN exactly where x is Inf or NaN). */
 static inline __attribute__((always_inline)) __m256 VKVK_SFX(tk_ld8)(const uint16_t *p, int dtype,
-                                                                       __m256 *bad)
+                                                                     __m256 *bad)
 {
     __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
     __m256 v = dtype == VKV_DTYPE_BF16
@@ -26,13 +26,13 @@ static inline __attribute__((always_inline)) __m256 VKVK_SFX(tk_ld8)(const uint1
 }
 
 /* The reference's tree over four 8-lane accumulators, for + / min / max. */
-#define VKVK_TK_TREE_(name, VOP, SOP)                                                       \
-    static inline __attribute__((always_inline)) float VKVK_SFX(name)(const __m256 *a)      \
-    {                                                                                       \
-        __m256 u = VOP(VOP(a[0], a[2]), VOP(a[1], a[3]));                                   \
-        __m128 v = SOP##_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));        \
-        __m128 x = SOP##_ps(v, _mm_movehl_ps(v, v));                                        \
-        return _mm_cvtss_f32(SOP##_ss(x, _mm_shuffle_ps(x, x, 1)));                         \
+#define VKVK_TK_TREE_(name, VOP, SOP)                                                              \
+    static inline __attribute__((always_inline)) float VKVK_SFX(name)(const __m256 *a)             \
+    {                                                                                              \
+        __m256 u = VOP(VOP(a[0], a[2]), VOP(a[1], a[3]));                                          \
+        __m128 v = SOP##_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));               \
+        __m128 x = SOP##_ps(v, _mm_movehl_ps(v, v));                                               \
+        return _mm_cvtss_f32(SOP##_ss(x, _mm_shuffle_ps(x, x, 1)));                                \
     }
 VKVK_TK_TREE_(tk_sum, _mm256_add_ps, _mm_add)
 VKVK_TK_TREE_(tk_min, _mm256_min_ps, _mm_min)
@@ -52,13 +52,13 @@ VKVK_SFX(tk_enc_dt)(const vkvk_rule_args *ra, const int dtype, const uint16_t *s
             m0[k] = _mm256_set1_ps(INFINITY);
             m1[k] = _mm256_set1_ps(-INFINITY);
         }
-#define VKVK_TK_P1_(k, i)                                                                   \
-    do {                                                                                    \
-        __m256 v_ = VKVK_SFX(tk_ld8)(p + (i), dtype, &bad);                                 \
-        _mm256_storeu_ps(x + (i), v_);                                                      \
-        s[k] = _mm256_add_ps(s[k], v_);                                                     \
-        m0[k] = _mm256_min_ps(v_, m0[k]);                                                   \
-        m1[k] = _mm256_max_ps(v_, m1[k]);                                                   \
+#define VKVK_TK_P1_(k, i)                                                                          \
+    do {                                                                                           \
+        __m256 v_ = VKVK_SFX(tk_ld8)(p + (i), dtype, &bad);                                        \
+        _mm256_storeu_ps(x + (i), v_);                                                             \
+        s[k] = _mm256_add_ps(s[k], v_);                                                            \
+        m0[k] = _mm256_min_ps(v_, m0[k]);                                                          \
+        m1[k] = _mm256_max_ps(v_, m1[k]);                                                          \
     } while (0)
         uint32_t i = 0;
         for (; i + 32 <= g; i += 32) {
@@ -91,13 +91,13 @@ VKVK_SFX(tk_enc_dt)(const vkvk_rule_args *ra, const int dtype, const uint16_t *s
                     uint32_t nhi = 0;
                     for (int k = 0; k < 4; k++)
                         sl[k] = sh[k] = _mm256_setzero_ps();
-#define VKVK_TK_LL_(k, i)                                                                   \
-    do {                                                                                    \
-        __m256 v_ = _mm256_loadu_ps(x + (i));                                               \
-        __m256 m_ = _mm256_cmp_ps(v_, vt, _CMP_GE_OQ);                                      \
-        sh[k] = _mm256_blendv_ps(sh[k], _mm256_add_ps(sh[k], v_), m_);                      \
-        sl[k] = _mm256_blendv_ps(_mm256_add_ps(sl[k], v_), sl[k], m_);                      \
-        nhi += (uint32_t)__builtin_popcount((unsigned)_mm256_movemask_ps(m_));              \
+#define VKVK_TK_LL_(k, i)                                                                          \
+    do {                                                                                           \
+        __m256 v_ = _mm256_loadu_ps(x + (i));                                                      \
+        __m256 m_ = _mm256_cmp_ps(v_, vt, _CMP_GE_OQ);                                             \
+        sh[k] = _mm256_blendv_ps(sh[k], _mm256_add_ps(sh[k], v_), m_);                             \
+        sl[k] = _mm256_blendv_ps(_mm256_add_ps(sl[k], v_), sl[k], m_);                             \
+        nhi += (uint32_t)__builtin_popcount((unsigned)_mm256_movemask_ps(m_));                     \
     } while (0)
                     uint32_t j = 0;
                     for (; j + 32 <= g; j += 32) {
@@ -113,8 +113,8 @@ VKVK_SFX(tk_enc_dt)(const vkvk_rule_args *ra, const int dtype, const uint16_t *s
                     if (j + 24 <= g)
                         VKVK_TK_LL_(2, j + 16);
 #undef VKVK_TK_LL_
-                    thr = vkvk_lloyd_update(VKVK_SFX(tk_sum)(sl), g - nhi, VKVK_SFX(tk_sum)(sh), nhi,
-                                            &lo, &hi);
+                    thr = vkvk_lloyd_update(VKVK_SFX(tk_sum)(sl), g - nhi, VKVK_SFX(tk_sum)(sh),
+                                            nhi, &lo, &hi);
                 }
             }
         }

@@ -74,18 +74,38 @@ typedef struct vkvp_sdesc {
 
 #define VKVP_NF(a) ((unsigned)(sizeof(a) / sizeof((a)[0])))
 
-#define FU(T, name, m, fl, lo, hi) {name, VKVP_K_UINT, fl, offsetof(T, m), 0, 0, lo, hi, NULL, NULL}
-#define FUH(T, name, m, has, lo, hi) \
-    {name, VKVP_K_UINT, VKVP_F_HAS, offsetof(T, m), 0, offsetof(T, has), lo, hi, NULL, NULL}
-#define FB(T, name, m) {name, VKVP_K_BOOL, 0, offsetof(T, m), 0, 0, 0, 1, NULL, NULL}
-#define FS(T, name, m, fl, lo, hi) {name, VKVP_K_STR, fl, offsetof(T, m), 0, 0, lo, hi, NULL, NULL}
-#define FSH(T, name, m, has, hi) \
-    {name, VKVP_K_STR, VKVP_F_HAS, offsetof(T, m), 0, offsetof(T, has), 0, hi, NULL, NULL}
-#define FK(T, name, m) {name, VKVP_K_KEY, VKVP_F_REQ, offsetof(T, m), 0, 0, 0, 0, NULL, NULL}
-#define FA(T, kind, name, m, cnt, fl, has, lo, hi, sub) \
-    {name, kind, fl, offsetof(T, m), offsetof(T, cnt), has, lo, hi, NULL, sub}
-#define FE(T, name, m, fl, names) \
-    {name, VKVP_K_ENUM, fl, offsetof(T, m), 0, 0, 0, 0, names, NULL}
+#define FU(T, name, m, fl, lo, hi)                                                                 \
+    {                                                                                              \
+        name, VKVP_K_UINT, fl, offsetof(T, m), 0, 0, lo, hi, NULL, NULL                            \
+    }
+#define FUH(T, name, m, has, lo, hi)                                                               \
+    {                                                                                              \
+        name, VKVP_K_UINT, VKVP_F_HAS, offsetof(T, m), 0, offsetof(T, has), lo, hi, NULL, NULL     \
+    }
+#define FB(T, name, m)                                                                             \
+    {                                                                                              \
+        name, VKVP_K_BOOL, 0, offsetof(T, m), 0, 0, 0, 1, NULL, NULL                               \
+    }
+#define FS(T, name, m, fl, lo, hi)                                                                 \
+    {                                                                                              \
+        name, VKVP_K_STR, fl, offsetof(T, m), 0, 0, lo, hi, NULL, NULL                             \
+    }
+#define FSH(T, name, m, has, hi)                                                                   \
+    {                                                                                              \
+        name, VKVP_K_STR, VKVP_F_HAS, offsetof(T, m), 0, offsetof(T, has), 0, hi, NULL, NULL       \
+    }
+#define FK(T, name, m)                                                                             \
+    {                                                                                              \
+        name, VKVP_K_KEY, VKVP_F_REQ, offsetof(T, m), 0, 0, 0, 0, NULL, NULL                       \
+    }
+#define FA(T, kind, name, m, cnt, fl, has, lo, hi, sub)                                            \
+    {                                                                                              \
+        name, kind, fl, offsetof(T, m), offsetof(T, cnt), has, lo, hi, NULL, sub                   \
+    }
+#define FE(T, name, m, fl, names)                                                                  \
+    {                                                                                              \
+        name, VKVP_K_ENUM, fl, offsetof(T, m), 0, 0, 0, 0, names, NULL                             \
+    }
 
 #define R VKVP_F_REQ
 
@@ -148,8 +168,7 @@ static const vkvp_fdesc vkvp_f_lease_req[] = {
 };
 static const vkvp_fdesc vkvp_f_release_req[] = {
     FU(vkvp_release_req, "session", session, R, 0, UINT64_MAX),
-    FA(vkvp_release_req, VKVP_K_UINTS, "leases", leases, nleases, R, 0, 1, VKVP_MAX_LEASES,
-       NULL),
+    FA(vkvp_release_req, VKVP_K_UINTS, "leases", leases, nleases, R, 0, 1, VKVP_MAX_LEASES, NULL),
 };
 static const vkvp_fdesc vkvp_f_evict_req[] = {
     FU(vkvp_evict_req, "session", session, R, 0, UINT64_MAX),
@@ -182,7 +201,10 @@ static const vkvp_fdesc vkvp_f_verify_req[] = {
     FB(vkvp_verify_req, "drop", drop),
 };
 
-#define SD(fields, T, chk) {fields, VKVP_NF(fields), sizeof(T), chk}
+#define SD(fields, T, chk)                                                                         \
+    {                                                                                              \
+        fields, VKVP_NF(fields), sizeof(T), chk                                                    \
+    }
 static const vkvp_sdesc vkvp_s_hello_req = SD(vkvp_f_hello_req, vkvp_hello_req, vkvp_chk_hello_req);
 static const vkvp_sdesc vkvp_s_keys_req = SD(vkvp_f_keys_req, vkvp_keys_req, NULL);
 static const vkvp_sdesc vkvp_s_delete_req = SD(vkvp_f_delete_req, vkvp_delete_req, NULL);
@@ -213,8 +235,7 @@ static const vkvp_fdesc vkvp_f_hello_rep[] = {
     FU(vkvp_hello_rep, "lease_ttl_ms", lease_ttl_ms, R, 0, UINT64_MAX),
     FU(vkvp_hello_rep, "page_size", page_size, R, 1, VKVP_MAX_PAGE_SIZE),
     FS(vkvp_hello_rep, "fd_path", fd_path, R, 0, VKVP_MAX_PATH),
-    FA(vkvp_hello_rep, VKVP_K_OBJS, "slabs", slabs, nslabs, R, 0, 0, VKVP_MAX_SLABS,
-       &vkvp_s_slab),
+    FA(vkvp_hello_rep, VKVP_K_OBJS, "slabs", slabs, nslabs, R, 0, 0, VKVP_MAX_SLABS, &vkvp_s_slab),
 };
 static const vkvp_fdesc vkvp_f_lookup_rep[] = {
     FU(vkvp_lookup_rep, "hits", hits, R, 0, VKVP_MAX_KEYS),
@@ -233,17 +254,18 @@ static const vkvp_fdesc vkvp_f_fetch_rep[] = {
 static const vkvp_fdesc vkvp_f_alloc_rep[] = {
     FU(vkvp_alloc_rep, "lease", lease, R, 0, UINT64_MAX),
     FU(vkvp_alloc_rep, "len", block.len, R, 0, VKVP_MAX_ALLOC),
-    FA(vkvp_alloc_rep, VKVP_K_EXTENTS, "ext", block.ext, block.next, R, 0, 1,
-       VKVP_MAX_EXTENTS, NULL),
+    FA(vkvp_alloc_rep, VKVP_K_EXTENTS, "ext", block.ext, block.next, R, 0, 1, VKVP_MAX_EXTENTS,
+       NULL),
 };
-static const vkvp_fdesc vkvp_f_released[] = {FU(vkvp_count_rep, "released", count, R, 0, UINT64_MAX)};
+static const vkvp_fdesc vkvp_f_released[] = {
+    FU(vkvp_count_rep, "released", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_renewed[] = {FU(vkvp_count_rep, "renewed", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_deleted[] = {FU(vkvp_count_rep, "deleted", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_evicted[] = {FU(vkvp_count_rep, "evicted", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_spilled[] = {FU(vkvp_count_rep, "spilled", count, R, 0, UINT64_MAX)};
 static const vkvp_fdesc vkvp_f_stats_rep[] = {
-    FA(vkvp_stats_rep, VKVP_K_COUNTERS, "counters", counters, ncounters, R, 0, 0,
-       VKVP_MAX_COUNTERS, NULL),
+    FA(vkvp_stats_rep, VKVP_K_COUNTERS, "counters", counters, ncounters, R, 0, 0, VKVP_MAX_COUNTERS,
+       NULL),
 };
 static const vkvp_fdesc vkvp_f_entry[] = {
     FS(vkvp_entry, "ns", ns, R, 0, VKVP_MAX_NS),
@@ -300,24 +322,38 @@ static const vkvp_sdesc vkvp_s_error = SD(vkvp_f_error, vkvp_reply, NULL);
 static const vkvp_sdesc *vkvp_req_desc(int op)
 {
     switch (op) {
-    case VKVP_HELLO: return &vkvp_s_hello_req;
+    case VKVP_HELLO:
+        return &vkvp_s_hello_req;
     case VKVP_LOOKUP:
-    case VKVP_FETCH: return &vkvp_s_keys_req;
-    case VKVP_DELETE: return &vkvp_s_delete_req;
-    case VKVP_ALLOC: return &vkvp_s_alloc_req;
+    case VKVP_FETCH:
+        return &vkvp_s_keys_req;
+    case VKVP_DELETE:
+        return &vkvp_s_delete_req;
+    case VKVP_ALLOC:
+        return &vkvp_s_alloc_req;
     case VKVP_COMMIT:
-    case VKVP_ABORT: return &vkvp_s_lease_req;
+    case VKVP_ABORT:
+        return &vkvp_s_lease_req;
     case VKVP_RELEASE:
-    case VKVP_RENEW: return &vkvp_s_release_req;
-    case VKVP_CLOSE: return &vkvp_s_session_req;
-    case VKVP_EVICT: return &vkvp_s_evict_req;
-    case VKVP_FLUSH: return &vkvp_s_session_req;
+    case VKVP_RENEW:
+        return &vkvp_s_release_req;
+    case VKVP_CLOSE:
+        return &vkvp_s_session_req;
+    case VKVP_EVICT:
+        return &vkvp_s_evict_req;
+    case VKVP_FLUSH:
+        return &vkvp_s_session_req;
     case VKVP_STATS:
-    case VKVP_PING: return &vkvp_s_opt_session_req;
-    case VKVP_LIST: return &vkvp_s_list_req;
-    case VKVP_INFO: return &vkvp_s_info_req;
-    case VKVP_VERIFY: return &vkvp_s_verify_req;
-    default: return NULL;
+    case VKVP_PING:
+        return &vkvp_s_opt_session_req;
+    case VKVP_LIST:
+        return &vkvp_s_list_req;
+    case VKVP_INFO:
+        return &vkvp_s_info_req;
+    case VKVP_VERIFY:
+        return &vkvp_s_verify_req;
+    default:
+        return NULL;
     }
 }
 
@@ -325,24 +361,39 @@ static const vkvp_sdesc *vkvp_req_desc(int op)
 static const vkvp_sdesc *vkvp_rep_desc(int op)
 {
     switch (op) {
-    case VKVP_HELLO: return &vkvp_s_hello_rep;
-    case VKVP_LOOKUP: return &vkvp_s_lookup_rep;
-    case VKVP_FETCH: return &vkvp_s_fetch_rep;
-    case VKVP_ALLOC: return &vkvp_s_alloc_rep;
+    case VKVP_HELLO:
+        return &vkvp_s_hello_rep;
+    case VKVP_LOOKUP:
+        return &vkvp_s_lookup_rep;
+    case VKVP_FETCH:
+        return &vkvp_s_fetch_rep;
+    case VKVP_ALLOC:
+        return &vkvp_s_alloc_rep;
     case VKVP_COMMIT:
     case VKVP_ABORT:
     case VKVP_PING:
-    case VKVP_CLOSE: return &vkvp_s_empty;
-    case VKVP_RELEASE: return &vkvp_s_released;
-    case VKVP_RENEW: return &vkvp_s_renewed;
-    case VKVP_DELETE: return &vkvp_s_deleted;
-    case VKVP_EVICT: return &vkvp_s_evicted;
-    case VKVP_FLUSH: return &vkvp_s_spilled;
-    case VKVP_STATS: return &vkvp_s_stats_rep;
-    case VKVP_LIST: return &vkvp_s_list_rep;
-    case VKVP_INFO: return &vkvp_s_info_rep;
-    case VKVP_VERIFY: return &vkvp_s_verify_rep;
-    default: return NULL;
+    case VKVP_CLOSE:
+        return &vkvp_s_empty;
+    case VKVP_RELEASE:
+        return &vkvp_s_released;
+    case VKVP_RENEW:
+        return &vkvp_s_renewed;
+    case VKVP_DELETE:
+        return &vkvp_s_deleted;
+    case VKVP_EVICT:
+        return &vkvp_s_evicted;
+    case VKVP_FLUSH:
+        return &vkvp_s_spilled;
+    case VKVP_STATS:
+        return &vkvp_s_stats_rep;
+    case VKVP_LIST:
+        return &vkvp_s_list_rep;
+    case VKVP_INFO:
+        return &vkvp_s_info_rep;
+    case VKVP_VERIFY:
+        return &vkvp_s_verify_rep;
+    default:
+        return NULL;
     }
 }
 
@@ -350,7 +401,7 @@ static const vkvp_sdesc *vkvp_rep_desc(int op)
 /* small helpers                                                              */
 
 /* Typed accessors into a struct described by a table (obj + byte offset). */
-#define AT(obj, off, T) ((T *)(void *)((char *)(obj) + (off)))
+#define AT(obj, off, T)  ((T *)(void *)((char *)(obj) + (off)))
 #define CAT(obj, off, T) ((const T *)(const void *)((const char *)(obj) + (off)))
 
 void vkvp_request_init(vkvp_request *req, vkvp_op op, uint64_t req_id)
@@ -393,16 +444,27 @@ static const char *vkvp_name_of(const char *const *names, int v)
 
 const char *vkvp_op_name(int op)
 {
-    static const char *const n[] = {"?",     "HELLO", "LOOKUP", "FETCH", "ALLOC",
-                                    "COMMIT", "ABORT", "RELEASE", "DELETE", "EVICT",
-                                    "FLUSH", "STATS", "LIST",   "INFO",  "PING",  "VERIFY",
-                                    "RENEW", "CLOSE"};
+    static const char *const n[] = {"?",     "HELLO",   "LOOKUP", "FETCH",  "ALLOC", "COMMIT",
+                                    "ABORT", "RELEASE", "DELETE", "EVICT",  "FLUSH", "STATS",
+                                    "LIST",  "INFO",    "PING",   "VERIFY", "RENEW", "CLOSE"};
     return (op >= 1 && op <= VKVP_OP_MAX_) ? n[op] : "?";
 }
-const char *vkvp_backend_name(int b) { return vkvp_name_of(vkvp_backend_names, b); }
-const char *vkvp_state_name(int s) { return vkvp_name_of(vkvp_state_names, s); }
-const char *vkvp_tier_name(int t) { return vkvp_name_of(vkvp_tier_names, t); }
-const char *vkvp_evict_to_name(int t) { return vkvp_name_of(vkvp_evict_names, t); }
+const char *vkvp_backend_name(int b)
+{
+    return vkvp_name_of(vkvp_backend_names, b);
+}
+const char *vkvp_state_name(int s)
+{
+    return vkvp_name_of(vkvp_state_names, s);
+}
+const char *vkvp_tier_name(int t)
+{
+    return vkvp_name_of(vkvp_tier_names, t);
+}
+const char *vkvp_evict_to_name(int t)
+{
+    return vkvp_name_of(vkvp_evict_names, t);
+}
 
 /* Writes a formatted reason into why (if any) and returns code. */
 static int vkvp_fail(char *why, size_t why_len, int code, const char *fmt, ...)
@@ -445,14 +507,17 @@ static int vkvp_sink_write(void *data, const char *buf, size_t len)
 }
 
 /* The packer's return value is not distinctive; the sink's err is. */
-#define PK(call)                                                   \
-    do {                                                           \
-        if ((call) != 0)                                           \
-            return pk_err((vkvp_sink *)pk->data);                  \
+#define PK(call)                                                                                   \
+    do {                                                                                           \
+        if ((call) != 0)                                                                           \
+            return pk_err((vkvp_sink *)pk->data);                                                  \
     } while (0)
 
 /* Error for a failed packer call (always non-zero). */
-static int pk_err(const vkvp_sink *s) { return s->err ? s->err : VKV_ENOMEM; }
+static int pk_err(const vkvp_sink *s)
+{
+    return s->err ? s->err : VKV_ENOMEM;
+}
 
 static int vkvp_enc_struct(msgpack_packer *pk, const vkvp_sdesc *sd, const void *obj);
 
@@ -671,8 +736,8 @@ int vkvp_encode_reply(const vkvp_reply *rep, void **frame, size_t *len)
     return vkvp_finish(&s, vkvp_pack_reply(&pk, rep), frame, len);
 }
 
-int vkvp_encode_error(uint64_t req_id, uint64_t epoch, int status, const char *msg,
-                      void **frame, size_t *len)
+int vkvp_encode_error(uint64_t req_id, uint64_t epoch, int status, const char *msg, void **frame,
+                      size_t *len)
 {
     vkvp_reply rep;
     *frame = NULL;
@@ -742,20 +807,55 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
         len = b & 0x1f;
     } else {
         switch (b) {
-        case 0xc4: case 0xd9: lsz = 1; break; /* bin8, str8 */
-        case 0xc5: case 0xda: lsz = 2; break; /* bin16, str16 */
-        case 0xc6: case 0xdb: lsz = 4; break; /* bin32, str32 */
-        case 0xcc: case 0xd0: fixed = 1; break; /* (u)int8 */
-        case 0xcd: case 0xd1: fixed = 2; break; /* (u)int16 */
-        case 0xce: case 0xd2: case 0xca: fixed = 4; break; /* (u)int32, float32 */
-        case 0xcf: case 0xd3: case 0xcb: fixed = 8; break; /* (u)int64, float64 */
-        case 0xdc: lsz = 2; per = 1; break; /* array16 */
-        case 0xdd: lsz = 4; per = 1; break; /* array32 */
-        case 0xde: lsz = 2; per = 2; break; /* map16 */
-        case 0xdf: lsz = 4; per = 2; break; /* map32 */
+        case 0xc4:
+        case 0xd9:
+            lsz = 1;
+            break; /* bin8, str8 */
+        case 0xc5:
+        case 0xda:
+            lsz = 2;
+            break; /* bin16, str16 */
+        case 0xc6:
+        case 0xdb:
+            lsz = 4;
+            break; /* bin32, str32 */
+        case 0xcc:
+        case 0xd0:
+            fixed = 1;
+            break; /* (u)int8 */
+        case 0xcd:
+        case 0xd1:
+            fixed = 2;
+            break; /* (u)int16 */
+        case 0xce:
+        case 0xd2:
+        case 0xca:
+            fixed = 4;
+            break; /* (u)int32, float32 */
+        case 0xcf:
+        case 0xd3:
+        case 0xcb:
+            fixed = 8;
+            break; /* (u)int64, float64 */
+        case 0xdc:
+            lsz = 2;
+            per = 1;
+            break; /* array16 */
+        case 0xdd:
+            lsz = 4;
+            per = 1;
+            break; /* array32 */
+        case 0xde:
+            lsz = 2;
+            per = 2;
+            break; /* map16 */
+        case 0xdf:
+            lsz = 4;
+            per = 2;
+            break; /* map32 */
         case 0xc1:
-            return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                             "reserved byte 0xc1 at offset %zu", at);
+            return vkvp_fail(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
+                             at);
         default: /* 0xc7-0xc9, 0xd4-0xd8 */
             return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
                              "ext type 0x%02x at offset %zu not allowed", b, at);
@@ -777,18 +877,18 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
     if (!per) { /* str or bin body */
         if (len > r->n - r->pos)
             return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                             "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len,
-                             at, r->n - r->pos);
+                             "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len, at,
+                             r->n - r->pos);
         r->pos += (size_t)len;
         return 0;
     }
     if (depth > VKVP_MAX_DEPTH)
-        return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                         "nesting deeper than %d at offset %zu", VKVP_MAX_DEPTH, at);
+        return vkvp_fail(r->why, r->why_len, VKV_EPROTO, "nesting deeper than %d at offset %zu",
+                         VKVP_MAX_DEPTH, at);
     if (count * per > r->n - r->pos)
         return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                         "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left",
-                         count, at, r->n - r->pos);
+                         "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left", count,
+                         at, r->n - r->pos);
     for (uint64_t i = 0; i < count * per; i++)
         if ((rc = vkvp_raw_value(r, depth + 1)) != 0)
             return rc;
@@ -825,23 +925,32 @@ typedef struct vkvp_dec {
 static const char *vkvp_type_name(msgpack_object_type t)
 {
     switch (t) {
-    case MSGPACK_OBJECT_NIL: return "nil";
-    case MSGPACK_OBJECT_BOOLEAN: return "bool";
-    case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "negative int";
+    case MSGPACK_OBJECT_NIL:
+        return "nil";
+    case MSGPACK_OBJECT_BOOLEAN:
+        return "bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return "uint";
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return "negative int";
     case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64: return "float";
-    case MSGPACK_OBJECT_STR: return "str";
-    case MSGPACK_OBJECT_ARRAY: return "array";
-    case MSGPACK_OBJECT_MAP: return "map";
-    case MSGPACK_OBJECT_BIN: return "bin";
-    default: return "ext";
+    case MSGPACK_OBJECT_FLOAT64:
+        return "float";
+    case MSGPACK_OBJECT_STR:
+        return "str";
+    case MSGPACK_OBJECT_ARRAY:
+        return "array";
+    case MSGPACK_OBJECT_MAP:
+        return "map";
+    case MSGPACK_OBJECT_BIN:
+        return "bin";
+    default:
+        return "ext";
     }
 }
 
 /* Rejects a value of the wrong type at `path`. */
-static int vkvp_want(vkvp_dec *d, const msgpack_object *o, msgpack_object_type t,
-                     const char *path)
+static int vkvp_want(vkvp_dec *d, const msgpack_object *o, msgpack_object_type t, const char *path)
 {
     if (o->type == t)
         return 0;
@@ -878,11 +987,11 @@ static int vkvp_dec_array(vkvp_dec *d, const msgpack_object *o, uint64_t min, ui
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_ARRAY, path)) != 0)
         return rc;
     if (o->via.array.size > max)
-        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64,
-                         path, o->via.array.size, max);
+        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64, path,
+                         o->via.array.size, max);
     if (o->via.array.size < min)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64,
-                         path, o->via.array.size, min);
+        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64, path,
+                         o->via.array.size, min);
     return 0;
 }
 
@@ -893,8 +1002,8 @@ static int vkvp_dec_key(vkvp_dec *d, const msgpack_object *o, const char *path, 
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_BIN, path)) != 0)
         return rc;
     if (o->via.bin.size != VKV_KEY_LEN)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d",
-                         path, o->via.bin.size, VKV_KEY_LEN);
+        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d", path,
+                         o->via.bin.size, VKV_KEY_LEN);
     memcpy(k->b, o->via.bin.ptr, VKV_KEY_LEN);
     return 0;
 }
@@ -911,8 +1020,8 @@ static int vkvp_dec_str(vkvp_dec *d, const msgpack_object *o, uint64_t min, uint
         return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u bytes, at most %" PRIu64, path,
                          o->via.str.size, max);
     if (o->via.str.size < min)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64,
-                         path, o->via.str.size, min);
+        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64, path,
+                         o->via.str.size, min);
     if (!(c = vkvp_zalloc(d, (size_t)o->via.str.size + 1)))
         return VKV_ENOMEM;
     memcpy(c, o->via.str.ptr, o->via.str.size);
@@ -990,8 +1099,8 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         return rc;
     uint32_t n = o->via.map.size;
     if (n > f->max)
-        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64,
-                         path, n, f->max);
+        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64, path,
+                         n, f->max);
     if (!(c = vkvp_zalloc(d, (size_t)n * sizeof(*c))))
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
@@ -1001,8 +1110,7 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         for (uint32_t j = 0; j < i; j++)
             if (c[j].name.len == c[i].name.len &&
                 memcmp(c[j].name.ptr, c[i].name.ptr, c[i].name.len) == 0)
-                return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name",
-                                 p);
+                return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name", p);
         if ((rc = vkvp_dec_uint(d, &o->via.map.ptr[i].val, 0, UINT64_MAX, p, &c[i].value)) != 0)
             return rc;
     }
@@ -1123,8 +1231,8 @@ static int vkvp_dec_struct(vkvp_dec *d, const vkvp_sdesc *sd, const msgpack_obje
         const msgpack_object *k = &o->via.map.ptr[i].key;
         unsigned j;
         if (k->type != MSGPACK_OBJECT_STR)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str",
-                             path, i, vkvp_type_name(k->type));
+            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str", path,
+                             i, vkvp_type_name(k->type));
         for (j = 0; j < sd->n; j++)
             if (strlen(sd->f[j].name) == k->via.str.size &&
                 memcmp(sd->f[j].name, k->via.str.ptr, k->via.str.size) == 0)
@@ -1172,9 +1280,12 @@ static int vkvp_unpack(const void *frame, size_t len, unsigned n, msgpack_zone *
     if ((rc = vkvp_raw_frame(frame, len, why, why_len)) != 0)
         return rc;
     switch (msgpack_unpack(frame, len, &off, zone, top)) {
-    case MSGPACK_UNPACK_SUCCESS: break;
-    case MSGPACK_UNPACK_NOMEM_ERROR: return VKV_ENOMEM;
-    default: return vkvp_fail(why, why_len, VKV_EPROTO, "msgpack parse error");
+    case MSGPACK_UNPACK_SUCCESS:
+        break;
+    case MSGPACK_UNPACK_NOMEM_ERROR:
+        return VKV_ENOMEM;
+    default:
+        return vkvp_fail(why, why_len, VKV_EPROTO, "msgpack parse error");
     }
     if (off != len) /* unreachable after stage 1; kept as a guard */
         return vkvp_fail(why, why_len, VKV_EPROTO, "trailing bytes");
@@ -1412,14 +1523,20 @@ static void vkvp_json_struct(FILE *f, const vkvp_sdesc *sd, const void *obj);
 static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
 {
     switch (fd->kind) {
-    case VKVP_K_UINT: fprintf(f, "%" PRIu64, *CAT(obj, fd->off, uint64_t)); break;
-    case VKVP_K_BOOL: fputs(*CAT(obj, fd->off, bool) ? "true" : "false", f); break;
+    case VKVP_K_UINT:
+        fprintf(f, "%" PRIu64, *CAT(obj, fd->off, uint64_t));
+        break;
+    case VKVP_K_BOOL:
+        fputs(*CAT(obj, fd->off, bool) ? "true" : "false", f);
+        break;
     case VKVP_K_STR: {
         const vkvp_str *s = CAT(obj, fd->off, vkvp_str);
         vkvp_json_str(f, s->ptr ? s->ptr : "", s->ptr ? s->len : 0);
         break;
     }
-    case VKVP_K_KEY: vkvp_json_hex(f, CAT(obj, fd->off, vkv_key)->b, VKV_KEY_LEN); break;
+    case VKVP_K_KEY:
+        vkvp_json_hex(f, CAT(obj, fd->off, vkv_key)->b, VKV_KEY_LEN);
+        break;
     case VKVP_K_KEYS: {
         const vkv_key *k = *CAT(obj, fd->off, vkv_key *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
@@ -1460,7 +1577,9 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
         fputc(']', f);
         break;
     }
-    case VKVP_K_OBJ: vkvp_json_struct(f, fd->sub, CAT(obj, fd->off, char)); break;
+    case VKVP_K_OBJ:
+        vkvp_json_struct(f, fd->sub, CAT(obj, fd->off, char));
+        break;
     case VKVP_K_OBJS: {
         const char *a = *CAT(obj, fd->off, char *);
         uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);

@@ -42,25 +42,25 @@ extern "C" {
 #endif
 
 /* --- limits (all enforced by encoder and decoder) -------------------------- */
-#define VKVP_VERSION 1u
-#define VKVP_MAX_FRAME (1u << 20)   /* bytes per frame; larger -> VKV_ETOOBIG */
-#define VKVP_MAX_DEPTH 8            /* container nesting (top array = depth 1) */
-#define VKVP_MAX_KEYS 4096          /* keys in one key list */
-#define VKVP_MAX_LEASES 4096        /* leases in one RELEASE (min 1) */
-#define VKVP_MAX_EXTENTS 4096       /* extents of one block (min 1) */
-#define VKVP_MAX_SLABS 1024         /* slabs in a HELLO reply */
-#define VKVP_MAX_COUNTERS 256       /* counters in a STATS reply */
-#define VKVP_MAX_LIST 1000          /* LIST limit / entries in a LIST reply */
-#define VKVP_LIST_DEFAULT 100       /* LIST limit when absent */
-#define VKVP_MAX_NS 255             /* namespace bytes (the store's limit) */
-#define VKVP_MAX_NAME 64            /* HELLO name, counter name bytes */
-#define VKVP_MAX_MSG 512            /* error message bytes */
-#define VKVP_MAX_SHAPE 256          /* entry shape text bytes */
-#define VKVP_MAX_PATH 107           /* fd_path bytes (sun_path minus NUL) */
-#define VKVP_MAX_ALLOC (1ull << 40) /* ALLOC size: 1 .. 2^40 bytes */
-#define VKVP_HANDLE_LEN 64          /* CUDA IPC handle bytes (0 for host) */
+#define VKVP_VERSION       1u
+#define VKVP_MAX_FRAME     (1u << 20)   /* bytes per frame; larger -> VKV_ETOOBIG */
+#define VKVP_MAX_DEPTH     8            /* container nesting (top array = depth 1) */
+#define VKVP_MAX_KEYS      4096         /* keys in one key list */
+#define VKVP_MAX_LEASES    4096         /* leases in one RELEASE (min 1) */
+#define VKVP_MAX_EXTENTS   4096         /* extents of one block (min 1) */
+#define VKVP_MAX_SLABS     1024         /* slabs in a HELLO reply */
+#define VKVP_MAX_COUNTERS  256          /* counters in a STATS reply */
+#define VKVP_MAX_LIST      1000         /* LIST limit / entries in a LIST reply */
+#define VKVP_LIST_DEFAULT  100          /* LIST limit when absent */
+#define VKVP_MAX_NS        255          /* namespace bytes (the store's limit) */
+#define VKVP_MAX_NAME      64           /* HELLO name, counter name bytes */
+#define VKVP_MAX_MSG       512          /* error message bytes */
+#define VKVP_MAX_SHAPE     256          /* entry shape text bytes */
+#define VKVP_MAX_PATH      107          /* fd_path bytes (sun_path minus NUL) */
+#define VKVP_MAX_ALLOC     (1ull << 40) /* ALLOC size: 1 .. 2^40 bytes */
+#define VKVP_HANDLE_LEN    64           /* CUDA IPC handle bytes (0 for host) */
 #define VKVP_MAX_PAGE_SIZE (1ull << 30) /* page_size: power of two, <= 1 GiB */
-#define VKVP_WHY_LEN 160            /* a comfortable size for `why` buffers */
+#define VKVP_WHY_LEN       160          /* a comfortable size for `why` buffers */
 
 /* --- enums (values are wire values and never change) ----------------------- */
 typedef enum vkvp_op {
@@ -155,10 +155,10 @@ typedef struct vkvp_evict_req {
     bool has_keys;       /* exactly one of has_keys / all */
     const vkv_key *keys; /* when has_keys: 0 .. VKVP_MAX_KEYS */
     uint32_t nkeys;
-    bool all;            /* default false */
-    vkvp_evict_to to;    /* default VKVP_EVICT_COLD */
-    bool has_ns;         /* admin sessions: evict in this namespace */
-    vkvp_str ns;         /* <= 256 bytes */
+    bool all;         /* default false */
+    vkvp_evict_to to; /* default VKVP_EVICT_COLD */
+    bool has_ns;      /* admin sessions: evict in this namespace */
+    vkvp_str ns;      /* <= 256 bytes */
 } vkvp_evict_req;
 
 /* FLUSH. */
@@ -206,9 +206,9 @@ typedef struct vkvp_request {
         vkvp_lease_req commit;
         vkvp_lease_req abort;
         vkvp_release_req release;
-        vkvp_release_req renew;  /* RENEW: same body as RELEASE */
-        vkvp_session_req close;  /* CLOSE */
-        vkvp_delete_req del; /* DELETE */
+        vkvp_release_req renew; /* RENEW: same body as RELEASE */
+        vkvp_session_req close; /* CLOSE */
+        vkvp_delete_req del;    /* DELETE */
         vkvp_evict_req evict;
         vkvp_session_req flush;
         vkvp_opt_session_req stats;
@@ -230,8 +230,8 @@ typedef struct vkvp_extent {
 
 /* A block's bytes = concatenation of its extents, truncated to len. */
 typedef struct vkvp_block {
-    uint64_t len;            /* 0 .. VKVP_MAX_ALLOC */
-    const vkvp_extent *ext;  /* next extents, 1 .. VKVP_MAX_EXTENTS */
+    uint64_t len;           /* 0 .. VKVP_MAX_ALLOC */
+    const vkvp_extent *ext; /* next extents, 1 .. VKVP_MAX_EXTENTS */
     uint32_t next;
 } vkvp_block;
 
@@ -247,8 +247,8 @@ typedef struct vkvp_hello_rep {
     uint64_t epoch;
     vkvp_backend backend;
     uint64_t lease_ttl_ms;
-    uint64_t page_size; /* power of two, 1 .. VKVP_MAX_PAGE_SIZE */
-    vkvp_str fd_path;   /* <= VKVP_MAX_PATH bytes; may be empty for cuda */
+    uint64_t page_size;     /* power of two, 1 .. VKVP_MAX_PAGE_SIZE */
+    vkvp_str fd_path;       /* <= VKVP_MAX_PATH bytes; may be empty for cuda */
     const vkvp_slab *slabs; /* nslabs, 0 .. VKVP_MAX_SLABS */
     uint32_t nslabs;
 } vkvp_hello_rep;
@@ -259,8 +259,8 @@ typedef struct vkvp_lookup_rep {
 } vkvp_lookup_rep;
 
 typedef struct vkvp_fetch_rep {
-    uint64_t lease;            /* pins all returned blocks */
-    const vkvp_block *blocks;  /* nblocks, 0 .. VKVP_MAX_KEYS */
+    uint64_t lease;           /* pins all returned blocks */
+    const vkvp_block *blocks; /* nblocks, 0 .. VKVP_MAX_KEYS */
     uint32_t nblocks;
 } vkvp_fetch_rep;
 
@@ -322,7 +322,7 @@ typedef struct vkvp_reply {
     int32_t status;   /* 0 or a negative vkv_err code */
     uint64_t req_id;
     uint64_t epoch;
-    vkvp_str msg;     /* status != 0 only: <= VKVP_MAX_MSG bytes */
+    vkvp_str msg; /* status != 0 only: <= VKVP_MAX_MSG bytes */
     union {
         vkvp_hello_rep hello;
         vkvp_lookup_rep lookup;
@@ -382,8 +382,8 @@ int vkvp_encode_reply(const vkvp_reply *rep, void **frame, size_t *len);
  * must be negative (else VKV_EINVAL); `msg` (NUL-terminated, NULL = "") is
  * truncated to VKVP_MAX_MSG bytes rather than refused, so the daemon can
  * always answer. */
-int vkvp_encode_error(uint64_t req_id, uint64_t epoch, int status, const char *msg,
-                      void **frame, size_t *len);
+int vkvp_encode_error(uint64_t req_id, uint64_t epoch, int status, const char *msg, void **frame,
+                      size_t *len);
 
 /* --- decoding of untrusted frames ------------------------------------------ */
 /* The decoders never trust the frame: size cap, a raw pre-pass over the bytes

@@ -21,6 +21,7 @@ PKGS=(
   zsh  # vkvctl_completion_test runs the zsh completion (bash is always there)
   libfaketime  # integration_integrity steps vkvd's wall clock (a_wall_clock_step_expires_nothing)
   clang libclang-rt-14-dev
+  clang-format  # .ci/run checks the formatting (scripts/check-format.sh)
 )
 
 missing=()

@@ -17,8 +17,7 @@
 /* Sets up bitmaps for up to `max_slabs` slabs of `pages_per_slab` pages (no
  * slab active yet). Owns a.bits until vkvs_arena_destroy. Errors:
  * VKV_EINVAL, VKV_ENOMEM. */
-int vkvs_arena_init(vkvs_arena *a, uint32_t page_size, uint32_t pages_per_slab,
-                    uint32_t max_slabs)
+int vkvs_arena_init(vkvs_arena *a, uint32_t page_size, uint32_t pages_per_slab, uint32_t max_slabs)
 {
     memset(a, 0, sizeof(*a));
     if (pages_per_slab == 0 || max_slabs == 0)

@@ -35,18 +35,18 @@ enum vkvs_backend_kind {
 /* One slab as the daemon sees it. Filled by slab_create; owned by the store,
  * which keeps it (at a stable address) until vkvs_close(). */
 typedef struct vkvs_slab {
-    uint32_t id;       /* index of the slab in the store, 0.. */
-    uint32_t kind;     /* enum vkvs_backend_kind */
-    uint64_t size;     /* bytes; a multiple of the page size */
-    void *host;        /* daemon-side RW mapping of the whole slab (host
-                        * backend); NULL where the memory is not host-visible
-                        * (cuda: use copy_out/copy_in) */
-    void *dev;         /* device pointer (cuda); NULL for host */
-    int fd;            /* host: the sealed memfd (O_CLOEXEC) the daemon passes
-                        * to clients with SCM_RIGHTS; -1 for cuda */
+    uint32_t id;                      /* index of the slab in the store, 0.. */
+    uint32_t kind;                    /* enum vkvs_backend_kind */
+    uint64_t size;                    /* bytes; a multiple of the page size */
+    void *host;                       /* daemon-side RW mapping of the whole slab (host
+                                       * backend); NULL where the memory is not host-visible
+                                       * (cuda: use copy_out/copy_in) */
+    void *dev;                        /* device pointer (cuda); NULL for host */
+    int fd;                           /* host: the sealed memfd (O_CLOEXEC) the daemon passes
+                                       * to clients with SCM_RIGHTS; -1 for cuda */
     uint8_t ipc[VKVS_IPC_HANDLE_LEN]; /* cuda: cudaIpcMemHandle_t bytes;
                                        * zero for host */
-    void *priv;        /* backend-private state */
+    void *priv;                       /* backend-private state */
 } vkvs_slab;
 
 /* The backend contract. All functions return 0 or a negative VKV_E* code. */

@@ -113,7 +113,8 @@ static int cuda_copy_out(const vkvs_slab *s, uint64_t off, void *dst, size_t len
     if (s->dev == NULL || off > s->size || len > s->size - off)
         return VKV_EINVAL;
     CUDA_CHECK(cudaSetDevice(slab_device(s)), VKV_EIO);
-    CUDA_CHECK(cudaMemcpy(dst, (const uint8_t *)s->dev + off, len, cudaMemcpyDeviceToHost), VKV_EIO);
+    CUDA_CHECK(cudaMemcpy(dst, (const uint8_t *)s->dev + off, len, cudaMemcpyDeviceToHost),
+               VKV_EIO);
     return 0;
 }
 

@@ -44,8 +44,8 @@ static int host_slab_create(void *arg, uint32_t id, uint64_t size, vkvs_slab *ou
     /* posix_fallocate returns the error number instead of setting errno. */
     err = posix_fallocate(fd, 0, (off_t)size);
     if (err != 0) {
-        VKV_ERROR("store: posix_fallocate slab %u (%llu bytes): %s", id,
-                  (unsigned long long)size, strerror(err));
+        VKV_ERROR("store: posix_fallocate slab %u (%llu bytes): %s", id, (unsigned long long)size,
+                  strerror(err));
         rv = (err == ENOSPC || err == ENOMEM) ? VKV_ENOMEM : VKV_ESYS;
         goto fail_fd;
     }

@@ -43,11 +43,11 @@
 /* Restores queue an access-time update only while fewer writer ops wait. */
 #define VKVS_COLD_TOUCH_QUEUE_MAX 1024u
 
-#define VKVS_COLD_FORMAT 1u
-#define VKVS_COLD_SLACK (16ull << 20) /* map slack for metadata and the free list */
+#define VKVS_COLD_FORMAT    1u
+#define VKVS_COLD_SLACK     (16ull << 20) /* map slack for metadata and the free list */
 #define VKVS_COLD_META_KLEN (4 + VKV_KEY_LEN)
 #define VKVS_COLD_DATA_KLEN 12
-#define VKVS_COLD_LRU_KLEN 8
+#define VKVS_COLD_LRU_KLEN  8
 
 /* The fixed metadata record of one entry (native endian; the env is a
  * private, single-machine file). */
@@ -62,17 +62,17 @@ typedef struct vkvs_cold_meta_rec {
     uint64_t hits;
     uint32_t pieces;
     uint32_t reserved;
-    uint64_t lru_seq;    /* key of this entry's lru row */
+    uint64_t lru_seq; /* key of this entry's lru row */
 } vkvs_cold_meta_rec;
 _Static_assert(sizeof(vkvs_cold_meta_rec) == 72, "meta record is 72 bytes");
 
 enum vkvs_cold_opkind {
     VKVS_COLD_K_SPILL = 1,
     VKVS_COLD_K_DELETE,
-    VKVS_COLD_K_TOUCH,  /* lazy access-time update after a restore */
-    VKVS_COLD_K_DROP,   /* delete a corrupt entry if still the same id */
-    VKVS_COLD_K_SYNC,   /* forced mdb_env_sync, wakes a waiter */
-    VKVS_COLD_K_TRIM,   /* evict down to max_bytes (after open) */
+    VKVS_COLD_K_TOUCH, /* lazy access-time update after a restore */
+    VKVS_COLD_K_DROP,  /* delete a corrupt entry if still the same id */
+    VKVS_COLD_K_SYNC,  /* forced mdb_env_sync, wakes a waiter */
+    VKVS_COLD_K_TRIM,  /* evict down to max_bytes (after open) */
 };
 
 /* A caller blocked until the writer handled one op. */
@@ -89,13 +89,13 @@ typedef struct vkvs_cold_wop {
     uint64_t tag;
     char ns[VKVS_COLD_NS_MAX + 1];
     vkv_key key;
-    void *owned;        /* spill: malloc'ed payload freed after the write */
-    struct iovec *iov;  /* spill: source pieces (malloc'ed array) */
+    void *owned;       /* spill: malloc'ed payload freed after the write */
+    struct iovec *iov; /* spill: source pieces (malloc'ed array) */
     int niov;
-    size_t len;         /* spill: payload bytes */
-    uint32_t nsid;      /* touch/drop */
-    uint64_t entry_id;  /* touch/drop */
-    uint64_t access_ms; /* touch */
+    size_t len;               /* spill: payload bytes */
+    uint32_t nsid;            /* touch/drop */
+    uint64_t entry_id;        /* touch/drop */
+    uint64_t access_ms;       /* touch */
     vkvs_cold_waiter *waiter; /* sync */
 } vkvs_cold_wop;
 
@@ -365,7 +365,8 @@ static int vkvs_cold_post(vkvs_cold *c, const vkvs_cold_completion *cp)
         vkvs_cold_completion *n = malloc(ncap * sizeof *n);
         if (n == NULL) {
             pthread_mutex_unlock(&c->clock);
-            VKV_ERROR("cold tier: out of memory posting a %s completion", vkvs_cold_op_name(cp->op));
+            VKV_ERROR("cold tier: out of memory posting a %s completion",
+                      vkvs_cold_op_name(cp->op));
             return VKV_ENOMEM;
         }
         for (size_t i = 0; i < c->comp_len; i++)
@@ -861,13 +862,13 @@ typedef struct vkvs_cold_victim {
 
 /* Arguments/results of the eviction txn body. */
 typedef struct vkvs_cold_evict_arg {
-    uint64_t target;        /* evict until bytes <= target */
-    int has_keep;           /* do not evict (keep_nsid, keep_key) */
+    uint64_t target; /* evict until bytes <= target */
+    int has_keep;    /* do not evict (keep_nsid, keep_key) */
     uint32_t keep_nsid;
     vkv_key keep_key;
-    uint64_t bytes;         /* out: stored bytes after the txn */
-    uint64_t entries;       /* out: entries after */
-    vkvs_cold_victim *v;    /* out: victims (array grown by the body) */
+    uint64_t bytes;      /* out: stored bytes after the txn */
+    uint64_t entries;    /* out: entries after */
+    vkvs_cold_victim *v; /* out: victims (array grown by the body) */
     size_t nv, cap;
 } vkvs_cold_evict_arg;
 
@@ -1002,9 +1003,9 @@ static int vkvs_cold_nsid_ensure(vkvs_cold *c, MDB_txn *txn, const char *ns, uin
 /* Arguments/results of the spill txn body. */
 typedef struct vkvs_cold_spill_arg {
     vkvs_cold_wop *op;
-    int ns_created;       /* out */
-    uint64_t old_size;    /* out: size of the replaced entry (0 if none) */
-    int replaced;         /* out */
+    int ns_created;    /* out */
+    uint64_t old_size; /* out: size of the replaced entry (0 if none) */
+    int replaced;      /* out */
 } vkvs_cold_spill_arg;
 
 /* Write-txn body: writes all pieces, then the meta and lru rows, of one
@@ -1098,8 +1099,8 @@ static void vkvs_cold_w_spill(vkvs_cold *c, vkvs_cold_wop *op)
     }
     uint64_t after = c->st.bytes - old_size + op->len;
     if (after > c->cfg.max_bytes) {
-        int rc = vkvs_cold_evict_to(c, c->cfg.max_bytes - op->len + old_size, have_ns, nsid,
-                                    &op->key);
+        int rc =
+            vkvs_cold_evict_to(c, c->cfg.max_bytes - op->len + old_size, have_ns, nsid, &op->key);
         if (rc != 0) {
             status = vkvs_cold_map_err(c, rc);
             goto out;
@@ -1118,13 +1119,12 @@ static void vkvs_cold_w_spill(vkvs_cold *c, vkvs_cold_wop *op)
     if (rc != 0) {
         status = vkvs_cold_map_err(c, rc);
         if (rc == MDB_MAP_FULL)
-            vkvs_cold_note_error(c, rc,
-                                 "spill of %zu bytes refused: map full at its cap of %" PRIu64
-                                 " MiB",
-                                 op->len, c->map_cap >> 20);
+            vkvs_cold_note_error(
+                c, rc, "spill of %zu bytes refused: map full at its cap of %" PRIu64 " MiB",
+                op->len, c->map_cap >> 20);
         else
-            vkvs_cold_note_error(c, rc, "spill of %zu bytes failed (nothing written): %s",
-                                 op->len, mdb_strerror(rc));
+            vkvs_cold_note_error(c, rc, "spill of %zu bytes failed (nothing written): %s", op->len,
+                                 mdb_strerror(rc));
         goto out;
     }
     c->next_id++;
@@ -1149,13 +1149,13 @@ out:
 
 /* Arguments of the delete/drop txn body. */
 typedef struct vkvs_cold_del_arg {
-    const char *ns;      /* delete by name (DELETE) ... */
-    uint32_t nsid;       /* ... or by id (DROP) */
+    const char *ns; /* delete by name (DELETE) ... */
+    uint32_t nsid;  /* ... or by id (DROP) */
     int by_id;
-    uint64_t entry_id;   /* DROP: only if still this entry */
+    uint64_t entry_id; /* DROP: only if still this entry */
     const vkv_key *key;
-    int found;           /* out */
-    uint64_t size;       /* out */
+    int found;     /* out */
+    uint64_t size; /* out */
 } vkvs_cold_del_arg;
 
 /* Write-txn body: deletes one entry if present (and, for a drop, still the
@@ -1774,15 +1774,15 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
     want = (want + 4095) & ~4095ull;
 
     if ((rc = mdb_env_create(&c->env)) != 0) {
-        code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc),
-                                   "mdb_env_create: %s", mdb_strerror(rc));
+        code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc), "mdb_env_create: %s",
+                                   mdb_strerror(rc));
         goto fail_free;
     }
     if ((rc = mdb_env_set_maxdbs(c->env, 8)) != 0 ||
         (rc = mdb_env_set_maxreaders(c->env, (unsigned)cfg->reader_threads + 64)) != 0 ||
         (rc = mdb_env_set_mapsize(c->env, (size_t)want)) != 0) {
-        code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc),
-                                   "LMDB set-up: %s", mdb_strerror(rc));
+        code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc), "LMDB set-up: %s",
+                                   mdb_strerror(rc));
         goto fail_env;
     }
     /* MDB_NOMETASYNC, not MDB_NOSYNC: every commit flushes its data pages
@@ -1829,9 +1829,9 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
         goto fail_env;
     }
     if ((rc = vkvs_cold_scan(c)) != 0) {
-        code = vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc),
-                                   "cannot read the cold index in '%s': %s", c->dir,
-                                   mdb_strerror(rc));
+        code =
+            vkvs_cold_open_fail(err, errlen, vkvs_cold_map_err(NULL, rc),
+                                "cannot read the cold index in '%s': %s", c->dir, mdb_strerror(rc));
         goto fail_env;
     }
     c->st.max_bytes = cfg->max_bytes;
@@ -1971,8 +1971,8 @@ int vkvs_cold_spill(vkvs_cold *c, const char *ns, const vkv_key *key, void *buf,
     return rc;
 }
 
-int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key,
-                        const struct iovec *src, int nsrc, uint64_t tag)
+int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key, const struct iovec *src,
+                        int nsrc, uint64_t tag)
 {
     int rc = vkvs_cold_check_submit(c, ns, key);
     if (rc != 0)

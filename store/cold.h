@@ -46,11 +46,11 @@
 extern "C" {
 #endif
 
-#define VKVS_COLD_NS_MAX 256                  /* bytes, without the NUL */
-#define VKVS_COLD_PIECE_DEFAULT (1u << 20)    /* 1 MiB payload pieces */
-#define VKVS_COLD_PIECE_MIN (4u << 10)        /* 4 KiB */
-#define VKVS_COLD_PIECE_MAX (16u << 20)       /* 16 MiB */
-#define VKVS_COLD_ERRSTR_MAX 160
+#define VKVS_COLD_NS_MAX        256         /* bytes, without the NUL */
+#define VKVS_COLD_PIECE_DEFAULT (1u << 20)  /* 1 MiB payload pieces */
+#define VKVS_COLD_PIECE_MIN     (4u << 10)  /* 4 KiB */
+#define VKVS_COLD_PIECE_MAX     (16u << 20) /* 16 MiB */
+#define VKVS_COLD_ERRSTR_MAX    160
 
 typedef struct vkvs_cold vkvs_cold; /* opaque handle */
 
@@ -58,30 +58,30 @@ typedef struct vkvs_cold vkvs_cold; /* opaque handle */
  * first, then set what you need. Nothing here is kept by pointer after open
  * returns (the dir string is copied). */
 typedef struct vkvs_cold_config {
-    const char *dir;           /* directory of the env; created (and its
-                                * parents) with mode 0700 if missing */
-    uint64_t max_bytes;        /* bound on stored payload bytes; the writer
-                                * evicts least recently used entries to stay
-                                * under it (default 1 GiB) */
-    uint64_t map_cap_bytes;    /* hard cap on the LMDB map size; 0 = 4 x
-                                * max_bytes + slack. The map starts at
-                                * min(2 x max_bytes + slack, cap) and grows
-                                * on MDB_MAP_FULL up to the cap */
-    uint32_t sync_interval_ms; /* periodic mdb_env_sync on the writer while
-                                * there are unsynced commits; 0 = only explicit
-                                * syncs (vkvs_cold_sync / flush_wait / close).
-                                * Default 1000 */
-    uint32_t piece_size;       /* payload piece size for NEW entries, bytes,
-                                * VKVS_COLD_PIECE_MIN..MAX (default 1 MiB);
-                                * entries keep the piece size they were
-                                * written with */
-    int reader_threads;        /* restore threads, 1..64 (default 2) */
-    uint64_t queue_max_bytes;  /* bound on payload bytes queued for the writer
-                                * but not yet written; a spill that would pass
-                                * it is refused with VKV_EBUSY (caller keeps
-                                * its buffer). 0 = unbounded (default) */
-    uint32_t reader_check_ms;  /* period of mdb_reader_check on the writer
-                                * (default 10000; it also runs at open) */
+    const char *dir;            /* directory of the env; created (and its
+                                 * parents) with mode 0700 if missing */
+    uint64_t max_bytes;         /* bound on stored payload bytes; the writer
+                                 * evicts least recently used entries to stay
+                                 * under it (default 1 GiB) */
+    uint64_t map_cap_bytes;     /* hard cap on the LMDB map size; 0 = 4 x
+                                 * max_bytes + slack. The map starts at
+                                 * min(2 x max_bytes + slack, cap) and grows
+                                 * on MDB_MAP_FULL up to the cap */
+    uint32_t sync_interval_ms;  /* periodic mdb_env_sync on the writer while
+                                 * there are unsynced commits; 0 = only explicit
+                                 * syncs (vkvs_cold_sync / flush_wait / close).
+                                 * Default 1000 */
+    uint32_t piece_size;        /* payload piece size for NEW entries, bytes,
+                                 * VKVS_COLD_PIECE_MIN..MAX (default 1 MiB);
+                                 * entries keep the piece size they were
+                                 * written with */
+    int reader_threads;         /* restore threads, 1..64 (default 2) */
+    uint64_t queue_max_bytes;   /* bound on payload bytes queued for the writer
+                                 * but not yet written; a spill that would pass
+                                 * it is refused with VKV_EBUSY (caller keeps
+                                 * its buffer). 0 = unbounded (default) */
+    uint32_t reader_check_ms;   /* period of mdb_reader_check on the writer
+                                 * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
                                  * (tests set it small to exercise growth) */
 } vkvs_cold_config;
@@ -104,21 +104,21 @@ enum vkvs_cold_op {
 /* One completion. Plain value: it owns no memory and points to nothing;
  * copy it freely. */
 typedef struct vkvs_cold_completion {
-    uint64_t tag;    /* the caller's tag from spill/restore/delete (0 for
-                      * EVICTED/DROPPED) */
-    int op;          /* enum vkvs_cold_op */
-    int status;      /* 0 or a negative VKV_E* code (see each function) */
-    uint64_t size;   /* payload bytes (spill: bytes written; restore: bytes
-                      * copied, or the entry size when status is VKV_ETRUNC;
-                      * evicted/dropped: entry size) */
+    uint64_t tag;  /* the caller's tag from spill/restore/delete (0 for
+                    * EVICTED/DROPPED) */
+    int op;        /* enum vkvs_cold_op */
+    int status;    /* 0 or a negative VKV_E* code (see each function) */
+    uint64_t size; /* payload bytes (spill: bytes written; restore: bytes
+                    * copied, or the entry size when status is VKV_ETRUNC;
+                    * evicted/dropped: entry size) */
     vkv_key key;
     char ns[VKVS_COLD_NS_MAX + 1]; /* NUL-terminated namespace */
 } vkvs_cold_completion;
 
 /* What foreach / lookup report about one entry. */
 typedef struct vkvs_cold_entry_info {
-    const char *ns;          /* namespace; foreach: valid only during the
-                              * callback; lookup: the caller's ns pointer */
+    const char *ns; /* namespace; foreach: valid only during the
+                     * callback; lookup: the caller's ns pointer */
     vkv_key key;
     uint64_t size;           /* payload bytes */
     uint64_t checksum;       /* XXH3-64 of the payload */
@@ -131,38 +131,38 @@ typedef struct vkvs_cold_entry_info {
 
 /* Counters and gauges; a snapshot copied out by vkvs_cold_stats. */
 typedef struct vkvs_cold_stats {
-    uint64_t entries;           /* entries stored (committed) */
-    uint64_t bytes;             /* payload bytes stored (committed) */
-    uint64_t max_bytes;         /* configured bound */
-    uint64_t map_size;          /* current LMDB map size */
-    uint64_t map_cap;           /* hard cap of the map size */
-    uint64_t map_used;          /* bytes of the map in use (last page + 1) */
-    uint64_t file_bytes;        /* size of data.mdb on disk (st_size) */
-    uint64_t spills;            /* spills committed */
+    uint64_t entries;    /* entries stored (committed) */
+    uint64_t bytes;      /* payload bytes stored (committed) */
+    uint64_t max_bytes;  /* configured bound */
+    uint64_t map_size;   /* current LMDB map size */
+    uint64_t map_cap;    /* hard cap of the map size */
+    uint64_t map_used;   /* bytes of the map in use (last page + 1) */
+    uint64_t file_bytes; /* size of data.mdb on disk (st_size) */
+    uint64_t spills;     /* spills committed */
     uint64_t spill_bytes;
-    uint64_t spill_errors;      /* spills that failed (any reason) */
-    uint64_t restores;          /* restores served successfully */
+    uint64_t spill_errors; /* spills that failed (any reason) */
+    uint64_t restores;     /* restores served successfully */
     uint64_t restore_bytes;
-    uint64_t restore_misses;    /* restores answered VKV_ENOTFOUND */
-    uint64_t restore_errors;    /* restores failed (other than not found) */
-    uint64_t evictions;         /* entries evicted to respect max_bytes */
+    uint64_t restore_misses; /* restores answered VKV_ENOTFOUND */
+    uint64_t restore_errors; /* restores failed (other than not found) */
+    uint64_t evictions;      /* entries evicted to respect max_bytes */
     uint64_t evicted_bytes;
-    uint64_t deletes;           /* entries deleted on request */
-    uint64_t checksum_failures; /* entries found corrupt (restore/verify) */
-    uint64_t write_errors;      /* failed write transactions (any cause) */
-    uint64_t enospc;            /* ENOSPC / EFBIG / EDQUOT seen on write */
-    uint64_t eio;               /* EIO (and other I/O errors) seen */
-    uint64_t map_full;          /* MDB_MAP_FULL at the cap (spill refused) */
-    uint64_t map_grows;         /* map size increases */
-    uint64_t syncs;             /* mdb_env_sync calls that succeeded */
-    uint64_t stale_readers;     /* reader slots cleared by mdb_reader_check */
-    uint64_t queue_ops;         /* ops waiting for the writer now */
-    uint64_t queue_bytes;       /* payload bytes waiting for the writer now */
-    uint64_t restores_inflight; /* restores queued or running now */
-    int failed;                 /* 1 when the env hit a fatal error
-                                 * (MDB_PANIC): every later op fails with
-                                 * VKV_ECOLD; reopen to recover */
-    uint64_t last_error_ms;     /* wall clock of last_error, 0 if none */
+    uint64_t deletes;                      /* entries deleted on request */
+    uint64_t checksum_failures;            /* entries found corrupt (restore/verify) */
+    uint64_t write_errors;                 /* failed write transactions (any cause) */
+    uint64_t enospc;                       /* ENOSPC / EFBIG / EDQUOT seen on write */
+    uint64_t eio;                          /* EIO (and other I/O errors) seen */
+    uint64_t map_full;                     /* MDB_MAP_FULL at the cap (spill refused) */
+    uint64_t map_grows;                    /* map size increases */
+    uint64_t syncs;                        /* mdb_env_sync calls that succeeded */
+    uint64_t stale_readers;                /* reader slots cleared by mdb_reader_check */
+    uint64_t queue_ops;                    /* ops waiting for the writer now */
+    uint64_t queue_bytes;                  /* payload bytes waiting for the writer now */
+    uint64_t restores_inflight;            /* restores queued or running now */
+    int failed;                            /* 1 when the env hit a fatal error
+                                            * (MDB_PANIC): every later op fails with
+                                            * VKV_ECOLD; reopen to recover */
+    uint64_t last_error_ms;                /* wall clock of last_error, 0 if none */
     char last_error[VKVS_COLD_ERRSTR_MAX]; /* "" if none */
 } vkvs_cold_stats;
 

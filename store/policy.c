@@ -165,7 +165,7 @@ void vkvs_policy_remove(vkvs_policy *p, uint32_t id)
     if (!(e->flags & VKVS_EF_INPOL))
         return;
     plist_unlink(p, (e->flags & VKVS_EF_SMALL) ? &p->small : &p->main, id);
-    e->flags &= (uint8_t)~(VKVS_EF_INPOL | VKVS_EF_SMALL);
+    e->flags &= (uint8_t) ~(VKVS_EF_INPOL | VKVS_EF_SMALL);
 }
 
 /* LRU victim: the least recently used unpinned entry, unlinked; 0 if none. */
@@ -222,7 +222,7 @@ static uint32_t s3_victim(vkvs_policy *p)
             plist_push(p, &p->main, id);
             continue;
         }
-        e->flags &= (uint8_t)~(VKVS_EF_INPOL | VKVS_EF_SMALL);
+        e->flags &= (uint8_t) ~(VKVS_EF_INPOL | VKVS_EF_SMALL);
         return id;
     }
 }

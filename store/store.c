@@ -23,7 +23,7 @@ enum { LEASE_FETCH = 1, LEASE_ALLOC = 2 };
 typedef struct vkvs_sess {
     uint64_t id;
     uint64_t last_seen;
-    uint64_t opened;     /* TTL clock at HELLO */
+    uint64_t opened; /* TTL clock at HELLO */
     pid_t pid;
     uint32_t ns_id;
     bool admin;
@@ -31,20 +31,20 @@ typedef struct vkvs_sess {
     uint64_t held;       /* bytes under its leases (session_quota) */
     uint32_t lease_head; /* lease slot + 1 */
     uint32_t nleases;
-    uint32_t next_free;  /* slot + 1 */
+    uint32_t next_free; /* slot + 1 */
 } vkvs_sess;
 
 /* A lease: pins (FETCH) or owns a WRITING entry (ALLOC). Free when id == 0. */
 typedef struct vkvs_lease {
     uint64_t id;
     uint64_t expires;
-    uint32_t sess;      /* session slot */
+    uint32_t sess; /* session slot */
     uint32_t kind;
-    uint32_t zombie;    /* expired, resources kept until its session ends */
-    uint64_t bytes;     /* entry bytes it pins or reserves (quota) */
-    uint32_t n;         /* entries */
-    uint32_t one;       /* the entry when n == 1 */
-    uint32_t *many;     /* n > 1: malloc'ed entry ids */
+    uint32_t zombie;     /* expired, resources kept until its session ends */
+    uint64_t bytes;      /* entry bytes it pins or reserves (quota) */
+    uint32_t n;          /* entries */
+    uint32_t one;        /* the entry when n == 1 */
+    uint32_t *many;      /* n > 1: malloc'ed entry ids */
     uint32_t prev, next; /* session list, slot + 1 */
     uint32_t next_free;
 } vkvs_lease;
@@ -72,7 +72,7 @@ struct vkvs_store {
     vkvs_stats c; /* the monotonic counters */
 };
 
-#define NS_ALL UINT32_MAX  /* admin without a filter */
+#define NS_ALL  UINT32_MAX       /* admin without a filter */
 #define NS_NONE (UINT32_MAX - 1) /* a namespace nobody has used */
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -246,9 +246,15 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
     }
     if (to_cold && st->hooks.evict) {
         vkvs_victim v = {
-            .ns_id = e->ns_id, .ns = st->ns[e->ns_id], .key = &e->key, .size = e->size,
-            .nextents = e->nextents, .extents = vkvs_entry_ext(e), .hits = e->hits,
-            .last_ms = e->last_ms, .for_room = for_room,
+            .ns_id = e->ns_id,
+            .ns = st->ns[e->ns_id],
+            .key = &e->key,
+            .size = e->size,
+            .nextents = e->nextents,
+            .extents = vkvs_entry_ext(e),
+            .hits = e->hits,
+            .last_ms = e->last_ms,
+            .for_room = for_room,
         };
         int rv = st->hooks.evict(st->hooks.arg, st, &v);
         if (rv == VKV_EBUSY) {
@@ -630,16 +636,25 @@ int vkvs_add_slab(vkvs_store *st, uint32_t *id)
     return 0;
 }
 
-uint32_t vkvs_slab_count(const vkvs_store *st) { return st->nslabs; }
+uint32_t vkvs_slab_count(const vkvs_store *st)
+{
+    return st->nslabs;
+}
 
 const vkvs_slab *vkvs_slab_get(const vkvs_store *st, uint32_t id)
 {
     return id < st->nslabs ? &st->slabs[id] : NULL;
 }
 
-uint32_t vkvs_page_size(const vkvs_store *st) { return st->arena.page_size; }
+uint32_t vkvs_page_size(const vkvs_store *st)
+{
+    return st->arena.page_size;
+}
 
-const vkvs_backend *vkvs_backend_of(const vkvs_store *st) { return st->be; }
+const vkvs_backend *vkvs_backend_of(const vkvs_store *st)
+{
+    return st->be;
+}
 
 void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet)
 {
@@ -1187,7 +1202,8 @@ int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys
         for (uint32_t id = 1; id <= st->ix.hwm && rv == 0; id++) {
             vkvs_entry *e = vkvs_ent(&st->ix, id);
             if ((e->flags & VKVS_EF_USED) && vkvs_evictable(e) &&
-                (ns_id == NS_ALL || e->ns_id == ns_id) && (rv = evict_entry(st, id, to_cold, false)) == 0)
+                (ns_id == NS_ALL || e->ns_id == ns_id) &&
+                (rv = evict_entry(st, id, to_cold, false)) == 0)
                 done++;
         }
     }
@@ -1421,19 +1437,27 @@ int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int sta
 const char *vkvs_state_name(int state)
 {
     switch (state) {
-    case VKVS_WRITING: return "writing";
-    case VKVS_READY: return "ready";
-    case VKVS_COLD: return "cold";
-    case VKVS_RESTORING: return "restoring";
-    default: return "?";
+    case VKVS_WRITING:
+        return "writing";
+    case VKVS_READY:
+        return "ready";
+    case VKVS_COLD:
+        return "cold";
+    case VKVS_RESTORING:
+        return "restoring";
+    default:
+        return "?";
     }
 }
 
 const char *vkvs_policy_name(int policy)
 {
     switch (policy) {
-    case VKVS_POLICY_LRU: return "lru";
-    case VKVS_POLICY_S3FIFO: return "s3fifo";
-    default: return "?";
+    case VKVS_POLICY_LRU:
+        return "lru";
+    case VKVS_POLICY_S3FIFO:
+        return "s3fifo";
+    default:
+        return "?";
     }
 }

@@ -87,9 +87,9 @@ typedef struct vkvs_extent {
  * are not reused) until the lease that returned it is released, expires or
  * is reaped (restore: until vkvs_restore_end). */
 typedef struct vkvs_block {
-    uint64_t size;               /* bytes of payload */
-    uint32_t nextents;           /* >= 1 for hot entries */
-    const vkvs_extent *extents;  /* store-owned; see above */
+    uint64_t size;              /* bytes of payload */
+    uint32_t nextents;          /* >= 1 for hot entries */
+    const vkvs_extent *extents; /* store-owned; see above */
 } vkvs_block;
 
 /* Store configuration. Fill with vkvs_config_default() then override. */
@@ -159,8 +159,8 @@ const vkvs_backend *vkvs_backend_of(const vkvs_store *st);
  * `ext[0..n)` into `dst`, through the backend (host: memcpy).
  * Errors: VKV_EINVAL (range beyond the extents or unknown slab), backend
  * errors. Safe from another thread while the extents stay pinned. */
-int vkvs_read(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_t off,
-              void *dst, size_t len);
+int vkvs_read(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_t off, void *dst,
+              size_t len);
 
 /* Same in the other direction: copies `src` into the block at `off`. */
 int vkvs_write(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_t off,
@@ -171,15 +171,15 @@ int vkvs_write(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_
 /* What the evict hook sees. All pointers are valid only during the call. */
 typedef struct vkvs_victim {
     uint32_t ns_id;
-    const char *ns;             /* interned namespace string */
+    const char *ns; /* interned namespace string */
     const vkv_key *key;
     uint64_t size;
     uint32_t nextents;
     const vkvs_extent *extents; /* read the bytes with vkvs_read() */
     uint32_t hits;
     uint64_t last_ms;
-    bool for_room;              /* evicted to make room for an allocation (else
-                                 * FLUSH / EVICT) */
+    bool for_room; /* evicted to make room for an allocation (else
+                    * FLUSH / EVICT) */
 } vkvs_victim;
 
 typedef struct vkvs_hooks {
@@ -252,11 +252,11 @@ int vkvs_lookup(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, siz
 
 /* Result of vkvs_fetch. */
 typedef struct vkvs_fetch_result {
-    uint64_t lease;    /* 0 when nready == 0 (nothing pinned) */
-    size_t nready;     /* blocks[0..nready) filled, pinned under `lease` */
-    size_t ncold;      /* COLD/RESTORING entries directly following the
-                        * ready prefix (the prefix continues in the cold
-                        * tier for that many keys) */
+    uint64_t lease; /* 0 when nready == 0 (nothing pinned) */
+    size_t nready;  /* blocks[0..nready) filled, pinned under `lease` */
+    size_t ncold;   /* COLD/RESTORING entries directly following the
+                     * ready prefix (the prefix continues in the cold
+                     * tier for that many keys) */
 } vkvs_fetch_result;
 
 /* While `quiet` is true, vkvs_fetch does not count fetches, hits, misses or
@@ -280,23 +280,23 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
  * is set) as needed. A COLD key is reported as existing. Errors:
  * VKV_EEXIST (READY/COLD/RESTORING exists), VKV_EBUSY (another live lease is
  * writing it; poll lookup then fetch), VKV_ENOSPC (free + evictable pages
- * too few, size > capacity, or the session's quota would be exceeded), VKV_ESESSION, VKV_EPERM, VKV_EINVAL. */
-int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size,
-               uint64_t *lease, vkvs_block *out);
+ * too few, size > capacity, or the session's quota would be exceeded), VKV_ESESSION, VKV_EPERM,
+ * VKV_EINVAL. */
+int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, uint64_t *lease,
+               vkvs_block *out);
 
 /* Validates a written block before it becomes visible; returns 0 or an
  * error (e.g. VKV_ECHECKSUM, VKV_EIDENT). `ns` (interned), `key` and `b` are
  * the entry's and valid during the call only. */
-typedef int (*vkvs_validate_fn)(void *arg, const vkvs_store *st, const char *ns,
-                                const vkv_key *key, const vkvs_block *b);
+typedef int (*vkvs_validate_fn)(void *arg, const vkvs_store *st, const char *ns, const vkv_key *key,
+                                const vkvs_block *b);
 
 /* Commits ALLOC lease `lease`: runs `validate` (may be NULL) and on success
  * makes the entry READY and ends the lease. If validate fails its error is
  * returned and the entry stays WRITING under the lease (abort it or retry).
  * Errors: VKV_ELEASE (unknown/expired/not this session's/not an alloc
  * lease), VKV_ESESSION, validate's error. */
-int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn validate,
-                void *arg);
+int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn validate, void *arg);
 
 /* Aborts ALLOC lease `lease`: the entry and its pages are freed, never having
  * been visible. Errors: VKV_ELEASE, VKV_ESESSION. */
@@ -306,8 +306,7 @@ int vkvs_abort(vkvs_store *st, uint64_t sid, uint64_t lease);
  * Unknown ids are skipped; expired (quarantined) ones are ended too but not
  * counted, so a caller can tell that its lease had expired. *nreleased (may
  * be NULL) counts the live ones released. Errors: VKV_ESESSION. */
-int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n,
-                 size_t *nreleased);
+int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n, size_t *nreleased);
 
 /* Extends leases[0..n) of this session by lease_ttl_ms from now. Unknown
  * and expired leases are not renewed (an expired one stays quarantined);
@@ -338,36 +337,36 @@ int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys
 /* Counters (a snapshot). */
 typedef struct vkvs_stats {
     uint64_t entries_writing, entries_ready, entries_cold, entries_restoring;
-    uint64_t bytes_used;       /* sum of sizes of entries holding pages */
-    uint64_t bytes_free;       /* free pages * page_size */
-    uint64_t bytes_capacity;   /* all pages * page_size */
-    uint64_t bytes_cold;       /* sum of sizes of COLD entries */
+    uint64_t bytes_used;     /* sum of sizes of entries holding pages */
+    uint64_t bytes_free;     /* free pages * page_size */
+    uint64_t bytes_capacity; /* all pages * page_size */
+    uint64_t bytes_cold;     /* sum of sizes of COLD entries */
     uint64_t pages_total, pages_free, pages_pinned, pages_evictable;
-    uint64_t extents_total;    /* over entries holding pages */
-    uint64_t hits;             /* fetch: blocks found hot and returned */
-    uint64_t misses;           /* fetch: keys past the cached prefix (in
-                                * neither tier) */
-    uint64_t cold_hits;        /* fetch: keys found only in the cold tier
-                                * (the daemon restores and then serves them) */
+    uint64_t extents_total; /* over entries holding pages */
+    uint64_t hits;          /* fetch: blocks found hot and returned */
+    uint64_t misses;        /* fetch: keys past the cached prefix (in
+                             * neither tier) */
+    uint64_t cold_hits;     /* fetch: keys found only in the cold tier
+                             * (the daemon restores and then serves them) */
     uint64_t lookups, fetches;
     uint64_t allocs, allocs_failed, commits, aborts, deletes;
-    uint64_t evictions;        /* entries evicted (all causes) */
-    uint64_t spills;           /* evictions taken by the evict hook */
-    uint64_t spill_failures;   /* evict hook returned an error */
-    uint64_t spills_deferred;  /* evict hook said VKV_EBUSY (cold tier behind) */
+    uint64_t evictions;           /* entries evicted (all causes) */
+    uint64_t spills;              /* evictions taken by the evict hook */
+    uint64_t spill_failures;      /* evict hook returned an error */
+    uint64_t spills_deferred;     /* evict hook said VKV_EBUSY (cold tier behind) */
     uint64_t spills_dropped_busy; /* eviction victims dropped, not spilled,
-                                * because the cold tier was behind */
-    uint64_t spills_skipped;   /* evictions of restored entries the cold tier
-                                * still held: no spill needed */
+                                   * because the cold tier was behind */
+    uint64_t spills_skipped;      /* evictions of restored entries the cold tier
+                                   * still held: no spill needed */
     uint64_t restores;
     uint64_t leases_active, leases_expired;
     uint64_t leases_quarantined; /* expired, pages kept (see the model) */
     uint64_t quota_refusals;     /* ALLOC/FETCH cut short by session_quota */
     uint64_t sessions, sessions_reaped;
     uint64_t namespaces;
-    uint64_t meta_bytes;       /* heap bytes of index + entries + tables */
+    uint64_t meta_bytes; /* heap bytes of index + entries + tables */
     uint32_t slabs;
-    uint32_t policy;           /* enum vkvs_policy_kind */
+    uint32_t policy; /* enum vkvs_policy_kind */
 } vkvs_stats;
 
 /* Fills *out. Never fails. */
@@ -376,9 +375,9 @@ void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out);
 /* One entry as listed. Pointers valid until the next mutating store call. */
 typedef struct vkvs_info {
     uint32_t ns_id;
-    const char *ns;             /* interned; valid until vkvs_close() */
+    const char *ns; /* interned; valid until vkvs_close() */
     vkv_key key;
-    uint32_t state;             /* enum vkvs_state */
+    uint32_t state; /* enum vkvs_state */
     bool delete_pending;
     uint64_t size;
     uint32_t pins;
@@ -398,8 +397,7 @@ int vkvs_list(vkvs_store *st, uint64_t sid, const char *ns, uint64_t cursor, siz
 
 /* Describes one key of namespace `ns` (rule as delete). No side effects.
  * Errors: VKV_ENOTFOUND (absent or WRITING), VKV_ESESSION, VKV_EPERM. */
-int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *key,
-                  vkvs_info *out);
+int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *key, vkvs_info *out);
 
 /* ---- cold tier support (no session; the daemon calls these) -------------- */
 

@@ -15,26 +15,27 @@
 
 /* ---- entries ------------------------------------------------------------- */
 
-#define VKVS_EF_DELPEND 0x01  /* deleted while pinned/restoring: free at unpin */
+#define VKVS_EF_DELPEND  0x01 /* deleted while pinned/restoring: free at unpin */
 #define VKVS_EF_DETACHED 0x02 /* removed from the hash index (still in pool) */
-#define VKVS_EF_SMALL 0x04    /* S3-FIFO: in the small queue (else main) */
-#define VKVS_EF_INPOL 0x08    /* linked in the policy's lists */
-#define VKVS_EF_COLDCOPY 0x10 /* READY after a restore: the cold tier still holds
-                               * this (immutable) block, so evicting it needs no
-                               * spill */
-#define VKVS_EF_USED 0x80     /* pool slot holds a live entry */
+#define VKVS_EF_SMALL    0x04 /* S3-FIFO: in the small queue (else main) */
+#define VKVS_EF_INPOL    0x08 /* linked in the policy's lists */
+#define VKVS_EF_COLDCOPY                                                                           \
+    0x10                  /* READY after a restore: the cold tier still holds                      \
+                           * this (immutable) block, so evicting it needs no                       \
+                           * spill */
+#define VKVS_EF_USED 0x80 /* pool slot holds a live entry */
 
 /* One index entry: fixed size (104 bytes on LP64). Lives at a stable address
  * in the pool from creation to free. */
 typedef struct vkvs_entry {
     vkv_key key;
     uint32_t ns_id;
-    uint8_t state;   /* enum vkvs_state */
-    uint8_t flags;   /* VKVS_EF_* */
-    uint8_t freq;    /* S3-FIFO access counter, 0..3 */
+    uint8_t state; /* enum vkvs_state */
+    uint8_t flags; /* VKVS_EF_* */
+    uint8_t freq;  /* S3-FIFO access counter, 0..3 */
     uint8_t pad_;
     uint32_t nextents;
-    uint32_t pins;   /* fetch leases pinning it */
+    uint32_t pins; /* fetch leases pinning it */
     uint32_t hits;
     uint32_t writer; /* WRITING: lease slot + 1 owning it; else 0 */
     uint32_t prev;   /* policy list links (entry ids); `next` doubles as */
@@ -54,7 +55,7 @@ static inline vkvs_extent *vkvs_entry_ext(vkvs_entry *e)
 }
 
 #define VKVS_CHUNK_SHIFT 12
-#define VKVS_CHUNK (1u << VKVS_CHUNK_SHIFT)
+#define VKVS_CHUNK       (1u << VKVS_CHUNK_SHIFT)
 
 /* Entry pool (chunked so entries never move) plus the open-addressing hash
  * table of entry ids. Entry id 0 means "none"; ids start at 1. */
@@ -97,13 +98,12 @@ typedef struct vkvs_arena {
     uint32_t words_per_slab;
     uint32_t nslabs;
     uint32_t max_slabs;
-    uint64_t *bits;      /* max_slabs * words_per_slab words */
+    uint64_t *bits; /* max_slabs * words_per_slab words */
     uint64_t free_pages;
     uint64_t total_pages;
 } vkvs_arena;
 
-int vkvs_arena_init(vkvs_arena *a, uint32_t page_size, uint32_t pages_per_slab,
-                    uint32_t max_slabs);
+int vkvs_arena_init(vkvs_arena *a, uint32_t page_size, uint32_t pages_per_slab, uint32_t max_slabs);
 void vkvs_arena_destroy(vkvs_arena *a);
 void vkvs_arena_add_slab(vkvs_arena *a);
 int vkvs_arena_alloc(vkvs_arena *a, uint32_t npages, vkvs_extent *inl, vkvs_extent **heap,
@@ -121,7 +121,7 @@ typedef struct vkvs_plist {
 } vkvs_plist;
 
 typedef struct vkvs_policy {
-    int kind;           /* enum vkvs_policy_kind */
+    int kind; /* enum vkvs_policy_kind */
     vkvs_index *ix;
     uint32_t page_size;
     vkvs_plist main;    /* LRU: the one list */

@@ -111,8 +111,8 @@ VKV_API int vkv_attend(const void *block, size_t size, unsigned flags, const vkv
  * row is read completely before it is written). lse may be NULL.
  * Errors: VKV_EINVAL (n = 0, NULL pointers, head_dim = 0 or > 4096),
  * VKV_ENONFINITE (an lse is NaN or +Inf); nothing is written then. */
-VKV_API int vkv_attend_merge(size_t n, const float *const *outs, const float *const *lses, size_t rows,
-                     uint32_t head_dim, float *out, float *lse);
+VKV_API int vkv_attend_merge(size_t n, const float *const *outs, const float *const *lses,
+                             size_t rows, uint32_t head_dim, float *out, float *lse);
 
 #ifdef __cplusplus
 }

@@ -39,8 +39,8 @@ extern "C" {
  * vkv_attend except the query check, VKV_ENOTSUP (head_dim >
  * VKV_CUDA_ATTEND_MAX_HEAD_DIM, or no device), VKV_ENOMEM, VKV_EIO (a CUDA
  * error; logged). */
-VKV_API int vkv_cuda_attend(const void *block, size_t size, const vkv_block_header *hdr, unsigned flags,
-                    const vkv_attend_args *a, void *stream);
+VKV_API int vkv_cuda_attend(const void *block, size_t size, const vkv_block_header *hdr,
+                            unsigned flags, const vkv_attend_args *a, void *stream);
 
 #ifdef __cplusplus
 }

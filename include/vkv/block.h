@@ -67,17 +67,17 @@
 extern "C" {
 #endif
 
-#define VKV_BLOCK_MAGIC 0x31564B56u /* bytes 'V' 'K' 'V' '1' */
-#define VKV_BLOCK_VERSION 1u
+#define VKV_BLOCK_MAGIC       0x31564B56u /* bytes 'V' 'K' 'V' '1' */
+#define VKV_BLOCK_VERSION     1u
 #define VKV_BLOCK_HEADER_SIZE 256u
-#define VKV_BLOCK_MAX_RANGES 8u
-#define VKV_BLOCK_ALIGN 64u
+#define VKV_BLOCK_MAX_RANGES  8u
+#define VKV_BLOCK_ALIGN       64u
 
 /* Hard limits a reader enforces before trusting any size arithmetic. */
-#define VKV_BLOCK_MAX_LAYERS 1024u
-#define VKV_BLOCK_MAX_HEADS 1024u
+#define VKV_BLOCK_MAX_LAYERS   1024u
+#define VKV_BLOCK_MAX_HEADS    1024u
 #define VKV_BLOCK_MAX_HEAD_DIM 4096u
-#define VKV_BLOCK_MAX_TOKENS 65536u
+#define VKV_BLOCK_MAX_TOKENS   65536u
 
 /* Source (and decoded) element type. */
 enum vkv_dtype {
@@ -147,8 +147,8 @@ typedef struct vkv_block_header {
     uint8_t ident[16];     /*  72: identity: XXH3-128 of (namespace, key), see
                             *      vkv_block_ident(); all zero = not bound */
     uint8_t reserved[8];   /*  88: zero */
-    vkv_block_range ranges[VKV_BLOCK_MAX_RANGES];       /*  96: sorted, disjoint */
-    vkv_block_section sections[VKV_SEC_COUNT];          /* 160 */
+    vkv_block_range ranges[VKV_BLOCK_MAX_RANGES]; /*  96: sorted, disjoint */
+    vkv_block_section sections[VKV_SEC_COUNT];    /* 160 */
 } vkv_block_header;
 
 #if defined(__cplusplus)

@@ -25,13 +25,13 @@ extern "C" {
 /* How to quantize the visual tokens. Parsed from / formatted to a string
  * such as "lloyd:kg=256,vmode=token,vg=128,iters=4" (see vkv_codec_spec_parse). */
 typedef struct vkv_codec_spec {
-    uint8_t rule;    /* enum vkv_rule */
-    uint8_t k_mode;  /* enum vkv_group_mode */
-    uint8_t v_mode;  /* enum vkv_group_mode */
-    uint8_t iters;   /* Lloyd iterations, 1..16 (ignored by other rules) */
+    uint8_t rule;   /* enum vkv_rule */
+    uint8_t k_mode; /* enum vkv_group_mode */
+    uint8_t v_mode; /* enum vkv_group_mode */
+    uint8_t iters;  /* Lloyd iterations, 1..16 (ignored by other rules) */
     uint16_t k_group;
     uint16_t v_group;
-    float k_param;   /* minmax: shrink in [0,1); quantile: p in (0,0.5) */
+    float k_param; /* minmax: shrink in [0,1); quantile: p in (0,0.5) */
     float v_param;
 } vkv_codec_spec;
 
@@ -72,8 +72,7 @@ typedef struct vkv_geometry {
 /* The geometry of buffers laid out for `shape` (tokens = shape->tokens). */
 static inline vkv_geometry vkv_geometry_of(const vkv_shape *shape)
 {
-    vkv_geometry g = {shape->layers, shape->kv_heads, shape->head_dim, shape->tokens,
-                      shape->dtype};
+    vkv_geometry g = {shape->layers, shape->kv_heads, shape->head_dim, shape->tokens, shape->dtype};
     return g;
 }
 
@@ -83,7 +82,7 @@ typedef struct vkv_kv_dst {
     void *const *v;
     size_t token_stride;
     size_t head_stride;
-    vkv_geometry geom;   /* what k/v can hold (required) */
+    vkv_geometry geom;    /* what k/v can hold (required) */
     const uint8_t *ident; /* NULL, or the 16-byte identity the block must
                            * carry (vkv_block_ident); else VKV_EIDENT */
 } vkv_kv_dst;
@@ -106,9 +105,9 @@ typedef struct vkv_paged_dst {
     const int32_t *block_table; /* page ids, one per page_size positions */
     uint32_t block_table_len;
     uint32_t first_pos;
-    size_t page_stride; /* elements between pages; 0 = dense default */
-    size_t slot_stride; /* elements between the slots (tokens) of a page; 0 = default */
-    size_t head_stride; /* elements between the heads of a slot; 0 = default */
+    size_t page_stride;   /* elements between pages; 0 = dense default */
+    size_t slot_stride;   /* elements between the slots (tokens) of a page; 0 = default */
+    size_t head_stride;   /* elements between the heads of a slot; 0 = default */
     uint32_t skip_tokens; /* tokens [0, skip_tokens) of the block are not
                            * written and need no block table entry (the
                            * caller already holds them); <= the block's tokens */
@@ -150,7 +149,8 @@ VKV_API int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec);
 /* Stores in *size the exact byte size of the block vkv_encode would write for
  * `shape` and `spec`, header and all metadata included. Same errors as
  * vkv_codec_check. */
-VKV_API int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec *spec, size_t *size);
+VKV_API int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec *spec,
+                                   size_t *size);
 
 /* Encodes a chunk into dst (dst_size bytes, at least the encoded size; any
  * alignment). Reads src only. On error, dst contents are unspecified and
@@ -158,7 +158,7 @@ VKV_API int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec 
  * small), VKV_ENONFINITE (NaN/Inf in a visual token; raw tokens are copied
  * as they are). Uses the implementation chosen by vkv_codec_set_impl. */
 VKV_API int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
-               void *dst, size_t dst_size);
+                       void *dst, size_t dst_size);
 
 /* Validates a block's header (magic, version, header checksum, field ranges,
  * canonical section table, total_size <= size) and, with VKV_DECODE_VERIFY
@@ -176,7 +176,7 @@ VKV_API int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_
  * (docs/BLOCK_FORMAT.md). `ns` is ns_len bytes (no NUL needed); `key` is 32
  * bytes. Reads its inputs only during the call. */
 VKV_API void vkv_block_ident(const char *ns, size_t ns_len, const uint8_t key[32],
-                     uint8_t out[VKV_IDENT_LEN]);
+                             uint8_t out[VKV_IDENT_LEN]);
 
 /* Binds a block (size bytes, header valid as for vkv_block_check) to
  * `ident`: writes it into the header and recomputes the header checksum.
@@ -206,7 +206,8 @@ VKV_API int vkv_decode(const void *block, size_t size, unsigned flags, const vkv
  * (kv_heads-1)*head_stride + head_dim elements per layer; strides are not
  * otherwise checked), VKV_EGEOMETRY / VKV_EIDENT as vkv_decode. Nothing is
  * written then. */
-VKV_API int vkv_decode_paged(const void *block, size_t size, unsigned flags, const vkv_paged_dst *dst);
+VKV_API int vkv_decode_paged(const void *block, size_t size, unsigned flags,
+                             const vkv_paged_dst *dst);
 
 /* Selects the implementation for this process. Returns VKV_ENOTSUP (and
  * changes nothing) if the CPU lacks it. */

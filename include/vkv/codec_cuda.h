@@ -35,10 +35,11 @@ extern "C" {
 #endif
 
 /* Flags of vkv_cuda_encode. */
-#define VKV_CUDA_ASYNC 1u /* do not wait for the stream: payload_xxh3 is left
-                           * 0 (header_xxh3 is valid) and non-finite input is
-                           * NOT reported (the block is then unspecified).
-                           * Checksum later with vkv_cuda_block_seal. */
+#define VKV_CUDA_ASYNC                                                                             \
+    1u /* do not wait for the stream: payload_xxh3 is left                                         \
+        * 0 (header_xxh3 is valid) and non-finite input is                                         \
+        * NOT reported (the block is then unspecified).                                            \
+        * Checksum later with vkv_cuda_block_seal. */
 
 /* Encodes a chunk whose K/V tensors live in device memory (addressing of
  * vkv_kv_src, strides in elements) into dst (device, dst_size bytes >= the
@@ -50,8 +51,9 @@ extern "C" {
  * then identical to vkv_encode's. Errors: those of vkv_encode
  * (VKV_ENONFINITE only without ASYNC), VKV_ENOTSUP, VKV_ENOMEM, VKV_EIO
  * (a CUDA error; logged). */
-VKV_API int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
-                    void *dst, size_t dst_size, unsigned flags, void *stream);
+VKV_API int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec,
+                            const vkv_kv_src *src, void *dst, size_t dst_size, unsigned flags,
+                            void *stream);
 
 /* Computes the payload XXH3 of a device block written with VKV_CUDA_ASYNC
  * (a D2H copy of the block, then the host checksum) and stores it in the
@@ -67,15 +69,15 @@ VKV_API int vkv_cuda_block_seal(void *block, size_t size, void *stream);
  * copies the whole block to the host and checks its payload XXH3 (slow).
  * The decode itself is asynchronous on `stream`. Errors: those of
  * vkv_decode, VKV_ENOMEM, VKV_EIO. */
-VKV_API int vkv_cuda_decode(const void *block, size_t size, const vkv_block_header *hdr, unsigned flags,
-                    const vkv_kv_dst *dst, void *stream);
+VKV_API int vkv_cuda_decode(const void *block, size_t size, const vkv_block_header *hdr,
+                            unsigned flags, const vkv_kv_dst *dst, void *stream);
 
 /* Same into a paged cache [num_pages][page_size][kv_heads][head_dim] per
  * layer (vkv_paged_dst; its block_table is a HOST array, validated before
  * anything is launched: VKV_EINVAL and nothing written if a position falls
  * outside the table or a page id outside [0, num_pages)). */
 VKV_API int vkv_cuda_decode_paged(const void *block, size_t size, const vkv_block_header *hdr,
-                          unsigned flags, const vkv_paged_dst *dst, void *stream);
+                                  unsigned flags, const vkv_paged_dst *dst, void *stream);
 
 /* 1 if a CUDA device is present and usable from this process, else 0. */
 VKV_API int vkv_cuda_available(void);

@@ -66,22 +66,22 @@ typedef struct vkv_client vkv_client;
 
 /* Connection options. Zero-initialize, then set what you need. */
 typedef struct vkv_options {
-    const char *rundir;    /* daemon runtime dir; NULL = $VKV_RUNDIR or the
-                            * daemon's default ($XDG_RUNTIME_DIR/vkv or
-                            * /tmp/vkv-$UID) */
-    const char *ns;        /* namespace: model fingerprint (model id,
-                            * revision, TP rank, dtype). The codec spec is
-                            * appended by the library. Required unless admin. */
-    const char *codec;     /* codec spec string; NULL = the default */
-    const char *name;      /* client name for logs (optional) */
-    int timeout_ms;        /* per call; 0 = 5000 */
-    int admin;             /* nonzero: an inspection session (vkvctl) that can
-                            * list/inspect/evict across namespaces but not
-                            * put or fetch */
-    int ns_is_full;        /* nonzero: `ns` already ends in "#<codec spec>"
-                            * (as vkvctl ls prints it); the library parses the
-                            * spec from it instead of appending one, and
-                            * `codec` must be NULL */
+    const char *rundir; /* daemon runtime dir; NULL = $VKV_RUNDIR or the
+                         * daemon's default ($XDG_RUNTIME_DIR/vkv or
+                         * /tmp/vkv-$UID) */
+    const char *ns;     /* namespace: model fingerprint (model id,
+                         * revision, TP rank, dtype). The codec spec is
+                         * appended by the library. Required unless admin. */
+    const char *codec;  /* codec spec string; NULL = the default */
+    const char *name;   /* client name for logs (optional) */
+    int timeout_ms;     /* per call; 0 = 5000 */
+    int admin;          /* nonzero: an inspection session (vkvctl) that can
+                         * list/inspect/evict across namespaces but not
+                         * put or fetch */
+    int ns_is_full;     /* nonzero: `ns` already ends in "#<codec spec>"
+                         * (as vkvctl ls prints it); the library parses the
+                         * spec from it instead of appending one, and
+                         * `codec` must be NULL */
 } vkv_options;
 
 /* Connects and says HELLO: opens a session, maps the daemon's slabs once.
@@ -145,7 +145,7 @@ VKV_API int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_
  * vkv_cuda_decode with vkv_fetch_ident). */
 VKV_API int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst);
 VKV_API int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
-                           const vkv_paged_dst *dst);
+                                   const vkv_paged_dst *dst);
 
 /* Partial attention of decode queries over layer a->layer of block i, on its
  * 1-bit codes in the daemon's memory (vkv/attend.h; host backend): as
@@ -155,7 +155,7 @@ VKV_API int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags,
  * vkv_cuda_attend with vkv_fetch_ident). */
 struct vkv_attend_args;
 VKV_API int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags,
-                     const struct vkv_attend_args *a);
+                             const struct vkv_attend_args *a);
 
 /* Extends the fetch's lease by the daemon's lease TTL. Errors: VKV_ELEASE
  * (it already expired: the views still hold their blocks, but release soon),
@@ -198,7 +198,7 @@ VKV_API int vkv_put_abort(vkv_client *c, vkv_put *p);
  * existed (VKV_EEXIST is folded into success; *stored (may be NULL) tells
  * 1 = stored, 0 = someone else had it or is writing it). */
 VKV_API int vkv_put_chunk(vkv_client *c, const vkv_key *key, const vkv_shape *shape,
-                  const vkv_kv_src *src, int *stored);
+                          const vkv_kv_src *src, int *stored);
 
 /* Deletes keys[0..n) of this namespace; *deleted (may be NULL) counts them. */
 VKV_API int vkv_delete(vkv_client *c, const vkv_key *keys, size_t n, size_t *deleted);
@@ -234,7 +234,7 @@ typedef struct vkv_image_ref {
  * chunk), token count and ids, image count and refs, all little-endian).
  * Reads its inputs only during the call. Errors: VKV_EINVAL. */
 VKV_API int vkv_key_chain(const vkv_key *parent, const uint32_t *tokens, size_t ntokens,
-                  const vkv_image_ref *images, size_t nimages, vkv_key *out);
+                          const vkv_image_ref *images, size_t nimages, vkv_key *out);
 
 /* Formats a key as 64 lowercase hex chars + NUL into hex[65]. */
 VKV_API void vkv_key_hex(const vkv_key *key, char hex[65]);

@@ -34,7 +34,7 @@ extern "C" {
 
 /* Shared-memory floats a decode/encode block may use (32 KiB). */
 #define VKVK_CU_SMEM_FLOATS 8192u
-#define VKVK_CU_THREADS 256u
+#define VKVK_CU_THREADS     256u
 
 /* Turns a CUDA error into a VKV_E* code and logs where it happened. */
 static int vkvk_cu_check(cudaError_t e, const char *what, const char *file, int line)
@@ -61,8 +61,8 @@ struct vkvk_cu_blk {
 struct vkvk_cu_dst {
     uint16_t *const *k; /* device array of layer bases */
     uint16_t *const *v;
-    uint64_t ts, hs;        /* dense token stride; head stride (both) */
-    const int32_t *table;   /* device slice of the block table, or NULL */
+    uint64_t ts, hs;                 /* dense token stride; head stride (both) */
+    const int32_t *table;            /* device slice of the block table, or NULL */
     uint64_t page_size, pos0, page0; /* page0: table index of table[0] */
     uint64_t page_elems, row_elems;  /* page stride, slot stride */
     uint32_t skip;                   /* tokens [0, skip) are not written */
@@ -112,8 +112,8 @@ static void vkvk_cu_blk_of(const vkv_block_header *h, const vkvk_layout *L, vkvk
 /* Classifies token t: returns 1 for a visual token (its visual number in
  * *vis and its CHANNEL group number for group size g in *grp), else 0 with
  * its raw number in *raw. */
-__device__ static inline int vkvk_cu_tok(const vkvk_cu_blk &b, uint32_t t, uint32_t g, uint64_t *vis,
-                                         uint64_t *raw, uint64_t *grp)
+__device__ static inline int vkvk_cu_tok(const vkvk_cu_blk &b, uint32_t t, uint32_t g,
+                                         uint64_t *vis, uint64_t *raw, uint64_t *grp)
 {
     uint64_t before = 0, gb = 0;
     for (uint32_t r = 0; r < b.n_ranges; r++) {
@@ -188,11 +188,13 @@ __device__ static inline uint64_t vkvk_cu_off(const vkvk_cu_dst &m, uint32_t t)
     if (m.table == NULL)
         return (uint64_t)t * m.ts;
     uint64_t p = m.pos0 + t;
-    return (uint64_t)m.table[p / m.page_size - m.page0] * m.page_elems + (p % m.page_size) * m.row_elems;
+    return (uint64_t)m.table[p / m.page_size - m.page0] * m.page_elems +
+           (p % m.page_size) * m.row_elems;
 }
 
 /* Heads per shared-memory pass for rows of hd floats plus `extra` each. */
-__host__ __device__ static inline uint32_t vkvk_cu_chunk(uint32_t heads, uint32_t hd, uint32_t extra)
+__host__ __device__ static inline uint32_t vkvk_cu_chunk(uint32_t heads, uint32_t hd,
+                                                         uint32_t extra)
 {
     uint32_t c = VKVK_CU_SMEM_FLOATS / (hd + extra);
     if (c < 1u)
@@ -393,8 +395,8 @@ __global__ void vkvk_cu_enc_rot_token(uint8_t *out, vkvk_cu_blk b, vkvk_cu_src s
         }
         __syncthreads();
         for (uint32_t hh = threadIdx.x; hh < nh; hh += blockDim.x)
-            vkvk_rot_scale_put(scl + (h0 + hh) * sb, vkvk_tree32_sum(lanes + hh * VKVK_TOKEN_LANES) * fenc,
-                               (int)g, dt);
+            vkvk_rot_scale_put(scl + (h0 + hh) * sb,
+                               vkvk_tree32_sum(lanes + hh * VKVK_TOKEN_LANES) * fenc, (int)g, dt);
         __syncthreads();
     }
 }
@@ -466,7 +468,8 @@ __global__ void vkvk_cu_enc_rot_chan(uint8_t *out, vkvk_cu_blk b, vkvk_cu_src sr
         __syncthreads();
         const float bb = red[0];
         for (uint32_t j = threadIdx.x; j < nv; j += blockDim.x)
-            a[j] = bb > 0.0f ? vkvk_cu_dot_u(in + (uint64_t)src.vt[j] * src.ts, bv, hd, dt) / bb : 0.0f;
+            a[j] = bb > 0.0f ? vkvk_cu_dot_u(in + (uint64_t)src.vt[j] * src.ts, bv, hd, dt) / bb
+                             : 0.0f;
         __syncthreads();
         if (threadIdx.x == 0) {
             float aa = 0.0f;
@@ -504,7 +507,8 @@ __global__ void vkvk_cu_enc_rot_chan(uint8_t *out, vkvk_cu_blk b, vkvk_cu_src sr
     __syncthreads();
     const float bb = red[0];
     for (uint32_t j = threadIdx.x; j < nv; j += blockDim.x) {
-        float aj = bb > 0.0f ? vkvk_cu_dot_u(in + (uint64_t)src.vt[j] * src.ts, bv, hd, dt) / bb : 0.0f;
+        float aj =
+            bb > 0.0f ? vkvk_cu_dot_u(in + (uint64_t)src.vt[j] * src.ts, bv, hd, dt) / bb : 0.0f;
         vkvk_rot_scale_put(scl + (uint64_t)j * heads * sb, aj, (int)g, dt);
     }
 }
@@ -530,8 +534,8 @@ static size_t vkvk_cu_al(size_t n)
 /* Reads and validates the header of a device block (see vkv_cuda_decode);
  * fills *h and *L. With VKV_DECODE_VERIFY copies the block to a temporary
  * host buffer (freed here) and checks its payload checksum. */
-static int vkvk_cu_header(const void *block, size_t size, const vkv_block_header *hdr, unsigned flags,
-                          cudaStream_t st, vkv_block_header *h, vkvk_layout *L)
+static int vkvk_cu_header(const void *block, size_t size, const vkv_block_header *hdr,
+                          unsigned flags, cudaStream_t st, vkv_block_header *h, vkvk_layout *L)
 {
     vkv_block_header tmp;
     int rc;
@@ -551,7 +555,8 @@ static int vkvk_cu_header(const void *block, size_t size, const vkv_block_header
         uint8_t *buf = (uint8_t *)malloc((size_t)h->total_size);
         if (buf == NULL)
             return VKV_ENOMEM;
-        rc = VKVK_CU(cudaMemcpyAsync(buf, block, (size_t)h->total_size, cudaMemcpyDeviceToHost, st));
+        rc =
+            VKVK_CU(cudaMemcpyAsync(buf, block, (size_t)h->total_size, cudaMemcpyDeviceToHost, st));
         if (rc == VKV_OK)
             rc = VKVK_CU(cudaStreamSynchronize(st));
         if (rc == VKV_OK)
@@ -594,7 +599,8 @@ static int vkvk_cu_decode_run(const void *block, const vkv_block_header *h, cons
         vkvk_cu_blk_of(h, L, &b);
         int rot_tok = h->rule == VKV_RULE_ROTSIGN &&
                       (h->k_mode == VKV_GROUP_TOKEN || h->v_mode == VKV_GROUP_TOKEN);
-        size_t smem = rot_tok ? (size_t)vkvk_cu_chunk(h->kv_heads, h->head_dim, 0) * h->head_dim * 4u : 0;
+        size_t smem =
+            rot_tok ? (size_t)vkvk_cu_chunk(h->kv_heads, h->head_dim, 0) * h->head_dim * 4u : 0;
         if (rc == VKV_OK) {
             dim3 grid(h->tokens, h->layers, 2);
             vkvk_cu_decode<<<grid, VKVK_CU_THREADS, smem, st>>>((const uint8_t *)block, b, *m);
@@ -695,8 +701,9 @@ static int vkvk_cu_encode_launch(uint8_t *out, const vkv_block_header *h, const 
     return VKVK_CU(cudaGetLastError());
 }
 
-extern "C" int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
-                               void *dst, size_t dst_size, unsigned flags, void *stream)
+extern "C" int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spec,
+                               const vkv_kv_src *src, void *dst, size_t dst_size, unsigned flags,
+                               void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
     int rc = vkv_codec_check(shape, spec);
@@ -717,7 +724,8 @@ extern "C" int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spe
             return VKV_EINVAL;
     const size_t pb = vkvk_cu_al((size_t)h.layers * sizeof(void *));
     const size_t vtb = vkvk_cu_al((size_t)L.n_vis * 4u);
-    const int need_a = h.iters > 0 && (h.k_mode == VKV_GROUP_CHANNEL || h.v_mode == VKV_GROUP_CHANNEL);
+    const int need_a =
+        h.iters > 0 && (h.k_mode == VKV_GROUP_CHANNEL || h.v_mode == VKV_GROUP_CHANNEL);
     const size_t ab = need_a ? (size_t)h.layers * h.kv_heads * L.n_vis * 4u : 0;
     const size_t up = 2u * pb + vtb; /* uploaded part */
     const size_t total = up + 16u + ab;
@@ -763,8 +771,8 @@ extern "C" int vkv_cuda_encode(const vkv_shape *shape, const vkv_codec_spec *spe
         if (rc == VKV_OK && flag)
             rc = VKV_ENONFINITE;
         if (rc == VKV_OK)
-            h.payload_xxh3 = XXH3_64bits(pay + VKV_BLOCK_HEADER_SIZE,
-                                         (size_t)(L.total - VKV_BLOCK_HEADER_SIZE));
+            h.payload_xxh3 =
+                XXH3_64bits(pay + VKV_BLOCK_HEADER_SIZE, (size_t)(L.total - VKV_BLOCK_HEADER_SIZE));
     }
     if (rc == VKV_OK)
         rc = VKVK_CU(cudaMemcpyAsync(out, &h, sizeof h, cudaMemcpyHostToDevice, st));
@@ -793,7 +801,8 @@ extern "C" int vkv_cuda_block_seal(void *block, size_t size, void *stream)
     if (rc == VKV_OK) {
         uint64_t x = XXH3_64bits(buf + VKV_BLOCK_HEADER_SIZE,
                                  (size_t)(h.total_size - VKV_BLOCK_HEADER_SIZE));
-        rc = VKVK_CU(cudaMemcpyAsync((uint8_t *)block + 16, &x, sizeof x, cudaMemcpyHostToDevice, st));
+        rc = VKVK_CU(
+            cudaMemcpyAsync((uint8_t *)block + 16, &x, sizeof x, cudaMemcpyHostToDevice, st));
         if (rc == VKV_OK)
             rc = VKVK_CU(cudaStreamSynchronize(st));
     }

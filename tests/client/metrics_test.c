@@ -47,9 +47,10 @@ static void metrics_counters_render_under_stable_names(void **state)
     (void)state;
     vkvd_metrics *m = NULL;
     assert_int_equal(vkvd_metrics_open(0, &m), 0);
-    const char *names[] = {"hits", "cold_hits", "misses", "bytes_used", "bytes_cold",
-                           "evictions", "spills", "restores", "checksum_failures", "sessions",
-                           "leases_active", "req_lookup", "req_fetch", "fdchan_served"};
+    const char *names[] = {
+        "hits",          "cold_hits",  "misses",    "bytes_used",        "bytes_cold",
+        "evictions",     "spills",     "restores",  "checksum_failures", "sessions",
+        "leases_active", "req_lookup", "req_fetch", "fdchan_served"};
     uint64_t values[] = {10, 3, 4, 4096, 8192, 5, 2, 1, 7, 2, 1, 11, 12, 9};
     assert_int_equal(vkvd_metrics_publish(m, names, values, 14), 0);
     /* the caller's arrays may change after publish */
@@ -104,7 +105,8 @@ static void metrics_histograms_are_cumulative_per_op(void **state)
     char *t = render(m);
     assert_true(has_line(t, "# TYPE vkvd_request_duration_seconds histogram"));
     assert_true(has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"1e-05\"} 1"));
-    assert_true(has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"0.00025\"} 1"));
+    assert_true(
+        has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"0.00025\"} 1"));
     assert_true(has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"0.0005\"} 2"));
     assert_true(has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"10\"} 2"));
     assert_true(has_line(t, "vkvd_request_duration_seconds_bucket{op=\"lookup\",le=\"+Inf\"} 3"));

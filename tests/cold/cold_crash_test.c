@@ -31,7 +31,7 @@
 
 #define ROUNDS 24
 #define MAXIDX 100000
-#define LIVE 24 /* the child keeps about this many entries */
+#define LIVE   24 /* the child keeps about this many entries */
 
 /* Size of the payload of key idx: 64 KiB .. ~1.6 MB, not piece-aligned. */
 static size_t size_of(uint64_t idx)

@@ -95,8 +95,8 @@ static void expect_absent(vkvs_cold *c, const char *ns, const vkv_key *k)
     assert_int_equal(cu_restore_sync(c, ns, k, 16, 901, &buf, &got), VKV_ENOTFOUND);
 }
 
-static const size_t sizes[] = {1,        4095,      262144,        262145,   1u << 20,
-                               (1u << 20) + 1, 2600000, (11u << 20) + 3};
+static const size_t sizes[] = {1,        4095,           262144,  262145,
+                               1u << 20, (1u << 20) + 1, 2600000, (11u << 20) + 3};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 
 /* Spill then restore returns the same bytes, for sizes around the piece
@@ -617,20 +617,17 @@ int main(void)
 {
     vkv_log_init("cold_test", VKV_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(cold_spill_then_restore_is_bit_identical, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_spill_then_restore_is_bit_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_entries_persist_across_close_and_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(cold_bound_evicts_least_recently_used, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_corrupt_payload_is_detected_and_dropped, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(cold_map_full_grows_then_refuses_cleanly, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_map_full_grows_then_refuses_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_open_fails_cleanly_on_unusable_directory, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

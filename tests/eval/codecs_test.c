@@ -37,7 +37,8 @@ static void bits_count_header_levels_and_signs_exactly(void **state)
     NEAR(b, 8.0 * (256 + 2 * 1048576 + 2 * 131072) / (2.0 * 32 * 8 * 128 * 256), 1e-12);
     c = parse_ok("ref2bit");
     assert_int_equal(vkve_codec_bits(&c, &b), VKV_OK);
-    NEAR(b, 8.0 * (256 + 2 * 2097152 + 131072 + 32 * 256 * 8 * 4) / (2.0 * 32 * 8 * 128 * 256), 1e-12);
+    NEAR(b, 8.0 * (256 + 2 * 2097152 + 131072 + 32 * 256 * 8 * 4) / (2.0 * 32 * 8 * 128 * 256),
+         1e-12);
     c = parse_ok("rotsign");
     assert_int_equal(vkve_codec_bits(&c, &b), VKV_OK);
     /* keys: mean + per-token scale; values: per-token scale + per-channel factor */
@@ -53,7 +54,8 @@ static void the_block_layout_matches_the_codec_library(void **state)
     (void)state;
     if (!vkve_have_codec())
         skip();
-    static const char *const specs[] = {"lloyd:kg=256,vmode=token,vg=0", "lloyd:kg=100,vmode=channel,vg=7",
+    static const char *const specs[] = {"lloyd:kg=256,vmode=token,vg=0",
+                                        "lloyd:kg=100,vmode=channel,vg=7",
                                         "quantile:kg=64,vmode=token,vg=32", "minmax"};
     vkv_shape s;
     memset(&s, 0, sizeof s);
@@ -185,7 +187,8 @@ static void every_codec_keeps_raw_tokens_and_changes_visual_ones(void **state)
     (void)state;
     vkve_data d;
     assert_int_equal(vkve_synth(vkve_profile_find("tiny"), 5, &d), VKV_OK);
-    static const char *const specs[] = {"calibquant", "ref2bit", "rotsign", "sim-quantile", "lloyd:kg=16,vmode=channel,vg=16"};
+    static const char *const specs[] = {"calibquant", "ref2bit", "rotsign", "sim-quantile",
+                                        "lloyd:kg=16,vmode=channel,vg=16"};
     size_t row = (size_t)d.kv_heads * d.head_dim;
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
         float **ko, **vo;
@@ -211,7 +214,8 @@ static void simulated_block_rules_agree_with_the_library(void **state)
         skip();
     vkve_data d;
     assert_int_equal(vkve_synth(vkve_profile_find("tiny"), 5, &d), VKV_OK);
-    static const char *const specs[] = {"lloyd:kg=16,vmode=token,vg=0", "quantile:kg=8,vmode=channel,vg=32",
+    static const char *const specs[] = {"lloyd:kg=16,vmode=token,vg=0",
+                                        "quantile:kg=8,vmode=channel,vg=32",
                                         "minmax:kg=256,vmode=token,vg=8"};
     size_t n = (size_t)d.tokens * d.kv_heads * d.head_dim;
     for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
@@ -241,7 +245,8 @@ static void profiles_are_deterministic_per_seed(void **state)
     assert_int_equal(vkve_synth(p, 10, &c), VKV_OK);
     size_t n = (size_t)a.tokens * a.kv_heads * a.head_dim;
     assert_memory_equal(a.k[1], b.k[1], n * sizeof(float));
-    assert_memory_equal(a.q[1], b.q[1], (size_t)a.n_queries * a.n_heads * a.head_dim * sizeof(float));
+    assert_memory_equal(a.q[1], b.q[1],
+                        (size_t)a.n_queries * a.n_heads * a.head_dim * sizeof(float));
     assert_memory_not_equal(a.k[1], c.k[1], n * sizeof(float));
     /* shape: sys 4 + two 6x6 tiles with 1 separator + text 4 */
     assert_int_equal(a.tokens, 4 + 36 + 1 + 36 + 4);
@@ -345,8 +350,12 @@ static void tc_counts_its_bits_and_refuses_bad_specs(void **state)
      * mean + scale (fp16) + 2-bit allocation + fp16 top per (layer, head) and one
      * byte per token; values: signs, b_d fp16 + top, one byte per token */
     double L = 32, H = 8, D = 128, T = 256;
-    double sec[6] = {0, 0, L * T * H * 192 / 8, L * T * H * D / 8,
-                     L * H * (D * 2 + D * 2 + D * 2 / 8 + 2) + L * T * H, L * H * (D * 2 + 2) + L * T * H};
+    double sec[6] = {0,
+                     0,
+                     L * T * H * 192 / 8,
+                     L * T * H * D / 8,
+                     L * H * (D * 2 + D * 2 + D * 2 / 8 + 2) + L * T * H,
+                     L * H * (D * 2 + 2) + L * T * H};
     double pos = 256;
     for (int i = 0; i < 6; i++)
         pos = ceil(pos / 64) * 64 + sec[i];

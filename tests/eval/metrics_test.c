@@ -118,7 +118,8 @@ static void attention_metrics_follow_the_formulas_with_gqa(void **state)
     NEAR(m.kl_lh[1], 0.0, 1e-12); /* head 1 sees identical logits */
     NEAR(m.kl, kl0 / 2, 1e-9);
     /* head 0: o = (p0, p1), o_hat = (.5, .25) */
-    double err0 = sqrt((p0 - 0.5) * (p0 - 0.5) + (p1 - 0.25) * (p1 - 0.25)) / sqrt(p0 * p0 + p1 * p1);
+    double err0 =
+        sqrt((p0 - 0.5) * (p0 - 0.5) + (p1 - 0.25) * (p1 - 0.25)) / sqrt(p0 * p0 + p1 * p1);
     NEAR(m.err_lh[0], err0, 1e-6);
     /* head 1: o = (.5, .5), o_hat = (.5, .25) -> 0.25 / sqrt(.5) */
     NEAR(m.err_lh[1], 0.25 / sqrt(0.5), 1e-6);

@@ -121,15 +121,15 @@ static void offsets_outside_the_data_section_are_corrupt(void **state)
 {
     (void)state;
     char msg[256];
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", 6,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}",
+                                6, msg, sizeof msg),
                      VKV_ECORRUPT);
     assert_non_null(strstr(msg, "outside"));
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[0],\"data_offsets\":[4,2]}}", 6,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[0],\"data_offsets\":[4,2]}}",
+                                6, msg, sizeof msg),
                      VKV_ECORRUPT);
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[-2,0]}}", 6,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[-2,0]}}",
+                                6, msg, sizeof msg),
                      VKV_ECORRUPT);
 }
 
@@ -148,11 +148,11 @@ static void gaps_and_uncovered_bytes_are_corrupt(void **state)
 {
     (void)state;
     char msg[256];
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[2,4]}}", 4,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[2,4]}}",
+                                4, msg, sizeof msg),
                      VKV_ECORRUPT);
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]}}", 4,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]}}",
+                                4, msg, sizeof msg),
                      VKV_ECORRUPT);
 }
 
@@ -160,12 +160,12 @@ static void unsupported_dtypes_are_refused(void **state)
 {
     (void)state;
     char msg[256];
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
-                                msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}",
+                                8, msg, sizeof msg),
                      VKV_ENOTSUP);
     assert_non_null(strstr(msg, "I64"));
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,2]}}", 2, msg,
-                                sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
+                                msg, sizeof msg),
                      VKV_ECORRUPT);
 }
 
@@ -173,16 +173,17 @@ static void a_shape_that_disagrees_with_the_byte_size_is_refused(void **state)
 {
     (void)state;
     char msg[256];
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
-                                msg, sizeof msg),
-                     VKV_ESHAPE);
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1.5],\"data_offsets\":[0,2]}}",
-                                2, msg, sizeof msg),
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+                                8, msg, sizeof msg),
                      VKV_ESHAPE);
     assert_int_equal(
-        parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,2]}}",
-                   2, msg, sizeof msg),
+        parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1.5],\"data_offsets\":[0,2]}}", 2, msg,
+                   sizeof msg),
         VKV_ESHAPE);
+    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[4294967296,4294967296,4],"
+                                "\"data_offsets\":[0,2]}}",
+                                2, msg, sizeof msg),
+                     VKV_ESHAPE);
 }
 
 static void duplicate_names_and_unknown_fields_are_corrupt(void **state)
@@ -193,9 +194,10 @@ static void duplicate_names_and_unknown_fields_are_corrupt(void **state)
                                 "\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[2,4]}}",
                                 4, msg, sizeof msg),
                      VKV_ECORRUPT);
-    assert_int_equal(parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2],\"x\":1}}",
-                                2, msg, sizeof msg),
-                     VKV_ECORRUPT);
+    assert_int_equal(
+        parse_code("{\"a\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2],\"x\":1}}", 2,
+                   msg, sizeof msg),
+        VKV_ECORRUPT);
     /* Found by fuzz_st: a second __metadata__ object overflowed the first
      * one's table. */
     assert_int_equal(parse_code("{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"b\":\"2\","
@@ -247,7 +249,8 @@ static void a_missing_file_is_an_io_error(void **state)
     (void)state;
     vkve_st_file *f = NULL;
     char msg[256];
-    assert_int_equal(vkve_st_read_file("/nonexistent/dir/x.safetensors", &f, msg, sizeof msg), VKV_EIO);
+    assert_int_equal(vkve_st_read_file("/nonexistent/dir/x.safetensors", &f, msg, sizeof msg),
+                     VKV_EIO);
 }
 
 static void half_conversion_rounds_to_nearest_even(void **state)
@@ -255,9 +258,9 @@ static void half_conversion_rounds_to_nearest_even(void **state)
     (void)state;
     assert_int_equal(vkve_f32_to_f16(1.0f), 0x3c00);
     assert_int_equal(vkve_f32_to_f16(65504.0f), 0x7bff);
-    assert_int_equal(vkve_f32_to_f16(65520.0f), 0x7c00);   /* rounds up to Inf */
+    assert_int_equal(vkve_f32_to_f16(65520.0f), 0x7c00);           /* rounds up to Inf */
     assert_int_equal(vkve_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie to even */
-    assert_int_equal(vkve_f32_to_f16(5.9604645e-08f), 0x0001); /* smallest subnormal */
+    assert_int_equal(vkve_f32_to_f16(5.9604645e-08f), 0x0001);     /* smallest subnormal */
     assert_true(vkve_f16_to_f32(0x0001) == 5.9604644775390625e-08f);
     assert_int_equal(vkve_f32_to_bf16(1.0f), 0x3f80);
 }

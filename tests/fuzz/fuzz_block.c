@@ -39,7 +39,8 @@ static void fix_checksums(uint8_t *blk, size_t n)
     h.header_xxh3 = 0;
     uint64_t ph = 0;
     if (h.total_size >= VKV_BLOCK_HEADER_SIZE && h.total_size <= n)
-        ph = XXH3_64bits(blk + VKV_BLOCK_HEADER_SIZE, (size_t)(h.total_size - VKV_BLOCK_HEADER_SIZE));
+        ph = XXH3_64bits(blk + VKV_BLOCK_HEADER_SIZE,
+                         (size_t)(h.total_size - VKV_BLOCK_HEADER_SIZE));
     uint64_t hh = XXH3_64bits(&h, sizeof h);
     h.header_xxh3 = hh;
     h.payload_xxh3 = ph;
@@ -88,8 +89,12 @@ static uint8_t **decode_dense(const uint8_t *blk, size_t n, unsigned flags,
         return NULL;
     uint8_t **bufs = alloc_layers(h->layers, layer_bytes, 0x5c);
     VKVF_CHECK(bufs != NULL, "out of memory");
-    vkv_kv_dst dst = {(void *const *)bufs, (void *const *)(bufs + h->layers),
-                      (size_t)h->kv_heads * h->head_dim, h->head_dim, geom_of(h), NULL};
+    vkv_kv_dst dst = {(void *const *)bufs,
+                      (void *const *)(bufs + h->layers),
+                      (size_t)h->kv_heads * h->head_dim,
+                      h->head_dim,
+                      geom_of(h),
+                      NULL};
     /* A destination of another geometry is refused before anything is written. */
     vkv_kv_dst other = dst;
     other.geom.kv_heads = h->kv_heads + 1;
@@ -117,8 +122,19 @@ static void check_paged(const uint8_t *blk, size_t n, unsigned flags, const vkv_
         table[i] = (int32_t)(npages - 1 - i); /* reversed: mapping matters */
     uint8_t **cache = alloc_layers(h->layers, cache_bytes, 0xa5);
     VKVF_CHECK(cache != NULL, "out of memory");
-    vkv_paged_dst pd = {(void *const *)cache, (void *const *)(cache + h->layers), npages,
-                        page_size, table, npages, first_pos, 0, 0, 0, 0, geom_of(h), NULL};
+    vkv_paged_dst pd = {(void *const *)cache,
+                        (void *const *)(cache + h->layers),
+                        npages,
+                        page_size,
+                        table,
+                        npages,
+                        first_pos,
+                        0,
+                        0,
+                        0,
+                        0,
+                        geom_of(h),
+                        NULL};
     /* One entry short: refused, nothing written. */
     if (npages > 0 && (uint64_t)(npages - 1) * page_size < npos) {
         pd.block_table_len = npages - 1;

@@ -186,8 +186,8 @@ static void gen_proto(void)
     vkvp_reply_init(&p, VKVP_RELEASE, 7, 3);
     p.u.release.count = 2;
     put_rep(&p, "RELEASE");
-    vkvp_counter ctr[3] = {{vkvp_cstr("hits"), 5}, {vkvp_cstr("leases_active"), 0},
-                           {vkvp_cstr("bad_frames"), 1}};
+    vkvp_counter ctr[3] = {
+        {vkvp_cstr("hits"), 5}, {vkvp_cstr("leases_active"), 0}, {vkvp_cstr("bad_frames"), 1}};
     vkvp_reply_init(&p, VKVP_STATS, 11, 3);
     p.u.stats.counters = ctr;
     p.u.stats.ncounters = 3;
@@ -244,8 +244,9 @@ static void put_block(const char *name, const vkv_shape *s, const char *spec_tex
             /* small finite halves/bfloats: exponent 13..16, random mantissa */
             uint16_t m = (uint16_t)((x >> 33) & 0x3ff), sgn = (uint16_t)((x >> 60) & 1);
             uint16_t e = (uint16_t)(13 + ((x >> 50) & 3));
-            k[l][i] = s->dtype == VKV_DTYPE_F16 ? (uint16_t)(sgn << 15 | e << 10 | m)
-                                                : (uint16_t)(sgn << 15 | (e + 112) << 7 | (m & 0x7f));
+            k[l][i] = s->dtype == VKV_DTYPE_F16
+                          ? (uint16_t)(sgn << 15 | e << 10 | m)
+                          : (uint16_t)(sgn << 15 | (e + 112) << 7 | (m & 0x7f));
             v[l][i] = (uint16_t)(k[l][i] ^ 0x8000u);
         }
     }

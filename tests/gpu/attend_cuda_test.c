@@ -42,8 +42,8 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint32_t gq, uin
     vkv_kv_src src = {(const void *const *)k, (const void *const *)v,
                       (size_t)sh->kv_heads * sh->head_dim, sh->head_dim};
     VK(vkv_encode(sh, &spec, &src, blk, size));
-    vkv_kv_dst dst = {(void *const *)k, (void *const *)v, (size_t)sh->kv_heads * sh->head_dim,
-                      sh->head_dim, vkv_geometry_of(sh), NULL};
+    vkv_kv_dst dst = {(void *const *)k, (void *const *)v,    (size_t)sh->kv_heads * sh->head_dim,
+                      sh->head_dim,     vkv_geometry_of(sh), NULL};
     VK(vkv_decode(blk, size, 0, &dst)); /* k/v now hold the decoded values */
     double vmax = 0;
     for (uint32_t l = 0; l < sh->layers; l++)

@@ -15,7 +15,6 @@
 
 static int g_fail, g_cases;
 
-
 /* Reports a failed case and counts it. */
 static void fail(const char *what, const char *spec, const vkv_shape *sh, long at)
 {
@@ -153,8 +152,10 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             gk[l] = dout + l * per;
             gv[l] = dout + (L + l) * per;
         }
-        vkv_paged_dst hp = {ok, ov, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh), NULL};
-        vkv_paged_dst gp = {gk, gv, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst hp = {ok,  ov, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh),
+                            NULL};
+        vkv_paged_dst gp = {gk,  gv, np, ps, table, used, first, 0, 0, 0, 0, vkv_geometry_of(sh),
+                            NULL};
         vkv_block_header hdr;
         int rc1 = vkv_decode_paged(blk, bsz, 0, &hp);
         int rc2 = vkv_block_check(blk, bsz, 0, &hdr);
@@ -171,10 +172,20 @@ static void run_case(const vkv_shape *sh, const char *spec_str, uint64_t seed)
             want[i] = 0xaaaa;
         CK(cudaMemcpy(dout, want, n * 2, cudaMemcpyHostToDevice));
         const uint32_t skip = T > 7 ? 7 : T;
-        vkv_paged_dst hst = {ok,   ov, np, ps, table, used, first, (size_t)ps * row, D,
-                             (size_t)ps * D, skip, vkv_geometry_of(sh), NULL};
-        vkv_paged_dst gst = {gk,   gv, np, ps, table, used, first, (size_t)ps * row, D,
-                             (size_t)ps * D, skip, vkv_geometry_of(sh), NULL};
+        vkv_paged_dst hst = {ok,    ov,
+                             np,    ps,
+                             table, used,
+                             first, (size_t)ps * row,
+                             D,     (size_t)ps * D,
+                             skip,  vkv_geometry_of(sh),
+                             NULL};
+        vkv_paged_dst gst = {gk,    gv,
+                             np,    ps,
+                             table, used,
+                             first, (size_t)ps * row,
+                             D,     (size_t)ps * D,
+                             skip,  vkv_geometry_of(sh),
+                             NULL};
         rc1 = vkv_decode_paged(blk, bsz, 0, &hst);
         rc2 = vkv_cuda_decode_paged(dblk, bsz, &hdr, 0, &gst, NULL);
         CK(cudaDeviceSynchronize());
@@ -231,11 +242,16 @@ int main(void)
         return 77;
     }
     vkv_codec_set_impl(VKV_IMPL_SCALAR); /* the ground truth */
-    static const char *const specs[] = {
-        "rotsign", "rotsign:kbits=16,vbits=16", "rotsign:iters=2",
-        "rotsign:kmode=channel,vmode=token,kbits=16,iters=1", "minmax", "quantile", "lloyd",
-        "minmax:kmode=token,kg=32,vmode=channel,vg=16", "lloyd:kmode=token,kg=8,vmode=channel,vg=64,iters=4",
-        "quantile:kmode=channel,kg=7,vmode=token,vg=16"};
+    static const char *const specs[] = {"rotsign",
+                                        "rotsign:kbits=16,vbits=16",
+                                        "rotsign:iters=2",
+                                        "rotsign:kmode=channel,vmode=token,kbits=16,iters=1",
+                                        "minmax",
+                                        "quantile",
+                                        "lloyd",
+                                        "minmax:kmode=token,kg=32,vmode=channel,vg=16",
+                                        "lloyd:kmode=token,kg=8,vmode=channel,vg=64,iters=4",
+                                        "quantile:kmode=channel,kg=7,vmode=token,vg=16"};
     vkv_shape shapes[8];
     int ns = 0;
     vkvt_shape(&shapes[ns++], 2, 2, 64, 40, 4, 30, VKV_DTYPE_F16);

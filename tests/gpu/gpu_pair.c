@@ -19,13 +19,11 @@
 #include "vkv/codec_cuda.h"
 #include "vkv/vkv.h"
 
-#define L_ 32
-#define H_ 32
-#define D_ 128
-#define T_ 576
+#define L_  32
+#define H_  32
+#define D_  128
+#define T_  576
 #define PS_ 16
-
-
 
 /* Monotonic seconds. */
 static double now(void)
@@ -104,7 +102,8 @@ int main(int argc, char **argv)
             VK(vkv_put_commit(c, p));
         }
         printf("put: %u images of %zu bytes encoded on the GPU into vkvd: %.3f ms/image "
-               "(encode + checksum D2H)\n", N, bsz, 1e3 * enc / N);
+               "(encode + checksum D2H)\n",
+               N, bsz, 1e3 * enc / N);
     } else {
         vkv_key *keys = malloc(N * sizeof *keys);
         for (uint32_t i = 0; i < N; i++)
@@ -121,7 +120,8 @@ int main(int argc, char **argv)
         int32_t table[(T_ + PS_ - 1) / PS_];
         for (uint32_t i = 0; i < used; i++)
             table[i] = (int32_t)(np - 1 - 2 * i); /* scattered pages */
-        vkv_paged_dst pd = {ck, cv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
+        vkv_paged_dst pd = {ck,  cv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh),
+                            NULL};
         size_t hits = 0;
         vkv_fetch *f;
         double t0 = now();
@@ -132,7 +132,8 @@ int main(int argc, char **argv)
             VK(vkv_cuda_decode_paged(v.data, v.size, NULL, 0, &pd, NULL));
             if (i == 0) {
                 CK(cudaDeviceSynchronize());
-                printf("get: first image (lookup + fetch + GPU decode into the paged cache): %.3f ms\n",
+                printf("get: first image (lookup + fetch + GPU decode into the paged cache): %.3f "
+                       "ms\n",
                        1e3 * (now() - t0));
             }
         }
@@ -168,7 +169,8 @@ int main(int argc, char **argv)
             }
             memset(want, 0, 2 * L_ * per * 2);
             CK(cudaMemset(dcache, 0, 2 * L_ * per * 2));
-            vkv_paged_dst hp = {wk, wv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
+            vkv_paged_dst hp = {wk,  wv, np, PS_, table, used, 0, 0, 0, 0, 0, vkv_geometry_of(&sh),
+                                NULL};
             VK(vkv_decode_paged(blk, bsz, VKV_DECODE_VERIFY, &hp));
             VK(vkv_cuda_decode_paged(v.data, v.size, NULL, VKV_DECODE_VERIFY, &pd, NULL));
             CK(cudaMemcpy(gc, dcache, 2 * L_ * per * 2, cudaMemcpyDeviceToHost));
@@ -178,7 +180,8 @@ int main(int argc, char **argv)
             }
             free(h);
         }
-        printf("get: verification %s\n", bad ? "FAILED" : "passed (blocks and paged caches bit-identical)");
+        printf("get: verification %s\n",
+               bad ? "FAILED" : "passed (blocks and paged caches bit-identical)");
         VK(vkv_fetch_release(c, f));
         free(blk), free(got), free(want), free(gc), free(keys);
         cudaFree(dcache);

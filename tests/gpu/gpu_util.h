@@ -30,7 +30,7 @@
     do {                                                                                           \
         int r_ = (call);                                                                           \
         if (r_ != VKV_OK) {                                                                        \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vkv_strerror(r_));      \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, vkv_strerror(r_));       \
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)

@@ -42,9 +42,9 @@ static int check_one(vkv_client *c, uint64_t seed, int i)
     return vkvt_check_one(c, &s, seed, i);
 }
 
-static const char *const g_flags[] = {"--capacity", "4M", "--slab-size", "1M", "--page-size",
-                                      "64K", "--reap-interval-ms", "100", "--cold-max", "256M",
-                                      "--cold-sync-ms", "50", NULL};
+static const char *const g_flags[] = {
+    "--capacity", "4M",   "--slab-size",    "1M", "--page-size", "64K", "--reap-interval-ms", "100",
+    "--cold-max", "256M", "--cold-sync-ms", "50", NULL};
 
 static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
 {
@@ -177,8 +177,8 @@ static void corrupt_bytes_on_disk_are_detected_and_never_served(void **state)
 
     assert_int_equal(vkvt_start(&d, g_flags), 0);
     assert_int_equal(vkvt_connect(&d, "corrupt", &c), 0);
-    assert_int_equal(check_one(c, 300, 0), 0);  /* dropped, not served */
-    assert_int_equal(check_one(c, 300, 1), 1);  /* its neighbour is fine */
+    assert_int_equal(check_one(c, 300, 0), 0); /* dropped, not served */
+    assert_int_equal(check_one(c, 300, 1), 1); /* its neighbour is fine */
     assert_true(vkvt_stat(c, "cold_checksum_failures") >= 1);
     vkv_key k0 = vkvt_key(300, 0);
     size_t hits = 9;
@@ -193,8 +193,8 @@ static void corrupt_bytes_on_disk_are_detected_and_never_served(void **state)
 static void tiny_cold_bound_keeps_the_daemon_serving(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--capacity", "1M", "--slab-size", "1M", "--page-size",
-                                        "64K", "--cold-max", "64K", NULL};
+    static const char *const flags[] = {
+        "--capacity", "1M", "--slab-size", "1M", "--page-size", "64K", "--cold-max", "64K", NULL};
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, flags), 0);
@@ -262,7 +262,7 @@ static void damaged_env_is_moved_aside(void **state)
     assert_int_equal(vkvt_connect(&d, "damaged", &c), 0);
     assert_int_equal(vkvt_stat(c, "cold_available"), 1);
     assert_int_equal(vkvt_stat(c, "cold_envs_quarantined"), 1);
-    assert_int_equal(check_one(c, 600, 0), 0); /* gone, not served */
+    assert_int_equal(check_one(c, 600, 0), 0);     /* gone, not served */
     assert_int_equal(put_range(c, 610, 0, 80), 0); /* the new tier spills */
     assert_true(vkvt_stat(c, "spills") > 0);
     assert_int_equal(check_one(c, 610, 0), 1);
@@ -309,9 +309,10 @@ static uint64_t admin_evict_all(const vkvt_daemon *d, vkvp_op op, int drop)
 static void bounded_spill_queue_flushes_in_rounds(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--capacity", "4M", "--slab-size", "1M", "--page-size",
-                                        "64K", "--reap-interval-ms", "100", "--cold-max", "256M",
-                                        "--cold-sync-ms", "50", "--spill-queue", "128K", NULL};
+    static const char *const flags[] = {
+        "--capacity",         "4M",   "--slab-size", "1M",   "--page-size",    "64K",
+        "--reap-interval-ms", "100",  "--cold-max",  "256M", "--cold-sync-ms", "50",
+        "--spill-queue",      "128K", NULL};
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, flags), 0);

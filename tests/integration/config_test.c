@@ -47,9 +47,9 @@ static void file_env_and_flags_override_in_order(void **state)
     char *argv[] = {"vkvd", "--config", path, "--policy", "s3fifo", NULL};
     vkvd_config cfg;
     assert_int_equal(vkvd_config_from_args(&cfg, 5, argv), 0);
-    assert_int_equal(cfg.capacity, 3ull << 30);  /* env beats the file */
-    assert_int_equal(cfg.page_size, 64u << 10);  /* from the file */
-    assert_string_equal(cfg.policy, "s3fifo");   /* flag beats the file */
+    assert_int_equal(cfg.capacity, 3ull << 30); /* env beats the file */
+    assert_int_equal(cfg.page_size, 64u << 10); /* from the file */
+    assert_string_equal(cfg.policy, "s3fifo");  /* flag beats the file */
     unsetenv("VKV_CAPACITY");
     unlink(path);
     free(path);

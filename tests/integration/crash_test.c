@@ -20,7 +20,7 @@
 #include "harness.h"
 
 #define ROUNDS 20
-#define SEED 900000ull
+#define SEED   900000ull
 
 static vkv_shape small_shape(void)
 {
@@ -63,9 +63,9 @@ static int check_one(vkv_client *c, int i)
 static void kill_9_during_spills_never_corrupts_the_store(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--capacity", "2M", "--slab-size", "1M",
-                                        "--page-size", "64K", "--cold-max", "64M",
-                                        "--cold-sync-ms", "20", NULL};
+    static const char *const flags[] = {"--capacity",     "2M",  "--slab-size", "1M",
+                                        "--page-size",    "64K", "--cold-max",  "64M",
+                                        "--cold-sync-ms", "20",  NULL};
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     uint64_t rng = 12345;

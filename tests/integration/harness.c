@@ -212,8 +212,7 @@ void vkvt_chunk_free(const vkv_shape *s, uint16_t **k, uint16_t **v)
     free(v);
 }
 
-void *vkvt_encode_local(const vkv_shape *s, const vkv_codec_spec *spec, uint64_t seed,
-                        size_t *size)
+void *vkvt_encode_local(const vkv_shape *s, const vkv_codec_spec *spec, uint64_t seed, size_t *size)
 {
     uint16_t **k, **v;
     if (vkv_codec_encoded_size(s, spec, size) != 0)

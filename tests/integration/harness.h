@@ -14,10 +14,10 @@
 
 typedef struct vkvt_daemon {
     pid_t pid;
-    char dir[256];     /* scratch root (mkdtemp), removed by vkvt_cleanup */
-    char rundir[300];  /* dir/run */
-    char statedir[300];/* dir/state */
-    char logpath[300]; /* dir/vkvd.log: the daemon's stderr */
+    char dir[256];      /* scratch root (mkdtemp), removed by vkvt_cleanup */
+    char rundir[300];   /* dir/run */
+    char statedir[300]; /* dir/state */
+    char logpath[300];  /* dir/vkvd.log: the daemon's stderr */
 } vkvt_daemon;
 
 /* Creates the scratch directories (once per daemon object). Returns 0/-1. */

@@ -39,11 +39,22 @@
 #include "proto.h"
 
 /* 64 pages of 16 KiB, one small chunk per page; leases of 300 ms. */
-static const char *const g_flags[] = {"--capacity",     "1M",  "--slab-size",        "1M",
-                                      "--page-size",    "16K", "--lease-ttl-ms",     "300",
-                                      "--reap-interval-ms", "50", "--cold-max",      "0",
-                                      "--policy",       "lru", NULL};
-#define PAGES 64
+static const char *const g_flags[] = {"--capacity",
+                                      "1M",
+                                      "--slab-size",
+                                      "1M",
+                                      "--page-size",
+                                      "16K",
+                                      "--lease-ttl-ms",
+                                      "300",
+                                      "--reap-interval-ms",
+                                      "50",
+                                      "--cold-max",
+                                      "0",
+                                      "--policy",
+                                      "lru",
+                                      NULL};
+#define PAGES       64
 #define TTL_WAIT_MS 600 /* past the lease TTL and a few reap rounds */
 
 static vkv_shape shape(void)
@@ -85,8 +96,13 @@ static pid_t spawn_child(child_fn fn, const vkvt_daemon *d, uint64_t seed, int n
     snprintf(sn, sizeof sn, "%d", n);
     pid_t p = fork();
     if (p == 0) {
-        char *const argv[] = {"integrity_test", "--child", (char *)child_name(fn),
-                              (char *)d->rundir, sseed, sn, NULL};
+        char *const argv[] = {"integrity_test",
+                              "--child",
+                              (char *)child_name(fn),
+                              (char *)d->rundir,
+                              sseed,
+                              sn,
+                              NULL};
         execv("/proc/self/exe", argv);
         _exit(99);
     }
@@ -205,8 +221,8 @@ static void late_reader_keeps_its_own_block(void **state)
         k[l] = calloc(nel, 2);
         vv[l] = calloc(nel, 2);
     }
-    vkv_kv_dst dst = {(void *const *)k, (void *const *)vv, (size_t)s.kv_heads * s.head_dim,
-                      s.head_dim, vkv_geometry_of(&s), NULL};
+    vkv_kv_dst dst = {(void *const *)k, (void *const *)vv,   (size_t)s.kv_heads * s.head_dim,
+                      s.head_dim,       vkv_geometry_of(&s), NULL};
     assert_int_equal(vkv_fetch_decode(f, 0, VKV_DECODE_VERIFY, &dst), VKV_OK);
     for (int l = 0; l < 4; l++) {
         free(k[l]);
@@ -294,14 +310,25 @@ static void other_geometry_is_refused_by_every_decoder(void **state)
         memset(kb[l], 0x77, nel * 2);
         memset(vb[l], 0x77, nel * 2);
     }
-    vkv_kv_dst dst = {(void *const *)kb, (void *const *)vb, (size_t)mine.head_dim, mine.head_dim,
-                      vkv_geometry_of(&mine), NULL};
+    vkv_kv_dst dst = {(void *const *)kb, (void *const *)vb,      (size_t)mine.head_dim,
+                      mine.head_dim,     vkv_geometry_of(&mine), NULL};
     vkv_view v = vkv_fetch_view(f, 0);
     assert_int_equal(vkv_fetch_decode(f, 0, 0, &dst), VKV_EGEOMETRY);
     assert_int_equal(vkv_decode(v.data, v.size, 0, &dst), VKV_EGEOMETRY);
     int32_t table[4] = {0, 1, 2, 3};
-    vkv_paged_dst pd = {(void *const *)kb, (void *const *)vb, 4, 16, table, 4, 0, 0, 0, 0, 0,
-                        vkv_geometry_of(&mine), NULL};
+    vkv_paged_dst pd = {(void *const *)kb,
+                        (void *const *)vb,
+                        4,
+                        16,
+                        table,
+                        4,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        vkv_geometry_of(&mine),
+                        NULL};
     assert_int_equal(vkv_fetch_decode_paged(f, 0, 0, &pd), VKV_EGEOMETRY);
     assert_int_equal(vkv_decode_paged(v.data, v.size, 0, &pd), VKV_EGEOMETRY);
     mine = s;
@@ -512,8 +539,7 @@ static int child_foreign_pid(const vkvt_daemon *d, uint64_t fake_pid, int unused
     uint8_t sidb[8];
     for (int i = 0; i < 8; i++)
         sidb[i] = (uint8_t)(sid >> (8 * i));
-    if (fs < 0 || connect(fs, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        send(fs, sidb, 8, 0) != 8)
+    if (fs < 0 || connect(fs, (struct sockaddr *)&sa, sizeof sa) != 0 || send(fs, sidb, 8, 0) != 8)
         return 12;
     char buf[64];
     while (recv(fs, buf, sizeof buf, 0) > 0) /* slab records (fds closed with us) */
@@ -587,9 +613,19 @@ static void a_wall_clock_step_expires_nothing(void **state)
     char ctl[400];
     snprintf(ctl, sizeof ctl, "%s/faketime", d.dir);
     set_fake_offset(ctl, "+0\n");
-    static const char *const flags[] = {"--capacity", "1M", "--slab-size", "1M", "--page-size",
-                                        "16K", "--lease-ttl-ms", "2000", "--reap-interval-ms",
-                                        "50", "--cold-max", "0", NULL};
+    static const char *const flags[] = {"--capacity",
+                                        "1M",
+                                        "--slab-size",
+                                        "1M",
+                                        "--page-size",
+                                        "16K",
+                                        "--lease-ttl-ms",
+                                        "2000",
+                                        "--reap-interval-ms",
+                                        "50",
+                                        "--cold-max",
+                                        "0",
+                                        NULL};
     setenv("LD_PRELOAD", FAKETIME_LIB, 1);
     setenv("FAKETIME_TIMESTAMP_FILE", ctl, 1);
     setenv("FAKETIME_NO_CACHE", "1", 1);
@@ -608,7 +644,7 @@ static void a_wall_clock_step_expires_nothing(void **state)
     vkv_fetch *f;
     assert_int_equal(vkv_fetch_begin(c, &k, 1, &f), 0);
     set_fake_offset(ctl, "+1d\n"); /* the daemon's wall clock steps a day ahead */
-    vkvt_sleep_ms(400);                /* several reap rounds */
+    vkvt_sleep_ms(400);            /* several reap rounds */
     assert_int_equal(vkv_fetch_renew(c, f), VKV_OK);
     assert_int_equal(vkvt_put_range(c, &s, 6001, 0, 1), 0);
     vkvp_request rq;
@@ -734,8 +770,8 @@ static void worker_in_its_own_pid_namespace_keeps_its_session(void **state)
     self[n] = '\0';
     pid_t p = fork();
     if (p == 0) {
-        char *const argv[] = {"unshare", "-pf", "--", self, "--child", "pidns_worker",
-                              (char *)d->rundir, "7000", "0", NULL};
+        char *const argv[] = {"unshare",         "-pf",  "--", self, "--child", "pidns_worker",
+                              (char *)d->rundir, "7000", "0",  NULL};
         execvp("unshare", argv);
         _exit(99);
     }
@@ -804,8 +840,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(commit_refuses_a_block_of_another_key, setup, teardown),
         cmocka_unit_test_setup_teardown(a_write_through_a_view_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(runtime_dir_not_ours_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(session_follows_the_kernel_pid_not_the_reported_one,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(session_follows_the_kernel_pid_not_the_reported_one, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(idle_fd_channel_peers_do_not_block_connect, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_resent_request_is_applied_once, setup, teardown),

@@ -30,10 +30,21 @@
 #include "proto.h"
 
 /* 64 MiB arena of 64 KiB pages; the spill queue holds 2 MiB. */
-static const char *const g_flags[] = {
-    "--capacity",  "64M", "--slab-size",   "16M",  "--page-size",        "64K",
-    "--cold-max",  "1G",  "--spill-queue", "2M",   "--reap-interval-ms", "100",
-    "--cold-sync-ms", "200", NULL};
+static const char *const g_flags[] = {"--capacity",
+                                      "64M",
+                                      "--slab-size",
+                                      "16M",
+                                      "--page-size",
+                                      "64K",
+                                      "--cold-max",
+                                      "1G",
+                                      "--spill-queue",
+                                      "2M",
+                                      "--reap-interval-ms",
+                                      "100",
+                                      "--cold-sync-ms",
+                                      "200",
+                                      NULL};
 #define NKEYS 900 /* ~34 KiB blocks, one page each: more than the arena holds */
 
 static vkv_shape shape(void)

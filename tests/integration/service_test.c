@@ -20,9 +20,9 @@
 #include "harness.h"
 #include "proto.h"
 
-static const char *const g_flags[] = {"--capacity", "32M", "--slab-size", "8M", "--page-size",
-                                      "64K", "--reap-interval-ms", "100", "--cold-max", "0",
-                                      NULL};
+static const char *const g_flags[] = {
+    "--capacity",         "32M", "--slab-size", "8M", "--page-size", "64K",
+    "--reap-interval-ms", "100", "--cold-max",  "0",  NULL};
 
 /* The small test chunk with visual tokens [8, 56). */
 static vkv_shape test_shape(void)
@@ -97,10 +97,10 @@ static int worker_get(const vkvt_daemon *d, const char *ns, uint64_t seed, int n
             kb[l] = malloc(nel * 2);
             vb[l] = malloc(nel * 2);
         }
-        vkv_kv_dst da = {(void *const *)ka, (void *const *)va, (size_t)s.kv_heads * s.head_dim,
-                         s.head_dim, vkv_geometry_of(&s), NULL};
-        vkv_kv_dst db = {(void *const *)kb, (void *const *)vb, (size_t)s.kv_heads * s.head_dim,
-                         s.head_dim, vkv_geometry_of(&s), NULL};
+        vkv_kv_dst da = {(void *const *)ka, (void *const *)va,   (size_t)s.kv_heads * s.head_dim,
+                         s.head_dim,        vkv_geometry_of(&s), NULL};
+        vkv_kv_dst db = {(void *const *)kb, (void *const *)vb,   (size_t)s.kv_heads * s.head_dim,
+                         s.head_dim,        vkv_geometry_of(&s), NULL};
         if (vkv_fetch_decode(f, (size_t)i, VKV_DECODE_VERIFY, &da) != 0 ||
             vkv_decode(ref, sz, 0, &db) != 0)
             return 24;
@@ -162,8 +162,7 @@ static void lookup_stops_at_first_missing_key(void **state)
     assert_int_equal(run_child(worker_put, d, "m", 3000, 3), 0);
     vkv_client *c;
     assert_int_equal(vkvt_connect(d, "m", &c), 0);
-    vkv_key keys[4] = {vkvt_key(3000, 0), vkvt_key(3000, 1), vkvt_key(9999, 0),
-                       vkvt_key(3000, 2)};
+    vkv_key keys[4] = {vkvt_key(3000, 0), vkvt_key(3000, 1), vkvt_key(9999, 0), vkvt_key(3000, 2)};
     size_t hits = 99;
     assert_int_equal(vkv_lookup(c, keys, 4, &hits, NULL), 0);
     assert_int_equal(hits, 2);
@@ -354,12 +353,13 @@ static void malformed_frames_get_error_replies_and_daemon_lives(void **state)
     static const uint8_t f_empty_map[] = {0x80};
     static const uint8_t f_short[] = {0x94, 0x01, 0x0e};
     static const uint8_t f_huge_array[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
-    static const uint8_t f_huge_bin[] = {0x94, 0x01, 0x02, 0x01, 0x81, 0xa4, 'k', 'e', 'y', 's',
-                                         0xc6, 0x7f, 0xff, 0xff, 0xff};
+    static const uint8_t f_huge_bin[] = {0x94, 0x01, 0x02, 0x01, 0x81, 0xa4, 'k', 'e',
+                                         'y',  's',  0xc6, 0x7f, 0xff, 0xff, 0xff};
     static const uint8_t f_bad_op[] = {0x94, 0x01, 0x63, 0x07, 0x80};
     static const uint8_t f_bad_version[] = {0x94, 0x09, 0x0e, 0x07, 0x80};
     static const uint8_t f_trailing[] = {0x94, 0x01, 0x0e, 0x07, 0x80, 0x00};
-    static const uint8_t f_unknown_key[] = {0x94, 0x01, 0x0e, 0x07, 0x81, 0xa3, 'z', 'z', 'z', 0x01};
+    static const uint8_t f_unknown_key[] = {0x94, 0x01, 0x0e, 0x07, 0x81,
+                                            0xa3, 'z',  'z',  'z',  0x01};
     uint8_t deep[64];
     for (size_t i = 0; i < sizeof deep; i++)
         deep[i] = 0x91; /* arrays nested 64 deep */
@@ -372,11 +372,16 @@ static void malformed_frames_get_error_replies_and_daemon_lives(void **state)
     struct {
         const void *p;
         size_t n;
-    } frames[] = {{f_empty_map, sizeof f_empty_map},   {f_short, sizeof f_short},
-                  {f_huge_array, sizeof f_huge_array}, {f_huge_bin, sizeof f_huge_bin},
-                  {f_bad_op, sizeof f_bad_op},         {f_bad_version, sizeof f_bad_version},
-                  {f_trailing, sizeof f_trailing},     {f_unknown_key, sizeof f_unknown_key},
-                  {deep, sizeof deep},                 {random_bytes, sizeof random_bytes},
+    } frames[] = {{f_empty_map, sizeof f_empty_map},
+                  {f_short, sizeof f_short},
+                  {f_huge_array, sizeof f_huge_array},
+                  {f_huge_bin, sizeof f_huge_bin},
+                  {f_bad_op, sizeof f_bad_op},
+                  {f_bad_version, sizeof f_bad_version},
+                  {f_trailing, sizeof f_trailing},
+                  {f_unknown_key, sizeof f_unknown_key},
+                  {deep, sizeof deep},
+                  {random_bytes, sizeof random_bytes},
                   {"", 0}};
     for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
         int st = raw_exchange(s, frames[i].p, frames[i].n);

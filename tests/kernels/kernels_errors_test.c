@@ -154,12 +154,29 @@ static void bad_specs_are_espec(void **state)
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
     spec.v_param = 0.0f;
     assert_int_equal(vkv_codec_check(&sh, &spec), VKV_ESPEC);
-    const char *bad[] = {"",          "median",         "lloyd:",        "lloyd:kg",
-                         "lloyd:x=1", "lloyd:kg=1,kg=2", "lloyd:kp=0.3",  "minmax:iters=2",
-                         "minmax:kp=1", "quantile:vp=0.6", "lloyd:kmode=row", "lloyd:iters=0",
-                         "lloyd:kg=-1", "minmax:kp=0.5x", "lloyd:kg=12,",   "lloyd:iters=99",
-                         "rotsign:kg=8", "rotsign:kbits=4", "rotsign:vbits=32", "rotsign:kp=0",
-                         "rotsign:iters=17", "lloyd:kbits=8", "rotsign:kbits=8,kbits=16",
+    const char *bad[] = {"",
+                         "median",
+                         "lloyd:",
+                         "lloyd:kg",
+                         "lloyd:x=1",
+                         "lloyd:kg=1,kg=2",
+                         "lloyd:kp=0.3",
+                         "minmax:iters=2",
+                         "minmax:kp=1",
+                         "quantile:vp=0.6",
+                         "lloyd:kmode=row",
+                         "lloyd:iters=0",
+                         "lloyd:kg=-1",
+                         "minmax:kp=0.5x",
+                         "lloyd:kg=12,",
+                         "lloyd:iters=99",
+                         "rotsign:kg=8",
+                         "rotsign:kbits=4",
+                         "rotsign:vbits=32",
+                         "rotsign:kp=0",
+                         "rotsign:iters=17",
+                         "lloyd:kbits=8",
+                         "rotsign:kbits=8,kbits=16",
                          "rotsign:vmode=rank"};
     vkv_codec_spec keep;
     vkv_codec_spec_default(&keep);
@@ -177,7 +194,8 @@ static void nonfinite_visual_values_are_enonfinite(void **state)
 {
     (void)state;
     const char *specs[] = {"lloyd", "minmax:kmode=token,kg=8,vmode=channel,vg=3", "quantile",
-                           "rotsign", "rotsign:kmode=channel,kbits=16,vmode=token,vbits=16,iters=2"};
+                           "rotsign",
+                           "rotsign:kmode=channel,kbits=16,vmode=token,vbits=16,iters=2"};
     for (int dt = VKV_DTYPE_F16; dt <= VKV_DTYPE_BF16; dt++)
         for (size_t ii = 0; ii < 3; ii++) {
             if (vkv_codec_set_impl(impls[ii]) != VKV_OK)
@@ -196,8 +214,12 @@ static void nonfinite_visual_values_are_enonfinite(void **state)
                         assert_int_equal(vkv_codec_encoded_size(&sh, &spec, &size), VKV_OK);
                         uint8_t *blk = malloc(size);
                         vkv_kv_src src = ku_src(&c);
-                        uint16_t bad = dt == VKV_DTYPE_F16 ? (which == 0 ? 0x7c00 : which == 1 ? 0xfc00 : 0x7e01)
-                                                           : (which == 0 ? 0x7f80 : which == 1 ? 0xff80 : 0x7fc1);
+                        uint16_t bad = dt == VKV_DTYPE_F16 ? (which == 0   ? 0x7c00
+                                                              : which == 1 ? 0xfc00
+                                                                           : 0x7e01)
+                                                           : (which == 0   ? 0x7f80
+                                                              : which == 1 ? 0xff80
+                                                                           : 0x7fc1);
                         /* raw token 0 and 11: fine */
                         *ku_at(&c, s, 1, 0, 1, 5) = bad;
                         *ku_at(&c, s, 0, 11, 0, 31) = bad;
@@ -298,7 +320,19 @@ static void expect_decode_error(const uint8_t *blk, size_t size, unsigned flags,
         memset(kc[l], 0x3b, 2 * lay);
         memset(vc[l], 0x3b, 2 * lay);
     }
-    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5, 0, 0, 0, 0, vkv_geometry_of(&sh), NULL};
+    vkv_paged_dst pd = {(void *const *)kc,
+                        (void *const *)vc,
+                        4,
+                        8,
+                        table,
+                        4,
+                        5,
+                        0,
+                        0,
+                        0,
+                        0,
+                        vkv_geometry_of(&sh),
+                        NULL};
     assert_int_equal(vkv_decode_paged(blk, size, flags, &pd), want);
     for (int l = 0; l < 2; l++) {
         for (size_t i = 0; i < d.layer_elems; i++)
@@ -371,23 +405,23 @@ static void tampered_blocks_fail_without_touching_dst(void **state)
         uint32_t val;
         int width;
     } edits[] = {
-        {offsetof(vkv_block_header, head_dim), 36, 4},       /* not a multiple of 8 */
-        {offsetof(vkv_block_header, tokens), 21, 4},         /* ranges past tokens */
-        {offsetof(vkv_block_header, layers), 0, 4},          /* zero */
-        {offsetof(vkv_block_header, layers), 3, 4},          /* sizes no longer match */
-        {offsetof(vkv_block_header, rule), 9, 1},            /* unknown rule */
-        {offsetof(vkv_block_header, dtype), 0, 1},           /* unknown dtype */
-        {offsetof(vkv_block_header, v_group), 0, 2},         /* unresolved TOKEN G */
-        {offsetof(vkv_block_header, v_group), 24, 2},        /* G not dividing head_dim */
-        {offsetof(vkv_block_header, n_ranges), 9, 4},        /* too many ranges */
-        {offsetof(vkv_block_header, iters), 0, 1},           /* lloyd without iterations */
-        {offsetof(vkv_block_header, reserved) + 3, 1, 1},    /* reserved not zero */
-        {offsetof(vkv_block_header, ranges) + 8, 1, 4},      /* overlapping ranges */
-        {offsetof(vkv_block_header, ranges) + 16, 30, 4},    /* unused range not zero */
-        {offsetof(vkv_block_header, sections) + 16, 320, 4}, /* section moved */
-        {offsetof(vkv_block_header, sections) + 8, 64, 4},   /* section resized */
+        {offsetof(vkv_block_header, head_dim), 36, 4},        /* not a multiple of 8 */
+        {offsetof(vkv_block_header, tokens), 21, 4},          /* ranges past tokens */
+        {offsetof(vkv_block_header, layers), 0, 4},           /* zero */
+        {offsetof(vkv_block_header, layers), 3, 4},           /* sizes no longer match */
+        {offsetof(vkv_block_header, rule), 9, 1},             /* unknown rule */
+        {offsetof(vkv_block_header, dtype), 0, 1},            /* unknown dtype */
+        {offsetof(vkv_block_header, v_group), 0, 2},          /* unresolved TOKEN G */
+        {offsetof(vkv_block_header, v_group), 24, 2},         /* G not dividing head_dim */
+        {offsetof(vkv_block_header, n_ranges), 9, 4},         /* too many ranges */
+        {offsetof(vkv_block_header, iters), 0, 1},            /* lloyd without iterations */
+        {offsetof(vkv_block_header, reserved) + 3, 1, 1},     /* reserved not zero */
+        {offsetof(vkv_block_header, ranges) + 8, 1, 4},       /* overlapping ranges */
+        {offsetof(vkv_block_header, ranges) + 16, 30, 4},     /* unused range not zero */
+        {offsetof(vkv_block_header, sections) + 16, 320, 4},  /* section moved */
+        {offsetof(vkv_block_header, sections) + 8, 64, 4},    /* section resized */
         {offsetof(vkv_block_header, total_size), 1 << 20, 4}, /* total size wrong */
-        {6, 255, 2},                                         /* header_size */
+        {6, 255, 2},                                          /* header_size */
     };
     for (size_t e = 0; e < sizeof(edits) / sizeof(edits[0]); e++) {
         memcpy(t, blk, size);
@@ -451,7 +485,19 @@ static void paged_destination_errors_are_einval(void **state)
         vc[l] = calloc(lay, 2);
     }
     int32_t table[4] = {0, 1, 2, 3};
-    vkv_paged_dst pd = {(void *const *)kc, (void *const *)vc, 4, 8, table, 4, 5, 0, 0, 0, 0, vkv_geometry_of(&c.shape), NULL};
+    vkv_paged_dst pd = {(void *const *)kc,
+                        (void *const *)vc,
+                        4,
+                        8,
+                        table,
+                        4,
+                        5,
+                        0,
+                        0,
+                        0,
+                        0,
+                        vkv_geometry_of(&c.shape),
+                        NULL};
     assert_int_equal(vkv_decode_paged(blk, size, 0, &pd), VKV_OK);
     for (int l = 0; l < 2; l++)
         memset(kc[l], 0, 2 * lay);

@@ -35,9 +35,9 @@ static void fp16_conversion_matches_known_values(void **state)
     assert_int_equal(vkvk_f32_to_f16(-2.0f), 0xc000);
     assert_int_equal(vkvk_f32_to_f16(65504.0f), 0x7bff);
     assert_int_equal(vkvk_f32_to_f16(65519.0f), 0x7bff);
-    assert_int_equal(vkvk_f32_to_f16(65520.0f), 0x7c00); /* tie rounds to even = Inf */
-    assert_int_equal(vkvk_f32_to_f16(5.9604645e-8f), 0x0001); /* 2^-24 */
-    assert_int_equal(vkvk_f32_to_f16(2.9802322e-8f), 0x0000); /* 2^-25: tie to even 0 */
+    assert_int_equal(vkvk_f32_to_f16(65520.0f), 0x7c00);              /* tie rounds to even = Inf */
+    assert_int_equal(vkvk_f32_to_f16(5.9604645e-8f), 0x0001);         /* 2^-24 */
+    assert_int_equal(vkvk_f32_to_f16(2.9802322e-8f), 0x0000);         /* 2^-25: tie to even 0 */
     assert_int_equal(vkvk_f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3c00); /* tie to even */
     assert_int_equal(vkvk_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3c02); /* tie to even (up) */
     assert_int_equal(vkvk_f32_to_f16(-0.0f), 0x8000);
@@ -54,7 +54,8 @@ static void fp16_conversion_matches_known_values(void **state)
             assert_true(isnan(vkvk_f16_to_f32(vkvk_f32_to_f16(f))));
         else
             assert_int_equal(vkvk_f32_to_f16(f), h);
-        assert_int_equal(vkvk_f32_to_bf16(vkvk_bf16_to_f32((uint16_t)h)) | (isnan(vkvk_bf16_to_f32((uint16_t)h)) ? 0x40 : 0),
+        assert_int_equal(vkvk_f32_to_bf16(vkvk_bf16_to_f32((uint16_t)h)) |
+                             (isnan(vkvk_bf16_to_f32((uint16_t)h)) ? 0x40 : 0),
                          h | (isnan(vkvk_bf16_to_f32((uint16_t)h)) ? 0x40 : 0));
     }
 }
@@ -168,9 +169,14 @@ static void layout_is_canonical_and_overflow_safe(void **state)
 static void spec_strings_round_trip(void **state)
 {
     (void)state;
-    const char *texts[] = {"lloyd", "minmax", "quantile", "lloyd:kg=64,vmode=channel,vg=32,iters=5",
-                           "minmax:kp=0.25,vp=0,kmode=token,kg=8", "quantile:vp=0.125,vg=64",
-                           "rotsign", "rotsign:kmode=channel,vbits=16,iters=5",
+    const char *texts[] = {"lloyd",
+                           "minmax",
+                           "quantile",
+                           "lloyd:kg=64,vmode=channel,vg=32,iters=5",
+                           "minmax:kp=0.25,vp=0,kmode=token,kg=8",
+                           "quantile:vp=0.125,vg=64",
+                           "rotsign",
+                           "rotsign:kmode=channel,vbits=16,iters=5",
                            "rotsign:vmode=token,kbits=16"};
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         vkv_codec_spec a, b;
@@ -228,7 +234,8 @@ static void rotsign_helpers_match_their_definitions(void **state)
             want *= 1.0905077326652577; /* 2^(1/8) */
         for (int q = (int)c; q < 128; q++)
             want /= 1.0905077326652577;
-        assert_true((vkvk_sc8_value(c) - want) <= want * 1e-7 && (want - vkvk_sc8_value(c)) <= want * 1e-7);
+        assert_true((vkvk_sc8_value(c) - want) <= want * 1e-7 &&
+                    (want - vkvk_sc8_value(c)) <= want * 1e-7);
         assert_true(vkvk_sc8_value(c) > vkvk_sc8_value(c - 1));
         assert_int_equal(vkvk_sc8_encode(vkvk_sc8_value(c)), c);
         /* just below the midpoint to the next code stays, just above goes up */
@@ -277,7 +284,8 @@ static void rotsign_fast_helpers_match_the_definitions(void **state)
     (void)state;
     for (uint32_t d = 0; d < VKV_BLOCK_MAX_HEAD_DIM; d++)
         assert_int_equal((int)((vkvk_rot_negw[d / 64u] >> (d % 64u)) & 1u), vkvk_rot_neg(d));
-    const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f, 1e-38f, 3.4e38f, -1.0f};
+    const float sp[] = {0.0f, -0.0f,  INFINITY, -INFINITY, NAN,
+                        -NAN, 1e-45f, 1e-38f,   3.4e38f,   -1.0f};
     for (size_t i = 0; i < sizeof(sp) / sizeof(sp[0]); i++)
         assert_int_equal(vkvk_sc8_encode_fast(sp[i]), vkvk_sc8_encode(sp[i]));
     for (uint32_t c = 0; c < 256; c++) {

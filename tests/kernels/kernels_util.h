@@ -72,7 +72,8 @@ static inline void ku_chunk_free(ku_chunk *c)
 }
 
 /* Pointer to element (t, h, d) of tensor s (0 = K, 1 = V) of layer l. */
-static inline uint16_t *ku_at(const ku_chunk *c, int s, uint32_t l, uint32_t t, uint32_t h, uint32_t d)
+static inline uint16_t *ku_at(const ku_chunk *c, int s, uint32_t l, uint32_t t, uint32_t h,
+                              uint32_t d)
 {
     return (s ? c->v[l] : c->k[l]) + t * c->token_stride + h * c->head_stride + d;
 }
@@ -86,7 +87,8 @@ static inline void ku_chunk_fill(ku_chunk *c, uint64_t seed)
         for (uint32_t l = 0; l < sh->layers; l++)
             for (uint32_t h = 0; h < sh->kv_heads; h++)
                 for (uint32_t d = 0; d < sh->head_dim; d++) {
-                    uint64_t cs = seed ^ ((uint64_t)s << 60) ^ ((uint64_t)l << 40) ^ ((uint64_t)h << 20) ^ d;
+                    uint64_t cs =
+                        seed ^ ((uint64_t)s << 60) ^ ((uint64_t)l << 40) ^ ((uint64_t)h << 20) ^ d;
                     float off = 2.0f * ku_unif(&cs), scale = 0.1f + fabsf(ku_unif(&cs));
                     if (s == 0 && d % 16 == 3)
                         scale *= 20.0f;
@@ -101,14 +103,15 @@ static inline void ku_chunk_fill(ku_chunk *c, uint64_t seed)
 /* Source / dense-destination views of a chunk. */
 static inline vkv_kv_src ku_src(const ku_chunk *c)
 {
-    vkv_kv_src s = {(const void *const *)c->k, (const void *const *)c->v, c->token_stride, c->head_stride};
+    vkv_kv_src s = {(const void *const *)c->k, (const void *const *)c->v, c->token_stride,
+                    c->head_stride};
     return s;
 }
 
 static inline vkv_kv_dst ku_dst(const ku_chunk *c)
 {
-    vkv_kv_dst d = {(void *const *)c->k, (void *const *)c->v, c->token_stride, c->head_stride,
-                    vkv_geometry_of(&c->shape), NULL};
+    vkv_kv_dst d = {(void *const *)c->k, (void *const *)c->v,        c->token_stride,
+                    c->head_stride,      vkv_geometry_of(&c->shape), NULL};
     return d;
 }
 

@@ -264,11 +264,24 @@ static int setup_fixtures(void **state)
     g_counters[0] = (vkvp_counter){vkvp_cstr("hits"), 42};
     g_counters[1] = (vkvp_counter){vkvp_cstr("misses"), 0};
     g_counters[2] = (vkvp_counter){vkvp_cstr("bytes_hot"), UINT64_MAX};
-    g_entries[0] = (vkvp_entry){vkvp_cstr("llava-1.5-7b@r1/tp0/f16|lloyd:g32"), g_keys[3],
-                                VKVP_STATE_READY, VKVP_TIER_HOT, 9000, 5, 1700000000123ull, 2,
+    g_entries[0] = (vkvp_entry){vkvp_cstr("llava-1.5-7b@r1/tp0/f16|lloyd:g32"),
+                                g_keys[3],
+                                VKVP_STATE_READY,
+                                VKVP_TIER_HOT,
+                                9000,
+                                5,
+                                1700000000123ull,
+                                2,
                                 vkvp_cstr("32x8x128x256 f16 lloyd:g32")};
-    g_entries[1] = (vkvp_entry){{"a\"b\\c\n\x01\xff", 8}, g_keys[4], VKVP_STATE_RESTORING,
-                                VKVP_TIER_COLD, 1, 0, 0, 0, vkvp_cstr("")};
+    g_entries[1] = (vkvp_entry){{"a\"b\\c\n\x01\xff", 8},
+                                g_keys[4],
+                                VKVP_STATE_RESTORING,
+                                VKVP_TIER_COLD,
+                                1,
+                                0,
+                                0,
+                                0,
+                                vkvp_cstr("")};
     (void)state;
     return 0;
 }
@@ -325,7 +338,9 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.evict.ns = vkvp_cstr("model-b#minmax");
         break;
     case VKVP_FLUSH:
-    case VKVP_CLOSE: r->u.flush.session = 5; break;
+    case VKVP_CLOSE:
+        r->u.flush.session = 5;
+        break;
     case VKVP_STATS:
     case VKVP_PING:
         r->u.ping.has_session = !variant;
@@ -349,7 +364,8 @@ static void make_request(vkvp_request *r, vkvp_op op, int variant)
         r->u.info.has_ns = variant;
         r->u.info.ns = vkvp_cstr("other");
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -359,12 +375,18 @@ static void make_reply(vkvp_reply *r, vkvp_op op, int variant)
     vkvp_reply_init(r, op, 0xdeadbeefull + (uint64_t)op, 3 + (uint64_t)variant);
     switch (op) {
     case VKVP_HELLO:
-        r->u.hello = (vkvp_hello_rep){.session = 77, .epoch = 3, .lease_ttl_ms = 30000,
-                                      .page_size = 4096, .slabs = g_slabs, .nslabs = 2};
+        r->u.hello = (vkvp_hello_rep){.session = 77,
+                                      .epoch = 3,
+                                      .lease_ttl_ms = 30000,
+                                      .page_size = 4096,
+                                      .slabs = g_slabs,
+                                      .nslabs = 2};
         r->u.hello.backend = variant ? VKVP_BACKEND_CUDA : VKVP_BACKEND_HOST;
         r->u.hello.fd_path = vkvp_cstr(variant ? "" : "/run/user/1000/vkv/vkvd.fd");
         break;
-    case VKVP_LOOKUP: r->u.lookup = (vkvp_lookup_rep){variant ? 0 : 7, variant ? 0 : 2}; break;
+    case VKVP_LOOKUP:
+        r->u.lookup = (vkvp_lookup_rep){variant ? 0 : 7, variant ? 0 : 2};
+        break;
     case VKVP_FETCH:
         r->u.fetch.lease = 12;
         r->u.fetch.blocks = g_blocks;
@@ -378,7 +400,9 @@ static void make_reply(vkvp_reply *r, vkvp_op op, int variant)
     case VKVP_RENEW:
     case VKVP_DELETE:
     case VKVP_EVICT:
-    case VKVP_FLUSH: r->u.release.count = variant ? 0 : 3; break;
+    case VKVP_FLUSH:
+        r->u.release.count = variant ? 0 : 3;
+        break;
     case VKVP_STATS:
         r->u.stats.counters = g_counters;
         r->u.stats.ncounters = variant ? 0 : 3;
@@ -388,14 +412,20 @@ static void make_reply(vkvp_reply *r, vkvp_op op, int variant)
         r->u.list.nentries = variant ? 0 : 2;
         r->u.list.next = variant ? 0 : 555;
         break;
-    case VKVP_INFO: r->u.info.entry = g_entries[variant]; break;
+    case VKVP_INFO:
+        r->u.info.entry = g_entries[variant];
+        break;
     case VKVP_VERIFY:
-        r->u.verify = (vkvp_verify_rep){.running = !variant, .entries_done = 3,
-                                        .entries_total = variant ? 3 : 10, .bytes_done = 300,
-                                        .bytes_total = UINT64_MAX, .corrupt = variant,
+        r->u.verify = (vkvp_verify_rep){.running = !variant,
+                                        .entries_done = 3,
+                                        .entries_total = variant ? 3 : 10,
+                                        .bytes_done = 300,
+                                        .bytes_total = UINT64_MAX,
+                                        .corrupt = variant,
                                         .dropped = 0};
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -693,12 +723,11 @@ static void proto_ext_types_and_the_reserved_byte_are_refused(void **state)
 {
     char why[VKVP_WHY_LEN];
     vkvp_request *r;
-    const uint8_t fixext[] = {0x94, 1, 14, 3, 0x81, 0xa7, 's', 'e', 's', 's', 'i', 'o', 'n',
-                              0xd4, 1, 0};
+    const uint8_t fixext[] = {0x94, 1,   14,  3,   0x81, 0xa7, 's', 'e',
+                              's',  's', 'i', 'o', 'n',  0xd4, 1,   0};
     const uint8_t ext8[] = {0x94, 1, 14, 3, 0xc7, 1, 5, 0};
     const uint8_t c1[] = {0x94, 1, 14, 3, 0xc1};
-    assert_int_equal(vkvp_decode_request(fixext, sizeof(fixext), &r, why, sizeof(why)),
-                     VKV_EPROTO);
+    assert_int_equal(vkvp_decode_request(fixext, sizeof(fixext), &r, why, sizeof(why)), VKV_EPROTO);
     assert_non_null(strstr(why, "ext type 0xd4"));
     assert_int_equal(vkvp_decode_request(ext8, sizeof(ext8), &r, why, sizeof(why)), VKV_EPROTO);
     assert_non_null(strstr(why, "ext type 0xc7"));
@@ -732,29 +761,23 @@ static void proto_wrong_field_types_are_refused(void **state)
     REJ(VKV_EPROTO, "body.session: expected uint, got str", "[1,2,1,{'session':'1','keys':[]}]");
     REJ(VKV_EPROTO, "body.session: expected uint, got negative int",
         "[1,2,1,{'session':-1,'keys':[]}]");
-    REJ(VKV_EPROTO, "body.session: expected uint, got float",
-        "[1,2,1,{'session':1.5,'keys':[]}]");
-    REJ(VKV_EPROTO, "body.session: expected uint, got bool",
-        "[1,2,1,{'session':true,'keys':[]}]");
+    REJ(VKV_EPROTO, "body.session: expected uint, got float", "[1,2,1,{'session':1.5,'keys':[]}]");
+    REJ(VKV_EPROTO, "body.session: expected uint, got bool", "[1,2,1,{'session':true,'keys':[]}]");
     REJ(VKV_EPROTO, "body.keys: expected array, got map", "[1,3,1,{'session':1,'keys':{}}]");
     REJ(VKV_EPROTO, "body.keys[1]: expected bin, got str",
         "[1,8,1,{'session':1,'keys':[b32,s32]}]");
     REJ(VKV_EPROTO, "body.ns: expected str, got bin", "[1,1,1,{'ns':b3,'pid':1}]");
     REJ(VKV_EPROTO, "body.pid: expected uint, got negative int", "[1,1,1,{'ns':'m','pid':-5}]");
-    REJ(VKV_EPROTO, "body.admin: expected bool, got uint",
-        "[1,1,1,{'ns':'m','pid':5,'admin':1}]");
-    REJ(VKV_EPROTO, "body.name: expected str, got nil",
-        "[1,1,1,{'ns':'m','pid':5,'name':nil}]");
-    REJ(VKV_EPROTO, "body.key: expected bin, got str",
-        "[1,4,1,{'session':1,'key':s32,'size':1}]");
+    REJ(VKV_EPROTO, "body.admin: expected bool, got uint", "[1,1,1,{'ns':'m','pid':5,'admin':1}]");
+    REJ(VKV_EPROTO, "body.name: expected str, got nil", "[1,1,1,{'ns':'m','pid':5,'name':nil}]");
+    REJ(VKV_EPROTO, "body.key: expected bin, got str", "[1,4,1,{'session':1,'key':s32,'size':1}]");
     REJ(VKV_EPROTO, "body.leases[1]: expected uint, got negative int",
         "[1,7,1,{'session':1,'leases':[1,-2]}]");
     REJ(VKV_EPROTO, "body.to: unknown value 'freeze'",
         "[1,9,1,{'session':1,'all':true,'to':'freeze'}]");
     REJ(VKV_EPROTO, "body.to: expected str, got uint", "[1,9,1,{'session':1,'all':true,'to':1}]");
     REJ(VKV_EPROTO, "body.all: expected bool, got nil", "[1,9,1,{'session':1,'all':nil}]");
-    REJ(VKV_EPROTO, "body.cursor: expected uint, got float",
-        "[1,12,1,{'session':1,'cursor':0.0}]");
+    REJ(VKV_EPROTO, "body.cursor: expected uint, got float", "[1,12,1,{'session':1,'cursor':0.0}]");
     REJ(VKV_EPROTO, "body: key #0 is a uint, not a str", "[1,14,1,{1:1}]");
     REJ(VKV_EPROTO, "body: key #1 is a bin, not a str", "[1,14,1,{'session':1,b7:1}]");
 }
@@ -772,8 +795,7 @@ static void proto_unknown_missing_and_duplicate_keys_are_refused(void **state)
     REJ(VKV_EPROTO, "body: missing key 'lease'", "[1,5,1,{'session':1}]");
     REJ(VKV_EPROTO, "body: missing key 'key'", "[1,13,1,{'session':1}]");
     REJ(VKV_EPROTO, "body: duplicate key 'session'", "[1,10,1,{'session':1,'session':1}]");
-    REJ(VKV_EPROTO, "body: duplicate key 'keys'",
-        "[1,8,1,{'keys':[],'session':1,'keys':[b32]}]");
+    REJ(VKV_EPROTO, "body: duplicate key 'keys'", "[1,8,1,{'keys':[],'session':1,'keys':[b32]}]");
 }
 
 static void proto_ns_is_accepted_on_delete_and_evict_only(void **state)
@@ -855,8 +877,7 @@ static void proto_keys_must_be_exactly_32_bytes(void **state)
         "[1,2,1,{'session':1,'keys':[b32,b32,b33]}]");
     REJ(VKV_EPROTO, "body.key: bin of 0 bytes, expected 32",
         "[1,4,1,{'session':1,'key':b0,'size':1}]");
-    REJ(VKV_EPROTO, "body.key: bin of 64 bytes, expected 32",
-        "[1,13,1,{'session':1,'key':b64}]");
+    REJ(VKV_EPROTO, "body.key: bin of 64 bytes, expected 32", "[1,13,1,{'session':1,'key':b64}]");
 }
 
 static void proto_limits_and_ranges_are_enforced(void **state)
@@ -908,11 +929,10 @@ static void proto_reply_rules_are_enforced(void **state)
          "''", "");
     REJR(VKVP_HELLO, VKV_EPROTO, "body: page_size: not a power of two", hello, "'host'", "4095",
          "''", "");
-    REJR(VKVP_HELLO, VKV_EPROTO, "body.page_size: 0 out of range", hello, "'host'", "0", "''",
-         "");
+    REJR(VKVP_HELLO, VKV_EPROTO, "body.page_size: 0 out of range", hello, "'host'", "0", "''", "");
     REJR(VKVP_HELLO, VKV_ETOOBIG, "body.fd_path: 108 bytes", hello, "'host'", "4096", "s108", "");
-    REJR(VKVP_HELLO, VKV_EPROTO, "body.slabs[0].handle: bin of 10 bytes, expected 0 or 64",
-         hello, "'cuda'", "4096", "''", "{'id':1,'size':2,'handle':b10}");
+    REJR(VKVP_HELLO, VKV_EPROTO, "body.slabs[0].handle: bin of 10 bytes, expected 0 or 64", hello,
+         "'cuda'", "4096", "''", "{'id':1,'size':2,'handle':b10}");
     REJR(VKVP_HELLO, VKV_EPROTO, "body.slabs[0].id: 4294967296 out of range", hello, "'cuda'",
          "4096", "''", "{'id':4294967296,'size':2,'handle':b0}");
     REJR(VKVP_HELLO, VKV_EPROTO, "body.slabs[1]: missing key 'handle'", hello, "'host'", "4096",
@@ -1052,12 +1072,18 @@ static uint8_t *mutate(const uint8_t *f, size_t len, size_t *n, uint64_t *s)
     memcpy(b, f, len);
     *n = len;
     int edits = 1 + (int)(rnd(s) % 4);
-    for (int e = 0; e < edits && *n > 0; e++) {
+    for (int e = 0; e<edits && * n> 0; e++) {
         size_t at = rnd(s) % *n;
         switch (rnd(s) % 6) {
-        case 0: b[at] ^= (uint8_t)(1u << (rnd(s) % 8)); break;
-        case 1: b[at] = interesting[rnd(s) % sizeof(interesting)]; break;
-        case 2: b[at] = (uint8_t)rnd(s); break;
+        case 0:
+            b[at] ^= (uint8_t)(1u << (rnd(s) % 8));
+            break;
+        case 1:
+            b[at] = interesting[rnd(s) % sizeof(interesting)];
+            break;
+        case 2:
+            b[at] = (uint8_t)rnd(s);
+            break;
         case 3:
             if (*n < len + 8) {
                 memmove(b + at + 1, b + at, *n - at);
@@ -1069,7 +1095,9 @@ static uint8_t *mutate(const uint8_t *f, size_t len, size_t *n, uint64_t *s)
             memmove(b + at, b + at + 1, *n - at - 1);
             (*n)--;
             break;
-        default: *n = at; break;
+        default:
+            *n = at;
+            break;
         }
     }
     uint8_t *exact = malloc(*n ? *n : 1); /* exact size so ASan catches overreads */

@@ -267,7 +267,7 @@ static void session_quota_bounds_what_one_session_holds(void **state)
     assert_int_equal(fr.ncold, 0);
     vkvs_fetch_result fr2;
     assert_int_equal(vkvs_fetch(st, a, keys, 4, got, &fr2), VKV_ENOSPC); /* full */
-    l3 = reserve(st, b, 3, 3 * 4096, 3, &bl); /* b has its own quota */
+    l3 = reserve(st, b, 3, 3 * 4096, 3, &bl);                            /* b has its own quota */
     /* a's fetch lease expires: quarantined, it still counts */
     fake_now_ms += c.lease_ttl_ms;
     assert_int_equal(vkvs_reap(st, fake_now_ms, NULL, NULL), 0);

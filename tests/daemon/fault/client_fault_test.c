@@ -16,9 +16,9 @@
 
 #include "../common.h"
 
-static const char *const g_flags[] = {"--capacity", "16M", "--slab-size", "8M", "--page-size",
-                                      "64K", "--reap-interval-ms", "100", "--cold-max", "0",
-                                      NULL};
+static const char *const g_flags[] = {
+    "--capacity",         "16M", "--slab-size", "8M", "--page-size", "64K",
+    "--reap-interval-ms", "100", "--cold-max",  "0",  NULL};
 
 /* A well-behaved client: ping, lookup, put one small raw block and fetch it
  * back bit-identical. Returns 0 or a step number. */
@@ -55,8 +55,7 @@ static int good_client(const vkvt_daemon *d, uint32_t idx)
             rc = 6;
         else {
             vkv_view v = vkv_fetch_view(f, 0);
-            if (vkvt_bind_like(f, 0, blk, sz) != 0 || v.size != sz ||
-                memcmp(v.data, blk, sz) != 0)
+            if (vkvt_bind_like(f, 0, blk, sz) != 0 || v.size != sz || memcmp(v.data, blk, sz) != 0)
                 rc = 7;
             if (vkv_fetch_release(c, f) != 0 && !rc)
                 rc = 8;

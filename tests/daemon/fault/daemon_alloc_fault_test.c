@@ -26,9 +26,9 @@
 
 #define PERIOD 6
 
-static const char *const g_flags[] = {"--capacity", "2M", "--slab-size", "1M", "--page-size",
-                                      "64K", "--reap-interval-ms", "50", "--cold-max", "64M",
-                                      "--lease-ttl-ms", "2000", NULL};
+static const char *const g_flags[] = {
+    "--capacity", "2M",  "--slab-size",    "1M",   "--page-size", "64K", "--reap-interval-ms", "50",
+    "--cold-max", "64M", "--lease-ttl-ms", "2000", NULL};
 
 /* True for 0 and every code in the vkv error list. */
 static int proper(int rc)

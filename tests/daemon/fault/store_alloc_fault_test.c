@@ -79,7 +79,7 @@ char *__wrap_strdup(const char *s)
 
 /* ---- scenario -------------------------------------------------------------- */
 
-#define PAGE 4096u
+#define PAGE     4096u
 #define FAKE_PID 999999 /* session B's "process": reported dead by alive() */
 
 static uint64_t g_now = 1000;
@@ -229,14 +229,14 @@ static void scenario(vkvs_store *st, uint64_t *sa, uint64_t *sb, uint64_t *sadm)
 static int check_consistent(vkvs_store *st, uint64_t sa, uint64_t sb, uint64_t sadm)
 {
     int bad = 0;
-#define EXPECT(c, ...)                                   \
-    do {                                                 \
-        if (!(c)) {                                      \
-            fprintf(stderr, "%s: %s: ", g_run, #c);      \
-            fprintf(stderr, __VA_ARGS__);                \
-            fputc('\n', stderr);                         \
-            bad++;                                       \
-        }                                                \
+#define EXPECT(c, ...)                                                                             \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s: %s: ", g_run, #c);                                                \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            bad++;                                                                                 \
+        }                                                                                          \
     } while (0)
     if (sa)
         vkvs_session_close(st, sa);
@@ -290,8 +290,8 @@ static int check_consistent(vkvs_store *st, uint64_t sa, uint64_t sb, uint64_t s
     for (uint32_t i = 0; i < 12; i++)
         keys[i] = key(i);
     size_t prefix = 99, ncold = 99;
-    EXPECT(vkvs_lookup(st, sid, keys, 12, &prefix, &ncold) == 0 && prefix <= 12 &&
-               ncold <= prefix, "lookup");
+    EXPECT(vkvs_lookup(st, sid, keys, 12, &prefix, &ncold) == 0 && prefix <= 12 && ncold <= prefix,
+           "lookup");
     size_t nev = 0;
     EXPECT(vkvs_evict(st, adm, NULL, NULL, 0, false, &nev) == 0, "evict all");
     vkvs_stats_get(st, &s);
@@ -330,8 +330,7 @@ int main(void)
         if (rc != 0) {
             g_fail_at = 0;
             if (!g_injected || st != NULL) {
-                fprintf(stderr, "%s: open failed without injection (%d) or set *out\n", label,
-                        rc);
+                fprintf(stderr, "%s: open failed without injection (%d) or set *out\n", label, rc);
                 return 1;
             }
             if (rc != VKV_ENOMEM) {
@@ -357,6 +356,7 @@ int main(void)
         }
     }
     printf("store allocation fault injection: %ld runs (%ld allocation sites reached), "
-           "%d failing\n", n, n - 1, failures);
+           "%d failing\n",
+           n, n - 1, failures);
     return failures ? 1 : 0;
 }

@@ -29,7 +29,7 @@
 #include "proto.h"
 #include "vkv/vkv.h"
 
-#define PAGE (64u << 10)
+#define PAGE       (64u << 10)
 #define SLAB_PAGES 16u
 
 /* What the fake answers to FETCH / ALLOC. */

@@ -25,9 +25,9 @@
 #include "common.h"
 #include "vkv/codec.h"
 
-static const char *const g_flags[] = {"--capacity", "16M", "--slab-size", "8M", "--page-size",
-                                      "64K", "--reap-interval-ms", "100", "--cold-max", "0",
-                                      NULL};
+static const char *const g_flags[] = {
+    "--capacity",         "16M", "--slab-size", "8M", "--page-size", "64K",
+    "--reap-interval-ms", "100", "--cold-max",  "0",  NULL};
 
 /* One request/reply exchange on a REQ socket. Returns the reply (caller
  * frees with vkvp_reply_free); exits the test on a transport error. */

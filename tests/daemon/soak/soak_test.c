@@ -33,13 +33,12 @@
 #include "common.h"
 
 #define NWORKERS 16
-#define NKEYS 1024u
+#define NKEYS    1024u
 #define KEY_SEED 4242u
 
-static const char *g_flags[] = {"--capacity",         "2M",  "--slab-size",  "1M",
-                                "--page-size",        "4K",  "--cold-max",   "0",
-                                "--reap-interval-ms", "100", "--lease-ttl-ms", "30000",
-                                NULL};
+static const char *g_flags[] = {
+    "--capacity",         "2M",  "--slab-size",    "1M",    "--page-size", "4K", "--cold-max", "0",
+    "--reap-interval-ms", "100", "--lease-ttl-ms", "30000", NULL};
 static unsigned g_think_ms; /* short-lease mode: max think time */
 
 /* Counters shared by all workers (MAP_SHARED). */
@@ -120,8 +119,8 @@ static void do_fetch(vkv_client *c, uint32_t i, const void *ref, size_t refsz, u
             kb[l] = malloc(nel * 2);
             vb[l] = malloc(nel * 2);
         }
-        vkv_kv_dst dst = {(void *const *)kb, (void *const *)vb, (size_t)s.kv_heads * s.head_dim,
-                          s.head_dim, vkv_geometry_of(&s), NULL};
+        vkv_kv_dst dst = {(void *const *)kb, (void *const *)vb,   (size_t)s.kv_heads * s.head_dim,
+                          s.head_dim,        vkv_geometry_of(&s), NULL};
         void *bound = malloc(refsz);
         int same = bound && v.size == refsz;
         if (same) {
@@ -203,8 +202,8 @@ static int worker(const vkvt_daemon *d, uint64_t seed, uint64_t deadline)
             continue;
         }
         size_t refsz = 0;
-        void *ref = vkvt_encode_local(&s, vkv_client_codec(c), (uint64_t)KEY_SEED * 100000u + i,
-                                      &refsz);
+        void *ref =
+            vkvt_encode_local(&s, vkv_client_codec(c), (uint64_t)KEY_SEED * 100000u + i, &refsz);
         if (!ref) {
             unexpected(-1001);
             continue;
@@ -244,7 +243,7 @@ int main(int argc, char **argv)
             if (strcmp(g_flags[i], "--lease-ttl-ms") == 0)
                 g_flags[i + 1] = "60";
             if (strcmp(g_flags[i], "--capacity") == 0) /* fewer puts commit: */
-                g_flags[i + 1] = "512K";                /* keep eviction going */
+                g_flags[i + 1] = "512K";               /* keep eviction going */
             if (strcmp(g_flags[i], "--slab-size") == 0)
                 g_flags[i + 1] = "512K";
         }
@@ -326,8 +325,8 @@ int main(int argc, char **argv)
            atomic_load(&g_ctr->last_error));
     printf("soak: daemon evictions %llu, sessions reaped %llu, leases_active %llu, "
            "entries_writing %llu\n",
-           (unsigned long long)evictions, (unsigned long long)reaped,
-           (unsigned long long)leases, (unsigned long long)writing);
+           (unsigned long long)evictions, (unsigned long long)reaped, (unsigned long long)leases,
+           (unsigned long long)writing);
     printf("soak: daemon fds %d (baseline %d), VmRSS %ld kB at 1/3, %ld kB at end\n", fd_end,
            fd_base, rss_third, rss_end);
     if (g_think_ms)
