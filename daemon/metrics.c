@@ -9,7 +9,6 @@
  */
 #include "metrics.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -293,14 +292,9 @@ static void render_histograms(FILE *f, vkvd_metrics *m)
           "reply, by op.\n# TYPE vkvd_request_duration_seconds histogram\n",
           f);
     for (int op = 1; op <= VKVD_METRICS_MAX_OP; op++) {
-        const char *name = vkvp_op_name(op);
-        if (!strcmp(name, "?"))
+        const char *lower = vkvp_op_lower(op);
+        if (!strcmp(lower, "?"))
             continue;
-        char lower[32];
-        size_t k = 0;
-        for (; name[k] && k + 1 < sizeof lower; k++)
-            lower[k] = (char)tolower((unsigned char)name[k]);
-        lower[k] = '\0';
         uint64_t cum = 0;
         for (size_t b = 0; b <= NBOUNDS; b++) {
             cum += atomic_load_explicit(&m->buckets[op][b], memory_order_relaxed);

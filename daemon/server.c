@@ -955,10 +955,9 @@ static void collect_counters(vkvd_server *srv, struct counters *cs)
     counter(cs, "replies_resent", srv->resent_replies);
     counter(cs, "reply_cache_bytes", srv->rcache_bytes);
     counter(cs, "replies_dropped", srv->send_failures);
-    static const char *req_names[VKVP_OP_MAX_ + 1] = {
-        NULL,        "req_hello",   "req_lookup", "req_fetch",  "req_alloc", "req_commit",
-        "req_abort", "req_release", "req_delete", "req_evict",  "req_flush", "req_stats",
-        "req_list",  "req_info",    "req_ping",   "req_verify", "req_renew", "req_close"};
+#define REQ_COUNTER_NAME_(name, value, lower, req, rep) [value] = "req_" #lower,
+    static const char *const req_names[VKVP_OP_MAX_ + 1] = {VKVP_OPS(REQ_COUNTER_NAME_)};
+#undef REQ_COUNTER_NAME_
     for (int i = 1; i <= VKVP_OP_MAX_; i++)
         counter(cs, req_names[i], srv->req_count[i]);
     counter(cs, "fetch_deferred", srv->fetch_deferred);

@@ -318,83 +318,24 @@ static const vkvp_sdesc vkvp_s_error = SD(vkvp_f_error, vkvp_reply, NULL);
 
 #undef R
 
+/* Body descriptors by op (VKVP_OPS), index = wire value. */
+#define VKVP_REQ_DESC_(name, value, lower, req, rep) [value] = &req,
+#define VKVP_REP_DESC_(name, value, lower, req, rep) [value] = &rep,
+static const vkvp_sdesc *const vkvp_req_descs[VKVP_OP_MAX_ + 1] = {VKVP_OPS(VKVP_REQ_DESC_)};
+static const vkvp_sdesc *const vkvp_rep_descs[VKVP_OP_MAX_ + 1] = {VKVP_OPS(VKVP_REP_DESC_)};
+#undef VKVP_REQ_DESC_
+#undef VKVP_REP_DESC_
+
 /* Body descriptor of a request op, or NULL for an unknown op. */
 static const vkvp_sdesc *vkvp_req_desc(int op)
 {
-    switch (op) {
-    case VKVP_HELLO:
-        return &vkvp_s_hello_req;
-    case VKVP_LOOKUP:
-    case VKVP_FETCH:
-        return &vkvp_s_keys_req;
-    case VKVP_DELETE:
-        return &vkvp_s_delete_req;
-    case VKVP_ALLOC:
-        return &vkvp_s_alloc_req;
-    case VKVP_COMMIT:
-    case VKVP_ABORT:
-        return &vkvp_s_lease_req;
-    case VKVP_RELEASE:
-    case VKVP_RENEW:
-        return &vkvp_s_release_req;
-    case VKVP_CLOSE:
-        return &vkvp_s_session_req;
-    case VKVP_EVICT:
-        return &vkvp_s_evict_req;
-    case VKVP_FLUSH:
-        return &vkvp_s_session_req;
-    case VKVP_STATS:
-    case VKVP_PING:
-        return &vkvp_s_opt_session_req;
-    case VKVP_LIST:
-        return &vkvp_s_list_req;
-    case VKVP_INFO:
-        return &vkvp_s_info_req;
-    case VKVP_VERIFY:
-        return &vkvp_s_verify_req;
-    default:
-        return NULL;
-    }
+    return op >= 1 && op <= VKVP_OP_MAX_ ? vkvp_req_descs[op] : NULL;
 }
 
 /* Body descriptor of the OK reply to a request op, or NULL for an unknown op. */
 static const vkvp_sdesc *vkvp_rep_desc(int op)
 {
-    switch (op) {
-    case VKVP_HELLO:
-        return &vkvp_s_hello_rep;
-    case VKVP_LOOKUP:
-        return &vkvp_s_lookup_rep;
-    case VKVP_FETCH:
-        return &vkvp_s_fetch_rep;
-    case VKVP_ALLOC:
-        return &vkvp_s_alloc_rep;
-    case VKVP_COMMIT:
-    case VKVP_ABORT:
-    case VKVP_PING:
-    case VKVP_CLOSE:
-        return &vkvp_s_empty;
-    case VKVP_RELEASE:
-        return &vkvp_s_released;
-    case VKVP_RENEW:
-        return &vkvp_s_renewed;
-    case VKVP_DELETE:
-        return &vkvp_s_deleted;
-    case VKVP_EVICT:
-        return &vkvp_s_evicted;
-    case VKVP_FLUSH:
-        return &vkvp_s_spilled;
-    case VKVP_STATS:
-        return &vkvp_s_stats_rep;
-    case VKVP_LIST:
-        return &vkvp_s_list_rep;
-    case VKVP_INFO:
-        return &vkvp_s_info_rep;
-    case VKVP_VERIFY:
-        return &vkvp_s_verify_rep;
-    default:
-        return NULL;
-    }
+    return op >= 1 && op <= VKVP_OP_MAX_ ? vkvp_rep_descs[op] : NULL;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -444,11 +385,20 @@ static const char *vkvp_name_of(const char *const *names, int v)
 
 const char *vkvp_op_name(int op)
 {
-    static const char *const n[] = {"?",     "HELLO",   "LOOKUP", "FETCH",  "ALLOC", "COMMIT",
-                                    "ABORT", "RELEASE", "DELETE", "EVICT",  "FLUSH", "STATS",
-                                    "LIST",  "INFO",    "PING",   "VERIFY", "RENEW", "CLOSE"};
+#define VKVP_OP_NAME_(name, value, lower, req, rep) [value] = #name,
+    static const char *const n[VKVP_OP_MAX_ + 1] = {VKVP_OPS(VKVP_OP_NAME_)};
+#undef VKVP_OP_NAME_
     return (op >= 1 && op <= VKVP_OP_MAX_) ? n[op] : "?";
 }
+
+const char *vkvp_op_lower(int op)
+{
+#define VKVP_OP_LOWER_(name, value, lower, req, rep) [value] = #lower,
+    static const char *const n[VKVP_OP_MAX_ + 1] = {VKVP_OPS(VKVP_OP_LOWER_)};
+#undef VKVP_OP_LOWER_
+    return (op >= 1 && op <= VKVP_OP_MAX_) ? n[op] : "?";
+}
+
 const char *vkvp_backend_name(int b)
 {
     return vkvp_name_of(vkvp_backend_names, b);

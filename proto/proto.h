@@ -63,26 +63,41 @@ extern "C" {
 #define VKVP_WHY_LEN       160          /* a comfortable size for `why` buffers */
 
 /* --- enums (values are wire values and never change) ----------------------- */
+/* The one list of operations: X(NAME, wire value, lower-case name, request
+ * body descriptor, reply body descriptor). It generates the enum, the names
+ * (vkvp_op_name), the decoder's descriptor tables (proto.c), the daemon's
+ * req_<name> counters and the metrics' op labels. Values are contiguous from
+ * 1 and never change; the descriptor names are those of proto.c. */
+#define VKVP_OPS(X)                                                                                \
+    X(HELLO, 1, hello, vkvp_s_hello_req, vkvp_s_hello_rep)                                         \
+    X(LOOKUP, 2, lookup, vkvp_s_keys_req, vkvp_s_lookup_rep)                                       \
+    X(FETCH, 3, fetch, vkvp_s_keys_req, vkvp_s_fetch_rep)                                          \
+    X(ALLOC, 4, alloc, vkvp_s_alloc_req, vkvp_s_alloc_rep)                                         \
+    X(COMMIT, 5, commit, vkvp_s_lease_req, vkvp_s_empty)                                           \
+    X(ABORT, 6, abort, vkvp_s_lease_req, vkvp_s_empty)                                             \
+    X(RELEASE, 7, release, vkvp_s_release_req, vkvp_s_released)                                    \
+    X(DELETE, 8, delete, vkvp_s_delete_req, vkvp_s_deleted)                                        \
+    X(EVICT, 9, evict, vkvp_s_evict_req, vkvp_s_evicted)                                           \
+    X(FLUSH, 10, flush, vkvp_s_session_req, vkvp_s_spilled)                                        \
+    X(STATS, 11, stats, vkvp_s_opt_session_req, vkvp_s_stats_rep)                                  \
+    X(LIST, 12, list, vkvp_s_list_req, vkvp_s_list_rep)                                            \
+    X(INFO, 13, info, vkvp_s_info_req, vkvp_s_info_rep)                                            \
+    X(PING, 14, ping, vkvp_s_opt_session_req, vkvp_s_empty)                                        \
+    X(VERIFY, 15, verify, vkvp_s_verify_req, vkvp_s_verify_rep)                                    \
+    X(RENEW, 16, renew, vkvp_s_release_req, vkvp_s_renewed) /* extend leases */                    \
+    X(CLOSE, 17, close, vkvp_s_session_req, vkvp_s_empty)   /* end the session */
+
 typedef enum vkvp_op {
-    VKVP_HELLO = 1,
-    VKVP_LOOKUP = 2,
-    VKVP_FETCH = 3,
-    VKVP_ALLOC = 4,
-    VKVP_COMMIT = 5,
-    VKVP_ABORT = 6,
-    VKVP_RELEASE = 7,
-    VKVP_DELETE = 8,
-    VKVP_EVICT = 9,
-    VKVP_FLUSH = 10,
-    VKVP_STATS = 11,
-    VKVP_LIST = 12,
-    VKVP_INFO = 13,
-    VKVP_PING = 14,
-    VKVP_VERIFY = 15,
-    VKVP_RENEW = 16, /* extend leases: {session, leases} -> {renewed} */
-    VKVP_CLOSE = 17, /* end the session: {session} -> {} */
-    VKVP_OP_MAX_ = 17
+#define VKVP_OP_ENUM_(name, value, lower, req, rep) VKVP_##name = value,
+    VKVP_OPS(VKVP_OP_ENUM_)
+#undef VKVP_OP_ENUM_
+#define VKVP_OP_COUNT_(name, value, lower, req, rep) +1
+        VKVP_OP_MAX_ = 0 VKVP_OPS(VKVP_OP_COUNT_)
+#undef VKVP_OP_COUNT_
 } vkvp_op;
+
+/* Lower-case name of op ("lookup"), "?" if unknown; static string. */
+const char *vkvp_op_lower(int op);
 
 /* Wire strings: "host", "cuda". */
 typedef enum vkvp_backend { VKVP_BACKEND_HOST = 0, VKVP_BACKEND_CUDA = 1 } vkvp_backend;
