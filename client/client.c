@@ -582,12 +582,6 @@ int vkv_connect(const vkv_options *opts, vkv_client **out)
         goto fail;
     nn_setsockopt(c->nn, NN_SOL_SOCKET, NN_SNDTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
     nn_setsockopt(c->nn, NN_SOL_SOCKET, NN_RCVTIMEO, &c->timeout_ms, sizeof c->timeout_ms);
-    /* Within one call the REQ socket resends the same frame (same request
-     * id) if no reply came for this long, or at once when the pipe to the
-     * daemon breaks; vkvd answers a resend from its reply cache (or drops it
-     * while the first is still deferred), so a request is applied once. */
-    int resend = c->timeout_ms / 4 > 1000 ? c->timeout_ms / 4 : 1000;
-    nn_setsockopt(c->nn, NN_REQ, NN_REQ_RESEND_IVL, &resend, sizeof resend);
     int maxsz = -1;
     nn_setsockopt(c->nn, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
     if (nn_connect(c->nn, c->url) < 0)

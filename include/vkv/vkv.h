@@ -13,13 +13,9 @@
  *    (calls are serialized inside), but one handle per thread scales better.
  *  - Every call has a timeout (vkv_options.timeout_ms, default 15 s: longer
  *    than the daemon's 10 s wait for cold restores); on expiry it returns
- *    VKV_ETIMEDOUT and the request may or may not have been applied.
- *    Within a call libvkv resends the same request (same id) every
- *    max(timeout/4, 1 s) and when the connection breaks, and the daemon
- *    answers a resend from its reply cache, so a request is applied once.
- *    A call retried after VKV_ETIMEDOUT is a new request: a retried
- *    put_begin may answer VKV_EBUSY until the first reservation's lease
- *    expires.
+ *    VKV_ETIMEDOUT and the request may or may not have been applied. A
+ *    retried call is a new request: a retried put_begin may answer
+ *    VKV_EBUSY until the first reservation's lease expires.
  *  - fork(): a child must not use a client handle of its parent, and (a
  *    nanomsg limitation) a child may only connect its own clients if the
  *    parent had no client open at the time of the fork; fork first, or exec.

@@ -664,42 +664,6 @@ static void a_wall_clock_step_expires_nothing(void **state)
     vkvt_cleanup(&d);
 }
 
-/* A request the daemon could not answer in time is resent by libvkv under
- * the same id and applied once: vkvd is stopped (SIGSTOP) while an ALLOC is
- * in flight, long enough for a resend; after SIGCONT the call succeeds, the
- * resend is answered from the reply cache, and no second ALLOC ran (it
- * would have been refused as VKV_EBUSY). */
-static void a_resent_request_is_applied_once(void **state)
-{
-    vkvt_daemon *d = *state;
-    vkv_client *a;
-    assert_int_equal(vkvt_connect(d, "integrity", &a), 0); /* 5 s timeout: resend at 1.25 s */
-    uint64_t failed0 = vkvt_stat(a, "allocs_failed"), resent0 = vkvt_stat(a, "replies_resent");
-    int go[2];
-    assert_int_equal(pipe(go), 0);
-    pid_t p = fork();
-    if (p == 0) { /* no nanomsg here: only signals */
-        kill(d->pid, SIGSTOP);
-        if (write(go[1], "x", 1) != 1)
-            _exit(1);
-        usleep(2600 * 1000);
-        kill(d->pid, SIGCONT);
-        _exit(0);
-    }
-    char x;
-    assert_int_equal(read(go[0], &x, 1), 1);
-    vkv_key k = vkvt_key(6500, 0);
-    vkv_put *put;
-    assert_int_equal(vkv_put_begin(a, &k, 4096, &put), VKV_OK);
-    waitpid(p, NULL, 0);
-    assert_int_equal(vkv_put_abort(a, put), VKV_OK);
-    assert_true(vkvt_stat(a, "replies_resent") > resent0);
-    assert_int_equal(vkvt_stat(a, "allocs_failed"), failed0);
-    close(go[0]);
-    close(go[1]);
-    vkv_close(a);
-}
-
 /* Peers that connect to the fd channel and stall do not keep others out:
  * each is served on its own thread. */
 static void idle_fd_channel_peers_do_not_block_connect(void **state)
@@ -844,7 +808,6 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(idle_fd_channel_peers_do_not_block_connect, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(a_resent_request_is_applied_once, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_close_cycles_leave_no_sessions, setup, teardown),
         cmocka_unit_test(a_wall_clock_step_expires_nothing),
         cmocka_unit_test_setup_teardown(worker_in_its_own_pid_namespace_keeps_its_session, setup,
