@@ -222,29 +222,31 @@ static void entry_destroy(vkvs_store *st, uint32_t id, bool hook)
     vkvs_index_release(&st->ix, id);
 }
 
+/* Takes evictable entry id out of the policy (if still linked) and of
+ * evictable_pages, and counts the eviction; the caller then turns it COLD or
+ * destroys it. */
+static void evict_unlink(vkvs_store *st, uint32_t id)
+{
+    vkvs_policy_remove(&st->pol, id);
+    st->evictable_pages -= epages(st, vkvs_ent(&st->ix, id));
+    st->c.evictions++;
+}
+
 /* Evicts evictable entry id (already unlinked from the policy or not): with
- * to_cold and an evict hook, the hook copies it and it becomes COLD; else it
- * is dropped. Returns 0, or VKV_EBUSY when the hook answered that the cold
- * tier is behind (its queue is full): then nothing happened to the entry (it
- * is READY, evictable and where it was in the policy, or unlinked if the
- * caller took it as a victim). */
+ * to_cold and an evict hook, the hook copies it and it becomes COLD; a block
+ * restored from the cold tier becomes COLD without the hook (the cold copy
+ * is the same immutable bytes); else it is dropped. Returns 0, or VKV_EBUSY
+ * when the hook answered that the cold tier is behind (its queue is full):
+ * then nothing happened to the entry (it is READY, evictable and where it
+ * was in the policy, or unlinked if the caller took it as a victim). */
 static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
 {
     vkvs_entry *e = vkvs_ent(&st->ix, id);
+    bool keep_copy = to_cold && (e->flags & VKVS_EF_COLDCOPY);
+    bool spill = to_cold && !keep_copy && st->hooks.evict;
+    int rv = 0;
 
-    if (to_cold && (e->flags & VKVS_EF_COLDCOPY)) {
-        /* restored and unchanged (blocks are immutable): the cold tier's copy
-         * is this block; only the pages go */
-        vkvs_policy_remove(&st->pol, id);
-        st->evictable_pages -= epages(st, e);
-        st->c.evictions++;
-        st->c.spills_skipped++;
-        entry_drop_pages(st, e);
-        e->flags &= (uint8_t)~VKVS_EF_COLDCOPY;
-        set_state(st, e, VKVS_COLD);
-        return 0;
-    }
-    if (to_cold && st->hooks.evict) {
+    if (spill) {
         vkvs_victim v = {
             .ns_id = e->ns_id,
             .ns = st->ns[e->ns_id],
@@ -256,27 +258,25 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
             .last_ms = e->last_ms,
             .for_room = for_room,
         };
-        int rv = st->hooks.evict(st->hooks.arg, st, &v);
+        rv = st->hooks.evict(st->hooks.arg, st, &v);
         if (rv == VKV_EBUSY) {
             st->c.spills_deferred++;
             return VKV_EBUSY;
         }
-        vkvs_policy_remove(&st->pol, id);
-        st->evictable_pages -= epages(st, e);
-        st->c.evictions++;
-        if (rv == 0) {
+    }
+    evict_unlink(st, id);
+    if (keep_copy || (spill && rv == 0)) {
+        if (keep_copy)
+            st->c.spills_skipped++;
+        else
             st->c.spills++;
-            entry_drop_pages(st, e);
-            set_state(st, e, VKVS_COLD);
-            return 0;
-        }
-        st->c.spill_failures++;
-        entry_destroy(st, id, true);
+        e->flags &= (uint8_t)~VKVS_EF_COLDCOPY;
+        entry_drop_pages(st, e);
+        set_state(st, e, VKVS_COLD);
         return 0;
     }
-    vkvs_policy_remove(&st->pol, id);
-    st->evictable_pages -= epages(st, e);
-    st->c.evictions++;
+    if (spill)
+        st->c.spill_failures++;
     entry_destroy(st, id, true);
     return 0;
 }
@@ -298,11 +298,8 @@ static int make_room(vkvs_store *st, uint32_t need)
              * instead of spilled (a cache may forget; it never blocks the
              * loop). Not through the drop hook: a copy the cold tier may
              * hold stays there. */
-            vkvs_entry *e = vkvs_ent(&st->ix, id);
             st->c.spills_dropped_busy++;
-            st->c.evictions++;
-            vkvs_policy_remove(&st->pol, id);
-            st->evictable_pages -= epages(st, e);
+            evict_unlink(st, id);
             entry_destroy(st, id, false);
         }
     }
