@@ -881,12 +881,21 @@ int vkv_fetch_ident(const vkv_fetch *f, size_t i, uint8_t out[VKV_IDENT_LEN])
     return 0;
 }
 
+/* The shared checks of the fetch_decode/attend calls: block i exists, the
+ * caller gave its argument, and the view is host memory (device views go to
+ * the CUDA entry points with vkv_fetch_ident). */
+static int fetch_host_block(const vkv_fetch *f, size_t i, const void *arg)
+{
+    if (!f || i >= f->n || !arg)
+        return VKV_EINVAL;
+    return f->backend == VKVP_BACKEND_CUDA ? VKV_ENOTSUP : VKV_OK;
+}
+
 int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_dst *dst)
 {
-    if (!f || i >= f->n || !dst)
-        return VKV_EINVAL;
-    if (f->backend == VKVP_BACKEND_CUDA)
-        return VKV_ENOTSUP; /* device views: vkv_cuda_decode with vkv_fetch_ident */
+    int rc = fetch_host_block(f, i, dst);
+    if (rc)
+        return rc;
     vkv_kv_dst d = *dst;
     d.ident = f->ident[i];
     return vkv_decode(f->views[i].data, f->views[i].size, flags, &d);
@@ -894,10 +903,9 @@ int vkv_fetch_decode(const vkv_fetch *f, size_t i, unsigned flags, const vkv_kv_
 
 int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags, const vkv_paged_dst *dst)
 {
-    if (!f || i >= f->n || !dst)
-        return VKV_EINVAL;
-    if (f->backend == VKVP_BACKEND_CUDA)
-        return VKV_ENOTSUP;
+    int rc = fetch_host_block(f, i, dst);
+    if (rc)
+        return rc;
     vkv_paged_dst d = *dst;
     d.ident = f->ident[i];
     return vkv_decode_paged(f->views[i].data, f->views[i].size, flags, &d);
@@ -905,10 +913,9 @@ int vkv_fetch_decode_paged(const vkv_fetch *f, size_t i, unsigned flags, const v
 
 int vkv_fetch_attend(const vkv_fetch *f, size_t i, unsigned flags, const vkv_attend_args *a)
 {
-    if (!f || i >= f->n || !a)
-        return VKV_EINVAL;
-    if (f->backend == VKVP_BACKEND_CUDA)
-        return VKV_ENOTSUP;
+    int rc = fetch_host_block(f, i, a);
+    if (rc)
+        return rc;
     vkv_attend_args b = *a;
     b.ident = f->ident[i];
     return vkv_attend(f->views[i].data, f->views[i].size, flags, &b);

@@ -382,26 +382,10 @@ static int validate_block(void *arg, const vkvs_store *st, const char *ns, const
         return VKV_ECORRUPT;
     if ((rc = check_ident(srv, &h, ns, key)) != 0)
         return rc;
-    /* vkv_block_check reads only the header unless VKV_DECODE_VERIFY is
-     * given; the header copy stands in for the block, and total_size was
-     * checked against the real size above. */
-    const vkvs_slab *s = vkvs_slab_get(st, b->extents[0].slab);
-    uint64_t run = (uint64_t)b->extents[0].npages * vkvs_page_size(st);
-    if (s && s->host && run >= b->size) {
-        const uint8_t *p =
-            (const uint8_t *)s->host + (uint64_t)b->extents[0].first_page * vkvs_page_size(st);
-        return vkv_block_check(p, b->size, 0, NULL);
-    }
-    /* Scattered or device memory: assemble a copy (rare: the allocator
-     * prefers single runs). */
-    void *tmp = malloc(b->size);
-    if (!tmp)
-        return VKV_ENOMEM;
-    rc = vkvs_read(st, b->extents, b->nextents, 0, tmp, b->size);
-    if (rc == 0)
-        rc = vkv_block_check(tmp, b->size, 0, NULL);
-    free(tmp);
-    return rc;
+    /* without VKV_DECODE_VERIFY vkv_block_check reads only the 256 header
+     * bytes: the copy stands in for the block (scattered or device memory
+     * alike), and total_size was checked against the real size above */
+    return vkv_block_check(&h, b->size, 0, NULL);
 }
 
 /* kill(pid, 0) liveness for the reaper. */
@@ -804,25 +788,18 @@ static void open_cold(vkvd_server *srv)
     vkvs_set_hooks(srv->st, &h);
 }
 
-/* A restored block must be the one committed under (ns, key): reads its
- * header back from the arena (the entry is RESTORING, its pages held) and
- * checks it and its identity. VKV_OK or the error (the entry is dropped). */
+/* A restored block must be the one committed under (ns, key): the same
+ * header and identity check as at COMMIT (validate_block), on the entry's
+ * pages (it is RESTORING, its pages held). VKV_OK or the error (the entry
+ * is then dropped). */
 static int restored_ident_ok(vkvd_server *srv, const char *ns, const vkv_key *key)
 {
     vkvs_block b;
     int rc = vkvs_restoring_block(srv->st, ns, key, &b);
+    if (rc == 0)
+        rc = validate_block(srv, srv->st, ns, key, &b);
     if (rc)
-        return rc;
-    vkv_block_header h;
-    if (b.size < sizeof h || (rc = vkvs_read(srv->st, b.extents, b.nextents, 0, &h, sizeof h)))
-        return rc ? rc : VKV_ETRUNC;
-    if ((rc = vkv_block_check(&h, sizeof h, 0, NULL)) != VKV_OK && rc != VKV_ETRUNC)
-        return rc;
-    if (h.total_size != b.size)
-        return VKV_ECORRUPT;
-    rc = check_ident(srv, &h, ns, key);
-    if (rc)
-        VKV_WARN("cold block of '%s' is bound to another key: dropped", ns);
+        VKV_WARN("restored block of '%s' refused (%s): dropped", ns, vkv_strerror(rc));
     return rc;
 }
 

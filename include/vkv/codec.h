@@ -163,7 +163,9 @@ VKV_API int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const
 /* Validates a block's header (magic, version, header checksum, field ranges,
  * canonical section table, total_size <= size) and, with VKV_DECODE_VERIFY
  * in flags, the payload checksum. On success copies the header into *hdr
- * (may be NULL). Never reads past block + size. */
+ * (may be NULL). Never reads past block + size; without VKV_DECODE_VERIFY it
+ * reads only the 256 header bytes, so a copy of the header can be checked
+ * against the size of the memory the block lives in. */
 VKV_API int vkv_block_check(const void *block, size_t size, unsigned flags, vkv_block_header *hdr);
 
 /* Bytes of a block identity. */

@@ -253,10 +253,10 @@ static void renewed_lease_outlives_its_ttl(void **state)
     vkv_close(a);
 }
 
-/* Case 3: A holds a view of K1 and a put buffer for K9 when vkvd restarts;
- * in the new daemon C fills the arena. A's view still shows K1's block, A's
- * late write into its old put buffer reaches none of C's blocks, and its
- * commit reports the restart. */
+/* Case 3: A holds a view of K1 and a put buffer for K9, both past their
+ * leases, when vkvd restarts; in the new daemon C fills the arena. A's view
+ * still shows K1's block, A's late write into its old put buffer reaches
+ * none of C's blocks, and its commit reports the restart. */
 static void views_across_a_restart_never_alias(void **state)
 {
     vkvt_daemon *d = *state;
@@ -271,6 +271,7 @@ static void views_across_a_restart_never_alias(void **state)
     void *ref = vkvt_encode_local(&s, vkv_client_codec(a), 3000, &sz);
     vkv_put *p;
     assert_int_equal(vkv_put_begin(a, &k9, sz, &p), 0);
+    vkvt_sleep_ms(TTL_WAIT_MS); /* both leases expire (quarantined) before the restart */
     assert_int_equal(vkvt_stop(d, SIGTERM), 0);
     assert_int_equal(vkvt_start(d, g_flags), 0);
     assert_int_equal(in_child(child_put, d, 3100, PAGES), 0);
