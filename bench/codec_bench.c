@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "bench_util.h"
 #include "vkv/codec.h"
 
 #define LAYERS 32 /* default and most layers */
@@ -30,46 +31,6 @@
 #define HDIM   128
 #define TOKENS 256
 #define PAGE   16 /* tokens per page of the paged-decode destination */
-
-/* splitmix64 step. */
-static uint64_t bench_rand(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform float in [-1, 1). */
-static float bench_unif(uint64_t *s)
-{
-    return (float)((double)(bench_rand(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
-}
-
-/* float -> fp16 bits, round to nearest even (normal range is all we need). */
-static uint16_t bench_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a < 0x38800000u)
-        return sign; /* flush tiny values: irrelevant for the benchmark */
-    return (uint16_t)(sign | ((a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13));
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of n samples (sorts them). */
-static uint64_t median(uint64_t *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
-    return v[n / 2];
-}
 
 int main(int argc, char **argv)
 {
