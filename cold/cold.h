@@ -1,5 +1,5 @@
 /*
- * store/cold.h - the LMDB cold tier: spill, restore, bound, verify.
+ * cold/cold.h - the LMDB cold tier: spill, restore, bound, verify.
  *
  * One LMDB environment in a private directory (mode 0700) holds every block
  * that left the hot arena. It is the system of record for cold entries: an
@@ -33,8 +33,8 @@
  * Errors: every int-returning function returns 0 or a negative VKV_E* code
  * (include/vkv/error.h).
  */
-#ifndef VKV_STORE_COLD_H
-#define VKV_STORE_COLD_H
+#ifndef VKV_COLD_COLD_H
+#define VKV_COLD_COLD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -303,4 +303,4 @@ const char *vkvs_cold_op_name(int op);
 #ifdef __cplusplus
 }
 #endif
-#endif /* VKV_STORE_COLD_H */
+#endif /* VKV_COLD_COLD_H */
