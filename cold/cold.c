@@ -222,6 +222,27 @@ static int vkvs_cold_check_submit(vkvs_cold *c, const char *ns, const vkv_key *k
     return 0;
 }
 
+/* Validates the arguments of a queueing call that takes an iovec array:
+ * those of vkvs_cold_check_submit plus a non-NULL array of n >= 1.
+ * Returns 0, VKV_EINVAL or VKV_ECOLD. */
+static int vkvs_cold_check_iov(vkvs_cold *c, const char *ns, const vkv_key *key,
+                               const struct iovec *iov, int n)
+{
+    int rc = vkvs_cold_check_submit(c, ns, key);
+    if (rc == 0 && (iov == NULL || n <= 0))
+        rc = VKV_EINVAL;
+    return rc;
+}
+
+/* Returns a malloc'ed copy of iov[0..n) (the caller frees it), or NULL. */
+static struct iovec *vkvs_cold_iov_dup(const struct iovec *iov, int n)
+{
+    struct iovec *copy = malloc((size_t)n * sizeof *copy);
+    if (copy != NULL)
+        memcpy(copy, iov, (size_t)n * sizeof *copy);
+    return copy;
+}
+
 /* Queues a user op (spill/delete) unless closing or the byte bound is hit.
  * Returns 0 (the queue owns op), VKV_ESHUTDOWN or VKV_EBUSY (not queued:
  * the caller frees op). */
@@ -293,20 +314,17 @@ int vkvs_cold_spill(vkvs_cold *c, const char *ns, const vkv_key *key, void *buf,
 int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key, const struct iovec *src,
                         int nsrc, uint64_t tag)
 {
-    int rc = vkvs_cold_check_submit(c, ns, key);
+    int rc = vkvs_cold_check_iov(c, ns, key, src, nsrc);
     if (rc != 0)
         return rc;
-    if (src == NULL || nsrc <= 0)
-        return VKV_EINVAL;
     size_t len = vkvs_cold_iov_total(src, nsrc);
     if (len == 0)
         return VKV_EINVAL;
     if (len > c->cfg.max_bytes)
         return VKV_ETOOBIG;
-    struct iovec *iov = malloc((size_t)nsrc * sizeof *iov);
+    struct iovec *iov = vkvs_cold_iov_dup(src, nsrc);
     if (iov == NULL)
         return VKV_ENOMEM;
-    memcpy(iov, src, (size_t)nsrc * sizeof *iov);
     return vkvs_cold_spill_common(c, ns, key, iov, nsrc, len, NULL, tag);
 }
 
@@ -314,19 +332,16 @@ int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key, const 
 int vkvs_cold_restore(vkvs_cold *c, const char *ns, const vkv_key *key, const struct iovec *dst,
                       int ndst, uint64_t tag)
 {
-    int rc = vkvs_cold_check_submit(c, ns, key);
+    int rc = vkvs_cold_check_iov(c, ns, key, dst, ndst);
     if (rc != 0)
         return rc;
-    if (dst == NULL || ndst <= 0)
-        return VKV_EINVAL;
     vkvs_cold_rjob *j = calloc(1, sizeof *j);
-    struct iovec *iov = malloc((size_t)ndst * sizeof *iov);
+    struct iovec *iov = vkvs_cold_iov_dup(dst, ndst);
     if (j == NULL || iov == NULL) {
         free(j);
         free(iov);
         return VKV_ENOMEM;
     }
-    memcpy(iov, dst, (size_t)ndst * sizeof *iov);
     j->tag = tag;
     snprintf(j->ns, sizeof j->ns, "%s", ns);
     j->key = *key;
