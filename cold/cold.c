@@ -202,6 +202,17 @@ int vkvs_cold_rtxn_begin(vkvs_cold *c, MDB_txn **txn)
     return rc;
 }
 
+/* Begins the read txn of an API call (lookup, foreach, verify): VKV_ECOLD
+ * when the env has failed, else 0 (end it with vkvs_cold_rtxn_end) or the
+ * LMDB error mapped to VKV_E*. */
+int vkvs_cold_rtxn_api(vkvs_cold *c, MDB_txn **txn)
+{
+    if (c->failed)
+        return VKV_ECOLD;
+    int rc = vkvs_cold_rtxn_begin(c, txn);
+    return rc != 0 ? vkvs_cold_map_err(c, rc) : 0;
+}
+
 /* Aborts a read txn and releases maplock. */
 void vkvs_cold_rtxn_end(vkvs_cold *c, MDB_txn *txn)
 {
@@ -433,12 +444,10 @@ int vkvs_cold_lookup(vkvs_cold *c, const char *ns, const vkv_key *key, vkvs_cold
     int nslen = vkvs_cold_ns_len(ns);
     if (c == NULL || key == NULL || info == NULL || nslen < 0)
         return VKV_EINVAL;
-    if (c->failed)
-        return VKV_ECOLD;
     MDB_txn *txn;
-    int rc = vkvs_cold_rtxn_begin(c, &txn);
+    int rc = vkvs_cold_rtxn_api(c, &txn);
     if (rc != 0)
-        return vkvs_cold_map_err(c, rc);
+        return rc;
     uint32_t nsid;
     vkvs_cold_meta_rec m;
     rc = vkvs_cold_nsid_get(c, txn, ns, nslen, &nsid);
@@ -486,12 +495,10 @@ int vkvs_cold_foreach(vkvs_cold *c, vkvs_cold_foreach_cb cb, void *ctx)
 {
     if (c == NULL || cb == NULL)
         return VKV_EINVAL;
-    if (c->failed)
-        return VKV_ECOLD;
     MDB_txn *txn;
-    int rc = vkvs_cold_rtxn_begin(c, &txn);
+    int rc = vkvs_cold_rtxn_api(c, &txn);
     if (rc != 0)
-        return vkvs_cold_map_err(c, rc);
+        return rc;
     vkvs_cold_foreach_ctx f = {.c = c, .cb = cb, .ctx = ctx};
     int stop;
     rc = vkvs_cold_meta_walk(c, txn, vkvs_cold_foreach_row, &f, &stop);

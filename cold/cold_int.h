@@ -229,6 +229,7 @@ int vkvs_cold_map_err(vkvs_cold *c, int rc);
 void vkvs_cold_complete(vkvs_cold *c, int op, uint64_t tag, int status, uint64_t size,
                         const char *ns, const vkv_key *key);
 int vkvs_cold_rtxn_begin(vkvs_cold *c, MDB_txn **txn);
+int vkvs_cold_rtxn_api(vkvs_cold *c, MDB_txn **txn);
 void vkvs_cold_rtxn_end(vkvs_cold *c, MDB_txn *txn);
 void vkvs_cold_wait_idle(vkvs_cold *c);
 

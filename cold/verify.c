@@ -80,9 +80,9 @@ static int vkvs_cold_verify_list(vkvs_cold *c, vkvs_cold_vlist *l)
     MDB_txn *txn;
     int stop;
     memset(l, 0, sizeof *l);
-    int rc = vkvs_cold_rtxn_begin(c, &txn);
+    int rc = vkvs_cold_rtxn_api(c, &txn);
     if (rc != 0)
-        return vkvs_cold_map_err(c, rc);
+        return rc;
     rc = vkvs_cold_meta_walk(c, txn, vkvs_cold_verify_list_row, l, &stop);
     vkvs_cold_rtxn_end(c, txn);
     if (rc == 0 && stop == 0)
