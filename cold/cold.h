@@ -84,6 +84,16 @@ typedef struct vkvs_cold_config {
                                  * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
                                  * (tests set it small to exercise growth) */
+    /* Optional check of every spill, run on the writer thread before
+     * anything is written, over the whole block (contiguous; gathered into
+     * a writer-owned buffer when the spill's source is several pieces).
+     * Nonzero refuses the spill: its SPILL completion carries that status
+     * (a VKV_E* code) and nothing is written. `block` is valid only during
+     * the call. vkvd checks the block's own checksum and identity here, off
+     * its event loop. NULL = no check (default). */
+    int (*spill_check)(void *arg, const char *ns, const vkv_key *key, const void *block,
+                       size_t len);
+    void *spill_check_arg;
 } vkvs_cold_config;
 
 /* Operation a completion reports. */

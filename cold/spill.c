@@ -284,14 +284,37 @@ static int vkvs_cold_w_spill_write(vkvs_cold *c, vkvs_cold_wop *op, vkvs_cold_sp
     return rc;
 }
 
-/* Writer: handles one SPILL op (evict for room, write, count, complete). */
+/* Runs the configured spill_check over spill `op`'s block (contiguous
+ * when it has one piece, else gathered into a temporary buffer). Returns 0
+ * or the check's VKV_E* status (VKV_ENOMEM when the gather buffer cannot be
+ * had). */
+static int vkvs_cold_w_spill_check(vkvs_cold *c, const vkvs_cold_wop *op)
+{
+    if (!c->cfg.spill_check)
+        return 0;
+    if (op->niov == 1 && op->iov[0].iov_len >= op->len)
+        return c->cfg.spill_check(c->cfg.spill_check_arg, op->ns, &op->key, op->iov[0].iov_base,
+                                  op->len);
+    uint8_t *buf = malloc(op->len ? op->len : 1);
+    if (!buf)
+        return VKV_ENOMEM;
+    vkvs_cold_iovpos pos = {op->iov, op->niov, 0, 0};
+    vkvs_cold_iov_gather(&pos, buf, op->len);
+    int rc = c->cfg.spill_check(c->cfg.spill_check_arg, op->ns, &op->key, buf, op->len);
+    free(buf);
+    return rc;
+}
+
+/* Writer: handles one SPILL op (check, evict for room, write, count,
+ * complete). */
 void vkvs_cold_w_spill(vkvs_cold *c, vkvs_cold_wop *op)
 {
     vkvs_cold_spill_arg a = {.op = op};
-    int rc = c->failed ? MDB_PANIC : vkvs_cold_w_spill_room(c, op);
-    if (rc == 0)
+    int checked = c->failed ? 0 : vkvs_cold_w_spill_check(c, op);
+    int rc = c->failed ? MDB_PANIC : checked ? 0 : vkvs_cold_w_spill_room(c, op);
+    if (rc == 0 && !checked)
         rc = vkvs_cold_w_spill_write(c, op, &a);
-    int status = vkvs_cold_map_err(c, rc);
+    int status = checked ? checked : vkvs_cold_map_err(c, rc);
     pthread_mutex_lock(&c->slock);
     if (status != 0) {
         c->st.spill_errors++;
