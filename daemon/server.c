@@ -291,7 +291,8 @@ static bool pid_alive(void *arg, pid_t pid)
     return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* Periodic housekeeping: reap dead sessions and expired leases. */
+/* Periodic housekeeping: reap dead sessions and expired leases, answer
+ * deferred requests past their limit, publish the metrics. */
 static void on_timer(vkvd_server *srv)
 {
     uint64_t ticks;
@@ -302,6 +303,14 @@ static void on_timer(vkvd_server *srv)
     if (closed > 0)
         VKV_INFO("reaped %d session(s)", closed);
     vkvd_live_prune(srv);
+    /* a request waits at most VKVD_DEFER_LIMIT_MS even when no completion
+     * arrives (a cold tier stuck on its disk) */
+    uint64_t now = vkv_now_ms();
+    for (struct deferred *d = srv->deferred; d; d = d->next)
+        if (now >= d->deadline_ms) {
+            vkvd_rerun_deferred(srv);
+            break;
+        }
     vkvd_publish_metrics(srv);
 }
 
