@@ -38,9 +38,9 @@
 
 #include "client_internal.h"
 #include "codec_math.h"
-#include "f16.h"
+#include "tensor/f16.h"
 #include "proto.h"
-#include "st.h"
+#include "tensor/safetensors.h"
 #include "vkv/vkv.h"
 
 enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CONN = 3, EX_NOTFOUND = 4, EX_IO = 5 };
@@ -1846,7 +1846,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     uint16_t *raw = calloc(nel, sizeof *raw);
     float *f32 = calloc(nel, sizeof *f32);
     void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
-    vkve_st_out *outs = calloc(nt, sizeof *outs);
+    vkvtn_st_out *outs = calloc(nt, sizeof *outs);
     char(*names)[32] = calloc(nt, sizeof *names);
     rc = VKV_ENOMEM;
     if (!raw || !f32 || !kp || !vp || !outs || !names)
@@ -1862,13 +1862,13 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         goto out;
     }
     for (size_t i = 0; i < 2 * L * per; i++)
-        f32[i] = sh.dtype == VKV_DTYPE_BF16 ? vkve_bf16_to_f32(raw[i]) : vkve_f16_to_f32(raw[i]);
+        f32[i] = vkvtn_to_f32(raw[i], sh.dtype);
     for (size_t l = 0; l < L; l++)
         for (int kv = 0; kv < 2; kv++) {
             size_t j = 2 * l + (size_t)kv;
             snprintf(names[j], sizeof names[j], "layers.%zu.%c", l, kv ? 'v' : 'k');
             outs[j].name = names[j];
-            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVE_ST_BF16 : VKVE_ST_F16;
+            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVTN_ST_BF16 : VKVTN_ST_F16;
             outs[j].ndim = 3;
             outs[j].shape[0] = sh.tokens;
             outs[j].shape[1] = sh.kv_heads;
@@ -1892,7 +1892,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         m = meta + 2;
         nmeta = 3;
     }
-    if ((rc = vkve_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
+    if ((rc = vkvtn_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
         goto out;
     cJSON_AddStringToObject(info, "dtype", sh.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
     cJSON_AddNumberToObject(info, "layers", sh.layers);

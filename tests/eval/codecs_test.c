@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "codecs.h"
-#include "f16.h"
+#include "tensor/f16.h"
 #include "metrics.h"
 #include "synth.h"
 #include "vkv/error.h"
