@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor/f16.h"
 #include "rng.h"
+#include "tensor/f16.h"
 #include "tensor/safetensors.h"
 #include "vkv/error.h"
 
