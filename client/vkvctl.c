@@ -39,7 +39,7 @@
 
 #include "client_internal.h"
 #include "codec_math.h"
-#include "fail.h"
+#include "errbuf.h"
 #include "proto.h"
 #include "tensor/f16.h"
 #include "tensor/safetensors.h"
@@ -1367,7 +1367,7 @@ static int block_layers(const vkv_view *view, void *arg, char *err, size_t errle
     vkv_block_header h;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &h);
     if (rc)
-        return vkv_fail(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&h, &sh, &spec);
@@ -1837,7 +1837,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     vkv_block_header hdr;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &hdr);
     if (rc)
-        return vkv_fail(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&hdr, &sh, &spec);

@@ -1,10 +1,5 @@
-/* The one error table: generated from VKV_ERRORS in vkv/error.h; and vkv_fail
- * (fail.h), the one "format a reason, return the code" helper. */
+/* The one error table: generated from VKV_ERRORS in vkv/error.h. */
 #include "vkv/error.h"
-
-#include <stdio.h>
-
-#include "fail.h"
 
 const char *vkv_strerror(int err)
 {
@@ -30,22 +25,4 @@ const char *vkv_errname(int err)
     default:
         return "VKV_E?";
     }
-}
-
-/* See fail.h. */
-int vkv_vfail(char *err, size_t errlen, int code, const char *fmt, va_list ap)
-{
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    return code;
-}
-
-/* See fail.h. */
-int vkv_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vkv_vfail(err, errlen, code, fmt, ap);
-    va_end(ap);
-    return code;
 }

@@ -26,7 +26,7 @@
 
 #include <msgpack.h>
 
-#include "fail.h"
+#include "errbuf.h"
 
 _Static_assert(sizeof(vkvp_op) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(vkvp_state) == sizeof(int), "enums are stored as int");
@@ -675,9 +675,9 @@ typedef struct vkvp_raw {
 static int vkvp_raw_need(vkvp_raw *r, size_t k)
 {
     if (k > r->n - r->pos)
-        return vkv_fail(r->why, r->why_len, VKV_EPROTO,
-                        "truncated frame: need %zu bytes at offset %zu, %zu left", k, r->pos,
-                        r->n - r->pos);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "truncated frame: need %zu bytes at offset %zu, %zu left", k, r->pos,
+                          r->n - r->pos);
     return 0;
 }
 
@@ -753,10 +753,11 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
             per = 2;
             break; /* map32 */
         case 0xc1:
-            return vkv_fail(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu", at);
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
+                              at);
         default: /* 0xc7-0xc9, 0xd4-0xd8 */
-            return vkv_fail(r->why, r->why_len, VKV_EPROTO,
-                            "ext type 0x%02x at offset %zu not allowed", b, at);
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                              "ext type 0x%02x at offset %zu not allowed", b, at);
         }
         if (fixed) {
             if ((rc = vkvp_raw_need(r, fixed)) != 0)
@@ -774,19 +775,19 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
     }
     if (!per) { /* str or bin body */
         if (len > r->n - r->pos)
-            return vkv_fail(r->why, r->why_len, VKV_EPROTO,
-                            "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len, at,
-                            r->n - r->pos);
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                              "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len,
+                              at, r->n - r->pos);
         r->pos += (size_t)len;
         return 0;
     }
     if (depth > VKVP_MAX_DEPTH)
-        return vkv_fail(r->why, r->why_len, VKV_EPROTO, "nesting deeper than %d at offset %zu",
-                        VKVP_MAX_DEPTH, at);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "nesting deeper than %d at offset %zu",
+                          VKVP_MAX_DEPTH, at);
     if (count * per > r->n - r->pos)
-        return vkv_fail(r->why, r->why_len, VKV_EPROTO,
-                        "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left", count,
-                        at, r->n - r->pos);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left",
+                          count, at, r->n - r->pos);
     for (uint64_t i = 0; i < count * per; i++)
         if ((rc = vkvp_raw_value(r, depth + 1)) != 0)
             return rc;
@@ -799,15 +800,15 @@ static int vkvp_raw_frame(const void *frame, size_t len, char *why, size_t why_l
     vkvp_raw r = {frame, len, 0, why, why_len};
     int rc;
     if (len > VKVP_MAX_FRAME)
-        return vkv_fail(why, why_len, VKV_ETOOBIG, "frame of %zu bytes exceeds %u", len,
-                        VKVP_MAX_FRAME);
+        return vkv_errbuf(why, why_len, VKV_ETOOBIG, "frame of %zu bytes exceeds %u", len,
+                          VKVP_MAX_FRAME);
     if (!frame || len == 0)
-        return vkv_fail(why, why_len, VKV_EPROTO, "empty frame");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "empty frame");
     if ((rc = vkvp_raw_value(&r, 1)) != 0)
         return rc;
     if (r.pos != len)
-        return vkv_fail(why, why_len, VKV_EPROTO, "%zu trailing bytes after the message",
-                        len - r.pos);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "%zu trailing bytes after the message",
+                          len - r.pos);
     return 0;
 }
 
@@ -852,8 +853,8 @@ static int vkvp_want(vkvp_dec *d, const msgpack_object *o, msgpack_object_type t
 {
     if (o->type == t)
         return 0;
-    return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: expected %s, got %s", path,
-                    vkvp_type_name(t), vkvp_type_name(o->type));
+    return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: expected %s, got %s", path,
+                      vkvp_type_name(t), vkvp_type_name(o->type));
 }
 
 /* Allocates n bytes in the message zone (n may be 0 -> a valid pointer). */
@@ -870,9 +871,9 @@ static int vkvp_dec_uint(vkvp_dec *d, const msgpack_object *o, uint64_t min, uin
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_POSITIVE_INTEGER, path)) != 0)
         return rc;
     if (o->via.u64 < min || o->via.u64 > max)
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO,
-                        "%s: %" PRIu64 " out of range %" PRIu64 "..%" PRIu64, path, o->via.u64, min,
-                        max);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO,
+                          "%s: %" PRIu64 " out of range %" PRIu64 "..%" PRIu64, path, o->via.u64,
+                          min, max);
     *out = o->via.u64;
     return 0;
 }
@@ -885,11 +886,11 @@ static int vkvp_dec_array(vkvp_dec *d, const msgpack_object *o, uint64_t min, ui
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_ARRAY, path)) != 0)
         return rc;
     if (o->via.array.size > max)
-        return vkv_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64, path,
-                        o->via.array.size, max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64,
+                          path, o->via.array.size, max);
     if (o->via.array.size < min)
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64, path,
-                        o->via.array.size, min);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64,
+                          path, o->via.array.size, min);
     return 0;
 }
 
@@ -900,8 +901,8 @@ static int vkvp_dec_key(vkvp_dec *d, const msgpack_object *o, const char *path, 
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_BIN, path)) != 0)
         return rc;
     if (o->via.bin.size != VKV_KEY_LEN)
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d", path,
-                        o->via.bin.size, VKV_KEY_LEN);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d", path,
+                          o->via.bin.size, VKV_KEY_LEN);
     memcpy(k->b, o->via.bin.ptr, VKV_KEY_LEN);
     return 0;
 }
@@ -915,11 +916,11 @@ static int vkvp_dec_str(vkvp_dec *d, const msgpack_object *o, uint64_t min, uint
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_STR, path)) != 0)
         return rc;
     if (o->via.str.size > max)
-        return vkv_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u bytes, at most %" PRIu64, path,
-                        o->via.str.size, max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u bytes, at most %" PRIu64, path,
+                          o->via.str.size, max);
     if (o->via.str.size < min)
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64, path,
-                        o->via.str.size, min);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64, path,
+                          o->via.str.size, min);
     if (!(c = vkvp_zalloc(d, (size_t)o->via.str.size + 1)))
         return VKV_ENOMEM;
     memcpy(c, o->via.str.ptr, o->via.str.size);
@@ -979,7 +980,7 @@ static int vkvp_dec_extents(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obje
             (rc = vkvp_dec_uint(d, &x->via.array.ptr[2], 1, UINT64_MAX, p, &e[i].npages)) != 0)
             return rc;
         if (e[i].first_page > UINT64_MAX - e[i].npages)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: page range overflows", p);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: page range overflows", p);
     }
     *AT(obj, f->off, const vkvp_extent *) = e;
     *AT(obj, f->cnt_off, uint32_t) = n;
@@ -997,8 +998,8 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         return rc;
     uint32_t n = o->via.map.size;
     if (n > f->max)
-        return vkv_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64, path,
-                        n, f->max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64,
+                          path, n, f->max);
     if (!(c = vkvp_zalloc(d, (size_t)n * sizeof(*c))))
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
@@ -1008,7 +1009,7 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         for (uint32_t j = 0; j < i; j++)
             if (c[j].name.len == c[i].name.len &&
                 memcmp(c[j].name.ptr, c[i].name.ptr, c[i].name.len) == 0)
-                return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name", p);
+                return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name", p);
         if ((rc = vkvp_dec_uint(d, &o->via.map.ptr[i].val, 0, UINT64_MAX, p, &c[i].value)) != 0)
             return rc;
     }
@@ -1075,13 +1076,14 @@ static int vkvp_dec_field(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_object
                 return 0;
             }
         vkvp_printable(p, sizeof(p), o->via.str.ptr, o->via.str.size);
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: unknown value '%s'", path, p);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: unknown value '%s'", path, p);
     case VKVP_K_HANDLE:
         if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_BIN, path)) != 0)
             return rc;
         if (o->via.bin.size != 0 && o->via.bin.size != VKVP_HANDLE_LEN)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected 0 or %d",
-                            path, o->via.bin.size, VKVP_HANDLE_LEN);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO,
+                              "%s: bin of %u bytes, expected 0 or %d", path, o->via.bin.size,
+                              VKVP_HANDLE_LEN);
         memcpy(AT(obj, f->off, uint8_t), o->via.bin.ptr, o->via.bin.size);
         *AT(obj, f->cnt_off, uint32_t) = o->via.bin.size;
         return 0;
@@ -1128,17 +1130,17 @@ static int vkvp_dec_struct(vkvp_dec *d, const vkvp_sdesc *sd, const msgpack_obje
         const msgpack_object *k = &o->via.map.ptr[i].key;
         unsigned j;
         if (k->type != MSGPACK_OBJECT_STR)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str", path,
-                            i, vkvp_type_name(k->type));
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str",
+                              path, i, vkvp_type_name(k->type));
         for (j = 0; j < sd->n; j++)
             if (strlen(sd->f[j].name) == k->via.str.size &&
                 memcmp(sd->f[j].name, k->via.str.ptr, k->via.str.size) == 0)
                 break;
         vkvp_printable(kb, sizeof(kb), k->via.str.ptr, k->via.str.size);
         if (j == sd->n)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: unknown key '%s'", path, kb);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: unknown key '%s'", path, kb);
         if (seen & (1u << j))
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate key '%s'", path, kb);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: duplicate key '%s'", path, kb);
         seen |= 1u << j;
         vkvp_path_key(p, sizeof(p), path, sd->f[j].name);
         if ((rc = vkvp_dec_field(d, &sd->f[j], &o->via.map.ptr[i].val, p, obj)) != 0)
@@ -1148,10 +1150,10 @@ static int vkvp_dec_struct(vkvp_dec *d, const vkvp_sdesc *sd, const msgpack_obje
     }
     for (unsigned j = 0; j < sd->n; j++)
         if ((sd->f[j].flags & VKVP_F_REQ) && !(seen & (1u << j)))
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: missing key '%s'", path,
-                            sd->f[j].name);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: missing key '%s'", path,
+                              sd->f[j].name);
     if (sd->check && (why = sd->check(obj)) != NULL)
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "%s: %s", path, why);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %s", path, why);
     return 0;
 }
 
@@ -1182,23 +1184,23 @@ static int vkvp_unpack(const void *frame, size_t len, unsigned n, msgpack_zone *
     case MSGPACK_UNPACK_NOMEM_ERROR:
         return VKV_ENOMEM;
     default:
-        return vkv_fail(why, why_len, VKV_EPROTO, "msgpack parse error");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "msgpack parse error");
     }
     if (off != len) /* unreachable after stage 1; kept as a guard */
-        return vkv_fail(why, why_len, VKV_EPROTO, "trailing bytes");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "trailing bytes");
     if (top->type != MSGPACK_OBJECT_ARRAY)
-        return vkv_fail(why, why_len, VKV_EPROTO, "frame: expected array, got %s",
-                        vkvp_type_name(top->type));
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "frame: expected array, got %s",
+                          vkvp_type_name(top->type));
     if (top->via.array.size != n)
-        return vkv_fail(why, why_len, VKV_EPROTO, "frame: array of %u, expected %u",
-                        top->via.array.size, n);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "frame: array of %u, expected %u",
+                          top->via.array.size, n);
     const msgpack_object *v = &top->via.array.ptr[0];
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return vkv_fail(why, why_len, VKV_EPROTO, "version: expected uint, got %s",
-                        vkvp_type_name(v->type));
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "version: expected uint, got %s",
+                          vkvp_type_name(v->type));
     if (v->via.u64 != VKVP_VERSION)
-        return vkv_fail(why, why_len, VKV_EPROTO, "version %" PRIu64 " unsupported (want %u)",
-                        v->via.u64, VKVP_VERSION);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "version %" PRIu64 " unsupported (want %u)",
+                          v->via.u64, VKVP_VERSION);
     return 0;
 }
 
@@ -1212,7 +1214,7 @@ static int vkvp_dec_request(vkvp_dec *d, const msgpack_object *top, vkvp_request
     if ((rc = vkvp_dec_uint(d, &a[1], 0, UINT64_MAX, "op", &op)) != 0)
         return rc;
     if (!(sd = vkvp_req_desc(op > INT32_MAX ? 0 : (int)op)))
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "unknown op %" PRIu64, op);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "unknown op %" PRIu64, op);
     if ((rc = vkvp_dec_uint(d, &a[2], 0, UINT64_MAX, "req_id", &id)) != 0)
         return rc;
     vkvp_request_init(req, (vkvp_op)op, id);
@@ -1261,16 +1263,16 @@ static int vkvp_dec_reply(vkvp_dec *d, const msgpack_object *top, vkvp_reply *re
     int rc;
     if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         if (a[1].via.i64 < INT32_MIN)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "status: out of range");
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: out of range");
         rep->status = (int32_t)a[1].via.i64;
     } else if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (a[1].via.u64 != 0)
-            return vkv_fail(d->why, d->why_len, VKV_EPROTO, "status: positive value %" PRIu64,
-                            a[1].via.u64);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: positive value %" PRIu64,
+                              a[1].via.u64);
         rep->status = 0;
     } else {
-        return vkv_fail(d->why, d->why_len, VKV_EPROTO, "status: expected int, got %s",
-                        vkvp_type_name(a[1].type));
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: expected int, got %s",
+                          vkvp_type_name(a[1].type));
     }
     if ((rc = vkvp_dec_uint(d, &a[2], 0, UINT64_MAX, "req_id", &rep->req_id)) != 0 ||
         (rc = vkvp_dec_uint(d, &a[3], 0, UINT64_MAX, "epoch", &rep->epoch)) != 0)
@@ -1290,7 +1292,7 @@ int vkvp_decode_reply(const void *frame, size_t len, vkvp_op op, vkvp_reply **ou
     if (why && why_len)
         why[0] = '\0';
     if (!vkvp_rep_desc(op))
-        return vkv_fail(why, why_len, VKV_EINVAL, "unknown op %d", (int)op);
+        return vkv_errbuf(why, why_len, VKV_EINVAL, "unknown op %d", (int)op);
     if (!(box = calloc(1, sizeof(*box))))
         return VKV_ENOMEM;
     if (!msgpack_zone_init(&box->zone, MSGPACK_ZONE_CHUNK_SIZE)) {

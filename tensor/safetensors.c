@@ -9,7 +9,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "fail.h"
+#include "errbuf.h"
 #include "tensor/f16.h"
 #include "vkv/error.h"
 
@@ -109,7 +109,7 @@ static int vkvtn_st_entry(const char *name, const cJSON *e, size_t data_size, vk
                           char *err, size_t errlen)
 {
     if (!cJSON_IsObject(e))
-        return vkv_fail(err, errlen, VKV_ECORRUPT, "tensor '%s': entry is not an object", name);
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT, "tensor '%s': entry is not an object", name);
     const cJSON *dt = NULL, *sh = NULL, *off = NULL;
     for (const cJSON *c = e->child; c; c = c->next) {
         if (strcmp(c->string, "dtype") == 0)
@@ -119,47 +119,48 @@ static int vkvtn_st_entry(const char *name, const cJSON *e, size_t data_size, vk
         else if (strcmp(c->string, "data_offsets") == 0)
             off = c;
         else
-            return vkv_fail(err, errlen, VKV_ECORRUPT, "tensor '%s': unknown field '%s'", name,
-                            c->string);
+            return vkv_errbuf(err, errlen, VKV_ECORRUPT, "tensor '%s': unknown field '%s'", name,
+                              c->string);
     }
     if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
-        return vkv_fail(err, errlen, VKV_ECORRUPT,
-                        "tensor '%s': needs string dtype, array shape, array data_offsets", name);
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                          "tensor '%s': needs string dtype, array shape, array data_offsets", name);
     t->dtype = vkvtn_st_dtype_parse(dt->valuestring);
     if (!t->dtype)
-        return vkv_fail(err, errlen, VKV_ENOTSUP,
-                        "tensor '%s': dtype '%s' not supported (F16, BF16, F32 only)", name,
-                        dt->valuestring);
+        return vkv_errbuf(err, errlen, VKV_ENOTSUP,
+                          "tensor '%s': dtype '%s' not supported (F16, BF16, F32 only)", name,
+                          dt->valuestring);
     int nd = cJSON_GetArraySize(sh);
     if (nd > (int)VKVTN_ST_MAX_DIMS)
-        return vkv_fail(err, errlen, VKV_ESHAPE, "tensor '%s': %d dims (max %u)", name, nd,
-                        VKVTN_ST_MAX_DIMS);
+        return vkv_errbuf(err, errlen, VKV_ESHAPE, "tensor '%s': %d dims (max %u)", name, nd,
+                          VKVTN_ST_MAX_DIMS);
     t->ndim = (uint32_t)nd;
     uint64_t numel = 1;
     int i = 0;
     for (const cJSON *c = sh->child; c; c = c->next, i++) {
         if (vkvtn_st_json_u64(c, &t->shape[i]) != 0)
-            return vkv_fail(err, errlen, VKV_ESHAPE,
-                            "tensor '%s': shape[%d] is not a non-negative integer", name, i);
+            return vkv_errbuf(err, errlen, VKV_ESHAPE,
+                              "tensor '%s': shape[%d] is not a non-negative integer", name, i);
         if (t->shape[i] != 0 && numel > UINT64_MAX / 8 / t->shape[i])
-            return vkv_fail(err, errlen, VKV_ESHAPE, "tensor '%s': shape overflows", name);
+            return vkv_errbuf(err, errlen, VKV_ESHAPE, "tensor '%s': shape overflows", name);
         numel *= t->shape[i];
     }
     t->numel = numel;
     uint64_t b = 0, en = 0;
     if (cJSON_GetArraySize(off) != 2 || vkvtn_st_json_u64(off->child, &b) != 0 ||
         vkvtn_st_json_u64(off->child->next, &en) != 0)
-        return vkv_fail(err, errlen, VKV_ECORRUPT,
-                        "tensor '%s': data_offsets must be two non-negative integers", name);
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                          "tensor '%s': data_offsets must be two non-negative integers", name);
     if (b > en || en > data_size)
-        return vkv_fail(err, errlen, VKV_ECORRUPT,
-                        "tensor '%s': data_offsets [%llu, %llu] outside data section of %zu bytes",
-                        name, (unsigned long long)b, (unsigned long long)en, data_size);
+        return vkv_errbuf(
+            err, errlen, VKV_ECORRUPT,
+            "tensor '%s': data_offsets [%llu, %llu] outside data section of %zu bytes", name,
+            (unsigned long long)b, (unsigned long long)en, data_size);
     if (numel * vkvtn_st_dtype_size(t->dtype) != en - b)
-        return vkv_fail(err, errlen, VKV_ESHAPE,
-                        "tensor '%s': shape needs %llu bytes but data_offsets span %llu", name,
-                        (unsigned long long)(numel * vkvtn_st_dtype_size(t->dtype)),
-                        (unsigned long long)(en - b));
+        return vkv_errbuf(err, errlen, VKV_ESHAPE,
+                          "tensor '%s': shape needs %llu bytes but data_offsets span %llu", name,
+                          (unsigned long long)(numel * vkvtn_st_dtype_size(t->dtype)),
+                          (unsigned long long)(en - b));
     t->offset = b;
     t->nbytes = (size_t)(en - b);
     return VKV_OK;
@@ -171,7 +172,7 @@ static int vkvtn_st_tables(const cJSON *root, size_t data_size, vkvtn_st_file *f
                            size_t errlen)
 {
     if (!cJSON_IsObject(root))
-        return vkv_fail(err, errlen, VKV_ECORRUPT, "header is not a JSON object");
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT, "header is not a JSON object");
     size_t n = 0;
     for (const cJSON *c = root->child; c; c = c->next)
         if (strcmp(c->string, "__metadata__") != 0)
@@ -179,38 +180,39 @@ static int vkvtn_st_tables(const cJSON *root, size_t data_size, vkvtn_st_file *f
     f->t = calloc(n ? n : 1, sizeof *f->t);
     f->names = calloc(n ? n : 1, sizeof *f->names);
     if (!f->t || !f->names)
-        return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+        return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
     for (const cJSON *c = root->child; c; c = c->next) {
         if (strcmp(c->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(c))
-                return vkv_fail(err, errlen, VKV_ECORRUPT, "__metadata__ is not an object");
+                return vkv_errbuf(err, errlen, VKV_ECORRUPT, "__metadata__ is not an object");
             if (f->meta)
-                return vkv_fail(err, errlen, VKV_ECORRUPT, "__metadata__ appears twice");
+                return vkv_errbuf(err, errlen, VKV_ECORRUPT, "__metadata__ appears twice");
             size_t m = (size_t)cJSON_GetArraySize(c);
             f->meta = calloc(2 * m + 1, sizeof *f->meta);
             if (!f->meta)
-                return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+                return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
             for (const cJSON *k = c->child; k; k = k->next) {
                 if (!cJSON_IsString(k))
-                    return vkv_fail(err, errlen, VKV_ECORRUPT,
-                                    "__metadata__ value of '%s' is not a string", k->string);
+                    return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                                      "__metadata__ value of '%s' is not a string", k->string);
                 f->meta[2 * f->n_meta] = strdup(k->string);
                 f->meta[2 * f->n_meta + 1] = strdup(k->valuestring);
                 f->n_meta++;
                 if (!f->meta[2 * f->n_meta - 2] || !f->meta[2 * f->n_meta - 1])
-                    return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+                    return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
             }
             continue;
         }
         for (size_t i = 0; i < f->n; i++)
             if (strcmp(f->names[i], c->string) == 0)
-                return vkv_fail(err, errlen, VKV_ECORRUPT, "tensor '%s' appears twice", c->string);
+                return vkv_errbuf(err, errlen, VKV_ECORRUPT, "tensor '%s' appears twice",
+                                  c->string);
         int rc = vkvtn_st_entry(c->string, c, data_size, &f->t[f->n], err, errlen);
         if (rc != VKV_OK)
             return rc;
         f->names[f->n] = strdup(c->string);
         if (!f->names[f->n])
-            return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+            return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
         f->t[f->n].name = f->names[f->n];
         f->n++;
     }
@@ -221,18 +223,18 @@ static int vkvtn_st_tables(const cJSON *root, size_t data_size, vkvtn_st_file *f
     for (size_t i = 0; i < f->n; i++) {
         size_t b = (size_t)f->t[i].offset;
         if (b < pos)
-            return vkv_fail(err, errlen, VKV_ECORRUPT,
-                            "tensor '%s' overlaps the previous tensor (begins at %zu < %zu)",
-                            f->t[i].name, b, pos);
+            return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                              "tensor '%s' overlaps the previous tensor (begins at %zu < %zu)",
+                              f->t[i].name, b, pos);
         if (b > pos)
-            return vkv_fail(err, errlen, VKV_ECORRUPT,
-                            "gap in the data section before tensor '%s' (%zu..%zu)", f->t[i].name,
-                            pos, b);
+            return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                              "gap in the data section before tensor '%s' (%zu..%zu)", f->t[i].name,
+                              pos, b);
         pos = b + f->t[i].nbytes;
     }
     if (pos != data_size)
-        return vkv_fail(err, errlen, VKV_ECORRUPT,
-                        "data section has %zu bytes but tensors cover %zu", data_size, pos);
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT,
+                          "data section has %zu bytes but tensors cover %zu", data_size, pos);
     return VKV_OK;
 }
 
@@ -241,35 +243,35 @@ int vkvtn_st_parse(const uint8_t *buf, size_t size, vkvtn_st_file **out, char *e
 {
     *out = NULL;
     if (size < 8)
-        return vkv_fail(err, errlen, VKV_ETRUNC,
-                        "file has %zu bytes, fewer than the 8-byte header length", size);
+        return vkv_errbuf(err, errlen, VKV_ETRUNC,
+                          "file has %zu bytes, fewer than the 8-byte header length", size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = (hlen << 8) | buf[i];
     if (hlen > VKVTN_ST_MAX_HEADER)
-        return vkv_fail(err, errlen, VKV_ETOOBIG, "header length %llu exceeds the %u-byte cap",
-                        (unsigned long long)hlen, VKVTN_ST_MAX_HEADER);
+        return vkv_errbuf(err, errlen, VKV_ETOOBIG, "header length %llu exceeds the %u-byte cap",
+                          (unsigned long long)hlen, VKVTN_ST_MAX_HEADER);
     if (hlen > size - 8)
-        return vkv_fail(err, errlen, VKV_ETRUNC,
-                        "header length %llu runs past the end of the %zu-byte file",
-                        (unsigned long long)hlen, size);
+        return vkv_errbuf(err, errlen, VKV_ETRUNC,
+                          "header length %llu runs past the end of the %zu-byte file",
+                          (unsigned long long)hlen, size);
     if (hlen < 2 || buf[8] != '{')
-        return vkv_fail(err, errlen, VKV_ECORRUPT, "header does not start with '{'");
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT, "header does not start with '{'");
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)buf + 8, (size_t)hlen, &end, 0);
     if (!root)
-        return vkv_fail(err, errlen, VKV_ECORRUPT, "header is not valid JSON (near byte %lld)",
-                        end ? (long long)(end - (const char *)buf) : -1LL);
+        return vkv_errbuf(err, errlen, VKV_ECORRUPT, "header is not valid JSON (near byte %lld)",
+                          end ? (long long)(end - (const char *)buf) : -1LL);
     /* Only spaces may follow the JSON value inside the header. */
     for (const char *p = end; p < (const char *)buf + 8 + hlen; p++)
         if (*p != ' ') {
             cJSON_Delete(root);
-            return vkv_fail(err, errlen, VKV_ECORRUPT, "trailing bytes after the header JSON");
+            return vkv_errbuf(err, errlen, VKV_ECORRUPT, "trailing bytes after the header JSON");
         }
     vkvtn_st_file *f = calloc(1, sizeof *f);
     if (!f) {
         cJSON_Delete(root);
-        return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+        return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
     }
     f->data_size = size - 8 - (size_t)hlen;
     int rc = vkvtn_st_tables(root, f->data_size, f, err, errlen);
@@ -277,7 +279,7 @@ int vkvtn_st_parse(const uint8_t *buf, size_t size, vkvtn_st_file **out, char *e
     if (rc == VKV_OK) {
         f->data = malloc(f->data_size ? f->data_size : 1);
         if (!f->data)
-            rc = vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+            rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
     }
     if (rc != VKV_OK) {
         vkvtn_st_free(f);
@@ -296,7 +298,7 @@ int vkvtn_st_read_file(const char *path, vkvtn_st_file **out, char *err, size_t 
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp)
-        return vkv_fail(err, errlen, VKV_EIO, "%s: %s", path, strerror(errno));
+        return vkv_errbuf(err, errlen, VKV_EIO, "%s: %s", path, strerror(errno));
     uint8_t *buf = NULL;
     size_t cap = 0, len = 0;
     for (;;) {
@@ -306,7 +308,7 @@ int vkvtn_st_read_file(const char *path, vkvtn_st_file **out, char *err, size_t 
             if (!nb) {
                 free(buf);
                 fclose(fp);
-                return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory reading %s", path);
+                return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory reading %s", path);
             }
             buf = nb;
             cap = ncap;
@@ -320,7 +322,7 @@ int vkvtn_st_read_file(const char *path, vkvtn_st_file **out, char *err, size_t 
     fclose(fp);
     if (rd_err) {
         free(buf);
-        return vkv_fail(err, errlen, VKV_EIO, "%s: read error", path);
+        return vkv_errbuf(err, errlen, VKV_EIO, "%s: read error", path);
     }
     int rc = vkvtn_st_parse(buf, len, out, err, errlen);
     free(buf);
@@ -394,14 +396,14 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
     char *json = NULL;
     FILE *fp = NULL;
     if (!root)
-        return vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+        return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
     if (n_meta) {
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
         for (size_t i = 0; m && i < n_meta; i++)
             if (!cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]))
                 m = NULL;
         if (!m) {
-            rc = vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+            rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
             goto out;
         }
     }
@@ -411,8 +413,8 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
         if (!es || t[i].ndim > VKVTN_ST_MAX_DIMS || !t[i].name ||
             strcmp(t[i].name, "__metadata__") == 0 ||
             cJSON_GetObjectItemCaseSensitive(root, t[i].name)) {
-            rc = vkv_fail(err, errlen, VKV_EINVAL, "bad or duplicate tensor '%s'",
-                          t[i].name ? t[i].name : "(null)");
+            rc = vkv_errbuf(err, errlen, VKV_EINVAL, "bad or duplicate tensor '%s'",
+                            t[i].name ? t[i].name : "(null)");
             goto out;
         }
         uint64_t numel = 1;
@@ -422,7 +424,7 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
         cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *of = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
         if (!of || !cJSON_AddStringToObject(e, "dtype", vkvtn_st_dtype_name(t[i].dtype))) {
-            rc = vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+            rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
             goto out;
         }
         for (uint32_t d = 0; d < t[i].ndim; d++)
@@ -433,13 +435,13 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
     }
     json = cJSON_PrintUnformatted(root);
     if (!json) {
-        rc = vkv_fail(err, errlen, VKV_ENOMEM, "out of memory");
+        rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
         goto out;
     }
     size_t jl = strlen(json), hl = (jl + 7) & ~(size_t)7;
     fp = fopen(path, "wb");
     if (!fp) {
-        rc = vkv_fail(err, errlen, VKV_EIO, "%s: %s", path, strerror(errno));
+        rc = vkv_errbuf(err, errlen, VKV_EIO, "%s: %s", path, strerror(errno));
         goto out;
     }
     uint8_t len8[8];
@@ -473,7 +475,7 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
         bad = 1;
     fp = NULL;
     if (bad)
-        rc = vkv_fail(err, errlen, VKV_EIO, "%s: write failed", path);
+        rc = vkv_errbuf(err, errlen, VKV_EIO, "%s: write failed", path);
 out:
     if (fp)
         fclose(fp);
