@@ -284,11 +284,20 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
     VKVK_RV_CHKSUM(S, (size_t)heads * hd, dt, &bad);
     if (R_BADANY(bad))
         return VKV_ENONFINITE;
+    /* S becomes the negated signed means -(m * s), s = +-1 the sign
+     * vector: the rows' y = (x - m) ^ neg is then one FMA x * s + (-(m * s))
+     * (both products exact, one rounding: +-round(x - m), equal to the
+     * reference's y but for the sign of a zero, which neither a sum with a
+     * nonzero value nor the outputs z >= 0 and |z| can see) */
     const rf vn = R_SET1((float)n);
     for (size_t i = 0; i < (size_t)heads * hd; i += RW) {
         R_STH(vec + 2u * i, R_DIV(R_LD(S + i), vn), dt);
-        R_ST(S + i, R_LDHN((const void *)(vec + 2u * i), dt));
+        const rf sg = R_XOR(R_SET1(-1.0f), R_NEG((uint32_t)(i % hd)));
+        R_ST(S + i, R_MUL(R_LDHN((const void *)(vec + 2u * i), dt), sg));
     }
+    rf sgv[VKVK_RV_MAX];
+    for (uint32_t k = 0; k < nv; k++) /* +1.0f, or -1.0f where neg */
+        sgv[k] = R_XOR(R_SET1(1.0f), R_NEG(k * RW));
     for (j = 0; j < n; j++) {
         const uint16_t *row = src + vt[j] * ts;
         uint8_t *bj = bits + j * brow;
@@ -299,7 +308,7 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
             const float *mf = S + (size_t)h * hd;
 #pragma GCC unroll 32
             for (uint32_t k = 0; k < nv; k++)
-                z[k] = R_XOR(R_SUB(R_LDHN(x + k * RW, dt), R_LD(mf + k * RW)), R_NEG(k * RW));
+                z[k] = R_FMA(R_LDHN(x + k * RW, dt), sgv[k], R_LD(mf + k * RW));
             VKVK_SFX(rot_fwht)(z, nv);
             uint8_t *b = bj + (size_t)h * (hd / 8u);
             rf acc[VKVK_RV_ACC];
@@ -319,7 +328,7 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
 
 /* CHANNEL-mode encode without refinement passes (iters = 0) of every head
  * of one layer, nv = hd/RW vectors per head: one pass over whole token rows
- * writes the code bits and sums |x| per channel in token order (2 tokens
+ * writes the code bits and sums |x| per channel in token order (4 tokens
  * per load/store of the sums), then per head b, bm, the stored vector and
  * B; a second pass over the rows computes every scale value into scratch;
  * the scale codes are written in one vector sweep. */
@@ -334,9 +343,10 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
     for (size_t i = 0; i < (size_t)heads * hd; i += RW)
         R_ST(B + i, R_ZERO());
     uint32_t j = 0;
-    for (; j + 2 <= n; j += 2) {
+    for (; j + 4 <= n; j += 4) {
         const uint16_t *r0 = src + vt[j] * ts, *r1 = src + vt[j + 1] * ts;
-        uint8_t *b0 = bits + j * brow, *b1 = b0 + brow;
+        const uint16_t *r2 = src + vt[j + 2] * ts, *r3 = src + vt[j + 3] * ts;
+        uint8_t *b0 = bits + j * brow;
         for (uint32_t h = 0; h < heads; h++) {
             const size_t o = h * hs, ob = (size_t)h * (hd / 8u);
             float *sh = B + (size_t)h * hd;
@@ -344,9 +354,15 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
             for (uint32_t k = 0; k < nv; k++) {
                 rf x0 = VKVK_RV_LD(r0 + o + k * RW, dt, &bad),
                    x1 = VKVK_RV_LD(r1 + o + k * RW, dt, &bad);
-                R_GE0(b0 + ob + k * (RW / 8u), x0);
-                R_GE0(b1 + ob + k * (RW / 8u), x1);
-                R_ST(sh + k * RW, R_ADD(R_ADD(R_LD(sh + k * RW), R_ABS(x0)), R_ABS(x1)));
+                rf x2 = VKVK_RV_LD(r2 + o + k * RW, dt, &bad),
+                   x3 = VKVK_RV_LD(r3 + o + k * RW, dt, &bad);
+                uint8_t *bk = b0 + ob + k * (RW / 8u);
+                R_GE0(bk, x0);
+                R_GE0(bk + brow, x1);
+                R_GE0(bk + 2u * brow, x2);
+                R_GE0(bk + 3u * brow, x3);
+                rf acc = R_ADD(R_ADD(R_LD(sh + k * RW), R_ABS(x0)), R_ABS(x1));
+                R_ST(sh + k * RW, R_ADD(R_ADD(acc, R_ABS(x2)), R_ABS(x3)));
             }
         }
     }
