@@ -278,7 +278,6 @@ typedef __mmask16 rbad;
 #define R_SUM32(acc)          vkvk_avx512_rsum32(acc)
 #define R_HMAX(v)             _mm512_reduce_max_ps(v)
 #define R_SC8(p, v)           vkvk_avx512_sc8(p, v)
-#define R_FMA(a, b, c)        _mm512_fmadd_ps(a, b, c)
 #define VKVK_ROT_FALLBACK_ENC vkvk_avx2_enc_rot_entry
 #define VKVK_ROT_FALLBACK_DEC vkvk_avx2_dec_rot_entry
 

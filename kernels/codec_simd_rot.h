@@ -284,20 +284,11 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
     VKVK_RV_CHKSUM(S, (size_t)heads * hd, dt, &bad);
     if (R_BADANY(bad))
         return VKV_ENONFINITE;
-    /* S becomes the negated signed means -(m * s), s = +-1 the sign
-     * vector: the rows' y = (x - m) ^ neg is then one FMA x * s + (-(m * s))
-     * (both products exact, one rounding: +-round(x - m), equal to the
-     * reference's y but for the sign of a zero, which neither a sum with a
-     * nonzero value nor the outputs z >= 0 and |z| can see) */
     const rf vn = R_SET1((float)n);
     for (size_t i = 0; i < (size_t)heads * hd; i += RW) {
         R_STH(vec + 2u * i, R_DIV(R_LD(S + i), vn), dt);
-        const rf sg = R_XOR(R_SET1(-1.0f), R_NEG((uint32_t)(i % hd)));
-        R_ST(S + i, R_MUL(R_LDHN((const void *)(vec + 2u * i), dt), sg));
+        R_ST(S + i, R_LDHN((const void *)(vec + 2u * i), dt));
     }
-    rf sgv[VKVK_RV_MAX];
-    for (uint32_t k = 0; k < nv; k++) /* +1.0f, or -1.0f where neg */
-        sgv[k] = R_XOR(R_SET1(1.0f), R_NEG(k * RW));
     for (j = 0; j < n; j++) {
         const uint16_t *row = src + vt[j] * ts;
         uint8_t *bj = bits + j * brow;
@@ -308,7 +299,7 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
             const float *mf = S + (size_t)h * hd;
 #pragma GCC unroll 32
             for (uint32_t k = 0; k < nv; k++)
-                z[k] = R_FMA(R_LDHN(x + k * RW, dt), sgv[k], R_LD(mf + k * RW));
+                z[k] = R_XOR(R_SUB(R_LDHN(x + k * RW, dt), R_LD(mf + k * RW)), R_NEG(k * RW));
             VKVK_SFX(rot_fwht)(z, nv);
             uint8_t *b = bj + (size_t)h * (hd / 8u);
             rf acc[VKVK_RV_ACC];
@@ -470,7 +461,8 @@ VKVK_AI uint16_t VKVK_SFX(rot_amax16)(const uint8_t *p, size_t n)
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
         m = _mm256_max_epu16(
-            m, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + 2u * i)), m7));
+            m,
+            _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + 2u * i)), m7));
     __m128i x = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
     x = _mm_max_epu16(x, _mm_srli_si128(x, 8));
     x = _mm_max_epu16(x, _mm_srli_si128(x, 4));
