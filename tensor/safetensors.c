@@ -3,6 +3,7 @@
 #include "tensor/safetensors.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,20 +382,31 @@ int vkvtn_st_to_f32(const vkvtn_st_tensor *t, float *dst)
     return VKV_OK;
 }
 
-/* Writes n bytes or fails. Returns 0 or -1. */
-static int vkvtn_st_put(FILE *fp, const void *p, size_t n)
+/* Writes n bytes; false on a short write. */
+static bool vkvtn_st_put(FILE *fp, const void *p, size_t n)
 {
-    return fwrite(p, 1, n, fp) == n ? 0 : -1;
+    return fwrite(p, 1, n, fp) == n;
 }
 
-/* See safetensors.h. */
-int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char *const *meta,
-                   size_t n_meta, char *err, size_t errlen)
+/* Elements of tensor t (the product of its shape). */
+static uint64_t vkvtn_st_numel(const vkvtn_st_out *t)
+{
+    uint64_t numel = 1;
+    for (uint32_t d = 0; d < t->ndim; d++)
+        numel *= t->shape[d];
+    return numel;
+}
+
+/* Builds the JSON header of tensors t[0..n) (names, dtypes, shapes, data
+ * offsets in order) with metadata pairs meta[0..2*n_meta). On success
+ * *json is a malloc'ed string the caller frees. Errors: VKV_EINVAL (a bad
+ * or duplicate tensor), VKV_ENOMEM; the reason goes to err. */
+static int vkvtn_st_header(const vkvtn_st_out *t, size_t n, const char *const *meta, size_t n_meta,
+                           char **json, char *err, size_t errlen)
 {
     int rc = VKV_OK;
     cJSON *root = cJSON_CreateObject();
-    char *json = NULL;
-    FILE *fp = NULL;
+    *json = NULL;
     if (!root)
         return vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
     if (n_meta) {
@@ -402,84 +414,88 @@ int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char
         for (size_t i = 0; m && i < n_meta; i++)
             if (!cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]))
                 m = NULL;
-        if (!m) {
+        if (!m)
             rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
-            goto out;
-        }
     }
     uint64_t off = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == VKV_OK; i++) {
         size_t es = vkvtn_st_dtype_size(t[i].dtype);
         if (!es || t[i].ndim > VKVTN_ST_MAX_DIMS || !t[i].name ||
             strcmp(t[i].name, "__metadata__") == 0 ||
             cJSON_GetObjectItemCaseSensitive(root, t[i].name)) {
             rc = vkv_errbuf(err, errlen, VKV_EINVAL, "bad or duplicate tensor '%s'",
                             t[i].name ? t[i].name : "(null)");
-            goto out;
+            break;
         }
-        uint64_t numel = 1;
-        for (uint32_t d = 0; d < t[i].ndim; d++)
-            numel *= t[i].shape[d];
         cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
         cJSON *sh = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *of = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
         if (!of || !cJSON_AddStringToObject(e, "dtype", vkvtn_st_dtype_name(t[i].dtype))) {
             rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
-            goto out;
+            break;
         }
         for (uint32_t d = 0; d < t[i].ndim; d++)
             cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        off += numel * es;
+        off += vkvtn_st_numel(&t[i]) * es;
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
     }
-    json = cJSON_PrintUnformatted(root);
-    if (!json) {
+    if (rc == VKV_OK && !(*json = cJSON_PrintUnformatted(root)))
         rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
-        goto out;
+    cJSON_Delete(root);
+    return rc;
+}
+
+/* Writes tensor t's data (t->data floats converted to its dtype, little
+ * endian). false on a short write. */
+static bool vkvtn_st_put_data(FILE *fp, const vkvtn_st_out *t)
+{
+    uint64_t numel = vkvtn_st_numel(t);
+    for (uint64_t j = 0; j < numel; j++) {
+        uint8_t b[4];
+        size_t nb = 2;
+        if (t->dtype == VKVTN_ST_F32) {
+            uint32_t u;
+            memcpy(&u, &t->data[j], 4);
+            b[0] = (uint8_t)u, b[1] = (uint8_t)(u >> 8), b[2] = (uint8_t)(u >> 16),
+            b[3] = (uint8_t)(u >> 24);
+            nb = 4;
+        } else {
+            uint16_t h = t->dtype == VKVTN_ST_F16 ? vkvtn_f32_to_f16(t->data[j])
+                                                  : vkvtn_f32_to_bf16(t->data[j]);
+            b[0] = (uint8_t)h, b[1] = (uint8_t)(h >> 8);
+        }
+        if (!vkvtn_st_put(fp, b, nb))
+            return false;
     }
+    return true;
+}
+
+/* See safetensors.h. */
+int vkvtn_st_write(const char *path, const vkvtn_st_out *t, size_t n, const char *const *meta,
+                   size_t n_meta, char *err, size_t errlen)
+{
+    char *json = NULL;
+    int rc = vkvtn_st_header(t, n, meta, n_meta, &json, err, errlen);
+    if (rc)
+        return rc;
     size_t jl = strlen(json), hl = (jl + 7) & ~(size_t)7;
-    fp = fopen(path, "wb");
+    FILE *fp = fopen(path, "wb");
     if (!fp) {
         rc = vkv_errbuf(err, errlen, VKV_EIO, "%s: %s", path, strerror(errno));
-        goto out;
+        free(json);
+        return rc;
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-    int bad = vkvtn_st_put(fp, len8, 8) || vkvtn_st_put(fp, json, jl);
-    for (size_t i = jl; !bad && i < hl; i++)
-        bad = vkvtn_st_put(fp, " ", 1);
-    for (size_t i = 0; !bad && i < n; i++) {
-        uint64_t numel = 1;
-        for (uint32_t d = 0; d < t[i].ndim; d++)
-            numel *= t[i].shape[d];
-        for (uint64_t j = 0; !bad && j < numel; j++) {
-            uint8_t b[4];
-            size_t nb = 2;
-            if (t[i].dtype == VKVTN_ST_F32) {
-                uint32_t u;
-                memcpy(&u, &t[i].data[j], 4);
-                b[0] = (uint8_t)u, b[1] = (uint8_t)(u >> 8), b[2] = (uint8_t)(u >> 16),
-                b[3] = (uint8_t)(u >> 24);
-                nb = 4;
-            } else {
-                uint16_t h = t[i].dtype == VKVTN_ST_F16 ? vkvtn_f32_to_f16(t[i].data[j])
-                                                        : vkvtn_f32_to_bf16(t[i].data[j]);
-                b[0] = (uint8_t)h, b[1] = (uint8_t)(h >> 8);
-            }
-            bad = vkvtn_st_put(fp, b, nb);
-        }
-    }
+    bool ok = vkvtn_st_put(fp, len8, 8) && vkvtn_st_put(fp, json, jl);
+    for (size_t i = jl; ok && i < hl; i++)
+        ok = vkvtn_st_put(fp, " ", 1);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = vkvtn_st_put_data(fp, &t[i]);
     if (fclose(fp) != 0)
-        bad = 1;
-    fp = NULL;
-    if (bad)
-        rc = vkv_errbuf(err, errlen, VKV_EIO, "%s: write failed", path);
-out:
-    if (fp)
-        fclose(fp);
+        ok = false;
     free(json);
-    cJSON_Delete(root);
-    return rc;
+    return ok ? VKV_OK : vkv_errbuf(err, errlen, VKV_EIO, "%s: write failed", path);
 }
