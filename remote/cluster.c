@@ -31,7 +31,7 @@ struct vkvr_cluster {
     int nnodes;
     int nseeds; /* nodes[0..nseeds) are the configured seeds */
     uint16_t slot[VKVR_SLOTS];
-    bool stale;              /* reload the map before the next command */
+    bool stale; /* reload the map before the next command */
     uint64_t last_refresh_ms;
     char *user, *password;
     uint32_t timeout_ms, retry_ms;
@@ -184,8 +184,8 @@ const char *vkvr_cluster_errstr(const vkvr_cluster *c)
 static int node_fail(vkvr_cluster *c, int i, int err, int e, const char *what)
 {
     struct node *nd = &c->nodes[i];
-    bool timeout = err == REDIS_ERR_IO && (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT ||
-                                           e == EINPROGRESS);
+    bool timeout = err == REDIS_ERR_IO &&
+                   (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT || e == EINPROGRESS);
     snprintf(c->err, sizeof c->err, "%s:%d: %s (%s)", nd->host, nd->port,
              timeout ? "timed out" : (nd->ctx && nd->ctx->errstr[0] ? nd->ctx->errstr : what),
              what);
@@ -336,8 +336,8 @@ int vkvr_cluster_refresh(vkvr_cluster *c)
 /* The node serving `slot`, reloading a stale map first; -1 with *rc set. */
 static int route(vkvr_cluster *c, uint16_t slot, int *rc)
 {
-    if (c->stale && (c->slot[slot] == NO_NODE ||
-                     vkv_now_ms() - c->last_refresh_ms >= REFRESH_MIN_MS)) {
+    if (c->stale &&
+        (c->slot[slot] == NO_NODE || vkv_now_ms() - c->last_refresh_ms >= REFRESH_MIN_MS)) {
         int r = vkvr_cluster_refresh(c);
         if (r && c->slot[slot] == NO_NODE) {
             *rc = r;

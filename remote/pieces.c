@@ -355,8 +355,7 @@ static void iov_put(const struct iovec *dst, int ndst, uint64_t off, const uint8
 }
 
 int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                    const vkvr_manifest *m, const struct iovec *dst, int ndst,
-                    vkvr_io_report *rep)
+                    const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep)
 {
     uint64_t room = 0;
     for (int i = 0; i < ndst; i++)

@@ -119,8 +119,7 @@ int vkvr_manifest_read(vkvr_cluster *c, const char *prefix, const char *ns, cons
  * piece is gone), VKV_ECHECKSUM, VKV_ECORRUPT, VKV_EIDENT, VKV_ETRUNC, and
  * router errors. On error dst holds garbage. */
 int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                    const vkvr_manifest *m, const struct iovec *dst, int ndst,
-                    vkvr_io_report *rep);
+                    const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep);
 
 /* Maps a Redis error reply text to a VKV_E* code (OOM -> VKV_ENOSPC,
  * NOAUTH/NOPERM/WRONGPASS -> VKV_EPERM, WRONGTYPE -> VKV_ECORRUPT, else

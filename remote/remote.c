@@ -19,7 +19,7 @@
 #include "vkv/codec.h"
 #include "vkv/error.h"
 
-#define SEEDS_MAX   32
+#define SEEDS_MAX    32
 #define LOG_EVERY_MS 10000 /* at most one error line per kind per interval */
 
 /* One queued operation. Owns buf (publish) and dst (copied iovec array). */
@@ -148,8 +148,8 @@ static void log_limited(struct logrl *rl, const char *what, const vkvr_completio
         rl->suppressed++;
         return;
     }
-    VKV_WARN("remote tier: %s of a '%s' block failed: %s%s%s (%llu more since the last line)",
-             what, c->ns, vkv_strerror(c->status), detail[0] ? ": " : "", detail,
+    VKV_WARN("remote tier: %s of a '%s' block failed: %s%s%s (%llu more since the last line)", what,
+             c->ns, vkv_strerror(c->status), detail[0] ? ": " : "", detail,
              (unsigned long long)rl->suppressed);
     rl->last_ms = now;
     rl->suppressed = 0;
@@ -227,8 +227,8 @@ static void complete(struct worker *w, struct job *j, int status, uint64_t size,
     }
     if (status && status != VKV_ENOTFOUND && status != VKV_EEXIST) {
         r->st.last_error_ms = vkv_wall_ms();
-        snprintf(r->st.last_error, sizeof r->st.last_error, "%s: %s%s%.100s",
-                 vkvr_op_name(j->op), vkv_strerror(status), detail[0] ? ": " : "", detail);
+        snprintf(r->st.last_error, sizeof r->st.last_error, "%s: %s%s%.100s", vkvr_op_name(j->op),
+                 vkv_strerror(status), detail[0] ? ": " : "", detail);
     }
     r->st.queue_ops = r->fetchq.n + r->pubq.n;
     int post_rc = 0;
@@ -268,8 +268,8 @@ static void run_read(struct worker *w, struct job *j)
     vkvr_io_report rep = {0, 0, 0};
     vkvr_manifest m;
     void *mbuf = NULL, *own = NULL;
-    int rc = vkvr_manifest_read(w->cl, r->prefix, j->ns, &j->key, r->cfg.max_block, &m, &mbuf,
-                                &rep);
+    int rc =
+        vkvr_manifest_read(w->cl, r->prefix, j->ns, &j->key, r->cfg.max_block, &m, &mbuf, &rep);
     uint64_t size = rc == 0 ? m.size : 0;
     if (rc == 0 && j->op == VKVR_OP_FETCH) {
         struct iovec one;
@@ -302,8 +302,8 @@ static void run_publish(struct worker *w, struct job *j)
 {
     vkvr *r = w->r;
     vkvr_io_report rep = {0, 0, 0};
-    int rc = vkvr_block_write(w->cl, r->prefix, j->ns, &j->key, j->buf, j->len,
-                              r->cfg.piece_size, r->cfg.ttl_ms, &rep);
+    int rc = vkvr_block_write(w->cl, r->prefix, j->ns, &j->key, j->buf, j->len, r->cfg.piece_size,
+                              r->cfg.ttl_ms, &rep);
     complete(w, j, rc, j->len, NULL, &rep);
 }
 
@@ -360,9 +360,8 @@ int vkvr_open(const vkvr_config *cfg, vkvr **out, char *err, size_t errlen)
         set_err(err, errlen, "remote tier: prefix longer than 64 bytes or holds '{' or '}'");
         return VKV_EINVAL;
     }
-    if (cfg->piece_size < VKVR_PIECE_MIN || cfg->piece_size > VKVR_PIECE_MAX ||
-        cfg->threads < 1 || cfg->threads > 32 || cfg->max_block == 0 ||
-        cfg->max_block > VKVR_BLOCK_MAX ||
+    if (cfg->piece_size < VKVR_PIECE_MIN || cfg->piece_size > VKVR_PIECE_MAX || cfg->threads < 1 ||
+        cfg->threads > 32 || cfg->max_block == 0 || cfg->max_block > VKVR_BLOCK_MAX ||
         (cfg->max_block + cfg->piece_size - 1) / cfg->piece_size > VKVR_PIECES_MAX) {
         set_err(err, errlen, "remote tier: piece size, thread count or block bound out of range");
         return VKV_EINVAL;
@@ -551,8 +550,7 @@ int vkvr_fetch(vkvr *r, const char *ns, const vkv_key *key, const struct iovec *
     return rc;
 }
 
-int vkvr_publish(vkvr *r, const char *ns, const vkv_key *key, void *buf, size_t len,
-                 uint64_t tag)
+int vkvr_publish(vkvr *r, const char *ns, const vkv_key *key, void *buf, size_t len, uint64_t tag)
 {
     if (!buf || len == 0)
         return VKV_EINVAL;

@@ -44,11 +44,11 @@
 extern "C" {
 #endif
 
-#define VKVR_NS_MAX        255         /* namespace bytes, without the NUL */
-#define VKVR_PREFIX_MAX    64          /* key prefix bytes */
-#define VKVR_PIECE_DEFAULT (2u << 20)  /* 2 MiB pieces */
-#define VKVR_PIECE_MIN     (4u << 10)  /* 4 KiB */
-#define VKVR_PIECE_MAX     (64u << 20) /* 64 MiB */
+#define VKVR_NS_MAX        255          /* namespace bytes, without the NUL */
+#define VKVR_PREFIX_MAX    64           /* key prefix bytes */
+#define VKVR_PIECE_DEFAULT (2u << 20)   /* 2 MiB pieces */
+#define VKVR_PIECE_MIN     (4u << 10)   /* 4 KiB */
+#define VKVR_PIECE_MAX     (64u << 20)  /* 64 MiB */
 #define VKVR_BLOCK_MAX     (1ull << 32) /* largest block published/fetched */
 #define VKVR_ERRSTR_MAX    160
 
@@ -57,26 +57,26 @@ typedef struct vkvr vkvr; /* opaque handle */
 /* Configuration of vkvr_open. Fill with vkvr_config_default() first. Every
  * string is copied by open; nothing is kept by pointer. */
 typedef struct vkvr_config {
-    const char *nodes;      /* seed nodes: "host:port[,host:port...]",
-                             * optionally with a "redis://" prefix (required;
-                             * any one reachable seed is enough: the slot map
-                             * comes from CLUSTER SLOTS) */
-    const char *user;       /* ACL user for AUTH, NULL/"" = "default" */
-    const char *password;   /* NULL/"" = no AUTH */
-    const char *prefix;     /* Redis key prefix, default "vkv:"; must not
-                             * contain '{' or '}' (hash tags) */
-    uint64_t ttl_ms;        /* expiry of every key written (PX); 0 = none.
-                             * Default 24 h */
-    uint64_t max_block;     /* blocks larger than this are not published
-                             * (VKV_ETOOBIG) nor fetched; default 256 MiB */
-    uint64_t queue_bytes;   /* bound on bytes waiting to be published; a
-                             * publish past it is refused (VKV_EBUSY).
-                             * Default 256 MiB */
-    uint32_t piece_size;    /* bytes per piece, VKVR_PIECE_MIN..MAX */
-    uint32_t timeout_ms;    /* connect and per-command timeout, default 2000 */
-    uint32_t retry_ms;      /* a failed node is not retried for this long,
-                             * default 1000 */
-    int threads;            /* I/O threads, 1..32, default 2 */
+    const char *nodes;    /* seed nodes: "host:port[,host:port...]",
+                           * optionally with a "redis://" prefix (required;
+                           * any one reachable seed is enough: the slot map
+                           * comes from CLUSTER SLOTS) */
+    const char *user;     /* ACL user for AUTH, NULL/"" = "default" */
+    const char *password; /* NULL/"" = no AUTH */
+    const char *prefix;   /* Redis key prefix, default "vkv:"; must not
+                           * contain '{' or '}' (hash tags) */
+    uint64_t ttl_ms;      /* expiry of every key written (PX); 0 = none.
+                           * Default 24 h */
+    uint64_t max_block;   /* blocks larger than this are not published
+                           * (VKV_ETOOBIG) nor fetched; default 256 MiB */
+    uint64_t queue_bytes; /* bound on bytes waiting to be published; a
+                           * publish past it is refused (VKV_EBUSY).
+                           * Default 256 MiB */
+    uint32_t piece_size;  /* bytes per piece, VKVR_PIECE_MIN..MAX */
+    uint32_t timeout_ms;  /* connect and per-command timeout, default 2000 */
+    uint32_t retry_ms;    /* a failed node is not retried for this long,
+                           * default 1000 */
+    int threads;          /* I/O threads, 1..32, default 2 */
 } vkvr_config;
 
 /* Operation a completion reports. */
@@ -93,10 +93,10 @@ enum vkvr_op {
  * destination: the caller then owns it (free()); in every other case NULL. */
 typedef struct vkvr_completion {
     uint64_t tag;
-    int op;        /* enum vkvr_op */
-    int status;    /* 0 or a negative VKV_E* code, see each submit function */
-    uint64_t size; /* block bytes (probe/fetch: from the manifest; publish:
-                    * bytes submitted) */
+    int op;              /* enum vkvr_op */
+    int status;          /* 0 or a negative VKV_E* code, see each submit function */
+    uint64_t size;       /* block bytes (probe/fetch: from the manifest; publish:
+                          * bytes submitted) */
     uint64_t latency_ns; /* submit to completion */
     void *buf;
     vkv_key key;
@@ -114,10 +114,10 @@ typedef struct vkvr_stats {
     uint64_t fetch_bytes;    /* verified block bytes fetched */
     uint64_t fetch_ns_total; /* sum of successful fetch latencies */
     uint64_t fetch_ns_max;
-    uint64_t corrupt;        /* manifest/piece/block checksum mismatches */
-    uint64_t foreign;        /* values that are not vkv manifests or carry
-                              * another identity */
-    uint64_t publishes;      /* blocks published */
+    uint64_t corrupt;   /* manifest/piece/block checksum mismatches */
+    uint64_t foreign;   /* values that are not vkv manifests or carry
+                         * another identity */
+    uint64_t publishes; /* blocks published */
     uint64_t publish_bytes;
     uint64_t publish_skipped; /* already present (once per key) */
     uint64_t publish_errors;  /* failed (any cause, including OOM) */
@@ -194,8 +194,7 @@ int vkvr_fetch(vkvr *r, const char *ns, const vkv_key *key, const struct iovec *
  * (the cluster's maxmemory refused a write), VKV_EIO, VKV_ETIMEDOUT,
  * VKV_EPERM. A failed publish leaves no manifest (pieces it wrote expire or
  * are deleted). */
-int vkvr_publish(vkvr *r, const char *ns, const vkv_key *key, void *buf, size_t len,
-                 uint64_t tag);
+int vkvr_publish(vkvr *r, const char *ns, const vkv_key *key, void *buf, size_t len, uint64_t tag);
 
 /* Copies a consistent snapshot of the counters into *out (never blocks on
  * the network). */
