@@ -185,10 +185,11 @@ int vkvr_fetch(vkvr *r, const char *ns, const vkv_key *key, const struct iovec *
  * success (0) the tier owns buf (from malloc) and frees it after the
  * write; on any error return the caller still owns it. The block must pass
  * vkv_block_check with its payload checksum and carry the identity of (ns,
- * key); that is checked at submit (on the caller's thread: one XXH3 pass).
+ * key); that is checked on the I/O thread before anything is written
+ * (completion status VKV_ECHECKSUM, VKV_EIDENT, VKV_ECORRUPT, ...), so the
+ * caller's thread pays no pass over the payload.
  * Returns 0, VKV_EINVAL, VKV_ETOOBIG (len > max_block), VKV_EBUSY (queue
- * bound reached: counted as publish_refused), VKV_ENOMEM, VKV_ESHUTDOWN, or
- * the block check's error (VKV_ECHECKSUM, VKV_EIDENT, ...).
+ * bound reached: counted as publish_refused), VKV_ENOMEM, VKV_ESHUTDOWN.
  * Completion status: 0 (pieces and then the manifest written), VKV_EEXIST
  * (a manifest of the key exists: nothing written; once per key), VKV_ENOSPC
  * (the cluster's maxmemory refused a write), VKV_EIO, VKV_ETIMEDOUT,

@@ -283,18 +283,20 @@ static void test_roundtrip(void **state)
     assert_int_equal(fetch_sync(r, "other-model", &k, &got, &sz), VKV_ENOTFOUND);
 
     /* Only sound blocks bound to (ns, key) are published. */
-    void *copy = dup_mem(blk, n);
-    assert_int_equal(vkvr_publish(r, NS, &absent, copy, n, g_tag++), VKV_EIDENT);
-    ((uint8_t *)copy)[n - 1] ^= 1;
-    assert_int_equal(vkvr_publish(r, NS, &k, copy, n, g_tag++), VKV_ECHECKSUM);
+    assert_int_equal(publish_sync(r, NS, &absent, blk, n), VKV_EIDENT);
+    uint8_t *copy = dup_mem(blk, n);
+    copy[n - 1] ^= 1;
+    assert_int_equal(publish_sync(r, NS, &k, copy, n), VKV_ECHECKSUM);
     free(copy);
+    assert_int_equal(fetch_sync(r, NS, &absent, &got, &sz), VKV_ENOTFOUND);
 
     vkvr_stats s;
     vkvr_stats_get(r, &s);
     assert_int_equal(s.publishes, 1);
     assert_int_equal(s.publish_skipped, 1);
+    assert_int_equal(s.publish_errors, 2);
     assert_int_equal(s.hits, 3); /* probe + 2 fetches */
-    assert_int_equal(s.misses, 2);
+    assert_int_equal(s.misses, 3);
     assert_int_equal(s.errors, 1); /* ETRUNC */
     assert_int_equal(s.fetch_bytes, 2 * n);
     assert_int_equal(s.corrupt + s.foreign, 0);
