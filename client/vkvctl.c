@@ -258,7 +258,8 @@ static void print_status(vkv_client *c, const vkvp_reply *rep)
             cJSON_AddNumberToObject(rt, "published", (double)ctr(rep, "remote_publishes"));
             cJSON_AddNumberToObject(rt, "publish_dropped",
                                     (double)ctr(rep, "remote_publish_refused"));
-            cJSON_AddNumberToObject(rt, "publish_errors", (double)ctr(rep, "remote_publish_errors"));
+            cJSON_AddNumberToObject(rt, "publish_errors",
+                                    (double)ctr(rep, "remote_publish_errors"));
             cJSON_AddNumberToObject(rt, "queue_bytes", (double)ctr(rep, "remote_queue_bytes"));
             uint64_t rh = ctr(rep, "remote_hits");
             cJSON_AddNumberToObject(rt, "mean_fetch_ms",

@@ -52,12 +52,14 @@ static const struct setting g_settings[] = {
     {"remote-password", "VKV_REMOTE_PASSWORD",
      "Redis password for AUTH (prefer the env var or a 0600 config file)"},
     {"remote-prefix", "VKV_REMOTE_PREFIX", "prefix of every Redis key (default vkv:)"},
-    {"remote-ttl", "VKV_REMOTE_TTL", "seconds published blocks live in Redis; 0 = no expiry (default 86400)"},
+    {"remote-ttl", "VKV_REMOTE_TTL",
+     "seconds published blocks live in Redis; 0 = no expiry (default 86400)"},
     {"remote-max-block", "VKV_REMOTE_MAX_BLOCK", "largest block shared, bytes (default 256M)"},
     {"remote-queue", "VKV_REMOTE_QUEUE",
      "bytes of committed blocks waiting to be published at most; more are dropped (default 256M)"},
     {"remote-piece-size", "VKV_REMOTE_PIECE_SIZE", "bytes per Redis value (default 2M)"},
-    {"remote-timeout-ms", "VKV_REMOTE_TIMEOUT_MS", "Redis connect and command timeout (default 1000)"},
+    {"remote-timeout-ms", "VKV_REMOTE_TIMEOUT_MS",
+     "Redis connect and command timeout (default 1000)"},
     {"remote-wait-ms", "VKV_REMOTE_WAIT_MS",
      "a LOOKUP or FETCH waits this long for the remote tier, then answers locally (default 2000)"},
     {"remote-miss-ms", "VKV_REMOTE_MISS_MS",
@@ -559,7 +561,7 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                 "remote-timeout-ms = %u\nremote-wait-ms = %u\nremote-miss-ms = %u\n"
                 "remote-threads = %u\nremote-publish = %s\n",
                 (unsigned long long)cfg->remote_max_block, (unsigned long long)cfg->remote_queue,
-                cfg->remote_piece, cfg->remote_timeout_ms, cfg->remote_wait_ms,
-                cfg->remote_miss_ms, cfg->remote_threads, cfg->remote_publish ? "yes" : "no");
+                cfg->remote_piece, cfg->remote_timeout_ms, cfg->remote_wait_ms, cfg->remote_miss_ms,
+                cfg->remote_threads, cfg->remote_publish ? "yes" : "no");
     }
 }

@@ -139,8 +139,8 @@
 /* Remote-tier counters of the daemon's own (always present): `srv`. */
 #define VKVD_COUNTERS_REMOTE_D(X)                                                                  \
     X(remote_available, srv->remote != NULL, NULL, NULL, NULL, NONE, NULL)                         \
-    X(remote_installed, srv->remote_installed, NULL, "vkvd_hits_total", "tier=\"remote\"", COUNTER,  \
-      NULL)                                                                                        \
+    X(remote_installed, srv->remote_installed, NULL, "vkvd_hits_total", "tier=\"remote\"",         \
+      COUNTER, NULL)                                                                               \
     X(remote_install_bytes, srv->remote_install_bytes, NULL, NULL, NULL, NONE, NULL)               \
     X(remote_refused, srv->remote_refused, NULL, NULL, NULL, NONE, NULL)                           \
     X(remote_waits, srv->remote_waits, NULL, NULL, NULL, NONE, NULL)                               \
@@ -156,7 +156,7 @@
     X(remote_errors, r.errors, NULL, "vkvd_remote_fetches_total", "result=\"error\"", COUNTER,     \
       NULL)                                                                                        \
     X(remote_fetch_bytes, r.fetch_bytes, NULL, "vkvd_remote_bytes_total", "dir=\"in\"", COUNTER,   \
-      "Verified block bytes fetched from (in) and published to (out) the remote tier.")           \
+      "Verified block bytes fetched from (in) and published to (out) the remote tier.")            \
     X(remote_publish_bytes, r.publish_bytes, NULL, "vkvd_remote_bytes_total", "dir=\"out\"",       \
       COUNTER, NULL)                                                                               \
     X(remote_fetch_ns, r.fetch_ns_total, NULL, "vkvd_remote_fetch_nanoseconds_total", "", COUNTER, \
@@ -168,9 +168,9 @@
       COUNTER, NULL)                                                                               \
     X(remote_publishes, r.publishes, NULL, "vkvd_remote_publishes_total", "result=\"ok\"",         \
       COUNTER, "Committed blocks published (ok), already there (exists), failed, or dropped.")     \
-    X(remote_publish_skipped, r.publish_skipped, NULL, "vkvd_remote_publishes_total",             \
+    X(remote_publish_skipped, r.publish_skipped, NULL, "vkvd_remote_publishes_total",              \
       "result=\"exists\"", COUNTER, NULL)                                                          \
-    X(remote_publish_errors, r.publish_errors, NULL, "vkvd_remote_publishes_total",               \
+    X(remote_publish_errors, r.publish_errors, NULL, "vkvd_remote_publishes_total",                \
       "result=\"error\"", COUNTER, NULL)                                                           \
     X(remote_publish_oom, r.publish_oom, NULL, NULL, NULL, NONE, NULL)                             \
     X(remote_publish_refused, r.publish_refused + srv->remote_publish_dropped, NULL,               \
@@ -182,7 +182,7 @@
     X(remote_slot_refreshes, r.slot_refreshes, NULL, NULL, NULL, NONE, NULL)                       \
     X(remote_connects, r.connects, NULL, NULL, NULL, NONE, NULL)                                   \
     X(remote_conn_errors, r.conn_errors, NULL, "vkvd_remote_conn_errors_total", "kind=\"conn\"",   \
-      COUNTER, "Redis connections lost or refused (conn) and commands timed out (timeout).")      \
+      COUNTER, "Redis connections lost or refused (conn) and commands timed out (timeout).")       \
     X(remote_timeouts, r.timeouts, NULL, "vkvd_remote_conn_errors_total", "kind=\"timeout\"",      \
       COUNTER, NULL)
 

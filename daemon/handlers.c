@@ -201,7 +201,7 @@ static int handle_lookup(struct call *c)
         uint32_t ns_id;
         const char *ns = NULL;
         if (vkvs_session_ns(c->srv->st, l->session, &ns_id, &ns) == 0 &&
-            vkvd_remote_start(c->srv, ns, l->keys + n, l->nkeys - n) > 0)
+            vkvd_remote_start(c->srv, l->session, ns, l->keys + n, l->nkeys - n) > 0)
             return VKVD_DEFER;
     }
     c->rep->u.lookup.hits = n;
@@ -240,7 +240,8 @@ static int handle_fetch(struct call *c)
         uint32_t ns_id;
         const char *ns = NULL;
         if (vkvs_session_ns(st, f->session, &ns_id, &ns) == 0 &&
-            vkvd_remote_start(c->srv, ns, f->keys + res.nready, f->nkeys - res.nready) > 0) {
+            vkvd_remote_start(c->srv, f->session, ns, f->keys + res.nready, f->nkeys - res.nready) >
+                0) {
             if (res.lease)
                 vkvs_release(st, f->session, &res.lease, 1, NULL);
             return VKVD_DEFER;

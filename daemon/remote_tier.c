@@ -122,7 +122,8 @@ void vkvd_remote_close(vkvd_server *srv)
     srv->rmiss = NULL;
 }
 
-size_t vkvd_remote_start(vkvd_server *srv, const char *ns, const vkv_key *keys, size_t n)
+size_t vkvd_remote_start(vkvd_server *srv, uint64_t sid, const char *ns, const vkv_key *keys,
+                         size_t n)
 {
     size_t inflight = 0;
     if (!srv->remote)
@@ -132,6 +133,9 @@ size_t vkvd_remote_start(vkvd_server *srv, const char *ns, const vkv_key *keys, 
             inflight++;
             continue;
         }
+        size_t have = 0, cold = 0;
+        if (vkvs_lookup(srv->st, sid, &keys[i], 1, &have, &cold) == 0 && have == 1)
+            continue; /* fetched already (a later key may arrive first) */
         if (missed_recently(srv, ns, &keys[i]))
             break; /* the remote prefix ends here */
         struct remote_op *o = calloc(1, sizeof *o);
@@ -235,8 +239,7 @@ void vkvd_remote_on_ready(vkvd_server *srv)
         vkvd_rerun_deferred(srv);
 }
 
-void vkvd_remote_publish(vkvd_server *srv, const char *ns, const vkv_key *key,
-                         const vkvs_block *b)
+void vkvd_remote_publish(vkvd_server *srv, const char *ns, const vkv_key *key, const vkvs_block *b)
 {
     if (!srv->remote || !srv->cfg.remote_publish)
         return;

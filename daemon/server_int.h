@@ -144,8 +144,8 @@ struct vkvd_server {
     uint32_t defer_limit_next_ms; /* a handler's shorter wait for its deferral */
     uint64_t remote_installed;    /* remote blocks verified and made hot */
     uint64_t remote_install_bytes;
-    uint64_t remote_refused;      /* fetched blocks the daemon's own check refused */
-    uint64_t remote_waits;        /* LOOKUP/FETCH deferred for the remote tier */
+    uint64_t remote_refused;         /* fetched blocks the daemon's own check refused */
+    uint64_t remote_waits;           /* LOOKUP/FETCH deferred for the remote tier */
     uint64_t remote_publish_dropped; /* commits not published (queue full, no memory) */
 };
 
@@ -243,12 +243,14 @@ void vkvd_remote_open(vkvd_server *srv);
 /* Closes the remote tier and frees the in-flight records. */
 void vkvd_remote_close(vkvd_server *srv);
 
-/* Asks the remote tier for the keys[0..n) of namespace `ns` that follow a
- * local prefix (the fetched blocks are installed hot on completion). Keys
- * missed recently are not asked again; asking stops at the first of them.
+/* Asks the remote tier for the keys[0..n) of namespace `ns` (session sid)
+ * that follow a local prefix (the fetched blocks are installed hot on
+ * completion); keys held locally by now are skipped. Keys missed recently
+ * are not asked again; asking stops at the first of them.
  * Returns how many of keys[0..n) are in flight now; when > 0 the caller
  * defers and sets srv->defer_limit_next_ms. */
-size_t vkvd_remote_start(vkvd_server *srv, const char *ns, const vkv_key *keys, size_t n);
+size_t vkvd_remote_start(vkvd_server *srv, uint64_t sid, const char *ns, const vkv_key *keys,
+                         size_t n);
 
 /* Drains remote completions: installs verified blocks (arena, then LMDB),
  * remembers misses, and re-runs waiting requests. */
@@ -256,8 +258,7 @@ void vkvd_remote_on_ready(vkvd_server *srv);
 
 /* After a successful COMMIT of block `b` (ns, key): copies it and queues it
  * for publishing (write-behind; dropped and counted when the queue is full). */
-void vkvd_remote_publish(vkvd_server *srv, const char *ns, const vkv_key *key,
-                         const vkvs_block *b);
+void vkvd_remote_publish(vkvd_server *srv, const char *ns, const vkv_key *key, const vkvs_block *b);
 
 /* ---- stats.c ---- */
 

@@ -202,6 +202,25 @@ static int node_fail(vkvr_cluster *c, int i, int err, int e, const char *what)
     return timeout ? VKV_ETIMEDOUT : VKV_EIO;
 }
 
+/* True when a failure on a connection made before this call (`reused`)
+ * is worth one retry on a fresh connection: the peer closed or reset it
+ * (a node restarted while this router's connection sat idle), not a
+ * timeout. Drops the dead connection without marking the node down. */
+static bool stale_conn(vkvr_cluster *c, int i, bool reused, int err, int e)
+{
+    struct node *nd = &c->nodes[i];
+    bool timeout = err == REDIS_ERR_IO &&
+                   (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT || e == EINPROGRESS);
+    if (!reused || timeout || (err != REDIS_ERR_EOF && err != REDIS_ERR_IO))
+        return false;
+    if (nd->ctx) {
+        redisFree(nd->ctx);
+        nd->ctx = NULL;
+    }
+    c->n.conn_errors++;
+    return true;
+}
+
 /* Returns node i's connection, connecting (and authenticating) if needed, or
  * NULL with *rc set. */
 static redisContext *node_conn(vkvr_cluster *c, int i, int *rc)
@@ -313,6 +332,9 @@ int vkvr_cluster_refresh(vkvr_cluster *c)
             const char *av[2] = {"CLUSTER", "SLOTS"};
             redisReply *r = redisCommandArgv(x, 2, av, NULL);
             if (!r) {
+                /* an idle connection to a restarted node: pass 1 retries */
+                if (pass == 0 && stale_conn(c, i, true, x->err, errno))
+                    continue;
                 last = node_fail(c, i, x->err, errno, "CLUSTER SLOTS");
                 continue;
             }
@@ -400,28 +422,36 @@ static enum redir redirect_of(vkvr_cluster *c, const redisReply *r, int *target)
 static int send_to(vkvr_cluster *c, int i, bool asking, int argc, const char **argv,
                    const size_t *argvlen, redisReply **out)
 {
-    int rc = 0;
-    redisContext *x = node_conn(c, i, &rc);
-    if (!x)
-        return rc;
-    if (asking) {
-        const char *av[1] = {"ASKING"};
-        if (redisAppendCommandArgv(x, 1, av, NULL) != REDIS_OK)
-            return node_fail(c, i, x->err, errno, "ASKING");
-    }
-    if (redisAppendCommandArgv(x, argc, argv, argvlen) != REDIS_OK)
-        return node_fail(c, i, x->err, errno, "append");
-    void *r = NULL;
-    if (asking) {
+    for (int attempt = 0;; attempt++) {
+        int rc = 0;
+        bool reused = attempt == 0 && c->nodes[i].ctx != NULL;
+        redisContext *x = node_conn(c, i, &rc);
+        if (!x)
+            return rc;
+        const char *what = argv[0];
+        void *r = NULL;
+        if (asking) {
+            const char *av[1] = {"ASKING"};
+            if (redisAppendCommandArgv(x, 1, av, NULL) != REDIS_OK)
+                goto fail;
+        }
+        if (redisAppendCommandArgv(x, argc, argv, argvlen) != REDIS_OK)
+            goto fail;
+        if (asking) {
+            if (redisGetReply(x, &r) != REDIS_OK)
+                goto fail;
+            freeReplyObject(r);
+            r = NULL;
+        }
         if (redisGetReply(x, &r) != REDIS_OK)
-            return node_fail(c, i, x->err, errno, "ASKING reply");
-        freeReplyObject(r);
-        r = NULL;
+            goto fail;
+        *out = r;
+        return 0;
+    fail:
+        if (stale_conn(c, i, reused, x->err, errno))
+            continue;
+        return node_fail(c, i, x->err, errno, what);
     }
-    if (redisGetReply(x, &r) != REDIS_OK)
-        return node_fail(c, i, x->err, errno, argv[0]);
-    *out = r;
-    return 0;
 }
 
 /* Pauses ms milliseconds (TRYAGAIN back-off). */
@@ -491,27 +521,33 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
     size_t klen = argvlen[0] ? argvlen[0][key_arg] : strlen(argv[0][key_arg]);
     uint16_t slot = vkvr_key_slot(argv[0][key_arg], klen);
     int rc = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    bool fresh_retry = false;
+    int cerr = 0, cerrno = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
         int i = route(c, slot, &rc);
         if (i < 0)
             return rc;
+        bool reused = !fresh_retry && c->nodes[i].ctx != NULL;
+        fresh_retry = false;
         redisContext *x = node_conn(c, i, &rc);
         if (!x)
             goto retry;
         for (int k = 0; k < n; k++) {
             if (redisAppendCommandArgv(x, argc[k], (const char **)argv[k], argvlen[k]) !=
                 REDIS_OK) {
-                rc = node_fail(c, i, x->err, errno, "append");
-                goto retry;
+                cerr = x->err;
+                cerrno = errno;
+                goto conn_err;
             }
         }
         for (int k = 0; k < n; k++) {
             void *r = NULL;
             if (redisGetReply(x, &r) != REDIS_OK) {
-                rc = node_fail(c, i, x->err, errno, "pipeline reply");
+                cerr = x->err;
+                cerrno = errno;
                 for (int j = 0; j < k; j++)
                     freeReplyObject(out[j]);
-                goto retry;
+                goto conn_err;
             }
             out[k] = r;
         }
@@ -538,6 +574,12 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
             }
         }
         return 0;
+    conn_err:
+        if (stale_conn(c, i, reused, cerr, cerrno)) {
+            fresh_retry = true;
+            continue;
+        }
+        rc = node_fail(c, i, cerr, cerrno, "pipeline");
     retry:
         if (rc == VKV_ENOMEM || rc == VKV_EPERM || attempt > 0)
             return rc;

@@ -292,6 +292,16 @@ int vkvr_block_write(vkvr_cluster *c, const char *prefix, const char *ns, const 
                 rc = VKV_EEXIST; /* another node published it meanwhile */
             }
             freeReplyObject(r);
+            /* A SET NX resent on a fresh connection after its reply was lost
+             * finds our own manifest: that is success, not a lost race. */
+            const char *gv[2] = {"GET", mname};
+            size_t gl[2] = {3, (size_t)mlen};
+            if (rc == VKV_EEXIST && vkvr_cluster_command(c, 2, gv, gl, 1, &r) == 0) {
+                if (r->type == REDIS_REPLY_STRING && r->len == manlen &&
+                    memcmp(r->str, man, manlen) == 0)
+                    rc = 0;
+                freeReplyObject(r);
+            }
         }
     }
     free(man);

@@ -314,8 +314,8 @@ static void run_publish(struct worker *w, struct job *j)
         rc = vkv_block_check_ident(&h, ident);
     }
     if (rc == 0)
-        rc = vkvr_block_write(w->cl, r->prefix, j->ns, &j->key, j->buf, j->len,
-                              r->cfg.piece_size, r->cfg.ttl_ms, &rep);
+        rc = vkvr_block_write(w->cl, r->prefix, j->ns, &j->key, j->buf, j->len, r->cfg.piece_size,
+                              r->cfg.ttl_ms, &rep);
     complete(w, j, rc, j->len, NULL, &rep);
 }
 
