@@ -530,10 +530,15 @@ static void drain_for_shutdown(vkvd_server *srv)
     srv->fc = NULL;
     drain_socket(srv);
     uint64_t deadline = vkv_now_ms() + 10000;
-    while (srv->deferred && srv->cold && vkv_now_ms() < deadline) {
-        struct pollfd cp = {srv->cold_fd, POLLIN, 0};
-        if (poll(&cp, 1, 100) > 0)
-            vkvd_cold_on_ready(srv);
+    while (srv->deferred && (srv->cold || srv->remote) && vkv_now_ms() < deadline) {
+        struct pollfd cp[2] = {{srv->cold ? srv->cold_fd : -1, POLLIN, 0},
+                               {srv->remote ? srv->remote_fd : -1, POLLIN, 0}};
+        if (poll(cp, 2, 100) > 0) {
+            if (cp[0].revents & POLLIN)
+                vkvd_cold_on_ready(srv);
+            if (cp[1].revents & POLLIN)
+                vkvd_remote_on_ready(srv);
+        }
         drain_socket(srv);
     }
     if (srv->deferred)
