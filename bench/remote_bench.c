@@ -17,117 +17,21 @@
  * usage: vkv_bench_remote [reps (default 5)] [images to publish (default 4)]
  */
 #include <hiredis/hiredis.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cluster.h"
 #include "redis_cluster.h"
+#include "service_util.h"
 #include "vkv/vkv.h"
 
 static char g_dir[256];
 
+/* Monotonic milliseconds. */
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return v[n / 2];
-}
-
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static vkv_key key_of(uint64_t a, uint32_t b)
-{
-    vkv_key k;
-    uint64_t s = a * 31 + b;
-    for (int i = 0; i < 4; i++) {
-        uint64_t x = mix(&s);
-        memcpy(k.b + 8 * i, &x, 8);
-    }
-    return k;
-}
-
-/* Fills fp16 K/V of one chunk with structured random values. */
-static void fill(uint16_t **k, uint16_t **v, uint32_t layers, size_t per_layer, uint64_t seed)
-{
-    for (uint32_t l = 0; l < layers; l++) {
-        uint64_t s = seed ^ l;
-        for (size_t i = 0; i < per_layer; i += 4) {
-            uint64_t r = mix(&s);
-            for (int j = 0; j < 4 && i + (size_t)j < per_layer; j++) {
-                uint16_t m = (uint16_t)(r >> (16 * j)) & 0x03ff;
-                k[l][i + (size_t)j] = (uint16_t)(((i + (size_t)j) % 7 ? 0x3800 : 0x4000) | m);
-                v[l][i + (size_t)j] = (uint16_t)(((r >> (16 * j + 10)) & 1 ? 0xb400 : 0x3400) | m);
-            }
-        }
-    }
-}
-
-/* Starts vkvd `tag` with extra flags; returns its pid, rundir in `rundir`. */
-static pid_t start_vkvd(const char *tag, const char *const *extra, char *rundir, size_t cap)
-{
-    char state[400];
-    snprintf(rundir, cap, "%s/%s-run", g_dir, tag);
-    snprintf(state, sizeof state, "%s/%s-state", g_dir, tag);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = VKVD_PATH;
-    argv[n++] = "--rundir";
-    argv[n++] = rundir;
-    argv[n++] = "--state-dir";
-    argv[n++] = state;
-    argv[n++] = "--log-level";
-    argv[n++] = "warn";
-    for (int i = 0; extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    pid_t p = fork();
-    if (p == 0) {
-        execv(VKVD_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        vkv_options o = {0};
-        o.rundir = rundir;
-        o.admin = 1;
-        vkv_client *c;
-        if (vkv_connect(&o, &c) == 0) {
-            vkv_close(c);
-            return p;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "vkvd did not start\n");
-    exit(1);
-}
-
-static void stop(pid_t p)
-{
-    kill(p, SIGTERM);
-    waitpid(p, NULL, 0);
+    return now_us() / 1e3;
 }
 
 static uint64_t stat_of(vkv_client *c, const char *name)
@@ -176,8 +80,8 @@ int main(int argc, char **argv)
         "--remote",   remote, "--remote-wait-ms", "30000", "--remote-publish", "no",
         NULL};
     char run_a[400], run_b[400];
-    pid_t pa = start_vkvd("a", fa, run_a, sizeof run_a);
-    pid_t pb = start_vkvd("b", fb, run_b, sizeof run_b);
+    pid_t pa = start_vkvd(g_dir, "a", fa, run_a, sizeof run_a);
+    pid_t pb = start_vkvd(g_dir, "b", fb, run_b, sizeof run_b);
     vkv_client *ca = connect_ns(run_a), *cb = connect_ns(run_b);
 
     /* The image, encoded once on A (put_chunk also commits and publishes). */
@@ -297,7 +201,7 @@ int main(int argc, char **argv)
         freeReplyObject(x);
         redisFree(rcx[ch]);
     }
-    double vk = median(tv, reps), rd = median(tr, reps);
+    double vk = pct(tv, (size_t)reps, 0.5), rd = pct(tr, (size_t)reps, 0.5);
     printf("== remote image fetch: LLaVA-1.5-7B image (576 tokens x 32 layers x 32 KV heads x "
            "128), %.1f MiB fp16, %.1f MiB as vkv blocks; 3-master Redis Cluster on loopback; "
            "median of %d\n",

@@ -107,22 +107,43 @@ static void start_empty(vkvt_daemon *d, const char **f)
     assert_int_equal(vkvt_start(d, f), 0);
 }
 
+/* Starts daemons A and B (their own dirs), connects a worker to each and
+ * has A put and publish chunks [0, N) of `seed`. */
+static void start_pair(vkvt_daemon *a, vkvt_daemon *b, const char **f, vkv_client **ca,
+                       vkv_client **cb, uint64_t seed)
+{
+    assert_int_equal(vkvt_prepare(a), 0);
+    assert_int_equal(vkvt_prepare(b), 0);
+    assert_int_equal(vkvt_start(a, f), 0);
+    assert_int_equal(vkvt_start(b, f), 0);
+    assert_int_equal(vkvt_connect(a, "llava-test", ca), 0);
+    assert_int_equal(vkvt_connect(b, "llava-test", cb), 0);
+    vkv_shape s = small_shape();
+    assert_int_equal(vkvt_put_range(*ca, &s, seed, 0, N), 0);
+    assert_int_equal(wait_stat(*ca, "remote_publishes", N), N);
+}
+
+/* Closes the workers, stops both daemons (SIGTERM, exit 0) and removes
+ * their directories. */
+static void stop_pair(vkvt_daemon *a, vkvt_daemon *b, vkv_client *ca, vkv_client *cb)
+{
+    vkv_close(ca);
+    vkv_close(cb);
+    assert_int_equal(vkvt_stop(a, SIGTERM), 0);
+    assert_int_equal(vkvt_stop(b, SIGTERM), 0);
+    vkvt_cleanup(a);
+    vkvt_cleanup(b);
+}
+
 static void image_is_shared_across_daemons(void **state)
 {
     (void)state;
     const char *f[32];
     flags(f);
     vkvt_daemon a, b;
-    assert_int_equal(vkvt_prepare(&a), 0);
-    assert_int_equal(vkvt_prepare(&b), 0);
-    assert_int_equal(vkvt_start(&a, f), 0);
-    assert_int_equal(vkvt_start(&b, f), 0);
     vkv_client *ca, *cb;
-    assert_int_equal(vkvt_connect(&a, "llava-test", &ca), 0);
-    assert_int_equal(vkvt_connect(&b, "llava-test", &cb), 0);
+    start_pair(&a, &b, f, &ca, &cb, 500);
     vkv_shape s = small_shape();
-    assert_int_equal(vkvt_put_range(ca, &s, 500, 0, N), 0);
-    assert_int_equal(wait_stat(ca, "remote_publishes", N), N);
 
     /* B has never seen the image: LOOKUP fetches it from the cluster. */
     vkv_key keys[N];
@@ -155,12 +176,14 @@ static void image_is_shared_across_daemons(void **state)
     assert_int_equal(hits, 0);
     vkv_close(other);
 
-    vkv_close(ca);
-    vkv_close(cb);
-    assert_int_equal(vkvt_stop(&a, SIGTERM), 0);
-    assert_int_equal(vkvt_stop(&b, SIGTERM), 0);
-    vkvt_cleanup(&a);
-    vkvt_cleanup(&b);
+    stop_pair(&a, &b, ca, cb);
+}
+
+/* The 64 hex digits of a key (as in its Redis key names) into hex[65]. */
+static void key_hex(const vkv_key *k, char *hex)
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", k->b[i]);
 }
 
 /* Overwrites every manifest in the cluster whose key contains `hex` (the
@@ -188,23 +211,15 @@ static void foreign_value_and_dead_master_give_local_answers(void **state)
     const char *f[32];
     flags(f);
     vkvt_daemon a, b;
-    assert_int_equal(vkvt_prepare(&a), 0);
-    assert_int_equal(vkvt_prepare(&b), 0);
-    assert_int_equal(vkvt_start(&a, f), 0);
-    assert_int_equal(vkvt_start(&b, f), 0);
     vkv_client *ca, *cb;
-    assert_int_equal(vkvt_connect(&a, "llava-test", &ca), 0);
-    assert_int_equal(vkvt_connect(&b, "llava-test", &cb), 0);
+    start_pair(&a, &b, f, &ca, &cb, 700);
     vkv_shape s = small_shape();
-    assert_int_equal(vkvt_put_range(ca, &s, 700, 0, N), 0);
-    assert_int_equal(wait_stat(ca, "remote_publishes", N), N);
 
     /* A foreign value under chunk 0's manifest: B serves nothing of it. */
     vkv_key keys[N];
     keys_of(700, keys, N);
     char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", keys[0].b[i]);
+    key_hex(&keys[0], hex);
     assert_int_equal(plant_garbage(hex), 1);
     size_t hits = 9, cold = 9;
     assert_int_equal(vkv_lookup(cb, keys, N, &hits, &cold), 0);
@@ -220,8 +235,7 @@ static void foreign_value_and_dead_master_give_local_answers(void **state)
     assert_int_equal(vkvt_put_range(ca, &s, 750, 0, N), 0);
     assert_int_equal(wait_stat(ca, "remote_publishes", before + N), before + N);
     keys_of(750, keys, N);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", keys[0].b[i]);
+    key_hex(&keys[0], hex);
     int dead = -1;
     bool on_dead[N];
     for (int m = 0; m < g_rc.n && dead < 0; m++) {
@@ -233,8 +247,7 @@ static void foreign_value_and_dead_master_give_local_answers(void **state)
     }
     assert_true(dead >= 0);
     for (int i = 0; i < N; i++) {
-        for (int j = 0; j < 32; j++)
-            snprintf(hex + 2 * j, 3, "%02x", keys[i].b[j]);
+        key_hex(&keys[i], hex);
         redisReply *x = vkvt_redis_cmd(&g_rc, dead, "KEYS *{%s}/m", hex);
         on_dead[i] = x && x->elements == 1;
         if (x)
@@ -260,12 +273,7 @@ static void foreign_value_and_dead_master_give_local_answers(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(vkvt_check_one(cb, &s, 900, i), 1);
 
-    vkv_close(ca);
-    vkv_close(cb);
-    assert_int_equal(vkvt_stop(&a, SIGTERM), 0);
-    assert_int_equal(vkvt_stop(&b, SIGTERM), 0);
-    vkvt_cleanup(&a);
-    vkvt_cleanup(&b);
+    stop_pair(&a, &b, ca, cb);
 }
 
 int main(void)
