@@ -158,6 +158,14 @@ static void image_is_shared_across_daemons(void **state)
     assert_int_equal(vkvt_stat(cb, "remote_errors"), 0);
     /* B does not publish what it got from the cluster. */
     assert_int_equal(vkvt_stat(cb, "remote_publishes"), 0);
+    /* vkvctl status shows the tier. */
+    char cmd[700], line[512] = "";
+    snprintf(cmd, sizeof cmd, "%s --rundir '%s' status | grep '^remote:'", VKVCTL_PATH, b.rundir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(line, sizeof line, p));
+    pclose(p);
+    assert_non_null(strstr(line, "12 hits"));
     vkv_close(cb);
 
     /* B restarted with empty local tiers: still a hit, through FETCH. */
