@@ -284,11 +284,77 @@ static void foreign_value_and_dead_master_give_local_answers(void **state)
     stop_pair(&a, &b, ca, cb);
 }
 
+/* Flips one byte of the first piece of the block whose key has 64-digit
+ * `hex` (whichever master holds it). Returns 1 if a piece was changed. */
+static int flip_piece(const char *hex)
+{
+    for (int i = 0; i < g_rc.n; i++) {
+        redisReply *x = vkvt_redis_cmd(&g_rc, i, "KEYS *{%s}/*/0", hex);
+        int done = 0;
+        if (x && x->elements == 1) {
+            redisReply *y = vkvt_redis_cmd(&g_rc, i, "GETRANGE %b 300 300", x->element[0]->str,
+                                           x->element[0]->len);
+            char c = (char)(y->str[0] ^ 0x01);
+            freeReplyObject(y);
+            y = vkvt_redis_cmd(&g_rc, i, "SETRANGE %b 300 %b", x->element[0]->str,
+                               x->element[0]->len, &c, (size_t)1);
+            freeReplyObject(y);
+            done = 1;
+        }
+        if (x)
+            freeReplyObject(x);
+        if (done)
+            return 1;
+    }
+    return 0;
+}
+
+/* A flipped byte in a stored piece is refused (counted), and a cluster at
+ * its maxmemory refuses publishes while the commits succeed locally. */
+static void flipped_piece_and_full_cluster_give_local_answers(void **state)
+{
+    (void)state;
+    const char *f[32];
+    flags(f);
+    vkvt_daemon a, b;
+    vkv_client *ca, *cb;
+    start_pair(&a, &b, f, &ca, &cb, 1100);
+    vkv_shape s = small_shape();
+    vkv_key keys[N];
+    keys_of(1100, keys, N);
+    char hex[65];
+    key_hex(&keys[3], hex);
+    assert_int_equal(flip_piece(hex), 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(vkvt_check_one(cb, &s, 1100, i), i == 3 ? 0 : 1);
+    assert_int_equal(vkvt_stat(cb, "remote_corrupt"), 1);
+    assert_int_equal(vkvt_stat(cb, "remote_installed"), N - 1);
+
+    /* Every master at its maxmemory, noeviction. */
+    for (int m = 0; m < g_rc.n; m++) {
+        redisReply *x = vkvt_redis_cmd(&g_rc, m, "CONFIG SET maxmemory 1");
+        freeReplyObject(x);
+    }
+    uint64_t perr = vkvt_stat(ca, "remote_publish_errors");
+    assert_int_equal(vkvt_put_range(ca, &s, 1200, 0, 4), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(vkvt_check_one(ca, &s, 1200, i), 1); /* served locally */
+    assert_int_equal(wait_stat(ca, "remote_publish_errors", perr + 4), perr + 4);
+    for (int m = 0; m < g_rc.n; m++) {
+        redisReply *x = vkvt_redis_cmd(&g_rc, m, "CONFIG SET maxmemory 0");
+        freeReplyObject(x);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(vkvt_check_one(cb, &s, 1200, i), 0); /* nothing half-published */
+    stop_pair(&a, &b, ca, cb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(image_is_shared_across_daemons),
         cmocka_unit_test(foreign_value_and_dead_master_give_local_answers),
+        cmocka_unit_test(flipped_piece_and_full_cluster_give_local_answers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
