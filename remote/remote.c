@@ -255,7 +255,6 @@ static void complete(struct worker *w, struct job *j, int status, uint64_t size,
         ssize_t wr = write(r->efd, &one, sizeof one);
         (void)wr;
     }
-    j->buf = NULL;
     job_free(j);
 }
 
