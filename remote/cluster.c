@@ -15,7 +15,7 @@
 #include "vkv/error.h"
 
 #define NO_NODE        0xFFFFu
-#define MAX_REDIRECTS  5
+#define MAX_REDIRECTS  16 /* with growing pauses: about 0.5 s in all */
 #define TRYAGAIN_MS    20
 #define REFRESH_MIN_MS 50 /* a stale map is reloaded at most this often */
 
@@ -376,6 +376,13 @@ static int route(vkvr_cluster *c, uint16_t slot, int *rc)
 
 enum redir { R_NONE, R_MOVED, R_ASK, R_TRYAGAIN, R_DOWN };
 
+/* Pauses ms milliseconds (TRYAGAIN and MOVED ping-pong back-off). */
+static void pause_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* Classifies an error reply; for MOVED/ASK *target gets the node index
  * (added if new) or -1. */
 static enum redir redirect_of(vkvr_cluster *c, const redisReply *r, int *target)
@@ -454,13 +461,6 @@ static int send_to(vkvr_cluster *c, int i, bool asking, int argc, const char **a
     }
 }
 
-/* Pauses ms milliseconds (TRYAGAIN back-off). */
-static void pause_ms(int ms)
-{
-    struct timespec ts = {0, (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 int vkvr_cluster_command(vkvr_cluster *c, int argc, const char **argv, const size_t *argvlen,
                          int key_arg, redisReply **out)
 {
@@ -496,7 +496,12 @@ int vkvr_cluster_command(vkvr_cluster *c, int argc, const char **argv, const siz
         snprintf(c->err, sizeof c->err, "%s", r->str);
         freeReplyObject(r);
         if (k == R_MOVED) {
+            /* While a migration is being finalized, the old owner may
+             * already point at the new one while the new one (still
+             * IMPORTING) points back: wait for the SETSLOTs to land. */
             c->n.moved++;
+            if (hop >= 2)
+                pause_ms(hop * 5 < 50 ? hop * 5 : 50);
         } else if (k == R_ASK) {
             c->n.ask++;
             asking = true;

@@ -10,7 +10,9 @@
  *     (a "hash tag"); the CRC is table driven (polynomial 0x1021, init 0);
  *   - the slot map comes from CLUSTER SLOTS (reloaded after a connection
  *     error and when a redirect says the map is stale);
- *   - "-MOVED slot host:port" updates that slot and retries there;
+ *   - "-MOVED slot host:port" updates that slot and retries there (after a
+ *     short, growing pause from the third hop: a slot whose migration is
+ *     being finalized may bounce between its old and new owner);
  *     "-ASK slot host:port" sends ASKING then the command to that node once,
  *     without changing the map (a slot being migrated);
  *     "-TRYAGAIN" is retried after a short pause;
@@ -69,8 +71,8 @@ vkvr_cluster *vkvr_cluster_new(const vkvr_addr *seeds, int nseeds, const char *u
 void vkvr_cluster_free(vkvr_cluster *c);
 
 /* Runs one command routed by argv[key_arg] (argv/argvlen as for
- * redisCommandArgv; key_arg < argc). Follows MOVED/ASK/TRYAGAIN (at most 5
- * redirects) and reloads the slot map when needed. On 0, *out is the reply
+ * redisCommandArgv; key_arg < argc). Follows MOVED/ASK/TRYAGAIN (at most 16
+ * redirects, about 0.5 s of pauses) and reloads the slot map when needed. On 0, *out is the reply
  * (any type, including a Redis error other than a redirect, which the caller
  * interprets) and the caller frees it with freeReplyObject. Errors: VKV_EIO
  * (connection lost, refused, protocol error, CLUSTERDOWN, too many

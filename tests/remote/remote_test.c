@@ -592,7 +592,7 @@ static void node_id(int i, char *out, size_t cap)
 /* Moves `slot` from master src to master dst the way redis-cli --cluster
  * reshard does (IMPORTING/MIGRATING, MIGRATE key by key, SETSLOT NODE),
  * pausing between keys so traffic sees the slot half-moved (ASK). */
-static void move_slot(int slot, int src, int dst)
+static void move_slot(int slot, int src, int dst, bool cli_order)
 {
     char sid[64], did[64];
     node_id(src, sid, sizeof sid);
@@ -619,8 +619,18 @@ static void move_slot(int slot, int src, int dst)
         freeReplyObject(x);
         usleep(20 * 1000);
     }
-    for (int i = 0; i < g_rc.n; i++) {
-        x = vkvt_redis_cmd(&g_rc, i, "CLUSTER SETSLOT %d NODE %s", slot, did);
+    /* Finalize on the target, the source, then the others, as redis-cli
+     * does, or (cli_order false) the source first: then the slot bounces
+     * between them (MOVED both ways) until the target learns it owns it,
+     * which the router must ride out. */
+    int order[VKVT_REDIS_MAX], n = 0;
+    order[n++] = cli_order ? dst : src;
+    order[n++] = cli_order ? src : dst;
+    for (int i = 0; i < g_rc.n; i++)
+        if (i != dst && i != src)
+            order[n++] = i;
+    for (int i = 0; i < n; i++) {
+        x = vkvt_redis_cmd(&g_rc, order[i], "CLUSTER SETSLOT %d NODE %s", slot, did);
         freeReplyObject(x);
     }
 }
@@ -651,7 +661,7 @@ static void test_reshard(void **state)
         int len = vkvr_name_manifest(name, sizeof name, "vkv:", NS, &t.keys[i]);
         int slot = vkvr_key_slot(name, (size_t)len);
         if (vkvt_redis_owner(&g_rc, slot) == src)
-            move_slot(slot, src, 1 + i % 2);
+            move_slot(slot, src, 1 + i % 2, i % 2 == 0);
     }
     usleep(200 * 1000);
     atomic_store(&t.stop, true);
