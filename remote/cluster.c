@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "vkv/error.h"
@@ -26,7 +27,10 @@ struct node {
     uint64_t down_until_ms; /* monotonic; 0 = may connect */
 };
 
+#define READ_CHUNK (1u << 20) /* bytes per read(2) of a reply (hiredis: 16 KiB) */
+
 struct vkvr_cluster {
+    char *rbuf; /* READ_CHUNK bytes: replies are read through it */
     struct node nodes[VKVR_NODES_MAX];
     int nnodes;
     int nseeds; /* nodes[0..nseeds) are the configured seeds */
@@ -141,12 +145,13 @@ vkvr_cluster *vkvr_cluster_new(const vkvr_addr *seeds, int nseeds, const char *u
     for (int i = 0; i < nseeds; i++)
         node_index(c, seeds[i].host, seeds[i].port);
     c->nseeds = c->nnodes;
+    c->rbuf = malloc(READ_CHUNK);
     for (int i = 0; i < VKVR_SLOTS; i++)
         c->slot[i] = NO_NODE;
     c->stale = true;
     c->timeout_ms = timeout_ms ? timeout_ms : 2000;
     c->retry_ms = retry_ms;
-    if ((user && *user && !(c->user = strdup(user))) ||
+    if (!c->rbuf || (user && *user && !(c->user = strdup(user))) ||
         (password && *password && !(c->password = strdup(password)))) {
         vkvr_cluster_free(c);
         return NULL;
@@ -163,6 +168,7 @@ void vkvr_cluster_free(vkvr_cluster *c)
             redisFree(c->nodes[i].ctx);
     free(c->user);
     free(c->password);
+    free(c->rbuf);
     free(c);
 }
 
@@ -245,6 +251,9 @@ static redisContext *node_conn(vkvr_cluster *c, int i, int *rc)
         *rc = node_fail(c, i, x->err, errno, "connect");
         return NULL;
     }
+    /* Keep up to a few pieces' worth of read buffer between replies
+     * instead of hiredis's 16 KiB (it would be freed and regrown per piece). */
+    x->reader->maxbuf = 4u << 20;
     if (redisSetTimeout(x, tv) != REDIS_OK) {
         *rc = node_fail(c, i, x->err, errno, "set timeout");
         return NULL;
@@ -424,6 +433,47 @@ static enum redir redirect_of(vkvr_cluster *c, const redisReply *r, int *target)
     return kind;
 }
 
+/* redisGetReply with reads of READ_CHUNK bytes instead of hiredis's 16 KiB
+ * (a 2 MiB piece in 2-3 read(2) calls instead of 128): flushes what is
+ * queued, then feeds the reader until it has a reply. Returns REDIS_OK with
+ * *out, or REDIS_ERR with x->err set (REDIS_ERR_IO with errno, e.g. EAGAIN
+ * for the SO_RCVTIMEO timeout; REDIS_ERR_EOF; REDIS_ERR_PROTOCOL). */
+static int read_reply(vkvr_cluster *c, redisContext *x, void **out)
+{
+    *out = NULL;
+    if (redisGetReplyFromReader(x, out) != REDIS_OK)
+        return REDIS_ERR;
+    if (*out)
+        return REDIS_OK;
+    int done = 0;
+    do {
+        if (redisBufferWrite(x, &done) != REDIS_OK)
+            return REDIS_ERR;
+    } while (!done);
+    for (;;) {
+        if (redisGetReplyFromReader(x, out) != REDIS_OK)
+            return REDIS_ERR;
+        if (*out)
+            return REDIS_OK;
+        ssize_t n = read(x->fd, c->rbuf, READ_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = errno;
+            x->err = n == 0 ? REDIS_ERR_EOF : REDIS_ERR_IO;
+            snprintf(x->errstr, sizeof x->errstr, "%s",
+                     n == 0 ? "Server closed the connection" : strerror(e));
+            errno = e;
+            return REDIS_ERR;
+        }
+        if (redisReaderFeed(x->reader, c->rbuf, (size_t)n) != REDIS_OK) {
+            x->err = x->reader->err ? x->reader->err : REDIS_ERR_PROTOCOL;
+            snprintf(x->errstr, sizeof x->errstr, "%s", x->reader->errstr);
+            return REDIS_ERR;
+        }
+    }
+}
+
 /* Sends one command to node i (preceded by ASKING when `asking`) and reads
  * its reply. Returns 0 with *out, or an error. */
 static int send_to(vkvr_cluster *c, int i, bool asking, int argc, const char **argv,
@@ -445,12 +495,12 @@ static int send_to(vkvr_cluster *c, int i, bool asking, int argc, const char **a
         if (redisAppendCommandArgv(x, argc, argv, argvlen) != REDIS_OK)
             goto fail;
         if (asking) {
-            if (redisGetReply(x, &r) != REDIS_OK)
+            if (read_reply(c, x, &r) != REDIS_OK)
                 goto fail;
             freeReplyObject(r);
             r = NULL;
         }
-        if (redisGetReply(x, &r) != REDIS_OK)
+        if (read_reply(c, x, &r) != REDIS_OK)
             goto fail;
         *out = r;
         return 0;
@@ -547,7 +597,7 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
         }
         for (int k = 0; k < n; k++) {
             void *r = NULL;
-            if (redisGetReply(x, &r) != REDIS_OK) {
+            if (read_reply(c, x, &r) != REDIS_OK) {
                 cerr = x->err;
                 cerrno = errno;
                 for (int j = 0; j < k; j++)
