@@ -251,6 +251,23 @@ static void print_status(vkv_client *c, const vkvp_reply *rep)
         cJSON *cold = cJSON_AddObjectToObject(o, "cold");
         cJSON_AddNumberToObject(cold, "entries", (double)ctr(rep, "entries_cold"));
         cJSON_AddNumberToObject(cold, "bytes", (double)ctr(rep, "bytes_cold"));
+        if (ctr(rep, "remote_available")) {
+            cJSON *rt = cJSON_AddObjectToObject(o, "remote");
+            cJSON_AddNumberToObject(rt, "hits", (double)ctr(rep, "remote_hits"));
+            cJSON_AddNumberToObject(rt, "misses", (double)ctr(rep, "remote_misses"));
+            cJSON_AddNumberToObject(rt, "errors", (double)ctr(rep, "remote_errors"));
+            cJSON_AddNumberToObject(rt, "bytes_in", (double)ctr(rep, "remote_fetch_bytes"));
+            cJSON_AddNumberToObject(rt, "published", (double)ctr(rep, "remote_publishes"));
+            cJSON_AddNumberToObject(rt, "publish_dropped",
+                                    (double)ctr(rep, "remote_publish_refused"));
+            cJSON_AddNumberToObject(rt, "publish_errors",
+                                    (double)ctr(rep, "remote_publish_errors"));
+            cJSON_AddNumberToObject(rt, "queue_bytes", (double)ctr(rep, "remote_queue_bytes"));
+            uint64_t rh = ctr(rep, "remote_hits");
+            cJSON_AddNumberToObject(rt, "mean_fetch_ms",
+                                    rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh
+                                       : 0.0);
+        }
         cJSON_AddNumberToObject(o, "hits", (double)hits);
         cJSON_AddNumberToObject(o, "misses", (double)misses);
         cJSON_AddNumberToObject(o, "hit_rate", rate);
@@ -268,6 +285,18 @@ static void print_status(vkv_client *c, const vkvp_reply *rep)
                ctr(rep, "entries_writing"));
         printf("cold: %" PRIu64 " entries, %s\n", ctr(rep, "entries_cold"),
                hsize(ctr(rep, "bytes_cold"), a, sizeof a));
+        if (ctr(rep, "remote_available")) {
+            uint64_t rh = ctr(rep, "remote_hits");
+            printf("remote: %" PRIu64 " hits (%s, mean %.2f ms), %" PRIu64 " misses, %" PRIu64
+                   " errors; %" PRIu64 " published, %" PRIu64 " dropped, %" PRIu64
+                   " failed, %s queued\n",
+                   rh, hsize(ctr(rep, "remote_fetch_bytes"), a, sizeof a),
+                   rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh : 0.0,
+                   ctr(rep, "remote_misses"), ctr(rep, "remote_errors"),
+                   ctr(rep, "remote_publishes"), ctr(rep, "remote_publish_refused"),
+                   ctr(rep, "remote_publish_errors"),
+                   hsize(ctr(rep, "remote_queue_bytes"), b, sizeof b));
+        }
         printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
                " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
                " restores\n",

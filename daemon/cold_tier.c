@@ -269,6 +269,31 @@ static int spill_check(void *arg, const char *ns, const vkv_key *key, const void
     return vkv_block_check_ident(&h, id);
 }
 
+void vkvd_cold_store_copy(vkvd_server *srv, const char *ns, const vkv_key *key, void *buf,
+                          uint64_t size)
+{
+    uint64_t tag = ++srv->next_tag;
+    struct pending_op *o = NULL;
+    /* When no copy reaches LMDB, the entry must be spilled when evicted
+     * (the store treats it as restored from the cold tier otherwise). */
+    if (!srv->cold || srv->spill_queued + size > srv->cfg.spill_queue ||
+        op_add_ex(srv, tag, VKVS_COLD_OP_SPILL, ns, key, &o) != 0) {
+        free(buf);
+        vkvs_cold_copy_gone(srv->st, ns, key);
+        return;
+    }
+    if (vkvs_cold_spill(srv->cold, ns, key, buf, size, tag) != 0) {
+        op_remove(srv, tag);
+        free(buf);
+        vkvs_cold_copy_gone(srv->st, ns, key);
+        return;
+    }
+    o->size = size;
+    srv->spill_queued += size;
+    if (srv->spill_queued > srv->spill_queued_peak)
+        srv->spill_queued_peak = srv->spill_queued;
+}
+
 /* Store drop hook: a deleted or dropped entry leaves the cold tier too. */
 static void hook_drop(void *arg, uint32_t ns_id, const char *ns, const vkv_key *key)
 {

@@ -48,6 +48,27 @@ static const struct setting g_settings[] = {
      "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
     {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
     {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
+    {"remote", "VKV_REMOTE",
+     "remote tier: Redis Cluster seeds redis://host:port[,host:port...]; \"\" = off (default off)"},
+    {"remote-user", "VKV_REMOTE_USER", "Redis ACL user for AUTH (default: the default user)"},
+    {"remote-password", "VKV_REMOTE_PASSWORD",
+     "Redis password for AUTH (prefer the env var or a 0600 config file)"},
+    {"remote-prefix", "VKV_REMOTE_PREFIX", "prefix of every Redis key (default vkv:)"},
+    {"remote-ttl", "VKV_REMOTE_TTL",
+     "seconds published blocks live in Redis; 0 = no expiry (default 86400)"},
+    {"remote-max-block", "VKV_REMOTE_MAX_BLOCK", "largest block shared, bytes (default 256M)"},
+    {"remote-queue", "VKV_REMOTE_QUEUE",
+     "bytes of committed blocks waiting to be published at most; more are dropped (default 256M)"},
+    {"remote-piece-size", "VKV_REMOTE_PIECE_SIZE", "bytes per Redis value (default 2M)"},
+    {"remote-timeout-ms", "VKV_REMOTE_TIMEOUT_MS",
+     "Redis connect and command timeout (default 1000)"},
+    {"remote-wait-ms", "VKV_REMOTE_WAIT_MS",
+     "a LOOKUP or FETCH waits this long for the remote tier, then answers locally (default 2000)"},
+    {"remote-miss-ms", "VKV_REMOTE_MISS_MS",
+     "a key the remote tier missed or failed is not asked again for this long (default 1000)"},
+    {"remote-threads", "VKV_REMOTE_THREADS", "remote tier I/O threads (default 2)"},
+    {"remote-publish", "VKV_REMOTE_PUBLISH",
+     "publish committed blocks to the remote tier: yes | no (default yes)"},
 };
 #define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
 
@@ -217,6 +238,63 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         cfg->log_level = l;
         return 0;
     }
+    if (!strcmp(n, "remote")) {
+        if (!*value) {
+            cfg->remote[0] = '\0';
+            return 0;
+        }
+        return set_str(cfg->remote, sizeof cfg->remote, value);
+    }
+    if (!strcmp(n, "remote-user") || !strcmp(n, "remote-password")) {
+        char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
+        size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
+        if (strlen(value) >= cap)
+            return -2;
+        memcpy(dst, value, strlen(value) + 1);
+        return 0;
+    }
+    if (!strcmp(n, "remote-prefix")) {
+        if (strpbrk(value, "{}"))
+            return -2;
+        return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
+    }
+    if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
+        !strcmp(n, "remote-piece-size")) {
+        if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
+            return -2;
+        if (!strcmp(n, "remote-max-block"))
+            cfg->remote_max_block = sz;
+        else if (!strcmp(n, "remote-queue"))
+            cfg->remote_queue = sz;
+        else if (sz > UINT32_MAX)
+            return -2;
+        else
+            cfg->remote_piece = (uint32_t)sz;
+        return 0;
+    }
+    if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
+        !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
+        !strcmp(n, "remote-threads")) {
+        if (parse_u32(value, &u) != 0)
+            return -2;
+        if (!strcmp(n, "remote-ttl"))
+            cfg->remote_ttl_s = u;
+        else if (u == 0)
+            return -2;
+        else if (!strcmp(n, "remote-timeout-ms"))
+            cfg->remote_timeout_ms = u;
+        else if (!strcmp(n, "remote-wait-ms"))
+            cfg->remote_wait_ms = u;
+        else if (!strcmp(n, "remote-miss-ms"))
+            cfg->remote_miss_ms = u;
+        else if (u > 32)
+            return -2;
+        else
+            cfg->remote_threads = u;
+        return 0;
+    }
+    if (!strcmp(n, "remote-publish"))
+        return parse_bool(value, &cfg->remote_publish) == 0 ? 0 : -2;
     if (!strcmp(n, "allow-gid")) {
         if (!parse_u32(value, &u))
             return VKV_EINVAL;
@@ -258,6 +336,16 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->metrics_port = 0;
     cfg->log_level = vkv_log_level();
     cfg->allow_gid = -1;
+    snprintf(cfg->remote_prefix, sizeof cfg->remote_prefix, "vkv:");
+    cfg->remote_ttl_s = 86400;
+    cfg->remote_max_block = 256ull << 20;
+    cfg->remote_queue = 256ull << 20;
+    cfg->remote_piece = 2u << 20;
+    cfg->remote_timeout_ms = 1000;
+    cfg->remote_wait_ms = 2000;
+    cfg->remote_miss_ms = 1000;
+    cfg->remote_threads = 2;
+    cfg->remote_publish = true;
 }
 
 struct ini_ctx {
@@ -463,4 +551,18 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                                                                        : cfg->session_quota));
     if (cfg->allow_gid >= 0)
         fprintf(fp, "allow-gid = %ld\n", cfg->allow_gid);
+    if (cfg->remote[0]) {
+        /* the password is never printed */
+        fprintf(fp, "remote = %s\nremote-prefix = %s\nremote-ttl = %llu\n", cfg->remote,
+                cfg->remote_prefix, (unsigned long long)cfg->remote_ttl_s);
+        if (cfg->remote_user[0])
+            fprintf(fp, "remote-user = %s\n", cfg->remote_user);
+        fprintf(fp,
+                "remote-max-block = %llu\nremote-queue = %llu\nremote-piece-size = %u\n"
+                "remote-timeout-ms = %u\nremote-wait-ms = %u\nremote-miss-ms = %u\n"
+                "remote-threads = %u\nremote-publish = %s\n",
+                (unsigned long long)cfg->remote_max_block, (unsigned long long)cfg->remote_queue,
+                cfg->remote_piece, cfg->remote_timeout_ms, cfg->remote_wait_ms, cfg->remote_miss_ms,
+                cfg->remote_threads, cfg->remote_publish ? "yes" : "no");
+    }
 }

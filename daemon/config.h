@@ -36,6 +36,20 @@ typedef struct vkvd_config {
     int log_level;      /* enum vkv_log_level */
     long allow_gid;     /* -1: only our own uid may connect; else also this gid */
     char config_file[VKVD_PATH_MAX];
+    /* remote tier (docs/REMOTE.md); off while remote is "" */
+    char remote[1024];          /* Redis Cluster seeds "redis://h:p[,h:p...]" */
+    char remote_user[128];      /* ACL user ("" = default) */
+    char remote_password[256];  /* AUTH password ("" = none); never printed */
+    char remote_prefix[65];     /* Redis key prefix (default "vkv:") */
+    uint64_t remote_ttl_s;      /* expiry of published keys, 0 = none */
+    uint64_t remote_max_block;  /* bytes; larger blocks are not shared */
+    uint64_t remote_queue;      /* bytes waiting to be published, max */
+    uint32_t remote_piece;      /* bytes per Redis value */
+    uint32_t remote_timeout_ms; /* connect/command timeout */
+    uint32_t remote_wait_ms;    /* a LOOKUP/FETCH waits this long for the tier */
+    uint32_t remote_miss_ms;    /* a remote miss/error is not asked again for this long */
+    uint32_t remote_threads;
+    bool remote_publish; /* publish committed blocks (write-behind) */
 } vkvd_config;
 
 /* Fills `cfg` with the built-in defaults, resolving the runtime and state

@@ -148,13 +148,65 @@
     X(cold_queue_bytes, c.queue_bytes, NULL, NULL, NULL, NONE, NULL)                               \
     X(cold_failed, (uint64_t)c.failed, NULL, NULL, NULL, NONE, NULL)
 
+/* Remote-tier counters of the daemon's own (always present): `srv`. */
+#define VKVD_COUNTERS_REMOTE_D(X)                                                                  \
+    X(remote_available, srv->remote != NULL, NULL, NULL, NULL, NONE, NULL)                         \
+    X(remote_installed, srv->remote_installed, NULL, "vkvd_hits_total", "tier=\"remote\"",         \
+      COUNTER, NULL)                                                                               \
+    X(remote_install_bytes, srv->remote_install_bytes, NULL, NULL, NULL, NONE, NULL)               \
+    X(remote_refused, srv->remote_refused, NULL, NULL, NULL, NONE, NULL)                           \
+    X(remote_waits, srv->remote_waits, NULL, NULL, NULL, NONE, NULL)                               \
+    X(remote_publish_dropped, srv->remote_publish_dropped, NULL, NULL, NULL, NONE, NULL)
+
+/* Counters only while the remote tier is open: `r` is its vkvr_stats. */
+#define VKVD_COUNTERS_REMOTE(X)                                                                    \
+    X(remote_fetches, r.fetches, NULL, NULL, NULL, NONE, NULL)                                     \
+    X(remote_hits, r.hits, NULL, "vkvd_remote_fetches_total", "result=\"hit\"", COUNTER,           \
+      "Remote-tier fetches by result (hit, miss, error: failed, corrupt or foreign).")             \
+    X(remote_misses, r.misses, NULL, "vkvd_remote_fetches_total", "result=\"miss\"", COUNTER,      \
+      NULL)                                                                                        \
+    X(remote_errors, r.errors, NULL, "vkvd_remote_fetches_total", "result=\"error\"", COUNTER,     \
+      NULL)                                                                                        \
+    X(remote_fetch_bytes, r.fetch_bytes, NULL, "vkvd_remote_bytes_total", "dir=\"in\"", COUNTER,   \
+      "Verified block bytes fetched from (in) and published to (out) the remote tier.")            \
+    X(remote_publish_bytes, r.publish_bytes, NULL, "vkvd_remote_bytes_total", "dir=\"out\"",       \
+      COUNTER, NULL)                                                                               \
+    X(remote_fetch_ns, r.fetch_ns_total, NULL, "vkvd_remote_fetch_nanoseconds_total", "", COUNTER, \
+      "Sum of successful remote fetch latencies (divide by the hit count for the mean).")          \
+    X(remote_fetch_ns_max, r.fetch_ns_max, NULL, NULL, NULL, NONE, NULL)                           \
+    X(remote_corrupt, r.corrupt, NULL, "vkvd_remote_rejected_total", "reason=\"checksum\"",        \
+      COUNTER, "Remote values refused: a checksum failed, or a foreign value / other identity.")   \
+    X(remote_foreign, r.foreign, NULL, "vkvd_remote_rejected_total", "reason=\"foreign\"",         \
+      COUNTER, NULL)                                                                               \
+    X(remote_publishes, r.publishes, NULL, "vkvd_remote_publishes_total", "result=\"ok\"",         \
+      COUNTER, "Committed blocks published (ok), already there (exists), failed, or dropped.")     \
+    X(remote_publish_skipped, r.publish_skipped, NULL, "vkvd_remote_publishes_total",              \
+      "result=\"exists\"", COUNTER, NULL)                                                          \
+    X(remote_publish_errors, r.publish_errors, NULL, "vkvd_remote_publishes_total",                \
+      "result=\"error\"", COUNTER, NULL)                                                           \
+    X(remote_publish_oom, r.publish_oom, NULL, NULL, NULL, NONE, NULL)                             \
+    X(remote_publish_refused, r.publish_refused + srv->remote_publish_dropped, NULL,               \
+      "vkvd_remote_publishes_total", "result=\"dropped\"", COUNTER, NULL)                          \
+    X(remote_queue_bytes, r.queue_bytes, NULL, "vkvd_remote_queue_bytes", "", GAUGE,               \
+      "Committed block bytes waiting to be published.")                                            \
+    X(remote_moved, r.moved, NULL, NULL, NULL, NONE, NULL)                                         \
+    X(remote_ask, r.ask, NULL, NULL, NULL, NONE, NULL)                                             \
+    X(remote_slot_refreshes, r.slot_refreshes, NULL, NULL, NULL, NONE, NULL)                       \
+    X(remote_connects, r.connects, NULL, NULL, NULL, NONE, NULL)                                   \
+    X(remote_conn_errors, r.conn_errors, NULL, "vkvd_remote_conn_errors_total", "kind=\"conn\"",   \
+      COUNTER, "Redis connections lost or refused (conn) and commands timed out (timeout).")       \
+    X(remote_timeouts, r.timeouts, NULL, "vkvd_remote_conn_errors_total", "kind=\"timeout\"",      \
+      COUNTER, NULL)
+
 /* Counters while the fd channel runs: `served`, `refused` are its counts. */
 #define VKVD_COUNTERS_FDCHAN(X)                                                                    \
     X(fdchan_served, served, NULL, NULL, NULL, NONE, NULL)                                         \
     X(fdchan_refused, refused, NULL, NULL, NULL, NONE, NULL)
 /* Every list, in STATS order (the req_<op> counters aside). */
 #define VKVD_COUNTERS_ALL(X)                                                                       \
-    VKVD_COUNTERS_CORE(X) VKVD_COUNTERS_CORE2(X) VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X)
+    VKVD_COUNTERS_CORE(X)                                                                          \
+    VKVD_COUNTERS_CORE2(X)                                                                         \
+    VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X)
 
 /* One enumerator per counter: VKVD_CTR_<name>. */
 enum vkvd_counter_id {

@@ -195,6 +195,15 @@ static int handle_lookup(struct call *c)
     size_t n = 0, m = 0;
     const vkvp_keys_req *l = &c->rq->u.lookup;
     int rc = vkvs_lookup(c->srv->st, l->session, l->keys, l->nkeys, &n, &m);
+    if (rc == 0 && n < l->nkeys && c->srv->remote && c->allow_defer) {
+        /* The rest may be on another node: fetch it into the local tiers
+         * and answer when it is there (or after remote-wait-ms). */
+        uint32_t ns_id;
+        const char *ns = NULL;
+        if (vkvs_session_ns(c->srv->st, l->session, &ns_id, &ns) == 0 &&
+            vkvd_remote_start(c->srv, l->session, ns, l->keys + n, l->nkeys - n) > 0)
+            return VKVD_DEFER;
+    }
     c->rep->u.lookup.hits = n;
     c->rep->u.lookup.cold = m;
     return rc;
@@ -221,6 +230,18 @@ static int handle_fetch(struct call *c)
         const char *ns = NULL;
         if (vkvs_session_ns(st, f->session, &ns_id, &ns) == 0 &&
             vkvd_cold_start_restores(c->srv, ns, f->keys + res.nready, res.ncold) > 0) {
+            if (res.lease)
+                vkvs_release(st, f->session, &res.lease, 1, NULL);
+            return VKVD_DEFER;
+        }
+    }
+    if (res.ncold == 0 && res.nready < f->nkeys && c->srv->remote && c->allow_defer) {
+        /* Past the local prefix: ask the remote tier (remote_tier.c). */
+        uint32_t ns_id;
+        const char *ns = NULL;
+        if (vkvs_session_ns(st, f->session, &ns_id, &ns) == 0 &&
+            vkvd_remote_start(c->srv, f->session, ns, f->keys + res.nready, f->nkeys - res.nready) >
+                0) {
             if (res.lease)
                 vkvs_release(st, f->session, &res.lease, 1, NULL);
             return VKVD_DEFER;
@@ -272,11 +293,23 @@ static int handle_alloc(struct call *c)
     return 0;
 }
 
+/* COMMIT's check: vkvd_validate_block; a block that passes is also queued
+ * for the remote tier (write-behind copy; validate success means the
+ * commit succeeds). */
+static int commit_validate(void *arg, const vkvs_store *st, const char *ns, const vkv_key *key,
+                           const vkvs_block *b)
+{
+    int rc = vkvd_validate_block(arg, st, ns, key, b);
+    if (rc == 0)
+        vkvd_remote_publish(arg, ns, key, b);
+    return rc;
+}
+
 /* COMMIT: validates the block's header and identity, publishes it. */
 static int handle_commit(struct call *c)
 {
     const vkvp_lease_req *r = &c->rq->u.commit;
-    int rc = vkvs_commit(c->srv->st, r->session, r->lease, vkvd_validate_block, c->srv);
+    int rc = vkvs_commit(c->srv->st, r->session, r->lease, commit_validate, c->srv);
     if (rc && rc != VKV_ELEASE && rc != VKV_ESESSION) {
         c->srv->commit_rejected++;
         snprintf(c->why, c->why_len, "block rejected at commit: %s", vkv_strerror(rc));

@@ -188,6 +188,7 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
     struct vkvd_scratch sc;
     memset(&sc, 0, sizeof sc);
     vkvp_reply_init(&rep, rq->op, rq->req_id, srv->epoch);
+    srv->defer_limit_next_ms = 0;
     int rc = vkvd_dispatch(srv, rq, &rep, &sc, why, sizeof why, allow_defer);
     if (rc == VKVD_DEFER) {
         vkvd_scratch_free(&sc);
@@ -197,7 +198,9 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
             d->rq = rq;
             d->req_hash = req_hash;
             d->t_arrival = t_arrival;
-            d->deadline_ms = vkv_now_ms() + VKVD_DEFER_LIMIT_MS;
+            d->deadline_ms = vkv_now_ms() + (srv->defer_limit_next_ms ? srv->defer_limit_next_ms
+                                                                      : VKVD_DEFER_LIMIT_MS);
+            srv->defer_limit_next_ms = 0;
             d->next = srv->deferred;
             srv->deferred = d;
             if (rq->op == VKVP_ALLOC)
@@ -461,12 +464,13 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
         return VKV_ENOMEM;
     srv->cfg = *cfg;
     srv->nn = -1;
-    srv->sigfd = srv->timerfd = srv->lockfd = srv->cold_fd = -1;
+    srv->sigfd = srv->timerfd = srv->lockfd = srv->cold_fd = srv->remote_fd = -1;
     pthread_mutex_init(&srv->live_mu, NULL);
     int rc;
     if ((rc = open_rundir(srv)) != 0 || (rc = open_store(srv)) != 0)
         goto fail;
     vkvd_cold_open(srv);
+    vkvd_remote_open(srv);
     if ((rc = open_fdchan(srv)) != 0 || (rc = open_socket(srv)) != 0 ||
         (rc = open_signals(srv)) != 0)
         goto fail;
@@ -493,10 +497,15 @@ static void drain_for_shutdown(vkvd_server *srv)
     srv->fc = NULL;
     drain_socket(srv);
     uint64_t deadline = vkv_now_ms() + 10000;
-    while (srv->deferred && srv->cold && vkv_now_ms() < deadline) {
-        struct pollfd cp = {srv->cold_fd, POLLIN, 0};
-        if (poll(&cp, 1, 100) > 0)
-            vkvd_cold_on_ready(srv);
+    while (srv->deferred && (srv->cold || srv->remote) && vkv_now_ms() < deadline) {
+        struct pollfd cp[2] = {{srv->cold ? srv->cold_fd : -1, POLLIN, 0},
+                               {srv->remote ? srv->remote_fd : -1, POLLIN, 0}};
+        if (poll(cp, 2, 100) > 0) {
+            if (cp[0].revents & POLLIN)
+                vkvd_cold_on_ready(srv);
+            if (cp[1].revents & POLLIN)
+                vkvd_remote_on_ready(srv);
+        }
         drain_socket(srv);
     }
     if (srv->deferred)
@@ -505,12 +514,13 @@ static void drain_for_shutdown(vkvd_server *srv)
 
 int vkvd_server_run(vkvd_server *srv)
 {
-    struct pollfd pf[4] = {{srv->nn_rcvfd, POLLIN, 0},
+    struct pollfd pf[5] = {{srv->nn_rcvfd, POLLIN, 0},
                            {srv->sigfd, POLLIN, 0},
                            {srv->timerfd, POLLIN, 0},
-                           {srv->cold_fd, POLLIN, 0}};
+                           {srv->cold ? srv->cold_fd : -1, POLLIN, 0},
+                           {srv->remote ? srv->remote_fd : -1, POLLIN, 0}};
     while (!srv->stopping) {
-        int r = poll(pf, srv->cold ? 4 : 3, -1);
+        int r = poll(pf, 5, -1); /* poll ignores the -1 fds */
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -523,6 +533,8 @@ int vkvd_server_run(vkvd_server *srv)
             on_timer(srv);
         if (srv->cold && (pf[3].revents & POLLIN))
             vkvd_cold_on_ready(srv);
+        if (srv->remote && (pf[4].revents & POLLIN))
+            vkvd_remote_on_ready(srv);
         if (pf[1].revents & POLLIN) {
             struct signalfd_siginfo si;
             if (read(srv->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -549,6 +561,7 @@ void vkvd_server_close(vkvd_server *srv)
     vkvd_fdchan_close(srv->fc);
     vkvd_metrics_close(srv->metrics);
     vkvd_verify_join(srv);
+    vkvd_remote_close(srv);
     vkvd_cold_close(srv);
     while (srv->deferred) {
         struct deferred *d = srv->deferred;

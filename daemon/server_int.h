@@ -10,7 +10,9 @@
  *  - cold_tier.c  the LMDB tier's glue: store hooks (spill, drop), restores,
  *                 completions, FLUSH continuation, VERIFY, shutdown spill;
  *  - stats.c      the STATS counters (daemon/counters.h) and their publishing;
- *  - live.c       the sessions the fd channel may serve and their kernel pids.
+ *  - live.c       the sessions the fd channel may serve and their kernel pids;
+ *  - remote_tier.c the remote tier's glue (Redis Cluster, docs/REMOTE.md):
+ *                 fetches on a local miss, installs, write-behind publishing.
  */
 #ifndef VKVD_SERVER_INT_H
 #define VKVD_SERVER_INT_H
@@ -27,6 +29,7 @@
 #include "fdchan.h"
 #include "metrics.h"
 #include "proto.h"
+#include "remote.h"
 #include "server.h"
 #include "store.h"
 #include "vkv/block.h"
@@ -83,7 +86,9 @@ struct deferred {
     uint64_t deadline_ms; /* monotonic: answer with what is hot after this */
 };
 
-struct verify_job; /* cold_tier.c */
+struct verify_job;  /* cold_tier.c */
+struct remote_op;   /* remote_tier.c */
+struct remote_miss; /* remote_tier.c */
 
 struct vkvd_server {
     vkvd_config cfg;
@@ -133,6 +138,17 @@ struct vkvd_server {
     uint64_t spill_queued_peak;
     bool flush_more;                /* a FLUSH stopped at the spill-queue bound */
     char flush_ns[VKVS_NS_MAX + 1]; /* its namespace ("" = all) */
+    /* remote tier (NULL when off or unavailable; remote_tier.c) */
+    vkvr *remote;
+    int remote_fd;
+    struct remote_op *rops;       /* fetches in flight */
+    struct remote_miss *rmiss;    /* recent misses/errors, not asked again */
+    uint32_t defer_limit_next_ms; /* a handler's shorter wait for its deferral */
+    uint64_t remote_installed;    /* remote blocks verified and made hot */
+    uint64_t remote_install_bytes;
+    uint64_t remote_refused;         /* fetched blocks the daemon's own check refused */
+    uint64_t remote_waits;           /* LOOKUP/FETCH deferred for the remote tier */
+    uint64_t remote_publish_dropped; /* commits not published (queue full, no memory) */
 };
 
 /* The STATS counters of one reply (names are static strings). */
@@ -205,6 +221,12 @@ int vkvd_cold_flush_continue(vkvd_server *srv);
  * error. No-op without a cold tier. */
 int vkvd_cold_shutdown(vkvd_server *srv);
 
+/* Hands a verified block buf[0..size) (malloc'ed; the cold tier owns it on
+ * success, else it is freed) to the LMDB writer as (ns, key), like a spill.
+ * No-op (buf freed) without a cold tier. */
+void vkvd_cold_store_copy(vkvd_server *srv, const char *ns, const vkv_key *key, void *buf,
+                          uint64_t size);
+
 /* Closes the cold tier and frees the in-flight op records. */
 void vkvd_cold_close(vkvd_server *srv);
 
@@ -214,6 +236,32 @@ int vkvd_verify_op(vkvd_server *srv, bool start, bool drop, vkvp_verify_rep *out
 
 /* Stops and waits for a verification thread, frees its record. */
 void vkvd_verify_join(vkvd_server *srv);
+
+/* ---- remote_tier.c ---- */
+
+/* Opens the remote tier when cfg.remote is set (no connection yet). A
+ * failure is logged and leaves srv->remote NULL. */
+void vkvd_remote_open(vkvd_server *srv);
+
+/* Closes the remote tier and frees the in-flight records. */
+void vkvd_remote_close(vkvd_server *srv);
+
+/* Asks the remote tier for the keys[0..n) of namespace `ns` (session sid)
+ * that follow a local prefix (the fetched blocks are installed hot on
+ * completion); keys held locally by now are skipped. Keys missed recently
+ * are not asked again; asking stops at the first of them.
+ * Returns how many of keys[0..n) are in flight now; when > 0 the caller
+ * defers and sets srv->defer_limit_next_ms. */
+size_t vkvd_remote_start(vkvd_server *srv, uint64_t sid, const char *ns, const vkv_key *keys,
+                         size_t n);
+
+/* Drains remote completions: installs verified blocks (arena, then LMDB),
+ * remembers misses, and re-runs waiting requests. */
+void vkvd_remote_on_ready(vkvd_server *srv);
+
+/* After a successful COMMIT of block `b` (ns, key): copies it and queues it
+ * for publishing (write-behind; dropped and counted when the queue is full). */
+void vkvd_remote_publish(vkvd_server *srv, const char *ns, const vkv_key *key, const vkvs_block *b);
 
 /* ---- stats.c ---- */
 

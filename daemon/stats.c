@@ -37,6 +37,12 @@ void vkvd_collect_counters(vkvd_server *srv, struct vkvd_counters *cs)
         vkvd_fdchan_counts(srv->fc, &served, &refused);
         VKVD_COUNTERS_FDCHAN(VKVD_COUNTER_ADD_)
     }
+    VKVD_COUNTERS_REMOTE_D(VKVD_COUNTER_ADD_)
+    if (srv->remote) {
+        vkvr_stats r;
+        vkvr_stats_get(srv->remote, &r);
+        VKVD_COUNTERS_REMOTE(VKVD_COUNTER_ADD_)
+    }
 }
 
 #undef VKVD_COUNTER_ADD_
