@@ -80,6 +80,14 @@ typedef struct vkvs_backend {
 /* The host (memfd) backend; static, never freed. */
 extern const vkvs_backend vkvs_backend_host;
 
+/* Resolves a --backend name (store/backend.c): "host"; "cuda" (refused with
+ * VKV_ENOTSUP and a reason in `why` when this build has no CUDA or no device
+ * is usable); "auto" (cuda when a device is usable, else host). On success
+ * *be is the (static) backend and *arg its slab_create argument (static, or
+ * NULL). Errors: VKV_EINVAL (unknown name), VKV_ENOTSUP. */
+int vkvs_backend_find(const char *name, const vkvs_backend **be, void **arg, char *why,
+                      size_t why_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,8 @@
  *    changes, several namespaces, a full table, rebuilds);
  *  - the store's observer keeps the mirror equal to vkvs_lookup through
  *    every kind of store change (commit, abort, pins, delete while pinned,
- *    eviction to cold and for room, restores, cold-tier notices, expiry,
+ *    eviction to cold and for room, spills reading the arena in place
+ *    (SPILLING, reverted or done), restores, cold-tier notices, expiry,
  *    reaping);
  *  - reader processes hammering the segment while the writer changes it see
  *    no torn slot, no hit for a key deleted before they looked, no miss of
@@ -213,13 +214,13 @@ static void test_ns_full(void **state)
 
 #define MKEYS 160
 
-/* The cold tier the store sees: every spill succeeds. */
+/* The cold tier the store sees: every spill succeeds; every other one that
+ * may hold its pages reads them in place (SPILLING until vkvs_spill_done). */
 static int spill_ok(void *arg, vkvs_store *st, const vkvs_victim *v)
 {
-    (void)arg;
+    int *n = arg;
     (void)st;
-    (void)v;
-    return 0;
+    return v->may_hold && (++*n & 1) ? VKVS_SPILL_HELD : 0;
 }
 
 /* The observer: forwards to the writer. */
@@ -317,8 +318,10 @@ static void store_op(vkvs_store *st, uint64_t *sid, const char *const *nsn, uint
     case 11: /* finish any restore of this key */
         vkvs_restore_end(st, nsn[s], &k, (x >> 40) & 1 ? 0 : VKV_EIO);
         break;
-    case 12: /* the cold tier lost its copy / dropped it */
-        if ((x >> 40) & 1)
+    case 12: /* the cold tier lost its copy / dropped it / ended a spill */
+        if ((x >> 40) % 3 == 2)
+            vkvs_spill_done(st, nsn[s], &k, (x >> 44) & 1 ? 0 : VKV_EIO);
+        else if ((x >> 40) & 1)
             vkvs_cold_copy_gone(st, nsn[s], &k);
         else
             vkvs_forget_cold(st, nsn[s], &k);
@@ -357,8 +360,10 @@ static void test_store_mirror(void **state)
     assert_int_equal(
         vkvp_shmidx_reader_open(vkvs_shmidx_fd(w), vkvs_shmidx_seg_size(w), EPOCH, nsn[1], &r[1]),
         0);
-    vkvs_hooks h = {spill_ok, NULL, NULL};
+    int nspills = 0;
+    vkvs_hooks h = {spill_ok, NULL, &nspills};
     vkvs_set_hooks(st, &h);
+    vkvs_set_room_wait(st, true);
     vkvs_set_observer(st, observe_fw, w);
     uint64_t sid[2], seed = 11, leases[2][8];
     memset(leases, 0, sizeof leases);
@@ -375,6 +380,7 @@ static void test_store_mirror(void **state)
     /* the run went through what it is meant to cover */
     assert_true(ss.spills > 0 && ss.restores > 0 && ss.deletes > 0 && ss.aborts > 0);
     assert_true(ss.leases_expired > 0 && ss.evictions > ss.spills);
+    assert_true(ss.spills_held > 0 && ss.spills_reverted > 0);
     vkvs_close(st);
     vkvp_shmidx_reader_close(r[0]);
     vkvp_shmidx_reader_close(r[1]);
