@@ -46,6 +46,8 @@ static const struct setting g_settings[] = {
      "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
     {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
     {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
+    {"lookup-index-slots", "VKV_LOOKUP_INDEX_SLOTS",
+     "slots of the shared-memory LOOKUP index (3/4 usable); 0 = off (default 131072)"},
 };
 #define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
 
@@ -214,6 +216,12 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         cfg->log_level = l;
         return 0;
     }
+    if (!strcmp(n, "lookup-index-slots")) {
+        if (parse_u32(value, &u) != 0 || u > (1u << 28))
+            return -2;
+        cfg->lookup_index_slots = u;
+        return 0;
+    }
     if (!strcmp(n, "allow-gid")) {
         if (parse_u32(value, &u) != 0)
             return -2;
@@ -255,6 +263,7 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->metrics_port = 0;
     cfg->log_level = vkv_log_level();
     cfg->allow_gid = -1;
+    cfg->lookup_index_slots = 131072;
 }
 
 struct ini_ctx {
@@ -457,6 +466,7 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                : cfg->log_level > 3 ? 3
                                     : cfg->log_level]);
     fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
+    fprintf(fp, "lookup-index-slots = %u\n", cfg->lookup_index_slots);
     fprintf(fp, "session-quota = %llu\n",
             (unsigned long long)(cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2
                                                                        : cfg->session_quota));

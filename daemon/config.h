@@ -36,6 +36,7 @@ typedef struct vkvd_config {
     int log_level;      /* enum vkv_log_level */
     long allow_gid;     /* -1: only our own uid may connect; else also this gid */
     char config_file[VKVD_PATH_MAX];
+    uint32_t lookup_index_slots; /* slots of the lookup index segment; 0 = none */
 } vkvd_config;
 
 /* Fills `cfg` with the built-in defaults, resolving the runtime and state

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "proto.h"
 #include "server.h"
+#include "shmidx_writer.h"
 #include "store.h"
 #include "vkv/block.h"
 
@@ -131,6 +132,7 @@ struct vkvd_server {
     uint64_t spill_queued_peak;
     bool flush_more;                /* a FLUSH stopped at the spill-queue bound */
     char flush_ns[VKVS_NS_MAX + 1]; /* its namespace ("" = all) */
+    vkvs_shmidx *lidx;              /* lookup index segment (NULL: none) */
 };
 
 /* The STATS counters of one reply (names are static strings). */
@@ -234,6 +236,20 @@ int vkvd_live_check(void *arg, uint64_t sid, pid_t pid);
 
 /* Loop thread: binds the pids the fd channel saw to their sessions. */
 void vkvd_live_bind(vkvd_server *srv);
+
+/* ---- lookup_index.c ---- */
+
+/* Creates the lookup index segment (cfg.lookup_index_slots, 0 = none) and
+ * installs the store observer that keeps it; before the cold tier is
+ * indexed, so its entries are published too. A failure only logs. */
+void vkvd_lookup_index_open(vkvd_server *srv);
+
+/* Shutdown begins: readers ask the daemon from now on. */
+void vkvd_lookup_index_stop(vkvd_server *srv);
+
+/* Removes the observer and closes the segment (the loop thread, which
+ * opened it). */
+void vkvd_lookup_index_close(vkvd_server *srv);
 
 /* ---- server.c ---- */
 

@@ -73,6 +73,13 @@ enum { VKVP_SHMIDX_EMPTY = 0, VKVP_SHMIDX_LIVE = 1, VKVP_SHMIDX_TOMB = 2 };
  * Same numbers as the store's enum vkvs_state. */
 enum { VKVP_SHMIDX_READY = 2, VKVP_SHMIDX_COLD = 3, VKVP_SHMIDX_RESTORING = 4 };
 
+/* The fd side channel (docs/PROTOCOL.md 8a): a client asks for the segment
+ * by sending these 8 bytes ("VKVLIDX1", LE) right after its session id, in
+ * the same write; the daemon answers after the slabs with one message
+ * [VKVP_SHMIDX_FD_ID, size] carrying the segment's memfd. */
+#define VKVP_SHMIDX_WANT  0x315844494c564b56ull
+#define VKVP_SHMIDX_FD_ID UINT64_MAX
+
 /* Header flags. */
 #define VKVP_SHMIDX_F_OPEN   0x1u /* the writer maintains the table; readers may answer */
 #define VKVP_SHMIDX_F_NSFULL 0x2u /* a namespace could not be published */
