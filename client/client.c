@@ -82,11 +82,11 @@ struct vkv_client {
     vkvp_shmidx_reader *_Atomic lidx;
     atomic_int lidx_users;
     struct lidx_retired *lidx_retired;
-    bool lidx_off;               /* VKV_LOOKUP_SHM=0 */
-    _Atomic uint64_t last_rt_ms; /* monotonic time of the last reply */
-    uint64_t keepalive_ms;       /* a LOOKUP takes the round trip after this
-                                  * much silence, keeping the session alive */
-    int lidx_fd;                 /* index fd from the side channel (-1) */
+    bool lidx_off;                 /* VKV_LOOKUP_SHM=0 */
+    _Atomic uint64_t last_rt_ms;   /* monotonic time of the last reply */
+    _Atomic uint64_t keepalive_ms; /* a LOOKUP takes the round trip after this
+                                    * much silence, keeping the session alive */
+    int lidx_fd;                   /* index fd from the side channel (-1) */
     uint64_t lidx_size;
 };
 
@@ -532,7 +532,11 @@ static int hello(vkv_client *c)
     c->session = rep->u.hello.session;
     c->epoch = rep->epoch;
     uint64_t ka = rep->u.hello.lease_ttl_ms / 3;
-    c->keepalive_ms = ka < 100 ? 100 : ka > 10000 ? 10000 : ka;
+    atomic_store_explicit(&c->keepalive_ms,
+                          ka < 100     ? 100
+                          : ka > 10000 ? 10000
+                                       : ka,
+                          memory_order_relaxed);
     atomic_store(&c->last_rt_ms, vkv_now_ms());
     c->page_size = rep->u.hello.page_size;
     c->backend = rep->u.hello.backend;
@@ -755,7 +759,7 @@ void vkv_close(vkv_client *c)
 static int lookup_shm(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold)
 {
     if (vkv_now_ms() - atomic_load_explicit(&c->last_rt_ms, memory_order_relaxed) >=
-        c->keepalive_ms)
+        atomic_load_explicit(&c->keepalive_ms, memory_order_relaxed))
         return VKV_EBUSY;
     atomic_fetch_add(&c->lidx_users, 1);
     vkvp_shmidx_reader *r = atomic_load(&c->lidx);
