@@ -12,45 +12,18 @@
  * usage: vkv_bench_lookup [iters (default 200000)]
  * Starts its own vkvd and redis-server (when installed) in a temp dir.
  */
-#include <fcntl.h>
-#include <hiredis/hiredis.h>
-#include <nanomsg/nn.h>
-#include <nanomsg/reqrep.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "proto.h"
+#include "service_util.h"
 #include "vkv/vkv.h"
 
 static char g_dir[256];
-
-/* Monotonic microseconds. */
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-/* qsort comparator for doubles. */
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts v[0..n) and returns the q-quantile. */
-static double pct(double *v, size_t n, double q)
-{
-    qsort(v, n, sizeof *v, cmp_d);
-    return v[(size_t)(q * (double)(n - 1) + 0.5)];
-}
 
 /* A key of the benchmark (index i). */
 static vkv_key key_of(uint32_t i)
@@ -183,21 +156,6 @@ static double redis_benchmark(int port, int clients, long n)
     return rps;
 }
 
-static volatile int g_echo_stop;
-
-/* The nanomsg echo server thread. */
-static void *echo_main(void *arg)
-{
-    int s = *(int *)arg;
-    while (!g_echo_stop) {
-        void *buf = NULL;
-        int n = nn_recv(s, &buf, NN_MSG, 0);
-        if (n >= 0)
-            nn_send(s, &buf, NN_MSG, 0);
-    }
-    return NULL;
-}
-
 int main(int argc, char **argv)
 {
     if (argc == 7 && strcmp(argv[1], "--worker") == 0)
@@ -282,75 +240,13 @@ int main(int argc, char **argv)
     double rt50 = pct(lat, (size_t)rt_iters, 0.5), rt99 = pct(lat, (size_t)rt_iters, 0.99);
 
     vkv_key k1 = key_of(1);
-    vkvp_request rq;
-    vkvp_request_init(&rq, VKVP_LOOKUP, 0x1234567890ull);
-    rq.u.lookup.session = 42;
-    rq.u.lookup.keys = &k1;
-    rq.u.lookup.nkeys = 1;
-    void *frame;
-    size_t flen;
-    vkvp_encode_request(&rq, &frame, &flen);
-    char url[500];
-    snprintf(url, sizeof url, "ipc://%s/echo.sock", g_dir);
-    int es = nn_socket(AF_SP, NN_REP), to = 200;
-    nn_setsockopt(es, NN_SOL_SOCKET, NN_RCVTIMEO, &to, sizeof to);
-    nn_bind(es, url);
-    pthread_t th;
-    pthread_create(&th, NULL, echo_main, &es);
-    int ec = nn_socket(AF_SP, NN_REQ);
-    nn_connect(ec, url);
-    for (int i = 0; i < 1000 + rt_iters; i++) {
-        double t0 = now_us();
-        nn_send(ec, frame, flen, 0);
-        void *buf = NULL;
-        nn_recv(ec, &buf, NN_MSG, 0);
-        nn_freemsg(buf);
-        if (i >= 1000)
-            lat[i - 1000] = now_us() - t0;
-    }
-    double ec50 = pct(lat, (size_t)rt_iters, 0.5), ec99 = pct(lat, (size_t)rt_iters, 0.99);
-    g_echo_stop = 1;
-    nn_close(ec);
-    pthread_join(th, NULL);
-    nn_close(es);
-    free(frame);
-
-    pid_t rp = -1;
-    redisContext *r = NULL;
+    /* yardsticks: nanomsg echo of the same frame, redis-server GET */
+    redisContext *r;
+    pid_t rp;
+    double ec[2], rd[2];
     int port = 20000 + (int)(getpid() % 20000);
-    if (access("/usr/bin/redis-server", X_OK) == 0) {
-        if ((rp = fork()) == 0) {
-            char ps[16];
-            snprintf(ps, sizeof ps, "%d", port);
-            int fd = open("/dev/null", O_WRONLY);
-            dup2(fd, 1);
-            execl("/usr/bin/redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1",
-                  "--save", "", "--appendonly", "no", (char *)NULL);
-            _exit(127);
-        }
-        for (int i = 0; i < 200 && !r; i++) {
-            usleep(20000);
-            redisContext *t = redisConnect("127.0.0.1", port);
-            if (t && !t->err)
-                r = t;
-            else if (t)
-                redisFree(t);
-        }
-    }
-    double rd50 = 0, rd99 = 0;
-    if (r) {
-        redisReply *rr = redisCommand(r, "SET key:000000000001 %b", "0123456789abcdef", (size_t)16);
-        freeReplyObject(rr);
-        for (int i = 0; i < 1000 + rt_iters; i++) {
-            double t0 = now_us();
-            rr = redisCommand(r, "GET key:000000000001");
-            freeReplyObject(rr);
-            if (i >= 1000)
-                lat[i - 1000] = now_us() - t0;
-        }
-        rd50 = pct(lat, (size_t)rt_iters, 0.5);
-        rd99 = pct(lat, (size_t)rt_iters, 0.99);
-    }
+    svc_yardsticks(g_dir, &k1, rt_iters, lat, port, ec, rd, &r, &rp);
+    double ec50 = ec[0], ec99 = ec[1], rd50 = rd[0], rd99 = rd[1];
     printf("== LOOKUP latency (1 key, a hit; %d shm / %d round-trip calls; timer %.3f us "
            "included)\n",
            iters, rt_iters, tm50);
@@ -379,12 +275,7 @@ int main(int argc, char **argv)
     }
     printf("(redis-benchmark: one process, -c N connections, no pipelining)\n");
 
-    if (r)
-        redisFree(r);
-    if (rp > 0) {
-        kill(rp, SIGTERM);
-        waitpid(rp, NULL, 0);
-    }
+    svc_redis_stop(r, rp);
     vkv_close(rt);
     vkv_close(c);
     kill(vk, SIGTERM);

@@ -281,10 +281,11 @@ static int check_slab_fd(int fd, uint64_t size)
     return VKV_OK;
 }
 
-/* After the slabs, a daemon that has a lookup index sends it as one more
- * message [VKVP_SHMIDX_FD_ID, size] + fd; an older daemon (or one without
- * an index) just closes. Keeps the fd in c->lidx_fd (hello() maps it). */
-static void recv_index(vkv_client *c, int s)
+/* Receives one side-channel message: a 16-byte payload [id, size] (u64 LE
+ * each) with one fd attached. *fd gets the fd when one came (the caller
+ * closes it), else -1. Returns 0, VKV_ETIMEDOUT, VKV_ECONN (short read or
+ * end of file) or VKV_EPROTO (no fd). */
+static int recv_fd_msg(int s, uint64_t *id, uint64_t *size, int *fd)
 {
     uint8_t payload[16];
     union {
@@ -297,17 +298,32 @@ static void recv_index(vkv_client *c, int s)
     mh.msg_iovlen = 1;
     mh.msg_control = u.buf;
     mh.msg_controllen = sizeof u.buf;
+    *fd = -1;
     ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
     struct cmsghdr *cm = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
-    int fd = -1;
     if (cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-    uint64_t id = 0, size = 0;
-    for (int i = 7; i >= 0 && r == (ssize_t)sizeof payload; i--) {
-        id = id << 8 | payload[i];
-        size = size << 8 | payload[8 + i];
+        memcpy(fd, CMSG_DATA(cm), sizeof *fd);
+    if (r != (ssize_t)sizeof payload)
+        return r < 0 && errno == EAGAIN ? VKV_ETIMEDOUT : VKV_ECONN;
+    if (*fd < 0)
+        return VKV_EPROTO;
+    *id = *size = 0;
+    for (int i = 7; i >= 0; i--) {
+        *id = *id << 8 | payload[i];
+        *size = *size << 8 | payload[8 + i];
     }
-    if (fd >= 0 && (r != (ssize_t)sizeof payload || id != VKVP_SHMIDX_FD_ID)) {
+    return 0;
+}
+
+/* After the slabs, a daemon that has a lookup index sends it as one more
+ * message [VKVP_SHMIDX_FD_ID, size] + fd; an older daemon (or one without
+ * an index) just closes. Keeps the fd in c->lidx_fd (hello() maps it). */
+static void recv_index(vkv_client *c, int s)
+{
+    int fd = -1;
+    uint64_t id = 0, size = 0;
+    int r = recv_fd_msg(s, &id, &size, &fd);
+    if (fd >= 0 && (r != 0 || id != VKVP_SHMIDX_FD_ID)) {
         close(fd);
         fd = -1;
     }
@@ -396,33 +412,12 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
     if (send(s, sid, slen, MSG_NOSIGNAL) != (ssize_t)slen)
         goto out;
     for (uint32_t got = 0; got < set->nslabs; got++) {
-        uint8_t payload[16];
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct iovec iov = {payload, sizeof payload};
-        struct msghdr mh = {0};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof u.buf;
-        ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-        if (r != (ssize_t)sizeof payload) {
-            rc = r < 0 && errno == EAGAIN ? VKV_ETIMEDOUT : VKV_ECONN;
-            goto out;
-        }
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int))) {
-            rc = VKV_EPROTO;
-            goto out;
-        }
         int fd;
-        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
         uint64_t id = 0, size = 0;
-        for (int i = 7; i >= 0; i--) {
-            id = id << 8 | payload[i];
-            size = size << 8 | payload[8 + i];
+        if ((rc = recv_fd_msg(s, &id, &size, &fd)) != 0) {
+            if (fd >= 0)
+                close(fd);
+            goto out;
         }
         struct slab_map *m = NULL;
         for (uint32_t i = 0; i < set->nslabs; i++)

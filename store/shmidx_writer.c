@@ -179,6 +179,21 @@ static bool rebuild(vkvs_shmidx *w)
     return true;
 }
 
+/* The live slot holding (ns_idx, key) (k: its words), or NULL. */
+static vkvp_shmidx_slot *find_live(vkvs_shmidx *w, uint32_t ns_idx, const vkv_key *key,
+                                   const uint64_t k[4])
+{
+    uint32_t i = (uint32_t)vkvp_shmidx_hash(w->seed, ns_idx, key) & w->mask;
+    for (uint32_t d = 0; d <= w->max_probe; d++, i = (i + 1) & w->mask) {
+        vkvp_shmidx_slot *s = &w->slots[i];
+        if ((slot_meta(s) & 0xff) == VKVP_SHMIDX_EMPTY)
+            return NULL;
+        if (slot_is(s, ns_idx, k))
+            return s;
+    }
+    return NULL;
+}
+
 /* Result of upsert. */
 enum { UPS_UPDATED, UPS_INSERTED, UPS_FULL };
 
@@ -189,16 +204,10 @@ static int upsert(vkvs_shmidx *w, uint32_t ns_idx, const vkv_key *key, int state
 {
     uint64_t k[4];
     memcpy(k, key->b, sizeof k);
-    uint32_t i = (uint32_t)vkvp_shmidx_hash(w->seed, ns_idx, key) & w->mask;
-    for (uint32_t d = 0; d <= w->max_probe; d++, i = (i + 1) & w->mask) {
-        vkvp_shmidx_slot *s = &w->slots[i];
-        uint64_t kind = slot_meta(s) & 0xff;
-        if (kind == VKVP_SHMIDX_EMPTY)
-            break;
-        if (slot_is(s, ns_idx, k)) {
-            slot_write(s, live_meta(ns_idx, state), ++w->changes, k);
-            return UPS_UPDATED;
-        }
+    vkvp_shmidx_slot *s = find_live(w, ns_idx, key, k);
+    if (s) {
+        slot_write(s, live_meta(ns_idx, state), ++w->changes, k);
+        return UPS_UPDATED;
     }
     if (w->live + w->tombs + 1 > w->max_fill) {
         /* purge tombstones if that frees a useful amount of room */
@@ -220,31 +229,24 @@ static bool removekey(vkvs_shmidx *w, uint32_t ns_idx, const vkv_key *key)
     static const uint64_t zero[4];
     uint64_t k[4];
     memcpy(k, key->b, sizeof k);
-    uint32_t i = (uint32_t)vkvp_shmidx_hash(w->seed, ns_idx, key) & w->mask;
-    for (uint32_t d = 0; d <= w->max_probe; d++, i = (i + 1) & w->mask) {
-        vkvp_shmidx_slot *s = &w->slots[i];
-        uint64_t kind = slot_meta(s) & 0xff;
-        if (kind == VKVP_SHMIDX_EMPTY)
-            return false;
-        if (!slot_is(s, ns_idx, k))
-            continue;
-        w->live--;
-        ++w->changes;
-        if ((slot_meta(&w->slots[(i + 1) & w->mask]) & 0xff) != VKVP_SHMIDX_EMPTY) {
-            slot_write(s, VKVP_SHMIDX_TOMB, w->changes, zero);
-            w->tombs++;
-            return true;
-        }
-        slot_write(s, VKVP_SHMIDX_EMPTY, w->changes, zero);
-        for (uint32_t j = (i - 1) & w->mask;
-             (slot_meta(&w->slots[j]) & 0xff) == VKVP_SHMIDX_TOMB && j != i;
-             j = (j - 1) & w->mask) {
-            slot_write(&w->slots[j], VKVP_SHMIDX_EMPTY, w->changes, zero);
-            w->tombs--;
-        }
+    vkvp_shmidx_slot *s = find_live(w, ns_idx, key, k);
+    if (!s)
+        return false;
+    uint32_t i = (uint32_t)(s - w->slots);
+    w->live--;
+    ++w->changes;
+    if ((slot_meta(&w->slots[(i + 1) & w->mask]) & 0xff) != VKVP_SHMIDX_EMPTY) {
+        slot_write(s, VKVP_SHMIDX_TOMB, w->changes, zero);
+        w->tombs++;
         return true;
     }
-    return false;
+    slot_write(s, VKVP_SHMIDX_EMPTY, w->changes, zero);
+    for (uint32_t j = (i - 1) & w->mask;
+         (slot_meta(&w->slots[j]) & 0xff) == VKVP_SHMIDX_TOMB && j != i; j = (j - 1) & w->mask) {
+        slot_write(&w->slots[j], VKVP_SHMIDX_EMPTY, w->changes, zero);
+        w->tombs--;
+    }
+    return true;
 }
 
 /* The namespace index of store namespace ns_id, publishing it when
