@@ -17,8 +17,9 @@
 
 #include "client_cuda.h"
 #include "client_internal.h"
-#include "log.h"
+#include "fdrec.h"
 #include "clock.h"
+#include "log.h"
 #include "proto.h"
 #include "shmidx.h"
 #include "vkv/attend.h"
@@ -287,7 +288,7 @@ static int check_slab_fd(int fd, uint64_t size)
  * end of file) or VKV_EPROTO (no fd). */
 static int recv_fd_msg(int s, uint64_t *id, uint64_t *size, int *fd)
 {
-    uint8_t payload[16];
+    uint8_t payload[VKVP_FD_SLAB_LEN];
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
@@ -307,11 +308,7 @@ static int recv_fd_msg(int s, uint64_t *id, uint64_t *size, int *fd)
         return r < 0 && errno == EAGAIN ? VKV_ETIMEDOUT : VKV_ECONN;
     if (*fd < 0)
         return VKV_EPROTO;
-    *id = *size = 0;
-    for (int i = 7; i >= 0; i--) {
-        *id = *id << 8 | payload[i];
-        *size = *size << 8 | payload[8 + i];
-    }
+    vkvp_fd_slab_decode(payload, id, size);
     return 0;
 }
 
@@ -402,13 +399,10 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
         goto out;
     }
     /* the session id, then (one write) the request for the lookup index */
-    uint8_t sid[16];
-    uint64_t want = VKVP_SHMIDX_WANT;
-    for (int i = 0; i < 8; i++) {
-        sid[i] = (uint8_t)(c->session >> (8 * i));
-        sid[8 + i] = (uint8_t)(want >> (8 * i));
-    }
-    size_t slen = c->lidx_off ? 8 : sizeof sid;
+    uint8_t sid[VKVP_FD_HELLO_LEN + 8];
+    vkvp_fd_hello_encode(sid, c->session);
+    vkvp_put_le64(sid + VKVP_FD_HELLO_LEN, VKVP_SHMIDX_WANT);
+    size_t slen = c->lidx_off ? VKVP_FD_HELLO_LEN : sizeof sid;
     if (send(s, sid, slen, MSG_NOSIGNAL) != (ssize_t)slen)
         goto out;
     for (uint32_t got = 0; got < set->nslabs; got++) {

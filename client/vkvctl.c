@@ -29,6 +29,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,10 @@
 
 #include "client_internal.h"
 #include "codec_math.h"
-#include "f16.h"
+#include "errbuf.h"
 #include "proto.h"
-#include "st.h"
+#include "tensor/f16.h"
+#include "tensor/safetensors.h"
 #include "vkv/vkv.h"
 
 enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CONN = 3, EX_NOTFOUND = 4, EX_IO = 5 };
@@ -1364,10 +1366,8 @@ static int block_layers(const vkv_view *view, void *arg, char *err, size_t errle
     cJSON *o = arg;
     vkv_block_header h;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &h);
-    if (rc) {
-        snprintf(err, errlen, "block check failed: %s", vkv_strerror(rc));
-        return rc;
-    }
+    if (rc)
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&h, &sh, &spec);
@@ -1516,11 +1516,12 @@ static void print_layers(const cJSON *o)
 }
 
 /* Parses the options of a command that takes --ns NS, --help and, when
- * layers is not NULL, --layers (show, delete, export). Returns -1 to go on
- * (*ns set or NULL, optind at the first operand), else the exit code to
- * return (help printed: EX_OK; bad option: EX_USAGE after printing the
- * usage to stderr). */
-static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns, int *layers)
+ * layers is not NULL, --layers (show, delete, export). Returns true to go on
+ * (*ns set or NULL, optind at the first operand), else false with *ex the
+ * exit code to return (help printed: EX_OK; bad option: EX_USAGE after
+ * printing the usage to stderr). */
+static bool parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns,
+                          int *layers, int *ex)
 {
     static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
                                          {"layers", no_argument, NULL, 'y'},
@@ -1536,13 +1537,15 @@ static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const cha
             *layers = 1;
         } else if (o == 'h') {
             usage(stdout);
-            return EX_OK;
+            *ex = EX_OK;
+            return false;
         } else {
             usage(stderr);
-            return EX_USAGE;
+            *ex = EX_USAGE;
+            return false;
         }
     }
-    return -1;
+    return true;
 }
 
 /* Prints the usage of `show` to fp. */
@@ -1562,8 +1565,8 @@ static int cmd_show(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
     int layers = 0;
-    int ex = parse_ns_opts(argc, argv, usage_show, &ns, &layers);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_show, &ns, &layers, &ex))
         return ex;
     if (optind + 1 != argc) {
         usage_show(stderr);
@@ -1785,8 +1788,8 @@ static void usage_delete(FILE *fp)
 static int cmd_delete(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_opts(argc, argv, usage_delete, &ns, NULL);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_delete, &ns, NULL, &ex))
         return ex;
     if (optind >= argc || argc - optind > VKVP_MAX_KEYS) {
         usage_delete(stderr);
@@ -1833,10 +1836,8 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
 {
     vkv_block_header hdr;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &hdr);
-    if (rc) {
-        snprintf(err, errlen, "block check failed: %s", vkv_strerror(rc));
-        return rc;
-    }
+    if (rc)
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&hdr, &sh, &spec);
@@ -1846,7 +1847,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     uint16_t *raw = calloc(nel, sizeof *raw);
     float *f32 = calloc(nel, sizeof *f32);
     void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
-    vkve_st_out *outs = calloc(nt, sizeof *outs);
+    vkvtn_st_out *outs = calloc(nt, sizeof *outs);
     char(*names)[32] = calloc(nt, sizeof *names);
     rc = VKV_ENOMEM;
     if (!raw || !f32 || !kp || !vp || !outs || !names)
@@ -1862,13 +1863,13 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         goto out;
     }
     for (size_t i = 0; i < 2 * L * per; i++)
-        f32[i] = sh.dtype == VKV_DTYPE_BF16 ? vkve_bf16_to_f32(raw[i]) : vkve_f16_to_f32(raw[i]);
+        f32[i] = vkvtn_to_f32(raw[i], sh.dtype);
     for (size_t l = 0; l < L; l++)
         for (int kv = 0; kv < 2; kv++) {
             size_t j = 2 * l + (size_t)kv;
             snprintf(names[j], sizeof names[j], "layers.%zu.%c", l, kv ? 'v' : 'k');
             outs[j].name = names[j];
-            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVE_ST_BF16 : VKVE_ST_F16;
+            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVTN_ST_BF16 : VKVTN_ST_F16;
             outs[j].ndim = 3;
             outs[j].shape[0] = sh.tokens;
             outs[j].shape[1] = sh.kv_heads;
@@ -1892,7 +1893,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         m = meta + 2;
         nmeta = 3;
     }
-    if ((rc = vkve_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
+    if ((rc = vkvtn_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
         goto out;
     cJSON_AddStringToObject(info, "dtype", sh.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
     cJSON_AddNumberToObject(info, "layers", sh.layers);
@@ -1928,8 +1929,8 @@ static int export_one(const vkv_view *view, void *arg, char *err, size_t errlen)
 static int cmd_export(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_opts(argc, argv, usage_export, &ns, NULL);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_export, &ns, NULL, &ex))
         return ex;
     if (optind + 2 != argc) {
         usage_export(stderr);

@@ -1,8 +1,10 @@
 /*
  * daemon/cold_tier.c - vkvd's glue to the LMDB cold tier (server_int.h).
  *
- * The store calls hook_evict for each victim it spills (copied out here,
- * checked, queued to the writer; bounded by spill-queue) and hook_drop for
+ * The store calls hook_evict for each victim it spills (read in place from
+ * its pages, which stay SPILLING until the write is done, or copied when
+ * the room is needed at once; checked by the writer before it writes;
+ * bounded by spill-queue) and hook_drop for
  * each entry that leaves for good. FETCH starts restores of the cold keys
  * after its hot prefix into reserved pages and waits (deferred); completions
  * arrive on the cold tier's eventfd and are applied on the loop thread.
@@ -174,51 +176,97 @@ static bool op_pending(const vkvd_server *srv, const char *ns, const vkv_key *ke
     return false;
 }
 
-/* Store evict hook: copies the victim's block out of the arena (its pages
- * are freed when this returns), checks the block's own payload checksum so a
- * corrupt block is never made durable, and queues it to the LMDB writer. */
+/* Fills iov[0..*n) with the host addresses of the first `size` bytes of
+ * extents[0..next) (page runs of host slabs; the last run is cut at
+ * `size`). Returns false when a slab is not host-addressable (device
+ * memory) or the runs do not fit in `cap`. */
+static bool host_iov(vkvs_store *st, const vkvs_extent *ext, uint32_t next, uint64_t size,
+                     struct iovec *iov, int cap, int *n)
+{
+    uint32_t ps = vkvs_page_size(st);
+    if (next > (uint32_t)cap)
+        return false;
+    int k = 0;
+    for (uint32_t e = 0; e < next && size > 0; e++) {
+        const vkvs_slab *sl = vkvs_slab_get(st, ext[e].slab);
+        if (!sl->host)
+            return false;
+        uint64_t run = (uint64_t)ext[e].npages * ps;
+        iov[k].iov_base = (uint8_t *)sl->host + (uint64_t)ext[e].first_page * ps;
+        iov[k].iov_len = (size_t)(run < size ? run : size);
+        size -= iov[k].iov_len;
+        k++;
+    }
+    *n = k;
+    return size == 0;
+}
+
+/* Queues a spill of victim `v`: in place from its host pages (the store
+ * keeps them SPILLING until the completion; no copy, no hash on the loop)
+ * when the store allows holding them, else through a copy (device slabs,
+ * or room needed now). The cold tier's writer checks the block (its own
+ * checksum and (namespace, key) identity, spill_check) before anything is
+ * written. Returns VKVS_SPILL_HELD, 0 (copied), VKV_EBUSY (past the
+ * spill-queue bound) or an error. */
 static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
 {
     vkvd_server *srv = arg;
     if (!srv->cold)
         return VKV_ECOLD;
-    /* Bounded copy-out: past spill-queue bytes in flight FLUSH/EVICT stop
-     * (and continue as the writer drains); an eviction to make room may go
-     * to 4x that before the store drops the victim's hot copy instead. */
-    uint64_t bound = v->for_room ? 4 * srv->cfg.spill_queue : srv->cfg.spill_queue;
+    struct iovec iov[64];
+    int niov = 0;
+    bool held = v->may_hold && host_iov(st, v->extents, v->nextents, v->size, iov, 64, &niov);
+    /* Bounded: past spill-queue bytes in flight FLUSH/EVICT stop (and
+     * continue as the writer drains) and an ALLOC waits; a copy-out to make
+     * room now may go to 4x that before the store drops the victim's hot
+     * copy instead. */
+    uint64_t bound = v->for_room && !held ? 4 * srv->cfg.spill_queue : srv->cfg.spill_queue;
     if (srv->spill_queued > 0 && srv->spill_queued + v->size > bound)
         return VKV_EBUSY;
-    void *buf = malloc(v->size);
-    if (!buf)
-        return VKV_ENOMEM;
-    int rc = vkvs_read(st, v->extents, v->nextents, 0, buf, v->size);
-    vkv_block_header h;
-    if (rc == 0)
-        rc = vkv_block_check(buf, v->size, VKV_DECODE_VERIFY, &h);
-    if (rc == 0)
-        rc = vkvd_check_ident(srv, &h, v->ns, v->key);
-    if (rc) {
-        VKV_WARN("not spilling a block of '%s': %s", v->ns, vkv_strerror(rc));
-        free(buf);
-        return rc;
+    void *buf = NULL;
+    if (!held) {
+        if (!(buf = malloc(v->size)))
+            return VKV_ENOMEM;
+        int rc = vkvs_read(st, v->extents, v->nextents, 0, buf, v->size);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
     }
     uint64_t tag = ++srv->next_tag;
     struct pending_op *o = NULL;
-    if ((rc = op_add_ex(srv, tag, VKVS_COLD_OP_SPILL, v->ns, v->key, &o)) != 0) {
-        free(buf);
-        return rc;
-    }
-    rc = vkvs_cold_spill(srv->cold, v->ns, v->key, buf, v->size, tag);
+    int rc = op_add_ex(srv, tag, VKVS_COLD_OP_SPILL, v->ns, v->key, &o);
+    if (rc == 0)
+        rc = held ? vkvs_cold_spill_iov(srv->cold, v->ns, v->key, iov, niov, tag)
+                  : vkvs_cold_spill(srv->cold, v->ns, v->key, buf, v->size, tag);
     if (rc) {
-        op_remove(srv, tag);
+        if (o)
+            op_remove(srv, tag);
         free(buf);
         return rc;
     }
     o->size = v->size;
+    o->held = held;
     srv->spill_queued += v->size;
     if (srv->spill_queued > srv->spill_queued_peak)
         srv->spill_queued_peak = srv->spill_queued;
-    return 0;
+    return held ? VKVS_SPILL_HELD : 0;
+}
+
+/* The cold tier's pre-write check (its writer thread, any spill): the
+ * block must pass its own payload checksum and be bound to (ns, key), so a
+ * block a client corrupted in shared memory is never made durable.
+ * Returns VKV_OK or the error the SPILL completion then carries. */
+static int spill_check(void *arg, const char *ns, const vkv_key *key, const void *block, size_t len)
+{
+    (void)arg;
+    vkv_block_header h;
+    int rc = vkv_block_check(block, len, VKV_DECODE_VERIFY, &h);
+    if (rc)
+        return rc;
+    uint8_t id[VKV_IDENT_LEN];
+    vkv_block_ident(ns, strlen(ns), key->b, id);
+    return vkv_block_check_ident(&h, id);
 }
 
 /* Store drop hook: a deleted or dropped entry leaves the cold tier too. */
@@ -230,59 +278,62 @@ static void hook_drop(void *arg, uint32_t ns_id, const char *ns, const vkv_key *
         vkvs_cold_delete(srv->cold, ns, key, ++srv->next_tag);
 }
 
+/* Queues the restore of COLD key (ns, key), whose pages `b` were just
+ * reserved, straight into host slabs or through a staging buffer (device
+ * slabs; copied in at completion). Returns 0 or an error (nothing queued). */
+static int queue_restore(vkvd_server *srv, const char *ns, const vkv_key *key, const vkvs_block *b)
+{
+    struct iovec iov[64];
+    int niov = 0;
+    bool host = host_iov(srv->st, b->extents, b->nextents, b->size, iov, 64, &niov);
+    uint64_t tag = ++srv->next_tag;
+    struct pending_op *o = NULL;
+    int rc = op_add_ex(srv, tag, VKVS_COLD_OP_RESTORE, ns, key, &o);
+    if (rc)
+        return rc;
+    if (!host) {
+        o->staging = malloc(b->size);
+        o->ext = malloc(b->nextents * sizeof *o->ext);
+        if (!o->staging || !o->ext) {
+            op_remove(srv, tag);
+            return VKV_ENOMEM;
+        }
+        memcpy(o->ext, b->extents, b->nextents * sizeof *o->ext);
+        o->next_n = b->nextents;
+        o->size = b->size;
+        iov[0].iov_base = o->staging;
+        iov[0].iov_len = b->size;
+        niov = 1;
+    }
+    rc = vkvs_cold_restore(srv->cold, ns, key, iov, niov, tag);
+    if (rc)
+        op_remove(srv, tag);
+    return rc;
+}
+
 /* Starts restores of the cold keys[0..n) (those following a FETCH's ready
  * prefix, namespace `ns`) into freshly reserved arena pages. Returns how many
- * of them are now in flight (started here or earlier, or still spilling). */
+ * of them are now in flight (started here or earlier, still spilling, or
+ * waiting for spills to free their room). */
 size_t vkvd_cold_start_restores(vkvd_server *srv, const char *ns, const vkv_key *keys, size_t n)
 {
     size_t inflight = 0;
-    uint32_t ps = vkvs_page_size(srv->st);
     for (size_t i = 0; i < n; i++) {
         if (op_pending(srv, ns, &keys[i])) {
             inflight++;
             continue;
         }
         vkvs_block b;
+        vkvs_set_room_wait(srv->st, true);
         int rc = vkvs_restore_begin(srv->st, ns, &keys[i], &b);
+        vkvs_set_room_wait(srv->st, false);
+        if (rc == VKVS_WAIT) {
+            inflight++; /* spills in flight free its room: wait for them */
+            break;
+        }
         if (rc)
             break; /* absent, or no room: the prefix ends here */
-        struct iovec iov[64];
-        int niov = 0;
-        bool host = true;
-        for (uint32_t e = 0; e < b.nextents && niov < 64; e++) {
-            const vkvs_slab *sl = vkvs_slab_get(srv->st, b.extents[e].slab);
-            host = host && sl->host;
-            iov[niov].iov_base =
-                sl->host ? (uint8_t *)sl->host + (uint64_t)b.extents[e].first_page * ps : NULL;
-            iov[niov].iov_len = (size_t)b.extents[e].npages * ps;
-            niov++;
-        }
-        uint64_t tag = ++srv->next_tag;
-        struct pending_op *o = NULL;
-        rc = b.nextents <= 64 || !host ? op_add_ex(srv, tag, VKVS_COLD_OP_RESTORE, ns, &keys[i], &o)
-                                       : VKV_ENOTSUP;
-        if (rc == 0 && !host) {
-            /* Device slabs: restore into host staging, copy in on completion. */
-            o->staging = malloc(b.size);
-            o->ext = malloc(b.nextents * sizeof *o->ext);
-            if (!o->staging || !o->ext) {
-                rc = VKV_ENOMEM;
-                op_remove(srv, tag);
-            } else {
-                memcpy(o->ext, b.extents, b.nextents * sizeof *o->ext);
-                o->next_n = b.nextents;
-                o->size = b.size;
-                iov[0].iov_base = o->staging;
-                iov[0].iov_len = b.size;
-                niov = 1;
-            }
-        }
-        if (rc == 0) {
-            rc = vkvs_cold_restore(srv->cold, ns, &keys[i], iov, niov, tag);
-            if (rc)
-                op_remove(srv, tag);
-        }
-        if (rc) {
+        if ((rc = queue_restore(srv, ns, &keys[i], &b)) != 0) {
             vkvs_restore_end(srv->st, ns, &keys[i], rc);
             break;
         }
@@ -316,6 +367,8 @@ void vkvd_cold_open(vkvd_server *srv)
     cc.dir = dir;
     cc.max_bytes = srv->cfg.cold_max;
     cc.sync_interval_ms = srv->cfg.cold_sync_ms;
+    cc.spill_check = spill_check;
+    cc.spill_check_arg = srv;
     int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
     if (rc == VKV_ECORRUPT) {
         /* A damaged environment (a power cut with a lying disk, a bad
@@ -373,16 +426,29 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
     switch (c->op) {
     case VKVS_COLD_OP_SPILL: {
         struct pending_op *o = op_find(srv, c->tag);
+        bool held = o && o->held;
         if (o)
             srv->spill_queued -= o->size;
         op_remove(srv, c->tag);
-        if (c->status) {
+        if (c->status == VKV_EIDENT)
+            srv->identity_failures++;
+        if (c->status)
+            VKV_WARN("spill of a '%s' block failed: %s%s", c->ns, vkv_strerror(c->status),
+                     held && c->status != VKV_ECHECKSUM && c->status != VKV_EIDENT &&
+                             c->status != VKV_ECORRUPT
+                         ? " (kept hot)"
+                         : "");
+        if (held) {
+            /* the pages are released (or the block is READY again) */
+            vkvs_spill_done(srv->st, c->ns, &c->key, c->status);
+            if (c->status == VKV_ECHECKSUM || c->status == VKV_EIDENT || c->status == VKV_ECORRUPT)
+                srv->cold_spill_lost++;
+        } else if (c->status) {
             /* The entry left the arena but never reached LMDB: it is gone,
              * unless a later spill of the same key (it was deleted, put and
              * evicted again meanwhile) is still in flight: that COLD entry
              * is the newer one's and stays. */
             srv->cold_spill_lost++;
-            VKV_WARN("spill of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
             if (!op_pending(srv, c->ns, &c->key))
                 vkvs_forget_cold(srv->st, c->ns, &c->key);
         }

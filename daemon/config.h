@@ -44,28 +44,36 @@ typedef struct vkvd_config {
 void vkvd_config_defaults(vkvd_config *cfg);
 
 /* Loads settings from an INI file (section [vkvd], keys named as the long
- * flags with '-' or '_'). Returns 0, or -1 after logging the file and line
- * of the first error. Unknown keys are errors. */
+ * flags with '-' or '_'). Returns 0, VKV_EIO (cannot open it) or VKV_EINVAL
+ * (a bad line, section, key or value), after logging the file and line of
+ * the first error. Unknown keys are errors. */
 int vkvd_config_load_file(vkvd_config *cfg, const char *path);
 
 /* Applies VKV_* environment variables (VKV_RUNDIR, VKV_STATE_DIR,
- * VKV_CAPACITY, ...; see docs/CONFIG.md). Returns 0 or -1 after logging. */
+ * VKV_CAPACITY, ...; see docs/CONFIG.md). Returns 0 or VKV_EINVAL after
+ * logging the variable. */
 int vkvd_config_load_env(vkvd_config *cfg);
 
 /* Sets one setting by its name ("capacity", "page-size", ...) from text.
- * Returns 0, -1 for an unknown name, -2 for a bad value. */
+ * Returns 0, VKV_ENOTFOUND for an unknown name, VKV_EINVAL for a bad value.
+ * Logs nothing. */
 int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value);
 
-/* Parses a size such as "512M", "4G", "65536" into bytes. Returns 0 or -1. */
+/* Parses a size such as "512M", "4G", "65536" into bytes. Returns 0 or
+ * VKV_EINVAL (junk, a sign, an unknown unit, overflow). */
 int vkvd_parse_size(const char *text, uint64_t *out);
 
 /* Checks cross-field constraints (page size power of two, slab a multiple of
- * pages, capacity >= one slab). Returns 0 or -1 after logging. */
+ * pages, capacity >= one slab). Returns 0 or VKV_EINVAL after logging. */
 int vkvd_config_validate(const vkvd_config *cfg);
 
+/* vkvd_config_from_args's "done": it printed what was asked (--help,
+ * --version, --check, --print-config) and the program should exit 0. */
+#define VKVD_CONFIG_DONE 1
+
 /* Parses argv fully (defaults, --config/VKV_CONFIG file, env, flags). Returns
- * 0 to run, 1 when it printed help/version and the program should exit 0,
- * -1 on a usage error (already printed). */
+ * 0 to run, VKVD_CONFIG_DONE, or VKV_EINVAL on a usage or configuration
+ * error (already printed or logged). */
 int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv);
 
 /* Writes the effective configuration in INI form to `fp` (for --print-config). */

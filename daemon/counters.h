@@ -105,7 +105,19 @@
 
 /* Counters after the req_<op> counters. */
 #define VKVD_COUNTERS_CORE2(X)                                                                     \
-    X(fetch_deferred, srv->fetch_deferred, NULL, NULL, NULL, NONE, NULL)                           \
+    X(fetch_deferred, srv->fetch_deferred, NULL, "vkvd_deferred_requests", "op=\"fetch\"", GAUGE,  \
+      "Requests waiting: FETCHes for restores, ALLOCs for spills to free room.")                   \
+    X(alloc_deferred, srv->alloc_deferred, NULL, "vkvd_deferred_requests", "op=\"alloc\"", GAUGE,  \
+      NULL)                                                                                        \
+    X(room_waits, s.room_waits, NULL, "vkvd_room_waits_total", "", COUNTER,                        \
+      "ALLOCs and restores that waited for spills in flight to free their room.")                  \
+    X(spills_held, s.spills_held, NULL, "vkvd_spills_in_place_total", "", COUNTER,                 \
+      "Spills written by the LMDB writer straight from the arena (no copy on the loop).")          \
+    X(spills_reverted, s.spills_reverted, NULL, "vkvd_spills_reverted_total", "", COUNTER,         \
+      "In-place spills that failed to write: the block stayed hot.")                               \
+    X(entries_spilling, s.entries_spilling, NULL, "vkvd_entries", "state=\"spilling\"", GAUGE,     \
+      NULL)                                                                                        \
+    X(pages_spilling, s.pages_spilling, NULL, NULL, NULL, NONE, NULL)                              \
     X(cold_available, srv->cold != NULL, NULL, NULL, NULL, NONE, NULL)                             \
     X(cold_spill_lost, srv->cold_spill_lost, NULL, NULL, NULL, NONE, NULL)                         \
     X(cold_restore_failed, srv->cold_restore_failed, NULL, NULL, NULL, NONE, NULL)                 \

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdrec.h"
 #include "log.h"
 #include "vkv/error.h"
 
@@ -40,20 +41,13 @@ struct vkvd_fdchan {
  * for at most the 1 s socket timeouts. Beyond it, connections are refused. */
 #define FDCHAN_MAX_ACTIVE 64
 
-/* Writes v as 8 little-endian bytes at p. */
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Sends one message [id, size] with fd attached (a slab, or the lookup
- * index under VKVD_FDCHAN_INDEX_ID). Returns 0 or -1. */
+/* Sends one record [id, size] (fdrec.h) with fd attached: a slab, or the
+ * lookup index under VKVD_FDCHAN_INDEX_ID. Returns 0 or VKV_ESYS (errno says
+ * why). */
 static int send_slab(int cfd, uint64_t id, uint64_t size, int fd)
 {
-    uint8_t payload[16];
-    put_le64(payload, id);
-    put_le64(payload + 8, size);
+    uint8_t payload[VKVP_FD_SLAB_LEN];
+    vkvp_fd_slab_encode(payload, id, size);
     struct iovec iov = {payload, sizeof payload};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -74,7 +68,7 @@ static int send_slab(int cfd, uint64_t id, uint64_t size, int fd)
     do {
         w = sendmsg(cfd, &mh, MSG_NOSIGNAL);
     } while (w < 0 && errno == EINTR);
-    return w == (ssize_t)sizeof payload ? 0 : -1;
+    return w == (ssize_t)sizeof payload ? 0 : VKV_ESYS;
 }
 
 /* Serves one accepted connection: credential check, session id, slabs. */
@@ -98,11 +92,11 @@ static void serve(vkvd_fdchan *fc, int cfd)
         fc->refused++;
         return;
     }
-    /* 8 bytes of session id; a client that wants the lookup index sends 8
-     * more (VKVD_FDCHAN_WANT_INDEX) in the same write */
-    uint8_t sidb[16];
+    /* the session id; a client that wants the lookup index sends 8 more
+     * bytes (VKVD_FDCHAN_WANT_INDEX, LE) in the same write */
+    uint8_t sidb[VKVP_FD_HELLO_LEN + 8];
     size_t got = 0;
-    while (got < 8) {
+    while (got < VKVP_FD_HELLO_LEN) {
         ssize_t r = recv(cfd, sidb + got, sizeof sidb - got, 0);
         if (r < 0 && errno == EINTR)
             continue;
@@ -119,12 +113,9 @@ static void serve(vkvd_fdchan *fc, int cfd)
             break; /* an older client: the session id alone */
         got += (size_t)r;
     }
-    uint64_t sid = 0, want = 0;
-    for (int i = 7; i >= 0; i--) {
-        sid = (sid << 8) | sidb[i];
-        want = (want << 8) | sidb[8 + i];
-    }
-    bool want_index = got == sizeof sidb && want == VKVD_FDCHAN_WANT_INDEX;
+    uint64_t sid = vkvp_fd_hello_decode(sidb);
+    bool want_index =
+        got == sizeof sidb && vkvp_get_le64(sidb + VKVP_FD_HELLO_LEN) == VKVD_FDCHAN_WANT_INDEX;
     if (fc->check && !fc->check(fc->arg, sid, cr.pid)) {
         VKV_WARN("fd channel: pid %d presented unknown session %llx", (int)cr.pid,
                  (unsigned long long)sid);

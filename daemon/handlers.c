@@ -243,13 +243,20 @@ static int handle_fetch(struct call *c)
     return 0;
 }
 
-/* ALLOC: reserves pages for a new block under a lease. */
+/* ALLOC: reserves pages for a new block under a lease; waits (VKVD_DEFER,
+ * when allowed) while spills in flight free its room. */
 static int handle_alloc(struct call *c)
 {
     const vkvp_alloc_req *a = &c->rq->u.alloc;
     vkvs_block b;
     uint64_t lease;
+    /* Room held by spills in flight: wait for them (deferred, re-run at
+     * their completions) rather than copy more victims on the loop. */
+    vkvs_set_room_wait(c->srv->st, c->allow_defer && c->srv->cold);
     int rc = vkvs_alloc(c->srv->st, a->session, &a->key, a->size, &lease, &b);
+    vkvs_set_room_wait(c->srv->st, false);
+    if (rc == VKVS_WAIT)
+        return VKVD_DEFER;
     if (rc)
         return rc;
     vkvp_extent *e = wire_extents(&b);

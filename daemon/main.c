@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     vkv_log_init("vkvd", -1);
     int rc = vkvd_config_from_args(&cfg, argc, argv);
     if (rc != 0)
-        return rc > 0 ? 0 : 2;
+        return rc == VKVD_CONFIG_DONE ? 0 : 2;
     vkv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
     /* Block the shutdown signals before any thread exists (nanomsg, the fd

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -23,50 +22,9 @@
 #include <xxhash.h>
 
 #include "clock.h"
+#include "fsutil.h"
 #include "log.h"
 #include "server_int.h"
-
-/* ---- runtime directory -------------------------------------------------- */
-
-/* Creates `dir` (and missing parents) with mode 0700 and checks that it is
- * ours and private. Returns 0 or -1 after logging. */
-static int make_private_dir(const char *dir)
-{
-    char tmp[VKVD_PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-            VKV_ERROR("cannot create %s: %s", tmp, strerror(errno));
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-        VKV_ERROR("cannot create %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        VKV_ERROR("%s is not a directory", dir);
-        return -1;
-    }
-    if (sb.st_uid != getuid()) {
-        VKV_ERROR("%s belongs to uid %u, not to us (uid %u): refusing to use it", dir,
-                  (unsigned)sb.st_uid, (unsigned)getuid());
-        return -1;
-    }
-    if ((sb.st_mode & 077) != 0) {
-        if (chmod(dir, 0700) != 0) {
-            VKV_ERROR("%s is open to others and chmod failed: %s", dir, strerror(errno));
-            return -1;
-        }
-        VKV_WARN("%s was mode %03o; set it to 0700", dir, (unsigned)(sb.st_mode & 0777));
-    }
-    return 0;
-}
 
 /* ---- reply cache ---------------------------------------------------------- */
 
@@ -242,7 +200,10 @@ static int run_request(vkvd_server *srv, void *control, vkvp_request *rq, uint64
             d->deadline_ms = vkv_now_ms() + VKVD_DEFER_LIMIT_MS;
             d->next = srv->deferred;
             srv->deferred = d;
-            srv->fetch_deferred++;
+            if (rq->op == VKVP_ALLOC)
+                srv->alloc_deferred++;
+            else
+                srv->fetch_deferred++;
             return VKVD_DEFER;
         }
         rc = VKV_ENOMEM;
@@ -282,7 +243,10 @@ void vkvd_rerun_deferred(vkvd_server *srv)
         struct deferred *d = list;
         list = d->next;
         bool allow = vkv_now_ms() < d->deadline_ms && !srv->stopping;
-        srv->fetch_deferred--;               /* run_request counts it again if it stays */
+        if (d->rq->op == VKVP_ALLOC) /* run_request counts it again if it stays */
+            srv->alloc_deferred--;
+        else
+            srv->fetch_deferred--;
         vkvs_set_fetch_quiet(srv->st, true); /* counted at its first run */
         int rr = run_request(srv, d->control, d->rq, d->req_hash, d->t_arrival, allow);
         vkvs_set_fetch_quiet(srv->st, false);
@@ -327,7 +291,8 @@ static bool pid_alive(void *arg, pid_t pid)
     return kill(pid, 0) == 0 || errno == EPERM;
 }
 
-/* Periodic housekeeping: reap dead sessions and expired leases. */
+/* Periodic housekeeping: reap dead sessions and expired leases, answer
+ * deferred requests past their limit, publish the metrics. */
 static void on_timer(vkvd_server *srv)
 {
     uint64_t ticks;
@@ -338,24 +303,35 @@ static void on_timer(vkvd_server *srv)
     if (closed > 0)
         VKV_INFO("reaped %d session(s)", closed);
     vkvd_live_prune(srv);
+    /* a request waits at most VKVD_DEFER_LIMIT_MS even when no completion
+     * arrives (a cold tier stuck on its disk) */
+    uint64_t now = vkv_now_ms();
+    for (struct deferred *d = srv->deferred; d; d = d->next)
+        if (now >= d->deadline_ms) {
+            vkvd_rerun_deferred(srv);
+            break;
+        }
     vkvd_publish_metrics(srv);
 }
 
 /* ---- open / run / close ---------------------------------------------------------- */
 
-/* Creates the runtime directory and takes its lock (one daemon per
- * directory). Returns 0 or VKV_ESYS after logging. */
+/* Creates the runtime directory (private, ours) and takes its lock (one
+ * daemon per directory), and draws the epoch. Returns 0 or the error after
+ * logging. */
 static int open_rundir(vkvd_server *srv)
 {
-    if (make_private_dir(srv->cfg.rundir) != 0)
-        return VKV_ESYS;
-    char lockp[VKVD_PATH_MAX + 16];
+    char why[512], lockp[VKVD_PATH_MAX + 16];
+    int rc = vkv_private_dir(srv->cfg.rundir, VKV_DIR_OWNED, why, sizeof why);
+    if (rc != 0) {
+        VKV_ERROR("%s", why);
+        return rc;
+    }
     snprintf(lockp, sizeof lockp, "%s/vkvd.lock", srv->cfg.rundir);
-    srv->lockfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (srv->lockfd < 0 || flock(srv->lockfd, LOCK_EX | LOCK_NB) != 0) {
-        VKV_ERROR("another vkvd already serves %s (lock %s: %s)", srv->cfg.rundir, lockp,
-                  strerror(errno));
-        return VKV_ESYS;
+    rc = vkv_lock_file(lockp, &srv->lockfd, why, sizeof why);
+    if (rc != 0) {
+        VKV_ERROR("another vkvd already serves %s (%s)", srv->cfg.rundir, why);
+        return rc;
     }
     if (getrandom(&srv->epoch, sizeof srv->epoch, 0) != sizeof srv->epoch)
         srv->epoch = vkv_now_ns() ^ ((uint64_t)getpid() << 32);

@@ -39,7 +39,7 @@
  * under it. A resend of a dropped reply runs the request again. */
 #define VKVD_RCACHE_MAX_BYTES (32u << 20)
 
-/* Handler result: the reply waits for restores (FETCH only). */
+/* Handler result: the reply waits for restores or spills (FETCH, ALLOC). */
 #define VKVD_DEFER 1
 /* A waiting FETCH answers with what is hot after this. */
 #define VKVD_DEFER_LIMIT_MS 10000
@@ -69,6 +69,7 @@ struct pending_op {
      * tier fills this host buffer and the completion copies it in. */
     void *staging;
     uint64_t size;
+    bool held; /* SPILL read in place from the entry's SPILLING pages */
     vkvs_extent *ext;
     uint32_t next_n;
 };
@@ -118,8 +119,9 @@ struct vkvd_server {
     uint64_t cold_spill_lost;     /* spills that failed after eviction */
     uint64_t cold_restore_failed; /* restores that failed (entry dropped) */
     uint64_t cold_corrupt_dropped;
-    uint64_t fetch_deferred;
-    vkvd_metrics *metrics; /* NULL when --metrics-port is 0 */
+    uint64_t fetch_deferred; /* FETCHes waiting now */
+    uint64_t alloc_deferred; /* ALLOCs waiting now (for spills to free room) */
+    vkvd_metrics *metrics;   /* NULL when --metrics-port is 0 */
     struct verify_job *verify;
     /* Sessions the fd channel may serve: written by the loop, read by the
      * channel's thread. */
@@ -160,8 +162,9 @@ struct vkvd_scratch {
  * pointers may reference `sc`, which the caller frees with
  * vkvd_scratch_free after encoding). `why` receives a reason for an error
  * reply when there is one. Returns 0, the error status to send, or
- * VKVD_DEFER (FETCH only, when allow_defer): cold entries of the prefix are
- * being restored and the request must be run again when they are in place. */
+ * VKVD_DEFER (FETCH and ALLOC, when allow_defer): cold entries of the
+ * prefix are being restored, or spills in flight free the room, and the
+ * request must be run again when that is done. */
 int vkvd_dispatch(vkvd_server *srv, const vkvp_request *rq, vkvp_reply *rep,
                   struct vkvd_scratch *sc, char *why, size_t why_len, bool allow_defer);
 

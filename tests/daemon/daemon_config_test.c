@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "vkv/error.h"
 
 static void sizes_parse_with_units_and_reject_junk(void **state)
 {
@@ -67,9 +68,9 @@ static void unknown_keys_and_bad_values_are_errors(void **state)
     char *p3 = write_tmp("[vkvd]\nbackend = gpu\n");
     assert_int_not_equal(vkvd_config_load_file(&cfg, p3), 0);
     assert_int_not_equal(vkvd_config_load_file(&cfg, "/nonexistent/vkvd.ini"), 0);
-    assert_int_equal(vkvd_config_set(&cfg, "no-such", "1"), -1);
-    assert_int_equal(vkvd_config_set(&cfg, "lease-ttl-ms", "0"), -2);
-    assert_int_equal(vkvd_config_set(&cfg, "spill-on-exit", "maybe"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "no-such", "1"), VKV_ENOTFOUND);
+    assert_int_equal(vkvd_config_set(&cfg, "lease-ttl-ms", "0"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "spill-on-exit", "maybe"), VKV_EINVAL);
     unlink(p1);
     unlink(p2);
     unlink(p3);
@@ -91,9 +92,9 @@ static void cross_field_rules_are_validated(void **state)
     assert_int_not_equal(vkvd_config_validate(&cfg), 0);
     vkvd_config_defaults(&cfg);
     char *argv[] = {"vkvd", "--page-size", "5000", NULL};
-    assert_int_equal(vkvd_config_from_args(&cfg, 3, argv), -1);
+    assert_int_equal(vkvd_config_from_args(&cfg, 3, argv), VKV_EINVAL);
     char *argv2[] = {"vkvd", "stray", NULL};
-    assert_int_equal(vkvd_config_from_args(&cfg, 2, argv2), -1);
+    assert_int_equal(vkvd_config_from_args(&cfg, 2, argv2), VKV_EINVAL);
 }
 
 static void defaults_follow_xdg_directories(void **state)
