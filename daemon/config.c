@@ -219,8 +219,8 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         return 0;
     }
     if (!strcmp(n, "lookup-index-slots")) {
-        if (parse_u32(value, &u) != 0 || u > (1u << 28))
-            return -2;
+        if (!parse_u32(value, &u) || u > (1u << 28))
+            return VKV_EINVAL;
         cfg->lookup_index_slots = u;
         return 0;
     }
