@@ -1,7 +1,7 @@
 /*
  * proto/shmidx.h - the lookup index segment: a read-only shared-memory table
  * that vkvd publishes so that libvkv answers LOOKUP in-process, without a
- * round trip (docs/ARCHITECTURE.md decision 25, docs/PROTOCOL.md section 8a).
+ * round trip (docs/ARCHITECTURE.md decision 26, docs/PROTOCOL.md section 8a).
  *
  * This header defines the segment's layout, shared by the writer (vkvd,
  * store/shmidx_writer.h) and the reader below (libvkv). The segment is a
