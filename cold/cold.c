@@ -82,14 +82,14 @@ int vkvs_cold_map_err(vkvs_cold *c, int rc)
     }
 }
 
-/* Validates and measures a namespace string: its length, or -1 when ns is
- * NULL or longer than VKVS_COLD_NS_MAX. */
+/* Validates and measures a namespace string: its length, or VKV_EINVAL
+ * when ns is NULL or longer than VKVS_COLD_NS_MAX. */
 static int vkvs_cold_ns_len(const char *ns)
 {
     if (ns == NULL)
-        return -1;
+        return VKV_EINVAL;
     size_t n = strnlen(ns, VKVS_COLD_NS_MAX + 1);
-    return n > VKVS_COLD_NS_MAX ? -1 : (int)n;
+    return n > VKVS_COLD_NS_MAX ? VKV_EINVAL : (int)n;
 }
 
 /* ---- completions ---------------------------------------------------------- */

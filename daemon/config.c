@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "log.h"
 #include "vkv/error.h"
 
@@ -431,12 +432,10 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
     }
     if (vkvd_config_validate(cfg) != 0)
         return VKV_EINVAL;
-#ifndef VKV_WITH_CUDA
-    if (check && !strcmp(cfg->backend, "cuda")) { /* vkvd_server_open would refuse it */
-        VKV_ERROR("backend 'cuda': this build has no CUDA");
+    if (check && !vkvs_backend_built(cfg->backend)) { /* vkvd_server_open would refuse it */
+        VKV_ERROR("backend '%s': this build has no CUDA", cfg->backend);
         return VKV_EINVAL;
     }
-#endif
     if (check) {
         printf("vkvd: configuration ok (%s%s, environment and flags)\n",
                cfg->config_file[0] ? "file " : "no config file",

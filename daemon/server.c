@@ -520,7 +520,7 @@ int vkvd_server_run(vkvd_server *srv)
             if (errno == EINTR)
                 continue;
             VKV_ERROR("poll: %s", strerror(errno));
-            return -1;
+            return VKV_ESYS;
         }
         if (pf[0].revents & POLLIN)
             drain_socket(srv);
@@ -540,7 +540,7 @@ int vkvd_server_run(vkvd_server *srv)
     vkvd_verify_join(srv); /* it stops at its next entry */
     int rc = vkvd_cold_shutdown(srv);
     VKV_INFO("stopped");
-    return rc ? -1 : 0;
+    return rc;
 }
 
 void vkvd_server_close(vkvd_server *srv)

@@ -681,6 +681,83 @@ static int vkvp_raw_need(vkvp_raw *r, size_t k)
     return 0;
 }
 
+/* The layout of a msgpack value by its first byte, outside the fix ranges:
+ * the size of its length field (lsz), the values per container element
+ * (per: 1 array, 2 map, 0 not a container) or the payload size of a
+ * fixed-size scalar (fixed). Returns false for 0xc1 and the ext types,
+ * which the protocol never uses. */
+static bool vkvp_raw_layout(uint8_t b, unsigned *lsz, unsigned *per, unsigned *fixed)
+{
+    static const struct {
+        uint8_t b, lsz, per, fixed;
+    } tab[] = {
+        {0xc4, 1, 0, 0}, {0xd9, 1, 0, 0},                  /* bin8, str8 */
+        {0xc5, 2, 0, 0}, {0xda, 2, 0, 0},                  /* bin16, str16 */
+        {0xc6, 4, 0, 0}, {0xdb, 4, 0, 0},                  /* bin32, str32 */
+        {0xcc, 0, 0, 1}, {0xd0, 0, 0, 1},                  /* (u)int8 */
+        {0xcd, 0, 0, 2}, {0xd1, 0, 0, 2},                  /* (u)int16 */
+        {0xce, 0, 0, 4}, {0xd2, 0, 0, 4}, {0xca, 0, 0, 4}, /* (u)int32, float32 */
+        {0xcf, 0, 0, 8}, {0xd3, 0, 0, 8}, {0xcb, 0, 0, 8}, /* (u)int64, float64 */
+        {0xdc, 2, 1, 0}, {0xdd, 4, 1, 0},                  /* array16, array32 */
+        {0xde, 2, 2, 0}, {0xdf, 4, 2, 0},                  /* map16, map32 */
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (tab[i].b == b) {
+            *lsz = tab[i].lsz;
+            *per = tab[i].per;
+            *fixed = tab[i].fixed;
+            return true;
+        }
+    return false;
+}
+
+/* Reads the header of the value at r->pos (its first byte at `at` already
+ * consumed as `b`): its element count (containers, *per > 0) or body length
+ * (str/bin), or skips a fixed-size scalar (*done). Errors: VKV_EPROTO. */
+static int vkvp_raw_header(vkvp_raw *r, uint8_t b, size_t at, uint64_t *count, uint64_t *len,
+                           unsigned *per, bool *done)
+{
+    unsigned lsz = 0, fixed = 0;
+    int rc;
+    *done = false;
+    if (b >= 0x80 && b <= 0x8f) {
+        *count = b & 0x0f;
+        *per = 2;
+        return 0;
+    }
+    if (b >= 0x90 && b <= 0x9f) {
+        *count = b & 0x0f;
+        *per = 1;
+        return 0;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        *len = b & 0x1f;
+        return 0;
+    }
+    if (!vkvp_raw_layout(b, &lsz, per, &fixed)) {
+        if (b == 0xc1)
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
+                              at);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "ext type 0x%02x at offset %zu not allowed", b, at);
+    }
+    if (fixed) {
+        if ((rc = vkvp_raw_need(r, fixed)) != 0)
+            return rc;
+        r->pos += fixed;
+        *done = true;
+        return 0;
+    }
+    if ((rc = vkvp_raw_need(r, lsz)) != 0)
+        return rc;
+    if (*per)
+        *count = vkvp_be(r->p + r->pos, lsz);
+    else
+        *len = vkvp_be(r->p + r->pos, lsz);
+    r->pos += lsz;
+    return 0;
+}
+
 /* Validates one msgpack value at r->pos and advances past it. A container at
  * depth `depth` (the top value has depth 1) holds `count` values; `count`
  * must not exceed the bytes that remain, since every value is >= 1 byte. */
@@ -689,90 +766,15 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
     int rc;
     size_t at = r->pos;
     uint64_t count = 0, len = 0;
-    unsigned lsz = 0, per = 0; /* length-field size; values per element */
-    unsigned fixed = 0;        /* payload size of a fixed-size scalar */
+    unsigned per = 0; /* values per element */
+    bool done;
     if ((rc = vkvp_raw_need(r, 1)) != 0)
         return rc;
     uint8_t b = r->p[r->pos++];
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return 0;
-    if (b >= 0x80 && b <= 0x8f) {
-        count = b & 0x0f;
-        per = 2;
-    } else if (b >= 0x90 && b <= 0x9f) {
-        count = b & 0x0f;
-        per = 1;
-    } else if (b >= 0xa0 && b <= 0xbf) {
-        len = b & 0x1f;
-    } else {
-        switch (b) {
-        case 0xc4:
-        case 0xd9:
-            lsz = 1;
-            break; /* bin8, str8 */
-        case 0xc5:
-        case 0xda:
-            lsz = 2;
-            break; /* bin16, str16 */
-        case 0xc6:
-        case 0xdb:
-            lsz = 4;
-            break; /* bin32, str32 */
-        case 0xcc:
-        case 0xd0:
-            fixed = 1;
-            break; /* (u)int8 */
-        case 0xcd:
-        case 0xd1:
-            fixed = 2;
-            break; /* (u)int16 */
-        case 0xce:
-        case 0xd2:
-        case 0xca:
-            fixed = 4;
-            break; /* (u)int32, float32 */
-        case 0xcf:
-        case 0xd3:
-        case 0xcb:
-            fixed = 8;
-            break; /* (u)int64, float64 */
-        case 0xdc:
-            lsz = 2;
-            per = 1;
-            break; /* array16 */
-        case 0xdd:
-            lsz = 4;
-            per = 1;
-            break; /* array32 */
-        case 0xde:
-            lsz = 2;
-            per = 2;
-            break; /* map16 */
-        case 0xdf:
-            lsz = 4;
-            per = 2;
-            break; /* map32 */
-        case 0xc1:
-            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
-                              at);
-        default: /* 0xc7-0xc9, 0xd4-0xd8 */
-            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
-                              "ext type 0x%02x at offset %zu not allowed", b, at);
-        }
-        if (fixed) {
-            if ((rc = vkvp_raw_need(r, fixed)) != 0)
-                return rc;
-            r->pos += fixed;
-            return 0;
-        }
-        if ((rc = vkvp_raw_need(r, lsz)) != 0)
-            return rc;
-        if (per)
-            count = vkvp_be(r->p + r->pos, lsz);
-        else
-            len = vkvp_be(r->p + r->pos, lsz);
-        r->pos += lsz;
-    }
+    if ((rc = vkvp_raw_header(r, b, at, &count, &len, &per, &done)) != 0 || done)
+        return rc;
     if (!per) { /* str or bin body */
         if (len > r->n - r->pos)
             return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,

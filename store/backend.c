@@ -39,3 +39,12 @@ int vkvs_backend_find(const char *name, const vkvs_backend **be, void **arg, cha
 #endif
     return VKV_OK;
 }
+
+bool vkvs_backend_built(const char *name)
+{
+#ifdef VKV_WITH_CUDA
+    return true;
+#else
+    return strcmp(name, "cuda") != 0;
+#endif
+}
