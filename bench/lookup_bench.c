@@ -26,7 +26,7 @@
 static char g_dir[256];
 
 /* A key of the benchmark (index i). */
-static vkv_key key_of(uint32_t i)
+static vkv_key bench_key(uint32_t i)
 {
     vkv_key k;
     memset(&k, 0x5a, sizeof k);
@@ -53,7 +53,7 @@ static vkv_client *connect_mode(const char *rundir, int shm)
 /* Per-call latency of `iters` single-key lookups (after a warm-up) into lat. */
 static void time_lookups(vkv_client *c, int iters, double *lat)
 {
-    vkv_key k = key_of(1);
+    vkv_key k = bench_key(1);
     size_t hits = 0;
     for (int i = 0; i < 2000; i++)
         vkv_lookup(c, &k, 1, &hits, NULL);
@@ -73,7 +73,7 @@ static void time_lookups(vkv_client *c, int iters, double *lat)
 static int worker(const char *rundir, int shm, long n, int go_fd, int done_fd)
 {
     vkv_client *c = connect_mode(rundir, shm);
-    vkv_key k = key_of(1);
+    vkv_key k = bench_key(1);
     size_t hits;
     for (int i = 0; i < 1000; i++)
         vkv_lookup(c, &k, 1, &hits, NULL);
@@ -217,7 +217,7 @@ int main(int argc, char **argv)
     const void *kp[1] = {kb}, *vp[1] = {vb};
     vkv_kv_src src = {kp, vp, 64, 64};
     for (uint32_t i = 0; i < 256; i++) {
-        vkv_key k = key_of(i);
+        vkv_key k = bench_key(i);
         int stored = 0;
         if (vkv_put_chunk(c, &k, &s, &src, &stored) != 0) {
             fprintf(stderr, "put_chunk failed\n");
@@ -239,7 +239,7 @@ int main(int argc, char **argv)
     time_lookups(rt, rt_iters, lat);
     double rt50 = pct(lat, (size_t)rt_iters, 0.5), rt99 = pct(lat, (size_t)rt_iters, 0.99);
 
-    vkv_key k1 = key_of(1);
+    vkv_key k1 = bench_key(1);
     /* yardsticks: nanomsg echo of the same frame, redis-server GET */
     redisContext *r;
     pid_t rp;
