@@ -212,11 +212,10 @@
     X(lookup_index_rebuilds, li.rebuilds, NULL, NULL, NULL, NONE, NULL)                            \
     X(lookup_index_full, li.full, NULL, NULL, NULL, NONE, NULL)
 /* Every list, in STATS order (the req_<op> counters aside). */
+#define VKVD_COUNTERS_LOCAL_(X)                                                                    \
+    VKVD_COUNTERS_CORE(X) VKVD_COUNTERS_CORE2(X) VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X)
 #define VKVD_COUNTERS_ALL(X)                                                                       \
-    VKVD_COUNTERS_CORE(X)                                                                          \
-    VKVD_COUNTERS_CORE2(X)                                                                         \
-    VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X) \
-    VKVD_COUNTERS_LIDX(X)
+    VKVD_COUNTERS_LOCAL_(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X) VKVD_COUNTERS_LIDX(X)
 
 /* One enumerator per counter: VKVD_CTR_<name>. */
 enum vkvd_counter_id {

@@ -36,6 +36,8 @@ void vkvd_lookup_index_open(vkvd_server *srv)
         return;
     }
     vkvs_set_observer(srv->st, lidx_observe, srv);
+    /* a remote tier answers past the local prefix: misses go to the daemon */
+    vkvs_shmidx_set_askmiss(srv->lidx, srv->cfg.remote[0] != '\0');
     vkvs_shmidx_set_open(srv->lidx, true);
     vkvs_shmidx_stats s;
     vkvs_shmidx_stats_get(srv->lidx, &s);

@@ -150,7 +150,7 @@ struct vkvd_server {
     uint64_t remote_refused;         /* fetched blocks the daemon's own check refused */
     uint64_t remote_waits;           /* LOOKUP/FETCH deferred for the remote tier */
     uint64_t remote_publish_dropped; /* commits not published (queue full, no memory) */
-    vkvs_shmidx *lidx;              /* lookup index segment (NULL: none) */
+    vkvs_shmidx *lidx;               /* lookup index segment (NULL: none) */
 };
 
 /* The STATS counters of one reply (names are static strings). */

@@ -266,6 +266,9 @@ int vkvp_shmidx_lookup(vkvp_shmidx_reader *r, const vkv_key *keys, size_t n, siz
     int rc = run(r, keys, n, &c, NULL, NULL);
     if (rc < 0)
         return rc;
+    if ((size_t)rc < n &&
+        (atomic_load_explicit(&r->h->flags, memory_order_acquire) & VKVP_SHMIDX_F_ASKMISS))
+        return VKV_EBUSY; /* the remote tier may hold the rest */
     *hits = (size_t)rc;
     if (cold)
         *cold = c;

@@ -84,6 +84,9 @@ enum { VKVP_SHMIDX_READY = 2, VKVP_SHMIDX_COLD = 3, VKVP_SHMIDX_RESTORING = 4 };
 #define VKVP_SHMIDX_F_OPEN   0x1u /* the writer maintains the table; readers may answer */
 #define VKVP_SHMIDX_F_NSFULL 0x2u /* a namespace could not be published */
 #define VKVP_SHMIDX_F_BROKEN 0x4u /* the writer lost track (e.g. out of memory): never answer */
+#define VKVP_SHMIDX_F_ASKMISS                                                                      \
+    0x8u /* a prefix shorter than asked is not final: the daemon has a tier                        \
+          * beyond the segment (remote), so ask it for the rest */
 
 /* The robust futex word of the writer's liveness mutex holds its thread id
  * while the writer lives; the kernel sets this bit when the writer dies. */
@@ -169,7 +172,8 @@ void vkvp_shmidx_reader_close(vkvp_shmidx_reader *r);
  * number of threads at once. Returns 0, or VKV_EBUSY when the segment
  * cannot answer now (writer gone or closed, table incomplete, rebuild in
  * progress, namespace not published while the namespace table is full, too
- * many retries): ask the daemon instead. */
+ * many retries; or, with VKVP_SHMIDX_F_ASKMISS, a prefix shorter than n):
+ * ask the daemon instead. */
 int vkvp_shmidx_lookup(vkvp_shmidx_reader *r, const vkv_key *keys, size_t n, size_t *hits,
                        size_t *cold);
 

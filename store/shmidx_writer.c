@@ -319,6 +319,16 @@ void vkvs_shmidx_set_open(vkvs_shmidx *w, bool open)
         atomic_fetch_and_explicit(&w->h->flags, ~VKVP_SHMIDX_F_OPEN, memory_order_release);
 }
 
+void vkvs_shmidx_set_askmiss(vkvs_shmidx *w, bool on)
+{
+    if (!w)
+        return;
+    if (on)
+        atomic_fetch_or_explicit(&w->h->flags, VKVP_SHMIDX_F_ASKMISS, memory_order_release);
+    else
+        atomic_fetch_and_explicit(&w->h->flags, ~VKVP_SHMIDX_F_ASKMISS, memory_order_release);
+}
+
 int vkvs_shmidx_fd(const vkvs_shmidx *w)
 {
     return w->fd;

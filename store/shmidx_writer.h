@@ -63,6 +63,11 @@ void vkvs_shmidx_change(vkvs_shmidx *w, uint32_t ns_id, const char *ns, const vk
  * the segment. */
 void vkvs_shmidx_set_open(vkvs_shmidx *w, bool open);
 
+/* Sets or clears VKVP_SHMIDX_F_ASKMISS: readers then send a LOOKUP whose
+ * prefix ends early to the daemon (it has a tier the segment does not
+ * mirror, the remote one). */
+void vkvs_shmidx_set_askmiss(vkvs_shmidx *w, bool on);
+
 /* Fills *out. */
 void vkvs_shmidx_stats_get(const vkvs_shmidx *w, vkvs_shmidx_stats *out);
 
