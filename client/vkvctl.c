@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "client_internal.h"
+#include "daemon/counters.h"
 #include "codec_math.h"
 #include "errbuf.h"
 #include "proto.h"
@@ -178,7 +179,8 @@ static vkvp_reply *get_stats(vkv_client *c, int *ex)
     return rep;
 }
 
-/* Counter by name from a STATS reply (0 if absent). */
+/* Counter by name from a STATS reply (0 if absent); callers name it with
+ * VKVD_COUNTER(name), checked against daemon/counters.h at compile time. */
 static uint64_t ctr(const vkvp_reply *rep, const char *name)
 {
     for (uint32_t i = 0; i < rep->u.stats.ncounters; i++) {
@@ -234,76 +236,85 @@ static int cmd_stats(vkv_client *c, int argc, char **argv)
 static void print_status(vkv_client *c, const vkvp_reply *rep)
 {
     /* A cold hit is a hit too (the block was restored and served). */
-    uint64_t hits = ctr(rep, "hits") + ctr(rep, "cold_hits"), misses = ctr(rep, "misses");
+    uint64_t hits = ctr(rep, VKVD_COUNTER(hits)) + ctr(rep, VKVD_COUNTER(cold_hits)),
+             misses = ctr(rep, VKVD_COUNTER(misses));
     double rate = hits + misses ? (double)hits / (double)(hits + misses) : 0.0;
     if (g_json) {
         cJSON *o = cJSON_CreateObject();
         char ep[24];
         snprintf(ep, sizeof ep, "%016" PRIx64, vkv_client_epoch(c));
         cJSON_AddStringToObject(o, "epoch", ep);
-        cJSON_AddStringToObject(o, "backend", ctr(rep, "backend_cuda") ? "cuda" : "host");
+        cJSON_AddStringToObject(o, "backend",
+                                ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
         cJSON *hot = cJSON_AddObjectToObject(o, "hot");
-        cJSON_AddNumberToObject(hot, "capacity_bytes", (double)ctr(rep, "bytes_capacity"));
-        cJSON_AddNumberToObject(hot, "used_bytes", (double)ctr(rep, "bytes_used"));
-        cJSON_AddNumberToObject(hot, "free_bytes", (double)ctr(rep, "bytes_free"));
-        cJSON_AddNumberToObject(hot, "entries", (double)ctr(rep, "entries_ready"));
-        cJSON_AddNumberToObject(hot, "writing", (double)ctr(rep, "entries_writing"));
+        cJSON_AddNumberToObject(hot, "capacity_bytes",
+                                (double)ctr(rep, VKVD_COUNTER(bytes_capacity)));
+        cJSON_AddNumberToObject(hot, "used_bytes", (double)ctr(rep, VKVD_COUNTER(bytes_used)));
+        cJSON_AddNumberToObject(hot, "free_bytes", (double)ctr(rep, VKVD_COUNTER(bytes_free)));
+        cJSON_AddNumberToObject(hot, "entries", (double)ctr(rep, VKVD_COUNTER(entries_ready)));
+        cJSON_AddNumberToObject(hot, "writing", (double)ctr(rep, VKVD_COUNTER(entries_writing)));
         cJSON *cold = cJSON_AddObjectToObject(o, "cold");
-        cJSON_AddNumberToObject(cold, "entries", (double)ctr(rep, "entries_cold"));
-        cJSON_AddNumberToObject(cold, "bytes", (double)ctr(rep, "bytes_cold"));
-        if (ctr(rep, "remote_available")) {
+        cJSON_AddNumberToObject(cold, "entries", (double)ctr(rep, VKVD_COUNTER(entries_cold)));
+        cJSON_AddNumberToObject(cold, "bytes", (double)ctr(rep, VKVD_COUNTER(bytes_cold)));
+        if (ctr(rep, VKVD_COUNTER(remote_available))) {
             cJSON *rt = cJSON_AddObjectToObject(o, "remote");
-            cJSON_AddNumberToObject(rt, "hits", (double)ctr(rep, "remote_hits"));
-            cJSON_AddNumberToObject(rt, "misses", (double)ctr(rep, "remote_misses"));
-            cJSON_AddNumberToObject(rt, "errors", (double)ctr(rep, "remote_errors"));
-            cJSON_AddNumberToObject(rt, "bytes_in", (double)ctr(rep, "remote_fetch_bytes"));
-            cJSON_AddNumberToObject(rt, "published", (double)ctr(rep, "remote_publishes"));
+            cJSON_AddNumberToObject(rt, "hits", (double)ctr(rep, VKVD_COUNTER(remote_hits)));
+            cJSON_AddNumberToObject(rt, "misses", (double)ctr(rep, VKVD_COUNTER(remote_misses)));
+            cJSON_AddNumberToObject(rt, "errors", (double)ctr(rep, VKVD_COUNTER(remote_errors)));
+            cJSON_AddNumberToObject(rt, "bytes_in",
+                                    (double)ctr(rep, VKVD_COUNTER(remote_fetch_bytes)));
+            cJSON_AddNumberToObject(rt, "published",
+                                    (double)ctr(rep, VKVD_COUNTER(remote_publishes)));
             cJSON_AddNumberToObject(rt, "publish_dropped",
-                                    (double)ctr(rep, "remote_publish_refused"));
+                                    (double)ctr(rep, VKVD_COUNTER(remote_publish_refused)));
             cJSON_AddNumberToObject(rt, "publish_errors",
-                                    (double)ctr(rep, "remote_publish_errors"));
-            cJSON_AddNumberToObject(rt, "queue_bytes", (double)ctr(rep, "remote_queue_bytes"));
-            uint64_t rh = ctr(rep, "remote_hits");
-            cJSON_AddNumberToObject(rt, "mean_fetch_ms",
-                                    rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh
-                                       : 0.0);
+                                    (double)ctr(rep, VKVD_COUNTER(remote_publish_errors)));
+            cJSON_AddNumberToObject(rt, "queue_bytes",
+                                    (double)ctr(rep, VKVD_COUNTER(remote_queue_bytes)));
+            uint64_t rh = ctr(rep, VKVD_COUNTER(remote_hits));
+            cJSON_AddNumberToObject(
+                rt, "mean_fetch_ms",
+                rh ? (double)ctr(rep, VKVD_COUNTER(remote_fetch_ns)) / 1e6 / (double)rh : 0.0);
         }
         cJSON_AddNumberToObject(o, "hits", (double)hits);
         cJSON_AddNumberToObject(o, "misses", (double)misses);
         cJSON_AddNumberToObject(o, "hit_rate", rate);
-        cJSON_AddNumberToObject(o, "sessions", (double)ctr(rep, "sessions"));
-        cJSON_AddNumberToObject(o, "leases", (double)ctr(rep, "leases_active"));
+        cJSON_AddNumberToObject(o, "sessions", (double)ctr(rep, VKVD_COUNTER(sessions)));
+        cJSON_AddNumberToObject(o, "leases", (double)ctr(rep, VKVD_COUNTER(leases_active)));
         emit(o);
     } else {
         char a[32], b[32], d[32];
         printf("vkvd epoch %016" PRIx64 ", backend %s\n", vkv_client_epoch(c),
-               ctr(rep, "backend_cuda") ? "cuda" : "host");
+               ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
         printf("hot:  %s used of %s (%s free), %" PRIu64 " entries, %" PRIu64 " being written\n",
-               hsize(ctr(rep, "bytes_used"), a, sizeof a),
-               hsize(ctr(rep, "bytes_capacity"), b, sizeof b),
-               hsize(ctr(rep, "bytes_free"), d, sizeof d), ctr(rep, "entries_ready"),
-               ctr(rep, "entries_writing"));
-        printf("cold: %" PRIu64 " entries, %s\n", ctr(rep, "entries_cold"),
-               hsize(ctr(rep, "bytes_cold"), a, sizeof a));
-        if (ctr(rep, "remote_available")) {
-            uint64_t rh = ctr(rep, "remote_hits");
+               hsize(ctr(rep, VKVD_COUNTER(bytes_used)), a, sizeof a),
+               hsize(ctr(rep, VKVD_COUNTER(bytes_capacity)), b, sizeof b),
+               hsize(ctr(rep, VKVD_COUNTER(bytes_free)), d, sizeof d),
+               ctr(rep, VKVD_COUNTER(entries_ready)), ctr(rep, VKVD_COUNTER(entries_writing)));
+        printf("cold: %" PRIu64 " entries, %s\n", ctr(rep, VKVD_COUNTER(entries_cold)),
+               hsize(ctr(rep, VKVD_COUNTER(bytes_cold)), a, sizeof a));
+        if (ctr(rep, VKVD_COUNTER(remote_available))) {
+            uint64_t rh = ctr(rep, VKVD_COUNTER(remote_hits));
             printf("remote: %" PRIu64 " hits (%s, mean %.2f ms), %" PRIu64 " misses, %" PRIu64
                    " errors; %" PRIu64 " published, %" PRIu64 " dropped, %" PRIu64
                    " failed, %s queued\n",
-                   rh, hsize(ctr(rep, "remote_fetch_bytes"), a, sizeof a),
-                   rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh : 0.0,
-                   ctr(rep, "remote_misses"), ctr(rep, "remote_errors"),
-                   ctr(rep, "remote_publishes"), ctr(rep, "remote_publish_refused"),
-                   ctr(rep, "remote_publish_errors"),
-                   hsize(ctr(rep, "remote_queue_bytes"), b, sizeof b));
+                   rh, hsize(ctr(rep, VKVD_COUNTER(remote_fetch_bytes)), a, sizeof a),
+                   rh ? (double)ctr(rep, VKVD_COUNTER(remote_fetch_ns)) / 1e6 / (double)rh : 0.0,
+                   ctr(rep, VKVD_COUNTER(remote_misses)), ctr(rep, VKVD_COUNTER(remote_errors)),
+                   ctr(rep, VKVD_COUNTER(remote_publishes)),
+                   ctr(rep, VKVD_COUNTER(remote_publish_refused)),
+                   ctr(rep, VKVD_COUNTER(remote_publish_errors)),
+                   hsize(ctr(rep, VKVD_COUNTER(remote_queue_bytes)), b, sizeof b));
         }
         printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
                " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
                " restores\n",
-               hits, ctr(rep, "cold_hits"), misses, 100.0 * rate, ctr(rep, "evictions"),
-               ctr(rep, "spills"), ctr(rep, "restores"));
+               hits, ctr(rep, VKVD_COUNTER(cold_hits)), misses, 100.0 * rate,
+               ctr(rep, VKVD_COUNTER(evictions)), ctr(rep, VKVD_COUNTER(spills)),
+               ctr(rep, VKVD_COUNTER(restores)));
         printf("sessions %" PRIu64 " (reaped %" PRIu64 "), leases %" PRIu64 "\n",
-               ctr(rep, "sessions"), ctr(rep, "sessions_reaped"), ctr(rep, "leases_active"));
+               ctr(rep, VKVD_COUNTER(sessions)), ctr(rep, VKVD_COUNTER(sessions_reaped)),
+               ctr(rep, VKVD_COUNTER(leases_active)));
     }
 }
 
@@ -2170,21 +2181,21 @@ static int take_sample(vkv_client *c, struct sample *s)
     if (!rep)
         return ex;
     clock_gettime(CLOCK_MONOTONIC, &s->at);
-    s->hits = ctr(rep, "hits") + ctr(rep, "cold_hits");
-    s->misses = ctr(rep, "misses");
-    s->lookups = ctr(rep, "req_lookup");
-    s->fetches = ctr(rep, "req_fetch");
-    s->commits = ctr(rep, "commits");
-    s->evictions = ctr(rep, "evictions");
-    s->spills = ctr(rep, "spills");
-    s->restores = ctr(rep, "restores");
-    s->bytes_hot = ctr(rep, "bytes_used");
-    s->bytes_cold = ctr(rep, "bytes_cold");
-    s->entries_hot = ctr(rep, "entries_ready");
-    s->entries_cold = ctr(rep, "entries_cold");
-    s->sessions = ctr(rep, "sessions");
-    s->leases = ctr(rep, "leases_active");
-    s->capacity = ctr(rep, "bytes_capacity");
+    s->hits = ctr(rep, VKVD_COUNTER(hits)) + ctr(rep, VKVD_COUNTER(cold_hits));
+    s->misses = ctr(rep, VKVD_COUNTER(misses));
+    s->lookups = ctr(rep, VKVD_COUNTER(req_lookup));
+    s->fetches = ctr(rep, VKVD_COUNTER(req_fetch));
+    s->commits = ctr(rep, VKVD_COUNTER(commits));
+    s->evictions = ctr(rep, VKVD_COUNTER(evictions));
+    s->spills = ctr(rep, VKVD_COUNTER(spills));
+    s->restores = ctr(rep, VKVD_COUNTER(restores));
+    s->bytes_hot = ctr(rep, VKVD_COUNTER(bytes_used));
+    s->bytes_cold = ctr(rep, VKVD_COUNTER(bytes_cold));
+    s->entries_hot = ctr(rep, VKVD_COUNTER(entries_ready));
+    s->entries_cold = ctr(rep, VKVD_COUNTER(entries_cold));
+    s->sessions = ctr(rep, VKVD_COUNTER(sessions));
+    s->leases = ctr(rep, VKVD_COUNTER(leases_active));
+    s->capacity = ctr(rep, VKVD_COUNTER(bytes_capacity));
     vkvp_reply_free(rep);
     return 0;
 }

@@ -17,6 +17,8 @@
 #ifndef VKVD_COUNTERS_H
 #define VKVD_COUNTERS_H
 
+#include "proto.h"
+
 /* Counters every start, before the req_<op> counters: `s` is the store's vkvs_stats, `srv` the
  * server. */
 #define VKVD_COUNTERS_CORE(X)                                                                      \
@@ -217,16 +219,19 @@
 #define VKVD_COUNTERS_ALL(X)                                                                       \
     VKVD_COUNTERS_LOCAL_(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X) VKVD_COUNTERS_LIDX(X)
 
-/* One enumerator per counter: VKVD_CTR_<name>. */
+/* One enumerator per counter: VKVD_CTR_<name>, the req_<op> ones too. */
 enum vkvd_counter_id {
 #define VKVD_COUNTER_ID_(name, value, minus, family, labels, type, help) VKVD_CTR_##name,
     VKVD_COUNTERS_ALL(VKVD_COUNTER_ID_)
 #undef VKVD_COUNTER_ID_
-        VKVD_CTR_COUNT_
+#define VKVD_REQ_COUNTER_ID_(name, value, lower, req, rep) VKVD_CTR_req_##lower,
+        VKVP_OPS(VKVD_REQ_COUNTER_ID_)
+#undef VKVD_REQ_COUNTER_ID_
+            VKVD_CTR_COUNT_
 };
 
-/* Counters at most in one STATS reply: the lists plus one req_<op> per op. */
-#define VKVD_MAX_COUNTERS (VKVD_CTR_COUNT_ + 32)
+/* Counters at most in one STATS reply. */
+#define VKVD_MAX_COUNTERS (VKVD_CTR_COUNT_ + 8)
 
 /* The counter's name as a string literal; unknown names do not compile. */
 #define VKVD_COUNTER(name) ((void)VKVD_CTR_##name, #name)
