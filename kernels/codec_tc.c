@@ -103,7 +103,8 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
  * rows as floats (overwritten), budget bits per token, w[hd] channel
  * weights or NULL (then the key energy when `energy`, else 1). Writes the
  * record at rec, the scale bytes at q (stride qstride) and the codes at
- * codes (cstride bytes per token, zeroed here). t[hd*6] float scratch. */
+ * codes (ceil(budget/8) bytes per token, zeroed here, cstride bytes apart).
+ * t: 6 * hd + nv floats of scratch. */
 static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
                               const float *w, int energy, uint8_t *rec, uint8_t *q, size_t qstride,
                               uint8_t *codes, size_t cstride, float *t)
@@ -176,7 +177,7 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
     vkvk_tc_st(al + hd / 4u, top_h);
     memset(al, 0, hd / 4u);
     for (uint32_t j = 0; j < nv; j++)
-        memset(codes + (size_t)j * cstride, 0, cstride);
+        memset(codes + (size_t)j * cstride, 0, (budget + 7u) / 8u);
     /* codes, channel by channel, then the least-squares channel scale */
     uint32_t pos0 = 0;
     for (uint32_t d = 0; d < hd; d++) {
