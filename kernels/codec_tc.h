@@ -75,8 +75,19 @@ typedef struct vkvk_tc_head {
     uint8_t *nb; /* coded: bits per channel */
 } vkvk_tc_head;
 
+/* Bytes of one token and head's codes in tensor s of a tc block. */
+VKV_HD static inline uint32_t vkvk_tc_code_bytes(const vkv_block_header *h, int s)
+{
+    if (s == 1 && h->v_mode != VKV_GROUP_TOKEN)
+        return h->head_dim / 8u;
+    return (vkvk_tc_bits(s ? h->v_group : h->k_group, h->head_dim) + 7u) / 8u;
+}
+
 /* Unpacks the record of head `hh` from a layer's LEV bytes `lev` of tensor
- * s (0 keys, 1 values) into c (whose mu/sc/nb point at caller memory). */
+ * s (0 keys, 1 values) into c (whose mu/sc/nb point at caller memory). An
+ * allocation whose bits exceed the token's code bytes (only an altered
+ * payload has one) is cut: the channels past the budget get 0 bits, so a
+ * decoder never reads past the token's codes. */
 VKV_HD static inline void vkvk_tc_head_load(const vkv_block_header *h, int s, const uint8_t *lev,
                                             uint32_t hh, vkvk_tc_head *c)
 {
@@ -87,11 +98,15 @@ VKV_HD static inline void vkvk_tc_head_load(const vkv_block_header *h, int s, co
     const uint8_t *rec = lev + (size_t)hh * vkvk_tc_rec_bytes(c->coded, hd);
     if (c->coded) {
         const uint8_t *al = rec + 4u * (size_t)hd;
+        uint32_t left = 8u * vkvk_tc_code_bytes(h, s);
         for (uint32_t d = 0; d < hd; d++) {
             c->mu[d] = vkvk_to_f32((uint16_t)(rec[2u * d] | (rec[2u * d + 1u] << 8)), dt);
             c->sc[d] =
                 vkvk_to_f32((uint16_t)(rec[2u * (hd + d)] | (rec[2u * (hd + d) + 1u] << 8)), dt);
-            c->nb[d] = (uint8_t)((al[d >> 2] >> (2u * (d & 3u))) & 3u);
+            uint32_t nb = (al[d >> 2] >> (2u * (d & 3u))) & 3u;
+            nb = nb <= left ? nb : 0u;
+            left -= nb;
+            c->nb[d] = (uint8_t)nb;
         }
         const uint8_t *tp = al + hd / 4u;
         c->top = vkvk_to_f32((uint16_t)(tp[0] | (tp[1] << 8)), dt);
@@ -123,14 +138,6 @@ VKV_HD static inline void vkvk_tc_dec_f32(const vkvk_tc_head *c, const uint8_t *
             r = a * vkvk_tc_level(c->nb[d], vkvk_tc_getbits(codes, &pos, c->nb[d]));
         out[d] = r * c->sc[d] + c->mu[d];
     }
-}
-
-/* Bytes of one token and head's codes in tensor s of a tc block. */
-VKV_HD static inline uint32_t vkvk_tc_code_bytes(const vkv_block_header *h, int s)
-{
-    if (s == 1 && h->v_mode != VKV_GROUP_TOKEN)
-        return h->head_dim / 8u;
-    return (vkvk_tc_bits(s ? h->v_group : h->k_group, h->head_dim) + 7u) / 8u;
 }
 
 #ifndef __CUDACC__
