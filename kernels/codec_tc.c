@@ -159,15 +159,20 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
             break;
         nb[at]++;
     }
-    /* per-token scale: rms over the coded channels of y / sd */
+    /* per-token scale: rms over the coded channels of y / sd (sd kept in
+     * wt, which the allocation no longer needs; 0 marks an uncoded channel) */
+    uint32_t m = 0;
+    for (uint32_t d = 0; d < hd; d++) {
+        wt[d] = nb[d] && var[d] > 0.0f ? (float)0 : -1.0f;
+        m += wt[d] == 0.0f;
+    }
     for (uint32_t j = 0; j < nv; j++) {
         double s = 0.0;
-        uint32_t m = 0;
+        const float *yr = y + (size_t)j * hd;
         for (uint32_t d = 0; d < hd; d++)
-            if (nb[d] && var[d] > 0.0f) {
-                double z = y[(size_t)j * hd + d] / sqrt((double)var[d]);
+            if (wt[d] == 0.0f) {
+                double z = yr[d] / sqrt((double)var[d]);
                 s += z * z;
-                m++;
             }
         a[j] = m ? (float)sqrt(s / m) : 0.0f;
     }

@@ -27,10 +27,10 @@
  * Max 1960), as binary32 literals; row b holds 2^b levels, ascending. */
 VKV_HD static inline float vkvk_tc_level(uint32_t b, uint32_t i)
 {
-    const float l1[2] = {-0.7979f, 0.7979f};
-    const float l2[4] = {-1.5104f, -0.4528f, 0.4528f, 1.5104f};
-    const float l3[8] = {-2.152f, -1.344f, -0.756f, -0.2451f, 0.2451f, 0.756f, 1.344f, 2.152f};
-    return b == 1 ? l1[i & 1u] : b == 2 ? l2[i & 3u] : l3[i & 7u];
+    /* row b at offset 2^b - 2: 1 bit [0, 2), 2 bits [2, 6), 3 bits [6, 14) */
+    const float lv[14] = {-0.7979f, 0.7979f,  -1.5104f, -0.4528f, 0.4528f, 1.5104f, -2.152f,
+                          -1.344f,  -0.756f,  -0.2451f, 0.2451f,  0.756f,  1.344f,  2.152f};
+    return lv[(1u << b) - 2u + (i & ((1u << b) - 1u))];
 }
 
 /* Mantissas 2^(-f/16), f = 0..15, rounded to binary32 (bit patterns). */
@@ -53,15 +53,6 @@ VKV_HD static inline float vkvk_tc_scale(float top, uint32_t c)
     if (c >= VKVK_TC_ZERO_CODE)
         return 0.0f;
     return top * (vkvk_tc_mant(c & 15u) * vkvk_bits_f32((127u - (c >> 4)) << 23));
-}
-
-/* Reads `n` (1..3) bits at bit position *pos of p (LSB first) and advances. */
-VKV_HD static inline uint32_t vkvk_tc_getbits(const uint8_t *p, uint32_t *pos, uint32_t n)
-{
-    uint32_t v = 0;
-    for (uint32_t i = 0; i < n; i++, (*pos)++)
-        v |= (uint32_t)((p[*pos >> 3] >> (*pos & 7u)) & 1u) << i;
-    return v;
 }
 
 /* One (layer, tensor, head) of a tc block, unpacked for decoding. The
@@ -131,11 +122,23 @@ VKV_HD static inline void vkvk_tc_dec_f32(const vkvk_tc_head *c, const uint8_t *
         }
         return;
     }
-    uint32_t pos = 0;
+    /* a bit buffer refilled one byte at a time only when it holds fewer
+     * bits than the next channel needs: the allocation fits the code bytes
+     * (vkvk_tc_head_load), so no byte past them is read */
+    uint32_t buf = 0, have = 0;
+    const uint8_t *p = codes;
     for (uint32_t d = 0; d < c->hd; d++) {
+        const uint32_t nb = c->nb[d];
         float r = 0.0f;
-        if (c->nb[d])
-            r = a * vkvk_tc_level(c->nb[d], vkvk_tc_getbits(codes, &pos, c->nb[d]));
+        if (nb) {
+            if (have < nb) {
+                buf |= (uint32_t)*p++ << have;
+                have += 8u;
+            }
+            r = a * vkvk_tc_level(nb, buf & ((1u << nb) - 1u));
+            buf >>= nb;
+            have -= nb;
+        }
         out[d] = r * c->sc[d] + c->mu[d];
     }
 }
