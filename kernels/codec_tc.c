@@ -104,35 +104,44 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
  * weights or NULL (then the key energy when `energy`, else 1). Writes the
  * record at rec, the scale bytes at q (stride qstride) and the codes at
  * codes (ceil(budget/8) bytes per token, zeroed here, cstride bytes apart).
- * t: 6 * hd + nv floats of scratch. */
+ * Scratch: a[nv] and t[4*hd] floats, dd[5*hd] doubles. Every per-channel
+ * sum runs over the tokens in order (j outer, channels inner, one
+ * accumulator per channel). */
 static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
                               const float *w, int energy, uint8_t *rec, uint8_t *q, size_t qstride,
-                              uint8_t *codes, size_t cstride, float *t)
+                              uint8_t *codes, size_t cstride, float *a, float *t, double *dd)
 {
-    float *mu = t, *var = t + hd, *wt = t + 2u * hd, *a = t + 3u * hd + 3u * hd;
-    uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside 3*hd floats */
+    float *mu = t, *var = t + hd, *wt = t + 2u * hd;
+    uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside hd floats */
+    double *s1 = dd, *s2 = dd + hd, *num = dd + 2u * hd, *den = dd + 3u * hd, *sd = dd + 4u * hd;
+    for (uint32_t d = 0; d < hd; d++)
+        s1[d] = s2[d] = 0.0;
+    for (uint32_t j = 0; j < nv; j++) {
+        const float *yr = y + (size_t)j * hd;
+        for (uint32_t d = 0; d < hd; d++) {
+            s1[d] += yr[d];
+            s2[d] += (double)yr[d] * yr[d];
+        }
+    }
     double e2m = 0.0;
     for (uint32_t d = 0; d < hd; d++) {
-        double s = 0.0, s2 = 0.0;
-        for (uint32_t j = 0; j < nv; j++) {
-            float x = y[(size_t)j * hd + d];
-            s += x;
-            s2 += (double)x * x;
-        }
-        uint16_t m = vkvk_tc_round((float)(s / nv), dtype);
+        uint16_t m = vkvk_tc_round((float)(s1[d] / nv), dtype);
         vkvk_tc_st(rec + 2u * d, m);
         mu[d] = vkvk_to_f32(m, dtype);
-        wt[d] = (float)(s2 / nv);
-        e2m += s2 / nv;
+        wt[d] = (float)(s2[d] / nv);
+        e2m += s2[d] / nv;
+        s2[d] = 0.0;
     }
     e2m /= hd;
-    for (uint32_t d = 0; d < hd; d++) {
-        double s2 = 0.0;
-        for (uint32_t j = 0; j < nv; j++) {
-            float x = y[(size_t)j * hd + d] -= mu[d];
-            s2 += (double)x * x;
+    for (uint32_t j = 0; j < nv; j++) {
+        float *yr = y + (size_t)j * hd;
+        for (uint32_t d = 0; d < hd; d++) {
+            float x = yr[d] -= mu[d];
+            s2[d] += (double)x * x;
         }
-        var[d] = (float)(s2 / nv);
+    }
+    for (uint32_t d = 0; d < hd; d++) {
+        var[d] = (float)(s2[d] / nv);
         if (w)
             wt[d] = w[d];
         else if (energy)
@@ -159,65 +168,74 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
             break;
         nb[at]++;
     }
-    /* per-token scale: rms over the coded channels of y / sd (sd kept in
-     * wt, which the allocation no longer needs; 0 marks an uncoded channel) */
+    /* per-token scale: rms over the coded channels of y / sd; sd = 0 marks
+     * a channel without bits (a coded channel has var > 0) */
     uint32_t m = 0;
     for (uint32_t d = 0; d < hd; d++) {
-        wt[d] = nb[d] && var[d] > 0.0f ? (float)0 : -1.0f;
-        m += wt[d] == 0.0f;
+        sd[d] = nb[d] && var[d] > 0.0f ? sqrt((double)var[d]) : 0.0;
+        m += sd[d] > 0.0;
+        num[d] = den[d] = 0.0;
     }
     for (uint32_t j = 0; j < nv; j++) {
-        double s = 0.0;
+        double acc = 0.0;
         const float *yr = y + (size_t)j * hd;
         for (uint32_t d = 0; d < hd; d++)
-            if (wt[d] == 0.0f) {
-                double z = yr[d] / sqrt((double)var[d]);
-                s += z * z;
+            if (sd[d] > 0.0) {
+                double z = yr[d] / sd[d];
+                acc += z * z;
             }
-        a[j] = m ? (float)sqrt(s / m) : 0.0f;
+        a[j] = m ? (float)sqrt(acc / m) : 0.0f;
     }
     uint8_t *al = rec + 4u * (size_t)hd;
     uint16_t top_h;
     vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
     vkvk_tc_st(al + hd / 4u, top_h);
     memset(al, 0, hd / 4u);
-    for (uint32_t j = 0; j < nv; j++)
-        memset(codes + (size_t)j * cstride, 0, (budget + 7u) / 8u);
-    /* codes, channel by channel, then the least-squares channel scale */
-    uint32_t pos0 = 0;
-    for (uint32_t d = 0; d < hd; d++) {
+    for (uint32_t d = 0; d < hd; d++)
         al[d >> 2] |= (uint8_t)(nb[d] << (2u * (d & 3u)));
-        double sd = sqrt((double)var[d]), num = 0.0, den = 0.0;
-        for (uint32_t j = 0; nb[d] && j < nv; j++) {
-            float x = y[(size_t)j * hd + d], r = 0.0f;
-            uint32_t c = 0;
-            if (sd > 0.0 && a[j] > 0.0f) {
-                c = vkvk_tc_code((float)(x / (sd * a[j])), nb[d]);
-                r = a[j] * vkvk_tc_level(nb[d], c);
+    /* codes token by token in channel order, with the least-squares sums of
+     * each channel's scale */
+    const uint32_t cb = (budget + 7u) / 8u;
+    for (uint32_t j = 0; j < nv; j++) {
+        uint8_t *c = codes + (size_t)j * cstride;
+        const float *yr = y + (size_t)j * hd;
+        const float aj = a[j];
+        memset(c, 0, cb);
+        uint32_t pos = 0;
+        for (uint32_t d = 0; d < hd; d++) {
+            if (!nb[d])
+                continue;
+            float x = yr[d], r = 0.0f;
+            uint32_t code = 0;
+            if (sd[d] > 0.0 && aj > 0.0f) {
+                code = vkvk_tc_code((float)(x / (sd[d] * aj)), nb[d]);
+                r = aj * vkvk_tc_level(nb[d], code);
             }
-            uint32_t pos = pos0;
-            vkvk_tc_putbits(codes + (size_t)j * cstride, &pos, c, nb[d]);
-            num += (double)x * r;
-            den += (double)r * r;
+            vkvk_tc_putbits(c, &pos, code, nb[d]);
+            num[d] += (double)x * r;
+            den[d] += (double)r * r;
         }
-        pos0 += nb[d];
-        vkvk_tc_st(rec + 2u * ((size_t)hd + d),
-                   vkvk_tc_round(den > 0.0 ? (float)(num / den) : 0.0f, dtype));
     }
+    for (uint32_t d = 0; d < hd; d++)
+        vkvk_tc_st(rec + 2u * ((size_t)hd + d),
+                   vkvk_tc_round(den[d] > 0.0 ? (float)(num[d] / den[d]) : 0.0f, dtype));
 }
 
 /* Codes one head's values as signs times a rank-1 magnitude: b[d] = mean
  * |v| (dtype), a[j] the least-squares fit to |v|, 8-bit coded. x[nv][hd]
- * the rows; writes the record (b, top), scale bytes and sign bytes. */
+ * the rows; writes the record (b, top), scale bytes and sign bytes.
+ * Scratch: a[nv] and b[hd] floats, s1[hd] doubles. */
 static void vkvk_tc_rank1_head(int dtype, uint32_t nv, uint32_t hd, const float *x, uint8_t *rec,
-                               uint8_t *q, size_t qstride, uint8_t *sgn, size_t sstride, float *t)
+                               uint8_t *q, size_t qstride, uint8_t *sgn, size_t sstride, float *a,
+                               float *b, double *s1)
 {
-    float *b = t, *a = t + hd;
+    for (uint32_t d = 0; d < hd; d++)
+        s1[d] = 0.0;
+    for (uint32_t j = 0; j < nv; j++)
+        for (uint32_t d = 0; d < hd; d++)
+            s1[d] += fabsf(x[(size_t)j * hd + d]);
     for (uint32_t d = 0; d < hd; d++) {
-        double s = 0.0;
-        for (uint32_t j = 0; j < nv; j++)
-            s += fabsf(x[(size_t)j * hd + d]);
-        uint16_t bh = vkvk_tc_round((float)(s / nv), dtype);
+        uint16_t bh = vkvk_tc_round((float)(s1[d] / nv), dtype);
         vkvk_tc_st(rec + 2u * d, bh);
         b[d] = vkvk_to_f32(bh, dtype);
     }
@@ -255,7 +273,11 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
     const size_t cb = vkvk_tc_code_bytes(h, s);
     const uint64_t rec = vkvk_tc_rec_bytes(coded, hd);
     uint8_t *scl = lev + (size_t)heads * rec;
-    float *y = scratch, *t = scratch + (size_t)nv * hd;
+    /* scratch: y[nv][hd], a[nv], t[4][hd] floats, then (8-byte aligned)
+     * dd[5][hd] doubles */
+    float *y = scratch, *a = y + (size_t)nv * hd, *t = a + nv;
+    size_t dof = (size_t)nv * hd + nv + 4u * (size_t)hd;
+    double *dd = (double *)(void *)(scratch + dof + (dof & 1u));
     for (uint32_t hh = 0; hh < heads; hh++) {
         for (uint32_t j = 0; j < nv; j++) {
             const uint16_t *p = src + (size_t)vt[j] * tstride + (size_t)hh * hstride;
@@ -268,10 +290,11 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
         uint8_t *r = lev + (size_t)hh * rec;
         if (coded)
             vkvk_tc_code_head(dt, nv, hd, budget, y, s == 0 && w ? w + (size_t)hh * hd : NULL,
-                              s == 0, r, scl + hh, heads, bits + (size_t)hh * cb, heads * cb, t);
+                              s == 0, r, scl + hh, heads, bits + (size_t)hh * cb, heads * cb, a, t,
+                              dd);
         else
             vkvk_tc_rank1_head(dt, nv, hd, y, r, scl + hh, heads, bits + (size_t)hh * cb,
-                               heads * cb, t);
+                               heads * cb, a, t, dd);
     }
     return VKV_OK;
 }

@@ -144,8 +144,10 @@ VKV_HD static inline void vkvk_tc_dec_f32(const vkvk_tc_head *c, const uint8_t *
 }
 
 #ifndef __CUDACC__
-/* Scratch floats the tc encoder of one tensor needs for nv visual tokens. */
-#define VKVK_TC_SCRATCH_FLOATS(nv, hd) ((size_t)(nv) * ((size_t)(hd) + 1u) + 6u * (size_t)(hd) + 64u)
+/* Scratch floats the tc encoder of one tensor needs for nv visual tokens
+ * (the driver's malloc: suitably aligned for the doubles inside). */
+#define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
+    ((size_t)(nv) * ((size_t)(hd) + 1u) + 14u * (size_t)(hd) + 64u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every
  * head, over the nv visual tokens: head h of token j has its hd channels at
