@@ -379,7 +379,7 @@ static int vkve_cmd_table(const vkve_opts *o)
                 d.name, d.layers, d.tokens, vkve_n_visual(&d), d.kv_heads, d.n_heads);
         int r = vkve_run_list(&d, list, nc, o, rows, &n, (np_all + 1) * (nc + 5));
         /* make sure the goal check has its rows even with a custom list */
-        const char *need[6] = {deflt,          VKVE_BASE_CQ,  VKVE_BASE_SEED, VKVE_DESIGN_SPEC,
+        const char *need[6] = {deflt,          VKVE_BASE_CQ,   VKVE_BASE_SEED, VKVE_DESIGN_SPEC,
                                VKVE_CAND_SPEC, VKVE_CAND2_SPEC};
         for (int j = 0; r == 0 && j < 6; j++)
             if (!vkve_find_row(rows, n, d.name, need[j]))

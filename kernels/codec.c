@@ -87,8 +87,7 @@ void vkv_codec_spec_default(vkv_codec_spec *spec)
 
 /* ---- spec strings ------------------------------------------------------- */
 
-static const char *const vkvk_rule_names[] = {NULL,   "minmax",  "quantile",
-                                              "lloyd", "rotsign", "tc"};
+static const char *const vkvk_rule_names[] = {NULL, "minmax", "quantile", "lloyd", "rotsign", "tc"};
 static const char *const vkvk_mode_names[] = {NULL, "channel", "token"};
 
 /* Nonzero when `p` is a valid parameter of `rule` (lloyd takes none). */
@@ -107,8 +106,7 @@ static int vkvk_spec_valid(const vkv_codec_spec *s)
     if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_TC)
         return VKV_ESPEC;
     if (s->rule == VKV_RULE_TC) /* keys TOKEN with a budget; values rank-1 or a budget */
-        return s->k_mode == VKV_GROUP_TOKEN && s->k_group >= 1 &&
-                       s->k_group <= VKVK_TC_MAX_B64 &&
+        return s->k_mode == VKV_GROUP_TOKEN && s->k_group >= 1 && s->k_group <= VKVK_TC_MAX_B64 &&
                        (s->v_mode == VKV_GROUP_TOKEN
                             ? s->v_group >= 1 && s->v_group <= VKVK_TC_MAX_B64
                             : s->v_mode == VKV_GROUP_CHANNEL && s->v_group == 0) &&
@@ -197,9 +195,10 @@ static int vkvk_parse_tc(const char *p, vkv_codec_spec *s)
         const char *eq = memchr(p, '=', (size_t)(iend - p));
         if (eq == NULL)
             return VKV_ESPEC;
-        int key = vkvk_word_is(p, eq, "kb") ? 0 : vkvk_word_is(p, eq, "vb") ? 1
-                                              : vkvk_word_is(p, eq, "aw") ? 2
-                                                                          : -1;
+        int key = vkvk_word_is(p, eq, "kb")   ? 0
+                  : vkvk_word_is(p, eq, "vb") ? 1
+                  : vkvk_word_is(p, eq, "aw") ? 2
+                                              : -1;
         if (key < 0 || (seen & (1u << key)))
             return VKV_ESPEC;
         seen |= 1u << key;
@@ -592,8 +591,7 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
     if (h->rule == VKV_RULE_TC)
-        return vkvk_tc_enc_tensor(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev,
-                                  scratch);
+        return vkvk_tc_enc_tensor(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev, scratch);
     if (h->rule == VKV_RULE_ROTSIGN) {
         vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next};
         if (L->n_vis == 0)
@@ -922,7 +920,8 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     const uint32_t heads = h->kv_heads, hd = h->head_dim;
     const size_t row = (size_t)hd * 2u, brow = (size_t)heads * (hd / 8u);
     const uint8_t *raw = in + L->off[VKV_SEC_RAW_K + s] + l * L->raw_layer;
-    const uint8_t *bits = in + L->off[VKV_SEC_BITS_K + s] + l * (s ? L->bits_layer_v : L->bits_layer);
+    const uint8_t *bits =
+        in + L->off[VKV_SEC_BITS_K + s] + l * (s ? L->bits_layer_v : L->bits_layer);
     const uint8_t *lev = in + L->off[VKV_SEC_LEV_K + s] + l * L->lev_layer[s];
     uint32_t r = 0;
     size_t nraw = 0;

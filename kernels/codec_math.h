@@ -431,7 +431,7 @@ VKV_HD static inline int vkvk_add64(uint64_t a, uint64_t b, uint64_t *r)
  * VKV_BLOCK_ALIGN, and sets total. Returns 0 or -1 on 64-bit overflow. */
 VKV_HD static inline int vkvk_layout_place(const vkv_block_header *h, vkvk_layout *L)
 {
-    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,   L->raw_layer,    L->bits_layer,
+    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,    L->raw_layer,    L->bits_layer,
                                    L->bits_layer_v, L->lev_layer[0], L->lev_layer[1]};
     uint64_t pos = VKV_BLOCK_HEADER_SIZE, x;
     for (int s = 0; s < VKV_SEC_COUNT; s++) {
@@ -482,8 +482,8 @@ VKV_HD static inline int vkvk_tc_layout_of(const vkv_block_header *h, vkvk_layou
     L->ngrp[0] = L->ngrp[1] = 1;
     for (int s = 0; s < 2; s++) {
         int coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
-        uint64_t cb = coded ? (vkvk_tc_bits(s ? h->v_group : h->k_group, h->head_dim) + 7u) / 8u
-                            : hd / 8u;
+        uint64_t cb =
+            coded ? (vkvk_tc_bits(s ? h->v_group : h->k_group, h->head_dim) + 7u) / 8u : hd / 8u;
         if (vkvk_mul64(L->n_vis, heads * cb, s ? &L->bits_layer_v : &L->bits_layer))
             return -1;
         if (vkvk_mul64(L->n_vis, heads, &t) ||

@@ -28,8 +28,8 @@
 VKV_HD static inline float vkvk_tc_level(uint32_t b, uint32_t i)
 {
     /* row b at offset 2^b - 2: 1 bit [0, 2), 2 bits [2, 6), 3 bits [6, 14) */
-    const float lv[14] = {-0.7979f, 0.7979f,  -1.5104f, -0.4528f, 0.4528f, 1.5104f, -2.152f,
-                          -1.344f,  -0.756f,  -0.2451f, 0.2451f,  0.756f,  1.344f,  2.152f};
+    const float lv[14] = {-0.7979f, 0.7979f, -1.5104f, -0.4528f, 0.4528f, 1.5104f, -2.152f,
+                          -1.344f,  -0.756f, -0.2451f, 0.2451f,  0.756f,  1.344f,  2.152f};
     return lv[(1u << b) - 2u + (i & ((1u << b) - 1u))];
 }
 

@@ -111,8 +111,8 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     for (uint32_t i = 0; i < hd->n_ranges; i++)
         nv += hd->ranges[i].len;
     const uint64_t cb = bits_layer / (nv * H);
-    const uint8_t *codes = blk + hd->sections[VKV_SEC_BITS_K + s].offset + l * bits_layer +
-                           (v * H + h) * cb;
+    const uint8_t *codes =
+        blk + hd->sections[VKV_SEC_BITS_K + s].offset + l * bits_layer + (v * H + h) * cb;
     const uint8_t c = lev[H * rec + v * H + h];
     const float top = vkvk_to_f32(ld16(r + (coded ? 4u * D + D / 4u : 2u * D)), dt);
     float a = 0.0f;
@@ -143,7 +143,8 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
             code |= (uint32_t)((codes[(pos + i) / 8] >> ((pos + i) % 8)) & 1u) << i;
         q = a * lv[nb][code];
     }
-    return q * vkvk_to_f32(ld16(r + 2u * ((uint64_t)D + d)), dt) + vkvk_to_f32(ld16(r + 2u * d), dt);
+    return q * vkvk_to_f32(ld16(r + 2u * ((uint64_t)D + d)), dt) +
+           vkvk_to_f32(ld16(r + 2u * d), dt);
 }
 
 static void specs_parse_format_and_refuse(void **state)
@@ -172,10 +173,9 @@ static void specs_parse_format_and_refuse(void **state)
     assert_int_equal(s.k_group, 1);
     assert_int_equal(s.v_group, 192);
     static const char *const bad[] = {
-        "tc:",        "tc:kb=0",        "tc:kb=3.015625", "tc:kb=1.1",   "tc:kb=-1",
-        "tc:vb=4",    "tc:vb=0.01",     "tc:aw=2",        "tc:kb=1,kb=2", "tc:kg=8",
-        "tc:alpha=1", "tc:kb=1,",       "tc:kb",          "tc:iters=1",  "tc:kb=nan",
-        "tcx",        "tc:kbits=8",     "tc:kb=1;vb=1",
+        "tc:",        "tc:kb=0",    "tc:kb=3.015625", "tc:kb=1.1", "tc:kb=-1",   "tc:vb=4",
+        "tc:vb=0.01", "tc:aw=2",    "tc:kb=1,kb=2",   "tc:kg=8",   "tc:alpha=1", "tc:kb=1,",
+        "tc:kb",      "tc:iters=1", "tc:kb=nan",      "tcx",       "tc:kbits=8", "tc:kb=1;vb=1",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         vkv_codec_spec x;
@@ -376,7 +376,7 @@ static void weights_steer_the_key_allocation(void **state)
                 differs |= nb != ((r0[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
             }
             assert_int_equal(outside, 0); /* weight 0: never a bit */
-            assert_int_equal(inside, 32);  /* the whole budget, 0.5 * 64 */
+            assert_int_equal(inside, 32); /* the whole budget, 0.5 * 64 */
         }
     assert_true(differs);
     /* the error of the weighted channels is lower with the weights */
