@@ -28,18 +28,18 @@
 VKV_HD static inline float vkvk_tc_level(uint32_t b, uint32_t i)
 {
     /* row b at offset 2^b - 2: 1 bit [0, 2), 2 bits [2, 6), 3 bits [6, 14) */
-    const float lv[14] = {-0.7979f, 0.7979f, -1.5104f, -0.4528f, 0.4528f, 1.5104f, -2.152f,
-                          -1.344f,  -0.756f, -0.2451f, 0.2451f,  0.756f,  1.344f,  2.152f};
+    static const float lv[14] = {-0.7979f, 0.7979f, -1.5104f, -0.4528f, 0.4528f, 1.5104f, -2.152f,
+                                 -1.344f,  -0.756f, -0.2451f, 0.2451f,  0.756f,  1.344f,  2.152f};
     return lv[(1u << b) - 2u + (i & ((1u << b) - 1u))];
 }
 
 /* Mantissas 2^(-f/16), f = 0..15, rounded to binary32 (bit patterns). */
 VKV_HD static inline float vkvk_tc_mant(uint32_t f)
 {
-    const uint32_t m[16] = {0x3f800000u, 0x3f75257du, 0x3f6ac0c7u, 0x3f60ccdfu,
-                            0x3f5744fdu, 0x3f4e248cu, 0x3f45672au, 0x3f3d08a4u,
-                            0x3f3504f3u, 0x3f2d583fu, 0x3f25fed7u, 0x3f1ef532u,
-                            0x3f1837f0u, 0x3f11c3d3u, 0x3f0b95c2u, 0x3f05aac3u};
+    static const uint32_t m[16] = {0x3f800000u, 0x3f75257du, 0x3f6ac0c7u, 0x3f60ccdfu,
+                                   0x3f5744fdu, 0x3f4e248cu, 0x3f45672au, 0x3f3d08a4u,
+                                   0x3f3504f3u, 0x3f2d583fu, 0x3f25fed7u, 0x3f1ef532u,
+                                   0x3f1837f0u, 0x3f11c3d3u, 0x3f0b95c2u, 0x3f05aac3u};
     return vkvk_bits_f32(m[f & 15u]);
 }
 
