@@ -184,16 +184,28 @@ static int vkvk_parse_b64(const char *p, const char *end, float lo, uint16_t *ou
     return 0;
 }
 
-/* Parses the keys of "tc:..." (kb, vb, aw; each at most once) from p into
+/* Splits the "key=value" item that starts at *p of a comma-separated list:
+ * *item = its start, *eq = its '=', *end = its end; *p moves past the comma,
+ * or becomes NULL after the last item. Returns 0, or -1 when the item has no
+ * '='. */
+static int vkvk_next_item(const char **p, const char **item, const char **eq, const char **end)
+{
+    const char *comma = strchr(*p, ',');
+    *item = *p;
+    *end = comma ? comma : *p + strlen(*p);
+    *eq = memchr(*p, '=', (size_t)(*end - *p));
+    *p = comma ? comma + 1 : NULL;
+    return *eq ? 0 : -1;
+}
+
+/* Parses the keys of "tc:..." (kb, vb, aw; each at most once) from list into
  * s, which holds the tc defaults. Returns VKV_OK or VKV_ESPEC. */
-static int vkvk_parse_tc(const char *p, vkv_codec_spec *s)
+static int vkvk_parse_tc(const char *list, vkv_codec_spec *s)
 {
     unsigned seen = 0;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        const char *iend = comma ? comma : p + strlen(p);
-        const char *eq = memchr(p, '=', (size_t)(iend - p));
-        if (eq == NULL)
+    for (const char *next = list; next;) {
+        const char *p, *eq, *iend;
+        if (vkvk_next_item(&next, &p, &eq, &iend))
             return VKV_ESPEC;
         int key = vkvk_word_is(p, eq, "kb")   ? 0
                   : vkvk_word_is(p, eq, "vb") ? 1
@@ -215,10 +227,8 @@ static int vkvk_parse_tc(const char *p, vkv_codec_spec *s)
                 return VKV_ESPEC;
             s->iters = (uint8_t)u;
         }
-        if (comma == NULL)
-            return VKV_OK;
-        p = comma + 1;
     }
+    return VKV_OK;
 }
 
 int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
@@ -246,12 +256,9 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
         static const char *const keys[] = {"kmode", "vmode", "kg",    "vg",   "kp",
                                            "vp",    "iters", "kbits", "vbits"};
         unsigned seen = 0;
-        const char *p = colon + 1;
-        for (;;) {
-            const char *comma = strchr(p, ',');
-            const char *iend = comma ? comma : p + strlen(p);
-            const char *eq = memchr(p, '=', (size_t)(iend - p));
-            if (eq == NULL)
+        for (const char *next = colon + 1; next;) {
+            const char *p, *eq, *iend;
+            if (vkvk_next_item(&next, &p, &eq, &iend))
                 return VKV_ESPEC;
             int key = -1;
             for (int k = 0; k < 9; k++)
@@ -314,9 +321,6 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
                 s.iters = (uint8_t)u;
                 break;
             }
-            if (comma == NULL)
-                break;
-            p = comma + 1;
         }
     }
     if (vkvk_spec_valid(&s) != VKV_OK)
