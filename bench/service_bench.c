@@ -29,76 +29,10 @@
 
 #include "client_internal.h"
 #include "proto.h"
+#include "service_util.h"
 #include "vkv/vkv.h"
 
 static char g_dir[256];
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts v[0..n) and returns the q-quantile. */
-static double pct(double *v, size_t n, double q)
-{
-    qsort(v, n, sizeof *v, cmp_d);
-    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-    return v[i];
-}
-
-/* Starts vkvd with the given extra flags on rundir `tag`; returns its pid. */
-static pid_t start_vkvd(const char *tag, const char *const *extra, char *rundir, size_t cap)
-{
-    snprintf(rundir, cap, "%s/%s-run", g_dir, tag);
-    char state[400];
-    snprintf(state, sizeof state, "%s/%s-state", g_dir, tag);
-    const char *argv[40];
-    int n = 0;
-    argv[n++] = VKVD_PATH;
-    argv[n++] = "--rundir";
-    argv[n++] = rundir;
-    argv[n++] = "--state-dir";
-    argv[n++] = state;
-    argv[n++] = "--log-level";
-    argv[n++] = "warn";
-    for (int i = 0; extra[i]; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    pid_t p = fork();
-    if (p == 0) {
-        execv(VKVD_PATH, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        vkv_options o = {0};
-        o.rundir = rundir;
-        o.admin = 1;
-        vkv_client *c;
-        if (vkv_connect(&o, &c) == 0) {
-            vkv_close(c);
-            return p;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "vkvd did not start\n");
-    exit(1);
-}
-
-static void stop(pid_t p)
-{
-    if (p > 0) {
-        kill(p, SIGTERM);
-        waitpid(p, NULL, 0);
-    }
-}
 
 /* ---- nanomsg echo yardstick --------------------------------------------- */
 
@@ -117,42 +51,6 @@ static void *echo_main(void *arg)
     return NULL;
 }
 
-/* splitmix64 */
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Fills fp16 K/V of one chunk with structured random values. */
-static void fill(uint16_t **k, uint16_t **v, uint32_t layers, size_t per_layer, uint64_t seed)
-{
-    for (uint32_t l = 0; l < layers; l++) {
-        uint64_t s = seed ^ l;
-        for (size_t i = 0; i < per_layer; i += 4) {
-            uint64_t r = mix(&s);
-            for (int j = 0; j < 4 && i + (size_t)j < per_layer; j++) {
-                uint16_t m = (uint16_t)(r >> (16 * j)) & 0x03ff;
-                k[l][i + (size_t)j] = (uint16_t)(((i + (size_t)j) % 7 ? 0x3800 : 0x4000) | m);
-                v[l][i + (size_t)j] = (uint16_t)(((r >> (16 * j + 10)) & 1 ? 0xb400 : 0x3400) | m);
-            }
-        }
-    }
-}
-
-static vkv_key key_of(uint64_t a, uint32_t b)
-{
-    vkv_key k;
-    uint64_t s = a * 31 + b;
-    for (int i = 0; i < 4; i++) {
-        uint64_t x = mix(&s);
-        memcpy(k.b + 8 * i, &x, 8);
-    }
-    return k;
-}
-
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000;
@@ -167,7 +65,7 @@ int main(int argc, char **argv)
     static const char *const hot_flags[] = {"--capacity", "1G", "--slab-size", "256M",
                                             "--cold-max", "0",  NULL};
     char rundir[400];
-    pid_t vk = start_vkvd("hot", hot_flags, rundir, sizeof rundir);
+    pid_t vk = start_vkvd(g_dir, "hot", hot_flags, rundir, sizeof rundir);
     vkv_options o = {0};
     o.rundir = rundir;
     o.ns = "bench|llava-1.5-7b|tp0|f16";
@@ -378,7 +276,7 @@ int main(int argc, char **argv)
      * a node whose images do not all fit in memory. */
     static const char *const cold_flags[] = {"--capacity", "64M", "--slab-size", "16M",
                                              "--cold-max", "4G",  NULL};
-    vk = start_vkvd("cold", cold_flags, rundir, sizeof rundir);
+    vk = start_vkvd(g_dir, "cold", cold_flags, rundir, sizeof rundir);
     vkv_client *c2;
     o.rundir = rundir;
     if (vkv_connect(&o, &c2) != 0)

@@ -16,6 +16,7 @@
 
 #include "client_cuda.h"
 #include "client_internal.h"
+#include "fdrec.h"
 #include "log.h"
 #include "proto.h"
 #include "vkv/attend.h"
@@ -293,13 +294,12 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
         rc = VKV_EPERM;
         goto out;
     }
-    uint8_t sid[8];
-    for (int i = 0; i < 8; i++)
-        sid[i] = (uint8_t)(c->session >> (8 * i));
+    uint8_t sid[VKVP_FD_HELLO_LEN];
+    vkvp_fd_hello_encode(sid, c->session);
     if (send(s, sid, sizeof sid, MSG_NOSIGNAL) != (ssize_t)sizeof sid)
         goto out;
     for (uint32_t got = 0; got < set->nslabs; got++) {
-        uint8_t payload[16];
+        uint8_t payload[VKVP_FD_SLAB_LEN];
         union {
             char buf[CMSG_SPACE(sizeof(int))];
             struct cmsghdr align;
@@ -322,11 +322,8 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
         }
         int fd;
         memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-        uint64_t id = 0, size = 0;
-        for (int i = 7; i >= 0; i--) {
-            id = id << 8 | payload[i];
-            size = size << 8 | payload[8 + i];
-        }
+        uint64_t id, size;
+        vkvp_fd_slab_decode(payload, &id, &size);
         struct slab_map *m = NULL;
         for (uint32_t i = 0; i < set->nslabs; i++)
             if (set->slabs[i].id == id)

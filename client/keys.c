@@ -1,5 +1,6 @@
 /* Chained prefix keys and hex helpers (docs/KEYS.md). */
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "vkv/vkv.h"
@@ -63,16 +64,18 @@ void vkv_key_hex(const vkv_key *key, char hex[65])
     hex[64] = '\0';
 }
 
-/* Value of one hex digit or -1. */
-static int hexval(char c)
+/* Stores the value of hex digit c in *v; false when c is not one. */
+static bool hexval(char c, int *v)
 {
     if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+        *v = c - '0';
+    else if (c >= 'a' && c <= 'f')
+        *v = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+        *v = c - 'A' + 10;
+    else
+        return false;
+    return true;
 }
 
 int vkv_key_parse(const char *hex, vkv_key *key)
@@ -81,8 +84,8 @@ int vkv_key_parse(const char *hex, vkv_key *key)
     if (!hex || strlen(hex) != 64)
         return VKV_EINVAL;
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
+        int hi, lo;
+        if (!hexval(hex[2 * i], &hi) || !hexval(hex[2 * i + 1], &lo))
             return VKV_EINVAL;
         k.b[i] = (uint8_t)(hi << 4 | lo);
     }

@@ -29,6 +29,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +40,10 @@
 #include "client_internal.h"
 #include "codec_math.h"
 #include "codec_tc.h"
-#include "f16.h"
+#include "errbuf.h"
 #include "proto.h"
-#include "st.h"
+#include "tensor/f16.h"
+#include "tensor/safetensors.h"
 #include "vkv/vkv.h"
 
 enum { EX_OK = 0, EX_ERR = 1, EX_USAGE = 2, EX_CONN = 3, EX_NOTFOUND = 4, EX_IO = 5 };
@@ -250,6 +252,23 @@ static void print_status(vkv_client *c, const vkvp_reply *rep)
         cJSON *cold = cJSON_AddObjectToObject(o, "cold");
         cJSON_AddNumberToObject(cold, "entries", (double)ctr(rep, "entries_cold"));
         cJSON_AddNumberToObject(cold, "bytes", (double)ctr(rep, "bytes_cold"));
+        if (ctr(rep, "remote_available")) {
+            cJSON *rt = cJSON_AddObjectToObject(o, "remote");
+            cJSON_AddNumberToObject(rt, "hits", (double)ctr(rep, "remote_hits"));
+            cJSON_AddNumberToObject(rt, "misses", (double)ctr(rep, "remote_misses"));
+            cJSON_AddNumberToObject(rt, "errors", (double)ctr(rep, "remote_errors"));
+            cJSON_AddNumberToObject(rt, "bytes_in", (double)ctr(rep, "remote_fetch_bytes"));
+            cJSON_AddNumberToObject(rt, "published", (double)ctr(rep, "remote_publishes"));
+            cJSON_AddNumberToObject(rt, "publish_dropped",
+                                    (double)ctr(rep, "remote_publish_refused"));
+            cJSON_AddNumberToObject(rt, "publish_errors",
+                                    (double)ctr(rep, "remote_publish_errors"));
+            cJSON_AddNumberToObject(rt, "queue_bytes", (double)ctr(rep, "remote_queue_bytes"));
+            uint64_t rh = ctr(rep, "remote_hits");
+            cJSON_AddNumberToObject(rt, "mean_fetch_ms",
+                                    rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh
+                                       : 0.0);
+        }
         cJSON_AddNumberToObject(o, "hits", (double)hits);
         cJSON_AddNumberToObject(o, "misses", (double)misses);
         cJSON_AddNumberToObject(o, "hit_rate", rate);
@@ -267,6 +286,18 @@ static void print_status(vkv_client *c, const vkvp_reply *rep)
                ctr(rep, "entries_writing"));
         printf("cold: %" PRIu64 " entries, %s\n", ctr(rep, "entries_cold"),
                hsize(ctr(rep, "bytes_cold"), a, sizeof a));
+        if (ctr(rep, "remote_available")) {
+            uint64_t rh = ctr(rep, "remote_hits");
+            printf("remote: %" PRIu64 " hits (%s, mean %.2f ms), %" PRIu64 " misses, %" PRIu64
+                   " errors; %" PRIu64 " published, %" PRIu64 " dropped, %" PRIu64
+                   " failed, %s queued\n",
+                   rh, hsize(ctr(rep, "remote_fetch_bytes"), a, sizeof a),
+                   rh ? (double)ctr(rep, "remote_fetch_ns") / 1e6 / (double)rh : 0.0,
+                   ctr(rep, "remote_misses"), ctr(rep, "remote_errors"),
+                   ctr(rep, "remote_publishes"), ctr(rep, "remote_publish_refused"),
+                   ctr(rep, "remote_publish_errors"),
+                   hsize(ctr(rep, "remote_queue_bytes"), b, sizeof b));
+        }
         printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
                " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
                " restores\n",
@@ -341,6 +372,19 @@ static int cmd_status(vkv_client *c, int argc, char **argv)
     return EX_OK;
 }
 
+/* Writes last-access time last_ms (ms since the epoch; 0: never) into the
+ * caller's when[cap] as local "YYYY-MM-DD HH:MM:SS", or "-" for never. */
+static void format_when(uint64_t last_ms, char *when, size_t cap)
+{
+    snprintf(when, cap, "-");
+    if (last_ms) {
+        time_t t = (time_t)(last_ms / 1000);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(when, cap, "%Y-%m-%d %H:%M:%S", &tm);
+    }
+}
+
 /* Adds one entry (its strings may be unterminated wire strings) to a JSON
  * array, or prints it in the `show` form (one field per line). */
 static void show_entry(const vkvp_entry *e, cJSON *arr)
@@ -365,13 +409,8 @@ static void show_entry(const vkvp_entry *e, cJSON *arr)
         cJSON_AddItemToArray(arr, o);
         return;
     }
-    char sz[32], when[32] = "-";
-    if (e->last_ms) {
-        time_t t = (time_t)(e->last_ms / 1000);
-        struct tm tm;
-        localtime_r(&t, &tm);
-        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-    }
+    char sz[32], when[32];
+    format_when(e->last_ms, when, sizeof when);
     printf("%skey:%s      %s\n%sns:%s       %.*s\n", col("1"), rst(), hex, col("1"), rst(),
            (int)e->ns.len, e->ns.ptr ? e->ns.ptr : "");
     printf("state:    %s\ntier:     %s\nsize:     %s\nhits:     %" PRIu64 "\nlast:     %s\n"
@@ -775,6 +814,158 @@ struct target {
     size_t ns_ix; /* into the scan */
 };
 
+/* Where resolve_keys looks for keys: a full listing and the namespaces of
+ * it that --ns allows. Borrows the scan; owns the mask (key_scope_free). */
+struct key_scope {
+    const struct scan *s;
+    const char *ns_arg; /* --ns as given, or NULL */
+    char *allowed;      /* malloc'ed mask over s->ns; NULL: every namespace */
+    size_t nallowed;    /* how many namespaces the mask allows */
+    size_t want_ns;     /* the one allowed namespace, or (size_t)-1 */
+};
+
+/* Frees what a key_scope owns. */
+static void key_scope_free(struct key_scope *sc)
+{
+    free(sc->allowed);
+    sc->allowed = NULL;
+}
+
+/* Whether namespace ix of the scan may hold the keys. */
+static bool key_scope_allows(const struct key_scope *sc, size_t ix)
+{
+    return !sc->allowed || sc->allowed[ix];
+}
+
+/* Lists every entry into *s (the daemon's exact --ns filter first, every
+ * namespace when that finds nothing) and sets *sc to the namespaces
+ * ns_arg names (all of them when ns_arg is NULL). The caller frees *s with
+ * scan_free (also on failure) and *sc with key_scope_free (only on
+ * success). Returns 0 or the exit code after reporting (EX_NOTFOUND /
+ * EX_USAGE when --ns names no namespace). */
+static int key_scope_open(vkv_client *c, const char *ns_arg, struct scan *s, struct key_scope *sc)
+{
+    int ex;
+    memset(sc, 0, sizeof *sc);
+    sc->s = s;
+    sc->ns_arg = ns_arg;
+    sc->want_ns = (size_t)-1;
+    if (!ns_arg)
+        return scan_entries(c, NULL, NULL, -1, s);
+    /* the daemon filters an exact namespace itself; anything else is
+     * resolved against every namespace */
+    if ((ex = scan_entries(c, ns_arg, NULL, -1, s)) != 0)
+        return ex;
+    if (s->n == 0) {
+        scan_free(s);
+        if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0)
+            return ex;
+    }
+    if (!(sc->allowed = malloc(s->nns + 1)))
+        return fail(VKV_ENOMEM, NULL);
+    if ((sc->nallowed = ns_candidates(s, ns_arg, sc->allowed)) == 0) {
+        key_scope_free(sc);
+        return ns_report(s, ns_arg, NULL, 0);
+    }
+    for (size_t i = 0; sc->nallowed == 1 && i < s->nns; i++)
+        if (sc->allowed[i])
+            sc->want_ns = i;
+    return 0;
+}
+
+/* Number of entries of the scope whose key starts with hex (lower case);
+ * the index of the first of them into *first. */
+static size_t key_matches(const struct key_scope *sc, const char *hex, size_t *first)
+{
+    size_t plen = strlen(hex), nm = 0;
+    char kh[65];
+    for (size_t j = 0; j < sc->s->n; j++) {
+        const struct ent *e = &sc->s->v[j];
+        vkv_key_hex(&e->e.key, kh);
+        if (key_scope_allows(sc, e->ns_ix) && !strncmp(kh, hex, plen) && nm++ == 0)
+            *first = j;
+    }
+    return nm;
+}
+
+/* Reports that KEY argument arg matches nothing in the scope. Returns
+ * EX_NOTFOUND. */
+static int key_not_found(const struct key_scope *sc, const char *arg)
+{
+    char msg[VKVP_MAX_NS + 160];
+    if (sc->want_ns != (size_t)-1)
+        snprintf(msg, sizeof msg, "no entry matches key '%s' in namespace '%s'", arg,
+                 sc->s->ns[sc->want_ns]);
+    else if (sc->allowed)
+        snprintf(msg, sizeof msg,
+                 "no entry matches key '%s' in the %zu namespaces '%s' "
+                 "names",
+                 arg, sc->nallowed, sc->ns_arg);
+    else
+        snprintf(msg, sizeof msg, "no entry matches key '%s'", arg);
+    return fail(VKV_ENOTFOUND, msg);
+}
+
+/* Reports that KEY argument arg (hex in lower case) matches the nm > 1
+ * entries of the scope, the first at index first, listing them as "KEY  NS"
+ * lines (its own memory, freed here). Returns EX_USAGE, or the exit code of
+ * running out of memory. */
+static int key_ambiguous(const struct key_scope *sc, const char *arg, const char *hex, size_t nm,
+                         size_t first)
+{
+    const struct scan *s = sc->s;
+    size_t plen = strlen(hex), k = 0;
+    char **cand = calloc(nm, sizeof *cand), kh[65];
+    int same_key = 1;
+    for (size_t j = 0; cand && j < s->n && k < nm; j++) {
+        const struct ent *e = &s->v[j];
+        vkv_key_hex(&e->e.key, kh);
+        if (!key_scope_allows(sc, e->ns_ix) || strncmp(kh, hex, plen))
+            continue;
+        if (memcmp(e->e.key.b, s->v[first].e.key.b, VKV_KEY_LEN))
+            same_key = 0;
+        size_t cap = 64 + 2 + strlen(s->ns[e->ns_ix]) + 1;
+        if (!(cand[k] = malloc(cap)))
+            break;
+        snprintf(cand[k++], cap, "%s  %s", kh, s->ns[e->ns_ix]);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "key prefix '%s'", arg);
+    int ex = cand && k == nm ? ambiguous(what, (const char *const *)cand, nm,
+                                         same_key ? "the key is in several namespaces: "
+                                                    "add --ns NS"
+                                                  : "give more hex digits of the key")
+                             : fail(VKV_ENOMEM, NULL);
+    for (size_t j = 0; cand && j < k; j++)
+        free(cand[j]);
+    free(cand);
+    return ex;
+}
+
+/* Resolves KEY argument arg (already checked by key_prefix_arg) to the one
+ * entry of the scope it names, into *out; see resolve_keys for missing_ok.
+ * Returns 0 or the exit code after reporting. */
+static int resolve_key(const struct key_scope *sc, const char *arg, int missing_ok,
+                       struct target *out)
+{
+    char hex[65];
+    size_t first = 0;
+    key_prefix_arg(arg, hex);
+    size_t nm = key_matches(sc, hex, &first);
+    if (nm == 0 && missing_ok && strlen(hex) == 64 && sc->want_ns != (size_t)-1) {
+        vkv_key_parse(hex, &out->key);
+        out->ns_ix = sc->want_ns;
+        return 0;
+    }
+    if (nm == 0)
+        return key_not_found(sc, arg);
+    if (nm > 1)
+        return key_ambiguous(sc, arg, hex, nm, first);
+    out->key = sc->s->v[first].e.key;
+    out->ns_ix = sc->s->v[first].ns_ix;
+    return 0;
+}
+
 /* Resolves KEY arguments args[0..n) (with --ns value ns_arg, or NULL: every
  * namespace) into out[0..n) through a full listing, kept in *s for the
  * namespace strings (caller frees it with scan_free, also on failure).
@@ -796,100 +987,13 @@ static int resolve_keys(vkv_client *c, const char *ns_arg, char **args, int n, s
             memset(s, 0, sizeof *s);
             return ex;
         }
-    /* which namespaces may hold the keys: every one, or those --ns names
-     * (several are fine as long as each key is then found in one) */
-    size_t nallowed = 0;
-    char *allowed = NULL;
-    if (ns_arg) {
-        /* the daemon filters an exact namespace itself; anything else is
-         * resolved against every namespace */
-        if ((ex = scan_entries(c, ns_arg, NULL, -1, s)) != 0)
-            return ex;
-        if (s->n == 0) {
-            scan_free(s);
-            if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0)
-                return ex;
-        }
-        if (!(allowed = malloc(s->nns + 1)))
-            return fail(VKV_ENOMEM, NULL);
-        if ((nallowed = ns_candidates(s, ns_arg, allowed)) == 0) {
-            free(allowed);
-            return ns_report(s, ns_arg, NULL, 0);
-        }
-    } else if ((ex = scan_entries(c, NULL, NULL, -1, s)) != 0) {
+    struct key_scope sc;
+    if ((ex = key_scope_open(c, ns_arg, s, &sc)) != 0)
         return ex;
-    }
-    size_t want_ns = (size_t)-1; /* the one allowed namespace, if one */
-    for (size_t i = 0; allowed && nallowed == 1 && i < s->nns; i++)
-        if (allowed[i])
-            want_ns = i;
-#define ALLOWED(ix) (!allowed || allowed[ix])
-    for (int i = 0; i < n; i++) {
-        key_prefix_arg(args[i], hex);
-        size_t plen = strlen(hex), nm = 0, first = 0;
-        char kh[65];
-        for (size_t j = 0; j < s->n; j++) {
-            const struct ent *e = &s->v[j];
-            vkv_key_hex(&e->e.key, kh);
-            if (ALLOWED(e->ns_ix) && !strncmp(kh, hex, plen) && nm++ == 0)
-                first = j;
-        }
-        if (nm == 0 && missing_ok && plen == 64 && want_ns != (size_t)-1) {
-            vkv_key_parse(hex, &out[i].key);
-            out[i].ns_ix = want_ns;
-            continue;
-        }
-        if (nm == 0) {
-            char msg[VKVP_MAX_NS + 160];
-            if (want_ns != (size_t)-1)
-                snprintf(msg, sizeof msg, "no entry matches key '%s' in namespace '%s'", args[i],
-                         s->ns[want_ns]);
-            else if (allowed)
-                snprintf(msg, sizeof msg,
-                         "no entry matches key '%s' in the %zu namespaces '%s' "
-                         "names",
-                         args[i], nallowed, ns_arg);
-            else
-                snprintf(msg, sizeof msg, "no entry matches key '%s'", args[i]);
-            free(allowed);
-            return fail(VKV_ENOTFOUND, msg);
-        }
-        if (nm > 1) {
-            /* list the candidates as "KEY  NS" lines */
-            char **cand = calloc(nm, sizeof *cand);
-            size_t k = 0;
-            int same_key = 1;
-            for (size_t j = 0; cand && j < s->n && k < nm; j++) {
-                const struct ent *e = &s->v[j];
-                vkv_key_hex(&e->e.key, kh);
-                if (!ALLOWED(e->ns_ix) || strncmp(kh, hex, plen))
-                    continue;
-                if (memcmp(e->e.key.b, s->v[first].e.key.b, VKV_KEY_LEN))
-                    same_key = 0;
-                size_t cap = 64 + 2 + strlen(s->ns[e->ns_ix]) + 1;
-                if (!(cand[k] = malloc(cap)))
-                    break;
-                snprintf(cand[k++], cap, "%s  %s", kh, s->ns[e->ns_ix]);
-            }
-            char what[128];
-            snprintf(what, sizeof what, "key prefix '%s'", args[i]);
-            ex = cand && k == nm ? ambiguous(what, (const char *const *)cand, nm,
-                                             same_key ? "the key is in several namespaces: "
-                                                        "add --ns NS"
-                                                      : "give more hex digits of the key")
-                                 : fail(VKV_ENOMEM, NULL);
-            for (size_t j = 0; cand && j < k; j++)
-                free(cand[j]);
-            free(cand);
-            free(allowed);
-            return ex;
-        }
-        out[i].key = s->v[first].e.key;
-        out[i].ns_ix = s->v[first].ns_ix;
-    }
-#undef ALLOWED
-    free(allowed);
-    return 0;
+    for (int i = 0; i < n && ex == 0; i++)
+        ex = resolve_key(&sc, args[i], missing_ok, &out[i]);
+    key_scope_free(&sc);
+    return ex;
 }
 
 /* qsort comparator: keys in byte order. */
@@ -978,175 +1082,258 @@ static const char *state_col(int state)
     }
 }
 
-static int cmd_ls(vkv_client *c, int argc, char **argv)
+/* Options of `ls`, as ls_parse reads them. The strings point into argv. */
+struct ls_opts {
+    const char *ns;   /* --ns as given, or NULL: every namespace */
+    const char *tier; /* "hot", "cold", or NULL: both */
+    long limit;       /* at most this many rows; -1: all */
+    int sort;         /* the order (g_sort_field's values): 0 the daemon's */
+    int long_form;    /* --long: whole keys and namespaces */
+    int quiet;        /* --quiet: only the keys */
+};
+
+/* The g_sort_field value of a --sort name into *field. Returns false when
+ * the name is not one of recency, size, hits. */
+static bool ls_sort_field(const char *name, int *field)
+{
+    static const char *const names[] = {"recency", "size", "hits"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, names[i])) {
+            *field = i + 1;
+            return true;
+        }
+    return false;
+}
+
+/* Parses the options of `ls` into *o. Returns true to go on; else false
+ * with the exit code in *ex (help printed: EX_OK; a bad option or operand:
+ * EX_USAGE after printing the usage to stderr). */
+static bool ls_parse(int argc, char **argv, struct ls_opts *o, int *ex)
 {
     static const struct option opts[] = {
         {"ns", required_argument, NULL, 'n'},   {"limit", required_argument, NULL, 'l'},
         {"tier", required_argument, NULL, 't'}, {"sort", required_argument, NULL, 's'},
         {"long", no_argument, NULL, 'L'},       {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},       {0, 0, 0, 0}};
-    const char *ns = NULL, *tier = NULL, *sort = NULL;
-    long limit = -1;
-    int o, long_form = 0, quiet = 0;
+    const char *sort = NULL;
+    int opt;
+    memset(o, 0, sizeof *o);
+    o->limit = -1;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "n:l:t:s:Lqh", opts, NULL)) != -1) {
-        switch (o) {
+    while ((opt = getopt_long(argc, argv, "n:l:t:s:Lqh", opts, NULL)) != -1) {
+        switch (opt) {
         case 'n':
-            ns = optarg;
+            o->ns = optarg;
             break;
         case 'l':
-            limit = strtol(optarg, NULL, 10);
+            o->limit = strtol(optarg, NULL, 10);
             break;
         case 't':
-            tier = optarg;
+            o->tier = optarg;
             break;
         case 's':
             sort = optarg;
             break;
         case 'L':
-            long_form = 1;
+            o->long_form = 1;
             break;
         case 'q':
-            quiet = 1;
+            o->quiet = 1;
             break;
         case 'h':
             usage_ls(stdout);
-            return EX_OK;
+            *ex = EX_OK;
+            return false;
         default:
             usage_ls(stderr);
-            return EX_USAGE;
+            *ex = EX_USAGE;
+            return false;
         }
     }
-    g_sort_field = 0;
-    if (sort) {
-        if (!strcmp(sort, "recency"))
-            g_sort_field = 1;
-        else if (!strcmp(sort, "size"))
-            g_sort_field = 2;
-        else if (!strcmp(sort, "hits"))
-            g_sort_field = 3;
-        else {
-            usage_ls(stderr);
-            return EX_USAGE;
-        }
-    }
-    if ((tier && strcmp(tier, "hot") && strcmp(tier, "cold")) || limit == 0 || optind < argc) {
+    if ((sort && !ls_sort_field(sort, &o->sort)) ||
+        (o->tier && strcmp(o->tier, "hot") && strcmp(o->tier, "cold")) || o->limit == 0 ||
+        optind < argc) {
         usage_ls(stderr);
-        return EX_USAGE;
+        *ex = EX_USAGE;
+        return false;
     }
-    /* Every entry is listed, even with --ns or --limit: the printed key and
-     * namespace prefixes must be unique among all of them. */
-    struct scan s;
-    int ex = scan_entries(c, NULL, NULL, -1, &s);
-    if (ex)
-        return ex;
-    size_t want_ns = (size_t)-1;
-    if (ns && (want_ns = resolve_ns(&s, ns, &ex)) == (size_t)-1) {
-        scan_free(&s);
-        return ex;
-    }
-    size_t klen = long_form ? 64 : key_show_len(&s);
-    /* keep the rows asked for, in place */
+    return true;
+}
+
+/* Moves the rows `ls` shows to the front of s->v (only namespace want_ns
+ * unless it is (size_t)-1, only tier o->tier when set), sorts them as
+ * o->sort asks and cuts them to o->limit. Returns how many rows to show. */
+static size_t ls_select(struct scan *s, size_t want_ns, const struct ls_opts *o)
+{
     size_t n = 0;
-    for (size_t i = 0; i < s.n; i++) {
-        const struct ent *e = &s.v[i];
+    for (size_t i = 0; i < s->n; i++) {
+        const struct ent *e = &s->v[i];
         if ((want_ns != (size_t)-1 && e->ns_ix != want_ns) ||
-            (tier && strcmp(vkvp_tier_name(e->e.tier), tier)))
+            (o->tier && strcmp(vkvp_tier_name(e->e.tier), o->tier)))
             continue;
-        struct ent t = s.v[i];
-        s.v[i] = s.v[n];
-        s.v[n++] = t;
+        struct ent t = s->v[i];
+        s->v[i] = s->v[n];
+        s->v[n++] = t;
     }
+    g_sort_field = o->sort;
     if (g_sort_field && n > 1)
-        qsort(s.v, n, sizeof *s.v, cmp_entry);
-    if (limit > 0 && (long)n > limit)
-        n = (size_t)limit;
-    if (g_json) {
-        cJSON *arr = cJSON_CreateArray();
-        for (size_t i = 0; i < n; i++)
-            show_entry(&s.v[i].e, arr);
-        emit(arr);
-        scan_free(&s);
-        return EX_OK;
-    }
-    char hex[65];
-    if (quiet) {
-        for (size_t i = 0; i < n; i++) {
-            vkv_key_hex(&s.v[i].e.key, hex);
-            printf("%.*s\n", (int)klen, hex);
-        }
-        scan_free(&s);
-        return EX_OK;
-    }
-    /* Fit the terminal: the namespace gets what the other columns leave;
-     * when that is less than it needs to stay unique, drop LAST ACCESS,
-     * then HITS, then STATE. */
-    size_t *uniq = calloc(s.nns + 1, sizeof *uniq);
-    char *shown = calloc(s.nns + 1, VKVP_MAX_NS + 4); /* each namespace as printed */
-    if (!uniq || !shown) {
-        free(uniq);
-        free(shown);
-        scan_free(&s);
-        return fail(VKV_ENOMEM, NULL);
-    }
+        qsort(s->v, n, sizeof *s->v, cmp_entry);
+    if (o->limit > 0 && (long)n > o->limit)
+        n = (size_t)o->limit;
+    return n;
+}
+
+/* Columns of the `ls` table: how many key digits, which optional columns,
+ * and the width left to the namespace (0 = unlimited). */
+struct ls_layout {
+    size_t klen, avail;
+    int show_when, show_hits, show_state;
+};
+
+/* Width the NAMESPACE column needs for rows s->v[0..n) to stay unique
+ * (about a name's unique prefix + "...", at most 24 for a long name) into
+ * *need. Returns false when out of memory (its scratch is freed). */
+static bool ls_ns_need(const struct scan *s, size_t n, size_t *need)
+{
+    size_t *uniq = calloc(s->nns + 1, sizeof *uniq);
+    if (!uniq)
+        return false;
     size_t ns_need = 9; /* "NAMESPACE" */
-    for (size_t i = 0; i < s.nns; i++)
-        uniq[i] = ns_unique_len(&s, i);
+    for (size_t i = 0; i < s->nns; i++)
+        uniq[i] = ns_unique_len(s, i);
     for (size_t i = 0; i < n; i++) {
         /* the narrowest a name can get is about its unique prefix + "..." */
-        size_t ix = s.v[i].ns_ix, full = strlen(s.ns[ix]);
-        size_t need = uniq[ix] + 3 < full ? uniq[ix] + 3 : full;
-        if (need > 24 && full > 24) /* a HEAD...TAIL form may be shorter */
-            need = 24;
-        if (need > ns_need)
-            ns_need = need;
+        size_t ix = s->v[i].ns_ix, full = strlen(s->ns[ix]);
+        size_t w = uniq[ix] + 3 < full ? uniq[ix] + 3 : full;
+        if (w > 24 && full > 24) /* a HEAD...TAIL form may be shorter */
+            w = 24;
+        if (w > ns_need)
+            ns_need = w;
     }
-    int show_when = 1, show_hits = 1, show_state = 1;
+    free(uniq);
+    *need = ns_need;
+    return true;
+}
+
+/* Fits the table to the terminal: the namespace gets what the other
+ * columns leave; when that is less than ns_need, drop LAST ACCESS, then
+ * HITS, then STATE. Nothing is dropped with --long or off a terminal. */
+static struct ls_layout ls_fit(size_t klen, int long_form, size_t ns_need)
+{
+    struct ls_layout lay = {klen, 0, 1, 1, 1};
     /* key, state, tier, size, hits, last access, the space before the namespace */
     size_t fixed = klen + 2 + 10 + 5 + 11 + 7 + 21 + 1;
     if (g_width && !long_form && fixed + ns_need > g_width)
-        show_when = 0, fixed -= 21;
+        lay.show_when = 0, fixed -= 21;
     if (g_width && !long_form && fixed + ns_need > g_width)
-        show_hits = 0, fixed -= 7;
+        lay.show_hits = 0, fixed -= 7;
     if (g_width && !long_form && fixed + ns_need > g_width)
-        show_state = 0, fixed -= 10;
-    size_t avail = long_form || !g_width ? 0 : g_width > fixed ? g_width - fixed : 1;
-    printf("%s%-*s  ", col("1"), (int)klen, "KEY");
-    if (show_state)
+        lay.show_state = 0, fixed -= 10;
+    lay.avail = long_form || !g_width ? 0 : g_width > fixed ? g_width - fixed : 1;
+    return lay;
+}
+
+/* Prints the header line of the `ls` table laid out as lay. */
+static void ls_print_header(const struct ls_layout *lay)
+{
+    printf("%s%-*s  ", col("1"), (int)lay->klen, "KEY");
+    if (lay->show_state)
         printf("%-9s ", "STATE");
     printf("%-4s %10s ", "TIER", "SIZE");
-    if (show_hits)
+    if (lay->show_hits)
         printf("%6s ", "HITS");
-    if (show_when)
+    if (lay->show_when)
         printf(" %-19s ", "LAST ACCESS");
     printf(" NAMESPACE%s\n", rst());
-    for (size_t i = 0; i < n; i++) {
-        const vkvp_entry *e = &s.v[i].e;
-        char sz[32], when[32] = "-";
-        vkv_key_hex(&e->key, hex);
-        if (e->last_ms) {
-            time_t t = (time_t)(e->last_ms / 1000);
-            struct tm tm;
-            localtime_r(&t, &tm);
-            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-        }
-        printf("%s%-*.*s%s  ", col("36"), (int)klen, (int)klen, hex, rst());
-        if (show_state)
-            printf("%s%-9s%s ", state_col(e->state), vkvp_state_name(e->state), rst());
-        printf("%-4s %10s ", vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz));
-        if (show_hits)
-            printf("%6" PRIu64 " ", e->hits);
-        if (show_when)
-            printf(" %-19s ", when);
-        char *sh = shown + s.v[i].ns_ix * (VKVP_MAX_NS + 4); /* once per namespace */
-        if (!sh[0])
-            ns_short(&s, s.v[i].ns_ix, avail, sh);
-        printf(" %s\n", sh);
-    }
+}
+
+/* Prints the `ls` row of entry d of s laid out as lay. shown (the caller's,
+ * VKVP_MAX_NS + 4 bytes per namespace of s, zeroed) caches each namespace
+ * as printed, shortened once. */
+static void ls_print_row(const struct scan *s, const struct ent *d, const struct ls_layout *lay,
+                         char *shown)
+{
+    const vkvp_entry *e = &d->e;
+    char hex[65], sz[32], when[32];
+    vkv_key_hex(&e->key, hex);
+    format_when(e->last_ms, when, sizeof when);
+    printf("%s%-*.*s%s  ", col("36"), (int)lay->klen, (int)lay->klen, hex, rst());
+    if (lay->show_state)
+        printf("%s%-9s%s ", state_col(e->state), vkvp_state_name(e->state), rst());
+    printf("%-4s %10s ", vkvp_tier_name(e->tier), hsize(e->size, sz, sizeof sz));
+    if (lay->show_hits)
+        printf("%6" PRIu64 " ", e->hits);
+    if (lay->show_when)
+        printf(" %-19s ", when);
+    char *sh = shown + d->ns_ix * (VKVP_MAX_NS + 4); /* once per namespace */
+    if (!sh[0])
+        ns_short(s, d->ns_ix, lay->avail, sh);
+    printf(" %s\n", sh);
+}
+
+/* Prints rows s->v[0..n) as the `ls` table (klen key digits, fitted to the
+ * terminal unless long_form). Returns EX_OK, or the exit code after
+ * reporting that memory ran out. */
+static int ls_print_table(const struct scan *s, size_t n, size_t klen, int long_form)
+{
+    size_t ns_need;
+    if (!ls_ns_need(s, n, &ns_need))
+        return fail(VKV_ENOMEM, NULL);
+    char *shown = calloc(s->nns + 1, VKVP_MAX_NS + 4); /* each namespace as printed */
+    if (!shown)
+        return fail(VKV_ENOMEM, NULL);
+    struct ls_layout lay = ls_fit(klen, long_form, ns_need);
+    ls_print_header(&lay);
+    for (size_t i = 0; i < n; i++)
+        ls_print_row(s, &s->v[i], &lay, shown);
     free(shown);
-    free(uniq);
-    scan_free(&s);
     return EX_OK;
+}
+
+/* Prints rows s->v[0..n) as `ls` does with --json (an array of entry
+ * objects) or --quiet (the first klen digits of each key, one a line). */
+static void ls_print_plain(const struct scan *s, size_t n, size_t klen)
+{
+    if (g_json) {
+        cJSON *arr = cJSON_CreateArray();
+        for (size_t i = 0; i < n; i++)
+            show_entry(&s->v[i].e, arr);
+        emit(arr);
+        return;
+    }
+    char hex[65];
+    for (size_t i = 0; i < n; i++) {
+        vkv_key_hex(&s->v[i].e.key, hex);
+        printf("%.*s\n", (int)klen, hex);
+    }
+}
+
+/* `vkvctl ls`: lists the entries asked for as a table, keys only or JSON.
+ * Returns the exit code. */
+static int cmd_ls(vkv_client *c, int argc, char **argv)
+{
+    struct ls_opts o;
+    int ex;
+    if (!ls_parse(argc, argv, &o, &ex))
+        return ex;
+    /* Every entry is listed, even with --ns or --limit: the printed key and
+     * namespace prefixes must be unique among all of them. */
+    struct scan s;
+    if ((ex = scan_entries(c, NULL, NULL, -1, &s)) != 0)
+        return ex;
+    size_t want_ns = (size_t)-1;
+    if (o.ns && (want_ns = resolve_ns(&s, o.ns, &ex)) == (size_t)-1) {
+        scan_free(&s);
+        return ex;
+    }
+    size_t klen = o.long_form ? 64 : key_show_len(&s);
+    size_t n = ls_select(&s, want_ns, &o);
+    if (g_json || o.quiet)
+        ls_print_plain(&s, n, klen);
+    else
+        ex = ls_print_table(&s, n, klen, o.long_form);
+    scan_free(&s);
+    return ex;
 }
 
 /* Prints the usage of `namespaces` to fp. */
@@ -1376,10 +1563,8 @@ static int block_layers(const vkv_view *view, void *arg, char *err, size_t errle
     cJSON *o = arg;
     vkv_block_header h;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &h);
-    if (rc) {
-        snprintf(err, errlen, "block check failed: %s", vkv_strerror(rc));
-        return rc;
-    }
+    if (rc)
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&h, &sh, &spec);
@@ -1529,11 +1714,12 @@ static void print_layers(const cJSON *o)
 }
 
 /* Parses the options of a command that takes --ns NS, --help and, when
- * layers is not NULL, --layers (show, delete, export). Returns -1 to go on
- * (*ns set or NULL, optind at the first operand), else the exit code to
- * return (help printed: EX_OK; bad option: EX_USAGE after printing the
- * usage to stderr). */
-static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns, int *layers)
+ * layers is not NULL, --layers (show, delete, export). Returns true to go on
+ * (*ns set or NULL, optind at the first operand), else false with *ex the
+ * exit code to return (help printed: EX_OK; bad option: EX_USAGE after
+ * printing the usage to stderr). */
+static bool parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const char **ns,
+                          int *layers, int *ex)
 {
     static const struct option opts[] = {{"ns", required_argument, NULL, 'n'},
                                          {"layers", no_argument, NULL, 'y'},
@@ -1549,13 +1735,15 @@ static int parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const cha
             *layers = 1;
         } else if (o == 'h') {
             usage(stdout);
-            return EX_OK;
+            *ex = EX_OK;
+            return false;
         } else {
             usage(stderr);
-            return EX_USAGE;
+            *ex = EX_USAGE;
+            return false;
         }
     }
-    return -1;
+    return true;
 }
 
 /* Prints the usage of `show` to fp. */
@@ -1575,8 +1763,8 @@ static int cmd_show(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
     int layers = 0;
-    int ex = parse_ns_opts(argc, argv, usage_show, &ns, &layers);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_show, &ns, &layers, &ex))
         return ex;
     if (optind + 1 != argc) {
         usage_show(stderr);
@@ -1798,8 +1986,8 @@ static void usage_delete(FILE *fp)
 static int cmd_delete(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_opts(argc, argv, usage_delete, &ns, NULL);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_delete, &ns, NULL, &ex))
         return ex;
     if (optind >= argc || argc - optind > VKVP_MAX_KEYS) {
         usage_delete(stderr);
@@ -1846,10 +2034,8 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
 {
     vkv_block_header hdr;
     int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &hdr);
-    if (rc) {
-        snprintf(err, errlen, "block check failed: %s", vkv_strerror(rc));
-        return rc;
-    }
+    if (rc)
+        return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&hdr, &sh, &spec);
@@ -1859,7 +2045,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     uint16_t *raw = calloc(nel, sizeof *raw);
     float *f32 = calloc(nel, sizeof *f32);
     void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
-    vkve_st_out *outs = calloc(nt, sizeof *outs);
+    vkvtn_st_out *outs = calloc(nt, sizeof *outs);
     char(*names)[32] = calloc(nt, sizeof *names);
     rc = VKV_ENOMEM;
     if (!raw || !f32 || !kp || !vp || !outs || !names)
@@ -1875,13 +2061,13 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         goto out;
     }
     for (size_t i = 0; i < 2 * L * per; i++)
-        f32[i] = sh.dtype == VKV_DTYPE_BF16 ? vkve_bf16_to_f32(raw[i]) : vkve_f16_to_f32(raw[i]);
+        f32[i] = vkvtn_to_f32(raw[i], sh.dtype);
     for (size_t l = 0; l < L; l++)
         for (int kv = 0; kv < 2; kv++) {
             size_t j = 2 * l + (size_t)kv;
             snprintf(names[j], sizeof names[j], "layers.%zu.%c", l, kv ? 'v' : 'k');
             outs[j].name = names[j];
-            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVE_ST_BF16 : VKVE_ST_F16;
+            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVTN_ST_BF16 : VKVTN_ST_F16;
             outs[j].ndim = 3;
             outs[j].shape[0] = sh.tokens;
             outs[j].shape[1] = sh.kv_heads;
@@ -1905,7 +2091,7 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         m = meta + 2;
         nmeta = 3;
     }
-    if ((rc = vkve_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
+    if ((rc = vkvtn_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
         goto out;
     cJSON_AddStringToObject(info, "dtype", sh.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
     cJSON_AddNumberToObject(info, "layers", sh.layers);
@@ -1941,8 +2127,8 @@ static int export_one(const vkv_view *view, void *arg, char *err, size_t errlen)
 static int cmd_export(vkv_client *c, int argc, char **argv)
 {
     const char *ns;
-    int ex = parse_ns_opts(argc, argv, usage_export, &ns, NULL);
-    if (ex >= 0)
+    int ex;
+    if (!parse_ns_opts(argc, argv, usage_export, &ns, NULL, &ex))
         return ex;
     if (optind + 2 != argc) {
         usage_export(stderr);
@@ -2032,117 +2218,172 @@ static void usage_top(FILE *fp)
                 "  with --json each screen is one JSON object on its own line.\n");
 }
 
-static int cmd_top(vkv_client *c, int argc, char **argv)
+/* Parses the options of `top` into *iterations (-1: until killed) and
+ * *interval (ms). Returns true to go on; else false with the exit code in
+ * *ex (help printed: EX_OK; a bad option or value: EX_USAGE after printing
+ * the usage to stderr). */
+static bool top_parse(int argc, char **argv, long *iterations, long *interval, int *ex)
 {
     static const struct option opts[] = {{"once", no_argument, NULL, '1'},
                                          {"iterations", required_argument, NULL, 'n'},
                                          {"interval-ms", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
-    long iterations = -1, interval = 1000;
     int o;
+    *iterations = -1;
+    *interval = 1000;
     optind = 1;
     while ((o = getopt_long(argc, argv, "1n:i:h", opts, NULL)) != -1) {
         switch (o) {
         case '1':
-            iterations = 1;
+            *iterations = 1;
             break;
         case 'n':
-            iterations = strtol(optarg, NULL, 10);
+            *iterations = strtol(optarg, NULL, 10);
             break;
         case 'i':
-            interval = strtol(optarg, NULL, 10);
+            *interval = strtol(optarg, NULL, 10);
             break;
         case 'h':
             usage_top(stdout);
-            return EX_OK;
+            *ex = EX_OK;
+            return false;
         default:
             usage_top(stderr);
-            return EX_USAGE;
+            *ex = EX_USAGE;
+            return false;
         }
     }
-    if (iterations == 0 || iterations < -1 || interval < 10 || interval > 3600000 ||
+    if (*iterations == 0 || *iterations < -1 || *interval < 10 || *interval > 3600000 ||
         optind < argc) {
         usage_top(stderr);
-        return EX_USAGE;
+        *ex = EX_USAGE;
+        return false;
     }
+    return true;
+}
+
+/* Per-second rates between two samples, as `top` shows them. */
+struct rates {
+    double dt; /* seconds between the samples */
+    double hits, misses, lookups, fetches, puts, evictions, spills, restores;
+};
+
+/* The rates from sample a to the later sample b. */
+static struct rates top_rates(const struct sample *a, const struct sample *b)
+{
+    struct rates r;
+    r.dt = (double)(b->at.tv_sec - a->at.tv_sec) + (double)(b->at.tv_nsec - a->at.tv_nsec) / 1e9;
+    r.hits = rate(a->hits, b->hits, r.dt);
+    r.misses = rate(a->misses, b->misses, r.dt);
+    r.lookups = rate(a->lookups, b->lookups, r.dt);
+    r.fetches = rate(a->fetches, b->fetches, r.dt);
+    r.puts = rate(a->commits, b->commits, r.dt);
+    r.evictions = rate(a->evictions, b->evictions, r.dt);
+    r.spills = rate(a->spills, b->spills, r.dt);
+    r.restores = rate(a->restores, b->restores, r.dt);
+    return r;
+}
+
+/* Emits one `top` screen as a JSON object: rates r and the levels of the
+ * latest sample b. */
+static void top_emit_json(const struct rates *r, const struct sample *b)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "interval_s", r->dt);
+    cJSON_AddNumberToObject(j, "hits_per_s", r->hits);
+    cJSON_AddNumberToObject(j, "misses_per_s", r->misses);
+    cJSON_AddNumberToObject(j, "lookups_per_s", r->lookups);
+    cJSON_AddNumberToObject(j, "fetches_per_s", r->fetches);
+    cJSON_AddNumberToObject(j, "puts_per_s", r->puts);
+    cJSON_AddNumberToObject(j, "evictions_per_s", r->evictions);
+    cJSON_AddNumberToObject(j, "spills_per_s", r->spills);
+    cJSON_AddNumberToObject(j, "restores_per_s", r->restores);
+    cJSON_AddNumberToObject(j, "hits", (double)b->hits);
+    cJSON_AddNumberToObject(j, "misses", (double)b->misses);
+    cJSON_AddNumberToObject(j, "hot_bytes", (double)b->bytes_hot);
+    cJSON_AddNumberToObject(j, "hot_capacity_bytes", (double)b->capacity);
+    cJSON_AddNumberToObject(j, "cold_bytes", (double)b->bytes_cold);
+    cJSON_AddNumberToObject(j, "hot_entries", (double)b->entries_hot);
+    cJSON_AddNumberToObject(j, "cold_entries", (double)b->entries_cold);
+    cJSON_AddNumberToObject(j, "sessions", (double)b->sessions);
+    cJSON_AddNumberToObject(j, "leases", (double)b->leases);
+    emit(j);
+}
+
+/* Writes the 20-column cells of a `top` screen (rates r, sessions and
+ * leases of sample b) into the caller's cell[]; returns how many. */
+static int top_cells(const struct rates *r, const struct sample *b, char cell[12][48])
+{
+    int nc = 0;
+    snprintf(cell[nc++], 48, "hits/s %13.1f", r->hits);
+    snprintf(cell[nc++], 48, "misses/s %11.1f", r->misses);
+    snprintf(cell[nc++], 48, "hit rate %10.1f%%",
+             r->hits + r->misses > 0 ? 100.0 * r->hits / (r->hits + r->misses) : 0.0);
+    snprintf(cell[nc++], 48, "lookups/s %10.1f", r->lookups);
+    snprintf(cell[nc++], 48, "fetches/s %10.1f", r->fetches);
+    snprintf(cell[nc++], 48, "puts/s %13.1f", r->puts);
+    snprintf(cell[nc++], 48, "evictions/s %8.1f", r->evictions);
+    snprintf(cell[nc++], 48, "spills/s %11.1f", r->spills);
+    snprintf(cell[nc++], 48, "restores/s %9.1f", r->restores);
+    snprintf(cell[nc++], 48, "sessions %11" PRIu64, b->sessions);
+    snprintf(cell[nc++], 48, "leases %13" PRIu64, b->leases);
+    return nc;
+}
+
+/* Prints one `top` screen for people: a header with c's epoch, the rate
+ * cells, and the bytes per tier of sample b; clears the terminal first
+ * when tty. */
+static void top_print_screen(vkv_client *c, const struct rates *r, const struct sample *b, int tty)
+{
+    char x[32], y[32], z[32], cell[12][48];
+    int nc = top_cells(r, b, cell);
+    /* as many 20-column cells per row as the terminal holds (3 when
+     * it is not a terminal), each row at most the terminal's width */
+    unsigned w = g_width ? g_width : 80;
+    int per = w >= 24 ? (int)((w - 2) / 22) : 1;
+    if (per > 3 && !g_width)
+        per = 3;
+    if (per < 1)
+        per = 1;
+    if (tty)
+        fputs("\033[H\033[2J", stdout);
+    char head[96];
+    snprintf(head, sizeof head, "vkvd epoch %016" PRIx64 "   interval %.2f s", vkv_client_epoch(c),
+             r->dt);
+    printf("%s%.*s%s\n\n", col("1"), (int)w, head, rst());
+    for (int i = 0; i < nc; i++)
+        printf("  %-20s%s", cell[i], i % per == per - 1 || i == nc - 1 ? "\n" : "");
+    char hot[128], cold[128];
+    snprintf(hot, sizeof hot, "hot  %10s of %-10s %8" PRIu64 " entries",
+             hsize(b->bytes_hot, x, sizeof x), hsize(b->capacity, y, sizeof y), b->entries_hot);
+    snprintf(cold, sizeof cold, "cold %10s               %8" PRIu64 " entries",
+             hsize(b->bytes_cold, z, sizeof z), b->entries_cold);
+    printf("\n  %.*s\n  %.*s\n", (int)(w > 2 ? w - 2 : 1), hot, (int)(w > 2 ? w - 2 : 1), cold);
+}
+
+/* `vkvctl top`: samples the counters every interval and shows the rates
+ * (JSON lines with --json). Returns the exit code. */
+static int cmd_top(vkv_client *c, int argc, char **argv)
+{
+    long iterations, interval;
+    int ex;
+    if (!top_parse(argc, argv, &iterations, &interval, &ex))
+        return ex;
     int tty = !g_json && isatty(STDOUT_FILENO);
     struct sample a, b;
-    int ex = take_sample(c, &a);
-    if (ex)
+    if ((ex = take_sample(c, &a)) != 0)
         return ex;
     for (long it = 0; iterations < 0 || it < iterations; it++) {
         struct timespec ts = {interval / 1000, (interval % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         if ((ex = take_sample(c, &b)) != 0)
             return ex;
-        double dt =
-            (double)(b.at.tv_sec - a.at.tv_sec) + (double)(b.at.tv_nsec - a.at.tv_nsec) / 1e9;
-        double hr = rate(a.hits, b.hits, dt), mr = rate(a.misses, b.misses, dt);
-        double lr = rate(a.lookups, b.lookups, dt), fr = rate(a.fetches, b.fetches, dt);
-        double pr = rate(a.commits, b.commits, dt), er = rate(a.evictions, b.evictions, dt);
-        double sr = rate(a.spills, b.spills, dt), rr = rate(a.restores, b.restores, dt);
-        if (g_json) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddNumberToObject(j, "interval_s", dt);
-            cJSON_AddNumberToObject(j, "hits_per_s", hr);
-            cJSON_AddNumberToObject(j, "misses_per_s", mr);
-            cJSON_AddNumberToObject(j, "lookups_per_s", lr);
-            cJSON_AddNumberToObject(j, "fetches_per_s", fr);
-            cJSON_AddNumberToObject(j, "puts_per_s", pr);
-            cJSON_AddNumberToObject(j, "evictions_per_s", er);
-            cJSON_AddNumberToObject(j, "spills_per_s", sr);
-            cJSON_AddNumberToObject(j, "restores_per_s", rr);
-            cJSON_AddNumberToObject(j, "hits", (double)b.hits);
-            cJSON_AddNumberToObject(j, "misses", (double)b.misses);
-            cJSON_AddNumberToObject(j, "hot_bytes", (double)b.bytes_hot);
-            cJSON_AddNumberToObject(j, "hot_capacity_bytes", (double)b.capacity);
-            cJSON_AddNumberToObject(j, "cold_bytes", (double)b.bytes_cold);
-            cJSON_AddNumberToObject(j, "hot_entries", (double)b.entries_hot);
-            cJSON_AddNumberToObject(j, "cold_entries", (double)b.entries_cold);
-            cJSON_AddNumberToObject(j, "sessions", (double)b.sessions);
-            cJSON_AddNumberToObject(j, "leases", (double)b.leases);
-            emit(j);
-        } else {
-            char x[32], y[32], z[32], cell[12][48];
-            int nc = 0;
-            snprintf(cell[nc++], 48, "hits/s %13.1f", hr);
-            snprintf(cell[nc++], 48, "misses/s %11.1f", mr);
-            snprintf(cell[nc++], 48, "hit rate %10.1f%%",
-                     hr + mr > 0 ? 100.0 * hr / (hr + mr) : 0.0);
-            snprintf(cell[nc++], 48, "lookups/s %10.1f", lr);
-            snprintf(cell[nc++], 48, "fetches/s %10.1f", fr);
-            snprintf(cell[nc++], 48, "puts/s %13.1f", pr);
-            snprintf(cell[nc++], 48, "evictions/s %8.1f", er);
-            snprintf(cell[nc++], 48, "spills/s %11.1f", sr);
-            snprintf(cell[nc++], 48, "restores/s %9.1f", rr);
-            snprintf(cell[nc++], 48, "sessions %11" PRIu64, b.sessions);
-            snprintf(cell[nc++], 48, "leases %13" PRIu64, b.leases);
-            /* as many 20-column cells per row as the terminal holds (3 when
-             * it is not a terminal), each row at most the terminal's width */
-            unsigned w = g_width ? g_width : 80;
-            int per = w >= 24 ? (int)((w - 2) / 22) : 1;
-            if (per > 3 && !g_width)
-                per = 3;
-            if (per < 1)
-                per = 1;
-            if (tty)
-                fputs("\033[H\033[2J", stdout);
-            char head[96];
-            snprintf(head, sizeof head, "vkvd epoch %016" PRIx64 "   interval %.2f s",
-                     vkv_client_epoch(c), dt);
-            printf("%s%.*s%s\n\n", col("1"), (int)w, head, rst());
-            for (int i = 0; i < nc; i++)
-                printf("  %-20s%s", cell[i], i % per == per - 1 || i == nc - 1 ? "\n" : "");
-            char hot[128], cold[128];
-            snprintf(hot, sizeof hot, "hot  %10s of %-10s %8" PRIu64 " entries",
-                     hsize(b.bytes_hot, x, sizeof x), hsize(b.capacity, y, sizeof y),
-                     b.entries_hot);
-            snprintf(cold, sizeof cold, "cold %10s               %8" PRIu64 " entries",
-                     hsize(b.bytes_cold, z, sizeof z), b.entries_cold);
-            printf("\n  %.*s\n  %.*s\n", (int)(w > 2 ? w - 2 : 1), hot, (int)(w > 2 ? w - 2 : 1),
-                   cold);
-        }
+        struct rates r = top_rates(&a, &b);
+        if (g_json)
+            top_emit_json(&r, &b);
+        else
+            top_print_screen(c, &r, &b, tty);
         fflush(stdout);
         a = b;
     }
@@ -2323,92 +2564,131 @@ static void usage(FILE *fp)
                 "            5 local I/O error\n");
 }
 
-int main(int argc, char **argv)
+/* Reads the options before the command (--json, --rundir, --color, --help)
+ * into the globals and *color (points into argv or a static string), and
+ * the index of the command into *first. Returns true to go on; else false
+ * with the exit code in *ex (help printed: EX_OK; an unknown option or a
+ * bad --color: EX_USAGE after saying so). */
+static bool parse_globals(int argc, char **argv, int *first, const char **color, int *ex)
 {
     int i = 1;
-    const char *color = "auto";
+    *color = "auto";
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--json"))
             g_json = 1;
         else if (!strcmp(argv[i], "--rundir") && i + 1 < argc)
             g_rundir = argv[++i];
         else if (!strncmp(argv[i], "--color=", 8) || !strncmp(argv[i], "--colour=", 9))
-            color = strchr(argv[i], '=') + 1;
+            *color = strchr(argv[i], '=') + 1;
         else if ((!strcmp(argv[i], "--color") || !strcmp(argv[i], "--colour")) && i + 1 < argc)
-            color = argv[++i];
+            *color = argv[++i];
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
-            return EX_OK;
+            *ex = EX_OK;
+            return false;
         } else {
             fprintf(stderr, "vkvctl: unknown option %s\n", argv[i]);
             usage(stderr);
-            return EX_USAGE;
+            *ex = EX_USAGE;
+            return false;
         }
     }
-    if (strcmp(color, "auto") && strcmp(color, "always") && strcmp(color, "never")) {
-        fprintf(stderr, "vkvctl: --color takes auto, always or never, not '%s'\n", color);
-        return EX_USAGE;
+    if (strcmp(*color, "auto") && strcmp(*color, "always") && strcmp(*color, "never")) {
+        fprintf(stderr, "vkvctl: --color takes auto, always or never, not '%s'\n", *color);
+        *ex = EX_USAGE;
+        return false;
     }
+    *first = i;
+    return true;
+}
+
+/* The command named `name` in g_cmds, or NULL. */
+static const struct command *find_command(const char *name)
+{
+    for (size_t k = 0; k < NCMDS; k++)
+        if (!strcmp(name, g_cmds[k].name))
+            return &g_cmds[k];
+    return NULL;
+}
+
+/* Prints the usage of cmd to stdout, with no daemon (its usage text, or
+ * its own --help given argv[0..argc)). Returns its exit code. */
+static int command_help(const struct command *cmd, int argc, char **argv)
+{
+    if (cmd->usage) {
+        fputs(cmd->usage, stdout);
+        return EX_OK;
+    }
+    return cmd->fn(NULL, argc, argv);
+}
+
+/* `vkvctl` alone or `vkvctl help [COMMAND]`: args[0..n) are "help" and
+ * what follows it (n == 0: no command given). Returns the exit code. */
+static int cmd_help(int n, char **args)
+{
+    const struct command *cmd = n > 1 ? find_command(args[1]) : NULL;
+    if (cmd) { /* vkvctl help COMMAND */
+        char *hv[] = {args[1], "--help", NULL};
+        return command_help(cmd, 2, hv);
+    }
+    usage(n == 0 ? stderr : stdout);
+    return n == 0 ? EX_USAGE : EX_OK;
+}
+
+/* Runs cmd with its arguments args[0..n) (args[0] its name). --json and
+ * --help may follow the command: --json is taken out here so that the
+ * commands' option parsers never see it, --help describes the command
+ * without a daemon. Connects to vkvd only to run it. Returns the exit
+ * code. */
+static int run_command(const struct command *cmd, int n, char **args)
+{
+    int sub_argc = 0, want_help = 0, ex;
+    char **sub = calloc((size_t)n + 1, sizeof *sub); /* borrows args' strings */
+    if (!sub)
+        return fail(VKV_ENOMEM, NULL);
+    for (int j = 0; j < n; j++) {
+        if (j > 0 && !strcmp(args[j], "--json")) {
+            g_json = 1;
+            continue;
+        }
+        if (j > 0 && (!strcmp(args[j], "--help") || !strcmp(args[j], "-h")))
+            want_help = 1;
+        sub[sub_argc++] = args[j];
+    }
+    if (want_help) {
+        ex = command_help(cmd, sub_argc, sub);
+    } else if (cmd->usage && sub_argc > 1) {
+        fputs(cmd->usage, stderr);
+        ex = EX_USAGE;
+    } else {
+        vkv_client *c = NULL;
+        ex = connect_admin(&c);
+        if (!ex) {
+            ex = cmd->fn(c, sub_argc, sub);
+            vkv_close(c);
+        }
+    }
+    free(sub);
+    return ex;
+}
+
+/* Entry point: the global options, then one command. Returns its exit code. */
+int main(int argc, char **argv)
+{
+    int i, ex;
+    const char *color;
+    if (!parse_globals(argc, argv, &i, &color, &ex))
+        return ex;
     g_color = want_color(color, STDOUT_FILENO);
     g_color_err = want_color(color, STDERR_FILENO);
     g_width = term_width();
     if (i < argc && !strcmp(argv[i], "ns")) /* short for namespaces */
         argv[i] = "namespaces";
-    if (i >= argc || !strcmp(argv[i], "help")) {
-        if (i < argc && i + 1 < argc) /* vkvctl help COMMAND */
-            for (size_t k = 0; k < NCMDS; k++)
-                if (!strcmp(argv[i + 1], g_cmds[k].name)) {
-                    char *hv[] = {argv[i + 1], "--help", NULL};
-                    return g_cmds[k].usage ? (fputs(g_cmds[k].usage, stdout), EX_OK)
-                                           : g_cmds[k].fn(NULL, 2, hv);
-                }
-        usage(i >= argc ? stderr : stdout);
-        return i >= argc ? EX_USAGE : EX_OK;
-    }
-    for (size_t k = 0; k < NCMDS; k++) {
-        if (strcmp(argv[i], g_cmds[k].name))
-            continue;
-        /* --json and --help may follow the command; --json is removed here
-         * so that the commands' option parsers never see it */
-        int sub_argc = 0, want_help = 0;
-        char **sub = calloc((size_t)(argc - i + 1), sizeof *sub);
-        if (!sub)
-            return fail(VKV_ENOMEM, NULL);
-        for (int j = i; j < argc; j++) {
-            if (j > i && !strcmp(argv[j], "--json")) {
-                g_json = 1;
-                continue;
-            }
-            if (j > i && (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")))
-                want_help = 1;
-            sub[sub_argc++] = argv[j];
-        }
-        int ex;
-        if (want_help) {
-            /* no daemon needed to describe a command */
-            if (g_cmds[k].usage) {
-                fputs(g_cmds[k].usage, stdout);
-                ex = EX_OK;
-            } else {
-                ex = g_cmds[k].fn(NULL, sub_argc, sub);
-            }
-            free(sub);
-            return ex;
-        }
-        if (g_cmds[k].usage && sub_argc > 1) {
-            fputs(g_cmds[k].usage, stderr);
-            free(sub);
-            return EX_USAGE;
-        }
-        vkv_client *c = NULL;
-        ex = connect_admin(&c);
-        if (!ex) {
-            ex = g_cmds[k].fn(c, sub_argc, sub);
-            vkv_close(c);
-        }
-        free(sub);
-        return ex;
-    }
+    if (i >= argc || !strcmp(argv[i], "help"))
+        return cmd_help(argc - i, argv + i);
+    const struct command *cmd = find_command(argv[i]);
+    if (cmd)
+        return run_command(cmd, argc - i, argv + i);
     fprintf(stderr, "vkvctl: unknown command '%s'\n", argv[i]);
     usage(stderr);
     return EX_USAGE;

@@ -10,7 +10,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "log.h"
+#include "vkv/error.h"
 
 /* One row per setting: the flag/INI name, its environment variable, help. */
 struct setting {
@@ -46,15 +48,37 @@ static const struct setting g_settings[] = {
      "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
     {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
     {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
+    {"remote", "VKV_REMOTE",
+     "remote tier: Redis Cluster seeds redis://host:port[,host:port...]; \"\" = off (default off)"},
+    {"remote-user", "VKV_REMOTE_USER", "Redis ACL user for AUTH (default: the default user)"},
+    {"remote-password", "VKV_REMOTE_PASSWORD",
+     "Redis password for AUTH (prefer the env var or a 0600 config file)"},
+    {"remote-prefix", "VKV_REMOTE_PREFIX", "prefix of every Redis key (default vkv:)"},
+    {"remote-ttl", "VKV_REMOTE_TTL",
+     "seconds published blocks live in Redis; 0 = no expiry (default 86400)"},
+    {"remote-max-block", "VKV_REMOTE_MAX_BLOCK", "largest block shared, bytes (default 256M)"},
+    {"remote-queue", "VKV_REMOTE_QUEUE",
+     "bytes of committed blocks waiting to be published at most; more are dropped (default 256M)"},
+    {"remote-piece-size", "VKV_REMOTE_PIECE_SIZE", "bytes per Redis value (default 2M)"},
+    {"remote-timeout-ms", "VKV_REMOTE_TIMEOUT_MS",
+     "Redis connect and command timeout (default 1000)"},
+    {"remote-wait-ms", "VKV_REMOTE_WAIT_MS",
+     "a LOOKUP or FETCH waits this long for the remote tier, then answers locally (default 2000)"},
+    {"remote-miss-ms", "VKV_REMOTE_MISS_MS",
+     "a key the remote tier missed or failed is not asked again for this long (default 1000)"},
+    {"remote-threads", "VKV_REMOTE_THREADS", "remote tier I/O threads (default 2)"},
+    {"remote-publish", "VKV_REMOTE_PUBLISH",
+     "publish committed blocks to the remote tier: yes | no (default yes)"},
 };
 #define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
 
-/* Copies src into a fixed buffer; returns -2 if it does not fit. */
+/* Copies src into a fixed buffer; VKV_EINVAL when it is empty or does not
+ * fit. */
 static int set_str(char *dst, size_t cap, const char *src)
 {
     size_t n = strlen(src);
     if (n == 0 || n >= cap)
-        return -2;
+        return VKV_EINVAL;
     memcpy(dst, src, n + 1);
     return 0;
 }
@@ -62,12 +86,12 @@ static int set_str(char *dst, size_t cap, const char *src)
 int vkvd_parse_size(const char *text, uint64_t *out)
 {
     if (!text || !*text)
-        return -1;
+        return VKV_EINVAL;
     errno = 0;
     char *end = NULL;
     unsigned long long v = strtoull(text, &end, 10);
     if (errno || end == text || text[0] == '-')
-        return -1;
+        return VKV_EINVAL;
     unsigned shift = 0;
     if (*end) {
         switch (*end) {
@@ -88,7 +112,7 @@ int vkvd_parse_size(const char *text, uint64_t *out)
             shift = 40;
             break;
         default:
-            return -1;
+            return VKV_EINVAL;
         }
         end++;
         if (*end == 'i')
@@ -96,40 +120,40 @@ int vkvd_parse_size(const char *text, uint64_t *out)
         if (*end == 'B' || *end == 'b')
             end++;
         if (*end)
-            return -1;
+            return VKV_EINVAL;
     }
     if (shift && v > (UINT64_MAX >> shift))
-        return -1;
+        return VKV_EINVAL;
     *out = (uint64_t)v << shift;
     return 0;
 }
 
-/* Parses an unsigned 32-bit integer; -1 on junk or overflow. */
-static int parse_u32(const char *text, uint32_t *out)
+/* Parses an unsigned 32-bit integer into *out; false on junk or overflow. */
+static bool parse_u32(const char *text, uint32_t *out)
 {
     uint64_t v;
     if (!text || strpbrk(text, "kKmMgGtT"))
-        return -1;
+        return false;
     if (vkvd_parse_size(text, &v) != 0 || v > UINT32_MAX)
-        return -1;
+        return false;
     *out = (uint32_t)v;
-    return 0;
+    return true;
 }
 
-/* Parses yes/no/true/false/1/0. */
-static int parse_bool(const char *text, bool *out)
+/* Parses yes/no/true/false/on/off/1/0 into *out; false for anything else. */
+static bool parse_bool(const char *text, bool *out)
 {
     if (!strcasecmp(text, "yes") || !strcasecmp(text, "true") || !strcmp(text, "1") ||
         !strcasecmp(text, "on")) {
         *out = true;
-        return 0;
+        return true;
     }
     if (!strcasecmp(text, "no") || !strcasecmp(text, "false") || !strcmp(text, "0") ||
         !strcasecmp(text, "off")) {
         *out = false;
-        return 0;
+        return true;
     }
-    return -1;
+    return false;
 }
 
 /* Normalizes a setting name: '_' -> '-', lower case, into buf. */
@@ -150,25 +174,25 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
     uint32_t u;
     norm_name(name, n, sizeof n);
     if (!value)
-        return -2;
+        return VKV_EINVAL;
     if (!strcmp(n, "rundir"))
         return set_str(cfg->rundir, sizeof cfg->rundir, value);
     if (!strcmp(n, "state-dir"))
         return set_str(cfg->state_dir, sizeof cfg->state_dir, value);
     if (!strcmp(n, "backend")) {
         if (strcmp(value, "auto") && strcmp(value, "host") && strcmp(value, "cuda"))
-            return -2;
+            return VKV_EINVAL;
         return set_str(cfg->backend, sizeof cfg->backend, value);
     }
     if (!strcmp(n, "policy")) {
         if (strcmp(value, "lru") && strcmp(value, "s3fifo"))
-            return -2;
+            return VKV_EINVAL;
         return set_str(cfg->policy, sizeof cfg->policy, value);
     }
     if (!strcmp(n, "capacity") || !strcmp(n, "slab-size") || !strcmp(n, "page-size") ||
         !strcmp(n, "cold-max") || !strcmp(n, "session-quota") || !strcmp(n, "spill-queue")) {
         if (vkvd_parse_size(value, &sz) != 0)
-            return -2;
+            return VKV_EINVAL;
         if (!strcmp(n, "capacity"))
             cfg->capacity = sz;
         else if (!strcmp(n, "session-quota"))
@@ -180,15 +204,15 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         else if (!strcmp(n, "cold-max"))
             cfg->cold_max = sz;
         else if (sz > UINT32_MAX)
-            return -2;
+            return VKV_EINVAL;
         else
             cfg->page_size = (uint32_t)sz;
         return 0;
     }
     if (!strcmp(n, "cold-sync-ms") || !strcmp(n, "lease-ttl-ms") || !strcmp(n, "session-ttl-ms") ||
         !strcmp(n, "reap-interval-ms")) {
-        if (parse_u32(value, &u) != 0 || u == 0)
-            return -2;
+        if (!parse_u32(value, &u) || u == 0)
+            return VKV_EINVAL;
         if (!strcmp(n, "cold-sync-ms"))
             cfg->cold_sync_ms = u;
         else if (!strcmp(n, "lease-ttl-ms"))
@@ -200,27 +224,84 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         return 0;
     }
     if (!strcmp(n, "spill-on-exit"))
-        return parse_bool(value, &cfg->spill_on_exit) == 0 ? 0 : -2;
+        return parse_bool(value, &cfg->spill_on_exit) ? 0 : VKV_EINVAL;
     if (!strcmp(n, "metrics-port")) {
-        if (parse_u32(value, &u) != 0 || u > 65535)
-            return -2;
+        if (!parse_u32(value, &u) || u > 65535)
+            return VKV_EINVAL;
         cfg->metrics_port = (int)u;
         return 0;
     }
     if (!strcmp(n, "log-level")) {
         int l = vkv_log_parse_level(value);
         if (l < 0)
-            return -2;
+            return VKV_EINVAL;
         cfg->log_level = l;
         return 0;
     }
-    if (!strcmp(n, "allow-gid")) {
+    if (!strcmp(n, "remote")) {
+        if (!*value) {
+            cfg->remote[0] = '\0';
+            return 0;
+        }
+        return set_str(cfg->remote, sizeof cfg->remote, value);
+    }
+    if (!strcmp(n, "remote-user") || !strcmp(n, "remote-password")) {
+        char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
+        size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
+        if (strlen(value) >= cap)
+            return -2;
+        memcpy(dst, value, strlen(value) + 1);
+        return 0;
+    }
+    if (!strcmp(n, "remote-prefix")) {
+        if (strpbrk(value, "{}"))
+            return -2;
+        return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
+    }
+    if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
+        !strcmp(n, "remote-piece-size")) {
+        if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
+            return -2;
+        if (!strcmp(n, "remote-max-block"))
+            cfg->remote_max_block = sz;
+        else if (!strcmp(n, "remote-queue"))
+            cfg->remote_queue = sz;
+        else if (sz > UINT32_MAX)
+            return -2;
+        else
+            cfg->remote_piece = (uint32_t)sz;
+        return 0;
+    }
+    if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
+        !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
+        !strcmp(n, "remote-threads")) {
         if (parse_u32(value, &u) != 0)
             return -2;
+        if (!strcmp(n, "remote-ttl"))
+            cfg->remote_ttl_s = u;
+        else if (u == 0)
+            return -2;
+        else if (!strcmp(n, "remote-timeout-ms"))
+            cfg->remote_timeout_ms = u;
+        else if (!strcmp(n, "remote-wait-ms"))
+            cfg->remote_wait_ms = u;
+        else if (!strcmp(n, "remote-miss-ms"))
+            cfg->remote_miss_ms = u;
+        else if (u > 32)
+            return -2;
+        else
+            cfg->remote_threads = u;
+        return 0;
+    }
+    if (!strcmp(n, "remote-publish"))
+        return parse_bool(value, &cfg->remote_publish) == 0 ? 0 : -2;
+    if (!strcmp(n, "allow-gid")) {
+        if (!parse_u32(value, &u))
+            return VKV_EINVAL;
         cfg->allow_gid = (long)u;
         return 0;
     }
-    return -1;
+    return VKV_ENOTFOUND;
 }
 
 void vkvd_config_defaults(vkvd_config *cfg)
@@ -255,6 +336,16 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->metrics_port = 0;
     cfg->log_level = vkv_log_level();
     cfg->allow_gid = -1;
+    snprintf(cfg->remote_prefix, sizeof cfg->remote_prefix, "vkv:");
+    cfg->remote_ttl_s = 86400;
+    cfg->remote_max_block = 256ull << 20;
+    cfg->remote_queue = 256ull << 20;
+    cfg->remote_piece = 2u << 20;
+    cfg->remote_timeout_ms = 1000;
+    cfg->remote_wait_ms = 2000;
+    cfg->remote_miss_ms = 1000;
+    cfg->remote_threads = 2;
+    cfg->remote_publish = true;
 }
 
 struct ini_ctx {
@@ -273,9 +364,9 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
         return 0;
     }
     int rv = vkvd_config_set(c->cfg, name, value);
-    if (rv == -1)
+    if (rv == VKV_ENOTFOUND)
         VKV_ERROR("%s: unknown setting '%s'", c->path, name);
-    else if (rv == -2)
+    else if (rv != 0)
         VKV_ERROR("%s: bad value '%s' for '%s'", c->path, value, name);
     if (rv) {
         c->failed = 1;
@@ -290,12 +381,12 @@ int vkvd_config_load_file(vkvd_config *cfg, const char *path)
     int rv = ini_parse(path, cfg_ini_handler, &c);
     if (rv == -1) {
         VKV_ERROR("cannot open config file %s: %s", path, strerror(errno));
-        return -1;
+        return VKV_EIO;
     }
     if (rv != 0 || c.failed) {
         if (rv > 0)
             VKV_ERROR("%s:%d: invalid line", path, rv);
-        return -1;
+        return VKV_EINVAL;
     }
     return 0;
 }
@@ -308,7 +399,7 @@ int vkvd_config_load_env(vkvd_config *cfg)
             continue;
         if (vkvd_config_set(cfg, g_settings[i].name, v) != 0) {
             VKV_ERROR("bad value '%s' in %s", v, g_settings[i].env);
-            return -1;
+            return VKV_EINVAL;
         }
     }
     return 0;
@@ -318,20 +409,20 @@ int vkvd_config_validate(const vkvd_config *cfg)
 {
     if (cfg->page_size < 4096 || (cfg->page_size & (cfg->page_size - 1))) {
         VKV_ERROR("page-size %u must be a power of two >= 4096", cfg->page_size);
-        return -1;
+        return VKV_EINVAL;
     }
     if (cfg->slab_size < cfg->page_size || cfg->slab_size % cfg->page_size) {
         VKV_ERROR("slab-size must be a positive multiple of page-size");
-        return -1;
+        return VKV_EINVAL;
     }
     if (cfg->capacity < cfg->slab_size) {
         VKV_ERROR("capacity (%llu) must hold at least one slab (%llu)",
                   (unsigned long long)cfg->capacity, (unsigned long long)cfg->slab_size);
-        return -1;
+        return VKV_EINVAL;
     }
     if (cfg->capacity / cfg->slab_size > 1024) {
         VKV_ERROR("capacity / slab-size must be <= 1024 slabs");
-        return -1;
+        return VKV_EINVAL;
     }
     return 0;
 }
@@ -386,27 +477,27 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
             check = 1;
         else if (c == OPT_HELP || c == 'h') {
             usage(stdout);
-            return 1;
+            return VKVD_CONFIG_DONE;
         } else if (c == OPT_VERSION) {
             printf("vkvd %s\n", VKV_VERSION_STRING);
-            return 1;
+            return VKVD_CONFIG_DONE;
         } else if (c == '?') {
             fprintf(stderr, "vkvd: unknown or incomplete option '%s'\n", argv[optind - 1]);
             usage(stderr);
-            return -1;
+            return VKV_EINVAL;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "vkvd: unexpected argument '%s'\n", argv[optind]);
-        return -1;
+        return VKV_EINVAL;
     }
     if (file && *file) {
         if (set_str(cfg->config_file, sizeof cfg->config_file, file) != 0 ||
             vkvd_config_load_file(cfg, file) != 0)
-            return -1;
+            return VKV_EINVAL;
     }
     if (vkvd_config_load_env(cfg) != 0)
-        return -1;
+        return VKV_EINVAL;
     /* Second pass: the flags themselves. */
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -414,27 +505,25 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
             const struct setting *s = &g_settings[c - OPT_SETTING0];
             if (vkvd_config_set(cfg, s->name, optarg) != 0) {
                 fprintf(stderr, "vkvd: bad value '%s' for --%s\n", optarg, s->name);
-                return -1;
+                return VKV_EINVAL;
             }
         }
     }
     if (vkvd_config_validate(cfg) != 0)
-        return -1;
-#ifndef VKV_WITH_CUDA
-    if (check && !strcmp(cfg->backend, "cuda")) { /* vkvd_server_open would refuse it */
-        VKV_ERROR("backend 'cuda': this build has no CUDA");
-        return -1;
+        return VKV_EINVAL;
+    if (check && !vkvs_backend_built(cfg->backend)) { /* vkvd_server_open would refuse it */
+        VKV_ERROR("backend '%s': this build has no CUDA", cfg->backend);
+        return VKV_EINVAL;
     }
-#endif
     if (check) {
         printf("vkvd: configuration ok (%s%s, environment and flags)\n",
                cfg->config_file[0] ? "file " : "no config file",
                cfg->config_file[0] ? cfg->config_file : "");
-        return 1;
+        return VKVD_CONFIG_DONE;
     }
     if (print) {
         vkvd_config_print(cfg, stdout);
-        return 1;
+        return VKVD_CONFIG_DONE;
     }
     return 0;
 }
@@ -462,4 +551,18 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                                                                        : cfg->session_quota));
     if (cfg->allow_gid >= 0)
         fprintf(fp, "allow-gid = %ld\n", cfg->allow_gid);
+    if (cfg->remote[0]) {
+        /* the password is never printed */
+        fprintf(fp, "remote = %s\nremote-prefix = %s\nremote-ttl = %llu\n", cfg->remote,
+                cfg->remote_prefix, (unsigned long long)cfg->remote_ttl_s);
+        if (cfg->remote_user[0])
+            fprintf(fp, "remote-user = %s\n", cfg->remote_user);
+        fprintf(fp,
+                "remote-max-block = %llu\nremote-queue = %llu\nremote-piece-size = %u\n"
+                "remote-timeout-ms = %u\nremote-wait-ms = %u\nremote-miss-ms = %u\n"
+                "remote-threads = %u\nremote-publish = %s\n",
+                (unsigned long long)cfg->remote_max_block, (unsigned long long)cfg->remote_queue,
+                cfg->remote_piece, cfg->remote_timeout_ms, cfg->remote_wait_ms, cfg->remote_miss_ms,
+                cfg->remote_threads, cfg->remote_publish ? "yes" : "no");
+    }
 }

@@ -36,6 +36,20 @@ typedef struct vkvd_config {
     int log_level;      /* enum vkv_log_level */
     long allow_gid;     /* -1: only our own uid may connect; else also this gid */
     char config_file[VKVD_PATH_MAX];
+    /* remote tier (docs/REMOTE.md); off while remote is "" */
+    char remote[1024];          /* Redis Cluster seeds "redis://h:p[,h:p...]" */
+    char remote_user[128];      /* ACL user ("" = default) */
+    char remote_password[256];  /* AUTH password ("" = none); never printed */
+    char remote_prefix[65];     /* Redis key prefix (default "vkv:") */
+    uint64_t remote_ttl_s;      /* expiry of published keys, 0 = none */
+    uint64_t remote_max_block;  /* bytes; larger blocks are not shared */
+    uint64_t remote_queue;      /* bytes waiting to be published, max */
+    uint32_t remote_piece;      /* bytes per Redis value */
+    uint32_t remote_timeout_ms; /* connect/command timeout */
+    uint32_t remote_wait_ms;    /* a LOOKUP/FETCH waits this long for the tier */
+    uint32_t remote_miss_ms;    /* a remote miss/error is not asked again for this long */
+    uint32_t remote_threads;
+    bool remote_publish; /* publish committed blocks (write-behind) */
 } vkvd_config;
 
 /* Fills `cfg` with the built-in defaults, resolving the runtime and state
@@ -43,28 +57,36 @@ typedef struct vkvd_config {
 void vkvd_config_defaults(vkvd_config *cfg);
 
 /* Loads settings from an INI file (section [vkvd], keys named as the long
- * flags with '-' or '_'). Returns 0, or -1 after logging the file and line
- * of the first error. Unknown keys are errors. */
+ * flags with '-' or '_'). Returns 0, VKV_EIO (cannot open it) or VKV_EINVAL
+ * (a bad line, section, key or value), after logging the file and line of
+ * the first error. Unknown keys are errors. */
 int vkvd_config_load_file(vkvd_config *cfg, const char *path);
 
 /* Applies VKV_* environment variables (VKV_RUNDIR, VKV_STATE_DIR,
- * VKV_CAPACITY, ...; see docs/CONFIG.md). Returns 0 or -1 after logging. */
+ * VKV_CAPACITY, ...; see docs/CONFIG.md). Returns 0 or VKV_EINVAL after
+ * logging the variable. */
 int vkvd_config_load_env(vkvd_config *cfg);
 
 /* Sets one setting by its name ("capacity", "page-size", ...) from text.
- * Returns 0, -1 for an unknown name, -2 for a bad value. */
+ * Returns 0, VKV_ENOTFOUND for an unknown name, VKV_EINVAL for a bad value.
+ * Logs nothing. */
 int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value);
 
-/* Parses a size such as "512M", "4G", "65536" into bytes. Returns 0 or -1. */
+/* Parses a size such as "512M", "4G", "65536" into bytes. Returns 0 or
+ * VKV_EINVAL (junk, a sign, an unknown unit, overflow). */
 int vkvd_parse_size(const char *text, uint64_t *out);
 
 /* Checks cross-field constraints (page size power of two, slab a multiple of
- * pages, capacity >= one slab). Returns 0 or -1 after logging. */
+ * pages, capacity >= one slab). Returns 0 or VKV_EINVAL after logging. */
 int vkvd_config_validate(const vkvd_config *cfg);
 
+/* vkvd_config_from_args's "done": it printed what was asked (--help,
+ * --version, --check, --print-config) and the program should exit 0. */
+#define VKVD_CONFIG_DONE 1
+
 /* Parses argv fully (defaults, --config/VKV_CONFIG file, env, flags). Returns
- * 0 to run, 1 when it printed help/version and the program should exit 0,
- * -1 on a usage error (already printed). */
+ * 0 to run, VKVD_CONFIG_DONE, or VKV_EINVAL on a usage or configuration
+ * error (already printed or logged). */
 int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv);
 
 /* Writes the effective configuration in INI form to `fp` (for --print-config). */

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fdrec.h"
 #include "log.h"
 #include "vkv/error.h"
 
@@ -37,19 +38,12 @@ struct vkvd_fdchan {
  * for at most the 1 s socket timeouts. Beyond it, connections are refused. */
 #define FDCHAN_MAX_ACTIVE 64
 
-/* Writes v as 8 little-endian bytes at p. */
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Sends one slab message with its fd attached. Returns 0 or -1. */
+/* Sends one slab record (fdrec.h) with its fd attached. Returns 0 or
+ * VKV_ESYS (errno says why). */
 static int send_slab(int cfd, uint32_t id, uint64_t size, int fd)
 {
-    uint8_t payload[16];
-    put_le64(payload, id);
-    put_le64(payload + 8, size);
+    uint8_t payload[VKVP_FD_SLAB_LEN];
+    vkvp_fd_slab_encode(payload, id, size);
     struct iovec iov = {payload, sizeof payload};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
@@ -70,7 +64,7 @@ static int send_slab(int cfd, uint32_t id, uint64_t size, int fd)
     do {
         w = sendmsg(cfd, &mh, MSG_NOSIGNAL);
     } while (w < 0 && errno == EINTR);
-    return w == (ssize_t)sizeof payload ? 0 : -1;
+    return w == (ssize_t)sizeof payload ? 0 : VKV_ESYS;
 }
 
 /* Serves one accepted connection: credential check, session id, slabs. */
@@ -94,7 +88,7 @@ static void serve(vkvd_fdchan *fc, int cfd)
         fc->refused++;
         return;
     }
-    uint8_t sidb[8];
+    uint8_t sidb[VKVP_FD_HELLO_LEN];
     size_t got = 0;
     while (got < sizeof sidb) {
         ssize_t r = recv(cfd, sidb + got, sizeof sidb - got, 0);
@@ -107,9 +101,7 @@ static void serve(vkvd_fdchan *fc, int cfd)
         }
         got += (size_t)r;
     }
-    uint64_t sid = 0;
-    for (int i = 7; i >= 0; i--)
-        sid = (sid << 8) | sidb[i];
+    uint64_t sid = vkvp_fd_hello_decode(sidb);
     if (fc->check && !fc->check(fc->arg, sid, cr.pid)) {
         VKV_WARN("fd channel: pid %d presented unknown session %llx", (int)cr.pid,
                  (unsigned long long)sid);

@@ -9,10 +9,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "backend.h"
 #include "server.h"
-#ifdef VKV_WITH_CUDA
-#include "backend_cuda.h"
-#endif
 
 /* Logs the one start-up line an operator looks for: backend, capacity,
  * directories, cold-tier bound and metrics address, as configured (the
@@ -41,7 +39,7 @@ int main(int argc, char **argv)
     vkv_log_init("vkvd", -1);
     int rc = vkvd_config_from_args(&cfg, argc, argv);
     if (rc != 0)
-        return rc > 0 ? 0 : 2;
+        return rc == VKVD_CONFIG_DONE ? 0 : 2;
     vkv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
     /* Block the shutdown signals before any thread exists (nanomsg, the fd
@@ -56,12 +54,11 @@ int main(int argc, char **argv)
     /* Resolve --backend auto here, as vkvd_server_open would (cuda when a
      * device is usable), so the start-up line names the backend in use. */
     if (!strcmp(cfg.backend, "auto")) {
-        const char *be = "host";
-#ifdef VKV_WITH_CUDA
-        if (vkvs_cuda_usable(0))
-            be = "cuda";
-#endif
-        snprintf(cfg.backend, sizeof cfg.backend, "%s", be);
+        const vkvs_backend *be;
+        void *arg;
+        char why[128];
+        if (vkvs_backend_find("auto", &be, &arg, why, sizeof why) == 0)
+            snprintf(cfg.backend, sizeof cfg.backend, "%s", be->name);
     }
     vkvd_server *srv = NULL;
     if (vkvd_server_open(&cfg, &srv) != 0)

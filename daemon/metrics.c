@@ -2,7 +2,7 @@
  * daemon/metrics.c - Prometheus text rendering of vkvd's counters and request
  * latency histograms, served by libmicrohttpd on 127.0.0.1 (metrics.h).
  *
- * Stable names: the table g_defs maps STATS counter names onto metric
+ * Stable names: g_defs, generated from daemon/counters.h, maps STATS counter names onto metric
  * families; docs/METRICS.md lists the same families. Lines of one family are
  * always adjacent and preceded by one HELP and one TYPE line, as the text
  * format requires.
@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #endif
 
+#include "counters.h"
 #include "log.h"
 #include "proto.h"
 #include "vkv/error.h"
@@ -45,68 +46,19 @@ struct mdef {
     const char *help;   /* for the first series of a family */
 };
 
-/* Series of one family are adjacent; the help of the first one is used. */
-static const struct mdef g_defs[] = {
-    {"hits", "cold_hits", "vkvd_hits_total", "tier=\"hot\"", "counter",
-     "Blocks returned by FETCH, by the tier they were found in."},
-    {"cold_hits", NULL, "vkvd_hits_total", "tier=\"cold\"", "counter", NULL},
-    {"misses", NULL, "vkvd_misses_total", "", "counter",
-     "Keys asked for by FETCH past the cached prefix (in neither tier); each FETCH counts once."},
-    {"lookups", NULL, "vkvd_lookups_total", "", "counter", "LOOKUP requests served by the store."},
-    {"fetches", NULL, "vkvd_fetches_total", "", "counter", "FETCH requests served by the store."},
-    {"allocs", NULL, "vkvd_allocs_total", "", "counter", "Successful ALLOC reservations (puts)."},
-    {"allocs_failed", NULL, "vkvd_allocs_failed_total", "", "counter", "ALLOC requests refused."},
-    {"commits", NULL, "vkvd_commits_total", "", "counter", "Blocks published by COMMIT."},
-    {"commits_rejected", NULL, "vkvd_commits_rejected_total", "", "counter",
-     "COMMITs refused because the block header or identity was invalid."},
-    {"identity_failures", NULL, "vkvd_identity_failures_total", "", "counter",
-     "Blocks refused at COMMIT, spill or restore for carrying another (namespace, key)."},
-    {"cold_envs_quarantined", NULL, "vkvd_cold_envs_quarantined_total", "", "counter",
-     "Damaged cold-tier environments moved aside at start."},
-    {"aborts", NULL, "vkvd_aborts_total", "", "counter", "Reservations dropped by ABORT."},
-    {"deletes", NULL, "vkvd_deletes_total", "", "counter", "Entries removed by DELETE."},
-    {"evictions", NULL, "vkvd_evictions_total", "", "counter",
-     "Entries evicted from the hot tier (all causes)."},
-    {"spills", NULL, "vkvd_spills_total", "", "counter",
-     "Evicted entries written to the cold tier."},
-    {"spill_failures", NULL, "vkvd_spill_failures_total", "", "counter",
-     "Spills to the cold tier that failed."},
-    {"restores", NULL, "vkvd_restores_total", "", "counter",
-     "Entries read back from the cold tier into the hot tier."},
-    {"checksum_failures", NULL, "vkvd_checksum_failures_total", "", "counter",
-     "Cold-tier records whose checksum did not match (restores and verify)."},
-    {"bytes_used", NULL, "vkvd_bytes", "tier=\"hot\"", "gauge", "Bytes of cached blocks per tier."},
-    {"bytes_cold", NULL, "vkvd_bytes", "tier=\"cold\"", "gauge", NULL},
-    {"bytes_capacity", NULL, "vkvd_capacity_bytes", "tier=\"hot\"", "gauge",
-     "Capacity of a tier in bytes."},
-    {"bytes_free", NULL, "vkvd_free_bytes", "tier=\"hot\"", "gauge", "Free bytes of a tier."},
-    {"entries_writing", NULL, "vkvd_entries", "state=\"writing\"", "gauge",
-     "Entries by state (ready and writing are hot, cold is the cold tier)."},
-    {"entries_ready", NULL, "vkvd_entries", "state=\"ready\"", "gauge", NULL},
-    {"entries_cold", NULL, "vkvd_entries", "state=\"cold\"", "gauge", NULL},
-    {"entries_restoring", NULL, "vkvd_entries", "state=\"restoring\"", "gauge", NULL},
-    {"sessions", NULL, "vkvd_sessions", "", "gauge", "Open client sessions."},
-    {"sessions_reaped", NULL, "vkvd_sessions_reaped_total", "", "counter",
-     "Sessions closed because their process died or went silent."},
-    {"leases_active", NULL, "vkvd_leases", "", "gauge", "Live leases (pins and reservations)."},
-    {"leases_expired", NULL, "vkvd_leases_expired_total", "", "counter", "Leases that expired."},
-    {"spill_queue_bytes", NULL, "vkvd_spill_queue_bytes", "", "gauge",
-     "Bytes of evicted blocks waiting for the LMDB writer."},
-    {"spills_dropped_busy", NULL, "vkvd_spills_dropped_busy_total", "", "counter",
-     "Eviction victims dropped instead of spilled because the writer was behind."},
-    {"spills_skipped", NULL, "vkvd_spills_skipped_total", "", "counter",
-     "Evictions of restored blocks the cold tier still held (no spill needed)."},
-    {"quota_refusals", NULL, "vkvd_quota_refusals_total", "", "counter",
-     "ALLOC/FETCH cut short by the per-session quota."},
-    {"leases_quarantined", NULL, "vkvd_leases_quarantined", "", "gauge",
-     "Expired leases whose memory is kept until their holder lets go."},
-    {"namespaces", NULL, "vkvd_namespaces", "", "gauge", "Namespaces known to the store."},
-    {"meta_bytes", NULL, "vkvd_meta_bytes", "", "gauge", "Heap bytes of the index and tables."},
-    {"requests_errors", NULL, "vkvd_request_errors_total", "", "counter",
-     "Requests answered with an error status."},
-    {"bad_frames", NULL, "vkvd_bad_frames_total", "", "counter", "Malformed frames refused."},
-    {"epoch", NULL, "vkvd_epoch", "", "gauge", "Daemon epoch (changes at every start)."},
-};
+/* The stable series, generated from daemon/counters.h: counters with a
+ * family; the help text sits on a family's first entry. */
+#define MDEF_NONE(name, minus, family, labels, help)
+#define MDEF_COUNTER(name, minus, family, labels, help)                                            \
+    {#name, minus, family, labels, "counter", help},
+#define MDEF_GAUGE(name, minus, family, labels, help) {#name, minus, family, labels, "gauge", help},
+#define MDEF_(name, value, minus, family, labels, type, help)                                      \
+    MDEF_##type(name, minus, family, labels, help)
+static const struct mdef g_defs[] = {VKVD_COUNTERS_ALL(MDEF_)};
+#undef MDEF_
+#undef MDEF_GAUGE
+#undef MDEF_COUNTER
+#undef MDEF_NONE
 #define NDEFS (sizeof g_defs / sizeof g_defs[0])
 
 /* A published copy of the daemon's counters (owned by the metrics object). */
@@ -224,32 +176,35 @@ static void put_label_value(FILE *f, const char *v)
     }
 }
 
-/* Renders the stable families of the snapshot (caller holds the lock). */
+/* Renders the stable families of the snapshot (caller holds the lock): each
+ * family once, at its first table entry, with all its series together. */
 static void render_stable(FILE *f, const struct snapshot *s)
 {
-    const char *open_family = NULL;
     for (size_t i = 0; i < NDEFS; i++) {
-        const struct mdef *d = &g_defs[i];
-        uint64_t v, sub = 0;
-        if (!snap_get(s, d->stat, &v))
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !strcmp(g_defs[j].family, g_defs[i].family);
+        if (seen)
             continue;
-        if (d->minus && snap_get(s, d->minus, &sub))
-            v = v > sub ? v - sub : 0;
-        if (!open_family || strcmp(open_family, d->family)) {
-            /* the first present series of a family writes HELP/TYPE; the help
-             * text lives on the family's first table row */
-            const char *help = d->help;
-            for (size_t j = 0; !help && j < i; j++)
-                if (!strcmp(g_defs[j].family, d->family))
-                    help = g_defs[j].help;
-            fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", d->family, help ? help : "", d->family,
-                    d->type);
-            open_family = d->family;
+        bool head = false;
+        for (size_t k = i; k < NDEFS; k++) {
+            const struct mdef *d = &g_defs[k];
+            uint64_t v, sub = 0;
+            if (strcmp(d->family, g_defs[i].family) || !snap_get(s, d->stat, &v))
+                continue;
+            if (d->minus && snap_get(s, d->minus, &sub))
+                v = v > sub ? v - sub : 0;
+            if (!head) {
+                const char *help = g_defs[i].help;
+                fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", d->family, help ? help : "", d->family,
+                        d->type);
+                head = true;
+            }
+            if (d->labels[0])
+                fprintf(f, "%s{%s} %llu\n", d->family, d->labels, (unsigned long long)v);
+            else
+                fprintf(f, "%s %llu\n", d->family, (unsigned long long)v);
         }
-        if (d->labels[0])
-            fprintf(f, "%s{%s} %llu\n", d->family, d->labels, (unsigned long long)v);
-        else
-            fprintf(f, "%s %llu\n", d->family, (unsigned long long)v);
     }
 }
 

@@ -23,7 +23,8 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out);
 
 /* Serves until SIGTERM/SIGINT (or vkvd_server_stop), then shuts down
  * gracefully: stops accepting, answers deferred requests, spills hot entries
- * if configured, syncs. Returns 0 on a clean shutdown. */
+ * if configured, syncs. Returns 0 on a clean shutdown, else a negative
+ * VKV_E* code (poll failed, or the final cold-tier sync failed). */
 int vkvd_server_run(vkvd_server *srv);
 
 /* Releases everything vkvd_server_open acquired; removes the sockets. */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "st.h"
+#include "tensor/safetensors.h"
 #include "vkv/error.h"
 
 /* See data.h. */
@@ -127,7 +127,7 @@ void vkve_ranges_format(const vkv_block_range *r, uint32_t nr, char *buf, size_t
 }
 
 /* Copies tensor t (expected [a][b][c]) into dst, checking its shape. */
-static int vkve_data_take(const vkve_st_tensor *t, uint64_t a, uint64_t b, uint64_t c, float *dst,
+static int vkve_data_take(const vkvtn_st_tensor *t, uint64_t a, uint64_t b, uint64_t c, float *dst,
                           char *err, size_t errlen)
 {
     if (t->ndim != 3 || t->shape[0] != a || t->shape[1] != b || t->shape[2] != c) {
@@ -135,19 +135,19 @@ static int vkve_data_take(const vkve_st_tensor *t, uint64_t a, uint64_t b, uint6
                  (unsigned long long)a, (unsigned long long)b, (unsigned long long)c);
         return VKV_ESHAPE;
     }
-    return vkve_st_to_f32(t, dst);
+    return vkvtn_st_to_f32(t, dst);
 }
 
 /* See data.h. */
 int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
 {
-    vkve_st_file *f = NULL;
+    vkvtn_st_file *f = NULL;
     memset(d, 0, sizeof *d);
-    int rc = vkve_st_read_file(path, &f, err, errlen);
+    int rc = vkvtn_st_read_file(path, &f, err, errlen);
     if (rc != VKV_OK)
         return rc;
-    const vkve_st_tensor *k0 = vkve_st_find(f, "layers.0.k");
-    const vkve_st_tensor *q0 = vkve_st_find(f, "layers.0.q");
+    const vkvtn_st_tensor *k0 = vkvtn_st_find(f, "layers.0.k");
+    const vkvtn_st_tensor *q0 = vkvtn_st_find(f, "layers.0.q");
     char name[64];
     if (!k0 || k0->ndim != 3 || k0->shape[0] == 0 || k0->shape[1] == 0 || k0->shape[2] == 0 ||
         k0->shape[0] > VKV_BLOCK_MAX_TOKENS * 16u || k0->shape[1] > VKV_BLOCK_MAX_HEADS ||
@@ -162,7 +162,7 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
     d->dtype = k0->dtype;
     while (d->layers < VKV_BLOCK_MAX_LAYERS) {
         snprintf(name, sizeof name, "layers.%u.k", d->layers);
-        if (!vkve_st_find(f, name))
+        if (!vkvtn_st_find(f, name))
             break;
         d->layers++;
     }
@@ -179,7 +179,7 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         d->n_queries = (uint32_t)q0->shape[0];
         d->n_heads = (uint32_t)q0->shape[1];
     }
-    const char *vr = vkve_st_meta(f, "visual_ranges");
+    const char *vr = vkvtn_st_meta(f, "visual_ranges");
     if (vr) {
         if (vkve_ranges_parse(vr, d->tokens, d->ranges, &d->n_ranges) != VKV_OK) {
             snprintf(err, errlen, "metadata visual_ranges '%s' is malformed or out of [0, %u)", vr,
@@ -203,7 +203,7 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (vkve_st_find(f, "layers.0.qw") && vkve_data_alloc_qw(d) != VKV_OK) {
+    if (vkvtn_st_find(f, "layers.0.qw") && vkve_data_alloc_qw(d) != VKV_OK) {
         snprintf(err, errlen, "out of memory");
         rc = VKV_ENOMEM;
         goto fail;
@@ -211,7 +211,7 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
     for (uint32_t l = 0; l < d->layers; l++) {
         if (d->qw) {
             snprintf(name, sizeof name, "layers.%u.qw", l);
-            const vkve_st_tensor *t = vkve_st_find(f, name);
+            const vkvtn_st_tensor *t = vkvtn_st_find(f, name);
             if (!t) {
                 snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
                 rc = VKV_ESHAPE;
@@ -224,7 +224,7 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         const char *kinds = q0 ? "kvq" : "kv";
         for (const char *c = kinds; *c; c++) {
             snprintf(name, sizeof name, "layers.%u.%c", l, *c);
-            const vkve_st_tensor *t = vkve_st_find(f, name);
+            const vkvtn_st_tensor *t = vkvtn_st_find(f, name);
             if (!t) {
                 snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
                 rc = VKV_ESHAPE;
@@ -252,11 +252,11 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
     }
     const char *base = strrchr(path, '/');
     snprintf(d->name, sizeof d->name, "%s", base ? base + 1 : path);
-    vkve_st_free(f);
+    vkvtn_st_free(f);
     return VKV_OK;
 fail:
     vkve_data_free(d);
-    vkve_st_free(f);
+    vkvtn_st_free(f);
     return rc;
 }
 
@@ -266,7 +266,7 @@ int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *
 {
     size_t per = (d->proxy_queries ? 2 : 3) + (d->qw ? 1 : 0);
     size_t nt = per * d->layers;
-    vkve_st_out *t = calloc(nt ? nt : 1, sizeof *t);
+    vkvtn_st_out *t = calloc(nt ? nt : 1, sizeof *t);
     char(*names)[32] = calloc(nt ? nt : 1, sizeof *names);
     const char **m = calloc(2 * n_meta + 2, sizeof *m);
     char ranges[VKVE_MAX_RANGES * 24];
@@ -277,14 +277,14 @@ int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *
     }
     for (uint32_t l = 0; l < d->layers; l++) {
         for (size_t j = 0; j < per; j++) {
-            vkve_st_out *o = &t[l * per + j];
+            vkvtn_st_out *o = &t[l * per + j];
             char c = d->qw && j == per - 1 ? 'w' : "kvq"[j];
             if (c == 'w')
                 snprintf(names[l * per + j], sizeof names[0], "layers.%u.qw", l);
             else
                 snprintf(names[l * per + j], sizeof names[0], "layers.%u.%c", l, c);
             o->name = names[l * per + j];
-            o->dtype = c == 'w' ? VKVE_ST_F32 : dtype;
+            o->dtype = c == 'w' ? VKVTN_ST_F32 : dtype;
             o->ndim = 3;
             if (c == 'w') {
                 o->shape[0] = 1;
@@ -304,7 +304,7 @@ int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *
     m[1] = ranges;
     for (size_t i = 0; i < 2 * n_meta; i++)
         m[2 + i] = meta[i];
-    rc = vkve_st_write(path, t, nt, m, n_meta + 1, err, errlen);
+    rc = vkvtn_st_write(path, t, nt, m, n_meta + 1, err, errlen);
 out:
     free(t);
     free(names);

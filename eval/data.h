@@ -33,7 +33,7 @@
 typedef struct vkve_data {
     uint32_t layers, kv_heads, head_dim, tokens;
     uint32_t n_heads, n_queries; /* queries per layer, each with n_heads heads */
-    int dtype;                   /* source dtype: enum vkve_st_dtype */
+    int dtype;                   /* source dtype: enum vkvtn_st_dtype */
     int proxy_queries;           /* 1 when queries were taken from keys */
     uint32_t n_ranges;
     vkv_block_range ranges[VKVE_MAX_RANGES];
@@ -75,12 +75,12 @@ int vkve_ranges_parse(const char *s, uint32_t tokens, vkv_block_range *r, uint32
 void vkve_ranges_format(const vkv_block_range *r, uint32_t nr, char *buf, size_t n);
 
 /* Loads a dump following the convention above into *d (which it fills; free
- * with vkve_data_free). Errors: those of vkve_st_read_file, VKV_ESHAPE
+ * with vkve_data_free). Errors: those of vkvtn_st_read_file, VKV_ESHAPE
  * (missing layers.0.k, mismatched shapes), VKV_ERANGES. err gets a message. */
 int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen);
 
 /* Writes d (K, V, and Q unless proxy) to path in `dtype` with the metadata
- * above, plus extra metadata pairs (may be NULL/0). Returns as vkve_st_write. */
+ * above, plus extra metadata pairs (may be NULL/0). Returns as vkvtn_st_write. */
 int vkve_data_save(const char *path, const vkve_data *d, int dtype, const char *const *meta,
                    size_t n_meta, char *err, size_t errlen);
 

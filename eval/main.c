@@ -23,7 +23,7 @@
 #include "data.h"
 #include "metrics.h"
 #include "report.h"
-#include "st.h"
+#include "tensor/safetensors.h"
 #include "synth.h"
 #include "vkv/error.h"
 
@@ -74,25 +74,19 @@ static const char *const vkve_default_codecs[] = {
 #define VKVE_N_DEFAULT (sizeof vkve_default_codecs / sizeof vkve_default_codecs[0])
 
 /* Baselines of the goal check (issue 3) and the default it judges. */
-#define VKVE_BASE_CQ      "calibquant"
-#define VKVE_BASE_SEED    "quantile"
-#define VKVE_DEFAULT_SPEC "rotsign:kmode=token,kbits=8,vmode=channel,vbits=8,iters=0"
-#define VKVE_DESIGN_SPEC  "rotsign"          /* the eval-only design, checked alongside */
-#define VKVE_CAND_SPEC    "tc:kb=1.125,aw=1" /* issue 16's candidate (block rule 5) */
-#define VKVE_CAND2_SPEC   "tc:kb=1.125"      /* the same without query weights */
+#define VKVE_BASE_CQ     "calibquant"
+#define VKVE_BASE_SEED   "quantile"
+#define VKVE_DESIGN_SPEC "rotsign"          /* the eval-only design, checked alongside */
+#define VKVE_CAND_SPEC   "tc:kb=1.125,aw=1" /* issue 16's candidate (block rule 5) */
+#define VKVE_CAND2_SPEC  "tc:kb=1.125"      /* the same without query weights */
 
 /* Writes the library's default codec spec (vkv_codec_spec_default, canonical
- * string) into buf; without the codec library, the spec docs/FIDELITY.md
- * names. */
+ * string) into buf. */
 static void vkve_default_spec(char *buf, size_t n)
 {
-#ifdef VKV_EVAL_HAVE_CODEC
     vkv_codec_spec sp;
     vkv_codec_spec_default(&sp);
     vkv_codec_spec_format(&sp, buf, n);
-#else
-    snprintf(buf, n, "%s", VKVE_DEFAULT_SPEC);
-#endif
 }
 
 /* Options shared by the subcommands. */
@@ -456,7 +450,7 @@ static int vkve_cmd_gen(const vkve_opts *o)
     snprintf(seed, sizeof seed, "%lu",
              o->seed_set ? o->seed : (unsigned long)vkve_profile_find(o->profile)->seed);
     const char *meta[4] = {"profile", o->profile, "seed", seed};
-    int rc = vkve_data_save(o->pos[0], &d, VKVE_ST_F16, meta, 2, err, sizeof err);
+    int rc = vkve_data_save(o->pos[0], &d, VKVTN_ST_F16, meta, 2, err, sizeof err);
     vkve_data_free(&d);
     if (rc != VKV_OK) {
         fprintf(stderr, "vkv-eval: %s\n", err);

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "errbuf.h"
 #include "vkv/error.h"
 
 /* See report.h. */
@@ -26,10 +27,8 @@ int vkve_run_codec(const vkve_data *d, const char *spec, uint32_t chunk, uint32_
                 : c.sim                ? "sim"
                                        : "block";
     rc = vkve_codec_bits(&c, &row->bpe);
-    if (rc != VKV_OK) {
-        snprintf(err, errlen, "%s: cannot size: %s", spec, vkv_strerror(rc));
-        return rc;
-    }
+    if (rc != VKV_OK)
+        return vkv_errbuf(err, errlen, rc, "%s: cannot size: %s", spec, vkv_strerror(rc));
     size_t n = (size_t)d->tokens * d->kv_heads * d->head_dim;
     if (vkve_layers_alloc(d->layers, n, &ko) || vkve_layers_alloc(d->layers, n, &vo)) {
         rc = VKV_ENOMEM;

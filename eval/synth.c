@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "f16.h"
 #include "rng.h"
-#include "st.h"
+#include "tensor/f16.h"
+#include "tensor/safetensors.h"
 #include "vkv/error.h"
 
 /* name, about, layers, kv_heads, gqa, head_dim, sys, text, tiles, gh, gw, sep,
@@ -308,7 +308,7 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
     d->head_dim = D;
     d->n_heads = H * p->gqa;
     d->n_queries = NQ;
-    d->dtype = VKVE_ST_F16;
+    d->dtype = VKVTN_ST_F16;
     uint32_t T = p->sys_tokens + p->tiles * tile_n + (p->tiles - 1) * p->tile_sep + p->text_tokens;
     d->tokens = T;
     d->n_ranges = p->tiles;
@@ -465,7 +465,7 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
                     double mean = s1 / nvis, sd = sqrt(fmax(s2 / nvis - mean * mean, 1e-12));
                     double sc = p->logit_std / sd;
                     for (uint32_t i = 0; i < D; i++)
-                        q[i] = vkve_round_dtype((float)(q[i] * sc), VKV_DTYPE_F16);
+                        q[i] = vkvtn_round_dtype((float)(q[i] * sc), VKV_DTYPE_F16);
                     lg[j * p->gqa + g] = mean * sc; /* mean visual logit, reused below */
                 }
             }
@@ -517,8 +517,8 @@ int vkve_synth(const vkve_profile *p, uint64_t seed, vkve_data *d)
             for (uint32_t t = 0; t < T; t++)
                 for (uint32_t i = 0; i < D; i++) {
                     size_t at = ((size_t)t * H + h) * D + i;
-                    d->k[l][at] = vkve_round_dtype(d->k[l][at], VKV_DTYPE_F16);
-                    d->v[l][at] = vkve_round_dtype(d->v[l][at], VKV_DTYPE_F16);
+                    d->k[l][at] = vkvtn_round_dtype(d->k[l][at], VKV_DTYPE_F16);
+                    d->v[l][at] = vkvtn_round_dtype(d->v[l][at], VKV_DTYPE_F16);
                 }
         }
     }

@@ -157,6 +157,23 @@ static inline __attribute__((always_inline)) void vkvk_avx2_rsth(void *p, __m256
     _mm_storeu_si128((__m128i *)p, r);
 }
 
+/* vkvk_avx2_sgn8[b]: the sign bit in lane i where bit i of the code byte b
+ * is 0 (the CHANNEL decode's sign selection as one 32-byte load). */
+#define VKVK_A2_SG(b, i) ((((b) >> (i)) & 1) ? 0u : 0x80000000u)
+#define VKVK_A2_SGROW(b)                                                                           \
+    {                                                                                              \
+        VKVK_A2_SG(b, 0), VKVK_A2_SG(b, 1), VKVK_A2_SG(b, 2), VKVK_A2_SG(b, 3), VKVK_A2_SG(b, 4),  \
+            VKVK_A2_SG(b, 5), VKVK_A2_SG(b, 6), VKVK_A2_SG(b, 7)                                   \
+    }
+#define VKVK_A2_SG4(b)                                                                             \
+    VKVK_A2_SGROW(b), VKVK_A2_SGROW((b) + 1), VKVK_A2_SGROW((b) + 2), VKVK_A2_SGROW((b) + 3)
+#define VKVK_A2_SG16(b)                                                                            \
+    VKVK_A2_SG4(b), VKVK_A2_SG4((b) + 4), VKVK_A2_SG4((b) + 8), VKVK_A2_SG4((b) + 12)
+#define VKVK_A2_SG64(b)                                                                            \
+    VKVK_A2_SG16(b), VKVK_A2_SG16((b) + 16), VKVK_A2_SG16((b) + 32), VKVK_A2_SG16((b) + 48)
+static _Alignas(32) const uint32_t vkvk_avx2_sgn8[256][8] = {VKVK_A2_SG64(0), VKVK_A2_SG64(64),
+                                                             VKVK_A2_SG64(128), VKVK_A2_SG64(192)};
+
 /* Sign bit in lane i where bit i of `m` is 1 (eq = 1) or 0 (eq = 0). */
 static inline __attribute__((always_inline)) __m256 vkvk_avx2_rsign(unsigned m, int eq)
 {
@@ -266,7 +283,7 @@ typedef __m256 rbad;
 #define R_STH(p, v, dt) vkvk_avx2_rsth(p, v, dt)
 #define R_GE0(p, v)                                                                                \
     (*(p) = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ)))
-#define R_SGN(p)              vkvk_avx2_rsign(*(p), 0)
+#define R_SGN(p)              _mm256_load_ps((const float *)vkvk_avx2_sgn8[*(p)])
 #define R_NEG(d)              vkvk_avx2_rsign((unsigned)(vkvk_rot_negw[(d) >> 6] >> ((d)&63u)) & 0xffu, 1)
 #define R_FWHT_IN(v)          vkvk_avx2_rfwht(v)
 #define R_PM1_IN(p)           _mm256_load_ps(vkvk_rot_pm8[*(p)])

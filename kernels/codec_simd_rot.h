@@ -319,7 +319,7 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
 
 /* CHANNEL-mode encode without refinement passes (iters = 0) of every head
  * of one layer, nv = hd/RW vectors per head: one pass over whole token rows
- * writes the code bits and sums |x| per channel in token order (2 tokens
+ * writes the code bits and sums |x| per channel in token order (4 tokens
  * per load/store of the sums), then per head b, bm, the stored vector and
  * B; a second pass over the rows computes every scale value into scratch;
  * the scale codes are written in one vector sweep. */
@@ -334,9 +334,10 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
     for (size_t i = 0; i < (size_t)heads * hd; i += RW)
         R_ST(B + i, R_ZERO());
     uint32_t j = 0;
-    for (; j + 2 <= n; j += 2) {
+    for (; j + 4 <= n; j += 4) {
         const uint16_t *r0 = src + vt[j] * ts, *r1 = src + vt[j + 1] * ts;
-        uint8_t *b0 = bits + j * brow, *b1 = b0 + brow;
+        const uint16_t *r2 = src + vt[j + 2] * ts, *r3 = src + vt[j + 3] * ts;
+        uint8_t *b0 = bits + j * brow;
         for (uint32_t h = 0; h < heads; h++) {
             const size_t o = h * hs, ob = (size_t)h * (hd / 8u);
             float *sh = B + (size_t)h * hd;
@@ -344,9 +345,15 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
             for (uint32_t k = 0; k < nv; k++) {
                 rf x0 = VKVK_RV_LD(r0 + o + k * RW, dt, &bad),
                    x1 = VKVK_RV_LD(r1 + o + k * RW, dt, &bad);
-                R_GE0(b0 + ob + k * (RW / 8u), x0);
-                R_GE0(b1 + ob + k * (RW / 8u), x1);
-                R_ST(sh + k * RW, R_ADD(R_ADD(R_LD(sh + k * RW), R_ABS(x0)), R_ABS(x1)));
+                rf x2 = VKVK_RV_LD(r2 + o + k * RW, dt, &bad),
+                   x3 = VKVK_RV_LD(r3 + o + k * RW, dt, &bad);
+                uint8_t *bk = b0 + ob + k * (RW / 8u);
+                R_GE0(bk, x0);
+                R_GE0(bk + brow, x1);
+                R_GE0(bk + 2u * brow, x2);
+                R_GE0(bk + 3u * brow, x3);
+                rf acc = R_ADD(R_ADD(R_LD(sh + k * RW), R_ABS(x0)), R_ABS(x1));
+                R_ST(sh + k * RW, R_ADD(R_ADD(acc, R_ABS(x2)), R_ABS(x3)));
             }
         }
     }
@@ -444,11 +451,40 @@ VKVK_AI int VKVK_SFX(rot_enc_dt)(const vkvk_rot_args *ra, const int dt, const ui
 #undef VKVK_RT_CASE_
 }
 
+/* Largest magnitude bit pattern (h & 0x7fff) of the n 16-bit elements at p
+ * (any alignment). For fp16 and bf16 alike the patterns order the
+ * magnitudes, and Inf/NaN are exactly the patterns >= the Inf pattern. */
+VKVK_AI uint16_t VKVK_SFX(rot_amax16)(const uint8_t *p, size_t n)
+{
+    const __m256i m7 = _mm256_set1_epi16(0x7fff);
+    __m256i m = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        m = _mm256_max_epu16(
+            m,
+            _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + 2u * i)), m7));
+    __m128i x = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+    x = _mm_max_epu16(x, _mm_srli_si128(x, 8));
+    x = _mm_max_epu16(x, _mm_srli_si128(x, 4));
+    x = _mm_max_epu16(x, _mm_srli_si128(x, 2));
+    uint16_t r = (uint16_t)_mm_extract_epi16(x, 0);
+    for (; i < n; i++) {
+        uint16_t h = (uint16_t)(vkvk_ld16(p + 2u * i) & 0x7fffu);
+        r = h > r ? h : r;
+    }
+    return r;
+}
+
 /* Decode of one token, every head, for one dtype (see vkvk_ref_dec_rot);
  * w and ng are caller storage for nv = hd/RW vectors each. TOKEN mode
  * starts each head's FWHT from the vkvk_rot_pm8 rows (exact integers, so
  * the values equal the reference's) and takes the sign vector, computed
- * once per call, from ng. */
+ * once per call, from ng. The reference clamps every output to the dtype's
+ * finite range; a head whose outputs provably lie inside it skips the
+ * clamp (which is then the identity): vmag bounds |vector element| over
+ * the layer, |w| <= hd in TOKEN mode, so |output| <= |c|*hd + vmag
+ * (TOKEN) or |A|*vmag (CHANNEL) before a monotone rounding; the test uses a
+ * margin far above double rounding and fails for Inf/NaN. */
 VKVK_AI void VKVK_SFX(rot_dec_dt)(const vkvk_rot_args *ra, const int dt, const uint8_t *bits,
                                   const uint8_t *vec, const uint8_t *scl, uint32_t heads,
                                   uint32_t hd, uint16_t *dst, size_t head_stride, rf *w, rf *ng,
@@ -458,6 +494,9 @@ VKVK_AI void VKVK_SFX(rot_dec_dt)(const vkvk_rot_args *ra, const int dt, const u
     const rf vmax = R_SET1(dmax), vmin = R_SET1(-dmax);
     float fenc, fdec;
     vkvk_rot_factors(hd, &fenc, &fdec);
+    const uint16_t mb = VKVK_SFX(rot_amax16)(vec, (size_t)heads * hd);
+    const int vfin = mb < (dt == VKV_DTYPE_BF16 ? 0x7f80u : 0x7c00u);
+    const double vmag = vkvk_to_f32(mb, dt), lim = 0.999 * (double)dmax;
 #pragma GCC unroll 32
     for (uint32_t k = 0; k < nv; k++)
         ng[k] = R_NEG(k * RW);
@@ -467,24 +506,41 @@ VKVK_AI void VKVK_SFX(rot_dec_dt)(const vkvk_rot_args *ra, const int dt, const u
         float A = vkvk_rot_scale_get(scl + (size_t)h * (ra->sbits / 8u), ra->sbits, dt);
         uint16_t *o = dst + h * head_stride;
         if (ra->mode == VKV_GROUP_TOKEN) {
-            const rf vc = R_SET1(A * fdec);
+            const float c = A * fdec;
+            const rf vc = R_SET1(c);
 #pragma GCC unroll 32
             for (uint32_t k = 0; k < nv; k++)
                 w[k] = R_PM1_IN(b + k * (RW / 8u));
             VKVK_SFX(rot_fwht_x)(w, nv);
+            if (vfin && (double)fabsf(c * (float)hd) + vmag <= lim) {
 #pragma GCC unroll 32
-            for (uint32_t k = 0; k < nv; k++) {
-                rf p = R_XOR(R_MUL(vc, w[k]), ng[k]);
-                rf x = R_ADD(p, R_LDHN((const void *)(v + 2u * k * RW), dt));
-                R_STH(o + k * RW, R_MAX(R_MIN(x, vmax), vmin), dt);
+                for (uint32_t k = 0; k < nv; k++) {
+                    rf p = R_XOR(R_MUL(vc, w[k]), ng[k]);
+                    R_STH(o + k * RW, R_ADD(p, R_LDHN((const void *)(v + 2u * k * RW), dt)), dt);
+                }
+            } else {
+#pragma GCC unroll 32
+                for (uint32_t k = 0; k < nv; k++) {
+                    rf p = R_XOR(R_MUL(vc, w[k]), ng[k]);
+                    rf x = R_ADD(p, R_LDHN((const void *)(v + 2u * k * RW), dt));
+                    R_STH(o + k * RW, R_MAX(R_MIN(x, vmax), vmin), dt);
+                }
             }
         } else {
             const rf va = R_SET1(A);
+            if (vfin && (double)fabsf(A) * vmag <= lim) {
 #pragma GCC unroll 16
-            for (uint32_t k = 0; k < nv; k++) {
-                rf p = R_MUL(va, R_LDHN((const void *)(v + 2u * k * RW), dt));
-                p = R_XOR(p, R_SGN(b + k * (RW / 8u)));
-                R_STH(o + k * RW, R_MAX(R_MIN(p, vmax), vmin), dt);
+                for (uint32_t k = 0; k < nv; k++) {
+                    rf p = R_MUL(va, R_LDHN((const void *)(v + 2u * k * RW), dt));
+                    R_STH(o + k * RW, R_XOR(p, R_SGN(b + k * (RW / 8u))), dt);
+                }
+            } else {
+#pragma GCC unroll 16
+                for (uint32_t k = 0; k < nv; k++) {
+                    rf p = R_MUL(va, R_LDHN((const void *)(v + 2u * k * RW), dt));
+                    p = R_XOR(p, R_SGN(b + k * (RW / 8u)));
+                    R_STH(o + k * RW, R_MAX(R_MIN(p, vmax), vmin), dt);
+                }
             }
         }
     }

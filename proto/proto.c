@@ -2,9 +2,9 @@
  * proto/proto.c - encoder and strict decoder of vkv wire frames.
  *
  * Every body (and every nested map: slab, block, entry) is described once by
- * a table of fields (vkvp_fdesc). The encoder, the decoder and the JSON
- * renderer all walk the same tables, so the three can never disagree on a
- * field's name, type, limit or optionality.
+ * a table of fields (vkvp_fdesc, proto_desc.h). The encoder, the decoder and
+ * the JSON renderer (proto_json.c) all walk the same tables, so the three can
+ * never disagree on a field's name, type, limit or optionality.
  *
  * Decoding runs in three stages:
  *   1. raw_value(): a pass over the raw bytes that bounds every container
@@ -17,60 +17,22 @@
  *      caller's frame).
  */
 #include "proto.h"
+#include "proto_desc.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <msgpack.h>
 
+#include "errbuf.h"
+
 _Static_assert(sizeof(vkvp_op) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(vkvp_state) == sizeof(int), "enums are stored as int");
 
 /* ------------------------------------------------------------------------- */
 /* field tables                                                               */
-
-enum vkvp_kind {
-    VKVP_K_UINT,     /* uint64_t, range [min, max] */
-    VKVP_K_BOOL,     /* bool */
-    VKVP_K_STR,      /* vkvp_str, length [min, max] */
-    VKVP_K_KEY,      /* vkv_key (bin of 32) */
-    VKVP_K_KEYS,     /* const vkv_key * + uint32_t count at cnt_off */
-    VKVP_K_UINTS,    /* const uint64_t * + uint32_t count at cnt_off */
-    VKVP_K_ENUM,     /* int-sized enum; wire string from names[] */
-    VKVP_K_HANDLE,   /* uint8_t[64] + uint32_t length at cnt_off (0 or 64) */
-    VKVP_K_EXTENTS,  /* const vkvp_extent * + count */
-    VKVP_K_OBJ,      /* nested struct described by sub */
-    VKVP_K_OBJS,     /* array of nested structs: pointer + count */
-    VKVP_K_COUNTERS, /* map str -> uint: const vkvp_counter * + count */
-};
-
-#define VKVP_F_REQ 1u /* required on the wire */
-#define VKVP_F_HAS 2u /* optional with a bool presence flag at has_off */
-
-struct vkvp_sdesc;
-
-typedef struct vkvp_fdesc {
-    const char *name;
-    enum vkvp_kind kind;
-    unsigned flags;
-    size_t off;     /* value (or array pointer) */
-    size_t cnt_off; /* uint32_t count / handle length */
-    size_t has_off; /* bool presence flag (VKVP_F_HAS) */
-    uint64_t min, max;
-    const char *const *names;     /* ENUM: NULL-terminated wire strings */
-    const struct vkvp_sdesc *sub; /* OBJ / OBJS */
-} vkvp_fdesc;
-
-typedef struct vkvp_sdesc {
-    const vkvp_fdesc *f;
-    unsigned n;
-    size_t size; /* sizeof the struct (OBJS element size) */
-    /* cross-field check after all fields; returns NULL or a reason */
-    const char *(*check)(const void *obj);
-} vkvp_sdesc;
 
 #define VKVP_NF(a) ((unsigned)(sizeof(a) / sizeof((a)[0])))
 
@@ -326,24 +288,26 @@ static const vkvp_sdesc *const vkvp_rep_descs[VKVP_OP_MAX_ + 1] = {VKVP_OPS(VKVP
 #undef VKVP_REQ_DESC_
 #undef VKVP_REP_DESC_
 
-/* Body descriptor of a request op, or NULL for an unknown op. */
-static const vkvp_sdesc *vkvp_req_desc(int op)
+/* See proto_desc.h. */
+const vkvp_sdesc *vkvp_req_desc(int op)
 {
     return op >= 1 && op <= VKVP_OP_MAX_ ? vkvp_req_descs[op] : NULL;
 }
 
-/* Body descriptor of the OK reply to a request op, or NULL for an unknown op. */
-static const vkvp_sdesc *vkvp_rep_desc(int op)
+/* See proto_desc.h. */
+const vkvp_sdesc *vkvp_rep_desc(int op)
 {
     return op >= 1 && op <= VKVP_OP_MAX_ ? vkvp_rep_descs[op] : NULL;
 }
 
+/* See proto_desc.h. */
+const vkvp_sdesc *vkvp_err_desc(void)
+{
+    return &vkvp_s_error;
+}
+
 /* ------------------------------------------------------------------------- */
 /* small helpers                                                              */
-
-/* Typed accessors into a struct described by a table (obj + byte offset). */
-#define AT(obj, off, T)  ((T *)(void *)((char *)(obj) + (off)))
-#define CAT(obj, off, T) ((const T *)(const void *)((const char *)(obj) + (off)))
 
 void vkvp_request_init(vkvp_request *req, vkvp_op op, uint64_t req_id)
 {
@@ -374,8 +338,8 @@ vkvp_str vkvp_cstr(const char *s)
     return r;
 }
 
-/* Looks up names[v] in a NULL-terminated table; "?" when out of range. */
-static const char *vkvp_name_of(const char *const *names, int v)
+/* See proto_desc.h. */
+const char *vkvp_name_of(const char *const *names, int v)
 {
     for (int i = 0; names[i]; i++)
         if (i == v)
@@ -414,20 +378,6 @@ const char *vkvp_tier_name(int t)
 const char *vkvp_evict_to_name(int t)
 {
     return vkvp_name_of(vkvp_evict_names, t);
-}
-
-/* Writes a formatted reason into why (if any) and returns code. */
-static int vkvp_fail(char *why, size_t why_len, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int vkvp_fail(char *why, size_t why_len, int code, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -596,9 +546,8 @@ static int vkvp_enc_field(msgpack_packer *pk, const vkvp_fdesc *f, const void *o
     return VKV_EINVAL;
 }
 
-/* True when field f of obj goes on the wire (optional fields with a presence
- * flag only when it is set). */
-static bool vkvp_present(const vkvp_fdesc *f, const void *obj)
+/* See proto_desc.h. */
+bool vkvp_present(const vkvp_fdesc *f, const void *obj)
 {
     return !(f->flags & VKVP_F_HAS) || *CAT(obj, f->has_off, bool);
 }
@@ -726,9 +675,86 @@ typedef struct vkvp_raw {
 static int vkvp_raw_need(vkvp_raw *r, size_t k)
 {
     if (k > r->n - r->pos)
-        return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                         "truncated frame: need %zu bytes at offset %zu, %zu left", k, r->pos,
-                         r->n - r->pos);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "truncated frame: need %zu bytes at offset %zu, %zu left", k, r->pos,
+                          r->n - r->pos);
+    return 0;
+}
+
+/* The layout of a msgpack value by its first byte, outside the fix ranges:
+ * the size of its length field (lsz), the values per container element
+ * (per: 1 array, 2 map, 0 not a container) or the payload size of a
+ * fixed-size scalar (fixed). Returns false for 0xc1 and the ext types,
+ * which the protocol never uses. */
+static bool vkvp_raw_layout(uint8_t b, unsigned *lsz, unsigned *per, unsigned *fixed)
+{
+    static const struct {
+        uint8_t b, lsz, per, fixed;
+    } tab[] = {
+        {0xc4, 1, 0, 0}, {0xd9, 1, 0, 0},                  /* bin8, str8 */
+        {0xc5, 2, 0, 0}, {0xda, 2, 0, 0},                  /* bin16, str16 */
+        {0xc6, 4, 0, 0}, {0xdb, 4, 0, 0},                  /* bin32, str32 */
+        {0xcc, 0, 0, 1}, {0xd0, 0, 0, 1},                  /* (u)int8 */
+        {0xcd, 0, 0, 2}, {0xd1, 0, 0, 2},                  /* (u)int16 */
+        {0xce, 0, 0, 4}, {0xd2, 0, 0, 4}, {0xca, 0, 0, 4}, /* (u)int32, float32 */
+        {0xcf, 0, 0, 8}, {0xd3, 0, 0, 8}, {0xcb, 0, 0, 8}, /* (u)int64, float64 */
+        {0xdc, 2, 1, 0}, {0xdd, 4, 1, 0},                  /* array16, array32 */
+        {0xde, 2, 2, 0}, {0xdf, 4, 2, 0},                  /* map16, map32 */
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
+        if (tab[i].b == b) {
+            *lsz = tab[i].lsz;
+            *per = tab[i].per;
+            *fixed = tab[i].fixed;
+            return true;
+        }
+    return false;
+}
+
+/* Reads the header of the value at r->pos (its first byte at `at` already
+ * consumed as `b`): its element count (containers, *per > 0) or body length
+ * (str/bin), or skips a fixed-size scalar (*done). Errors: VKV_EPROTO. */
+static int vkvp_raw_header(vkvp_raw *r, uint8_t b, size_t at, uint64_t *count, uint64_t *len,
+                           unsigned *per, bool *done)
+{
+    unsigned lsz = 0, fixed = 0;
+    int rc;
+    *done = false;
+    if (b >= 0x80 && b <= 0x8f) {
+        *count = b & 0x0f;
+        *per = 2;
+        return 0;
+    }
+    if (b >= 0x90 && b <= 0x9f) {
+        *count = b & 0x0f;
+        *per = 1;
+        return 0;
+    }
+    if (b >= 0xa0 && b <= 0xbf) {
+        *len = b & 0x1f;
+        return 0;
+    }
+    if (!vkvp_raw_layout(b, &lsz, per, &fixed)) {
+        if (b == 0xc1)
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
+                              at);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "ext type 0x%02x at offset %zu not allowed", b, at);
+    }
+    if (fixed) {
+        if ((rc = vkvp_raw_need(r, fixed)) != 0)
+            return rc;
+        r->pos += fixed;
+        *done = true;
+        return 0;
+    }
+    if ((rc = vkvp_raw_need(r, lsz)) != 0)
+        return rc;
+    if (*per)
+        *count = vkvp_be(r->p + r->pos, lsz);
+    else
+        *len = vkvp_be(r->p + r->pos, lsz);
+    r->pos += lsz;
     return 0;
 }
 
@@ -740,105 +766,30 @@ static int vkvp_raw_value(vkvp_raw *r, unsigned depth)
     int rc;
     size_t at = r->pos;
     uint64_t count = 0, len = 0;
-    unsigned lsz = 0, per = 0; /* length-field size; values per element */
-    unsigned fixed = 0;        /* payload size of a fixed-size scalar */
+    unsigned per = 0; /* values per element */
+    bool done;
     if ((rc = vkvp_raw_need(r, 1)) != 0)
         return rc;
     uint8_t b = r->p[r->pos++];
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
         return 0;
-    if (b >= 0x80 && b <= 0x8f) {
-        count = b & 0x0f;
-        per = 2;
-    } else if (b >= 0x90 && b <= 0x9f) {
-        count = b & 0x0f;
-        per = 1;
-    } else if (b >= 0xa0 && b <= 0xbf) {
-        len = b & 0x1f;
-    } else {
-        switch (b) {
-        case 0xc4:
-        case 0xd9:
-            lsz = 1;
-            break; /* bin8, str8 */
-        case 0xc5:
-        case 0xda:
-            lsz = 2;
-            break; /* bin16, str16 */
-        case 0xc6:
-        case 0xdb:
-            lsz = 4;
-            break; /* bin32, str32 */
-        case 0xcc:
-        case 0xd0:
-            fixed = 1;
-            break; /* (u)int8 */
-        case 0xcd:
-        case 0xd1:
-            fixed = 2;
-            break; /* (u)int16 */
-        case 0xce:
-        case 0xd2:
-        case 0xca:
-            fixed = 4;
-            break; /* (u)int32, float32 */
-        case 0xcf:
-        case 0xd3:
-        case 0xcb:
-            fixed = 8;
-            break; /* (u)int64, float64 */
-        case 0xdc:
-            lsz = 2;
-            per = 1;
-            break; /* array16 */
-        case 0xdd:
-            lsz = 4;
-            per = 1;
-            break; /* array32 */
-        case 0xde:
-            lsz = 2;
-            per = 2;
-            break; /* map16 */
-        case 0xdf:
-            lsz = 4;
-            per = 2;
-            break; /* map32 */
-        case 0xc1:
-            return vkvp_fail(r->why, r->why_len, VKV_EPROTO, "reserved byte 0xc1 at offset %zu",
-                             at);
-        default: /* 0xc7-0xc9, 0xd4-0xd8 */
-            return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                             "ext type 0x%02x at offset %zu not allowed", b, at);
-        }
-        if (fixed) {
-            if ((rc = vkvp_raw_need(r, fixed)) != 0)
-                return rc;
-            r->pos += fixed;
-            return 0;
-        }
-        if ((rc = vkvp_raw_need(r, lsz)) != 0)
-            return rc;
-        if (per)
-            count = vkvp_be(r->p + r->pos, lsz);
-        else
-            len = vkvp_be(r->p + r->pos, lsz);
-        r->pos += lsz;
-    }
+    if ((rc = vkvp_raw_header(r, b, at, &count, &len, &per, &done)) != 0 || done)
+        return rc;
     if (!per) { /* str or bin body */
         if (len > r->n - r->pos)
-            return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                             "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len, at,
-                             r->n - r->pos);
+            return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                              "length %" PRIu64 " at offset %zu exceeds the %zu bytes left", len,
+                              at, r->n - r->pos);
         r->pos += (size_t)len;
         return 0;
     }
     if (depth > VKVP_MAX_DEPTH)
-        return vkvp_fail(r->why, r->why_len, VKV_EPROTO, "nesting deeper than %d at offset %zu",
-                         VKVP_MAX_DEPTH, at);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO, "nesting deeper than %d at offset %zu",
+                          VKVP_MAX_DEPTH, at);
     if (count * per > r->n - r->pos)
-        return vkvp_fail(r->why, r->why_len, VKV_EPROTO,
-                         "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left", count,
-                         at, r->n - r->pos);
+        return vkv_errbuf(r->why, r->why_len, VKV_EPROTO,
+                          "container of %" PRIu64 " at offset %zu exceeds the %zu bytes left",
+                          count, at, r->n - r->pos);
     for (uint64_t i = 0; i < count * per; i++)
         if ((rc = vkvp_raw_value(r, depth + 1)) != 0)
             return rc;
@@ -851,15 +802,15 @@ static int vkvp_raw_frame(const void *frame, size_t len, char *why, size_t why_l
     vkvp_raw r = {frame, len, 0, why, why_len};
     int rc;
     if (len > VKVP_MAX_FRAME)
-        return vkvp_fail(why, why_len, VKV_ETOOBIG, "frame of %zu bytes exceeds %u", len,
-                         VKVP_MAX_FRAME);
+        return vkv_errbuf(why, why_len, VKV_ETOOBIG, "frame of %zu bytes exceeds %u", len,
+                          VKVP_MAX_FRAME);
     if (!frame || len == 0)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "empty frame");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "empty frame");
     if ((rc = vkvp_raw_value(&r, 1)) != 0)
         return rc;
     if (r.pos != len)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "%zu trailing bytes after the message",
-                         len - r.pos);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "%zu trailing bytes after the message",
+                          len - r.pos);
     return 0;
 }
 
@@ -904,8 +855,8 @@ static int vkvp_want(vkvp_dec *d, const msgpack_object *o, msgpack_object_type t
 {
     if (o->type == t)
         return 0;
-    return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: expected %s, got %s", path,
-                     vkvp_type_name(t), vkvp_type_name(o->type));
+    return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: expected %s, got %s", path,
+                      vkvp_type_name(t), vkvp_type_name(o->type));
 }
 
 /* Allocates n bytes in the message zone (n may be 0 -> a valid pointer). */
@@ -922,9 +873,9 @@ static int vkvp_dec_uint(vkvp_dec *d, const msgpack_object *o, uint64_t min, uin
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_POSITIVE_INTEGER, path)) != 0)
         return rc;
     if (o->via.u64 < min || o->via.u64 > max)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO,
-                         "%s: %" PRIu64 " out of range %" PRIu64 "..%" PRIu64, path, o->via.u64,
-                         min, max);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO,
+                          "%s: %" PRIu64 " out of range %" PRIu64 "..%" PRIu64, path, o->via.u64,
+                          min, max);
     *out = o->via.u64;
     return 0;
 }
@@ -937,11 +888,11 @@ static int vkvp_dec_array(vkvp_dec *d, const msgpack_object *o, uint64_t min, ui
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_ARRAY, path)) != 0)
         return rc;
     if (o->via.array.size > max)
-        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64, path,
-                         o->via.array.size, max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u elements, at most %" PRIu64,
+                          path, o->via.array.size, max);
     if (o->via.array.size < min)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64, path,
-                         o->via.array.size, min);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %u elements, at least %" PRIu64,
+                          path, o->via.array.size, min);
     return 0;
 }
 
@@ -952,8 +903,8 @@ static int vkvp_dec_key(vkvp_dec *d, const msgpack_object *o, const char *path, 
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_BIN, path)) != 0)
         return rc;
     if (o->via.bin.size != VKV_KEY_LEN)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d", path,
-                         o->via.bin.size, VKV_KEY_LEN);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: bin of %u bytes, expected %d", path,
+                          o->via.bin.size, VKV_KEY_LEN);
     memcpy(k->b, o->via.bin.ptr, VKV_KEY_LEN);
     return 0;
 }
@@ -967,11 +918,11 @@ static int vkvp_dec_str(vkvp_dec *d, const msgpack_object *o, uint64_t min, uint
     if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_STR, path)) != 0)
         return rc;
     if (o->via.str.size > max)
-        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u bytes, at most %" PRIu64, path,
-                         o->via.str.size, max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u bytes, at most %" PRIu64, path,
+                          o->via.str.size, max);
     if (o->via.str.size < min)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64, path,
-                         o->via.str.size, min);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %u bytes, at least %" PRIu64, path,
+                          o->via.str.size, min);
     if (!(c = vkvp_zalloc(d, (size_t)o->via.str.size + 1)))
         return VKV_ENOMEM;
     memcpy(c, o->via.str.ptr, o->via.str.size);
@@ -1031,7 +982,7 @@ static int vkvp_dec_extents(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obje
             (rc = vkvp_dec_uint(d, &x->via.array.ptr[2], 1, UINT64_MAX, p, &e[i].npages)) != 0)
             return rc;
         if (e[i].first_page > UINT64_MAX - e[i].npages)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: page range overflows", p);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: page range overflows", p);
     }
     *AT(obj, f->off, const vkvp_extent *) = e;
     *AT(obj, f->cnt_off, uint32_t) = n;
@@ -1049,8 +1000,8 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         return rc;
     uint32_t n = o->via.map.size;
     if (n > f->max)
-        return vkvp_fail(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64, path,
-                         n, f->max);
+        return vkv_errbuf(d->why, d->why_len, VKV_ETOOBIG, "%s: %u counters, at most %" PRIu64,
+                          path, n, f->max);
     if (!(c = vkvp_zalloc(d, (size_t)n * sizeof(*c))))
         return VKV_ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
@@ -1060,7 +1011,7 @@ static int vkvp_dec_counters(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_obj
         for (uint32_t j = 0; j < i; j++)
             if (c[j].name.len == c[i].name.len &&
                 memcmp(c[j].name.ptr, c[i].name.ptr, c[i].name.len) == 0)
-                return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name", p);
+                return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: duplicate counter name", p);
         if ((rc = vkvp_dec_uint(d, &o->via.map.ptr[i].val, 0, UINT64_MAX, p, &c[i].value)) != 0)
             return rc;
     }
@@ -1127,14 +1078,14 @@ static int vkvp_dec_field(vkvp_dec *d, const vkvp_fdesc *f, const msgpack_object
                 return 0;
             }
         vkvp_printable(p, sizeof(p), o->via.str.ptr, o->via.str.size);
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: unknown value '%s'", path, p);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: unknown value '%s'", path, p);
     case VKVP_K_HANDLE:
         if ((rc = vkvp_want(d, o, MSGPACK_OBJECT_BIN, path)) != 0)
             return rc;
         if (o->via.bin.size != 0 && o->via.bin.size != VKVP_HANDLE_LEN)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO,
-                             "%s: bin of %u bytes, expected 0 or %d", path, o->via.bin.size,
-                             VKVP_HANDLE_LEN);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO,
+                              "%s: bin of %u bytes, expected 0 or %d", path, o->via.bin.size,
+                              VKVP_HANDLE_LEN);
         memcpy(AT(obj, f->off, uint8_t), o->via.bin.ptr, o->via.bin.size);
         *AT(obj, f->cnt_off, uint32_t) = o->via.bin.size;
         return 0;
@@ -1181,17 +1132,17 @@ static int vkvp_dec_struct(vkvp_dec *d, const vkvp_sdesc *sd, const msgpack_obje
         const msgpack_object *k = &o->via.map.ptr[i].key;
         unsigned j;
         if (k->type != MSGPACK_OBJECT_STR)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str", path,
-                             i, vkvp_type_name(k->type));
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: key #%u is a %s, not a str",
+                              path, i, vkvp_type_name(k->type));
         for (j = 0; j < sd->n; j++)
             if (strlen(sd->f[j].name) == k->via.str.size &&
                 memcmp(sd->f[j].name, k->via.str.ptr, k->via.str.size) == 0)
                 break;
         vkvp_printable(kb, sizeof(kb), k->via.str.ptr, k->via.str.size);
         if (j == sd->n)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: unknown key '%s'", path, kb);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: unknown key '%s'", path, kb);
         if (seen & (1u << j))
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: duplicate key '%s'", path, kb);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: duplicate key '%s'", path, kb);
         seen |= 1u << j;
         vkvp_path_key(p, sizeof(p), path, sd->f[j].name);
         if ((rc = vkvp_dec_field(d, &sd->f[j], &o->via.map.ptr[i].val, p, obj)) != 0)
@@ -1201,10 +1152,10 @@ static int vkvp_dec_struct(vkvp_dec *d, const vkvp_sdesc *sd, const msgpack_obje
     }
     for (unsigned j = 0; j < sd->n; j++)
         if ((sd->f[j].flags & VKVP_F_REQ) && !(seen & (1u << j)))
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: missing key '%s'", path,
-                             sd->f[j].name);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: missing key '%s'", path,
+                              sd->f[j].name);
     if (sd->check && (why = sd->check(obj)) != NULL)
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "%s: %s", path, why);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "%s: %s", path, why);
     return 0;
 }
 
@@ -1235,23 +1186,23 @@ static int vkvp_unpack(const void *frame, size_t len, unsigned n, msgpack_zone *
     case MSGPACK_UNPACK_NOMEM_ERROR:
         return VKV_ENOMEM;
     default:
-        return vkvp_fail(why, why_len, VKV_EPROTO, "msgpack parse error");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "msgpack parse error");
     }
     if (off != len) /* unreachable after stage 1; kept as a guard */
-        return vkvp_fail(why, why_len, VKV_EPROTO, "trailing bytes");
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "trailing bytes");
     if (top->type != MSGPACK_OBJECT_ARRAY)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "frame: expected array, got %s",
-                         vkvp_type_name(top->type));
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "frame: expected array, got %s",
+                          vkvp_type_name(top->type));
     if (top->via.array.size != n)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "frame: array of %u, expected %u",
-                         top->via.array.size, n);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "frame: array of %u, expected %u",
+                          top->via.array.size, n);
     const msgpack_object *v = &top->via.array.ptr[0];
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "version: expected uint, got %s",
-                         vkvp_type_name(v->type));
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "version: expected uint, got %s",
+                          vkvp_type_name(v->type));
     if (v->via.u64 != VKVP_VERSION)
-        return vkvp_fail(why, why_len, VKV_EPROTO, "version %" PRIu64 " unsupported (want %u)",
-                         v->via.u64, VKVP_VERSION);
+        return vkv_errbuf(why, why_len, VKV_EPROTO, "version %" PRIu64 " unsupported (want %u)",
+                          v->via.u64, VKVP_VERSION);
     return 0;
 }
 
@@ -1265,7 +1216,7 @@ static int vkvp_dec_request(vkvp_dec *d, const msgpack_object *top, vkvp_request
     if ((rc = vkvp_dec_uint(d, &a[1], 0, UINT64_MAX, "op", &op)) != 0)
         return rc;
     if (!(sd = vkvp_req_desc(op > INT32_MAX ? 0 : (int)op)))
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "unknown op %" PRIu64, op);
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "unknown op %" PRIu64, op);
     if ((rc = vkvp_dec_uint(d, &a[2], 0, UINT64_MAX, "req_id", &id)) != 0)
         return rc;
     vkvp_request_init(req, (vkvp_op)op, id);
@@ -1314,16 +1265,16 @@ static int vkvp_dec_reply(vkvp_dec *d, const msgpack_object *top, vkvp_reply *re
     int rc;
     if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         if (a[1].via.i64 < INT32_MIN)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "status: out of range");
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: out of range");
         rep->status = (int32_t)a[1].via.i64;
     } else if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (a[1].via.u64 != 0)
-            return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "status: positive value %" PRIu64,
-                             a[1].via.u64);
+            return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: positive value %" PRIu64,
+                              a[1].via.u64);
         rep->status = 0;
     } else {
-        return vkvp_fail(d->why, d->why_len, VKV_EPROTO, "status: expected int, got %s",
-                         vkvp_type_name(a[1].type));
+        return vkv_errbuf(d->why, d->why_len, VKV_EPROTO, "status: expected int, got %s",
+                          vkvp_type_name(a[1].type));
     }
     if ((rc = vkvp_dec_uint(d, &a[2], 0, UINT64_MAX, "req_id", &rep->req_id)) != 0 ||
         (rc = vkvp_dec_uint(d, &a[3], 0, UINT64_MAX, "epoch", &rep->epoch)) != 0)
@@ -1343,7 +1294,7 @@ int vkvp_decode_reply(const void *frame, size_t len, vkvp_op op, vkvp_reply **ou
     if (why && why_len)
         why[0] = '\0';
     if (!vkvp_rep_desc(op))
-        return vkvp_fail(why, why_len, VKV_EINVAL, "unknown op %d", (int)op);
+        return vkv_errbuf(why, why_len, VKV_EINVAL, "unknown op %d", (int)op);
     if (!(box = calloc(1, sizeof(*box))))
         return VKV_ENOMEM;
     if (!msgpack_zone_init(&box->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
@@ -1436,192 +1387,4 @@ uint64_t vkvp_peek_req_id(const void *frame, size_t len)
         return vkvp_be(p + pos + 1, k);
     }
     return 0;
-}
-
-/* ------------------------------------------------------------------------- */
-/* JSON rendering                                                             */
-
-/* Writes n bytes as a JSON string: printable ASCII as is, '"' and '\\'
- * escaped, every other byte as \u00XX. */
-static void vkvp_json_str(FILE *f, const char *p, size_t n)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c >= 0x20 && c < 0x7f)
-            fputc(c, f);
-        else
-            fprintf(f, "\\u%04x", c);
-    }
-    fputc('"', f);
-}
-
-/* Writes n bytes as a lower-case hex JSON string. */
-static void vkvp_json_hex(FILE *f, const uint8_t *p, size_t n)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++)
-        fprintf(f, "%02x", p[i]);
-    fputc('"', f);
-}
-
-static void vkvp_json_struct(FILE *f, const vkvp_sdesc *sd, const void *obj);
-
-/* Writes the value of field fd of obj. */
-static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
-{
-    switch (fd->kind) {
-    case VKVP_K_UINT:
-        fprintf(f, "%" PRIu64, *CAT(obj, fd->off, uint64_t));
-        break;
-    case VKVP_K_BOOL:
-        fputs(*CAT(obj, fd->off, bool) ? "true" : "false", f);
-        break;
-    case VKVP_K_STR: {
-        const vkvp_str *s = CAT(obj, fd->off, vkvp_str);
-        vkvp_json_str(f, s->ptr ? s->ptr : "", s->ptr ? s->len : 0);
-        break;
-    }
-    case VKVP_K_KEY:
-        vkvp_json_hex(f, CAT(obj, fd->off, vkv_key)->b, VKV_KEY_LEN);
-        break;
-    case VKVP_K_KEYS: {
-        const vkv_key *k = *CAT(obj, fd->off, vkv_key *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; k && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_hex(f, k[i].b, VKV_KEY_LEN);
-        }
-        fputc(']', f);
-        break;
-    }
-    case VKVP_K_UINTS: {
-        const uint64_t *u = *CAT(obj, fd->off, const uint64_t *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; u && i < n; i++)
-            fprintf(f, "%s%" PRIu64, i ? "," : "", u[i]);
-        fputc(']', f);
-        break;
-    }
-    case VKVP_K_ENUM: {
-        const char *nm = vkvp_name_of(fd->names, *CAT(obj, fd->off, int));
-        vkvp_json_str(f, nm, strlen(nm));
-        break;
-    }
-    case VKVP_K_HANDLE: {
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        vkvp_json_hex(f, CAT(obj, fd->off, uint8_t), n > VKVP_HANDLE_LEN ? VKVP_HANDLE_LEN : n);
-        break;
-    }
-    case VKVP_K_EXTENTS: {
-        const vkvp_extent *e = *CAT(obj, fd->off, vkvp_extent *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; e && i < n; i++)
-            fprintf(f, "%s[%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", i ? "," : "", e[i].slab,
-                    e[i].first_page, e[i].npages);
-        fputc(']', f);
-        break;
-    }
-    case VKVP_K_OBJ:
-        vkvp_json_struct(f, fd->sub, CAT(obj, fd->off, char));
-        break;
-    case VKVP_K_OBJS: {
-        const char *a = *CAT(obj, fd->off, char *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; a && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_struct(f, fd->sub, a + (size_t)i * fd->sub->size);
-        }
-        fputc(']', f);
-        break;
-    }
-    case VKVP_K_COUNTERS: {
-        const vkvp_counter *c = *CAT(obj, fd->off, vkvp_counter *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('{', f);
-        for (uint32_t i = 0; c && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_str(f, c[i].name.ptr ? c[i].name.ptr : "", c[i].name.ptr ? c[i].name.len : 0);
-            fprintf(f, ":%" PRIu64, c[i].value);
-        }
-        fputc('}', f);
-        break;
-    }
-    }
-}
-
-/* Writes obj as a JSON object of the present fields of sd. */
-static void vkvp_json_struct(FILE *f, const vkvp_sdesc *sd, const void *obj)
-{
-    bool first = true;
-    fputc('{', f);
-    for (unsigned i = 0; i < sd->n; i++) {
-        if (!vkvp_present(&sd->f[i], obj))
-            continue;
-        fprintf(f, "%s\"%s\":", first ? "" : ",", sd->f[i].name);
-        vkvp_json_field(f, &sd->f[i], obj);
-        first = false;
-    }
-    fputc('}', f);
-}
-
-/* Opens a memory stream for *out; the caller renders, then vkvp_json_close. */
-static FILE *vkvp_json_open(char **out, size_t *n)
-{
-    *out = NULL;
-    return open_memstream(out, n);
-}
-
-/* Closes the stream; returns 0 or VKV_ENOMEM (then *out is freed). */
-static int vkvp_json_close(FILE *f, char **out)
-{
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        free(*out);
-        *out = NULL;
-        return VKV_ENOMEM;
-    }
-    return 0;
-}
-
-int vkvp_request_to_json(const vkvp_request *req, char **out)
-{
-    size_t n;
-    FILE *f;
-    const vkvp_sdesc *sd = vkvp_req_desc(req->op);
-    *out = NULL;
-    if (!sd)
-        return VKV_EINVAL;
-    if (!(f = vkvp_json_open(out, &n)))
-        return VKV_ENOMEM;
-    fprintf(f, "{\"version\":%u,\"op\":\"%s\",\"req_id\":%" PRIu64 ",\"body\":", req->version,
-            vkvp_op_name(req->op), req->req_id);
-    vkvp_json_struct(f, sd, &req->u);
-    fputc('}', f);
-    return vkvp_json_close(f, out);
-}
-
-int vkvp_reply_to_json(const vkvp_reply *rep, char **out)
-{
-    size_t n;
-    FILE *f;
-    const vkvp_sdesc *sd = rep->status == 0 ? vkvp_rep_desc(rep->op) : &vkvp_s_error;
-    *out = NULL;
-    if (!sd || !vkvp_rep_desc(rep->op))
-        return VKV_EINVAL;
-    if (!(f = vkvp_json_open(out, &n)))
-        return VKV_ENOMEM;
-    fprintf(f,
-            "{\"version\":%u,\"op\":\"%s\",\"status\":%" PRId32 ",\"req_id\":%" PRIu64
-            ",\"epoch\":%" PRIu64 ",\"body\":",
-            rep->version, vkvp_op_name(rep->op), rep->status, rep->req_id, rep->epoch);
-    vkvp_json_struct(f, sd, rep->status == 0 ? (const void *)&rep->u : (const void *)rep);
-    fputc('}', f);
-    return vkvp_json_close(f, out);
 }

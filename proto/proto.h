@@ -441,7 +441,8 @@ void vkvp_reply_free(vkvp_reply *rep);
 uint64_t vkvp_peek_req_id(const void *frame, size_t len);
 
 /* --- rendering ------------------------------------------------------------ */
-/* Render a message as one line of JSON (for logs, vkvctl --json, vkvp_dump):
+/* Render a message as one line of JSON (proto_json.c, library vkv_proto_json:
+ * tests, fuzzers, vkvp_dump; vkvd does not link it):
  *   {"version":1,"op":"LOOKUP","req_id":7,"body":{...}}
  *   {"version":1,"op":"LOOKUP","status":0,"req_id":7,"epoch":3,"body":{...}}
  * Body fields appear in table order with wire names; optional fields whose

@@ -15,7 +15,7 @@ PKGS=(
   libcjson-dev
   libmicrohttpd-dev
   libssl-dev
-  redis-server libhiredis-dev
+  redis-server redis-tools libhiredis-dev  # remote tier (remote/, tests/remote: a real Redis Cluster)
   gnuplot-nox
   python3 python3-numpy python3-msgpack python3-venv
   zsh  # vkvctl_completion_test runs the zsh completion (bash is always there)

@@ -17,6 +17,7 @@
 #ifndef VKV_STORE_BACKEND_H
 #define VKV_STORE_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,19 @@ typedef struct vkvs_backend {
 
 /* The host (memfd) backend; static, never freed. */
 extern const vkvs_backend vkvs_backend_host;
+
+/* Resolves a --backend name (store/backend.c): "host"; "cuda" (refused with
+ * VKV_ENOTSUP and a reason in `why` when this build has no CUDA or no device
+ * is usable); "auto" (cuda when a device is usable, else host). On success
+ * *be is the (static) backend and *arg its slab_create argument (static, or
+ * NULL). Errors: VKV_EINVAL (unknown name), VKV_ENOTSUP. */
+int vkvs_backend_find(const char *name, const vkvs_backend **be, void **arg, char *why,
+                      size_t why_len);
+
+/* True if --backend `name` can work in this build at all: "auto" and
+ * "host" always, "cuda" only in a CUDA build (whether a device is usable
+ * is vkvs_backend_find's question). */
+bool vkvs_backend_built(const char *name);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,9 @@
  * (store/store.h). One thread owns a store; nothing here locks.
  *
  * Invariants kept by every function:
- *  - an entry holds pages iff its state is WRITING, READY or RESTORING;
+ *  - an entry holds pages iff its state is WRITING, READY or RESTORING, or
+ *    it is COLD and SPILLING (st->spilling_pages counts those);
+ *  - a SPILLING entry's pages are freed only by vkvs_spill_done;
  *  - st->evictable_pages = pages of entries with vkvs_evictable() true;
  *  - an entry is linked in the policy iff it is READY and not DELPEND;
  *  - a pinned READY entry that is deleted is DETACHED (out of the hash
@@ -59,6 +61,8 @@ struct vkvs_store {
     vkvs_policy pol;
     vkvs_hooks hooks;
     bool fetch_quiet; /* vkvs_set_fetch_quiet: re-runs are not counted */
+    bool room_wait;   /* vkvs_set_room_wait: VKVS_WAIT instead of more evictions */
+    uint64_t spilling_pages, spilling_entries;
     char **ns;
     uint32_t nns, ns_cap;
     vkvs_sess *sess;
@@ -233,12 +237,14 @@ static void evict_unlink(vkvs_store *st, uint32_t id)
 }
 
 /* Evicts evictable entry id (already unlinked from the policy or not): with
- * to_cold and an evict hook, the hook copies it and it becomes COLD; a block
- * restored from the cold tier becomes COLD without the hook (the cold copy
- * is the same immutable bytes); else it is dropped. Returns 0, or VKV_EBUSY
- * when the hook answered that the cold tier is behind (its queue is full):
- * then nothing happened to the entry (it is READY, evictable and where it
- * was in the policy, or unlinked if the caller took it as a victim). */
+ * to_cold and an evict hook, the hook copies it (or, when it may hold the
+ * pages, has the cold tier read them in place: SPILLING) and it becomes
+ * COLD; a block restored from the cold tier becomes COLD without the hook
+ * (the cold copy is the same immutable bytes); else it is dropped. Returns
+ * 0, or VKV_EBUSY when the hook answered that the cold tier is behind (its
+ * queue is full): then nothing happened to the entry (it is READY,
+ * evictable and where it was in the policy, or unlinked if the caller took
+ * it as a victim). */
 static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
 {
     vkvs_entry *e = vkvs_ent(&st->ix, id);
@@ -257,6 +263,7 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
             .hits = e->hits,
             .last_ms = e->last_ms,
             .for_room = for_room,
+            .may_hold = !for_room || st->room_wait,
         };
         rv = st->hooks.evict(st->hooks.arg, st, &v);
         if (rv == VKV_EBUSY) {
@@ -265,6 +272,15 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
         }
     }
     evict_unlink(st, id);
+    if (spill && rv == VKVS_SPILL_HELD) {
+        st->c.spills++;
+        st->c.spills_held++;
+        e->flags |= VKVS_EF_SPILLING;
+        st->spilling_pages += epages(st, e);
+        st->spilling_entries++;
+        set_state(st, e, VKVS_COLD);
+        return 0;
+    }
     if (keep_copy || (spill && rv == 0)) {
         if (keep_copy)
             st->c.spills_skipped++;
@@ -281,19 +297,39 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
     return 0;
 }
 
-/* Makes `need` pages free by evicting policy victims. Errors: VKV_ENOSPC
- * (free + evictable < need; nothing evicted). */
+/* Makes `need` pages free by evicting policy victims. With room waiting on
+ * it answers VKVS_WAIT as soon as the spills in flight will free enough, or
+ * when the cold tier cannot take another victim while some are in flight.
+ * Errors: VKV_ENOSPC (free + evictable + spilling < need; nothing
+ * evicted). */
 static int make_room(vkvs_store *st, uint32_t need)
 {
     if (st->arena.free_pages >= need)
         return 0;
-    if (st->arena.free_pages + st->evictable_pages < need)
+    if (st->arena.free_pages + st->evictable_pages + (st->room_wait ? st->spilling_pages : 0) <
+        need)
         return VKV_ENOSPC;
     while (st->arena.free_pages < need) {
+        if (st->room_wait && st->arena.free_pages + st->spilling_pages >= need) {
+            st->c.room_waits++;
+            return VKVS_WAIT;
+        }
         uint32_t id = vkvs_policy_victim(&st->pol);
-        if (id == 0)
-            return VKV_ENOSPC; /* cannot happen while the invariant holds */
+        if (id == 0) {
+            if (st->room_wait && st->spilling_pages > 0) {
+                st->c.room_waits++;
+                return VKVS_WAIT;
+            }
+            return VKV_ENOSPC; /* only SPILLING pages left, and no waiting */
+        }
         if (evict_entry(st, id, true, true) == VKV_EBUSY) {
+            if (st->room_wait && st->spilling_pages > 0) {
+                /* the writer is behind but making progress: wait for it
+                 * (backpressure) rather than forget this victim */
+                vkvs_policy_insert(&st->pol, id);
+                st->c.room_waits++;
+                return VKVS_WAIT;
+            }
             /* The cold tier is far behind: this victim's hot copy is dropped
              * instead of spilled (a cache may forget; it never blocks the
              * loop). Not through the drop hook: a copy the cold tier may
@@ -658,6 +694,11 @@ void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet)
     st->fetch_quiet = quiet;
 }
 
+void vkvs_set_room_wait(vkvs_store *st, bool wait)
+{
+    st->room_wait = wait;
+}
+
 void vkvs_set_hooks(vkvs_store *st, const vkvs_hooks *hooks)
 {
     if (hooks)
@@ -971,7 +1012,11 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
     pages = vkvs_pages_for(size, st->arena.page_size);
     if ((rv = lease_new(st, (uint32_t)(s - st->sess), LEASE_ALLOC, &slot)) != 0)
         goto fail;
-    if ((rv = make_room(st, pages)) != 0)
+    if ((rv = make_room(st, pages)) == VKVS_WAIT) {
+        lease_free(st, slot);
+        return VKVS_WAIT;
+    }
+    if (rv != 0)
         goto fail_lease;
     if ((rv = vkvs_index_new(&st->ix, s->ns_id, key, &id)) != 0)
         goto fail_lease;
@@ -1131,11 +1176,11 @@ static void delete_entry(vkvs_store *st, uint32_t id)
         entry_destroy(st, id, true);
         return;
     }
-    if (e->state == VKVS_COLD) {
+    if (e->state == VKVS_COLD && !(e->flags & VKVS_EF_SPILLING)) {
         entry_destroy(st, id, true);
         return;
     }
-    /* pinned READY or RESTORING: invisible now, freed later */
+    /* pinned READY, RESTORING or SPILLING: invisible now, freed later */
     if (st->hooks.drop)
         st->hooks.drop(st->hooks.arg, e->ns_id, st->ns[e->ns_id], &e->key);
     vkvs_policy_remove(&st->pol, id);
@@ -1223,7 +1268,8 @@ void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out)
     out->pages_total = st->arena.total_pages;
     out->pages_free = st->arena.free_pages;
     out->pages_evictable = st->evictable_pages;
-    out->pages_pinned = st->arena.total_pages - st->arena.free_pages - st->evictable_pages;
+    out->pages_pinned =
+        st->arena.total_pages - st->arena.free_pages - st->evictable_pages - st->spilling_pages;
     out->extents_total = st->extents_total;
     out->leases_active = st->nlease - st->nzombie;
     out->leases_quarantined = st->nzombie;
@@ -1235,6 +1281,8 @@ void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out)
                       (uint64_t)st->arena.max_slabs * st->arena.words_per_slab * 8;
     out->slabs = st->nslabs;
     out->policy = (uint32_t)st->cfg.policy;
+    out->entries_spilling = st->spilling_entries;
+    out->pages_spilling = st->spilling_pages;
 }
 
 /* Fills *out from entry e. */
@@ -1245,6 +1293,7 @@ static void fill_info(const vkvs_store *st, vkvs_entry *e, vkvs_info *out)
     out->key = e->key;
     out->state = e->state;
     out->delete_pending = (e->flags & VKVS_EF_DELPEND) != 0;
+    out->spilling = (e->flags & VKVS_EF_SPILLING) != 0;
     out->size = e->size;
     out->pins = e->pins;
     out->hits = e->hits;
@@ -1346,6 +1395,8 @@ int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key)
     if (id == 0)
         return VKV_ENOTFOUND;
     vkvs_entry *e = vkvs_ent(&st->ix, id);
+    if (e->flags & VKVS_EF_SPILLING)
+        return 0; /* about an older record: the write in flight makes a new one */
     if (e->state == VKVS_COLD) {
         entry_destroy(st, id, false);
         return 0;
@@ -1360,9 +1411,45 @@ int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key)
 
     if (id == 0)
         return VKV_ENOTFOUND;
-    if (vkvs_ent(&st->ix, id)->state != VKVS_COLD)
+    vkvs_entry *e = vkvs_ent(&st->ix, id);
+    if (e->state != VKVS_COLD || (e->flags & VKVS_EF_SPILLING))
         return VKV_ESTATE;
     entry_destroy(st, id, false);
+    return 0;
+}
+
+int vkvs_spill_done(vkvs_store *st, const char *ns, const vkv_key *key, int status)
+{
+    uint32_t id = find_any(st, ns, key);
+
+    if (id == 0)
+        return VKV_ENOTFOUND;
+    vkvs_entry *e = vkvs_ent(&st->ix, id);
+    if (e->state != VKVS_COLD || !(e->flags & VKVS_EF_SPILLING))
+        return VKV_ESTATE;
+    e->flags &= (uint8_t)~VKVS_EF_SPILLING;
+    st->spilling_pages -= epages(st, e);
+    st->spilling_entries--;
+    if (e->flags & VKVS_EF_DELPEND) {
+        entry_destroy(st, id, false); /* the drop hook ran at the delete */
+        return 0;
+    }
+    if (status == 0) {
+        entry_drop_pages(st, e);
+        return 0;
+    }
+    if (status == VKV_ECHECKSUM || status == VKV_EIDENT || status == VKV_ECORRUPT) {
+        st->c.spill_failures++;
+        entry_destroy(st, id, true);
+        return 0;
+    }
+    /* Nothing was written and the immutable block is intact in its pages:
+     * serve it hot again rather than lose it. */
+    st->c.spill_failures++;
+    st->c.spills_reverted++;
+    set_state(st, e, VKVS_READY);
+    vkvs_policy_insert(&st->pol, id);
+    ev_fix(st, e, false);
     return 0;
 }
 
@@ -1378,6 +1465,8 @@ int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_
     e = vkvs_ent(&st->ix, id);
     if (e->state != VKVS_COLD)
         return VKV_ESTATE;
+    if (e->flags & VKVS_EF_SPILLING)
+        return VKV_EBUSY;
     if ((rv = make_room(st, epages(st, e))) != 0)
         return rv;
     uint64_t size = e->size;

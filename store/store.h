@@ -57,7 +57,9 @@ typedef struct vkvs_store vkvs_store;
 enum vkvs_state {
     VKVS_WRITING = 1,   /* being written under an ALLOC lease; invisible */
     VKVS_READY = 2,     /* hot, readable */
-    VKVS_COLD = 3,      /* in the cold tier only; no pages */
+    VKVS_COLD = 3,      /* in the cold tier only; no pages (unless SPILLING:
+                         * vkvs_info.spilling, pages held until the write
+                         * that reads them is done, vkvs_spill_done) */
     VKVS_RESTORING = 4, /* cold -> hot copy in progress; pages allocated */
 };
 
@@ -180,12 +182,27 @@ typedef struct vkvs_victim {
     uint64_t last_ms;
     bool for_room; /* evicted to make room for an allocation (else
                     * FLUSH / EVICT) */
+    bool may_hold; /* the hook may answer VKVS_SPILL_HELD (keep the pages
+                    * until vkvs_spill_done); false when the room is needed
+                    * now: copy, or answer VKV_EBUSY */
 } vkvs_victim;
+
+/* Evict hook answer: the cold tier reads the victim's pages in place; they
+ * stay reserved (the entry is COLD and SPILLING) until vkvs_spill_done. */
+#define VKVS_SPILL_HELD 1
+
+/* vkvs_alloc / vkvs_restore_begin answer (not an error) while room waiting
+ * is on (vkvs_set_room_wait): there is not enough free memory now, but
+ * spills in flight will free enough; ask again after vkvs_spill_done. */
+#define VKVS_WAIT 2
 
 typedef struct vkvs_hooks {
     /* Called for an eviction to the cold tier, BEFORE the victim's pages are
-     * freed. Copy what is needed synchronously (vkvs_read). Return 0 if the
-     * cold tier took the entry (it becomes COLD), VKV_EBUSY if the cold tier
+     * freed. Copy what is needed synchronously (vkvs_read) and return 0 (the
+     * entry becomes COLD, its pages are freed), or, when v->may_hold, return
+     * VKVS_SPILL_HELD to have the cold tier read the pages in place (the
+     * entry becomes COLD and SPILLING; the pages stay until vkvs_spill_done
+     * for it), VKV_EBUSY if the cold tier
      * cannot take more right now (the entry stays READY; an eviction for
      * room then drops it instead, FLUSH/EVICT stop there), or another error
      * (the entry is dropped and counted as a failed spill). Must not call
@@ -264,6 +281,14 @@ typedef struct vkvs_fetch_result {
  * each request once, at its first run. */
 void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet);
 
+/* While `wait` is true, an ALLOC or a restore that lacks free memory while
+ * spills in flight (SPILLING pages) would free enough answers VKVS_WAIT
+ * instead of evicting more, and evictions for room may keep their pages
+ * (VKVS_SPILL_HELD); the caller asks again after vkvs_spill_done. While
+ * false (the default) room is made at once: the evict hook must copy (or
+ * the victim is dropped). */
+void vkvs_set_room_wait(vkvs_store *st, bool wait);
+
 /* Pins the longest READY prefix of keys[0..n) under one new lease, bumps
  * hits and recency, and fills blocks[0..nready) (caller array of n). Stops at
  * the first absent/WRITING key or at the first COLD/RESTORING one (then
@@ -277,7 +302,9 @@ int vkvs_fetch(vkvs_store *st, uint64_t sid, const vkv_key *keys, size_t n, vkvs
 /* Reserves `size` bytes (> 0) for `key` as a WRITING entry under a new ALLOC
  * lease (*lease) and returns its extents in *out (valid while the lease
  * lives). Evicts unpinned READY entries (to the cold tier when an evict hook
- * is set) as needed. A COLD key is reported as existing. Errors:
+ * is set) as needed; with room waiting on, may answer VKVS_WAIT instead
+ * (see vkvs_set_room_wait; nothing is reserved). A COLD key is reported as
+ * existing. Errors:
  * VKV_EEXIST (READY/COLD/RESTORING exists), VKV_EBUSY (another live lease is
  * writing it; poll lookup then fetch), VKV_ENOSPC (free + evictable pages
  * too few, size > capacity, or the session's quota would be exceeded), VKV_ESESSION, VKV_EPERM,
@@ -350,14 +377,18 @@ typedef struct vkvs_stats {
                              * (the daemon restores and then serves them) */
     uint64_t lookups, fetches;
     uint64_t allocs, allocs_failed, commits, aborts, deletes;
-    uint64_t evictions;           /* entries evicted (all causes) */
-    uint64_t spills;              /* evictions taken by the evict hook */
-    uint64_t spill_failures;      /* evict hook returned an error */
-    uint64_t spills_deferred;     /* evict hook said VKV_EBUSY (cold tier behind) */
-    uint64_t spills_dropped_busy; /* eviction victims dropped, not spilled,
-                                   * because the cold tier was behind */
-    uint64_t spills_skipped;      /* evictions of restored entries the cold tier
-                                   * still held: no spill needed */
+    uint64_t evictions;                        /* entries evicted (all causes) */
+    uint64_t spills;                           /* evictions taken by the evict hook */
+    uint64_t spill_failures;                   /* evict hook returned an error */
+    uint64_t spills_deferred;                  /* evict hook said VKV_EBUSY (cold tier behind) */
+    uint64_t spills_dropped_busy;              /* eviction victims dropped, not spilled,
+                                                * because the cold tier was behind */
+    uint64_t spills_skipped;                   /* evictions of restored entries the cold tier
+                                                * still held: no spill needed */
+    uint64_t spills_held;                      /* spills that read the arena in place */
+    uint64_t spills_reverted;                  /* held spills that failed: back to READY */
+    uint64_t room_waits;                       /* ALLOC/restore answered VKVS_WAIT */
+    uint64_t entries_spilling, pages_spilling; /* SPILLING now (gauges) */
     uint64_t restores;
     uint64_t leases_active, leases_expired;
     uint64_t leases_quarantined; /* expired, pages kept (see the model) */
@@ -379,6 +410,7 @@ typedef struct vkvs_info {
     vkv_key key;
     uint32_t state; /* enum vkvs_state */
     bool delete_pending;
+    bool spilling; /* COLD with its pages still held (being written) */
     uint64_t size;
     uint32_t pins;
     uint32_t hits;
@@ -415,9 +447,21 @@ int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key);
  * call the drop hook. Errors: VKV_ENOTFOUND, VKV_ESTATE (not COLD). */
 int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key);
 
+/* Ends the spill of SPILLING entry (ns, key) that its evict hook answered
+ * VKVS_SPILL_HELD for. status 0: the cold tier holds the block; its pages
+ * are freed (it stays COLD). status VKV_ECHECKSUM, VKV_EIDENT or
+ * VKV_ECORRUPT: the block itself is bad; the entry is dropped (drop hook
+ * called). Any other error (I/O, full disk, no cold tier): nothing was
+ * written and the block is intact in its pages, so the entry is READY
+ * again (counted in spills_reverted). A delete that arrived meanwhile is
+ * completed now. Errors: VKV_ENOTFOUND, VKV_ESTATE (not SPILLING). */
+int vkvs_spill_done(vkvs_store *st, const char *ns, const vkv_key *key, int status);
+
 /* Turns COLD entry (ns, key) into RESTORING with freshly allocated pages
  * (evicting as needed) and returns them in *out (valid until
- * vkvs_restore_end). Errors: VKV_ENOTFOUND, VKV_ESTATE (not COLD), VKV_ENOSPC. */
+ * vkvs_restore_end). May answer VKVS_WAIT (room waiting on, nothing
+ * changed). Errors: VKV_ENOTFOUND, VKV_ESTATE (not COLD), VKV_EBUSY (COLD
+ * but still SPILLING: restore after vkvs_spill_done), VKV_ENOSPC. */
 int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out);
 
 /* The pages of RESTORING entry (ns, key) in *out (valid until

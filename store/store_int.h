@@ -20,9 +20,12 @@
 #define VKVS_EF_SMALL    0x04 /* S3-FIFO: in the small queue (else main) */
 #define VKVS_EF_INPOL    0x08 /* linked in the policy's lists */
 #define VKVS_EF_COLDCOPY                                                                           \
-    0x10                  /* READY after a restore: the cold tier still holds                      \
-                           * this (immutable) block, so evicting it needs no                       \
-                           * spill */
+    0x10 /* READY after a restore: the cold tier still holds                                       \
+          * this (immutable) block, so evicting it needs no                                        \
+          * spill */
+#define VKVS_EF_SPILLING                                                                           \
+    0x20                  /* COLD, pages still held: the cold tier reads them in place until       \
+                           * vkvs_spill_done; they are never freed before that */
 #define VKVS_EF_USED 0x80 /* pool slot holds a live entry */
 
 /* One index entry: fixed size (104 bytes on LP64). Lives at a stable address

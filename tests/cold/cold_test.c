@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "cold.h"
 #include "cold_util.h"
@@ -304,6 +305,91 @@ static int progress_cb(void *ctx, uint64_t done, uint64_t total, uint64_t db, ui
     assert_true(db <= tb);
     (*calls)++;
     return 0;
+}
+
+/* Writes two malformed rows into the meta DB of the (closed) env in dir,
+ * straight through LMDB: one whose key is 10 bytes long with a well-sized
+ * record of `size` bytes, and one with a well-formed key (ns id 1, `key`)
+ * but an 8-byte value. */
+static void forge_malformed_meta_rows(const char *dir, const vkv_key *key, uint64_t size)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    uint8_t rec[72] = {0};
+    uint32_t version = 1, piece = 256u << 10;
+    memcpy(rec, &version, 4);
+    memcpy(rec + 4, &piece, 4);
+    memcpy(rec + 8, &size, 8); /* the record's size field */
+    MDB_val k1 = {10, "short-key!"}, v1 = {sizeof rec, rec};
+    assert_int_equal(mdb_put(txn, dbi, &k1, &v1, 0), 0);
+    uint8_t kb[4 + VKV_KEY_LEN] = {0, 0, 0, 1};
+    memcpy(kb + 4, key->b, VKV_KEY_LEN);
+    uint64_t shortval = 42;
+    MDB_val k2 = {sizeof kb, kb}, v2 = {sizeof shortval, &shortval};
+    assert_int_equal(mdb_put(txn, dbi, &k2, &v2, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* foreach callback: counts entries. */
+static int count_cb(void *ctx, const vkvs_cold_entry_info *e)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Metadata rows that break the record rule (a key of the wrong length, a
+ * value that is not one record) are judged alike by the open-time scan
+ * (not counted), foreach (skipped) and verify (reported corrupt, removed
+ * with VKVS_COLD_VERIFY_DROP); the good entries stay served. */
+static void cold_malformed_metadata_rows_follow_one_rule(void **state)
+{
+    fixture *f = *state;
+    const size_t len = 50000;
+    vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
+    vkv_key k[3];
+    for (int i = 0; i < 3; i++)
+        cu_key(&k[i], 9, (uint64_t)i);
+    assert_int_equal(cu_spill_sync(c, "m", &k[0], len, 1), 0);
+    assert_int_equal(cu_spill_sync(c, "m", &k[1], len, 2), 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    forge_malformed_meta_rows(f->dir, &k[2], 1000);
+
+    c = open_cold(f->dir, 64u << 20, 256u << 10);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.bytes, 2 * len);
+    int n = 0;
+    assert_int_equal(vkvs_cold_foreach(c, count_cb, &n), 0);
+    assert_int_equal(n, 2);
+    vkvs_cold_entry_info info;
+    assert_int_equal(vkvs_cold_lookup(c, "m", &k[2], &info), VKV_EIO);
+
+    vkvs_cold_verify_report r;
+    assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+    assert_int_equal(r.entries, 4);
+    assert_int_equal(r.corrupt, 2);
+    assert_int_equal(r.dropped, 0);
+    assert_int_equal(vkvs_cold_verify(c, VKVS_COLD_VERIFY_DROP, NULL, NULL, &r), 0);
+    assert_int_equal(r.corrupt, 2);
+    assert_int_equal(r.dropped, 2);
+    assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+    assert_int_equal(r.entries, 2);
+    assert_int_equal(r.corrupt, 0);
+    expect_absent(c, "m", &k[2]);
+    expect_restore(c, "m", &k[0], len);
+    expect_restore(c, "m", &k[1], len);
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.checksum_failures, 4);
+    assert_int_equal(vkvs_cold_close(c), 0);
 }
 
 /* Bytes flipped inside a stored payload: verify reports the entries,
@@ -628,6 +714,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(cold_malformed_metadata_rows_follow_one_rule, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "codecs.h"
-#include "f16.h"
 #include "metrics.h"
 #include "synth.h"
+#include "tensor/f16.h"
 #include "vkv/error.h"
 
 #define NEAR(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))

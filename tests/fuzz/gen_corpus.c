@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "proto.h"
-#include "st.h"
+#include "tensor/safetensors.h"
 #include "vkv/codec.h"
 
 static const char *g_out;
@@ -320,22 +320,22 @@ static void gen_st(void)
     float data[24];
     for (int i = 0; i < 24; i++)
         data[i] = (float)i * 0.25f - 3.0f;
-    vkve_st_out t[3] = {
-        {"k.0", VKVE_ST_F16, 2, {2, 3}, data},
-        {"v.0", VKVE_ST_BF16, 3, {2, 2, 2}, data + 6},
-        {"scale", VKVE_ST_F32, 1, {4}, data + 20},
+    vkvtn_st_out t[3] = {
+        {"k.0", VKVTN_ST_F16, 2, {2, 3}, data},
+        {"v.0", VKVTN_ST_BF16, 3, {2, 2, 2}, data + 6},
+        {"scale", VKVTN_ST_F32, 1, {4}, data + 20},
     };
     const char *meta[] = {"format", "vkv", "spec", "lloyd:kg=64"};
     char path[4096], err[256];
     snprintf(path, sizeof path, "%s/st/three-tensors-meta", g_out);
-    if (vkve_st_write(path, t, 3, meta, 2, err, sizeof err) != 0)
+    if (vkvtn_st_write(path, t, 3, meta, 2, err, sizeof err) != 0)
         goto fail;
     snprintf(path, sizeof path, "%s/st/one-f32", g_out);
-    if (vkve_st_write(path, t + 2, 1, NULL, 0, err, sizeof err) != 0)
+    if (vkvtn_st_write(path, t + 2, 1, NULL, 0, err, sizeof err) != 0)
         goto fail;
-    vkve_st_out scalar = {"s", VKVE_ST_F16, 0, {0}, data};
+    vkvtn_st_out scalar = {"s", VKVTN_ST_F16, 0, {0}, data};
     snprintf(path, sizeof path, "%s/st/scalar", g_out);
-    if (vkve_st_write(path, &scalar, 1, NULL, 0, err, sizeof err) != 0)
+    if (vkvtn_st_write(path, &scalar, 1, NULL, 0, err, sizeof err) != 0)
         goto fail;
     /* Hand-written edge cases: empty object, zero-size tensor. */
     static const char empty[] = "\x02\0\0\0\0\0\0\0{}";

@@ -8,6 +8,8 @@ the documented status. Usage: proto_python_test.py PATH/TO/vkvp_dump
 Exits 77 (skipped) when /usr/bin/python3 has no msgpack module.
 """
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -20,11 +22,33 @@ except ImportError:
 DUMP = sys.argv[1]
 FAILS = []
 
-HELLO, LOOKUP, FETCH, ALLOC, COMMIT, ABORT, RELEASE, DELETE = range(1, 9)
-EVICT, FLUSH, STATS, LIST, INFO, PING = range(9, 15)
-NAMES = {1: "HELLO", 2: "LOOKUP", 3: "FETCH", 4: "ALLOC", 5: "COMMIT", 6: "ABORT",
-         7: "RELEASE", 8: "DELETE", 9: "EVICT", 10: "FLUSH", 11: "STATS", 12: "LIST",
-         13: "INFO", 14: "PING"}
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "PROTOCOL.md")
+
+
+def doc_ops():
+    """The op numbers of docs/PROTOCOL.md's table ("| 2  | LOOKUP  | ..." rows)."""
+    ops = {}
+    with open(DOC, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r"\|\s*(\d+)\s*\|\s*([A-Z]+)\s*\|", line)
+            if m:
+                ops[m.group(2)] = int(m.group(1))
+    return ops
+
+
+# The ops come from the document this test checks; the C table (VKVP_OPS,
+# printed by vkvp_dump --ops) must be the same, name for name.
+OPS = doc_ops()
+C_OPS = json.loads(subprocess.run([DUMP, "--ops"], stdout=subprocess.PIPE, check=True,
+                                  timeout=20).stdout.decode("ascii"))
+if OPS != C_OPS or not OPS:
+    print("FAIL: op table of docs/PROTOCOL.md %r != vkvp_dump --ops %r" % (OPS, C_OPS))
+    sys.exit(1)
+NAMES = {v: k for k, v in OPS.items()}
+HELLO, LOOKUP, FETCH, ALLOC, COMMIT, ABORT, RELEASE, DELETE = (
+    OPS[n] for n in ("HELLO", "LOOKUP", "FETCH", "ALLOC", "COMMIT", "ABORT", "RELEASE", "DELETE"))
+EVICT, FLUSH, STATS, LIST, INFO, PING = (
+    OPS[n] for n in ("EVICT", "FLUSH", "STATS", "LIST", "INFO", "PING"))
 
 
 def key(i):

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
+#include "fdrec.h"
 #include "proto.h"
 
 /* ------------------------------------------------------------------------- */
@@ -1164,6 +1165,28 @@ static void proto_random_mutations_never_crash_and_accepted_frames_reencode(void
     assert_true(rejected > 2000);
 }
 
+/* The fd side channel's records (fdrec.h) are the little-endian layouts
+ * docs/PROTOCOL.md states, and decode what they encode. */
+static void proto_fd_records_are_little_endian(void **state)
+{
+    (void)state;
+    uint8_t hello[VKVP_FD_HELLO_LEN], slab[VKVP_FD_SLAB_LEN];
+    vkvp_fd_hello_encode(hello, 0x0102030405060708ull);
+    const uint8_t want_hello[8] = {8, 7, 6, 5, 4, 3, 2, 1};
+    assert_memory_equal(hello, want_hello, sizeof want_hello);
+    assert_int_equal(vkvp_fd_hello_decode(hello), 0x0102030405060708ull);
+    vkvp_fd_slab_encode(slab, 3, 0xa0000000beefull);
+    const uint8_t want_slab[16] = {3, 0, 0, 0, 0, 0, 0, 0, 0xef, 0xbe, 0, 0, 0, 0xa0, 0, 0};
+    assert_memory_equal(slab, want_slab, sizeof want_slab);
+    uint64_t id = 0, size = 0;
+    vkvp_fd_slab_decode(slab, &id, &size);
+    assert_int_equal(id, 3);
+    assert_int_equal(size, 0xa0000000beefull);
+    vkvp_fd_slab_encode(slab, UINT64_MAX, 0);
+    vkvp_fd_slab_decode(slab, &id, &size);
+    assert_true(id == UINT64_MAX && size == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1188,6 +1211,7 @@ int main(void)
         cmocka_unit_test(proto_encoder_refuses_out_of_range_fields),
         cmocka_unit_test(proto_req_id_is_recovered_from_damaged_frames),
         cmocka_unit_test(proto_random_mutations_never_crash_and_accepted_frames_reencode),
+        cmocka_unit_test(proto_fd_records_are_little_endian),
     };
     return cmocka_run_group_tests(tests, setup_fixtures, NULL);
 }

@@ -3,6 +3,7 @@
  *
  *   vkvp_dump                 decode stdin as a request
  *   vkvp_dump --reply OP      decode stdin as the reply to op number OP
+ *   vkvp_dump --ops           print the op table (VKVP_OPS) as {"NAME":n,...}
  *
  * Prints one JSON line (vkvp_request_to_json / vkvp_reply_to_json) and exits
  * 0, or prints {"error":"VKV_E...","why":"..."} and exits 1. Exit 2 on usage
@@ -48,16 +49,32 @@ static void print_error(int rc, const char *why)
     printf("\"}\n");
 }
 
+/* Prints the op table generated from VKVP_OPS as one JSON object. */
+static void print_ops(void)
+{
+    const char *sep = "";
+    putchar('{');
+#define VKVP_DUMP_OP_(name, value, lower, req, rep)                                                \
+    printf("%s\"%s\":%d", sep, vkvp_op_name(value), value);                                        \
+    sep = ",";
+    VKVP_OPS(VKVP_DUMP_OP_)
+#undef VKVP_DUMP_OP_
+    printf("}\n");
+}
+
 int main(int argc, char **argv)
 {
     size_t len = 0;
     char why[VKVP_WHY_LEN] = "";
     char *json = NULL;
     int rc, op = 0;
-    if (argc == 3 && strcmp(argv[1], "--reply") == 0) {
+    if (argc == 2 && strcmp(argv[1], "--ops") == 0) {
+        print_ops();
+        return 0;
+    } else if (argc == 3 && strcmp(argv[1], "--reply") == 0) {
         op = atoi(argv[2]);
     } else if (argc != 1) {
-        fprintf(stderr, "usage: vkvp_dump [--reply OP] < frame\n");
+        fprintf(stderr, "usage: vkvp_dump [--reply OP | --ops] < frame\n");
         return 2;
     }
     unsigned char *buf = read_stdin(&len);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "store_test_util.h"
+#include "store_test_ops.h"
 #include "vkv/error.h"
 
 /* What the hooks saw; `busy_after` spills are taken, later ones are busy. */
@@ -42,24 +43,6 @@ static void drop_hook(void *arg, uint32_t ns_id, const char *ns, const vkv_key *
     (void)ns;
     (void)key;
     ((hook_state *)arg)->drops++;
-}
-
-/* Commits key i (one page). */
-static void put(vkvs_store *st, uint64_t sid, uint32_t i)
-{
-    vkv_key k = tkey(i);
-    uint64_t lease;
-    vkvs_block b;
-    assert_int_equal(vkvs_alloc(st, sid, &k, 4096, &lease, &b), 0);
-    assert_int_equal(vkvs_commit(st, sid, lease, NULL, NULL), 0);
-}
-
-static size_t present(vkvs_store *st, uint64_t sid, uint32_t i, size_t *cold)
-{
-    vkv_key k = tkey(i);
-    size_t p;
-    assert_int_equal(vkvs_lookup(st, sid, &k, 1, &p, cold), 0);
-    return p;
 }
 
 static void busy_hook_stops_flush_and_keeps_entries_hot(void **state)

@@ -52,6 +52,24 @@ def error_name(code):
     return name.decode() if name else f"VKV_E?({code})"
 
 
+_ERROR_CODES = None
+
+
+def error_code(name):
+    """The code of a vkv_err symbol ("VKV_ENOTSUP" -> -27), read from libvkv's
+    own table (vkv_errname over the code range): Python keeps no copy."""
+    global _ERROR_CODES
+    if _ERROR_CODES is None:
+        lib = load_library()
+        codes = {}
+        for code in range(0, -256, -1):
+            n = lib.vkv_errname(code)
+            if n and n != b"VKV_E?":
+                codes[n.decode()] = code
+        _ERROR_CODES = codes
+    return _ERROR_CODES[name]
+
+
 # ---- C structs (must match include/vkv/*.h) ----------------------------------
 class _Key(ctypes.Structure):
     _fields_ = [("b", ctypes.c_uint8 * KEY_LEN)]
@@ -353,7 +371,8 @@ class PagedDst:
         self.stream = stream
         self._lib = load_library()
         if self.device and getattr(self._lib, "vkv_cuda_decode_paged", None) is None:
-            raise VkvError(-27, "PagedDst: device caches need a libvkv built with CUDA")
+            raise VkvError(error_code("VKV_ENOTSUP"),
+                           "PagedDst: device caches need a libvkv built with CUDA")
 
     def decode(self, data, size, block_table, first_pos, skip=0, verify=True, hdr=None,
                ident=None):
@@ -423,7 +442,8 @@ def _as_numpy(x):
         import torch  # noqa: optional dependency
         t = x.detach()
         if t.device.type != "cpu":
-            raise VkvError(-27, "attend: CUDA tensors need vkv_cuda_attend (not bound)")
+            raise VkvError(error_code("VKV_ENOTSUP"),
+                           "attend: CUDA tensors need vkv_cuda_attend (not bound)")
         if t.dtype == torch.bfloat16:
             t = t.float()
         return np.ascontiguousarray(t.numpy()), True
@@ -546,7 +566,8 @@ class Fetch:
     def decode(self, i):
         """(K, V) numpy arrays of block i, decoded straight from the daemon's memory."""
         if self._client.backend_is_cuda:
-            raise VkvError(-27, "decode: CUDA-backend views are device pointers")
+            raise VkvError(error_code("VKV_ENOTSUP"),
+                           "decode: CUDA-backend views are device pointers")
         v = self._view(i)
         lib = self._client._lib
         return decode_block(v.data, v.size, lambda dst: _check(
@@ -569,7 +590,8 @@ class Fetch:
         """(out, lse) of q over layer `layer` of block i, computed on its 1-bit
         codes in the daemon's memory (attend_block; no fp16 copy)."""
         if self._client.backend_is_cuda:
-            raise VkvError(-27, "attend: CUDA-backend views are device pointers")
+            raise VkvError(error_code("VKV_ENOTSUP"),
+                           "attend: CUDA-backend views are device pointers")
         v = self._view(i)
         return attend_block(v.data, v.size, layer, q, scale, mask, kv_heads,
                             ident=self.ident(i))
@@ -731,7 +753,7 @@ class Client:
         when the key exists or another worker is writing it."""
         fn = getattr(self._lib, "vkv_cuda_encode", None)
         if fn is None:
-            raise VkvError(-27, "put_device: libvkv was built without CUDA")
+            raise VkvError(error_code("VKV_ENOTSUP"), "put_device: libvkv was built without CUDA")
         L = len(k_ptrs)
         if L == 0 or len(v_ptrs) != L or len(visual_ranges) > MAX_RANGES:
             raise ValueError("one K and one V address per layer; at most 8 visual ranges")
@@ -747,7 +769,7 @@ class Client:
         ctypes.memmove(kk.b, key_parse(key), KEY_LEN)
         p = ctypes.c_void_p()
         rc = self._lib.vkv_put_begin(self._c, ctypes.byref(kk), size.value, ctypes.byref(p))
-        if rc in (-16, -17):  # VKV_EEXIST, VKV_EBUSY
+        if rc in (error_code("VKV_EEXIST"), error_code("VKV_EBUSY")):
             return False
         _check(rc, "vkv_put_begin")
         kp = (ctypes.c_void_p * L)(*k_ptrs)

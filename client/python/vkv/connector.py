@@ -472,7 +472,8 @@ class WorkerCore:
         g = cache_geometry(kv_caches, self.block_size, layout_hint)
         device = g.device != "cpu"
         if device != bool(self.c.backend_is_cuda):
-            raise vkv.VkvError(-27, f"register_kv_caches: {g.device} caches with vkvd's "
+            raise vkv.VkvError(vkv.error_code("VKV_ENOTSUP"),
+                               f"register_kv_caches: {g.device} caches with vkvd's "
                                f"{'cuda' if self.c.backend_is_cuda else 'host'} backend (decode "
                                "reads blocks where the caches are: host backend for CPU caches, "
                                "cuda backend for GPU caches)")
@@ -561,13 +562,14 @@ class WorkerCore:
                 except OSError:
                     continue
             else:
-                raise vkv.VkvError(-27, "libcudart not found: cannot read a device block header")
+                raise vkv.VkvError(vkv.error_code("VKV_ENOTSUP"),
+                                   "libcudart not found: cannot read a device block header")
             self._cudart.cudaMemcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                                                 ctypes.c_int]
         self._hbuf = ctypes.create_string_buffer(vkv.HEADER_SIZE)
         n = min(vkv.HEADER_SIZE, size)
         if self._cudart.cudaMemcpy(self._hbuf, data, n, 2) != 0:  # cudaMemcpyDeviceToHost
-            raise vkv.VkvError(-23, "cudaMemcpy of a block header failed")
+            raise vkv.VkvError(vkv.error_code("VKV_EIO"), "cudaMemcpy of a block header failed")
         return ctypes.addressof(self._hbuf)
 
     def _shape_ok(self, hdr, size, req_id, c):

@@ -1,5 +1,5 @@
 /*
- * store/cold.h - the LMDB cold tier: spill, restore, bound, verify.
+ * cold/cold.h - the LMDB cold tier: spill, restore, bound, verify.
  *
  * One LMDB environment in a private directory (mode 0700) holds every block
  * that left the hot arena. It is the system of record for cold entries: an
@@ -33,8 +33,8 @@
  * Errors: every int-returning function returns 0 or a negative VKV_E* code
  * (include/vkv/error.h).
  */
-#ifndef VKV_STORE_COLD_H
-#define VKV_STORE_COLD_H
+#ifndef VKV_COLD_COLD_H
+#define VKV_COLD_COLD_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -84,6 +84,16 @@ typedef struct vkvs_cold_config {
                                  * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
                                  * (tests set it small to exercise growth) */
+    /* Optional check of every spill, run on the writer thread before
+     * anything is written, over the whole block (contiguous; gathered into
+     * a writer-owned buffer when the spill's source is several pieces).
+     * Nonzero refuses the spill: its SPILL completion carries that status
+     * (a VKV_E* code) and nothing is written. `block` is valid only during
+     * the call. vkvd checks the block's own checksum and identity here, off
+     * its event loop. NULL = no check (default). */
+    int (*spill_check)(void *arg, const char *ns, const vkv_key *key, const void *block,
+                       size_t len);
+    void *spill_check_arg;
 } vkvs_cold_config;
 
 /* Operation a completion reports. */
@@ -303,4 +313,4 @@ const char *vkvs_cold_op_name(int op);
 #ifdef __cplusplus
 }
 #endif
-#endif /* VKV_STORE_COLD_H */
+#endif /* VKV_COLD_COLD_H */

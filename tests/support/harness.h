@@ -1,5 +1,5 @@
 /*
- * tests/integration/harness.h - helpers that run a real vkvd for the
+ * tests/support/harness.h - helpers that run a real vkvd for the
  * multi-process tests: a private runtime and state directory per daemon, a
  * fork/exec of the real binary, readiness by polling its socket, real
  * signals to stop it.

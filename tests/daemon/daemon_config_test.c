@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "vkv/error.h"
 
 static void sizes_parse_with_units_and_reject_junk(void **state)
 {
@@ -67,9 +68,9 @@ static void unknown_keys_and_bad_values_are_errors(void **state)
     char *p3 = write_tmp("[vkvd]\nbackend = gpu\n");
     assert_int_not_equal(vkvd_config_load_file(&cfg, p3), 0);
     assert_int_not_equal(vkvd_config_load_file(&cfg, "/nonexistent/vkvd.ini"), 0);
-    assert_int_equal(vkvd_config_set(&cfg, "no-such", "1"), -1);
-    assert_int_equal(vkvd_config_set(&cfg, "lease-ttl-ms", "0"), -2);
-    assert_int_equal(vkvd_config_set(&cfg, "spill-on-exit", "maybe"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "no-such", "1"), VKV_ENOTFOUND);
+    assert_int_equal(vkvd_config_set(&cfg, "lease-ttl-ms", "0"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "spill-on-exit", "maybe"), VKV_EINVAL);
     unlink(p1);
     unlink(p2);
     unlink(p3);
@@ -91,9 +92,9 @@ static void cross_field_rules_are_validated(void **state)
     assert_int_not_equal(vkvd_config_validate(&cfg), 0);
     vkvd_config_defaults(&cfg);
     char *argv[] = {"vkvd", "--page-size", "5000", NULL};
-    assert_int_equal(vkvd_config_from_args(&cfg, 3, argv), -1);
+    assert_int_equal(vkvd_config_from_args(&cfg, 3, argv), VKV_EINVAL);
     char *argv2[] = {"vkvd", "stray", NULL};
-    assert_int_equal(vkvd_config_from_args(&cfg, 2, argv2), -1);
+    assert_int_equal(vkvd_config_from_args(&cfg, 2, argv2), VKV_EINVAL);
 }
 
 static void defaults_follow_xdg_directories(void **state)
@@ -112,6 +113,41 @@ static void defaults_follow_xdg_directories(void **state)
     unsetenv("XDG_RUNTIME_DIR");
 }
 
+/* The remote tier's settings: off by default; file < env < flags; the
+ * password is never printed. */
+static void remote_settings_parse_and_hide_the_password(void **state)
+{
+    (void)state;
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    assert_string_equal(cfg.remote, "");
+    assert_true(cfg.remote_publish);
+    char *path = write_tmp("[vkvd]\nremote = redis://h1:7000,h2:7001\nremote_password = s3cret\n"
+                           "remote-ttl = 60\nremote-piece-size = 1M\n");
+    setenv("VKV_REMOTE_USER", "fleet", 1);
+    char *argv[] = {"vkvd", "--config", path, "--remote-publish", "no", NULL};
+    assert_int_equal(vkvd_config_from_args(&cfg, 5, argv), 0);
+    assert_string_equal(cfg.remote, "redis://h1:7000,h2:7001");
+    assert_string_equal(cfg.remote_user, "fleet");
+    assert_string_equal(cfg.remote_password, "s3cret");
+    assert_int_equal(cfg.remote_ttl_s, 60);
+    assert_int_equal(cfg.remote_piece, 1u << 20);
+    assert_false(cfg.remote_publish);
+    char buf[4096] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    vkvd_config_print(&cfg, f);
+    fclose(f);
+    assert_non_null(strstr(buf, "remote = redis://h1:7000,h2:7001"));
+    assert_null(strstr(buf, "s3cret"));
+    assert_int_equal(vkvd_config_set(&cfg, "remote-prefix", "bad{tag}"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "remote-threads", "0"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "remote", ""), 0);
+    assert_string_equal(cfg.remote, "");
+    unsetenv("VKV_REMOTE_USER");
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +156,7 @@ int main(void)
         cmocka_unit_test(unknown_keys_and_bad_values_are_errors),
         cmocka_unit_test(cross_field_rules_are_validated),
         cmocka_unit_test(defaults_follow_xdg_directories),
+        cmocka_unit_test(remote_settings_parse_and_hide_the_password),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

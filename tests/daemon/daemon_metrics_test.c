@@ -1,5 +1,5 @@
 /*
- * tests/client/metrics_test.c - unit tests of daemon/metrics.c: the
+ * tests/daemon/daemon_metrics_test.c - unit tests of daemon/metrics.c: the
  * Prometheus text rendering of published counters and latency histograms,
  * and (when built with libmicrohttpd) a real scrape over HTTP of an endpoint
  * on a free localhost port, read by python3's urllib in a child process.

@@ -1,5 +1,5 @@
 /*
- * tests/integration/integrity_test.c - a worker reads the block committed
+ * tests/integration/integration_integrity_test.c - a worker reads the block committed
  * under its key, or an error, never another key's KV. Real vkvd, real worker
  * processes, real signals, short lease TTLs:
  *   - a writer that outlives its lease cannot overwrite another key's block;

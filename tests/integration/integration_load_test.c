@@ -1,5 +1,5 @@
 /*
- * tests/integration/load_test.c - one client cannot exhaust vkvd or starve
+ * tests/integration/integration_load_test.c - one client cannot exhaust vkvd or starve
  * another. A flooding worker process loops FLUSH of a full 64 MiB arena,
  * FETCH of the flushed keys (restores), ALLOC past its session quota and
  * puts, while this process measures its own LOOKUP round trips and samples

@@ -1,4 +1,5 @@
-/* tests/eval/st_test.c - the safetensors reader on good and malformed files. */
+/* tests/tensor/tensor_safetensors_test.c - the safetensors reader on good and
+ * malformed files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "f16.h"
-#include "st.h"
+#include "tensor/f16.h"
+#include "tensor/safetensors.h"
 #include "vkv/block.h"
 #include "vkv/error.h"
 
@@ -38,14 +39,14 @@ static int parse_code(const char *json, size_t data_len, char *msg, size_t n)
 {
     size_t size;
     uint8_t *b = make_file(json, data_len, UINT64_MAX, &size);
-    vkve_st_file *f = NULL;
-    int rc = vkve_st_parse(b, size, &f, msg, n);
+    vkvtn_st_file *f = NULL;
+    int rc = vkvtn_st_parse(b, size, &f, msg, n);
     free(b);
     if (rc == VKV_OK)
         assert_non_null(f);
     else
         assert_null(f);
-    vkve_st_free(f);
+    vkvtn_st_free(f);
     return rc;
 }
 
@@ -57,31 +58,31 @@ static void a_well_formed_file_parses_with_its_metadata(void **state)
                     "\"a\":{\"dtype\":\"F16\",\"shape\":[2,1],\"data_offsets\":[0,4]}}";
     size_t size;
     uint8_t *buf = make_file(j, 12, UINT64_MAX, &size);
-    vkve_st_file *f = NULL;
+    vkvtn_st_file *f = NULL;
     char msg[256];
-    assert_int_equal(vkve_st_parse(buf, size, &f, msg, sizeof msg), VKV_OK);
+    assert_int_equal(vkvtn_st_parse(buf, size, &f, msg, sizeof msg), VKV_OK);
     free(buf); /* the file object keeps its own copy */
-    assert_int_equal(vkve_st_count(f), 2);
-    const vkve_st_tensor *a = vkve_st_find(f, "a"), *b = vkve_st_find(f, "b");
+    assert_int_equal(vkvtn_st_count(f), 2);
+    const vkvtn_st_tensor *a = vkvtn_st_find(f, "a"), *b = vkvtn_st_find(f, "b");
     assert_non_null(a);
     assert_non_null(b);
-    assert_int_equal(a->dtype, VKVE_ST_F16);
+    assert_int_equal(a->dtype, VKVTN_ST_F16);
     assert_int_equal(a->ndim, 2);
     assert_int_equal(a->shape[0], 2);
     assert_int_equal(b->nbytes, 8);
     assert_int_equal(b->data[0], 4); /* byte 4 of the data section */
-    assert_string_equal(vkve_st_meta(f, "visual_ranges"), "1:3");
-    assert_null(vkve_st_meta(f, "nope"));
-    assert_null(vkve_st_find(f, "c"));
-    vkve_st_free(f);
+    assert_string_equal(vkvtn_st_meta(f, "visual_ranges"), "1:3");
+    assert_null(vkvtn_st_meta(f, "nope"));
+    assert_null(vkvtn_st_find(f, "c"));
+    vkvtn_st_free(f);
 }
 
 static void a_file_shorter_than_eight_bytes_is_truncated(void **state)
 {
     (void)state;
     uint8_t b[5] = {1, 0, 0, 0, 0};
-    vkve_st_file *f = NULL;
-    assert_int_equal(vkve_st_parse(b, sizeof b, &f, NULL, 0), VKV_ETRUNC);
+    vkvtn_st_file *f = NULL;
+    assert_int_equal(vkvtn_st_parse(b, sizeof b, &f, NULL, 0), VKV_ETRUNC);
     assert_null(f);
 }
 
@@ -90,9 +91,9 @@ static void a_header_longer_than_the_file_is_truncated(void **state)
     (void)state;
     size_t size;
     uint8_t *b = make_file("{}", 0, 100, &size);
-    vkve_st_file *f = NULL;
+    vkvtn_st_file *f = NULL;
     char msg[256] = "";
-    assert_int_equal(vkve_st_parse(b, size, &f, msg, sizeof msg), VKV_ETRUNC);
+    assert_int_equal(vkvtn_st_parse(b, size, &f, msg, sizeof msg), VKV_ETRUNC);
     assert_non_null(strstr(msg, "runs past"));
     free(b);
 }
@@ -102,8 +103,8 @@ static void a_huge_header_length_is_refused_before_reading(void **state)
     (void)state;
     size_t size;
     uint8_t *b = make_file("{}", 0, UINT64_MAX - 3, &size);
-    vkve_st_file *f = NULL;
-    assert_int_equal(vkve_st_parse(b, size, &f, NULL, 0), VKV_ETOOBIG);
+    vkvtn_st_file *f = NULL;
+    assert_int_equal(vkvtn_st_parse(b, size, &f, NULL, 0), VKV_ETOOBIG);
     free(b);
 }
 
@@ -216,53 +217,53 @@ static void written_files_read_back_with_the_same_values(void **state)
     close(fd);
     float a[6] = {1.0f, -2.5f, 0.333333f, 65504.0f, -0.0f, 1e-7f};
     float b[2] = {3.14159265f, -1e30f};
-    vkve_st_out t[3] = {
-        {.name = "x.f16", .dtype = VKVE_ST_F16, .ndim = 2, .shape = {2, 3}, .data = a},
-        {.name = "x.bf16", .dtype = VKVE_ST_BF16, .ndim = 1, .shape = {6}, .data = a},
-        {.name = "y", .dtype = VKVE_ST_F32, .ndim = 1, .shape = {2}, .data = b},
+    vkvtn_st_out t[3] = {
+        {.name = "x.f16", .dtype = VKVTN_ST_F16, .ndim = 2, .shape = {2, 3}, .data = a},
+        {.name = "x.bf16", .dtype = VKVTN_ST_BF16, .ndim = 1, .shape = {6}, .data = a},
+        {.name = "y", .dtype = VKVTN_ST_F32, .ndim = 1, .shape = {2}, .data = b},
     };
     const char *meta[2] = {"visual_ranges", "0:2"};
     char msg[256];
-    assert_int_equal(vkve_st_write(path, t, 3, meta, 1, msg, sizeof msg), VKV_OK);
-    vkve_st_file *f = NULL;
-    assert_int_equal(vkve_st_read_file(path, &f, msg, sizeof msg), VKV_OK);
+    assert_int_equal(vkvtn_st_write(path, t, 3, meta, 1, msg, sizeof msg), VKV_OK);
+    vkvtn_st_file *f = NULL;
+    assert_int_equal(vkvtn_st_read_file(path, &f, msg, sizeof msg), VKV_OK);
     unlink(path);
     float out[6];
-    const vkve_st_tensor *x = vkve_st_find(f, "x.f16");
+    const vkvtn_st_tensor *x = vkvtn_st_find(f, "x.f16");
     assert_non_null(x);
-    assert_int_equal(vkve_st_to_f32(x, out), VKV_OK);
+    assert_int_equal(vkvtn_st_to_f32(x, out), VKV_OK);
     for (int i = 0; i < 6; i++)
-        assert_true(out[i] == vkve_round_dtype(a[i], VKV_DTYPE_F16));
-    x = vkve_st_find(f, "x.bf16");
-    assert_int_equal(vkve_st_to_f32(x, out), VKV_OK);
+        assert_true(out[i] == vkvtn_round_dtype(a[i], VKV_DTYPE_F16));
+    x = vkvtn_st_find(f, "x.bf16");
+    assert_int_equal(vkvtn_st_to_f32(x, out), VKV_OK);
     for (int i = 0; i < 6; i++)
-        assert_true(out[i] == vkve_round_dtype(a[i], VKV_DTYPE_BF16));
-    x = vkve_st_find(f, "y");
-    assert_int_equal(vkve_st_to_f32(x, out), VKV_OK);
+        assert_true(out[i] == vkvtn_round_dtype(a[i], VKV_DTYPE_BF16));
+    x = vkvtn_st_find(f, "y");
+    assert_int_equal(vkvtn_st_to_f32(x, out), VKV_OK);
     assert_true(out[0] == b[0] && out[1] == b[1]);
-    assert_string_equal(vkve_st_meta(f, "visual_ranges"), "0:2");
-    vkve_st_free(f);
+    assert_string_equal(vkvtn_st_meta(f, "visual_ranges"), "0:2");
+    vkvtn_st_free(f);
 }
 
 static void a_missing_file_is_an_io_error(void **state)
 {
     (void)state;
-    vkve_st_file *f = NULL;
+    vkvtn_st_file *f = NULL;
     char msg[256];
-    assert_int_equal(vkve_st_read_file("/nonexistent/dir/x.safetensors", &f, msg, sizeof msg),
+    assert_int_equal(vkvtn_st_read_file("/nonexistent/dir/x.safetensors", &f, msg, sizeof msg),
                      VKV_EIO);
 }
 
 static void half_conversion_rounds_to_nearest_even(void **state)
 {
     (void)state;
-    assert_int_equal(vkve_f32_to_f16(1.0f), 0x3c00);
-    assert_int_equal(vkve_f32_to_f16(65504.0f), 0x7bff);
-    assert_int_equal(vkve_f32_to_f16(65520.0f), 0x7c00);           /* rounds up to Inf */
-    assert_int_equal(vkve_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie to even */
-    assert_int_equal(vkve_f32_to_f16(5.9604645e-08f), 0x0001);     /* smallest subnormal */
-    assert_true(vkve_f16_to_f32(0x0001) == 5.9604644775390625e-08f);
-    assert_int_equal(vkve_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(vkvtn_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(vkvtn_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(vkvtn_f32_to_f16(65520.0f), 0x7c00);           /* rounds up to Inf */
+    assert_int_equal(vkvtn_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00); /* tie to even */
+    assert_int_equal(vkvtn_f32_to_f16(5.9604645e-08f), 0x0001);     /* smallest subnormal */
+    assert_true(vkvtn_f16_to_f32(0x0001) == 5.9604644775390625e-08f);
+    assert_int_equal(vkvtn_f32_to_bf16(1.0f), 0x3f80);
 }
 
 int main(void)

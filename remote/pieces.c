@@ -1,0 +1,470 @@
+/* A vkv block as Redis pieces plus a manifest written last; see pieces.h. */
+#include "pieces.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "clock.h"
+#include "vkv/block.h"
+#include "vkv/error.h"
+
+#define PIECE_TTL_EXTRA_MS 60000 /* pieces outlive their manifest */
+#define READ_BATCH         4     /* piece GETs in flight per pipeline */
+#define WRITE_BATCH        8     /* piece SETs per pipeline */
+
+/* ---- key names ------------------------------------------------------------- */
+
+/* Appends the escaped namespace and "/{<key hex>}" to out at *pos. */
+static int name_base(char *out, size_t cap, size_t *pos, const char *prefix, const char *ns,
+                     const vkv_key *key)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t p = 0, pl = strlen(prefix);
+    if (pl + 3 * strlen(ns) + 2 * VKV_KEY_LEN + 4 >= cap)
+        return VKV_EINVAL;
+    memcpy(out, prefix, pl);
+    p = pl;
+    for (const unsigned char *s = (const unsigned char *)ns; *s; s++) {
+        if (*s < 0x21 || *s > 0x7e || *s == '%' || *s == '/' || *s == '{' || *s == '}') {
+            out[p++] = '%';
+            out[p++] = hex[*s >> 4];
+            out[p++] = hex[*s & 15];
+        } else {
+            out[p++] = (char)*s;
+        }
+    }
+    out[p++] = '/';
+    out[p++] = '{';
+    for (int i = 0; i < VKV_KEY_LEN; i++) {
+        out[p++] = hex[key->b[i] >> 4];
+        out[p++] = hex[key->b[i] & 15];
+    }
+    out[p++] = '}';
+    out[p] = '\0';
+    *pos = p;
+    return 0;
+}
+
+int vkvr_name_manifest(char *out, size_t cap, const char *prefix, const char *ns,
+                       const vkv_key *key)
+{
+    size_t p;
+    if (name_base(out, cap, &p, prefix, ns, key) || p + 3 > cap)
+        return VKV_EINVAL;
+    memcpy(out + p, "/m", 3);
+    return (int)(p + 2);
+}
+
+int vkvr_name_piece(char *out, size_t cap, const char *prefix, const char *ns, const vkv_key *key,
+                    uint64_t nonce, uint32_t i)
+{
+    size_t p;
+    if (name_base(out, cap, &p, prefix, ns, key))
+        return VKV_EINVAL;
+    int n = snprintf(out + p, cap - p, "/%016llx/%u", (unsigned long long)nonce, i);
+    if (n < 0 || (size_t)n >= cap - p)
+        return VKV_EINVAL;
+    return (int)(p + (size_t)n);
+}
+
+/* ---- manifest ---------------------------------------------------------------- */
+
+/* Little-endian stores/loads (the format is LE; so is every supported host). */
+static void put64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Number of pieces of `size` bytes cut in piece_size pieces. */
+static uint64_t piece_count(uint64_t size, uint32_t piece_size)
+{
+    return (size + piece_size - 1) / piece_size;
+}
+
+int vkvr_manifest_build(const void *block, uint64_t size, uint32_t piece_size, const char *ns,
+                        const vkv_key *key, uint64_t nonce, void **out, size_t *outlen)
+{
+    if (!block || size == 0 || piece_size == 0 || piece_count(size, piece_size) > VKVR_PIECES_MAX)
+        return VKV_EINVAL;
+    uint32_t n = (uint32_t)piece_count(size, piece_size);
+    size_t len = VKVR_MAN_HDR + 8u * n + 8u;
+    uint8_t *m = calloc(1, len);
+    if (!m)
+        return VKV_ENOMEM;
+    memcpy(m, VKVR_MAN_MAGIC, 8);
+    put32(m + 8, VKVR_MAN_VERSION);
+    put32(m + 12, VKVR_MAN_HDR);
+    put64(m + 16, size);
+    put32(m + 24, piece_size);
+    put32(m + 28, n);
+    put64(m + 32, XXH3_64bits(block, (size_t)size));
+    put64(m + 40, nonce);
+    put64(m + 48, vkv_wall_ms());
+    vkv_block_ident(ns, strlen(ns), key->b, m + 56);
+    memcpy(m + 72, key->b, VKV_KEY_LEN);
+    const uint8_t *b = block;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t off = (uint64_t)i * piece_size;
+        uint64_t plen = size - off < piece_size ? size - off : piece_size;
+        put64(m + VKVR_MAN_HDR + 8u * i, XXH3_64bits(b + off, (size_t)plen));
+    }
+    put64(m + len - 8, XXH3_64bits(m, len - 8));
+    *out = m;
+    *outlen = len;
+    return 0;
+}
+
+int vkvr_manifest_parse(const void *buf, size_t len, const char *ns, const vkv_key *key,
+                        uint64_t max_block, vkvr_manifest *m)
+{
+    const uint8_t *p = buf;
+    if (len < VKVR_MAN_HDR + 8 || memcmp(p, VKVR_MAN_MAGIC, 8) != 0 ||
+        get32(p + 8) != VKVR_MAN_VERSION || get32(p + 12) != VKVR_MAN_HDR)
+        return VKV_ECORRUPT;
+    m->size = get64(p + 16);
+    m->piece_size = get32(p + 24);
+    m->pieces = get32(p + 28);
+    if (m->pieces == 0 || m->pieces > VKVR_PIECES_MAX ||
+        len != VKVR_MAN_HDR + 8u * (size_t)m->pieces + 8u)
+        return VKV_ECORRUPT;
+    if (get64(p + len - 8) != XXH3_64bits(p, len - 8))
+        return VKV_ECORRUPT;
+    if (m->piece_size == 0 || m->size == 0 || piece_count(m->size, m->piece_size) != m->pieces)
+        return VKV_ECORRUPT;
+    m->block_xxh3 = get64(p + 32);
+    m->nonce = get64(p + 40);
+    m->created_ms = get64(p + 48);
+    memcpy(m->ident, p + 56, VKV_IDENT_LEN);
+    memcpy(m->key.b, p + 72, VKV_KEY_LEN);
+    m->piece_xxh3 = p + VKVR_MAN_HDR;
+    uint8_t want[VKV_IDENT_LEN];
+    vkv_block_ident(ns, strlen(ns), key->b, want);
+    if (memcmp(want, m->ident, VKV_IDENT_LEN) != 0 || memcmp(key->b, m->key.b, VKV_KEY_LEN) != 0)
+        return VKV_EIDENT;
+    if (m->size > max_block)
+        return VKV_ETOOBIG;
+    return 0;
+}
+
+int vkvr_redis_error(const char *msg)
+{
+    if (strncmp(msg, "OOM", 3) == 0)
+        return VKV_ENOSPC;
+    if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "NOPERM", 6) == 0 ||
+        strncmp(msg, "WRONGPASS", 9) == 0)
+        return VKV_EPERM;
+    if (strncmp(msg, "WRONGTYPE", 9) == 0)
+        return VKV_ECORRUPT;
+    return VKV_EIO;
+}
+
+/* ---- write ------------------------------------------------------------------- */
+
+/* Deletes pieces [0, n) of publish `nonce` (best effort, errors ignored). */
+static void delete_pieces(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                          uint64_t nonce, uint32_t n)
+{
+    char name[VKVR_KEYNAME_MAX];
+    for (uint32_t i = 0; i < n; i++) {
+        int len = vkvr_name_piece(name, sizeof name, prefix, ns, key, nonce, i);
+        const char *av[2] = {"DEL", name};
+        size_t al[2] = {3, (size_t)len};
+        redisReply *r = NULL;
+        if (len > 0 && vkvr_cluster_command(c, 2, av, al, 1, &r) == 0)
+            freeReplyObject(r);
+    }
+}
+
+/* A random 64-bit publish nonce (time, address and thread mixed; uniqueness
+ * among concurrent publishers of one key is all it needs). */
+static uint64_t make_nonce(const void *salt)
+{
+    uint64_t in[3] = {vkv_now_ns(), vkv_wall_ms(), (uint64_t)(uintptr_t)salt};
+    return XXH3_64bits(in, sizeof in) | 1u;
+}
+
+int vkvr_block_write(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                     const void *block, uint64_t size, uint32_t piece_size, uint64_t ttl_ms,
+                     vkvr_io_report *rep)
+{
+    char mname[VKVR_KEYNAME_MAX];
+    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
+    if (mlen < 0)
+        return VKV_EINVAL;
+    /* Once per key: a manifest that exists is never rewritten. */
+    const char *ex[2] = {"EXISTS", mname};
+    size_t exl[2] = {6, (size_t)mlen};
+    redisReply *r = NULL;
+    int rc = vkvr_cluster_command(c, 2, ex, exl, 1, &r);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = vkvr_redis_error(r->str);
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+        rc = VKV_EEXIST;
+    freeReplyObject(r);
+    if (rc)
+        return rc;
+
+    uint64_t nonce = make_nonce(&nonce);
+    void *man = NULL;
+    size_t manlen = 0;
+    if ((rc = vkvr_manifest_build(block, size, piece_size, ns, key, nonce, &man, &manlen)) != 0)
+        return rc;
+    uint32_t n = (uint32_t)piece_count(size, piece_size);
+    char ttl[24], pttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    snprintf(pttl, sizeof pttl, "%llu", (unsigned long long)(ttl_ms + PIECE_TTL_EXTRA_MS));
+
+    /* Pieces first, WRITE_BATCH per pipeline. */
+    char names[WRITE_BATCH][VKVR_KEYNAME_MAX];
+    const char *av[WRITE_BATCH][5];
+    size_t al[WRITE_BATCH][5];
+    const char *const *avp[WRITE_BATCH];
+    const size_t *alp[WRITE_BATCH];
+    int ac[WRITE_BATCH];
+    redisReply *rr[WRITE_BATCH];
+    uint32_t written = 0;
+    const uint8_t *b = block;
+    for (uint32_t i0 = 0; i0 < n && rc == 0; i0 += WRITE_BATCH) {
+        int k = 0;
+        for (uint32_t i = i0; i < n && k < WRITE_BATCH; i++, k++) {
+            uint64_t off = (uint64_t)i * piece_size;
+            uint64_t plen = size - off < piece_size ? size - off : piece_size;
+            int nl = vkvr_name_piece(names[k], sizeof names[k], prefix, ns, key, nonce, i);
+            av[k][0] = "SET";
+            al[k][0] = 3;
+            av[k][1] = names[k];
+            al[k][1] = (size_t)nl;
+            av[k][2] = (const char *)(b + off);
+            al[k][2] = (size_t)plen;
+            av[k][3] = "PX";
+            al[k][3] = 2;
+            av[k][4] = pttl;
+            al[k][4] = strlen(pttl);
+            ac[k] = ttl_ms ? 5 : 3;
+            avp[k] = av[k];
+            alp[k] = al[k];
+        }
+        rc = vkvr_cluster_pipeline(c, k, ac, avp, alp, 1, rr);
+        if (rc)
+            break;
+        written = i0 + (uint32_t)k;
+        for (int j = 0; j < k; j++) {
+            if (rr[j]->type == REDIS_REPLY_ERROR && rc == 0) {
+                rc = vkvr_redis_error(rr[j]->str);
+                if (rc == VKV_ENOSPC)
+                    rep->oom = 1;
+            }
+            freeReplyObject(rr[j]);
+        }
+    }
+    /* Then the manifest, only if it is still absent. */
+    if (rc == 0) {
+        const char *mv[6] = {"SET", mname, man, "NX", "PX", ttl};
+        size_t ml[6] = {3, (size_t)mlen, manlen, 2, 2, strlen(ttl)};
+        rc = vkvr_cluster_command(c, ttl_ms ? 6 : 4, mv, ml, 1, &r);
+        if (rc == 0) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                rc = vkvr_redis_error(r->str);
+                if (rc == VKV_ENOSPC)
+                    rep->oom = 1;
+            } else if (r->type == REDIS_REPLY_NIL) {
+                rc = VKV_EEXIST; /* another node published it meanwhile */
+            }
+            freeReplyObject(r);
+            /* A SET NX resent on a fresh connection after its reply was lost
+             * finds our own manifest: that is success, not a lost race. */
+            const char *gv[2] = {"GET", mname};
+            size_t gl[2] = {3, (size_t)mlen};
+            if (rc == VKV_EEXIST && vkvr_cluster_command(c, 2, gv, gl, 1, &r) == 0) {
+                if (r->type == REDIS_REPLY_STRING && r->len == manlen &&
+                    memcmp(r->str, man, manlen) == 0)
+                    rc = 0;
+                freeReplyObject(r);
+            }
+        }
+    }
+    free(man);
+    if (rc)
+        delete_pieces(c, prefix, ns, key, nonce, rc == VKV_EEXIST ? n : written);
+    return rc;
+}
+
+/* ---- read -------------------------------------------------------------------- */
+
+int vkvr_manifest_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                       uint64_t max_block, vkvr_manifest *m, void **mbuf, vkvr_io_report *rep)
+{
+    char mname[VKVR_KEYNAME_MAX];
+    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
+    if (mlen < 0)
+        return VKV_EINVAL;
+    const char *av[2] = {"GET", mname};
+    size_t al[2] = {3, (size_t)mlen};
+    redisReply *r = NULL;
+    int rc = vkvr_cluster_command(c, 2, av, al, 1, &r);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_NIL) {
+        rc = VKV_ENOTFOUND;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        rc = vkvr_redis_error(r->str);
+    } else if (r->type != REDIS_REPLY_STRING) {
+        rc = VKV_ECORRUPT;
+    } else if ((*mbuf = malloc(r->len ? r->len : 1)) == NULL) {
+        rc = VKV_ENOMEM;
+    } else {
+        memcpy(*mbuf, r->str, r->len);
+        rc = vkvr_manifest_parse(*mbuf, r->len, ns, key, max_block, m);
+        if (rc) {
+            free(*mbuf);
+            *mbuf = NULL;
+        }
+    }
+    if (rc == VKV_ECORRUPT || rc == VKV_EIDENT)
+        rep->foreign = 1;
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Copies src[0..len) to the iovec list dst at byte offset off. */
+static void iov_put(const struct iovec *dst, int ndst, uint64_t off, const uint8_t *src,
+                    uint64_t len)
+{
+    for (int i = 0; i < ndst && len > 0; i++) {
+        if (off >= dst[i].iov_len) {
+            off -= dst[i].iov_len;
+            continue;
+        }
+        uint64_t n = dst[i].iov_len - off < len ? dst[i].iov_len - off : len;
+        memcpy((uint8_t *)dst[i].iov_base + off, src, (size_t)n);
+        src += n;
+        len -= n;
+        off = 0;
+    }
+}
+
+int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                    const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep)
+{
+    uint64_t room = 0;
+    for (int i = 0; i < ndst; i++)
+        room += dst[i].iov_len;
+    if (room < m->size)
+        return VKV_ETRUNC;
+    if (m->size < VKV_BLOCK_HEADER_SIZE || m->piece_size < VKV_BLOCK_HEADER_SIZE) {
+        rep->foreign = 1;
+        return VKV_ECORRUPT;
+    }
+    XXH3_state_t *whole = XXH3_createState(), *payload = XXH3_createState();
+    if (!whole || !payload) {
+        XXH3_freeState(whole);
+        XXH3_freeState(payload);
+        return VKV_ENOMEM;
+    }
+    XXH3_64bits_reset(whole);
+    XXH3_64bits_reset(payload);
+    vkv_block_header hdr;
+    char names[READ_BATCH][VKVR_KEYNAME_MAX];
+    const char *av[READ_BATCH][2];
+    size_t al[READ_BATCH][2];
+    const char *const *avp[READ_BATCH];
+    const size_t *alp[READ_BATCH];
+    int ac[READ_BATCH];
+    redisReply *rr[READ_BATCH];
+    int rc = 0;
+    for (uint32_t i0 = 0; i0 < m->pieces && rc == 0; i0 += READ_BATCH) {
+        int k = 0;
+        for (uint32_t i = i0; i < m->pieces && k < READ_BATCH; i++, k++) {
+            int nl = vkvr_name_piece(names[k], sizeof names[k], prefix, ns, key, m->nonce, i);
+            av[k][0] = "GET";
+            al[k][0] = 3;
+            av[k][1] = names[k];
+            al[k][1] = (size_t)nl;
+            ac[k] = 2;
+            avp[k] = av[k];
+            alp[k] = al[k];
+        }
+        rc = vkvr_cluster_pipeline(c, k, ac, avp, alp, 1, rr);
+        if (rc)
+            break;
+        for (int j = 0; j < k; j++) {
+            uint32_t i = i0 + (uint32_t)j;
+            uint64_t off = (uint64_t)i * m->piece_size;
+            uint64_t plen = m->size - off < m->piece_size ? m->size - off : m->piece_size;
+            const redisReply *x = rr[j];
+            if (rc == 0) {
+                if (x->type == REDIS_REPLY_NIL) {
+                    rc = VKV_ENOTFOUND; /* expired or evicted piece */
+                } else if (x->type == REDIS_REPLY_ERROR) {
+                    rc = vkvr_redis_error(x->str);
+                } else if (x->type != REDIS_REPLY_STRING || x->len != plen ||
+                           XXH3_64bits(x->str, x->len) != get64(m->piece_xxh3 + 8u * i)) {
+                    rc = VKV_ECHECKSUM;
+                    rep->corrupt = 1;
+                } else {
+                    const uint8_t *s = (const uint8_t *)x->str;
+                    XXH3_64bits_update(whole, s, (size_t)plen);
+                    if (i == 0) {
+                        memcpy(&hdr, s, sizeof hdr);
+                        XXH3_64bits_update(payload, s + VKV_BLOCK_HEADER_SIZE,
+                                           (size_t)plen - VKV_BLOCK_HEADER_SIZE);
+                    } else {
+                        XXH3_64bits_update(payload, s, (size_t)plen);
+                    }
+                    iov_put(dst, ndst, off, s, plen);
+                }
+            }
+            freeReplyObject(rr[j]);
+        }
+    }
+    uint64_t hw = XXH3_64bits_digest(whole), hp = XXH3_64bits_digest(payload);
+    XXH3_freeState(whole);
+    XXH3_freeState(payload);
+    if (rc)
+        return rc;
+    if (hw != m->block_xxh3) {
+        rep->corrupt = 1;
+        return VKV_ECHECKSUM;
+    }
+    /* The block's own checks: header (a header copy against the real size),
+     * payload checksum, identity. A sound manifest over a block that fails
+     * these is a planted value. */
+    vkv_block_header h;
+    rc = vkv_block_check(&hdr, (size_t)m->size, 0, &h);
+    if (rc == 0 && h.total_size != m->size)
+        rc = VKV_ECORRUPT;
+    if (rc == 0 && h.payload_xxh3 != hp)
+        rc = VKV_ECHECKSUM;
+    if (rc == 0)
+        rc = vkv_block_check_ident(&h, m->ident);
+    if (rc) {
+        if (rc == VKV_ECHECKSUM)
+            rep->corrupt = 1;
+        else
+            rep->foreign = 1;
+        if (rc != VKV_ECHECKSUM && rc != VKV_EIDENT)
+            rc = VKV_ECORRUPT;
+    }
+    return rc;
+}
