@@ -4,6 +4,7 @@
 #include <nanomsg/nn.h>
 #include <nanomsg/reqrep.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 #include "client_cuda.h"
 #include "client_internal.h"
 #include "fdrec.h"
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
+#include "shmidx.h"
 #include "vkv/attend.h"
 #include "vkv/vkv.h"
 
@@ -72,6 +75,26 @@ struct vkv_client {
     struct slabset *sets; /* every live set, current and retired */
     uint64_t rid_next;
     int in_hello; /* hello() is running: no reconnect from inside it */
+    /* LOOKUP from the daemon's lookup index segment (PROTOCOL.md 8a).
+     * `lidx` is the current daemon's reader (NULL: none; swapped under mu
+     * at HELLO); lookups read through it without the mutex while counted in
+     * lidx_users, so a reader replaced at a reconnect is kept on
+     * lidx_retired until no lookup can hold it. */
+    vkvp_shmidx_reader *_Atomic lidx;
+    atomic_int lidx_users;
+    struct lidx_retired *lidx_retired;
+    bool lidx_off;                 /* VKV_LOOKUP_SHM=0 */
+    _Atomic uint64_t last_rt_ms;   /* monotonic time of the last reply */
+    _Atomic uint64_t keepalive_ms; /* a LOOKUP takes the round trip after this
+                                    * much silence, keeping the session alive */
+    int lidx_fd;                   /* index fd from the side channel (-1) */
+    uint64_t lidx_size;
+};
+
+/* A reader replaced at a reconnect, freed once no lookup uses readers. */
+struct lidx_retired {
+    struct lidx_retired *next;
+    vkvp_shmidx_reader *r;
 };
 
 /* How a block spread over several page runs was made contiguous. Host: a
@@ -259,6 +282,87 @@ static int check_slab_fd(int fd, uint64_t size)
     return VKV_OK;
 }
 
+/* Receives one side-channel message: a 16-byte payload [id, size] (u64 LE
+ * each) with one fd attached. *fd gets the fd when one came (the caller
+ * closes it), else -1. Returns 0, VKV_ETIMEDOUT, VKV_ECONN (short read or
+ * end of file) or VKV_EPROTO (no fd). */
+static int recv_fd_msg(int s, uint64_t *id, uint64_t *size, int *fd)
+{
+    uint8_t payload[VKVP_FD_SLAB_LEN];
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {payload, sizeof payload};
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    *fd = -1;
+    ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+    struct cmsghdr *cm = r > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+    if (cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(fd, CMSG_DATA(cm), sizeof *fd);
+    if (r != (ssize_t)sizeof payload)
+        return r < 0 && errno == EAGAIN ? VKV_ETIMEDOUT : VKV_ECONN;
+    if (*fd < 0)
+        return VKV_EPROTO;
+    vkvp_fd_slab_decode(payload, id, size);
+    return 0;
+}
+
+/* After the slabs, a daemon that has a lookup index sends it as one more
+ * message [VKVP_SHMIDX_FD_ID, size] + fd; an older daemon (or one without
+ * an index) just closes. Keeps the fd in c->lidx_fd (hello() maps it). */
+static void recv_index(vkv_client *c, int s)
+{
+    int fd = -1;
+    uint64_t id = 0, size = 0;
+    int r = recv_fd_msg(s, &id, &size, &fd);
+    if (fd >= 0 && (r != 0 || id != VKVP_SHMIDX_FD_ID)) {
+        close(fd);
+        fd = -1;
+    }
+    c->lidx_fd = fd;
+    c->lidx_size = size;
+}
+
+/* Frees the retired readers when no lookup is reading through any reader
+ * (c->mu held). */
+static void lidx_reclaim(vkv_client *c)
+{
+    if (atomic_load(&c->lidx_users) != 0)
+        return;
+    while (c->lidx_retired) {
+        struct lidx_retired *n = c->lidx_retired->next;
+        vkvp_shmidx_reader_close(c->lidx_retired->r);
+        free(c->lidx_retired);
+        c->lidx_retired = n;
+    }
+}
+
+/* Makes `r` (may be NULL) the current reader, retiring the previous one
+ * (c->mu held). A lookup that counted itself in lidx_users before this
+ * exchange may still read the old one; one that counts itself after it
+ * loads the new one (both sides seq_cst), so the old one is freed only when
+ * lidx_users is seen at 0 after the exchange. */
+static void lidx_swap(vkv_client *c, vkvp_shmidx_reader *r)
+{
+    vkvp_shmidx_reader *old = atomic_exchange(&c->lidx, r);
+    if (old) {
+        struct lidx_retired *rt = malloc(sizeof *rt);
+        if (rt) {
+            rt->r = old;
+            rt->next = c->lidx_retired;
+            c->lidx_retired = rt;
+        } else {
+            VKV_WARN("libvkv: out of memory retiring a lookup index mapping: it stays mapped");
+        }
+    }
+    lidx_reclaim(c);
+}
+
 /* Receives the slab fds over the side channel and maps them. `slabs` is the
  * HELLO reply's table. Returns 0 or an error. */
 static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h)
@@ -294,36 +398,21 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
         rc = VKV_EPERM;
         goto out;
     }
-    uint8_t sid[VKVP_FD_HELLO_LEN];
+    /* the session id, then (one write) the request for the lookup index */
+    uint8_t sid[VKVP_FD_HELLO_LEN + 8];
     vkvp_fd_hello_encode(sid, c->session);
-    if (send(s, sid, sizeof sid, MSG_NOSIGNAL) != (ssize_t)sizeof sid)
+    vkvp_put_le64(sid + VKVP_FD_HELLO_LEN, VKVP_SHMIDX_WANT);
+    size_t slen = c->lidx_off ? VKVP_FD_HELLO_LEN : sizeof sid;
+    if (send(s, sid, slen, MSG_NOSIGNAL) != (ssize_t)slen)
         goto out;
     for (uint32_t got = 0; got < set->nslabs; got++) {
-        uint8_t payload[VKVP_FD_SLAB_LEN];
-        union {
-            char buf[CMSG_SPACE(sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct iovec iov = {payload, sizeof payload};
-        struct msghdr mh = {0};
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof u.buf;
-        ssize_t r = recvmsg(s, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-        if (r != (ssize_t)sizeof payload) {
-            rc = r < 0 && errno == EAGAIN ? VKV_ETIMEDOUT : VKV_ECONN;
-            goto out;
-        }
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-        if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int))) {
-            rc = VKV_EPROTO;
-            goto out;
-        }
         int fd;
-        memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-        uint64_t id, size;
-        vkvp_fd_slab_decode(payload, &id, &size);
+        uint64_t id = 0, size = 0;
+        if ((rc = recv_fd_msg(s, &id, &size, &fd)) != 0) {
+            if (fd >= 0)
+                close(fd);
+            goto out;
+        }
         struct slab_map *m = NULL;
         for (uint32_t i = 0; i < set->nslabs; i++)
             if (set->slabs[i].id == id)
@@ -347,6 +436,8 @@ static int map_slabs(vkv_client *c, struct slabset *set, const vkvp_hello_rep *h
         }
         m->ro = p;
     }
+    if (!c->lidx_off)
+        recv_index(c, s);
     if (c->backend == VKVP_BACKEND_CUDA) {
         /* No fds for device slabs: wait for the daemon to close, so it has
          * bound our pid before HELLO returns. */
@@ -429,6 +520,13 @@ static int hello(vkv_client *c)
     }
     c->session = rep->u.hello.session;
     c->epoch = rep->epoch;
+    uint64_t ka = rep->u.hello.lease_ttl_ms / 3;
+    atomic_store_explicit(&c->keepalive_ms,
+                          ka < 100     ? 100
+                          : ka > 10000 ? 10000
+                                       : ka,
+                          memory_order_relaxed);
+    atomic_store(&c->last_rt_ms, vkv_now_ms());
     c->page_size = rep->u.hello.page_size;
     c->backend = rep->u.hello.backend;
     c->gen++;
@@ -458,6 +556,16 @@ static int hello(vkv_client *c)
     c->set = set;
     set->next = c->sets;
     c->sets = set;
+    vkvp_shmidx_reader *r = NULL;
+    if (c->lidx_fd >= 0) {
+        int lrc = vkvp_shmidx_reader_open(c->lidx_fd, c->lidx_size, c->epoch, c->ns, &r);
+        if (lrc)
+            VKV_WARN("libvkv: lookup index segment refused (%s): LOOKUP takes the round trip",
+                     vkv_strerror(lrc));
+        close(c->lidx_fd);
+        c->lidx_fd = -1;
+    }
+    lidx_swap(c, r);
     return 0;
 }
 
@@ -478,6 +586,7 @@ static void say_close(vkv_client *c)
 static int reconnect(vkv_client *c)
 {
     unmap_slabs(c);
+    lidx_swap(c, NULL);
     c->in_hello = 1;
     int rc = hello(c);
     c->in_hello = 0;
@@ -519,6 +628,8 @@ int vkvc_call(vkv_client *c, vkvp_request *rq, vkvp_reply **rep, char *why, size
 {
     pthread_mutex_lock(&c->mu);
     int rc = call_locked(c, rq, rep, why, why_len);
+    if (rc != VKV_ECONN && rc != VKV_ETIMEDOUT)
+        atomic_store_explicit(&c->last_rt_ms, vkv_now_ms(), memory_order_relaxed);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -534,6 +645,9 @@ int vkv_connect(const vkv_options *opts, vkv_client **out)
         return VKV_ENOMEM;
     pthread_mutex_init(&c->mu, NULL);
     c->nn = -1;
+    c->lidx_fd = -1;
+    const char *shm = getenv("VKV_LOOKUP_SHM");
+    c->lidx_off = shm && strcmp(shm, "0") == 0;
     c->admin = opts->admin;
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     int rc = VKV_EINVAL;
@@ -591,6 +705,7 @@ fail:
     if (c->nn >= 0)
         nn_close(c->nn);
     unmap_slabs(c);
+    lidx_swap(c, NULL);
     pthread_mutex_destroy(&c->mu);
     free(c);
     return rc;
@@ -621,14 +736,33 @@ void vkv_close(vkv_client *c)
         c->sets = n;
     }
     c->set = NULL;
+    lidx_swap(c, NULL); /* no lookup runs any more (vkv.h) */
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+/* Answers a LOOKUP from the lookup index segment, without the mutex.
+ * Returns 0, or VKV_EBUSY when the round trip must answer: no segment, the
+ * segment cannot answer now (see vkvp_shmidx_lookup), or the session has
+ * been silent for keepalive_ms (the round trip keeps it from being reaped). */
+static int lookup_shm(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold)
+{
+    if (vkv_now_ms() - atomic_load_explicit(&c->last_rt_ms, memory_order_relaxed) >=
+        atomic_load_explicit(&c->keepalive_ms, memory_order_relaxed))
+        return VKV_EBUSY;
+    atomic_fetch_add(&c->lidx_users, 1);
+    vkvp_shmidx_reader *r = atomic_load(&c->lidx);
+    int rc = r ? vkvp_shmidx_lookup(r, keys, n, hits, cold) : VKV_EBUSY;
+    atomic_fetch_sub(&c->lidx_users, 1);
+    return rc;
 }
 
 int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold)
 {
     if (!c || (n && !keys) || n > VKVP_MAX_KEYS || !hits)
         return VKV_EINVAL;
+    if (!c->admin && lookup_shm(c, keys, n, hits, cold) == 0)
+        return 0;
     vkvp_request rq;
     vkvp_reply *rep;
     vkvp_request_init(&rq, VKVP_LOOKUP, 0);

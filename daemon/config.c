@@ -69,6 +69,8 @@ static const struct setting g_settings[] = {
     {"remote-threads", "VKV_REMOTE_THREADS", "remote tier I/O threads (default 2)"},
     {"remote-publish", "VKV_REMOTE_PUBLISH",
      "publish committed blocks to the remote tier: yes | no (default yes)"},
+    {"lookup-index-slots", "VKV_LOOKUP_INDEX_SLOTS",
+     "slots of the shared-memory LOOKUP index (3/4 usable); 0 = off (default 131072)"},
 };
 #define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
 
@@ -249,25 +251,25 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
         size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
         if (strlen(value) >= cap)
-            return -2;
+            return VKV_EINVAL;
         memcpy(dst, value, strlen(value) + 1);
         return 0;
     }
     if (!strcmp(n, "remote-prefix")) {
         if (strpbrk(value, "{}"))
-            return -2;
+            return VKV_EINVAL;
         return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
     }
     if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
         !strcmp(n, "remote-piece-size")) {
         if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
-            return -2;
+            return VKV_EINVAL;
         if (!strcmp(n, "remote-max-block"))
             cfg->remote_max_block = sz;
         else if (!strcmp(n, "remote-queue"))
             cfg->remote_queue = sz;
         else if (sz > UINT32_MAX)
-            return -2;
+            return VKV_EINVAL;
         else
             cfg->remote_piece = (uint32_t)sz;
         return 0;
@@ -275,12 +277,12 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
     if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
         !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
         !strcmp(n, "remote-threads")) {
-        if (parse_u32(value, &u) != 0)
-            return -2;
+        if (!parse_u32(value, &u))
+            return VKV_EINVAL;
         if (!strcmp(n, "remote-ttl"))
             cfg->remote_ttl_s = u;
         else if (u == 0)
-            return -2;
+            return VKV_EINVAL;
         else if (!strcmp(n, "remote-timeout-ms"))
             cfg->remote_timeout_ms = u;
         else if (!strcmp(n, "remote-wait-ms"))
@@ -288,13 +290,19 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         else if (!strcmp(n, "remote-miss-ms"))
             cfg->remote_miss_ms = u;
         else if (u > 32)
-            return -2;
+            return VKV_EINVAL;
         else
             cfg->remote_threads = u;
         return 0;
     }
     if (!strcmp(n, "remote-publish"))
-        return parse_bool(value, &cfg->remote_publish) == 0 ? 0 : -2;
+        return parse_bool(value, &cfg->remote_publish) ? 0 : VKV_EINVAL;
+    if (!strcmp(n, "lookup-index-slots")) {
+        if (!parse_u32(value, &u) || u > (1u << 28))
+            return VKV_EINVAL;
+        cfg->lookup_index_slots = u;
+        return 0;
+    }
     if (!strcmp(n, "allow-gid")) {
         if (!parse_u32(value, &u))
             return VKV_EINVAL;
@@ -346,6 +354,7 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->remote_miss_ms = 1000;
     cfg->remote_threads = 2;
     cfg->remote_publish = true;
+    cfg->lookup_index_slots = 131072;
 }
 
 struct ini_ctx {
@@ -546,6 +555,7 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                : cfg->log_level > 3 ? 3
                                     : cfg->log_level]);
     fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
+    fprintf(fp, "lookup-index-slots = %u\n", cfg->lookup_index_slots);
     fprintf(fp, "session-quota = %llu\n",
             (unsigned long long)(cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2
                                                                        : cfg->session_quota));

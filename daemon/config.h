@@ -49,7 +49,8 @@ typedef struct vkvd_config {
     uint32_t remote_wait_ms;    /* a LOOKUP/FETCH waits this long for the tier */
     uint32_t remote_miss_ms;    /* a remote miss/error is not asked again for this long */
     uint32_t remote_threads;
-    bool remote_publish; /* publish committed blocks (write-behind) */
+    bool remote_publish;         /* publish committed blocks (write-behind) */
+    uint32_t lookup_index_slots; /* slots of the lookup index segment; 0 = none */
 } vkvd_config;
 
 /* Fills `cfg` with the built-in defaults, resolving the runtime and state

@@ -202,11 +202,20 @@
 #define VKVD_COUNTERS_FDCHAN(X)                                                                    \
     X(fdchan_served, served, NULL, NULL, NULL, NONE, NULL)                                         \
     X(fdchan_refused, refused, NULL, NULL, NULL, NONE, NULL)
+/* Counters while the lookup index segment exists: `li` is its
+ * vkvs_shmidx_stats. */
+#define VKVD_COUNTERS_LIDX(X)                                                                      \
+    X(lookup_index_slots, li.nslots, NULL, NULL, NULL, NONE, NULL)                                 \
+    X(lookup_index_live, li.live, NULL, NULL, NULL, NONE, NULL)                                    \
+    X(lookup_index_unpublished, li.unpublished, NULL, NULL, NULL, NONE, NULL)                      \
+    X(lookup_index_changes, li.changes, NULL, NULL, NULL, NONE, NULL)                              \
+    X(lookup_index_rebuilds, li.rebuilds, NULL, NULL, NULL, NONE, NULL)                            \
+    X(lookup_index_full, li.full, NULL, NULL, NULL, NONE, NULL)
 /* Every list, in STATS order (the req_<op> counters aside). */
+#define VKVD_COUNTERS_LOCAL_(X)                                                                    \
+    VKVD_COUNTERS_CORE(X) VKVD_COUNTERS_CORE2(X) VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X)
 #define VKVD_COUNTERS_ALL(X)                                                                       \
-    VKVD_COUNTERS_CORE(X)                                                                          \
-    VKVD_COUNTERS_CORE2(X)                                                                         \
-    VKVD_COUNTERS_COLD(X) VKVD_COUNTERS_FDCHAN(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X)
+    VKVD_COUNTERS_LOCAL_(X) VKVD_COUNTERS_REMOTE_D(X) VKVD_COUNTERS_REMOTE(X) VKVD_COUNTERS_LIDX(X)
 
 /* One enumerator per counter: VKVD_CTR_<name>. */
 enum vkvd_counter_id {

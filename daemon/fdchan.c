@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,6 +27,8 @@ struct vkvd_fdchan {
     uint32_t *ids;
     uint64_t *sizes;
     int *fds;
+    int idx_fd; /* lookup index segment (-1: none), for clients that ask */
+    uint64_t idx_size;
     long allow_gid;
     vkvd_session_check_fn check;
     void *arg;
@@ -38,9 +41,10 @@ struct vkvd_fdchan {
  * for at most the 1 s socket timeouts. Beyond it, connections are refused. */
 #define FDCHAN_MAX_ACTIVE 64
 
-/* Sends one slab record (fdrec.h) with its fd attached. Returns 0 or
- * VKV_ESYS (errno says why). */
-static int send_slab(int cfd, uint32_t id, uint64_t size, int fd)
+/* Sends one record [id, size] (fdrec.h) with fd attached: a slab, or the
+ * lookup index under VKVD_FDCHAN_INDEX_ID. Returns 0 or VKV_ESYS (errno says
+ * why). */
+static int send_slab(int cfd, uint64_t id, uint64_t size, int fd)
 {
     uint8_t payload[VKVP_FD_SLAB_LEN];
     vkvp_fd_slab_encode(payload, id, size);
@@ -88,9 +92,11 @@ static void serve(vkvd_fdchan *fc, int cfd)
         fc->refused++;
         return;
     }
-    uint8_t sidb[VKVP_FD_HELLO_LEN];
+    /* the session id; a client that wants the lookup index sends 8 more
+     * bytes (VKVD_FDCHAN_WANT_INDEX, LE) in the same write */
+    uint8_t sidb[VKVP_FD_HELLO_LEN + 8];
     size_t got = 0;
-    while (got < sizeof sidb) {
+    while (got < VKVP_FD_HELLO_LEN) {
         ssize_t r = recv(cfd, sidb + got, sizeof sidb - got, 0);
         if (r < 0 && errno == EINTR)
             continue;
@@ -101,7 +107,15 @@ static void serve(vkvd_fdchan *fc, int cfd)
         }
         got += (size_t)r;
     }
+    while (got < sizeof sidb) {
+        ssize_t r = recv(cfd, sidb + got, sizeof sidb - got, MSG_DONTWAIT);
+        if (r <= 0)
+            break; /* an older client: the session id alone */
+        got += (size_t)r;
+    }
     uint64_t sid = vkvp_fd_hello_decode(sidb);
+    bool want_index =
+        got == sizeof sidb && vkvp_get_le64(sidb + VKVP_FD_HELLO_LEN) == VKVD_FDCHAN_WANT_INDEX;
     if (fc->check && !fc->check(fc->arg, sid, cr.pid)) {
         VKV_WARN("fd channel: pid %d presented unknown session %llx", (int)cr.pid,
                  (unsigned long long)sid);
@@ -112,6 +126,8 @@ static void serve(vkvd_fdchan *fc, int cfd)
     int rc = 0;
     for (uint32_t i = 0; i < fc->n && rc == 0; i++)
         rc = send_slab(cfd, fc->ids[i], fc->sizes[i], fc->fds[i]);
+    if (rc == 0 && want_index && fc->idx_fd >= 0)
+        rc = send_slab(cfd, VKVD_FDCHAN_INDEX_ID, fc->idx_size, fc->idx_fd);
     pthread_mutex_unlock(&fc->mu);
     if (rc == 0)
         fc->served++;
@@ -198,6 +214,7 @@ int vkvd_fdchan_open(const char *path, long allow_gid, vkvd_session_check_fn che
     strcpy(sa.sun_path, path);
     strcpy(fc->path, path);
     fc->allow_gid = allow_gid;
+    fc->idx_fd = -1;
     fc->check = check;
     fc->arg = arg;
     pthread_mutex_init(&fc->mu, NULL);
@@ -255,6 +272,15 @@ int vkvd_fdchan_set_slabs(vkvd_fdchan *fc, const uint32_t *ids, const uint64_t *
     fc->sizes = s2;
     fc->fds = f2;
     fc->n = n;
+    pthread_mutex_unlock(&fc->mu);
+    return 0;
+}
+
+int vkvd_fdchan_set_index(vkvd_fdchan *fc, int fd, uint64_t size)
+{
+    pthread_mutex_lock(&fc->mu);
+    fc->idx_fd = fd;
+    fc->idx_size = size;
     pthread_mutex_unlock(&fc->mu);
     return 0;
 }

@@ -7,8 +7,11 @@
  * SOCK_STREAM socket at the path HELLO returned, sends its 8-byte
  * little-endian session id, and receives one message per slab: a 16-byte
  * payload [slab id u64 LE, size u64 LE] with the slab's memfd attached, then
- * the server closes the connection. The peer is checked with SO_PEERCRED
- * before anything is sent: its uid must be ours (or root), or its gid the
+ * the server closes the connection. A client that also sends the 8 bytes
+ * VKVD_FDCHAN_WANT_INDEX (LE) right after its session id, in the same write,
+ * gets one more message after the slabs: [VKVD_FDCHAN_INDEX_ID, size] with
+ * the lookup index segment's memfd (proto/shmidx.h), when the daemon has one. The peer is checked
+ * with SO_PEERCRED before anything is sent: its uid must be ours (or root), or its gid the
  * configured allow_gid.
  *
  * The channel runs its own thread so a slow or hostile client can never stall
@@ -20,7 +23,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "shmidx.h"
+
 typedef struct vkvd_fdchan vkvd_fdchan;
+
+/* "VKVLIDX1" read as a little-endian u64: the client asks for the index. */
+#define VKVD_FDCHAN_WANT_INDEX VKVP_SHMIDX_WANT
+/* The id of the index message (no slab has it: slab ids are 32-bit). */
+#define VKVD_FDCHAN_INDEX_ID VKVP_SHMIDX_FD_ID
 
 /* Session check: returns nonzero if `session` is live, and records `pid`,
  * the peer's pid as the kernel reported it (SO_PEERCRED, in the daemon's
@@ -40,6 +50,11 @@ int vkvd_fdchan_open(const char *path, long allow_gid, vkvd_session_check_fn che
  * Returns 0 or VKV_ENOMEM. */
 int vkvd_fdchan_set_slabs(vkvd_fdchan *fc, const uint32_t *ids, const uint64_t *sizes,
                           const int *fds, uint32_t n);
+
+/* Publishes the lookup index segment to pass to clients that ask (`fd` is
+ * borrowed: its owner closes it after vkvd_fdchan_close). Thread-safe.
+ * Returns 0. */
+int vkvd_fdchan_set_index(vkvd_fdchan *fc, int fd, uint64_t size);
 
 /* Stops accepting, joins the thread, unlinks the socket and frees `fc`. */
 void vkvd_fdchan_close(vkvd_fdchan *fc);

@@ -391,6 +391,9 @@ static int open_fdchan(vkvd_server *srv)
         sizes[i] = s->size;
         fds[i] = s->fd;
     }
+    if (srv->lidx && (rc = vkvd_fdchan_set_index(srv->fc, vkvs_shmidx_fd(srv->lidx),
+                                                 vkvs_shmidx_seg_size(srv->lidx))) != 0)
+        return rc;
     return vkvd_fdchan_set_slabs(srv->fc, ids, sizes, fds, n);
 }
 
@@ -469,6 +472,7 @@ int vkvd_server_open(const vkvd_config *cfg, vkvd_server **out)
     int rc;
     if ((rc = open_rundir(srv)) != 0 || (rc = open_store(srv)) != 0)
         goto fail;
+    vkvd_lookup_index_open(srv);
     vkvd_cold_open(srv);
     vkvd_remote_open(srv);
     if ((rc = open_fdchan(srv)) != 0 || (rc = open_socket(srv)) != 0 ||
@@ -493,6 +497,7 @@ fail:
  * their restores (bounded), then answers the rest with what is hot. */
 static void drain_for_shutdown(vkvd_server *srv)
 {
+    vkvd_lookup_index_stop(srv);
     vkvd_fdchan_close(srv->fc);
     srv->fc = NULL;
     drain_socket(srv);
@@ -570,6 +575,7 @@ void vkvd_server_close(vkvd_server *srv)
         vkvp_request_free(d->rq);
         free(d);
     }
+    vkvd_lookup_index_close(srv);
     vkvs_close(srv->st);
     if (srv->sigfd >= 0)
         close(srv->sigfd);

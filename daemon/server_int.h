@@ -31,6 +31,7 @@
 #include "proto.h"
 #include "remote.h"
 #include "server.h"
+#include "shmidx_writer.h"
 #include "store.h"
 #include "vkv/block.h"
 
@@ -149,6 +150,7 @@ struct vkvd_server {
     uint64_t remote_refused;         /* fetched blocks the daemon's own check refused */
     uint64_t remote_waits;           /* LOOKUP/FETCH deferred for the remote tier */
     uint64_t remote_publish_dropped; /* commits not published (queue full, no memory) */
+    vkvs_shmidx *lidx;               /* lookup index segment (NULL: none) */
 };
 
 /* The STATS counters of one reply (names are static strings). */
@@ -285,6 +287,20 @@ int vkvd_live_check(void *arg, uint64_t sid, pid_t pid);
 
 /* Loop thread: binds the pids the fd channel saw to their sessions. */
 void vkvd_live_bind(vkvd_server *srv);
+
+/* ---- lookup_index.c ---- */
+
+/* Creates the lookup index segment (cfg.lookup_index_slots, 0 = none) and
+ * installs the store observer that keeps it; before the cold tier is
+ * indexed, so its entries are published too. A failure only logs. */
+void vkvd_lookup_index_open(vkvd_server *srv);
+
+/* Shutdown begins: readers ask the daemon from now on. */
+void vkvd_lookup_index_stop(vkvd_server *srv);
+
+/* Removes the observer and closes the segment (the loop thread, which
+ * opened it). */
+void vkvd_lookup_index_close(vkvd_server *srv);
 
 /* ---- server.c ---- */
 

@@ -43,6 +43,11 @@ void vkvd_collect_counters(vkvd_server *srv, struct vkvd_counters *cs)
         vkvr_stats_get(srv->remote, &r);
         VKVD_COUNTERS_REMOTE(VKVD_COUNTER_ADD_)
     }
+    if (srv->lidx) {
+        vkvs_shmidx_stats li;
+        vkvs_shmidx_stats_get(srv->lidx, &li);
+        VKVD_COUNTERS_LIDX(VKVD_COUNTER_ADD_)
+    }
 }
 
 #undef VKVD_COUNTER_ADD_

@@ -6,6 +6,9 @@
  *   client -> daemon  VKVP_FD_HELLO_LEN bytes: the session id, u64 LE
  *   daemon -> client  VKVP_FD_SLAB_LEN bytes per slab, with its memfd as
  *                     SCM_RIGHTS: [slab id u64 LE, size u64 LE]
+ * and, for the lookup index (section 8a, proto/shmidx.h), 8 more client bytes
+ * after the hello (VKVP_SHMIDX_WANT, LE) and one more record of the same
+ * form after the slabs, with id VKVP_SHMIDX_FD_ID.
  *
  * Header-only, allocation-free; every buffer is the caller's.
  */

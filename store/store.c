@@ -60,6 +60,8 @@ struct vkvs_store {
     vkvs_index ix;
     vkvs_policy pol;
     vkvs_hooks hooks;
+    vkvs_observe_fn observe; /* vkvs_set_observer */
+    void *observe_arg;
     bool fetch_quiet; /* vkvs_set_fetch_quiet: re-runs are not counted */
     bool room_wait;   /* vkvs_set_room_wait: VKVS_WAIT instead of more evictions */
     uint64_t spilling_pages, spilling_entries;
@@ -125,9 +127,24 @@ static void ev_fix(vkvs_store *st, const vkvs_entry *e, bool was)
         st->evictable_pages += epages(st, e);
 }
 
-/* Changes e's state, keeping the per-state counts. */
+/* e's state as lookups see it (0: not at all), for the observe hook. */
+static int seen_state(const vkvs_entry *e)
+{
+    return e->state == VKVS_WRITING || (e->flags & VKVS_EF_DELPEND) ? 0 : e->state;
+}
+
+/* Tells the observe hook that e's lookup view changed from `was`. */
+static void observe(vkvs_store *st, const vkvs_entry *e, int was)
+{
+    int now = seen_state(e);
+    if (was != now && st->observe)
+        st->observe(st->observe_arg, e->ns_id, st->ns[e->ns_id], &e->key, was, now);
+}
+
+/* Changes e's state, keeping the per-state counts (and the observer). */
 static void set_state(vkvs_store *st, vkvs_entry *e, int s)
 {
+    int was = seen_state(e);
     st->state_count[e->state]--;
     if (e->state == VKVS_COLD)
         st->bytes_cold -= e->size;
@@ -135,6 +152,7 @@ static void set_state(vkvs_store *st, vkvs_entry *e, int s)
     st->state_count[s]++;
     if (s == VKVS_COLD)
         st->bytes_cold += e->size;
+    observe(st, e, was);
 }
 
 /* Finds interned namespace `ns`; its id, or NS_NONE. */
@@ -694,6 +712,12 @@ void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet)
     st->fetch_quiet = quiet;
 }
 
+void vkvs_set_observer(vkvs_store *st, vkvs_observe_fn fn, void *arg)
+{
+    st->observe = fn;
+    st->observe_arg = arg;
+}
+
 void vkvs_set_room_wait(vkvs_store *st, bool wait)
 {
     st->room_wait = wait;
@@ -1184,7 +1208,9 @@ static void delete_entry(vkvs_store *st, uint32_t id)
     if (st->hooks.drop)
         st->hooks.drop(st->hooks.arg, e->ns_id, st->ns[e->ns_id], &e->key);
     vkvs_policy_remove(&st->pol, id);
+    int seen = seen_state(e);
     e->flags |= VKVS_EF_DELPEND;
+    observe(st, e, seen);
     ev_fix(st, e, was);
     if (e->state == VKVS_READY)
         vkvs_index_unlink(&st->ix, id);

@@ -219,6 +219,20 @@ typedef struct vkvs_hooks {
 /* Installs the hooks (copied). Pass NULL to clear. */
 void vkvs_set_hooks(vkvs_store *st, const vkvs_hooks *hooks);
 
+/* The observer: called each time what vkvs_lookup answers for an entry
+ * changes. `was` and `now` (was != now) are its state as lookups see it:
+ * VKVS_READY, VKVS_COLD, VKVS_RESTORING, or 0 when lookups do not see it
+ * (absent, WRITING, delete-pending). Covers commit, delete (pinned or not),
+ * eviction to cold or drop, restore start and end, cold entries added or
+ * forgotten, aborts, expiry and reaping. `ns` and `key` are valid during the
+ * call only. Must not call back into the store. vkvd mirrors these into the
+ * lookup index segment (store/shmidx_writer.h). */
+typedef void (*vkvs_observe_fn)(void *arg, uint32_t ns_id, const char *ns, const vkv_key *key,
+                                int was, int now);
+
+/* Installs the observer (NULL to clear); `arg` is passed to it. */
+void vkvs_set_observer(vkvs_store *st, vkvs_observe_fn fn, void *arg);
+
 /* ---- sessions ------------------------------------------------------------ */
 
 /* Opens a session for namespace `ns` (NUL-terminated, 1..VKVS_NS_MAX bytes;

@@ -100,7 +100,11 @@ VKV_API uint64_t vkv_client_epoch(const vkv_client *c);
 
 /* Length of the longest prefix of keys[0..n) that is cached (hot or cold)
  * in *hits; *cold (may be NULL) gets how many of them are in the cold tier.
- * No side effects in the daemon: safe to call speculatively. */
+ * No side effects in the daemon: safe to call speculatively. Answered
+ * in-process from the daemon's shared-memory lookup index when it can
+ * (docs/PROTOCOL.md 8a: advisory, as always, FETCH confirms), else by a
+ * round trip; VKV_LOOKUP_SHM=0 in the environment at vkv_connect makes
+ * every lookup a round trip. Thread-safe. */
 VKV_API int vkv_lookup(vkv_client *c, const vkv_key *keys, size_t n, size_t *hits, size_t *cold);
 
 /* A read-only view of one cached block in the daemon's memory. */

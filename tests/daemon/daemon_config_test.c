@@ -139,8 +139,8 @@ static void remote_settings_parse_and_hide_the_password(void **state)
     fclose(f);
     assert_non_null(strstr(buf, "remote = redis://h1:7000,h2:7001"));
     assert_null(strstr(buf, "s3cret"));
-    assert_int_equal(vkvd_config_set(&cfg, "remote-prefix", "bad{tag}"), -2);
-    assert_int_equal(vkvd_config_set(&cfg, "remote-threads", "0"), -2);
+    assert_int_equal(vkvd_config_set(&cfg, "remote-prefix", "bad{tag}"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "remote-threads", "0"), VKV_EINVAL);
     assert_int_equal(vkvd_config_set(&cfg, "remote", ""), 0);
     assert_string_equal(cfg.remote, "");
     unsetenv("VKV_REMOTE_USER");
