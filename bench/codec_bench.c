@@ -4,7 +4,8 @@
  * One realistic chunk: 256 tokens x 32 layers x 8 KV heads x head_dim 128,
  * fp16, all tokens visual, K and V with per-channel offsets/scales (keys with
  * outlier channels) plus noise. For every implementation the CPU has and
- * every level rule, times quantize (fp16 bytes in per second) and dequantize
+ * every rule (rule 5, tc, has one scalar implementation that every impl
+ * runs), times quantize (fp16 bytes in per second) and dequantize
  * (fp16 bytes out per second) beside memcpy of the same fp16 bytes, all four
  * interleaved in every repetition (memcpy, encode, decode, paged decode) so
  * that a shared machine's swings hit the codec and its yardstick alike;
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
     vkv_codec_spec_default(&def);
     char dspec[128];
     vkv_codec_spec_format(&def, dspec, sizeof(dspec));
-    const char *specs[] = {dspec, "lloyd", "minmax", "quantile"};
+    const char *specs[] = {dspec, "lloyd", "minmax", "quantile", "tc", "tc:kb=2,vb=1.5"};
     size_t nspecs = sizeof(specs) / sizeof(specs[0]);
     if (argc > 2) { /* one spec only */
         specs[0] = strcmp(argv[2], "default") == 0 ? dspec : argv[2];

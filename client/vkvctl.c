@@ -40,6 +40,7 @@
 #include "client_internal.h"
 #include "daemon/counters.h"
 #include "codec_math.h"
+#include "codec_tc.h"
 #include "errbuf.h"
 #include "proto.h"
 #include "tensor/f16.h"
@@ -1513,7 +1514,8 @@ static float elem_f32(const uint8_t *p, int dtype)
 
 /* Scale statistics of one layer's LEV section of K or V (lev: its bytes,
  * levl: their count). rotsign: the per-token scales after the [kv_heads]
- * [head_dim] vector (scale bits sbits); the other rules: the spread
+ * [head_dim] vector (scale bits sbits); tc: the per-token scales (each
+ * head's top times its 8-bit code); the other rules: the spread
  * high - low of every group's two levels (CHANNEL rows or TOKEN pairs).
  * Returns 0, or VKV_ECORRUPT when levl does not match that layout. */
 static int lev_stats(const vkv_block_header *h, int is_v, const uint8_t *lev, uint64_t levl,
@@ -1524,6 +1526,16 @@ static int lev_stats(const vkv_block_header *h, int is_v, const uint8_t *lev, ui
     memset(st, 0, sizeof *st);
     if (levl == 0)
         return 0;
+    if (h->rule == VKV_RULE_TC) { /* per head a record ending in `top`, then the scale bytes */
+        int coded = !is_v || mode == VKV_GROUP_TOKEN;
+        uint64_t rec = vkvk_tc_rec_bytes(coded, D);
+        if (levl != (uint64_t)H * rec + (uint64_t)n_vis * H)
+            return VKV_ECORRUPT;
+        for (uint64_t i = 0; i < (uint64_t)n_vis * H; i++)
+            stat_add(st, vkvk_tc_scale(elem_f32(lev + (i % H) * rec + rec - 2, h->dtype),
+                                       lev[(uint64_t)H * rec + i]));
+        return 0;
+    }
     if (h->rule == VKV_RULE_ROTSIGN) {
         int sbits = is_v ? h->v_group : h->k_group;
         uint64_t sb = (uint64_t)sbits / 8, vec = (uint64_t)H * D * 2;
@@ -1610,7 +1622,8 @@ static int block_layers(const vkv_view *view, void *arg, char *err, size_t errle
     cJSON_AddNumberToObject(o, "padding_bytes", (double)(h.total_size - h.header_size - sum));
     cJSON_AddNumberToObject(o, "raw_byte_share", (double)raw / (double)view->size);
     cJSON_AddNumberToObject(o, "bits_per_element", vkv_codec_bits_per_element(&sh, view->size));
-    cJSON_AddStringToObject(o, "scale_kind", h.rule == VKV_RULE_ROTSIGN ? "scale" : "spread");
+    cJSON_AddStringToObject(
+        o, "scale_kind", h.rule == VKV_RULE_ROTSIGN || h.rule == VKV_RULE_TC ? "scale" : "spread");
     cJSON *layers = cJSON_AddArrayToObject(o, "per_layer");
     const uint8_t *base = view->data;
     for (uint32_t l = 0; l < L; l++) {

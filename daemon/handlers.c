@@ -77,11 +77,11 @@ static void describe_shape(vkvd_server *srv, const vkvs_info *in, char *buf, siz
     if (vkvs_read(srv->st, in->extents, in->nextents, 0, &h, sizeof h) != 0 ||
         h.magic != VKV_BLOCK_MAGIC)
         return;
-    static const char *rules[] = {"?", "minmax", "quantile", "lloyd", "rotsign"};
+    static const char *rules[] = {"?", "minmax", "quantile", "lloyd", "rotsign", "tc"};
     double elems = 2.0 * h.layers * h.kv_heads * h.head_dim * h.tokens;
     snprintf(buf, cap, "layers=%u heads=%u dim=%u tokens=%u %s %s %.3f bits/elem", h.layers,
              h.kv_heads, h.head_dim, h.tokens, h.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16",
-             rules[h.rule <= 4 ? h.rule : 0], elems > 0 ? 8.0 * (double)in->size / elems : 0.0);
+             rules[h.rule <= 5 ? h.rule : 0], elems > 0 ? 8.0 * (double)in->size / elems : 0.0);
 }
 
 /* Fills a wire entry from store info; shape text goes into shapebuf. */

@@ -209,7 +209,21 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         c->calib = calib ? off : 0.0;
         return VKV_OK;
     }
-    if (nl == 2 && strncmp(text, "tc", 2) == 0) {
+    /* "tc[:kb=..,vb=..,aw=..]" is block rule 5 through the library (what
+     * users get); "sim-tc:..." and specs with the eval-only keys (alpha,
+     * maxb, minb) are this module's simulation */
+    int sim_tc = nl == 6 && strncmp(text, "sim-tc", 6) == 0;
+#ifdef VKV_EVAL_HAVE_CODEC
+    if (nl == 2 && strncmp(text, "tc", 2) == 0 && !strstr(p, "alpha=") && !strstr(p, "maxb=") &&
+        !strstr(p, "minb=")) {
+        c->kind = VKVE_BLOCK;
+        if (vkv_codec_spec_parse(text, &c->spec) != VKV_OK)
+            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: invalid spec '%s'", text);
+        c->tc_aw = c->spec.iters;
+        return VKV_OK; /* c->text stays as given (the table's labels) */
+    }
+#endif
+    if ((nl == 2 && strncmp(text, "tc", 2) == 0) || sim_tc) {
         c->kind = VKVE_TC;
         c->tc_kb = 1.0;
         c->tc_alpha = 1.0;
@@ -972,7 +986,9 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
     vkv_kv_src src = {.k = sp, .v = sp + L, .token_stride = row, .head_stride = D};
     vkv_kv_dst dst = {
         .k = dp, .v = dp + L, .token_stride = row, .head_stride = D, .geom = vkv_geometry_of(&sh)};
-    rc = vkv_encode(&sh, &c->spec, &src, blk, bsz);
+    /* tc aw=1: the dump's prefill-query channel weights steer the keys */
+    const float *const *kw = c->tc_aw && in->qw ? (const float *const *)in->qw : NULL;
+    rc = vkv_encode_weighted(&sh, &c->spec, &src, kw, blk, bsz);
     if (rc == VKV_OK)
         rc = vkv_decode(blk, bsz, VKV_DECODE_VERIFY, &dst);
     if (rc != VKV_OK) {
@@ -1010,7 +1026,7 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
     if (c->kind == VKVE_ROTSIGN && (D & (D - 1)))
         return vkve_cfail(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)",
                           D);
-    if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN &&
+    if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN && c->spec.rule != VKV_RULE_TC &&
         ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
          (c->spec.v_mode == VKV_GROUP_TOKEN && c->spec.v_group && D % c->spec.v_group)))
         return vkve_cfail(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u",

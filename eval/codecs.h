@@ -26,7 +26,12 @@
  *                                 Hadamard rotation of each head (r), then sign
  *                                 bits times a scale: per token (token) or a
  *                                 rank-1 product a_t * b_d (rank1)
- *   tc[:kb=1,alpha=1,maxb=3,minb=0,aw=0,vb=0]  eval-only transform coder (issue 16): keys
+ *   tc[:kb=K,vb=V,aw=0|1]         block rule 5 (VKV_RULE_TC) through the library:
+ *                                 vkv_encode_weighted with the data's qw as the
+ *                                 key weights when aw=1 (docs/BLOCK_FORMAT.md)
+ *   sim-tc[:kb=1,alpha=1,maxb=3,minb=0,aw=0,vb=0]  this module's simulation of
+ *                                 the same design (also used for tc specs naming
+ *                                 alpha, maxb or minb, or without the library): keys
  *                                 centred per channel over the chunk, no
  *                                 rotation, kb*head_dim bits per token and head
  *                                 allocated across channels by greedy reverse

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "attend_internal.h"
+#include "codec_tc.h"
 #include "codec_internal.h"
 
 /* ---- scalar reference kernels -------------------------------------------- */
@@ -172,6 +173,8 @@ typedef struct vkvk_att {
     float *accs;    /* [R][hd] code accumulators */
     float *rowv;    /* [R][4]: max, sum, P_vis, scratch */
     float *scratch; /* VKVK_ATT_SCRATCH_FLOATS(hd, T), 32-byte aligned */
+    float *tcb;     /* rule 5: [8][hd] (mean, scale, one decoded row, allocation bytes,
+                       coded channels' levels, their channel numbers and bit offsets) */
     float sc8[256]; /* vkvk_sc8_value of every 8-bit scale code */
     uint32_t negm[VKV_BLOCK_MAX_HEAD_DIM]; /* rotsign sign flips as float sign masks */
 } vkvk_att;
@@ -197,6 +200,95 @@ static void vkvk_att_scales(const float *sc8, const uint8_t *scl, size_t sstride
         out[v] = vkvk_rot_scale_get(scl + (size_t)v * sstride, 16, dt) * f;
 }
 
+/* Rule 5 over KV head h of tensor s (bits, lev: the layer's sections):
+ * each visual token is decoded in fp32 (vkvk_tc_dec_f32, no rounding) and
+ * then keys (s = 0) give the scores c->sc[r][v] = qrow_r . k_v, values
+ * (s = 1) add c->sc[r][v] * v_v to acc[r]. */
+static void vkvk_att_tc(vkvk_att *c, int s, uint32_t h, const uint8_t *bits, const uint8_t *lev,
+                        float *acc)
+{
+    const vkv_block_header *H = &c->h;
+    const uint32_t hd = H->head_dim, heads = H->kv_heads, R = c->R;
+    const size_t cb = vkvk_tc_code_bytes(H, s);
+    const int coded = s == 0 || H->v_mode == VKV_GROUP_TOKEN;
+    const uint8_t *scl = lev + (size_t)heads * vkvk_tc_rec_bytes(coded, hd);
+    float *row = c->tcb + 2u * (size_t)hd;
+    vkvk_tc_head th = {0, 0, 0.0f, c->tcb, c->tcb + hd, (uint8_t *)(c->tcb + 3u * (size_t)hd)};
+    vkvk_tc_head_load(H, s, lev, h, &th);
+    for (uint32_t v = 0; v < c->nv; v++) {
+        vkvk_tc_dec_f32(&th, bits + ((size_t)v * heads + h) * cb, scl[(size_t)v * heads + h], row);
+        for (uint32_t r = 0; r < R; r++) {
+            if (s == 0) {
+                const float *q = c->qrow + (size_t)r * hd;
+                float d0 = 0.0f;
+                for (uint32_t d = 0; d < hd; d++)
+                    d0 += q[d] * row[d];
+                c->sc[(size_t)r * c->T + v] = d0;
+            } else {
+                const float p = c->sc[(size_t)r * c->T + v];
+                float *ar = acc + (size_t)r * hd;
+                for (uint32_t d = 0; d < hd; d++)
+                    ar[d] += p * row[d];
+            }
+        }
+    }
+}
+
+/* Rule-5 keys of KV head h (bits, lev: the layer's BITS_K / LEV_K): with
+ * k_td = (a_t * L_td) * sc_d + mu_d, q.k_t = a_t * sum_{coded d} (q_d sc_d)
+ * L_td + q.mu, the query folded with the channel scales once per row and
+ * only the channels with bits visited per token (their bit offsets fixed by
+ * the head's allocation). Scores into c->sc[r][v]. */
+static void vkvk_att_tc_keys(vkvk_att *c, uint32_t h, const uint8_t *bits, const uint8_t *lev)
+{
+    const vkv_block_header *H = &c->h;
+    const uint32_t hd = H->head_dim, heads = H->kv_heads, R = c->R;
+    const size_t cb = vkvk_tc_code_bytes(H, 0);
+    const uint8_t *scl = lev + (size_t)heads * vkvk_tc_rec_bytes(1, hd);
+    float *lv = c->tcb + 4u * (size_t)hd;
+    uint16_t *cd = (uint16_t *)(void *)(c->tcb + 5u * (size_t)hd);
+    uint16_t *off = (uint16_t *)(void *)(c->tcb + 6u * (size_t)hd);
+    uint8_t *lo = (uint8_t *)(c->tcb + 7u * (size_t)hd);
+    vkvk_tc_head th = {0, 0, 0.0f, c->tcb, c->tcb + hd, (uint8_t *)(c->tcb + 3u * (size_t)hd)};
+    vkvk_tc_head_load(H, 0, lev, h, &th);
+    uint32_t n = 0, pos = 0;
+    for (uint32_t d = 0; d < hd; d++)
+        if (th.nb[d]) {
+            cd[n] = (uint16_t)d;
+            off[n] = (uint16_t)pos;
+            lo[n] = th.nb[d];
+            pos += th.nb[d];
+            n++;
+        }
+    for (uint32_t r = 0; r < R; r++) {
+        const float *q = c->qrow + (size_t)r * hd;
+        float *ur = c->u + (size_t)r * hd, b0 = 0.0f;
+        for (uint32_t d = 0; d < hd; d++)
+            b0 += q[d] * th.mu[d];
+        for (uint32_t k = 0; k < n; k++)
+            ur[k] = q[cd[k]] * th.sc[cd[k]];
+        c->base[r] = b0;
+    }
+    uint8_t buf[VKV_BLOCK_MAX_HEAD_DIM * 3u / 8u + 2u];
+    for (uint32_t v = 0; v < c->nv; v++) {
+        memcpy(buf, bits + ((size_t)v * heads + h) * cb, cb);
+        buf[cb] = buf[cb + 1u] = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            uint32_t o = off[k], b = lo[k];
+            uint32_t w = ((uint32_t)buf[o >> 3] | (uint32_t)buf[(o >> 3) + 1u] << 8) >> (o & 7u);
+            lv[k] = vkvk_tc_level(b, w);
+        }
+        const float a = vkvk_tc_scale(th.top, scl[(size_t)v * heads + h]);
+        for (uint32_t r = 0; r < R; r++) {
+            const float *ur = c->u + (size_t)r * hd;
+            float d0 = 0.0f;
+            for (uint32_t k = 0; k < n; k++)
+                d0 += ur[k] * lv[k];
+            c->sc[(size_t)r * c->T + v] = a * d0 + c->base[r];
+        }
+    }
+}
+
 /* Scores of KV head h of the layer's keys into c->sc; c->qrow holds the
  * query rows already multiplied by the softmax scale. */
 static void vkvk_att_scores(vkvk_att *c, uint32_t h)
@@ -211,7 +303,9 @@ static void vkvk_att_scores(vkvk_att *c, uint32_t h)
     const uint8_t *lev = c->blk + L->off[VKV_SEC_LEV_K] + l * L->lev_layer[0];
     const size_t brow = (size_t)heads * (hd / 8u), rrow = (size_t)heads * hd * 2u;
     const uint8_t *hb = bits + (size_t)h * (hd / 8u);
-    if (nv > 0 && H->rule == VKV_RULE_ROTSIGN) {
+    if (nv > 0 && H->rule == VKV_RULE_TC) {
+        vkvk_att_tc_keys(c, h, bits, lev);
+    } else if (nv > 0 && H->rule == VKV_RULE_ROTSIGN) {
         const uint8_t *vec = lev + (size_t)h * hd * 2u;
         const size_t sb = H->k_group / 8u;
         const uint8_t *scl = lev + (size_t)heads * hd * 2u + (size_t)h * sb;
@@ -355,12 +449,32 @@ static void vkvk_att_values(vkvk_att *c, uint32_t h)
     const int dt = H->dtype;
     const uint32_t l = c->a->layer;
     const uint8_t *raw = c->blk + L->off[VKV_SEC_RAW_V] + l * L->raw_layer;
-    const uint8_t *bits = c->blk + L->off[VKV_SEC_BITS_V] + l * L->bits_layer;
+    const uint8_t *bits = c->blk + L->off[VKV_SEC_BITS_V] + l * L->bits_layer_v;
     const uint8_t *lev = c->blk + L->off[VKV_SEC_LEV_V] + l * L->lev_layer[1];
     const size_t brow = (size_t)heads * (hd / 8u), rrow = (size_t)heads * hd * 2u;
     const uint8_t *hb = bits + (size_t)h * (hd / 8u);
     memset(c->acc, 0, (size_t)R * hd * sizeof(float));
-    if (nv > 0 && H->rule == VKV_RULE_ROTSIGN) {
+    if (nv > 0 && H->rule == VKV_RULE_TC && H->v_mode == VKV_GROUP_CHANNEL) {
+        /* rank-1 values as rotsign CHANNEL: sum_t p_t v_t = b o sum_t (p_t a_t) s_t */
+        vkvk_tc_head th = {0, 0, 0.0f, c->tcb, c->tcb + hd, (uint8_t *)(c->tcb + 3u * (size_t)hd)};
+        vkvk_tc_head_load(H, 1, lev, h, &th);
+        const uint8_t *scl = lev + (size_t)heads * vkvk_tc_rec_bytes(0, hd);
+        for (uint32_t v = 0; v < nv; v++)
+            c->cs[v] = vkvk_tc_scale(th.top, scl[(size_t)v * heads + h]);
+        for (uint32_t r = 0; r < R; r++) {
+            const float *restrict pr = c->sc + (size_t)r * c->T;
+            float *restrict wr = c->w + (size_t)r * nv;
+            for (uint32_t v = 0; v < nv; v++)
+                wr[v] = pr[v] * c->cs[v];
+        }
+        memset(c->accs, 0, (size_t)R * hd * sizeof(float));
+        c->k->bitacc(hb, brow, nv, c->w, nv, R, hd, 1, c->accs, c->scratch);
+        for (uint32_t r = 0; r < R; r++)
+            for (uint32_t d = 0; d < hd; d++)
+                c->acc[(size_t)r * hd + d] = th.sc[d] * c->accs[(size_t)r * hd + d];
+    } else if (nv > 0 && H->rule == VKV_RULE_TC) {
+        vkvk_att_tc(c, 1, h, bits, lev, c->acc);
+    } else if (nv > 0 && H->rule == VKV_RULE_ROTSIGN) {
         const uint8_t *vec = lev + (size_t)h * hd * 2u;
         const size_t sb = H->v_group / 8u;
         const uint8_t *scl = lev + (size_t)heads * hd * 2u + (size_t)h * sb;
@@ -509,7 +623,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.nv = (uint32_t)c.L.n_vis;
     const size_t nq = (size_t)a->n_q * a->n_heads * hd, Rh = (size_t)c.R * hd;
     const size_t nf = nq + 4u * Rh + (size_t)c.R * 5u + (size_t)c.T * c.R + (size_t)c.nv * c.R +
-                      c.nv + 8u + VKVK_ATT_SCRATCH_FLOATS(hd, c.T);
+                      c.nv + 8u + VKVK_ATT_SCRATCH_FLOATS(hd, c.T) + 8u * (size_t)hd;
     float *mem = malloc(nf * sizeof(float));
     c.tok = malloc((size_t)c.T * sizeof(uint32_t));
     if (mem == NULL || c.tok == NULL) {
@@ -529,6 +643,7 @@ int vkv_attend(const void *block, size_t size, unsigned flags, const vkv_attend_
     c.cs = c.w + (size_t)c.nv * c.R;
     c.scratch = c.cs + c.nv;
     c.scratch += (8u - ((uintptr_t)c.scratch / sizeof(float)) % 8u) % 8u; /* 32-byte aligned */
+    c.tcb = c.scratch + VKVK_ATT_SCRATCH_FLOATS(hd, c.T);
     if ((rc = vkvk_att_load_q(a, nq, c.qf)) != VKV_OK)
         goto out;
     for (uint32_t b = 0; b < 256; b++)

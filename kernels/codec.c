@@ -12,6 +12,7 @@
 
 #include "codec_internal.h"
 #include "codec_paged.h"
+#include "codec_tc.h"
 
 #ifdef VKVK_X86
 #include <cpuid.h>
@@ -36,6 +37,8 @@
 #define VKVK_ROT_V_MODE VKV_GROUP_CHANNEL
 #define VKVK_ROT_BITS   8 /* scale width (k_group / v_group) */
 #define VKVK_ROT_ITERS  0 /* rank-1 refinement passes */
+/* tc defaults: 1.125 key bits per element (72/64), rank-1 sign values. */
+#define VKVK_TC_KB64 72
 
 /* Fills *kp, *vp and *iters with the defaults of `rule`. */
 static void vkvk_rule_defaults(int rule, float *kp, float *vp, uint8_t *iters)
@@ -63,6 +66,11 @@ static void vkvk_spec_of_rule(int rule, vkv_codec_spec *spec)
         spec->k_mode = VKVK_ROT_K_MODE;
         spec->v_mode = VKVK_ROT_V_MODE;
         spec->k_group = spec->v_group = VKVK_ROT_BITS;
+    } else if (rule == VKV_RULE_TC) {
+        spec->k_mode = VKV_GROUP_TOKEN;
+        spec->k_group = VKVK_TC_KB64;
+        spec->v_mode = VKV_GROUP_CHANNEL;
+        spec->v_group = 0;
     } else {
         spec->k_mode = VKVK_LEVEL_K_MODE;
         spec->k_group = VKVK_LEVEL_K_GROUP;
@@ -79,7 +87,7 @@ void vkv_codec_spec_default(vkv_codec_spec *spec)
 
 /* ---- spec strings ------------------------------------------------------- */
 
-static const char *const vkvk_rule_names[] = {NULL, "minmax", "quantile", "lloyd", "rotsign"};
+static const char *const vkvk_rule_names[] = {NULL, "minmax", "quantile", "lloyd", "rotsign", "tc"};
 static const char *const vkvk_mode_names[] = {NULL, "channel", "token"};
 
 /* Nonzero when `p` is a valid parameter of `rule` (lloyd takes none). */
@@ -95,8 +103,16 @@ static int vkvk_param_ok(int rule, float p)
 /* Checks the shape-independent parts of a spec. Returns VKV_OK or VKV_ESPEC. */
 static int vkvk_spec_valid(const vkv_codec_spec *s)
 {
-    if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_ROTSIGN)
+    if (s->rule < VKV_RULE_MINMAX || s->rule > VKV_RULE_TC)
         return VKV_ESPEC;
+    if (s->rule == VKV_RULE_TC) /* keys TOKEN with a budget; values rank-1 or a budget */
+        return s->k_mode == VKV_GROUP_TOKEN && s->k_group >= 1 && s->k_group <= VKVK_TC_MAX_B64 &&
+                       (s->v_mode == VKV_GROUP_TOKEN
+                            ? s->v_group >= 1 && s->v_group <= VKVK_TC_MAX_B64
+                            : s->v_mode == VKV_GROUP_CHANNEL && s->v_group == 0) &&
+                       s->iters <= 1 && s->k_param == 0.0f && s->v_param == 0.0f
+                   ? VKV_OK
+                   : VKV_ESPEC;
     if (s->k_mode < VKV_GROUP_CHANNEL || s->k_mode > VKV_GROUP_TOKEN ||
         s->v_mode < VKV_GROUP_CHANNEL || s->v_mode > VKV_GROUP_TOKEN)
         return VKV_ESPEC;
@@ -154,6 +170,67 @@ static int vkvk_word_is(const char *p, const char *end, const char *w)
     return (size_t)(end - p) == n && memcmp(p, w, n) == 0;
 }
 
+/* Parses a tc budget "kb"/"vb": a multiple of 1/64 in [lo, 3] bits per
+ * element into 64ths. Returns 0 or -1. */
+static int vkvk_parse_b64(const char *p, const char *end, float lo, uint16_t *out)
+{
+    float f;
+    if (vkvk_parse_float(p, end, &f) || f < lo || f > 3.0f)
+        return -1;
+    float x = f * 64.0f; /* exact for multiples of 1/64 */
+    if (x != floorf(x))
+        return -1;
+    *out = (uint16_t)x;
+    return 0;
+}
+
+/* Splits the "key=value" item that starts at *p of a comma-separated list:
+ * *item = its start, *eq = its '=', *end = its end; *p moves past the comma,
+ * or becomes NULL after the last item. Returns 0, or -1 when the item has no
+ * '='. */
+static int vkvk_next_item(const char **p, const char **item, const char **eq, const char **end)
+{
+    const char *comma = strchr(*p, ',');
+    *item = *p;
+    *end = comma ? comma : *p + strlen(*p);
+    *eq = memchr(*p, '=', (size_t)(*end - *p));
+    *p = comma ? comma + 1 : NULL;
+    return *eq ? 0 : -1;
+}
+
+/* Parses the keys of "tc:..." (kb, vb, aw; each at most once) from list into
+ * s, which holds the tc defaults. Returns VKV_OK or VKV_ESPEC. */
+static int vkvk_parse_tc(const char *list, vkv_codec_spec *s)
+{
+    unsigned seen = 0;
+    for (const char *next = list; next;) {
+        const char *p, *eq, *iend;
+        if (vkvk_next_item(&next, &p, &eq, &iend))
+            return VKV_ESPEC;
+        int key = vkvk_word_is(p, eq, "kb")   ? 0
+                  : vkvk_word_is(p, eq, "vb") ? 1
+                  : vkvk_word_is(p, eq, "aw") ? 2
+                                              : -1;
+        if (key < 0 || (seen & (1u << key)))
+            return VKV_ESPEC;
+        seen |= 1u << key;
+        unsigned long u;
+        if (key == 0) {
+            if (vkvk_parse_b64(eq + 1, iend, 1.0f / 64.0f, &s->k_group))
+                return VKV_ESPEC;
+        } else if (key == 1) {
+            if (vkvk_parse_b64(eq + 1, iend, 0.0f, &s->v_group))
+                return VKV_ESPEC;
+            s->v_mode = s->v_group ? VKV_GROUP_TOKEN : VKV_GROUP_CHANNEL;
+        } else {
+            if (vkvk_parse_uint(eq + 1, iend, 1u, &u))
+                return VKV_ESPEC;
+            s->iters = (uint8_t)u;
+        }
+    }
+    return VKV_OK;
+}
+
 int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
 {
     if (text == NULL || spec == NULL)
@@ -162,23 +239,26 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
     const char *rend = colon ? colon : text + strlen(text);
     vkv_codec_spec s;
     int rule = 0;
-    for (int r = VKV_RULE_MINMAX; r <= VKV_RULE_ROTSIGN; r++)
+    for (int r = VKV_RULE_MINMAX; r <= VKV_RULE_TC; r++)
         if (vkvk_word_is(text, rend, vkvk_rule_names[r]))
             rule = r;
     if (rule == 0)
         return VKV_ESPEC;
     vkvk_spec_of_rule(rule, &s);
+    if (rule == VKV_RULE_TC) {
+        if ((colon && vkvk_parse_tc(colon + 1, &s) != VKV_OK) || vkvk_spec_valid(&s) != VKV_OK)
+            return VKV_ESPEC;
+        *spec = s;
+        return VKV_OK;
+    }
     const int rot = rule == VKV_RULE_ROTSIGN;
     if (colon) {
         static const char *const keys[] = {"kmode", "vmode", "kg",    "vg",   "kp",
                                            "vp",    "iters", "kbits", "vbits"};
         unsigned seen = 0;
-        const char *p = colon + 1;
-        for (;;) {
-            const char *comma = strchr(p, ',');
-            const char *iend = comma ? comma : p + strlen(p);
-            const char *eq = memchr(p, '=', (size_t)(iend - p));
-            if (eq == NULL)
+        for (const char *next = colon + 1; next;) {
+            const char *p, *eq, *iend;
+            if (vkvk_next_item(&next, &p, &eq, &iend))
                 return VKV_ESPEC;
             int key = -1;
             for (int k = 0; k < 9; k++)
@@ -241,9 +321,6 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
                 s.iters = (uint8_t)u;
                 break;
             }
-            if (comma == NULL)
-                break;
-            p = comma + 1;
         }
     }
     if (vkvk_spec_valid(&s) != VKV_OK)
@@ -254,11 +331,14 @@ int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec)
 
 int vkv_codec_spec_format(const vkv_codec_spec *spec, char *buf, size_t n)
 {
-    if (spec->rule < VKV_RULE_MINMAX || spec->rule > VKV_RULE_ROTSIGN ||
+    if (spec->rule < VKV_RULE_MINMAX || spec->rule > VKV_RULE_TC ||
         spec->k_mode < VKV_GROUP_CHANNEL || spec->k_mode > VKV_GROUP_TOKEN ||
         spec->v_mode < VKV_GROUP_CHANNEL || spec->v_mode > VKV_GROUP_TOKEN)
         return snprintf(buf, n, "invalid");
     const char *rn = vkvk_rule_names[spec->rule];
+    if (spec->rule == VKV_RULE_TC)
+        return snprintf(buf, n, "%s:kb=%.9g,vb=%.9g,aw=%u", rn, (double)spec->k_group / 64.0,
+                        (double)spec->v_group / 64.0, (unsigned)spec->iters);
     const char *km = vkvk_mode_names[spec->k_mode], *vm = vkvk_mode_names[spec->v_mode];
     if (spec->rule == VKV_RULE_ROTSIGN)
         return snprintf(buf, n, "%s:kmode=%s,kbits=%u,vmode=%s,vbits=%u,iters=%u", rn, km,
@@ -315,6 +395,8 @@ int vkv_codec_check(const vkv_shape *shape, const vkv_codec_spec *spec)
         prev_end = e;
     }
     uint16_t g;
+    if (spec->rule == VKV_RULE_TC) /* any head_dim (a multiple of 8) */
+        return VKV_OK;
     if (spec->rule == VKV_RULE_ROTSIGN) /* TOKEN mode rotates: head_dim a power of two */
         return (spec->k_mode == VKV_GROUP_TOKEN || spec->v_mode == VKV_GROUP_TOKEN) &&
                        !vkvk_pow2(shape->head_dim)
@@ -338,14 +420,15 @@ void vkvk_make_header(const vkv_shape *shape, const vkv_codec_spec *spec, vkv_bl
     h->dtype = shape->dtype;
     h->k_mode = spec->k_mode;
     h->v_mode = spec->v_mode;
-    if (spec->rule == VKV_RULE_ROTSIGN) {
-        h->k_group = spec->k_group; /* scale widths */
+    if (spec->rule == VKV_RULE_ROTSIGN || spec->rule == VKV_RULE_TC) {
+        h->k_group = spec->k_group; /* rotsign: scale widths; tc: budgets */
         h->v_group = spec->v_group;
     } else {
         (void)vkvk_group_resolve(spec->k_mode, spec->k_group, shape->head_dim, &h->k_group);
         (void)vkvk_group_resolve(spec->v_mode, spec->v_group, shape->head_dim, &h->v_group);
     }
-    if (spec->rule == VKV_RULE_LLOYD || spec->rule == VKV_RULE_ROTSIGN) {
+    if (spec->rule == VKV_RULE_LLOYD || spec->rule == VKV_RULE_ROTSIGN ||
+        spec->rule == VKV_RULE_TC) {
         h->iters = spec->iters;
     } else {
         h->k_param = spec->k_param;
@@ -487,17 +570,18 @@ static uint32_t vkvk_is_visual(const vkv_block_header *h, uint32_t t, uint32_t *
 
 /* Encodes one tensor (K: s = 0, V: s = 1) of layer l into block `out`.
  * next: the source tensor encoded after this one (a prefetch hint for the
- * rotsign kernels) or NULL. */
+ * rotsign kernels) or NULL. w: rule 5's channel weights of this layer
+ * ([kv_heads][head_dim]) or NULL. */
 static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *h,
                               const vkvk_layout *L, int s, uint32_t l, const uint16_t *src,
                               const uint16_t *next, size_t ts, size_t hs, uint8_t *out,
-                              const uint32_t *vt, float *scratch)
+                              const uint32_t *vt, const float *w, float *scratch)
 {
     const uint32_t heads = h->kv_heads, hd = h->head_dim;
     const size_t row = (size_t)hd * 2u, brow = (size_t)heads * (hd / 8u);
     vkvk_rule_args ra = {h->rule, h->dtype, h->iters, s ? h->v_param : h->k_param};
     uint8_t *raw = out + L->off[VKV_SEC_RAW_K + s] + l * L->raw_layer;
-    uint8_t *bits = out + L->off[VKV_SEC_BITS_K + s] + l * L->bits_layer;
+    uint8_t *bits = out + L->off[VKV_SEC_BITS_K + s] + l * (s ? L->bits_layer_v : L->bits_layer);
     uint8_t *lev = out + L->off[VKV_SEC_LEV_K + s] + l * L->lev_layer[s];
     uint32_t r = 0;
     size_t nraw = 0;
@@ -510,6 +594,8 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     }
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
+    if (h->rule == VKV_RULE_TC)
+        return vkvk_tc_enc_tensor(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev, scratch);
     if (h->rule == VKV_RULE_ROTSIGN) {
         vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next};
         if (L->n_vis == 0)
@@ -549,14 +635,25 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     return VKV_OK;
 }
 
-int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src, void *dst,
-               size_t dst_size)
+/* vkv_encode_weighted with the weights already known to be used only when
+ * the rule takes them (kw NULL otherwise). */
+static int vkvk_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
+                       const float *const *kw, void *dst, size_t dst_size)
 {
     int rc = vkv_codec_check(shape, spec);
     if (rc != VKV_OK)
         return rc;
     if (src == NULL || src->k == NULL || src->v == NULL || dst == NULL)
         return VKV_EINVAL;
+    if (spec->rule != VKV_RULE_TC || spec->iters == 0)
+        kw = NULL; /* only tc with aw=1 reads the weights */
+    for (uint32_t l = 0; kw && l < shape->layers; l++) {
+        if (kw[l] == NULL)
+            return VKV_EINVAL;
+        for (size_t i = 0; i < (size_t)shape->kv_heads * shape->head_dim; i++)
+            if (!(kw[l][i] >= 0.0f) || !isfinite(kw[l][i]))
+                return VKV_EINVAL;
+    }
     vkv_block_header h;
     vkvk_layout L;
     vkvk_make_header(shape, spec, &h, &L);
@@ -577,6 +674,8 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
     size_t nf = VKVK_SCRATCH_FLOATS(maxn, h.head_dim);
     if (h.rule == VKV_RULE_ROTSIGN)
         nf = VKVK_ROT_SCRATCH_FLOATS(L.n_vis, h.kv_heads, h.head_dim);
+    if (h.rule == VKV_RULE_TC)
+        nf = VKVK_TC_SCRATCH_FLOATS(L.n_vis, h.head_dim);
     float *scratch = malloc(nf * sizeof(float));
     uint32_t *vt = malloc((size_t)L.n_vis * sizeof(uint32_t) + 1u);
     if (scratch == NULL || vt == NULL) {
@@ -596,7 +695,7 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
             const void *nx =
                 l + 1 < h.layers ? (s ? src->v[l + 1] : src->k[l + 1]) : (s ? NULL : src->v[0]);
             rc = vkvk_encode_tensor(kern, &h, &L, s, l, p, nx, src->token_stride, src->head_stride,
-                                    out, vt, scratch);
+                                    out, vt, kw && s == 0 ? kw[l] : NULL, scratch);
         }
     }
     free(scratch);
@@ -616,6 +715,18 @@ int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_
     return VKV_OK;
 }
 
+int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src, void *dst,
+               size_t dst_size)
+{
+    return vkvk_encode(shape, spec, src, NULL, dst, dst_size);
+}
+
+int vkv_encode_weighted(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
+                        const float *const *key_weights, void *dst, size_t dst_size)
+{
+    return vkvk_encode(shape, spec, src, key_weights, dst, dst_size);
+}
+
 /* ---- block check ---------------------------------------------------------- */
 
 /* Nonzero when the (checksum-verified) header's fields are valid and
@@ -632,7 +743,7 @@ static int vkvk_header_ok(const vkv_block_header *h, vkvk_layout *L)
         return 0;
     if (h->v_mode == VKV_GROUP_TOKEN && h->v_group == 0)
         return 0;
-    if (h->rule == VKV_RULE_LLOYD || h->rule == VKV_RULE_ROTSIGN
+    if (h->rule == VKV_RULE_LLOYD || h->rule == VKV_RULE_ROTSIGN || h->rule == VKV_RULE_TC
             ? (h->k_param != 0.0f || h->v_param != 0.0f)
             : h->iters != 0)
         return 0;
@@ -775,15 +886,46 @@ int vkvk_paged_geom_of(const vkv_block_header *h, const vkv_paged_dst *dst, vkvk
     return VKV_OK;
 }
 
-/* Decodes tensor s of layer l of a checked block into base. */
+/* Decodes the visual tokens of tensor s of one layer of a checked rule-5
+ * block (bits, lev: the layer's sections) into base; tb holds 3 * head_dim
+ * floats and head_dim bytes of scratch. */
+static void vkvk_decode_tc(const vkv_block_header *h, int s, const uint8_t *bits,
+                           const uint8_t *lev, uint16_t *base, const vkvk_dst_map *m, float *tb)
+{
+    const uint32_t heads = h->kv_heads, hd = h->head_dim;
+    const size_t cb = vkvk_tc_code_bytes(h, s);
+    const int coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
+    const uint8_t *scl = lev + (size_t)heads * vkvk_tc_rec_bytes(coded, hd);
+    float *row = tb + 2u * (size_t)hd;
+    vkvk_tc_head c = {0, 0, 0.0f, tb, tb + hd, (uint8_t *)(tb + 3u * (size_t)hd)};
+    for (uint32_t hh = 0; hh < heads; hh++) {
+        vkvk_tc_head_load(h, s, lev, hh, &c);
+        size_t v = 0;
+        for (uint32_t r = 0; r < h->n_ranges; r++) {
+            uint32_t end = h->ranges[r].start + h->ranges[r].len;
+            for (uint32_t t = h->ranges[r].start; t < end; t++, v++) {
+                if (t < m->skip)
+                    continue;
+                vkvk_tc_dec_f32(&c, bits + (v * heads + hh) * cb, scl[v * heads + hh], row);
+                uint16_t *o = base + vkvk_tok_off(m, t) + hh * m->head_stride;
+                for (uint32_t d = 0; d < hd; d++)
+                    o[d] = vkvk_rot_out(row[d], h->dtype);
+            }
+        }
+    }
+}
+
+/* Decodes tensor s of layer l of a checked block into base (tb: rule-5
+ * scratch, see vkvk_decode_tc). */
 static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header *h,
                                const vkvk_layout *L, int s, uint32_t l, const uint8_t *in,
-                               uint16_t *base, const vkvk_dst_map *m)
+                               uint16_t *base, const vkvk_dst_map *m, float *tb)
 {
     const uint32_t heads = h->kv_heads, hd = h->head_dim;
     const size_t row = (size_t)hd * 2u, brow = (size_t)heads * (hd / 8u);
     const uint8_t *raw = in + L->off[VKV_SEC_RAW_K + s] + l * L->raw_layer;
-    const uint8_t *bits = in + L->off[VKV_SEC_BITS_K + s] + l * L->bits_layer;
+    const uint8_t *bits =
+        in + L->off[VKV_SEC_BITS_K + s] + l * (s ? L->bits_layer_v : L->bits_layer);
     const uint8_t *lev = in + L->off[VKV_SEC_LEV_K + s] + l * L->lev_layer[s];
     uint32_t r = 0;
     size_t nraw = 0;
@@ -800,6 +942,11 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
     size_t v = 0, grp = 0;
+    if (h->rule == VKV_RULE_TC) {
+        if (L->n_vis)
+            vkvk_decode_tc(h, s, bits, lev, base, m, tb);
+        return;
+    }
     if (h->rule == VKV_RULE_ROTSIGN) {
         vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, NULL};
         const size_t sb = g / 8u, srow = heads * sb;
@@ -843,10 +990,15 @@ static int vkvk_decode(const void *block, const vkv_block_header *h, const vkvk_
     for (uint32_t l = 0; l < h->layers; l++)
         if (m->k[l] == NULL || m->v[l] == NULL)
             return VKV_EINVAL;
+    float *tb = NULL;
+    if (h->rule == VKV_RULE_TC && L->n_vis &&
+        (tb = malloc((4u * (size_t)h->head_dim + 1u) * sizeof(float))) == NULL)
+        return VKV_ENOMEM;
     const vkvk_kernels *kern = vkvk_kern();
     for (int s = 0; s < 2; s++)
         for (uint32_t l = 0; l < h->layers; l++)
-            vkvk_decode_tensor(kern, h, L, s, l, block, s ? m->v[l] : m->k[l], m);
+            vkvk_decode_tensor(kern, h, L, s, l, block, s ? m->v[l] : m->k[l], m, tb);
+    free(tb);
     return VKV_OK;
 }
 

@@ -399,7 +399,8 @@ typedef struct vkvk_layout {
     uint64_t ngrp[2];      /* K, V: CHANNEL: groups along tokens (per layer);
                               TOKEN: groups per token and head (head_dim / G) */
     uint64_t raw_layer;    /* bytes of RAW_K (= RAW_V) per layer */
-    uint64_t bits_layer;   /* bytes of BITS_K (= BITS_V) per layer */
+    uint64_t bits_layer;   /* bytes of BITS_K per layer (= BITS_V for rules 1-4) */
+    uint64_t bits_layer_v; /* bytes of BITS_V per layer */
     uint64_t lev_layer[2]; /* bytes of LEV_K, LEV_V per layer */
     uint64_t off[VKV_SEC_COUNT];
     uint64_t size[VKV_SEC_COUNT];
@@ -424,6 +425,75 @@ VKV_HD static inline int vkvk_add64(uint64_t a, uint64_t b, uint64_t *r)
     return 0;
 }
 
+/* Places the sections of L (per-layer sizes raw_layer, bits_layer,
+ * bits_layer_v, lev_layer[] already set) in enum order, the first at
+ * VKV_BLOCK_HEADER_SIZE, each at the previous end rounded up to
+ * VKV_BLOCK_ALIGN, and sets total. Returns 0 or -1 on 64-bit overflow. */
+VKV_HD static inline int vkvk_layout_place(const vkv_block_header *h, vkvk_layout *L)
+{
+    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,    L->raw_layer,    L->bits_layer,
+                                   L->bits_layer_v, L->lev_layer[0], L->lev_layer[1]};
+    uint64_t pos = VKV_BLOCK_HEADER_SIZE, x;
+    for (int s = 0; s < VKV_SEC_COUNT; s++) {
+        if (vkvk_add64(pos, VKV_BLOCK_ALIGN - 1u, &x))
+            return -1;
+        pos = x / VKV_BLOCK_ALIGN * VKV_BLOCK_ALIGN;
+        if (vkvk_mul64(per[s], h->layers, &L->size[s]))
+            return -1;
+        L->off[s] = pos;
+        if (vkvk_add64(pos, L->size[s], &pos))
+            return -1;
+    }
+    L->total = pos;
+    return 0;
+}
+
+/* ---- rule 5 (tc) sizes ---- */
+
+/* Largest tc budget in 1/64 bit per element (3 bits: the widest channel). */
+#define VKVK_TC_MAX_B64 192u
+
+/* Bits of one token and head under a tc budget of b64/64 bits per element:
+ * (b64 * head_dim + 32) / 64 (round half up). */
+VKV_HD static inline uint32_t vkvk_tc_bits(uint32_t b64, uint32_t head_dim)
+{
+    return (uint32_t)(((uint64_t)b64 * head_dim + 32u) / 64u);
+}
+
+/* Bytes of one tc per-head record in LEV: coded (mean, channel scale,
+ * 2-bit allocation, top) or rank-1 (b, top). */
+VKV_HD static inline uint64_t vkvk_tc_rec_bytes(int coded, uint32_t head_dim)
+{
+    return coded ? 4u * (uint64_t)head_dim + head_dim / 4u + 2u : 2u * (uint64_t)head_dim + 2u;
+}
+
+/* Per-layer sizes of a rule-5 block (k_mode TOKEN with k_group 1..192;
+ * v_mode CHANNEL with v_group 0, or TOKEN with 1..192), then the placement.
+ * Returns 0 or -1 (invalid fields or overflow). */
+VKV_HD static inline int vkvk_tc_layout_of(const vkv_block_header *h, vkvk_layout *L)
+{
+    const uint64_t heads = h->kv_heads, hd = h->head_dim;
+    uint64_t t;
+    if (h->k_mode != VKV_GROUP_TOKEN || h->k_group == 0 || h->k_group > VKVK_TC_MAX_B64)
+        return -1;
+    if (h->v_mode == VKV_GROUP_TOKEN ? (h->v_group == 0 || h->v_group > VKVK_TC_MAX_B64)
+                                     : (h->v_mode != VKV_GROUP_CHANNEL || h->v_group != 0))
+        return -1;
+    L->ngrp[0] = L->ngrp[1] = 1;
+    for (int s = 0; s < 2; s++) {
+        int coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
+        uint64_t cb =
+            coded ? (vkvk_tc_bits(s ? h->v_group : h->k_group, h->head_dim) + 7u) / 8u : hd / 8u;
+        if (vkvk_mul64(L->n_vis, heads * cb, s ? &L->bits_layer_v : &L->bits_layer))
+            return -1;
+        if (vkvk_mul64(L->n_vis, heads, &t) ||
+            vkvk_add64(t, L->n_vis ? heads * vkvk_tc_rec_bytes(coded, h->head_dim) : 0u,
+                       &L->lev_layer[s]))
+            return -1;
+    }
+    return vkvk_layout_place(h, L);
+}
+
 /* Computes the canonical layout of a block from the header's shape and codec
  * fields (dtype, layers, kv_heads, head_dim, tokens, n_ranges, ranges,
  * k_mode/v_mode, k_group/v_group; G already resolved, never 0). Sections are
@@ -433,7 +503,7 @@ VKV_HD static inline int vkvk_add64(uint64_t a, uint64_t b, uint64_t *r)
  * or a size overflows 64 bits. Does not check sortedness or other limits. */
 VKV_HD static inline int vkvk_layout_of(const vkv_block_header *h, vkvk_layout *L)
 {
-    uint64_t esz = 2, vis = 0, t, x;
+    uint64_t esz = 2, vis = 0, t;
     if (h->n_ranges > VKV_BLOCK_MAX_RANGES || h->head_dim % 8u != 0)
         return -1;
     for (uint32_t r = 0; r < h->n_ranges; r++)
@@ -447,6 +517,9 @@ VKV_HD static inline int vkvk_layout_of(const vkv_block_header *h, vkvk_layout *
         return -1;
     if (vkvk_mul64(L->n_vis, row / 8u, &L->bits_layer))
         return -1;
+    L->bits_layer_v = L->bits_layer;
+    if (h->rule == VKV_RULE_TC)
+        return vkvk_tc_layout_of(h, L);
     for (int s = 0; s < 2; s++) {
         uint8_t mode = s == 0 ? h->k_mode : h->v_mode;
         uint64_t g = s == 0 ? h->k_group : h->v_group;
@@ -480,21 +553,7 @@ VKV_HD static inline int vkvk_layout_of(const vkv_block_header *h, vkvk_layout *
             return -1;
         }
     }
-    uint64_t per[VKV_SEC_COUNT] = {L->raw_layer,  L->raw_layer,    L->bits_layer,
-                                   L->bits_layer, L->lev_layer[0], L->lev_layer[1]};
-    uint64_t pos = VKV_BLOCK_HEADER_SIZE;
-    for (int s = 0; s < VKV_SEC_COUNT; s++) {
-        if (vkvk_add64(pos, VKV_BLOCK_ALIGN - 1u, &x))
-            return -1;
-        pos = x / VKV_BLOCK_ALIGN * VKV_BLOCK_ALIGN;
-        if (vkvk_mul64(per[s], h->layers, &L->size[s]))
-            return -1;
-        L->off[s] = pos;
-        if (vkvk_add64(pos, L->size[s], &pos))
-            return -1;
-    }
-    L->total = pos;
-    return 0;
+    return vkvk_layout_place(h, L);
 }
 
 #endif /* VKVK_CODEC_MATH_H */

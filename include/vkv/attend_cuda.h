@@ -37,7 +37,7 @@ extern "C" {
  * host: a query row holding NaN/Inf yields NaN in that row's out/lse
  * instead of VKV_ENONFINITE (the scale is still checked). Errors: those of
  * vkv_attend except the query check, VKV_ENOTSUP (head_dim >
- * VKV_CUDA_ATTEND_MAX_HEAD_DIM, or no device), VKV_ENOMEM, VKV_EIO (a CUDA
+ * VKV_CUDA_ATTEND_MAX_HEAD_DIM, a rule-5 (tc) block, or no device), VKV_ENOMEM, VKV_EIO (a CUDA
  * error; logged). */
 VKV_API int vkv_cuda_attend(const void *block, size_t size, const vkv_block_header *hdr,
                             unsigned flags, const vkv_attend_args *a, void *stream);

@@ -48,6 +48,25 @@
  *                  [kv_heads][head_dim] vector (the mean, or b) in the source
  *                  dtype, then [n_vis][kv_heads] scales of 2 or 1 bytes.
  *
+ * Rule VKV_RULE_TC (docs/BLOCK_FORMAT.md "Rule 5"):
+ *   k_mode         TOKEN. k_group: key bits per element in 1/64 bit (1..192);
+ *                  each token and head has B = (k_group*head_dim + 32) / 64
+ *                  bits, stored in ceil(B/8) bytes.
+ *   v_mode/v_group CHANNEL, 0: values are sign bits times a rank-1 magnitude
+ *                  a[token,head] * b[head,d]; TOKEN, 1..192: values coded like
+ *                  keys with that budget.
+ *   k_param/v_param zero. iters: 1 if the allocation was asked to follow the
+ *                  caller's attention weights (aw=1), else 0 (informational).
+ *   BITS_K (BITS_V when TOKEN) [layers][n_vis][kv_heads][ceil(B/8)] codes of
+ *                  the channels in order, LSB first, unused bits zero;
+ *                  BITS_V when CHANNEL: sign bits as rotsign.
+ *   LEV_K, LEV_V   per layer, empty when there are no visual tokens, else
+ *                  [kv_heads] records (coded: mean[head_dim], channel scale
+ *                  [head_dim] in the source dtype, 2-bit allocation
+ *                  [head_dim/4] bytes, top of the scale code in the source
+ *                  dtype; rank-1: b[head_dim], top), then [n_vis][kv_heads]
+ *                  8-bit scale codes (a = top * 2^(-c/16), c = 255: 0).
+ *
  * Identity: ident[16] binds a block to the (namespace, key) it is stored
  * under (vkv_block_ident in vkv/codec.h). An encoder leaves it zero; libvkv
  * binds the block just before COMMIT, and the daemon refuses a COMMIT, spill
@@ -93,6 +112,10 @@ enum vkv_rule {
     VKV_RULE_ROTSIGN = 4,  /* sign bits times a per-token scale; keys centred and
                               Hadamard-rotated (TOKEN mode) or a rank-1 scale
                               (CHANNEL mode); see "rotsign" below */
+    VKV_RULE_TC = 5,       /* transform coding: keys centred per channel, a
+                              per-token-and-head bit budget spread over the
+                              channels (0..3 bits, Gaussian Lloyd-Max levels);
+                              see "tc" below */
 };
 
 /* How elements are grouped (each group has its own two levels). */

@@ -133,7 +133,11 @@ VKV_API void vkv_codec_spec_default(vkv_codec_spec *spec);
  * quantile, lloyd, rotsign and keys kmode|vmode (channel|token), kg|vg (group
  * size), kp|vp (rule parameter), iters; rotsign takes kbits|vbits (scale
  * width 8|16, stored in k_group/v_group) instead of kg/vg/kp/vp, and iters
- * 0..16. Unnamed fields take the defaults of RULE.
+ * 0..16; tc takes only kb (key bits per element, a multiple of 1/64 in
+ * (0, 3], default 1.125; k_group = 64 kb), vb (value bits, 0 = sign bits
+ * times a rank-1 magnitude, the default, v_mode CHANNEL; else as kb, v_mode
+ * TOKEN) and aw (0|1: use vkv_encode_weighted's weights; iters).
+ * Unnamed fields take the defaults of RULE.
  * Returns VKV_OK or VKV_ESPEC; `spec` is written only on success. */
 VKV_API int vkv_codec_spec_parse(const char *text, vkv_codec_spec *spec);
 
@@ -159,6 +163,19 @@ VKV_API int vkv_codec_encoded_size(const vkv_shape *shape, const vkv_codec_spec 
  * as they are). Uses the implementation chosen by vkv_codec_set_impl. */
 VKV_API int vkv_encode(const vkv_shape *shape, const vkv_codec_spec *spec, const vkv_kv_src *src,
                        void *dst, size_t dst_size);
+
+/* vkv_encode with per-(layer, KV head) channel weights that steer rule 5's
+ * key bit allocation (VKV_RULE_TC with aw=1, spec iters = 1): key_weights[l]
+ * points at [kv_heads][head_dim] floats, finite and >= 0 (else VKV_EINVAL),
+ * e.g. the mean square of the span's own unit-normalised prefill queries
+ * per channel over the query heads of each KV head (docs/FIDELITY.md). Only
+ * their ratios matter. The decoder does not need them: the allocation they
+ * produce is stored in the block. NULL, another rule or aw=0: exactly
+ * vkv_encode (tc then weights channel d by its key energy E[k_d^2]). Read
+ * during the call only. Errors: those of vkv_encode. */
+VKV_API int vkv_encode_weighted(const vkv_shape *shape, const vkv_codec_spec *spec,
+                                const vkv_kv_src *src, const float *const *key_weights, void *dst,
+                                size_t dst_size);
 
 /* Validates a block's header (magic, version, header checksum, field ranges,
  * canonical section table, total_size <= size) and, with VKV_DECODE_VERIFY

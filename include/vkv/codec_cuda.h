@@ -68,7 +68,8 @@ VKV_API int vkv_cuda_block_seal(void *block, size_t size, void *stream);
  * validated as by vkv_block_check; VKV_DECODE_VERIFY in flags additionally
  * copies the whole block to the host and checks its payload XXH3 (slow).
  * The decode itself is asynchronous on `stream`. Errors: those of
- * vkv_decode, VKV_ENOMEM, VKV_EIO. */
+ * vkv_decode, VKV_ENOMEM, VKV_EIO; VKV_ENOTSUP for a rule-5 (tc) block,
+ * which only the CPU decodes (after the header check, nothing launched). */
 VKV_API int vkv_cuda_decode(const void *block, size_t size, const vkv_block_header *hdr,
                             unsigned flags, const vkv_kv_dst *dst, void *stream);
 

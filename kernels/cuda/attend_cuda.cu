@@ -286,6 +286,8 @@ extern "C" int vkv_cuda_attend(const void *block, size_t size, const vkv_block_h
     }
     if ((rc = vkv_block_check(hdr, size, 0, &h)) != VKV_OK)
         return rc;
+    if (h.rule == VKV_RULE_TC)
+        return VKV_ENOTSUP; /* rule 5: CPU vkv_attend only (docs/ATTEND.md) */
     if (flags & VKV_DECODE_VERIFY) {
         uint8_t *buf = (uint8_t *)malloc((size_t)h.total_size);
         if (buf == NULL)

@@ -551,6 +551,8 @@ static int vkvk_cu_header(const void *block, size_t size, const vkv_block_header
     }
     if ((rc = vkv_block_check(hdr, size, 0, h)) != VKV_OK)
         return rc;
+    if (h->rule == VKV_RULE_TC)
+        return VKV_ENOTSUP; /* rule 5 has a CPU decoder only (docs/BLOCK_FORMAT.md) */
     if (flags & VKV_DECODE_VERIFY) {
         uint8_t *buf = (uint8_t *)malloc((size_t)h->total_size);
         if (buf == NULL)

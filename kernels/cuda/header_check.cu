@@ -5,6 +5,7 @@
  */
 #include "vkv/block.h"
 #include "codec_math.h"
+#include "codec_tc.h"
 
 /* Rounds each element's float value through the source dtype and back, then
  * computes the levels of the whole array as one group (all three rules). */
@@ -36,5 +37,20 @@ __global__ void vkvk_header_check_kernel(const float *in, uint16_t *out, int n, 
         vkvk_layout L;
         out[0] = (uint16_t)(vkvk_layout_of(&h, &L) == 0 ? L.total & 0xffffu : thr);
         out[n > 1 ? 1 : 0] = lh ^ hh;
+        /* rule 5: the layout and one token of one head decoded from in[] */
+        h.rule = VKV_RULE_TC;
+        h.k_mode = VKV_GROUP_TOKEN;
+        h.k_group = 72;
+        h.v_mode = VKV_GROUP_CHANNEL;
+        h.v_group = 0;
+        uint8_t lev[4 * 8 + 8 / 4 + 2 + 1] = {}, codes[2] = {0x5a, 0xa5};
+        float mu[8], sc[8], row[8];
+        uint8_t nb[8];
+        vkvk_tc_head th = {0, 0, 0.0f, mu, sc, nb};
+        h.head_dim = 8;
+        vkvk_tc_head_load(&h, 0, lev, 0, &th);
+        vkvk_tc_dec_f32(&th, codes, (uint32_t)n & 255u, row);
+        out[0] ^= (uint16_t)(vkvk_tc_layout_of(&h, &L) == 0 ? L.total & 0xffffu : 0u) ^
+                  vkvk_rot_out(row[0], dtype);
     }
 }

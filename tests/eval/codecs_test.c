@@ -340,6 +340,43 @@ static void profiles_without_massive_channels_have_no_outlier_channel(void **sta
     assert_int_equal(vkve_profile_find("mild-spread")->head_dim, 128);
 }
 
+/* Block rule 5 (tc through the library) against this module's simulation
+ * of the same design (sim-tc): same bits, the same reconstruction up to the
+ * scale code's rounding (the library picks the nearest 8-bit code in value,
+ * the simulation in the log domain), same values. */
+static void block_rule_5_agrees_with_the_tc_simulation(void **state)
+{
+    (void)state;
+    if (!vkve_have_codec())
+        skip();
+    vkve_data d;
+    assert_int_equal(vkve_synth(vkve_profile_find("tiny"), 5, &d), VKV_OK);
+    static const char *const specs[] = {"tc:kb=1.125", "tc:kb=1.125,aw=1", "tc:kb=2,aw=1,vb=1.5"};
+    size_t n = (size_t)d.tokens * d.kv_heads * d.head_dim;
+    for (size_t s = 0; s < sizeof specs / sizeof specs[0]; s++) {
+        char sim[96];
+        snprintf(sim, sizeof sim, "sim-%s", specs[s]);
+        vkve_codec a = parse_ok(specs[s]), b = parse_ok(sim);
+        assert_int_equal(a.kind, VKVE_BLOCK);
+        assert_int_equal(b.kind, VKVE_TC);
+        double ba, bb;
+        assert_int_equal(vkve_codec_bits(&a, &ba), VKV_OK);
+        assert_int_equal(vkve_codec_bits(&b, &bb), VKV_OK);
+        NEAR(ba, bb, 1e-12);
+        float **ka, **va, **kb, **vb;
+        apply(specs[s], &d, &ka, &va);
+        apply(sim, &d, &kb, &vb);
+        for (uint32_t l = 0; l < d.layers; l++) {
+            double ek = vkve_nmse(ka[l], kb[l], n), ev = vkve_nmse(va[l], vb[l], n);
+            assert_true(ek < 1e-3);
+            assert_true(ev < 1e-3);
+        }
+        vkve_layers_free(ka, d.layers), vkve_layers_free(va, d.layers);
+        vkve_layers_free(kb, d.layers), vkve_layers_free(vb, d.layers);
+    }
+    vkve_data_free(&d);
+}
+
 static void tc_counts_its_bits_and_refuses_bad_specs(void **state)
 {
     (void)state;
@@ -433,6 +470,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bits_count_header_levels_and_signs_exactly),
         cmocka_unit_test(the_block_layout_matches_the_codec_library),
+        cmocka_unit_test(block_rule_5_agrees_with_the_tc_simulation),
         cmocka_unit_test(bad_specs_are_refused),
         cmocka_unit_test(calibquant_scales_min_and_max_toward_zero_as_its_code),
         cmocka_unit_test(hadamard_is_orthonormal_and_its_own_inverse),

@@ -303,6 +303,15 @@ static void gen_block(void)
     s.n_ranges = 0;
     s.dtype = VKV_DTYPE_F16;
     put_block("f16-raw-only", &s, "lloyd");
+    /* rule 5 (tc): rank-1 values, coded values, head_dim 24 (no power of
+     * two), a budget that is not a whole byte per token and head */
+    s.layers = 2;
+    s.kv_heads = 2;
+    s.head_dim = 24;
+    s.n_ranges = 2;
+    put_block("f16-tc", &s, "tc:kb=1.125,aw=1");
+    s.dtype = VKV_DTYPE_BF16;
+    put_block("bf16-tc-vb", &s, "tc:kb=0.375,vb=2");
 }
 
 /* Safetensors seeds through the project's own writer. */

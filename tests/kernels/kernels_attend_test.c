@@ -12,7 +12,7 @@
  * k^_t and values v^_t, kmax / vmax the largest |element| of the head:
  *   score error  E_t = s * (U * sum_d |q_d||k^_td|
  *                           + C32 * hd^1.5 * sum_d |q_d| * kmax)
- *     U   = the dtype's rounding unit (2^-11 fp16, 2^-8 bf16) for rotsign,
+ *     U   = the dtype's rounding unit (2^-11 fp16, 2^-8 bf16) for rotsign and tc,
  *           whose decode rounds a fp32 reconstruction that vkv_attend uses
  *           unrounded; 0 for the level rules (decode is an exact select) -
  *           DTYPE_U(rule, dtype)
@@ -45,7 +45,7 @@
 /* Rounding unit of decoded visual elements relative to vkv_attend's fp32. */
 static double dtype_u(int rule, int dtype)
 {
-    if (rule != VKV_RULE_ROTSIGN)
+    if (rule != VKV_RULE_ROTSIGN && rule != VKV_RULE_TC)
         return 0.0;
     return dtype == VKV_DTYPE_BF16 ? 1.0 / 256.0 : 1.0 / 2048.0;
 }
@@ -322,6 +322,9 @@ static const char *const specs[] = {
     "quantile:kmode=token,kg=8,vmode=token,vg=16",
     "lloyd",
     "lloyd:kmode=token,kg=32,vmode=channel,vg=7,iters=2",
+    "tc",
+    "tc:kb=2,vb=1.5,aw=1",
+    "tc:kb=0.5,vb=3",
 };
 
 /* Shapes: several images with raw tokens between and at the edges, visual

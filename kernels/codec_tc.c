@@ -1,0 +1,300 @@
+/*
+ * kernels/codec_tc.c - the scalar encoder of block rule 5 (VKV_RULE_TC):
+ * per (layer, tensor, KV head) channel means, a greedy reverse water-filling
+ * of the per-token-and-head bit budget over the channels (weighted by the
+ * key energy or by the caller's attention weights), Gaussian Lloyd-Max codes
+ * times an 8-bit per-token scale and a least-squares channel scale. Values
+ * without a budget (v_mode CHANNEL) are sign bits times a rank-1 magnitude.
+ * docs/BLOCK_FORMAT.md "Rule 5: tc" states the steps; docs/FIDELITY.md
+ * measures them. The decoder arithmetic is codec_tc.h.
+ *
+ * The encoder is the one implementation (every vkv_impl uses it); it may use
+ * double arithmetic and libm sqrt, whose results are correctly rounded, so
+ * its bytes do not depend on the C library.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "codec_internal.h"
+#include "codec_tc.h"
+
+/* Lloyd-Max decision thresholds (between consecutive levels) of 1..3 bits
+ * and the quantizers' mean squared errors for a unit Gaussian. */
+static const float vkvk_tc_thr[4][7] = {
+    {0.0f},
+    {0.0f},
+    {-0.9816f, 0.0f, 0.9816f},
+    {-1.748f, -1.05f, -0.5006f, 0.0f, 0.5006f, 1.05f, 1.748f},
+};
+static const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
+
+/* Code of z under the b-bit quantizer: the number of thresholds <= z. */
+static uint32_t vkvk_tc_code(float z, uint32_t b)
+{
+    uint32_t n = (1u << b) - 1u, i = 0;
+    while (i < n && z >= vkvk_tc_thr[b][i])
+        i++;
+    return i;
+}
+
+/* Appends the n low bits of v at bit position *pos of p (LSB first; p
+ * zeroed beforehand) and advances. */
+static void vkvk_tc_putbits(uint8_t *p, uint32_t *pos, uint32_t v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++, (*pos)++)
+        p[*pos >> 3] |= (uint8_t)(((v >> i) & 1u) << (*pos & 7u));
+}
+
+/* Rounds f to the dtype after clamping it to the finite range; returns bits. */
+static uint16_t vkvk_tc_round(float f, int dtype)
+{
+    return vkvk_rot_out(f, dtype);
+}
+
+/* Stores dtype bits v little-endian at p. */
+static void vkvk_tc_st(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* The scale byte of a >= 0 under top > 0: the code c in 0..254 whose
+ * vkvk_tc_scale(top, c) is nearest to a (ties to the smaller c, i.e. the
+ * larger scale); 255 (zero) when a or top is not positive. */
+static uint32_t vkvk_tc_scale_code(float a, float top)
+{
+    if (!(a > 0.0f) || !(top > 0.0f))
+        return VKVK_TC_ZERO_CODE;
+    /* the values decrease with c: find the first c with value(c) <= a */
+    uint32_t lo = 0, hi = VKVK_TC_ZERO_CODE - 1u;
+    if (vkvk_tc_scale(top, hi) > a)
+        return hi;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2u;
+        if (vkvk_tc_scale(top, mid) <= a)
+            hi = mid;
+        else
+            lo = mid + 1u;
+    }
+    if (lo > 0 && vkvk_tc_scale(top, lo - 1u) - a <= a - vkvk_tc_scale(top, lo))
+        return lo - 1u;
+    return lo;
+}
+
+/* Replaces a[0..n) (>= 0) by their decoded 8-bit codes under top =
+ * max a rounded to the dtype; writes the codes to q[j * qstride] and the
+ * top's dtype bits to *top_h. */
+static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
+                                uint16_t *top_h)
+{
+    float mx = 0.0f;
+    for (uint32_t j = 0; j < n; j++)
+        mx = a[j] > mx ? a[j] : mx;
+    *top_h = vkvk_tc_round(mx, dtype);
+    float top = vkvk_to_f32(*top_h, dtype);
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t c = vkvk_tc_scale_code(a[j], top);
+        q[(size_t)j * qstride] = (uint8_t)c;
+        a[j] = vkvk_tc_scale(top, c);
+    }
+}
+
+/* Codes one head with the transform coder: y[nv][hd] the head's visual
+ * rows as floats (overwritten), budget bits per token, w[hd] channel
+ * weights or NULL (then the key energy when `energy`, else 1). Writes the
+ * record at rec, the scale bytes at q (stride qstride) and the codes at
+ * codes (ceil(budget/8) bytes per token, zeroed here, cstride bytes apart).
+ * Scratch: a[nv] and t[4*hd] floats, dd[5*hd] doubles. Every per-channel
+ * sum runs over the tokens in order (j outer, channels inner, one
+ * accumulator per channel). */
+static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
+                              const float *w, int energy, uint8_t *rec, uint8_t *q, size_t qstride,
+                              uint8_t *codes, size_t cstride, float *a, float *t, double *dd)
+{
+    float *mu = t, *var = t + hd, *wt = t + 2u * hd;
+    uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside hd floats */
+    double *s1 = dd, *s2 = dd + hd, *num = dd + 2u * hd, *den = dd + 3u * hd, *sd = dd + 4u * hd;
+    for (uint32_t d = 0; d < hd; d++)
+        s1[d] = s2[d] = 0.0;
+    for (uint32_t j = 0; j < nv; j++) {
+        const float *yr = y + (size_t)j * hd;
+        for (uint32_t d = 0; d < hd; d++) {
+            s1[d] += yr[d];
+            s2[d] += (double)yr[d] * yr[d];
+        }
+    }
+    double e2m = 0.0;
+    for (uint32_t d = 0; d < hd; d++) {
+        uint16_t m = vkvk_tc_round((float)(s1[d] / nv), dtype);
+        vkvk_tc_st(rec + 2u * d, m);
+        mu[d] = vkvk_to_f32(m, dtype);
+        wt[d] = (float)(s2[d] / nv);
+        e2m += s2[d] / nv;
+        s2[d] = 0.0;
+    }
+    e2m /= hd;
+    for (uint32_t j = 0; j < nv; j++) {
+        float *yr = y + (size_t)j * hd;
+        for (uint32_t d = 0; d < hd; d++) {
+            float x = yr[d] -= mu[d];
+            s2[d] += (double)x * x;
+        }
+    }
+    for (uint32_t d = 0; d < hd; d++) {
+        var[d] = (float)(s2[d] / nv);
+        if (w)
+            wt[d] = w[d];
+        else if (energy)
+            wt[d] = e2m > 0.0 ? (float)(wt[d] / e2m) : 1.0f;
+        else
+            wt[d] = 1.0f;
+        nb[d] = 0;
+    }
+    /* greedy reverse water-filling: each next bit where it removes the most
+     * weighted distortion (first channel on ties); stops when no bit helps */
+    for (uint32_t i = 0; i < budget; i++) {
+        double best = 0.0;
+        int at = -1;
+        for (uint32_t d = 0; d < hd; d++) {
+            if (nb[d] >= 3u)
+                continue;
+            double g = (double)wt[d] * var[d] * (vkvk_tc_mse[nb[d]] - vkvk_tc_mse[nb[d] + 1u]);
+            if (g > best) {
+                best = g;
+                at = (int)d;
+            }
+        }
+        if (at < 0)
+            break;
+        nb[at]++;
+    }
+    /* per-token scale: rms over the coded channels of y / sd; sd = 0 marks
+     * a channel without bits (a coded channel has var > 0) */
+    uint32_t m = 0;
+    for (uint32_t d = 0; d < hd; d++) {
+        sd[d] = nb[d] && var[d] > 0.0f ? sqrt((double)var[d]) : 0.0;
+        m += sd[d] > 0.0;
+        num[d] = den[d] = 0.0;
+    }
+    for (uint32_t j = 0; j < nv; j++) {
+        double acc = 0.0;
+        const float *yr = y + (size_t)j * hd;
+        for (uint32_t d = 0; d < hd; d++)
+            if (sd[d] > 0.0) {
+                double z = yr[d] / sd[d];
+                acc += z * z;
+            }
+        a[j] = m ? (float)sqrt(acc / m) : 0.0f;
+    }
+    uint8_t *al = rec + 4u * (size_t)hd;
+    uint16_t top_h;
+    vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
+    vkvk_tc_st(al + hd / 4u, top_h);
+    memset(al, 0, hd / 4u);
+    for (uint32_t d = 0; d < hd; d++)
+        al[d >> 2] |= (uint8_t)(nb[d] << (2u * (d & 3u)));
+    /* codes token by token in channel order, with the least-squares sums of
+     * each channel's scale */
+    const uint32_t cb = (budget + 7u) / 8u;
+    for (uint32_t j = 0; j < nv; j++) {
+        uint8_t *c = codes + (size_t)j * cstride;
+        const float *yr = y + (size_t)j * hd;
+        const float aj = a[j];
+        memset(c, 0, cb);
+        uint32_t pos = 0;
+        for (uint32_t d = 0; d < hd; d++) {
+            if (!nb[d])
+                continue;
+            float x = yr[d], r = 0.0f;
+            uint32_t code = 0;
+            if (sd[d] > 0.0 && aj > 0.0f) {
+                code = vkvk_tc_code((float)(x / (sd[d] * aj)), nb[d]);
+                r = aj * vkvk_tc_level(nb[d], code);
+            }
+            vkvk_tc_putbits(c, &pos, code, nb[d]);
+            num[d] += (double)x * r;
+            den[d] += (double)r * r;
+        }
+    }
+    for (uint32_t d = 0; d < hd; d++)
+        vkvk_tc_st(rec + 2u * ((size_t)hd + d),
+                   vkvk_tc_round(den[d] > 0.0 ? (float)(num[d] / den[d]) : 0.0f, dtype));
+}
+
+/* Codes one head's values as signs times a rank-1 magnitude: b[d] = mean
+ * |v| (dtype), a[j] the least-squares fit to |v|, 8-bit coded. x[nv][hd]
+ * the rows; writes the record (b, top), scale bytes and sign bytes.
+ * Scratch: a[nv] and b[hd] floats, s1[hd] doubles. */
+static void vkvk_tc_rank1_head(int dtype, uint32_t nv, uint32_t hd, const float *x, uint8_t *rec,
+                               uint8_t *q, size_t qstride, uint8_t *sgn, size_t sstride, float *a,
+                               float *b, double *s1)
+{
+    for (uint32_t d = 0; d < hd; d++)
+        s1[d] = 0.0;
+    for (uint32_t j = 0; j < nv; j++)
+        for (uint32_t d = 0; d < hd; d++)
+            s1[d] += fabsf(x[(size_t)j * hd + d]);
+    for (uint32_t d = 0; d < hd; d++) {
+        uint16_t bh = vkvk_tc_round((float)(s1[d] / nv), dtype);
+        vkvk_tc_st(rec + 2u * d, bh);
+        b[d] = vkvk_to_f32(bh, dtype);
+    }
+    double bb = 0.0;
+    for (uint32_t d = 0; d < hd; d++)
+        bb += (double)b[d] * b[d];
+    for (uint32_t j = 0; j < nv; j++) {
+        const float *r = x + (size_t)j * hd;
+        double s = 0.0;
+        uint8_t *o = sgn + (size_t)j * sstride;
+        memset(o, 0, hd / 8u);
+        for (uint32_t d = 0; d < hd; d++) {
+            s += fabsf(r[d]) * b[d];
+            if (r[d] >= 0.0f)
+                o[d >> 3] |= (uint8_t)(1u << (d & 7u));
+        }
+        a[j] = bb > 0.0 ? (float)(s / bb) : 0.0f;
+    }
+    uint16_t top_h;
+    vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
+    vkvk_tc_st(rec + 2u * (size_t)hd, top_h);
+}
+
+/* See codec_tc.h. */
+int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, size_t tstride,
+                       size_t hstride, const uint32_t *vt, uint32_t nv, const float *w,
+                       uint8_t *bits, uint8_t *lev, float *scratch)
+{
+    const uint32_t heads = h->kv_heads, hd = h->head_dim;
+    const int dt = h->dtype;
+    if (nv == 0)
+        return VKV_OK;
+    const int coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
+    const uint32_t budget = vkvk_tc_bits(s ? h->v_group : h->k_group, hd);
+    const size_t cb = vkvk_tc_code_bytes(h, s);
+    const uint64_t rec = vkvk_tc_rec_bytes(coded, hd);
+    uint8_t *scl = lev + (size_t)heads * rec;
+    /* scratch: y[nv][hd], a[nv], t[4][hd] floats, then (8-byte aligned)
+     * dd[5][hd] doubles */
+    float *y = scratch, *a = y + (size_t)nv * hd, *t = a + nv;
+    size_t dof = (size_t)nv * hd + nv + 4u * (size_t)hd;
+    double *dd = (double *)(void *)(scratch + dof + (dof & 1u));
+    for (uint32_t hh = 0; hh < heads; hh++) {
+        for (uint32_t j = 0; j < nv; j++) {
+            const uint16_t *p = src + (size_t)vt[j] * tstride + (size_t)hh * hstride;
+            for (uint32_t d = 0; d < hd; d++) {
+                if (vkvk_nonfinite(p[d], dt))
+                    return VKV_ENONFINITE;
+                y[(size_t)j * hd + d] = vkvk_to_f32(p[d], dt);
+            }
+        }
+        uint8_t *r = lev + (size_t)hh * rec;
+        if (coded)
+            vkvk_tc_code_head(dt, nv, hd, budget, y, s == 0 && w ? w + (size_t)hh * hd : NULL,
+                              s == 0, r, scl + hh, heads, bits + (size_t)hh * cb, heads * cb, a, t,
+                              dd);
+        else
+            vkvk_tc_rank1_head(dt, nv, hd, y, r, scl + hh, heads, bits + (size_t)hh * cb,
+                               heads * cb, a, t, dd);
+    }
+    return VKV_OK;
+}

@@ -1,0 +1,618 @@
+/*
+ * tests/kernels/kernels_tc_test.c - block rule 5 (VKV_RULE_TC): spec strings,
+ * exact sizes, the canonical header and sections, an independent decoder
+ * written from docs/BLOCK_FORMAT.md "Rule 5" that must reproduce vkv_decode
+ * bit for bit, error bounds that fall with the bit budget, the attention
+ * weights of vkv_encode_weighted, paged decode, identity, geometry, and
+ * tampered headers/payloads (rejected, or decoded without reading out of
+ * bounds).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "kernels_util.h"
+
+static const enum vkv_impl impls[] = {VKV_IMPL_SCALAR, VKV_IMPL_AVX2, VKV_IMPL_AVX512};
+
+/* Parses a spec that must be valid. */
+static vkv_codec_spec spec_of(const char *text)
+{
+    vkv_codec_spec s;
+    assert_int_equal(vkv_codec_spec_parse(text, &s), VKV_OK);
+    return s;
+}
+
+/* An encoded chunk: the source, the block (exactly `size` bytes) and its
+ * dense decode; all owned by the struct (tb_free). */
+typedef struct tb {
+    ku_chunk src, dec;
+    uint8_t *blk;
+    size_t size;
+    vkv_codec_spec spec;
+} tb;
+
+/* Encodes a filled chunk of shape `sh` with `spec` (weights w or NULL) and
+ * decodes it with VKV_DECODE_VERIFY. */
+static void tb_make(tb *b, const vkv_shape *sh, const char *spec, uint64_t seed,
+                    const float *const *w)
+{
+    memset(b, 0, sizeof *b);
+    b->spec = spec_of(spec);
+    assert_int_equal(ku_chunk_alloc(&b->src, sh, 3), 0);
+    assert_int_equal(ku_chunk_alloc(&b->dec, sh, 1), 0);
+    ku_chunk_fill(&b->src, seed);
+    assert_int_equal(vkv_codec_encoded_size(sh, &b->spec, &b->size), VKV_OK);
+    b->blk = malloc(b->size);
+    assert_non_null(b->blk);
+    vkv_kv_src s = ku_src(&b->src);
+    assert_int_equal(vkv_encode_weighted(sh, &b->spec, &s, w, b->blk, b->size), VKV_OK);
+    vkv_kv_dst d = ku_dst(&b->dec);
+    assert_int_equal(vkv_decode(b->blk, b->size, VKV_DECODE_VERIFY, &d), VKV_OK);
+}
+
+static void tb_free(tb *b)
+{
+    ku_chunk_free(&b->src);
+    ku_chunk_free(&b->dec);
+    free(b->blk);
+}
+
+/* Little-endian u16 at p. */
+static uint16_t ld16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+/* Rounds up to 64. */
+static uint64_t al64(uint64_t x)
+{
+    return (x + 63u) / 64u * 64u;
+}
+
+/* Per-layer bytes of the six sections of a rule-5 block, from the format
+ * text alone: RAW n_raw*H*D*2; BITS_K n_vis*H*ceil(B/8) with B =
+ * (k_group*D + 32) / 64; BITS_V the same with v_group, or n_vis*H*D/8 for
+ * rank-1 values; LEV H records (coded 4D + D/4 + 2 bytes, rank-1 2D + 2)
+ * plus n_vis*H scale bytes, empty without visual tokens. */
+static void doc_sizes(const vkv_shape *sh, const vkv_codec_spec *sp, uint64_t per[6])
+{
+    uint64_t nv = 0, H = sh->kv_heads, D = sh->head_dim;
+    for (uint32_t r = 0; r < sh->n_ranges; r++)
+        nv += sh->ranges[r].len;
+    uint64_t nr = sh->tokens - nv;
+    uint64_t kb = ((sp->k_group * D + 32) / 64 + 7) / 8;
+    uint64_t vb = sp->v_group ? ((sp->v_group * D + 32) / 64 + 7) / 8 : D / 8;
+    per[0] = per[1] = nr * H * D * 2;
+    per[2] = nv * H * kb;
+    per[3] = nv * H * vb;
+    per[4] = nv ? H * (4 * D + D / 4 + 2) + nv * H : 0;
+    per[5] = nv ? H * (sp->v_group ? 4 * D + D / 4 + 2 : 2 * D + 2) + nv * H : 0;
+}
+
+/* Independent decode of element (visual token v, head h, channel d) of
+ * tensor s, layer l, from the format text (fp32, before rounding). */
+static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, uint32_t l,
+                         uint64_t v, uint32_t h, uint32_t d)
+{
+    const uint32_t D = hd->head_dim, H = hd->kv_heads;
+    const int dt = hd->dtype;
+    const int coded = s == 0 || hd->v_mode == VKV_GROUP_TOKEN;
+    const uint64_t rec = coded ? 4u * D + D / 4u + 2u : 2u * D + 2u;
+    const uint64_t lev_layer = hd->sections[VKV_SEC_LEV_K + s].size / hd->layers;
+    const uint64_t bits_layer = hd->sections[VKV_SEC_BITS_K + s].size / hd->layers;
+    const uint8_t *lev = blk + hd->sections[VKV_SEC_LEV_K + s].offset + l * lev_layer;
+    const uint8_t *r = lev + h * rec;
+    uint64_t nv = 0;
+    for (uint32_t i = 0; i < hd->n_ranges; i++)
+        nv += hd->ranges[i].len;
+    const uint64_t cb = bits_layer / (nv * H);
+    const uint8_t *codes =
+        blk + hd->sections[VKV_SEC_BITS_K + s].offset + l * bits_layer + (v * H + h) * cb;
+    const uint8_t c = lev[H * rec + v * H + h];
+    const float top = vkvk_to_f32(ld16(r + (coded ? 4u * D + D / 4u : 2u * D)), dt);
+    float a = 0.0f;
+    if (c != 255) {
+        float m = (float)exp2(-(double)(c % 16u) / 16.0); /* binary32 of 2^(-f/16) */
+        a = top * (m * ldexpf(1.0f, -(int)(c / 16u)));
+    }
+    if (!coded) {
+        float sg = (codes[d / 8] >> (d % 8)) & 1 ? 1.0f : -1.0f;
+        return (sg * a) * vkvk_to_f32(ld16(r + 2u * d), dt);
+    }
+    static const float lv[4][8] = {
+        {0},
+        {-0.7979f, 0.7979f},
+        {-1.5104f, -0.4528f, 0.4528f, 1.5104f},
+        {-2.152f, -1.344f, -0.756f, -0.2451f, 0.2451f, 0.756f, 1.344f, 2.152f},
+    };
+    uint32_t pos = 0, nb = 0;
+    for (uint32_t e = 0; e <= d; e++) {
+        nb = (r[4u * D + e / 4u] >> (2u * (e % 4u))) & 3u;
+        if (e < d)
+            pos += nb;
+    }
+    float q = 0.0f;
+    if (nb) {
+        uint32_t code = 0;
+        for (uint32_t i = 0; i < nb; i++)
+            code |= (uint32_t)((codes[(pos + i) / 8] >> ((pos + i) % 8)) & 1u) << i;
+        q = a * lv[nb][code];
+    }
+    return q * vkvk_to_f32(ld16(r + 2u * ((uint64_t)D + d)), dt) +
+           vkvk_to_f32(ld16(r + 2u * d), dt);
+}
+
+static void specs_parse_format_and_refuse(void **state)
+{
+    (void)state;
+    vkv_codec_spec s = spec_of("tc");
+    assert_int_equal(s.rule, VKV_RULE_TC);
+    assert_int_equal(s.k_mode, VKV_GROUP_TOKEN);
+    assert_int_equal(s.k_group, 72); /* 1.125 bits */
+    assert_int_equal(s.v_mode, VKV_GROUP_CHANNEL);
+    assert_int_equal(s.v_group, 0);
+    assert_int_equal(s.iters, 0);
+    char buf[96];
+    vkv_codec_spec_format(&s, buf, sizeof buf);
+    assert_string_equal(buf, "tc:kb=1.125,vb=0,aw=0");
+    s = spec_of("tc:kb=2,aw=1,vb=1.5");
+    assert_int_equal(s.k_group, 128);
+    assert_int_equal(s.v_mode, VKV_GROUP_TOKEN);
+    assert_int_equal(s.v_group, 96);
+    assert_int_equal(s.iters, 1);
+    vkv_codec_spec_format(&s, buf, sizeof buf);
+    assert_string_equal(buf, "tc:kb=2,vb=1.5,aw=1");
+    vkv_codec_spec t = spec_of(buf);
+    assert_memory_equal(&s, &t, sizeof s);
+    s = spec_of("tc:kb=0.015625,vb=3"); /* the extremes: 1/64 and 3 bits */
+    assert_int_equal(s.k_group, 1);
+    assert_int_equal(s.v_group, 192);
+    static const char *const bad[] = {
+        "tc:",        "tc:kb=0",    "tc:kb=3.015625", "tc:kb=1.1", "tc:kb=-1",   "tc:vb=4",
+        "tc:vb=0.01", "tc:aw=2",    "tc:kb=1,kb=2",   "tc:kg=8",   "tc:alpha=1", "tc:kb=1,",
+        "tc:kb",      "tc:iters=1", "tc:kb=nan",      "tcx",       "tc:kbits=8", "tc:kb=1;vb=1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        vkv_codec_spec x;
+        memset(&x, 0x5a, sizeof x);
+        vkv_codec_spec y = x;
+        assert_int_equal(vkv_codec_spec_parse(bad[i], &x), VKV_ESPEC);
+        assert_memory_equal(&x, &y, sizeof x); /* untouched on failure */
+    }
+    /* a hand-made spec outside the rule's fields */
+    vkv_shape sh = {1, 1, 64, 8, VKV_DTYPE_F16, 1, {{0, 8}}};
+    s = spec_of("tc");
+    assert_int_equal(vkv_codec_check(&sh, &s), VKV_OK);
+    vkv_codec_spec e = s;
+    e.k_group = 193;
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+    e = s;
+    e.k_mode = VKV_GROUP_CHANNEL;
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+    e = s;
+    e.v_group = 8; /* CHANNEL values take no budget */
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+    e = s;
+    e.v_mode = VKV_GROUP_TOKEN; /* a TOKEN value budget of 0 */
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+    e = s;
+    e.iters = 2;
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+    e = s;
+    e.k_param = 0.5f;
+    assert_int_equal(vkv_codec_check(&sh, &e), VKV_ESPEC);
+}
+
+/* Shapes: head_dim 64, 96, 128 (tc needs no power of two), raw tokens
+ * between and around ranges, bf16, all raw, a budget that is not a whole
+ * byte per token and head. */
+static const vkv_shape shapes[] = {
+    {2, 2, 64, 40, VKV_DTYPE_F16, 3, {{3, 9}, {12, 10}, {30, 7}}},
+    {1, 3, 96, 33, VKV_DTYPE_BF16, 2, {{0, 13}, {20, 13}}},
+    {2, 1, 128, 48, VKV_DTYPE_F16, 1, {{0, 48}}},
+    {1, 2, 8, 20, VKV_DTYPE_F16, 1, {{2, 17}}},
+    {1, 2, 32, 12, VKV_DTYPE_BF16, 0, {{0, 0}}},
+};
+static const char *const specs[] = {"tc", "tc:kb=1,aw=1", "tc:kb=2,vb=1.5", "tc:kb=0.375,vb=3",
+                                    "tc:kb=3,vb=0.125"};
+
+static void sizes_header_and_sections_are_canonical(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (size_t p = 0; p < sizeof specs / sizeof specs[0]; p++) {
+            const vkv_shape *sh = &shapes[k];
+            tb b;
+            tb_make(&b, sh, specs[p], 10 + k * 7 + p, NULL);
+            uint64_t per[6], pos = 256;
+            doc_sizes(sh, &b.spec, per);
+            vkv_block_header h;
+            assert_int_equal(vkv_block_check(b.blk, b.size, VKV_DECODE_VERIFY, &h), VKV_OK);
+            for (int s = 0; s < 6; s++) {
+                assert_int_equal(h.sections[s].offset, al64(pos));
+                assert_int_equal(h.sections[s].size, per[s] * sh->layers);
+                for (uint64_t i = pos; i < h.sections[s].offset; i++)
+                    assert_int_equal(b.blk[i], 0); /* padding */
+                pos = h.sections[s].offset + h.sections[s].size;
+            }
+            assert_int_equal(b.size, pos);
+            assert_int_equal(h.total_size, pos);
+            assert_int_equal(h.rule, VKV_RULE_TC);
+            assert_int_equal(h.k_mode, VKV_GROUP_TOKEN);
+            assert_int_equal(h.k_group, b.spec.k_group);
+            assert_int_equal(h.v_mode, b.spec.v_mode);
+            assert_int_equal(h.v_group, b.spec.v_group);
+            assert_int_equal(h.iters, b.spec.iters);
+            assert_true(h.k_param == 0.0f && h.v_param == 0.0f);
+            /* every allocation fits the budget; unused code bits are zero */
+            uint64_t nv = 0;
+            for (uint32_t r = 0; r < sh->n_ranges; r++)
+                nv += sh->ranges[r].len;
+            const uint32_t D = sh->head_dim, H = sh->kv_heads;
+            for (int s = 0; s < 2 && nv; s++) {
+                int coded = s == 0 || b.spec.v_group;
+                if (!coded)
+                    continue;
+                uint32_t budget = ((s ? b.spec.v_group : b.spec.k_group) * D + 32) / 64;
+                uint64_t cb = (budget + 7) / 8;
+                for (uint32_t l = 0; l < sh->layers; l++)
+                    for (uint32_t hh = 0; hh < H; hh++) {
+                        const uint8_t *r = b.blk + h.sections[VKV_SEC_LEV_K + s].offset +
+                                           l * per[4 + s] + hh * (4u * D + D / 4u + 2u);
+                        uint32_t used = 0;
+                        for (uint32_t d = 0; d < D; d++)
+                            used += (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                        assert_true(used <= budget);
+                        for (uint64_t v = 0; v < nv; v++) {
+                            const uint8_t *c = b.blk + h.sections[VKV_SEC_BITS_K + s].offset +
+                                               l * per[2 + s] + (v * H + hh) * cb;
+                            for (uint32_t i = used; i < cb * 8; i++)
+                                assert_int_equal((c[i / 8] >> (i % 8)) & 1, 0);
+                        }
+                    }
+            }
+            tb_free(&b);
+        }
+}
+
+static void decode_matches_the_format_text_and_errors_fall_with_bits(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+        for (size_t p = 0; p < sizeof specs / sizeof specs[0]; p++) {
+            const vkv_shape *sh = &shapes[k];
+            tb b;
+            tb_make(&b, sh, specs[p], 100 + k * 7 + p, NULL);
+            vkv_block_header h;
+            assert_int_equal(vkv_block_check(b.blk, b.size, 0, &h), VKV_OK);
+            const float mx = sh->dtype == VKV_DTYPE_BF16 ? 3.389531389e38f : 65504.0f;
+            for (int s = 0; s < 2; s++)
+                for (uint32_t l = 0; l < sh->layers; l++) {
+                    uint64_t v = 0;
+                    for (uint32_t t = 0; t < sh->tokens; t++) {
+                        int vis = ku_range_of(sh, t) >= 0;
+                        for (uint32_t hh = 0; hh < sh->kv_heads; hh++)
+                            for (uint32_t d = 0; d < sh->head_dim; d++) {
+                                uint16_t got = *ku_at(&b.dec, s, l, t, hh, d);
+                                uint16_t want = *ku_at(&b.src, s, l, t, hh, d);
+                                if (vis) {
+                                    float f = doc_element(b.blk, &h, s, l, v, hh, d);
+                                    f = f > mx ? mx : f < -mx ? -mx : f;
+                                    want = vkvk_from_f32(f, sh->dtype);
+                                }
+                                assert_int_equal(got, want); /* raw: bit for bit */
+                            }
+                        v += vis;
+                    }
+                }
+            tb_free(&b);
+        }
+    /* key NMSE falls with the budget; at 3 bits it is small */
+    vkv_shape sh = {2, 2, 64, 64, VKV_DTYPE_F16, 1, {{0, 64}}};
+    static const char *const ladder[] = {"tc:kb=0.5", "tc:kb=1", "tc:kb=2", "tc:kb=3"};
+    double prev = 1e9;
+    for (int i = 0; i < 4; i++) {
+        tb b;
+        tb_make(&b, &sh, ladder[i], 4242, NULL);
+        double num = 0, den = 0;
+        for (uint32_t l = 0; l < sh.layers; l++)
+            for (uint32_t t = 0; t < sh.tokens; t++)
+                for (uint32_t hh = 0; hh < sh.kv_heads; hh++)
+                    for (uint32_t d = 0; d < sh.head_dim; d++) {
+                        double x = vkvk_to_f32(*ku_at(&b.src, 0, l, t, hh, d), sh.dtype);
+                        double y = vkvk_to_f32(*ku_at(&b.dec, 0, l, t, hh, d), sh.dtype);
+                        num += (x - y) * (x - y);
+                        den += x * x;
+                    }
+        double nmse = num / den;
+        print_message("%s: key NMSE %.4g\n", ladder[i], nmse);
+        assert_true(nmse < prev);
+        prev = nmse;
+        tb_free(&b);
+    }
+    /* 3 bits everywhere: a unit Gaussian's Lloyd-Max error is 0.0345 of its
+     * variance (<= the energy); 0.05 leaves room for this uniform test
+     * data and the 8-bit token scales */
+    assert_true(prev < 0.05);
+}
+
+static void weights_steer_the_key_allocation(void **state)
+{
+    (void)state;
+    vkv_shape sh = {2, 2, 64, 32, VKV_DTYPE_F16, 1, {{0, 32}}};
+    float *wl[2];
+    for (int l = 0; l < 2; l++) {
+        wl[l] = calloc(2 * 64, sizeof(float));
+        for (uint32_t i = 0; i < 2 * 64; i++)
+            wl[l][i] = i % 64 < 16 ? 1.0f : 0.0f; /* only channels 0..15 matter */
+    }
+    const float *const *w = (const float *const *)wl;
+    tb plain, aw, aw0;
+    tb_make(&plain, &sh, "tc:kb=0.5", 7, NULL);
+    tb_make(&aw, &sh, "tc:kb=0.5,aw=1", 7, w);
+    tb_make(&aw0, &sh, "tc:kb=0.5", 7, w); /* aw=0: the weights are ignored */
+    assert_int_equal(plain.size, aw.size);
+    assert_memory_equal(plain.blk, aw0.blk, plain.size);
+    vkv_block_header h;
+    assert_int_equal(vkv_block_check(aw.blk, aw.size, 0, &h), VKV_OK);
+    assert_int_equal(h.iters, 1);
+    const uint32_t D = 64, rec = 4u * D + D / 4u + 2u;
+    const uint64_t lev_layer = h.sections[VKV_SEC_LEV_K].size / h.layers;
+    int differs = 0;
+    for (uint32_t l = 0; l < 2; l++)
+        for (uint32_t hh = 0; hh < 2; hh++) {
+            const uint8_t *r = aw.blk + h.sections[VKV_SEC_LEV_K].offset + l * lev_layer + hh * rec;
+            const uint8_t *r0 =
+                plain.blk + h.sections[VKV_SEC_LEV_K].offset + l * lev_layer + hh * rec;
+            uint32_t inside = 0, outside = 0;
+            for (uint32_t d = 0; d < D; d++) {
+                uint32_t nb = (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                *(d < 16 ? &inside : &outside) += nb;
+                differs |= nb != ((r0[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
+            }
+            assert_int_equal(outside, 0); /* weight 0: never a bit */
+            assert_int_equal(inside, 32); /* the whole budget, 0.5 * 64 */
+        }
+    assert_true(differs);
+    /* the error of the weighted channels is lower with the weights */
+    double e_aw = 0, e_plain = 0;
+    for (uint32_t t = 0; t < 32; t++)
+        for (uint32_t d = 0; d < 16; d++) {
+            double x = vkvk_f16_to_f32(*ku_at(&aw.src, 0, 1, t, 1, d));
+            double a = vkvk_f16_to_f32(*ku_at(&aw.dec, 0, 1, t, 1, d));
+            double p = vkvk_f16_to_f32(*ku_at(&plain.dec, 0, 1, t, 1, d));
+            e_aw += (x - a) * (x - a);
+            e_plain += (x - p) * (x - p);
+        }
+    assert_true(e_aw < e_plain);
+    /* bad weights */
+    vkv_codec_spec sp = spec_of("tc:aw=1");
+    size_t size;
+    assert_int_equal(vkv_codec_encoded_size(&sh, &sp, &size), VKV_OK);
+    uint8_t *blk = malloc(size);
+    vkv_kv_src src = ku_src(&aw.src);
+    wl[1][5] = -1.0f;
+    assert_int_equal(vkv_encode_weighted(&sh, &sp, &src, w, blk, size), VKV_EINVAL);
+    wl[1][5] = NAN;
+    assert_int_equal(vkv_encode_weighted(&sh, &sp, &src, w, blk, size), VKV_EINVAL);
+    wl[1][5] = INFINITY;
+    assert_int_equal(vkv_encode_weighted(&sh, &sp, &src, w, blk, size), VKV_EINVAL);
+    const float *half[2] = {wl[0], NULL};
+    assert_int_equal(vkv_encode_weighted(&sh, &sp, &src, half, blk, size), VKV_EINVAL);
+    /* other rules ignore weights: same bytes as vkv_encode */
+    vkv_codec_spec rs = spec_of("rotsign");
+    size_t rsz;
+    assert_int_equal(vkv_codec_encoded_size(&sh, &rs, &rsz), VKV_OK);
+    uint8_t *r1 = malloc(rsz), *r2 = malloc(rsz);
+    assert_int_equal(vkv_encode(&sh, &rs, &src, r1, rsz), VKV_OK);
+    assert_int_equal(vkv_encode_weighted(&sh, &rs, &src, half, r2, rsz), VKV_OK);
+    assert_memory_equal(r1, r2, rsz);
+    free(r1);
+    free(r2);
+    free(blk);
+    tb_free(&plain);
+    tb_free(&aw);
+    tb_free(&aw0);
+    free(wl[0]);
+    free(wl[1]);
+}
+
+static void every_impl_writes_the_same_bytes_and_paged_equals_dense(void **state)
+{
+    (void)state;
+    vkv_shape sh = {2, 2, 96, 37, VKV_DTYPE_F16, 2, {{1, 20}, {24, 10}}};
+    tb ref;
+    assert_int_equal(vkv_codec_set_impl(VKV_IMPL_SCALAR), VKV_OK);
+    tb_make(&ref, &sh, "tc:kb=1.5,vb=1", 55, NULL);
+    for (size_t i = 1; i < sizeof impls / sizeof impls[0]; i++) {
+        if (vkv_codec_set_impl(impls[i]) != VKV_OK)
+            continue;
+        tb b;
+        tb_make(&b, &sh, "tc:kb=1.5,vb=1", 55, NULL);
+        assert_int_equal(b.size, ref.size);
+        assert_memory_equal(b.blk, ref.blk, b.size);
+        for (uint32_t l = 0; l < sh.layers; l++) {
+            assert_memory_equal(b.dec.k[l], ref.dec.k[l], b.dec.layer_elems * 2);
+            assert_memory_equal(b.dec.v[l], ref.dec.v[l], b.dec.layer_elems * 2);
+        }
+        tb_free(&b);
+    }
+    (void)vkv_codec_set_impl(VKV_IMPL_AUTO);
+    /* paged, NHD default strides, page size 8, first_pos 5, reversed pages,
+     * the first 3 tokens skipped */
+    const uint32_t ps = 8, first = 5, skip = 3, np = (first + sh.tokens + ps - 1) / ps;
+    size_t pe = (size_t)ps * sh.kv_heads * sh.head_dim;
+    uint16_t *kc[2], *vc[2];
+    for (int l = 0; l < 2; l++) {
+        kc[l] = calloc(np * pe, 2);
+        vc[l] = calloc(np * pe, 2);
+    }
+    int32_t table[16];
+    for (uint32_t i = 0; i < np; i++)
+        table[i] = (int32_t)(np - 1 - i);
+    vkv_paged_dst pd;
+    memset(&pd, 0, sizeof pd);
+    pd.k_cache = (void *const *)kc;
+    pd.v_cache = (void *const *)vc;
+    pd.num_pages = np;
+    pd.page_size = ps;
+    pd.block_table = table;
+    pd.block_table_len = np;
+    pd.first_pos = first;
+    pd.skip_tokens = skip;
+    pd.geom = vkv_geometry_of(&sh);
+    pd.geom.tokens = 0;
+    assert_int_equal(vkv_decode_paged(ref.blk, ref.size, VKV_DECODE_VERIFY, &pd), VKV_OK);
+    for (int s = 0; s < 2; s++)
+        for (uint32_t l = 0; l < sh.layers; l++)
+            for (uint32_t t = 0; t < sh.tokens; t++) {
+                uint32_t p = first + t;
+                const uint16_t *row = (s ? vc : kc)[l] + (size_t)table[p / ps] * pe +
+                                      (size_t)(p % ps) * sh.kv_heads * sh.head_dim;
+                for (uint32_t hh = 0; hh < sh.kv_heads; hh++)
+                    for (uint32_t d = 0; d < sh.head_dim; d++) {
+                        uint16_t want = t < skip ? 0 : *ku_at(&ref.dec, s, l, t, hh, d);
+                        assert_int_equal(row[hh * sh.head_dim + d], want);
+                    }
+            }
+    for (int l = 0; l < 2; l++) {
+        free(kc[l]);
+        free(vc[l]);
+    }
+    tb_free(&ref);
+}
+
+/* Recomputes the header checksum of a block in place. */
+static void rehash(uint8_t *blk)
+{
+    vkv_block_header h;
+    memcpy(&h, blk, sizeof h);
+    uint64_t p = h.payload_xxh3;
+    h.payload_xxh3 = 0;
+    h.header_xxh3 = 0;
+    h.header_xxh3 = XXH3_64bits(&h, sizeof h);
+    h.payload_xxh3 = p;
+    memcpy(blk, &h, sizeof h);
+}
+
+static void identity_geometry_and_tampering(void **state)
+{
+    (void)state;
+    vkv_shape sh = {2, 2, 64, 24, VKV_DTYPE_F16, 2, {{2, 9}, {12, 10}}};
+    tb b;
+    tb_make(&b, &sh, "tc:kb=1.125,aw=1", 9, NULL);
+    vkv_kv_dst d = ku_dst(&b.dec);
+    /* identity */
+    uint8_t id[16], other[16];
+    static const uint8_t key[32] = {1, 2, 3};
+    vkv_block_ident("ns", 2, key, id);
+    vkv_block_ident("nt", 2, key, other);
+    uint8_t *blk = malloc(b.size);
+    memcpy(blk, b.blk, b.size);
+    assert_int_equal(vkv_block_bind(blk, b.size, id), VKV_OK);
+    d.ident = id;
+    assert_int_equal(vkv_decode(blk, b.size, VKV_DECODE_VERIFY, &d), VKV_OK);
+    d.ident = other;
+    assert_int_equal(vkv_decode(blk, b.size, VKV_DECODE_VERIFY, &d), VKV_EIDENT);
+    d.ident = NULL;
+    /* geometry */
+    vkv_kv_dst g = d;
+    g.geom.head_dim = 32;
+    assert_int_equal(vkv_decode(b.blk, b.size, 0, &g), VKV_EGEOMETRY);
+    g = d;
+    g.geom.tokens = 23;
+    assert_int_equal(vkv_decode(b.blk, b.size, 0, &g), VKV_EGEOMETRY);
+    g = d;
+    g.geom.dtype = VKV_DTYPE_BF16;
+    assert_int_equal(vkv_decode(b.blk, b.size, 0, &g), VKV_EGEOMETRY);
+    /* payload corruption: the checksum catches it */
+    memcpy(blk, b.blk, b.size);
+    blk[b.size - 1] ^= 0x10;
+    assert_int_equal(vkv_decode(blk, b.size, VKV_DECODE_VERIFY, &d), VKV_ECHECKSUM);
+    /* inconsistent rule-5 header fields, checksum fixed: rejected */
+    struct {
+        size_t off;
+        int width;
+        uint32_t val;
+    } bad[] = {
+        {offsetof(vkv_block_header, k_group), 2, 0},
+        {offsetof(vkv_block_header, k_group), 2, 193},
+        {offsetof(vkv_block_header, k_group), 2, 73}, /* sizes no longer match */
+        {offsetof(vkv_block_header, v_group), 2, 8},  /* CHANNEL values with a budget */
+        {offsetof(vkv_block_header, v_mode), 1, VKV_GROUP_TOKEN},
+        {offsetof(vkv_block_header, k_mode), 1, VKV_GROUP_CHANNEL},
+        {offsetof(vkv_block_header, iters), 1, 2},
+        {offsetof(vkv_block_header, k_param), 4, 0x3f000000u},
+        {offsetof(vkv_block_header, rule), 1, 6},
+        {offsetof(vkv_block_header, head_dim), 4, 96},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memcpy(blk, b.blk, b.size);
+        memcpy(blk + bad[i].off, &bad[i].val, (size_t)bad[i].width);
+        rehash(blk);
+        int rc = vkv_block_check(blk, b.size, 0, NULL);
+        assert_true(rc == VKV_ECORRUPT || rc == VKV_ETRUNC);
+        assert_int_equal(vkv_decode(blk, b.size, 0, &d), rc);
+    }
+    /* an altered payload decodes without VERIFY and without reading out of
+     * bounds (ASan): every allocation field set to 3 bits, scales 0xff,
+     * the codes all ones */
+    memcpy(blk, b.blk, b.size);
+    vkv_block_header h;
+    assert_int_equal(vkv_block_check(blk, b.size, 0, &h), VKV_OK);
+    for (int s = 0; s < 2; s++) {
+        uint8_t *lev = blk + h.sections[VKV_SEC_LEV_K + s].offset;
+        memset(lev, 0xff, h.sections[VKV_SEC_LEV_K + s].size);
+        memset(blk + h.sections[VKV_SEC_BITS_K + s].offset, 0xff,
+               h.sections[VKV_SEC_BITS_K + s].size);
+    }
+    uint8_t *exact = malloc(b.size);
+    memcpy(exact, blk, b.size);
+    assert_int_equal(vkv_decode(exact, b.size, 0, &d), VKV_OK);
+    assert_int_equal(vkv_decode(exact, b.size, VKV_DECODE_VERIFY, &d), VKV_ECHECKSUM);
+    free(exact);
+    free(blk);
+    tb_free(&b);
+}
+
+static void nonfinite_and_head_dim_96(void **state)
+{
+    (void)state;
+    vkv_shape sh = {1, 2, 96, 10, VKV_DTYPE_F16, 1, {{2, 6}}};
+    vkv_codec_spec rs = spec_of("rotsign"), tc = spec_of("tc");
+    assert_int_equal(vkv_codec_check(&sh, &rs), VKV_EGROUP);
+    assert_int_equal(vkv_codec_check(&sh, &tc), VKV_OK);
+    ku_chunk c;
+    assert_int_equal(ku_chunk_alloc(&c, &sh, 0), 0);
+    ku_chunk_fill(&c, 3);
+    size_t size;
+    assert_int_equal(vkv_codec_encoded_size(&sh, &tc, &size), VKV_OK);
+    uint8_t *blk = malloc(size);
+    vkv_kv_src src = ku_src(&c);
+    *ku_at(&c, 0, 0, 0, 1, 5) = 0x7c00; /* Inf in a raw token: copied */
+    assert_int_equal(vkv_encode(&sh, &tc, &src, blk, size), VKV_OK);
+    *ku_at(&c, 1, 0, 4, 1, 5) = 0x7e00; /* NaN in a visual value */
+    assert_int_equal(vkv_encode(&sh, &tc, &src, blk, size), VKV_ENONFINITE);
+    assert_int_equal(vkv_encode(&sh, &tc, &src, blk, size - 1), VKV_ETRUNC);
+    free(blk);
+    ku_chunk_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(specs_parse_format_and_refuse),
+        cmocka_unit_test(sizes_header_and_sections_are_canonical),
+        cmocka_unit_test(decode_matches_the_format_text_and_errors_fall_with_bits),
+        cmocka_unit_test(weights_steer_the_key_allocation),
+        cmocka_unit_test(every_impl_writes_the_same_bytes_and_paged_equals_dense),
+        cmocka_unit_test(identity_geometry_and_tampering),
+        cmocka_unit_test(nonfinite_and_head_dim_96),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
