@@ -8,33 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "f16.h"
 #include "rng.h"
-#include "st.h"
+#include "errbuf.h"
+#include "tensor/f16.h"
+#include "tensor/safetensors.h"
 #include "vkv/error.h"
-
-/* Formats a message into err (if any) and returns code. */
-static int vkve_cfail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int vkve_cfail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* See codecs.h. */
 int vkve_have_codec(void)
 {
-#ifdef VKV_EVAL_HAVE_CODEC
     return 1;
-#else
-    return 0;
-#endif
 }
 
 /* ---- spec parsing ------------------------------------------------------ */
@@ -155,20 +138,15 @@ static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
 int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
 {
     if (strcmp(text, "default") == 0) {
-#ifdef VKV_EVAL_HAVE_CODEC
         char buf[160];
         vkv_codec_spec sp;
         vkv_codec_spec_default(&sp);
         vkv_codec_spec_format(&sp, buf, sizeof buf);
         return vkve_codec_parse(buf, c, err, errlen);
-#else
-        memset(c, 0, sizeof *c);
-        return vkve_cfail(err, errlen, VKV_ESPEC, "'default' needs the block codec library");
-#endif
     }
     memset(c, 0, sizeof *c);
     if (strlen(text) >= sizeof c->text)
-        return vkve_cfail(err, errlen, VKV_ESPEC, "codec spec too long: '%s'", text);
+        return vkv_errbuf(err, errlen, VKV_ESPEC, "codec spec too long: '%s'", text);
     snprintf(c->text, sizeof c->text, "%s", text);
     const char *colon = strchr(text, ':');
     const char *p = colon ? colon + 1 : "";
@@ -192,7 +170,7 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
             double f;
             if (vkve_parse_f(v, &f))
-                return vkve_cfail(err, errlen, VKV_ESPEC, "calibquant: bad value '%s'", v);
+                return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: bad value '%s'", v);
             if (strcmp(k, "ks") == 0 && f > 0 && f <= 1)
                 c->ks = (float)f;
             else if (strcmp(k, "vs") == 0 && f > 0 && f <= 1)
@@ -202,10 +180,10 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
             else if (strcmp(k, "off") == 0 && f > 0)
                 off = f;
             else
-                return vkve_cfail(err, errlen, VKV_ESPEC, "calibquant: bad key '%s=%s'", k, v);
+                return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: bad key '%s=%s'", k, v);
         }
         if (r < 0)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "calibquant: malformed '%s'", text);
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: malformed '%s'", text);
         c->calib = calib ? off : 0.0;
         return VKV_OK;
     }
@@ -213,16 +191,14 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
      * users get); "sim-tc:..." and specs with the eval-only keys (alpha,
      * maxb, minb) are this module's simulation */
     int sim_tc = nl == 6 && strncmp(text, "sim-tc", 6) == 0;
-#ifdef VKV_EVAL_HAVE_CODEC
     if (nl == 2 && strncmp(text, "tc", 2) == 0 && !strstr(p, "alpha=") && !strstr(p, "maxb=") &&
         !strstr(p, "minb=")) {
         c->kind = VKVE_BLOCK;
         if (vkv_codec_spec_parse(text, &c->spec) != VKV_OK)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: invalid spec '%s'", text);
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: invalid spec '%s'", text);
         c->tc_aw = c->spec.iters;
         return VKV_OK; /* c->text stays as given (the table's labels) */
     }
-#endif
     if ((nl == 2 && strncmp(text, "tc", 2) == 0) || sim_tc) {
         c->kind = VKVE_TC;
         c->tc_kb = 1.0;
@@ -231,7 +207,7 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
             double f;
             if (vkve_parse_f(v, &f))
-                return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad value '%s'", v);
+                return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: bad value '%s'", v);
             if (strcmp(k, "kb") == 0 && f > 0 && f <= 3)
                 c->tc_kb = f;
             else if (strcmp(k, "alpha") == 0 && f >= 0 && f <= 4)
@@ -245,13 +221,13 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
             else if (strcmp(k, "vb") == 0 && f >= 0 && f <= 3)
                 c->tc_vb = f;
             else
-                return vkve_cfail(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
+                return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
         }
         if (r < 0)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
         if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb ||
             c->tc_vb > c->tc_maxb)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]",
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]",
                               c->tc_kb, c->tc_minb, c->tc_maxb);
         return VKV_OK;
     }
@@ -280,10 +256,10 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
             else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "rank1") == 0)
                 c->scale[t] = VKVE_SCALE_RANK1;
             else
-                return vkve_cfail(err, errlen, VKV_ESPEC, "rotsign: bad key '%s=%s'", k, v);
+                return vkv_errbuf(err, errlen, VKV_ESPEC, "rotsign: bad key '%s=%s'", k, v);
         }
         if (r < 0)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "rotsign: malformed '%s'", text);
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "rotsign: malformed '%s'", text);
         return VKV_OK;
     }
     c->kind = VKVE_BLOCK;
@@ -292,20 +268,16 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
         c->sim = 1;
         bt = text + 4;
     }
-#ifdef VKV_EVAL_HAVE_CODEC
     if (!c->sim) {
         if (vkv_codec_spec_parse(bt, &c->spec) != VKV_OK)
-            return vkve_cfail(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
         vkv_codec_spec_format(&c->spec, c->text, sizeof c->text);
         return VKV_OK;
     }
-#else
-    c->sim = 1;
-#endif
     if (rot_block)
-        return vkve_cfail(err, errlen, VKV_ESPEC, "'%s' needs the block codec library", text);
+        return vkv_errbuf(err, errlen, VKV_ESPEC, "'%s' needs the block codec library", text);
     if (vkve_block_parse_sim(bt, &c->spec) != 0)
-        return vkve_cfail(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
+        return vkv_errbuf(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
     return VKV_OK;
 }
 
@@ -444,7 +416,6 @@ int vkve_codec_bits(const vkve_codec *c, double *bpe)
         *bpe = 16.0; /* the plain fp16 cache itself, no block around it */
         return VKV_OK;
     }
-#ifdef VKV_EVAL_HAVE_CODEC
     if (c->kind == VKVE_BLOCK && !c->sim) {
         size_t sz;
         int rc = vkv_codec_encoded_size(&s, &c->spec, &sz);
@@ -453,7 +424,6 @@ int vkve_codec_bits(const vkve_codec *c, double *bpe)
         *bpe = 8.0 * (double)sz / elems;
         return VKV_OK;
     }
-#endif
     uint64_t b;
     int rc = vkve_codec_layout_bytes(c, &s, &b);
     if (rc != VKV_OK)
@@ -555,8 +525,8 @@ static void vkve_sim_group(float *x, uint32_t n, int rule, float param, int iter
         lo = hi = mn;
     lo = fmaxf(fminf(lo, mx), mn);
     hi = fmaxf(fminf(hi, mx), mn);
-    lo = vkve_round_dtype(lo, dtype);
-    hi = vkve_round_dtype(hi, dtype);
+    lo = vkvtn_round_dtype(lo, dtype);
+    hi = vkvtn_round_dtype(hi, dtype);
     float thr = (lo + hi) * 0.5f;
     for (uint32_t i = 0; i < n; i++)
         x[i] = x[i] >= thr ? hi : lo;
@@ -586,12 +556,12 @@ static void vkve_2bit_fn(float *x, uint32_t n, const void *arg, int dtype, float
         mn = x[i] < mn ? x[i] : mn;
         mx = x[i] > mx ? x[i] : mx;
     }
-    mn = vkve_round_dtype(mn, dtype);
-    float st = vkve_round_dtype((mx - mn) / 3.0f, dtype);
+    mn = vkvtn_round_dtype(mn, dtype);
+    float st = vkvtn_round_dtype((mx - mn) / 3.0f, dtype);
     for (uint32_t i = 0; i < n; i++) {
         float q = st > 0 ? nearbyintf((x[i] - mn) / st) : 0.0f;
         q = q < 0 ? 0 : q > 3 ? 3 : q;
-        x[i] = vkve_round_dtype(mn + q * st, dtype);
+        x[i] = vkvtn_round_dtype(mn + q * st, dtype);
     }
 }
 
@@ -610,7 +580,8 @@ static void vkve_cq_fn(float *x, uint32_t n, const void *arg, int dtype, float *
         mn = x[i] < mn ? x[i] : mn;
         mx = x[i] > mx ? x[i] : mx;
     }
-    float lo = vkve_round_dtype(mn * a->scale, dtype), hi = vkve_round_dtype(mx * a->scale, dtype);
+    float lo = vkvtn_round_dtype(mn * a->scale, dtype),
+          hi = vkvtn_round_dtype(mx * a->scale, dtype);
     float st = hi - lo;
     for (uint32_t i = 0; i < n; i++) {
         float u = st > 0 ? (x[i] - lo) / st : 0.0f;
@@ -699,7 +670,7 @@ static void vkve_rotsign_head(const vkve_codec *c, int t, const float *src, floa
             for (uint32_t d = 0; d < D; d++)
                 mu[d] += y[(size_t)j * D + d];
         for (uint32_t d = 0; d < D; d++)
-            mu[d] = vkve_round_dtype(mu[d] / (float)nv, dtype);
+            mu[d] = vkvtn_round_dtype(mu[d] / (float)nv, dtype);
         for (uint32_t j = 0; j < nv; j++)
             for (uint32_t d = 0; d < D; d++)
                 y[(size_t)j * D + d] -= mu[d];
@@ -718,7 +689,7 @@ static void vkve_rotsign_head(const vkve_codec *c, int t, const float *src, floa
             double s = 0;
             for (uint32_t d = 0; d < D; d++)
                 s += fabsf(y[(size_t)j * D + d]);
-            a[j] = vkve_round_dtype((float)(s / D), dtype); /* mean |y|: optimal for signs */
+            a[j] = vkvtn_round_dtype((float)(s / D), dtype); /* mean |y|: optimal for signs */
         }
     } else {
         /* rank-1 fit |y_jd| ~ a_j b_d by alternating least squares */
@@ -753,9 +724,9 @@ static void vkve_rotsign_head(const vkve_codec *c, int t, const float *src, floa
         for (uint32_t d = 0; d < D; d++)
             bm = b[d] > bm ? b[d] : bm;
         for (uint32_t d = 0; d < D; d++)
-            b[d] = vkve_round_dtype(bm > 0 ? b[d] / bm : 0.0f, dtype);
+            b[d] = vkvtn_round_dtype(bm > 0 ? b[d] / bm : 0.0f, dtype);
         for (uint32_t j = 0; j < nv; j++)
-            a[j] = vkve_round_dtype(a[j] * bm, dtype);
+            a[j] = vkvtn_round_dtype(a[j] * bm, dtype);
     }
     for (uint32_t j = 0; j < nv; j++) {
         float *r = y + (size_t)j * D;
@@ -768,7 +739,7 @@ static void vkve_rotsign_head(const vkve_codec *c, int t, const float *src, floa
         }
         float *o = dst + ck->vt[j] * row + (size_t)h * D;
         for (uint32_t d = 0; d < D; d++)
-            o[d] = vkve_round_dtype(r[d] + mu[d], dtype);
+            o[d] = vkvtn_round_dtype(r[d] + mu[d], dtype);
     }
 }
 
@@ -806,7 +777,7 @@ static void vkve_logcode8(float *a, uint32_t n, int dtype)
     float top = 0;
     for (uint32_t j = 0; j < n; j++)
         top = a[j] > top ? a[j] : top;
-    top = vkve_round_dtype(top, dtype);
+    top = vkvtn_round_dtype(top, dtype);
     for (uint32_t j = 0; j < n; j++) {
         if (!(top > 0) || !(a[j] > 0)) {
             a[j] = 0;
@@ -836,7 +807,7 @@ static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, cons
             s += y[(size_t)j * D + d];
             s2 += (double)y[(size_t)j * D + d] * y[(size_t)j * D + d];
         }
-        mu[d] = vkve_round_dtype((float)(s / nv), dtype);
+        mu[d] = vkvtn_round_dtype((float)(s / nv), dtype);
         w[d] = (float)(s2 / nv);
         e2m += s2 / nv;
     }
@@ -893,14 +864,14 @@ static void vkve_tc_keys(const vkve_codec *c, const float *src, float *dst, cons
             den += (double)r * r;
             *x = r; /* the unscaled reconstruction */
         }
-        float sc = vkve_round_dtype(den > 0 ? (float)(num / den) : 0.0f, dtype);
+        float sc = vkvtn_round_dtype(den > 0 ? (float)(num / den) : 0.0f, dtype);
         for (uint32_t j = 0; j < nv; j++)
             y[(size_t)j * D + d] *= sc;
     }
     for (uint32_t j = 0; j < nv; j++) {
         float *o = dst + ck->vt[j] * row + (size_t)h * D;
         for (uint32_t d = 0; d < D; d++)
-            o[d] = vkve_round_dtype(y[(size_t)j * D + d] + mu[d], dtype);
+            o[d] = vkvtn_round_dtype(y[(size_t)j * D + d] + mu[d], dtype);
     }
 }
 
@@ -915,7 +886,7 @@ static void vkve_tc_values(const float *src, float *dst, const vkve_chunk *ck, u
         double s = 0;
         for (uint32_t j = 0; j < nv; j++)
             s += fabsf(src[ck->vt[j] * row + (size_t)h * D + d]);
-        b[d] = vkve_round_dtype((float)(s / nv), dtype);
+        b[d] = vkvtn_round_dtype((float)(s / nv), dtype);
     }
     double bb = 0;
     for (uint32_t d = 0; d < D; d++)
@@ -932,13 +903,12 @@ static void vkve_tc_values(const float *src, float *dst, const vkve_chunk *ck, u
         const float *x = src + ck->vt[j] * row + (size_t)h * D;
         float *o = dst + ck->vt[j] * row + (size_t)h * D;
         for (uint32_t d = 0; d < D; d++)
-            o[d] = vkve_round_dtype((x[d] >= 0 ? 1.0f : -1.0f) * a[j] * b[d], dtype);
+            o[d] = vkvtn_round_dtype((x[d] >= 0 ? 1.0f : -1.0f) * a[j] * b[d], dtype);
     }
 }
 
 /* ---- the real block codec ------------------------------------------------ */
 
-#ifdef VKV_EVAL_HAVE_CODEC
 /* Encodes and decodes one chunk with the library; writes decoded floats of
  * all tokens of the chunk into ko/vo (offset to the chunk). */
 static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve_chunk *ck,
@@ -954,7 +924,7 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
     sh.tokens = ck->n;
     sh.dtype = (uint8_t)dtype;
     if (ck->nr > VKV_BLOCK_MAX_RANGES)
-        return vkve_cfail(err, errlen, VKV_ERANGES,
+        return vkv_errbuf(err, errlen, VKV_ERANGES,
                           "chunk at token %u has %u visual ranges (max %u)", ck->t0, ck->nr,
                           VKV_BLOCK_MAX_RANGES);
     sh.n_ranges = ck->nr;
@@ -962,21 +932,21 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
     size_t bsz = 0;
     int rc = vkv_codec_encoded_size(&sh, &c->spec, &bsz);
     if (rc != VKV_OK)
-        return vkve_cfail(err, errlen, rc, "%s: %s", c->text, vkv_strerror(rc));
+        return vkv_errbuf(err, errlen, rc, "%s: %s", c->text, vkv_strerror(rc));
     uint16_t *buf = malloc(4 * (size_t)L * n * sizeof(uint16_t) + 1);
     const void **sp = malloc(2 * (size_t)L * sizeof(void *) + 1);
     void **dp = malloc(2 * (size_t)L * sizeof(void *) + 1);
     void *blk = malloc(bsz);
     if (!buf || !sp || !dp || !blk) {
-        rc = vkve_cfail(err, errlen, VKV_ENOMEM, "out of memory");
+        rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
         goto out;
     }
     for (uint32_t l = 0; l < L; l++) {
         uint16_t *ks = buf + (4 * (size_t)l) * n, *vs = ks + n;
         const float *kf = in->k[l] + ck->t0 * row, *vf = in->v[l] + ck->t0 * row;
         for (size_t i = 0; i < n; i++) {
-            ks[i] = dtype == VKV_DTYPE_BF16 ? vkve_f32_to_bf16(kf[i]) : vkve_f32_to_f16(kf[i]);
-            vs[i] = dtype == VKV_DTYPE_BF16 ? vkve_f32_to_bf16(vf[i]) : vkve_f32_to_f16(vf[i]);
+            ks[i] = dtype == VKV_DTYPE_BF16 ? vkvtn_f32_to_bf16(kf[i]) : vkvtn_f32_to_f16(kf[i]);
+            vs[i] = dtype == VKV_DTYPE_BF16 ? vkvtn_f32_to_bf16(vf[i]) : vkvtn_f32_to_f16(vf[i]);
         }
         sp[l] = ks;
         sp[L + l] = vs;
@@ -992,15 +962,15 @@ static int vkve_block_chunk(const vkve_codec *c, const vkve_data *in, const vkve
     if (rc == VKV_OK)
         rc = vkv_decode(blk, bsz, VKV_DECODE_VERIFY, &dst);
     if (rc != VKV_OK) {
-        rc = vkve_cfail(err, errlen, rc, "%s: block codec failed: %s", c->text, vkv_strerror(rc));
+        rc = vkv_errbuf(err, errlen, rc, "%s: block codec failed: %s", c->text, vkv_strerror(rc));
         goto out;
     }
     for (uint32_t l = 0; l < L; l++) {
         const uint16_t *kd = dp[l], *vd = dp[L + l];
         float *kf = ko[l] + ck->t0 * row, *vf = vo[l] + ck->t0 * row;
         for (size_t i = 0; i < n; i++) {
-            kf[i] = dtype == VKV_DTYPE_BF16 ? vkve_bf16_to_f32(kd[i]) : vkve_f16_to_f32(kd[i]);
-            vf[i] = dtype == VKV_DTYPE_BF16 ? vkve_bf16_to_f32(vd[i]) : vkve_f16_to_f32(vd[i]);
+            kf[i] = dtype == VKV_DTYPE_BF16 ? vkvtn_bf16_to_f32(kd[i]) : vkvtn_f16_to_f32(kd[i]);
+            vf[i] = dtype == VKV_DTYPE_BF16 ? vkvtn_bf16_to_f32(vd[i]) : vkvtn_f16_to_f32(vd[i]);
         }
     }
 out:
@@ -1010,7 +980,6 @@ out:
     free(blk);
     return rc;
 }
-#endif
 
 /* ---- driver ---------------------------------------------------------------- */
 
@@ -1019,24 +988,24 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
                      float **v_out, char *err, size_t errlen)
 {
     uint32_t L = in->layers, H = in->kv_heads, D = in->head_dim, T = in->tokens;
-    int dtype = in->dtype == VKVE_ST_BF16 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16;
+    int dtype = in->dtype == VKVTN_ST_BF16 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16;
     size_t row = (size_t)H * D;
     if (chunk == 0)
-        return vkve_cfail(err, errlen, VKV_EINVAL, "chunk size must be positive");
+        return vkv_errbuf(err, errlen, VKV_EINVAL, "chunk size must be positive");
     if (c->kind == VKVE_ROTSIGN && (D & (D - 1)))
-        return vkve_cfail(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)",
+        return vkv_errbuf(err, errlen, VKV_ESHAPE, "rotsign needs a power-of-two head_dim (got %u)",
                           D);
     if (c->kind == VKVE_BLOCK && c->spec.rule != VKV_RULE_ROTSIGN && c->spec.rule != VKV_RULE_TC &&
         ((c->spec.k_mode == VKV_GROUP_TOKEN && c->spec.k_group && D % c->spec.k_group) ||
          (c->spec.v_mode == VKV_GROUP_TOKEN && c->spec.v_group && D % c->spec.v_group)))
-        return vkve_cfail(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u",
+        return vkv_errbuf(err, errlen, VKV_EGROUP, "%s: token group does not divide head_dim %u",
                           c->text, D);
     /* raw tokens (and the starting point of every codec): the source rounded
      * to the codec dtype */
     for (uint32_t l = 0; l < L; l++)
         for (size_t i = 0; i < (size_t)T * row; i++) {
-            k_out[l][i] = vkve_round_dtype(in->k[l][i], dtype);
-            v_out[l][i] = vkve_round_dtype(in->v[l][i], dtype);
+            k_out[l][i] = vkvtn_round_dtype(in->k[l][i], dtype);
+            v_out[l][i] = vkvtn_round_dtype(in->v[l][i], dtype);
         }
     if (c->kind == VKVE_FP16)
         return VKV_OK;
@@ -1049,7 +1018,7 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
     uint8_t *tcb = malloc(D);
     int rc = VKV_OK;
     if (!vt || !buf || !scr || !y || !a || !b || !mu || !sg || !tcb) {
-        rc = vkve_cfail(err, errlen, VKV_ENOMEM, "out of memory");
+        rc = vkv_errbuf(err, errlen, VKV_ENOMEM, "out of memory");
         goto out;
     }
     vkve_rng rng;
@@ -1062,12 +1031,10 @@ int vkve_codec_apply(const vkve_codec *c, const vkve_data *in, uint32_t chunk, f
         vkve_chunk_at(in, t0, chunk, &ck);
         if (ck.nv == 0)
             continue;
-#ifdef VKV_EVAL_HAVE_CODEC
         if (c->kind == VKVE_BLOCK && !c->sim) {
             rc = vkve_block_chunk(c, in, &ck, dtype, k_out, v_out, err, errlen);
             continue;
         }
-#endif
         for (uint32_t l = 0; l < L; l++) {
             /* the sources are the dtype-rounded copies already in k_out/v_out */
             float *ks = k_out[l] + t0 * row, *vs = v_out[l] + t0 * row;
