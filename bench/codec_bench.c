@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "common/clock.h"
 #include "bench_util.h"
 #include "vkv/codec.h"
 

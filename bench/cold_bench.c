@@ -20,9 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cold.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold.h"
+#include "common/log.h"
 
 /* Drops the page cache of one file (clean pages only: call after fsync). */
 static void drop_cache(const char *path)

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proto.h"
+#include "proto/proto.h"
 #include "service_util.h"
 #include "vkv/vkv.h"
 

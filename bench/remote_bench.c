@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster.h"
+#include "remote/cluster.h"
 #include "redis_cluster.h"
 #include "service_util.h"
 #include "vkv/vkv.h"

@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client_internal.h"
-#include "proto.h"
+#include "client/client_internal.h"
+#include "proto/proto.h"
 #include "service_util.h"
 #include "vkv/vkv.h"
 

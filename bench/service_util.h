@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "proto.h"
+#include "proto/proto.h"
 #include "vkv/vkv.h"
 
 /* Monotonic microseconds. */

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "store.h"
+#include "common/clock.h"
+#include "store/store.h"
 #include "store_bench_util.h"
 #include "vkv/error.h"
 

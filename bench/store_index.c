@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "store.h"
+#include "common/clock.h"
+#include "store/store.h"
 #include "store_bench_util.h"
-#include "store_int.h"
+#include "store/store_int.h"
 
 typedef struct rec {
     uint32_t ns;

@@ -15,13 +15,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "client_cuda.h"
-#include "client_internal.h"
-#include "fdrec.h"
-#include "clock.h"
-#include "log.h"
-#include "proto.h"
-#include "shmidx.h"
+#include "client/client_cuda.h"
+#include "client/client_internal.h"
+#include "proto/fdrec.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "proto/proto.h"
+#include "proto/shmidx.h"
 #include "vkv/attend.h"
 #include "vkv/vkv.h"
 

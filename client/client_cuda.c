@@ -6,7 +6,7 @@
  * called twice for the same handle in one process, and several vkv_client
  * handles of one process may share the daemon's slabs.
  */
-#include "client_cuda.h"
+#include "client/client_cuda.h"
 
 #include "vkv/error.h"
 
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "common/log.h"
 
 struct ipc_map {
     uint8_t handle[VKVC_CUDA_HANDLE_LEN];

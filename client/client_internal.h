@@ -5,7 +5,7 @@
 #ifndef VKV_CLIENT_INTERNAL_H
 #define VKV_CLIENT_INTERNAL_H
 
-#include "proto.h"
+#include "proto/proto.h"
 #include "vkv/vkv.h"
 
 /* Sends `rq` (its req_id is assigned here; a session field in the body must

@@ -37,12 +37,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "daemon/counters.h"
-#include "codec_math.h"
-#include "codec_tc.h"
-#include "errbuf.h"
-#include "proto.h"
+#include "kernels/codec_math.h"
+#include "kernels/codec_tc.h"
+#include "common/errbuf.h"
+#include "proto/proto.h"
 #include "tensor/f16.h"
 #include "tensor/safetensors.h"
 #include "vkv/vkv.h"

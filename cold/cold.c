@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cold_int.h"
-#include "errbuf.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold_int.h"
+#include "common/errbuf.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* ---- errors --------------------------------------------------------------- */

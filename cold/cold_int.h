@@ -44,7 +44,7 @@
 #include <sys/uio.h>
 #include <xxhash.h>
 
-#include "cold.h"
+#include "cold/cold.h"
 
 /* Restores queue an access-time update only while fewer writer ops wait. */
 #define VKVS_COLD_TOUCH_QUEUE_MAX 1024u

@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cold_int.h"
-#include "errbuf.h"
-#include "fsutil.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold_int.h"
+#include "common/errbuf.h"
+#include "common/fsutil.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 #define VKVS_COLD_WHY_MAX 512

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "cold_int.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold_int.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* Reads every piece of entry `m` in txn, copying into dst (when non-NULL;

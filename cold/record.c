@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "cold_int.h"
+#include "cold/cold_int.h"
 
 /* ---- big-endian fields and keys ------------------------------------------ */
 

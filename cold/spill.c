@@ -10,9 +10,9 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#include "clock.h"
-#include "cold_int.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold_int.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* An evicted entry, reported after the eviction txn commits. */

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cold_int.h"
-#include "log.h"
+#include "cold/cold_int.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* One listed entry, for verify's snapshot. A malformed row (valid false)

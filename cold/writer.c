@@ -13,9 +13,9 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#include "clock.h"
-#include "cold_int.h"
-#include "log.h"
+#include "common/clock.h"
+#include "cold/cold_int.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* ---- the queue ------------------------------------------------------------ */

@@ -1,5 +1,5 @@
 /* Monotonic and wall clock helpers; see clock.h. */
-#include "clock.h"
+#include "common/clock.h"
 
 #include <time.h>
 

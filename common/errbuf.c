@@ -1,5 +1,5 @@
 /* common/errbuf.c - see errbuf.h. */
-#include "errbuf.h"
+#include "common/errbuf.h"
 
 #include <stdio.h>
 

@@ -1,5 +1,5 @@
 /* common/fsutil.c - see fsutil.h. */
-#include "fsutil.h"
+#include "common/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "errbuf.h"
-#include "log.h"
+#include "common/errbuf.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* See fsutil.h. */

@@ -1,5 +1,5 @@
 /* Leveled logging to stderr; see log.h. */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "log.h"
-#include "server_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "daemon/server_int.h"
 #include "vkv/codec.h"
 
 /* ---- VERIFY: cold-tier checksum verification in the background ---- */

@@ -1,5 +1,5 @@
 /* vkvd configuration: defaults < INI file < VKV_* environment < flags. */
-#include "config.h"
+#include "daemon/config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -10,8 +10,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "log.h"
+#include "store/backend.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* One row per setting: the flag/INI name, its environment variable, help. */

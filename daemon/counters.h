@@ -17,7 +17,7 @@
 #ifndef VKVD_COUNTERS_H
 #define VKVD_COUNTERS_H
 
-#include "proto.h"
+#include "proto/proto.h"
 
 /* Counters every start, before the req_<op> counters: `s` is the store's vkvs_stats, `srv` the
  * server. */

@@ -1,5 +1,5 @@
 /* The SCM_RIGHTS side channel for memfd slabs; see fdchan.h. */
-#include "fdchan.h"
+#include "daemon/fdchan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "fdrec.h"
-#include "log.h"
+#include "proto/fdrec.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 struct vkvd_fdchan {

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "shmidx.h"
+#include "proto/shmidx.h"
 
 typedef struct vkvd_fdchan vkvd_fdchan;
 

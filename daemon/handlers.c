@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "server_int.h"
+#include "common/log.h"
+#include "daemon/server_int.h"
 #include "vkv/codec.h"
 
 /* One request being handled: its server, request, reply, scratch, the

@@ -4,8 +4,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "log.h"
-#include "server_int.h"
+#include "common/log.h"
+#include "daemon/server_int.h"
 
 /* Adds `sid` to the set the fd channel checks (best effort on ENOMEM). */
 void vkvd_live_add(vkvd_server *srv, uint64_t sid)

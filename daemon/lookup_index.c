@@ -5,9 +5,9 @@
  * observer, and travels to clients over the fd channel. A daemon that cannot
  * create it serves without it (clients take the round trip).
  */
-#include "server_int.h"
+#include "daemon/server_int.h"
 
-#include "log.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* Namespaces the segment can publish (the store interns up to 65536). */

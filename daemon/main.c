@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "log.h"
-#include "backend.h"
-#include "server.h"
+#include "daemon/config.h"
+#include "common/log.h"
+#include "store/backend.h"
+#include "daemon/server.h"
 
 /* Logs the one start-up line an operator looks for: backend, capacity,
  * directories, cold-tier bound and metrics address, as configured (the

@@ -7,7 +7,7 @@
  * always adjacent and preceded by one HELP and one TYPE line, as the text
  * format requires.
  */
-#include "metrics.h"
+#include "daemon/metrics.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,9 +24,9 @@
 #include <sys/socket.h>
 #endif
 
-#include "counters.h"
-#include "log.h"
-#include "proto.h"
+#include "daemon/counters.h"
+#include "common/log.h"
+#include "proto/proto.h"
 #include "vkv/error.h"
 
 /* Upper bounds (seconds) of the latency buckets; +Inf is implicit. */

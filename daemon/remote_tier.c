@@ -19,9 +19,9 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "clock.h"
-#include "log.h"
-#include "server_int.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "daemon/server_int.h"
 #include "vkv/codec.h"
 
 #define MISS_SLOTS 4096 /* direct-mapped memory of recent misses */

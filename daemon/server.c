@@ -21,10 +21,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "clock.h"
-#include "fsutil.h"
-#include "log.h"
-#include "server_int.h"
+#include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "daemon/server_int.h"
 
 /* ---- reply cache ---------------------------------------------------------- */
 

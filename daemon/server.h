@@ -10,7 +10,7 @@
 #ifndef VKVD_SERVER_H
 #define VKVD_SERVER_H
 
-#include "config.h"
+#include "daemon/config.h"
 
 typedef struct vkvd_server vkvd_server;
 

@@ -23,16 +23,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cold.h"
-#include "config.h"
-#include "counters.h"
-#include "fdchan.h"
-#include "metrics.h"
-#include "proto.h"
-#include "remote.h"
-#include "server.h"
-#include "shmidx_writer.h"
-#include "store.h"
+#include "cold/cold.h"
+#include "daemon/config.h"
+#include "daemon/counters.h"
+#include "daemon/fdchan.h"
+#include "daemon/metrics.h"
+#include "proto/proto.h"
+#include "remote/remote.h"
+#include "daemon/server.h"
+#include "store/shmidx_writer.h"
+#include "store/store.h"
 #include "vkv/block.h"
 
 /* Replies remembered for idempotent resends, direct-mapped by req_id. */

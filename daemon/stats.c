@@ -1,6 +1,6 @@
 /* daemon/stats.c - vkvd's STATS counters, generated from daemon/counters.h,
  * and their publishing to the metrics endpoint (server_int.h). */
-#include "server_int.h"
+#include "daemon/server_int.h"
 
 /* Appends one counter (name must be a static string). */
 static void counter(struct vkvd_counters *cs, const char *name, uint64_t v)

@@ -1,6 +1,6 @@
 /* eval/codecs.c - the compared codecs: block codec (real or simulated),
  * CalibQuant, rotsign, 2-bit reference, identity (see codecs.h). */
-#include "codecs.h"
+#include "eval/codecs.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
-#include "errbuf.h"
+#include "eval/rng.h"
+#include "common/errbuf.h"
 #include "tensor/f16.h"
 #include "tensor/safetensors.h"
 #include "vkv/error.h"

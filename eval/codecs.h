@@ -55,7 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data.h"
+#include "eval/data.h"
 #include "vkv/codec.h"
 
 enum vkve_kind {

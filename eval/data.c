@@ -1,5 +1,5 @@
 /* eval/data.c - the measured KV cache and its safetensors I/O (see data.h). */
-#include "data.h"
+#include "eval/data.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -19,12 +19,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "codecs.h"
-#include "data.h"
-#include "metrics.h"
-#include "report.h"
+#include "eval/codecs.h"
+#include "eval/data.h"
+#include "eval/metrics.h"
+#include "eval/report.h"
 #include "tensor/safetensors.h"
-#include "synth.h"
+#include "eval/synth.h"
 #include "vkv/error.h"
 
 #define VKVE_MAX_CODECS 64

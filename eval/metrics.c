@@ -1,5 +1,5 @@
 /* eval/metrics.c - attention fidelity metrics (see metrics.h). */
-#include "metrics.h"
+#include "eval/metrics.h"
 
 #include <math.h>
 #include <stdlib.h>

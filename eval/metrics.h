@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data.h"
+#include "eval/data.h"
 
 /* Writes softmax(x[0..n)) into p (caller-owned, n doubles). Max-subtracted,
  * so any finite input works. */

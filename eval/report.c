@@ -1,12 +1,12 @@
 /* eval/report.c - measuring a codec and writing the results (see report.h). */
-#include "report.h"
+#include "eval/report.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "errbuf.h"
+#include "common/errbuf.h"
 #include "vkv/error.h"
 
 /* See report.h. */

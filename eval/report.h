@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "codecs.h"
-#include "data.h"
-#include "metrics.h"
+#include "eval/codecs.h"
+#include "eval/data.h"
+#include "eval/metrics.h"
 
 typedef struct vkve_row {
     char profile[64];

@@ -1,12 +1,12 @@
 /* eval/synth.c - synthetic visual KV profiles (see synth.h). */
-#include "synth.h"
+#include "eval/synth.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "eval/rng.h"
 #include "tensor/f16.h"
 #include "tensor/safetensors.h"
 #include "vkv/error.h"

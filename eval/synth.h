@@ -31,7 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data.h"
+#include "eval/data.h"
 
 typedef struct vkve_profile {
     const char *name;

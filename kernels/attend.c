@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attend_internal.h"
-#include "codec_tc.h"
-#include "codec_internal.h"
+#include "kernels/attend_internal.h"
+#include "kernels/codec_tc.h"
+#include "kernels/codec_internal.h"
 
 /* ---- scalar reference kernels -------------------------------------------- */
 

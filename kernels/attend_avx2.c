@@ -25,8 +25,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "attend_internal.h"
-#include "codec_internal.h"
+#include "kernels/attend_internal.h"
+#include "kernels/codec_internal.h"
 
 /* Builds the hd/8 tables of row u into tab ([hd/8][256] floats). */
 static void vkvk_att_avx2_tables(const float *u, uint32_t hd, int sgn, float *tab)

@@ -10,9 +10,9 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
-#include "codec_internal.h"
-#include "codec_paged.h"
-#include "codec_tc.h"
+#include "kernels/codec_internal.h"
+#include "kernels/codec_paged.h"
+#include "kernels/codec_tc.h"
 
 #ifdef VKVK_X86
 #include <cpuid.h>

@@ -7,7 +7,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "codec_internal.h"
+#include "kernels/codec_internal.h"
 
 #define VKVK_SFX(name) vkvk_avx2_##name
 
@@ -35,8 +35,8 @@ typedef __m256 vkvk_vb;
 #define V_CST(p, c)      _mm256_storeu_si256((__m256i *)(void *)(p), c)
 #define V_STBITS(p, m)   (*(p) = (uint8_t)_mm256_movemask_ps(m))
 
-#include "codec_simd_token.h"
-#include "codec_simd_channel.h"
+#include "kernels/codec_simd_token.h"
+#include "kernels/codec_simd_channel.h"
 
 /* TOKEN encoder entry (also used by the AVX-512 table). */
 int vkvk_avx2_enc_token(const vkvk_rule_args *ra, const uint16_t *src, uint32_t hd, uint32_t g,
@@ -293,7 +293,7 @@ typedef __m256 rbad;
 #define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot
 #define VKVK_ROT_FALLBACK_DEC vkvk_ref_dec_rot
 
-#include "codec_simd_rot.h"
+#include "kernels/codec_simd_rot.h"
 
 /* The AVX2 rotsign kernels, exported for the AVX-512 table's fallback. */
 int vkvk_avx2_enc_rot_entry(const vkvk_rot_args *ra, const uint16_t *src, size_t tstride,

@@ -8,7 +8,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#include "codec_internal.h"
+#include "kernels/codec_internal.h"
 
 #define VKVK_SFX(name) vkvk_avx512_##name
 
@@ -47,7 +47,7 @@ typedef __mmask16 vkvk_vb;
 #define V_CST(p, c)      _mm512_storeu_si512((void *)(p), c)
 #define V_STBITS(p, m)   vkvk_st16(p, (uint16_t)(m))
 
-#include "codec_simd_channel.h"
+#include "kernels/codec_simd_channel.h"
 
 /* Loads n (8..32, multiple of 8) code bits at b as a lane mask. */
 static inline __mmask32 vkvk_avx512_bits(const uint8_t *b, uint32_t n)
@@ -281,7 +281,7 @@ typedef __mmask16 rbad;
 #define VKVK_ROT_FALLBACK_ENC vkvk_avx2_enc_rot_entry
 #define VKVK_ROT_FALLBACK_DEC vkvk_avx2_dec_rot_entry
 
-#include "codec_simd_rot.h"
+#include "kernels/codec_simd_rot.h"
 
 const vkvk_kernels vkvk_kernels_avx512 = {
     "avx512",

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/codec.h"
 
 /* Rule parameters of one tensor (K or V) as the kernels need them. */

@@ -9,7 +9,7 @@
  */
 #include <math.h>
 
-#include "codec_internal.h"
+#include "kernels/codec_internal.h"
 
 /* Levels of one CHANNEL group whose values are x[0..n-1] (finite floats)
  * with their in-order sum, min and max. Lloyd's conditional sums run over

@@ -15,8 +15,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "codec_internal.h"
-#include "codec_tc.h"
+#include "kernels/codec_internal.h"
+#include "kernels/codec_tc.h"
 
 /* Lloyd-Max decision thresholds (between consecutive levels) of 1..3 bits
  * and the quantizers' mean squared errors for a unit Gaussian. */

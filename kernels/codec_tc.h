@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/block.h"
 
 /* Gaussian Lloyd-Max reconstruction levels of 1..3 bits (unit variance;

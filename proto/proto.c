@@ -16,8 +16,8 @@
  *      variable-length data into the same zone (never pointing into the
  *      caller's frame).
  */
-#include "proto.h"
-#include "proto_desc.h"
+#include "proto/proto.h"
+#include "proto/proto_desc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,7 +26,7 @@
 
 #include <msgpack.h>
 
-#include "errbuf.h"
+#include "common/errbuf.h"
 
 _Static_assert(sizeof(vkvp_op) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(vkvp_state) == sizeof(int), "enums are stored as int");

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
-#include "proto_desc.h"
+#include "proto/proto.h"
+#include "proto/proto_desc.h"
 
 /* ------------------------------------------------------------------------- */
 /* JSON rendering                                                             */

@@ -1,5 +1,5 @@
 /* The lookup index segment: hash and reader side; see shmidx.h. */
-#include "shmidx.h"
+#include "proto/shmidx.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Redis Cluster slot router over hiredis; see cluster.h. */
-#include "cluster.h"
+#include "remote/cluster.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "common/clock.h"
 #include "vkv/error.h"
 
 #define NO_NODE        0xFFFFu

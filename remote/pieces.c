@@ -1,5 +1,5 @@
 /* A vkv block as Redis pieces plus a manifest written last; see pieces.h. */
-#include "pieces.h"
+#include "remote/pieces.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "clock.h"
+#include "common/clock.h"
 #include "vkv/block.h"
 #include "vkv/error.h"
 

@@ -42,7 +42,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "cluster.h"
+#include "remote/cluster.h"
 #include "vkv/codec.h"
 #include "vkv/key.h"
 

@@ -1,5 +1,5 @@
 /* The remote tier: job queues, I/O threads, completions; see remote.h. */
-#include "remote.h"
+#include "remote/remote.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,10 +11,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "cluster.h"
-#include "log.h"
-#include "pieces.h"
+#include "common/clock.h"
+#include "remote/cluster.h"
+#include "common/log.h"
+#include "remote/pieces.h"
 #include "vkv/block.h"
 #include "vkv/codec.h"
 #include "vkv/error.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "store/store_int.h"
 #include "vkv/error.h"
 
 /* Sets up bitmaps for up to `max_slabs` slabs of `pages_per_slab` pages (no

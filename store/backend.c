@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
+#include "store/backend.h"
 #include "vkv/error.h"
 #ifdef VKV_WITH_CUDA
-#include "backend_cuda.h"
+#include "store/backend_cuda.h"
 #endif
 
 int vkvs_backend_find(const char *name, const vkvs_backend **be, void **arg, char *why,

@@ -13,8 +13,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "backend_cuda.h"
-#include "log.h"
+#include "store/backend_cuda.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 #define CUDA_SLAB_ALIGN (2ull << 20)

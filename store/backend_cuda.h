@@ -7,7 +7,7 @@
 #ifndef VKV_STORE_BACKEND_CUDA_H
 #define VKV_STORE_BACKEND_CUDA_H
 
-#include "backend.h"
+#include "store/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -11,8 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "log.h"
+#include "store/backend.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* Creates one sealed memfd slab of `size` bytes and maps it RW. Fills *out;

@@ -14,7 +14,7 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#include "store_int.h"
+#include "store/store_int.h"
 #include "vkv/error.h"
 
 /* Fills *ix with an empty pool and a table of `initial_cap` slots (rounded

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store_int.h"
+#include "store/store_int.h"
 #include "vkv/error.h"
 
 /* Sets up policy `kind` over the entries of `ix`; the ghost table is sized

@@ -4,7 +4,7 @@
  * every slot write follows the per-slot seqlock protocol, an in-place rebuild
  * (purging tombstones) runs under the header's table_seq.
  */
-#include "shmidx_writer.h"
+#include "store/shmidx_writer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,11 +16,11 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* The mirror's published states are the store's states. */
-#include "store.h"
+#include "store/store.h"
 _Static_assert((int)VKVP_SHMIDX_READY == (int)VKVS_READY &&
                    (int)VKVP_SHMIDX_COLD == (int)VKVS_COLD &&
                    (int)VKVP_SHMIDX_RESTORING == (int)VKVS_RESTORING,

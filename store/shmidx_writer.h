@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "shmidx.h"
+#include "proto/shmidx.h"
 #include "vkv/key.h"
 
 #ifdef __cplusplus

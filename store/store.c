@@ -15,8 +15,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "clock.h"
-#include "store_int.h"
+#include "common/clock.h"
+#include "store/store_int.h"
 #include "vkv/error.h"
 
 enum { LEASE_FETCH = 1, LEASE_ALLOC = 2 };

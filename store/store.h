@@ -44,7 +44,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "backend.h"
+#include "store/backend.h"
 #include "vkv/key.h"
 
 #ifdef __cplusplus

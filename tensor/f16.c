@@ -2,7 +2,7 @@
  * conversions from kernels/codec_math.h, exported as functions. */
 #include "tensor/f16.h"
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/block.h"
 
 /* See f16.h. */

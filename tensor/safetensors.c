@@ -10,7 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "errbuf.h"
+#include "common/errbuf.h"
 #include "tensor/f16.h"
 #include "vkv/error.h"
 

@@ -22,10 +22,10 @@
 #include <string.h>
 
 extern "C" {
-#include "log.h"
+#include "common/log.h"
 }
-#include "attend_internal.h"
-#include "codec_math.h"
+#include "kernels/attend_internal.h"
+#include "kernels/codec_math.h"
 #include "vkv/attend_cuda.h"
 #include "vkv/codec.h"
 

@@ -25,11 +25,11 @@
 #include <xxhash.h>
 
 extern "C" {
-#include "log.h"
+#include "common/log.h"
 }
-#include "codec_cuda_internal.h"
-#include "codec_paged.h"
-#include "codec_math.h"
+#include "kernels/cuda/codec_cuda_internal.h"
+#include "kernels/codec_paged.h"
+#include "kernels/codec_math.h"
 #include "vkv/codec_cuda.h"
 
 /* Shared-memory floats a decode/encode block may use (32 KiB). */

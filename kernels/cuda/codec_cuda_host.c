@@ -2,8 +2,8 @@
  * kernels/cuda/codec_cuda_host.c - the block header for GPU-encoded blocks,
  * built on the host with the same rules as kernels/codec.c.
  */
-#include "codec_cuda_internal.h"
-#include "codec_internal.h"
+#include "kernels/cuda/codec_cuda_internal.h"
+#include "kernels/codec_internal.h"
 
 /* The GPU encoder's header: exactly the CPU encoder's (vkvk_make_header in
  * kernels/codec.c). The caller checked shape and spec with vkv_codec_check. */

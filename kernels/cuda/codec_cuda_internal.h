@@ -5,7 +5,7 @@
 #ifndef VKVK_CODEC_CUDA_INTERNAL_H
 #define VKVK_CODEC_CUDA_INTERNAL_H
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/codec.h"
 
 #ifdef __cplusplus

@@ -4,8 +4,8 @@
  * The kernel is never launched by vkv; it only has to build.
  */
 #include "vkv/block.h"
-#include "codec_math.h"
-#include "codec_tc.h"
+#include "kernels/codec_math.h"
+#include "kernels/codec_tc.h"
 
 /* Rounds each element's float value through the source dtype and back, then
  * computes the levels of the whole array as one group (all three rules). */

@@ -24,9 +24,9 @@
 
 #include <cmocka.h>
 
-#include "cold.h"
+#include "cold/cold.h"
 #include "cold_util.h"
-#include "log.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 #define ROUNDS 24

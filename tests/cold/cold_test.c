@@ -19,9 +19,9 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
-#include "cold.h"
+#include "cold/cold.h"
 #include "cold_util.h"
-#include "log.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 /* Per-test scratch directory. */

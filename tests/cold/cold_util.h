@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cold.h"
+#include "cold/cold.h"
 
 /* Creates a fresh directory under $TMPDIR (or /tmp) named after `tag` and
  * returns it (malloc'ed; caller frees), or NULL. */

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "errbuf.h"
+#include "common/errbuf.h"
 #include "vkv/error.h"
 
 static void formats_the_reason_and_returns_the_code(void **state)

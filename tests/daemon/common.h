@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* Fails the test program (exit 1) with a message when `c` is false. */
 #define CHECK(c, ...)                                                                              \

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "vkv/error.h"
 
 static void sizes_parse_with_units_and_reject_junk(void **state)

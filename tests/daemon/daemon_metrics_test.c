@@ -18,8 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "proto.h"
+#include "daemon/metrics.h"
+#include "proto/proto.h"
 
 /* Renders m into a malloc'ed string the test frees. */
 static char *render(vkvd_metrics *m)

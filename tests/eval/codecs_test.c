@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "codecs.h"
-#include "metrics.h"
-#include "synth.h"
+#include "eval/codecs.h"
+#include "eval/metrics.h"
+#include "eval/synth.h"
 #include "tensor/f16.h"
 #include "vkv/error.h"
 

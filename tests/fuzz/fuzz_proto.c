@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* Checks the error contract of a failed decode. */
 static void check_failure(int rc, const void *out, const char *why)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
+#include "proto/proto.h"
 #include "tensor/safetensors.h"
 #include "vkv/codec.h"
 

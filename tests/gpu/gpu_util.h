@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/codec.h"
 
 /* Exits with a message when a CUDA call fails (the program cannot go on). */

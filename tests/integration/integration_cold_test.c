@@ -18,9 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* About 10 KiB blocks, one 64 KiB page each. */
 static vkv_shape small_shape(void)

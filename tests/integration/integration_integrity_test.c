@@ -33,10 +33,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "vkv/attend.h"
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* 64 pages of 16 KiB, one small chunk per page; leases of 300 ms. */
 static const char *const g_flags[] = {"--capacity",

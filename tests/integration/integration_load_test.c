@@ -25,9 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 /* 64 MiB arena of 64 KiB pages; the spill queue holds 2 MiB. */
 static const char *const g_flags[] = {"--capacity",

@@ -28,9 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 static const char *const g_flags[] = {
     "--capacity", "4M",   "--slab-size",    "1M", "--page-size", "64K", "--reap-interval-ms", "100",

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 static const char *const g_flags[] = {
     "--capacity",         "32M", "--slab-size", "8M", "--page-size", "64K",

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "codec_internal.h"
+#include "kernels/codec_internal.h"
 #include "kernels_util.h"
 
 #if defined(__x86_64__)

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec_math.h"
+#include "kernels/codec_math.h"
 #include "vkv/codec.h"
 
 /* splitmix64: returns the next 64-bit value of *s. */

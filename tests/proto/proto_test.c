@@ -17,8 +17,8 @@
 #include <cmocka.h>
 #include <msgpack.h>
 
-#include "fdrec.h"
-#include "proto.h"
+#include "proto/fdrec.h"
+#include "proto/proto.h"
 
 /* ------------------------------------------------------------------------- */
 /* frame notation -> msgpack                                                  */

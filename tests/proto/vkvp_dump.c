@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
+#include "proto/proto.h"
 
 /* Reads all of stdin (at most VKVP_MAX_FRAME + 16 bytes, so that oversized
  * frames still reach the decoder); returns a malloc'ed buffer or NULL. */

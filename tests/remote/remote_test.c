@@ -22,10 +22,10 @@
 
 #include <cmocka.h>
 
-#include "cluster.h"
-#include "pieces.h"
+#include "remote/cluster.h"
+#include "remote/pieces.h"
 #include "redis_cluster.h"
-#include "remote.h"
+#include "remote/remote.h"
 #include "vkv/block.h"
 #include "vkv/codec.h"
 #include "vkv/error.h"

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "store_int.h"
+#include "store/store_int.h"
 
 /* Deterministic distinct key for number i (tag varies the bytes). */
 static vkv_key key_of(uint32_t i, uint8_t tag)

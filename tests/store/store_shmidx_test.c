@@ -31,8 +31,8 @@
 
 #include <cmocka.h>
 
-#include "shmidx.h"
-#include "shmidx_writer.h"
+#include "proto/shmidx.h"
+#include "store/shmidx_writer.h"
 #include "store_test_util.h"
 #include "vkv/error.h"
 

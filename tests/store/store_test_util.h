@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "store.h"
+#include "store/store.h"
 
 static uint64_t fake_now_ms = 1000000;
 

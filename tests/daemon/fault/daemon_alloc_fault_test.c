@@ -20,9 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "client_internal.h"
+#include "client/client_internal.h"
 #include "harness.h"
-#include "proto.h"
+#include "proto/proto.h"
 
 #define PERIOD 6
 

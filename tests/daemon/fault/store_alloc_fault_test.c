@@ -26,7 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "store/store.h"
 #include "vkv/error.h"
 
 /* ---- the injectable allocator --------------------------------------------- */

@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "proto.h"
+#include "proto/proto.h"
 #include "vkv/vkv.h"
 
 #define PAGE       (64u << 10)
