@@ -1,4 +1,4 @@
-/* tests/eval/metrics_test.c - the fidelity metrics on hand-computed cases. */
+/* tests/eval/eval_metrics_test.c - the fidelity metrics on hand-computed cases. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

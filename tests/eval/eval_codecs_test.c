@@ -1,4 +1,4 @@
-/* tests/eval/codecs_test.c - the compared codecs and the synthetic profiles. */
+/* tests/eval/eval_codecs_test.c - the compared codecs and the synthetic profiles. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
