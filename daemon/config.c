@@ -169,6 +169,73 @@ static void norm_name(const char *name, char *buf, size_t cap)
     buf[i] = '\0';
 }
 
+/* Sets one remote-tier key `n` (normalized, starting with "remote") from
+ * `value`. Returns 0, VKV_EINVAL (bad value) or VKV_ENOTFOUND (no such
+ * key). */
+static int set_remote(vkvd_config *cfg, const char *n, const char *value)
+{
+    uint64_t sz;
+    uint32_t u;
+    if (!strcmp(n, "remote")) {
+        if (!*value) {
+            cfg->remote[0] = '\0';
+            return 0;
+        }
+        return set_str(cfg->remote, sizeof cfg->remote, value);
+    }
+    if (!strcmp(n, "remote-user") || !strcmp(n, "remote-password")) {
+        char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
+        size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
+        if (strlen(value) >= cap)
+            return VKV_EINVAL;
+        memcpy(dst, value, strlen(value) + 1);
+        return 0;
+    }
+    if (!strcmp(n, "remote-prefix")) {
+        if (strpbrk(value, "{}"))
+            return VKV_EINVAL;
+        return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
+    }
+    if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
+        !strcmp(n, "remote-piece-size")) {
+        if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
+            return VKV_EINVAL;
+        if (!strcmp(n, "remote-max-block"))
+            cfg->remote_max_block = sz;
+        else if (!strcmp(n, "remote-queue"))
+            cfg->remote_queue = sz;
+        else if (sz > UINT32_MAX)
+            return VKV_EINVAL;
+        else
+            cfg->remote_piece = (uint32_t)sz;
+        return 0;
+    }
+    if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
+        !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
+        !strcmp(n, "remote-threads")) {
+        if (!parse_u32(value, &u))
+            return VKV_EINVAL;
+        if (!strcmp(n, "remote-ttl"))
+            cfg->remote_ttl_s = u;
+        else if (u == 0)
+            return VKV_EINVAL;
+        else if (!strcmp(n, "remote-timeout-ms"))
+            cfg->remote_timeout_ms = u;
+        else if (!strcmp(n, "remote-wait-ms"))
+            cfg->remote_wait_ms = u;
+        else if (!strcmp(n, "remote-miss-ms"))
+            cfg->remote_miss_ms = u;
+        else if (u > 32)
+            return VKV_EINVAL;
+        else
+            cfg->remote_threads = u;
+        return 0;
+    }
+    if (!strcmp(n, "remote-publish"))
+        return parse_bool(value, &cfg->remote_publish) ? 0 : VKV_EINVAL;
+    return VKV_ENOTFOUND;
+}
+
 int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
 {
     char n[64];
@@ -240,63 +307,8 @@ int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
         cfg->log_level = l;
         return 0;
     }
-    if (!strcmp(n, "remote")) {
-        if (!*value) {
-            cfg->remote[0] = '\0';
-            return 0;
-        }
-        return set_str(cfg->remote, sizeof cfg->remote, value);
-    }
-    if (!strcmp(n, "remote-user") || !strcmp(n, "remote-password")) {
-        char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
-        size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
-        if (strlen(value) >= cap)
-            return VKV_EINVAL;
-        memcpy(dst, value, strlen(value) + 1);
-        return 0;
-    }
-    if (!strcmp(n, "remote-prefix")) {
-        if (strpbrk(value, "{}"))
-            return VKV_EINVAL;
-        return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
-    }
-    if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
-        !strcmp(n, "remote-piece-size")) {
-        if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
-            return VKV_EINVAL;
-        if (!strcmp(n, "remote-max-block"))
-            cfg->remote_max_block = sz;
-        else if (!strcmp(n, "remote-queue"))
-            cfg->remote_queue = sz;
-        else if (sz > UINT32_MAX)
-            return VKV_EINVAL;
-        else
-            cfg->remote_piece = (uint32_t)sz;
-        return 0;
-    }
-    if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
-        !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
-        !strcmp(n, "remote-threads")) {
-        if (!parse_u32(value, &u))
-            return VKV_EINVAL;
-        if (!strcmp(n, "remote-ttl"))
-            cfg->remote_ttl_s = u;
-        else if (u == 0)
-            return VKV_EINVAL;
-        else if (!strcmp(n, "remote-timeout-ms"))
-            cfg->remote_timeout_ms = u;
-        else if (!strcmp(n, "remote-wait-ms"))
-            cfg->remote_wait_ms = u;
-        else if (!strcmp(n, "remote-miss-ms"))
-            cfg->remote_miss_ms = u;
-        else if (u > 32)
-            return VKV_EINVAL;
-        else
-            cfg->remote_threads = u;
-        return 0;
-    }
-    if (!strcmp(n, "remote-publish"))
-        return parse_bool(value, &cfg->remote_publish) ? 0 : VKV_EINVAL;
+    if (!strncmp(n, "remote", 6))
+        return set_remote(cfg, n, value);
     if (!strcmp(n, "lookup-index-slots")) {
         if (!parse_u32(value, &u) || u > (1u << 28))
             return VKV_EINVAL;
