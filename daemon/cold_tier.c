@@ -457,16 +457,14 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
         op_remove(srv, c->tag);
         if (c->status == VKV_EIDENT)
             srv->identity_failures++;
+        bool bad = vkvs_spill_block_bad(c->status);
         if (c->status)
             VKV_WARN("spill of a '%s' block failed: %s%s", c->ns, vkv_strerror(c->status),
-                     held && c->status != VKV_ECHECKSUM && c->status != VKV_EIDENT &&
-                             c->status != VKV_ECORRUPT
-                         ? " (kept hot)"
-                         : "");
+                     held && !bad ? " (kept hot)" : "");
         if (held) {
             /* the pages are released (or the block is READY again) */
             vkvs_spill_done(srv->st, c->ns, &c->key, c->status);
-            if (c->status == VKV_ECHECKSUM || c->status == VKV_EIDENT || c->status == VKV_ECORRUPT)
+            if (bad)
                 srv->cold_spill_lost++;
         } else if (c->status) {
             /* The entry left the arena but never reached LMDB: it is gone,

@@ -1464,7 +1464,7 @@ int vkvs_spill_done(vkvs_store *st, const char *ns, const vkv_key *key, int stat
         entry_drop_pages(st, e);
         return 0;
     }
-    if (status == VKV_ECHECKSUM || status == VKV_EIDENT || status == VKV_ECORRUPT) {
+    if (vkvs_spill_block_bad(status)) {
         st->c.spill_failures++;
         entry_destroy(st, id, true);
         return 0;

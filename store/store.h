@@ -45,6 +45,7 @@
 #include <sys/types.h>
 
 #include "store/backend.h"
+#include "vkv/error.h"
 #include "vkv/key.h"
 
 #ifdef __cplusplus
@@ -470,6 +471,14 @@ int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key);
  * again (counted in spills_reverted). A delete that arrived meanwhile is
  * completed now. Errors: VKV_ENOTFOUND, VKV_ESTATE (not SPILLING). */
 int vkvs_spill_done(vkvs_store *st, const char *ns, const vkv_key *key, int status);
+
+/* True when a spill failed because the block itself is bad (its checksum,
+ * identity or header): vkvs_spill_done drops such a block; any other
+ * failure leaves it intact and READY again. */
+static inline bool vkvs_spill_block_bad(int status)
+{
+    return status == VKV_ECHECKSUM || status == VKV_EIDENT || status == VKV_ECORRUPT;
+}
 
 /* Turns COLD entry (ns, key) into RESTORING with freshly allocated pages
  * (evicting as needed) and returns them in *out (valid until
