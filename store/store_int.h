@@ -1,8 +1,10 @@
 /*
  * store/store_int.h - private structures of the store shared by its files:
- * the entry pool and hash index (index.c), the paged arena (arena.c) and the
- * eviction policies (policy.c). Not installed; only store/ and its tests and
- * benchmarks include it.
+ * the entry pool and hash index (index.c), the paged arena (arena.c), the
+ * eviction policies (policy.c), and the store handle with its sessions and
+ * leases and the internal calls the store's files share (store.c, entry.c,
+ * session.c, fetch.c, evict.c, restore.c, stats.c). Not installed; only
+ * store/ and its tests and benchmarks include it.
  */
 #ifndef VKV_STORE_INT_H
 #define VKV_STORE_INT_H
@@ -10,7 +12,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
+#include "common/clock.h"
 #include "store/store.h"
 
 /* ---- entries ------------------------------------------------------------- */
@@ -159,5 +163,133 @@ static inline bool vkvs_evictable(const vkvs_entry *e)
 {
     return e->state == VKVS_READY && e->pins == 0 && !(e->flags & VKVS_EF_DELPEND);
 }
+
+/* ---- the store ----------------------------------------------------------- */
+
+/*
+ * Invariants kept by every function of the store's files:
+ *  - an entry holds pages iff its state is WRITING, READY or RESTORING, or
+ *    it is COLD and SPILLING (st->spilling_pages counts those);
+ *  - a SPILLING entry's pages are freed only by vkvs_spill_done;
+ *  - st->evictable_pages = pages of entries with vkvs_evictable() true;
+ *  - an entry is linked in the policy iff it is READY and not DELPEND;
+ *  - a pinned READY entry that is deleted is DETACHED (out of the hash
+ *    table, invisible) and freed by the last unpin.
+ */
+
+enum { VKVS_LEASE_FETCH = 1, VKVS_LEASE_ALLOC = 2 };
+
+/* A client session (one HELLO). Slot free when id == 0. */
+typedef struct vkvs_sess {
+    uint64_t id;
+    uint64_t last_seen;
+    uint64_t opened; /* TTL clock at HELLO */
+    pid_t pid;
+    uint32_t ns_id;
+    bool admin;
+    bool bound;          /* pid came from the kernel (vkvs_session_bind_pid) */
+    uint64_t held;       /* bytes under its leases (session_quota) */
+    uint32_t lease_head; /* lease slot + 1 */
+    uint32_t nleases;
+    uint32_t next_free; /* slot + 1 */
+} vkvs_sess;
+
+/* A lease: pins (FETCH) or owns a WRITING entry (ALLOC). Free when id == 0. */
+typedef struct vkvs_lease {
+    uint64_t id;
+    uint64_t expires;
+    uint32_t sess; /* session slot */
+    uint32_t kind;
+    uint32_t zombie;     /* expired, resources kept until its session ends */
+    uint64_t bytes;      /* entry bytes it pins or reserves (quota) */
+    uint32_t n;          /* entries */
+    uint32_t one;        /* the entry when n == 1 */
+    uint32_t *many;      /* n > 1: malloc'ed entry ids */
+    uint32_t prev, next; /* session list, slot + 1 */
+    uint32_t next_free;
+} vkvs_lease;
+
+struct vkvs_store {
+    vkvs_config cfg;
+    const vkvs_backend *be;
+    vkvs_slab *slabs; /* cfg.max_slabs, never moved */
+    uint32_t nslabs;
+    vkvs_arena arena;
+    vkvs_index ix;
+    vkvs_policy pol;
+    vkvs_hooks hooks;
+    vkvs_observe_fn observe; /* vkvs_set_observer */
+    void *observe_arg;
+    bool fetch_quiet; /* vkvs_set_fetch_quiet: re-runs are not counted */
+    bool room_wait;   /* vkvs_set_room_wait: VKVS_WAIT instead of more evictions */
+    uint64_t spilling_pages, spilling_entries;
+    char **ns;
+    uint32_t nns, ns_cap;
+    vkvs_sess *sess;
+    uint32_t sess_slots, sess_free, nsess;
+    vkvs_lease *lease;
+    uint32_t lease_slots, lease_free, nlease, nzombie;
+    uint64_t rng;
+    uint64_t evictable_pages;
+    uint64_t state_count[5];
+    uint64_t bytes_used, bytes_cold, extents_total, heap_ext_bytes;
+    vkvs_stats c; /* the monotonic counters */
+};
+
+#define VKVS_NS_ALL  UINT32_MAX       /* admin without a filter */
+#define VKVS_NS_NONE (UINT32_MAX - 1) /* a namespace nobody has used */
+
+/* The store's TTL clock (cfg.clock_ms or the monotonic clock). */
+static inline uint64_t vkvs_now_ms(const vkvs_store *st)
+{
+    return st->cfg.clock_ms ? st->cfg.clock_ms(st->cfg.clock_arg) : vkv_now_ms();
+}
+
+/* Wall-clock stamp for entries' last access (shown to users, persisted). */
+static inline uint64_t vkvs_wall_ms(const vkvs_store *st)
+{
+    return st->cfg.wall_ms ? st->cfg.wall_ms(st->cfg.clock_arg) : vkv_wall_ms();
+}
+
+/* Pages held by e. */
+static inline uint32_t vkvs_epages(const vkvs_store *st, const vkvs_entry *e)
+{
+    return vkvs_pages_for(e->size, st->arena.page_size);
+}
+
+/* Adjusts evictable_pages after a change to e, given whether e was
+ * evictable before it. */
+static inline void vkvs_ev_fix(vkvs_store *st, const vkvs_entry *e, bool was)
+{
+    bool is = vkvs_evictable(e);
+    if (was && !is)
+        st->evictable_pages -= vkvs_epages(st, e);
+    else if (!was && is)
+        st->evictable_pages += vkvs_epages(st, e);
+}
+
+/* entry.c: namespaces and finding entries (each documented there). */
+int vkvs_ns_intern(vkvs_store *st, const char *ns, uint32_t *id);
+int vkvs_resolve_ns(const vkvs_store *st, const vkvs_sess *s, const char *ns, bool required,
+                    uint32_t *id);
+uint32_t vkvs_find_visible(const vkvs_store *st, uint32_t ns_id, const vkv_key *key);
+uint32_t vkvs_find_any(const vkvs_store *st, const char *ns, const vkv_key *key);
+
+/* entry.c: an entry's state, pages and end. */
+void vkvs_set_state(vkvs_store *st, vkvs_entry *e, int s);
+int vkvs_entry_take_pages(vkvs_store *st, vkvs_entry *e, uint64_t size);
+void vkvs_entry_drop_pages(vkvs_store *st, vkvs_entry *e);
+void vkvs_entry_destroy(vkvs_store *st, uint32_t id, bool hook);
+
+/* session.c: sessions and leases. */
+vkvs_sess *vkvs_sess_get(vkvs_store *st, uint64_t sid);
+vkvs_lease *vkvs_lease_get(vkvs_store *st, uint32_t ss, uint64_t lid);
+int vkvs_lease_new(vkvs_store *st, uint32_t ss, uint32_t kind, uint32_t *slot);
+void vkvs_lease_free(vkvs_store *st, uint32_t slot);
+void vkvs_lease_end(vkvs_store *st, uint32_t slot);
+void vkvs_lease_expire(vkvs_store *st, uint32_t slot);
+
+/* evict.c: eviction. */
+int vkvs_make_room(vkvs_store *st, uint32_t need);
 
 #endif /* VKV_STORE_INT_H */
