@@ -181,6 +181,37 @@ void vkvs_entry_destroy(vkvs_store *st, uint32_t id, bool hook)
 
 /* ---- ALLOC, COMMIT, ABORT ----------------------------------------------------- */
 
+/* Decides whether session s may ALLOC `key` with `size` bytes now: the key
+ * must be free, or WRITING under a lease that ran out (that lease expires
+ * here and the new writer takes the key over), and the block must fit the
+ * arena and the session quota. Returns 0, VKV_EEXIST, VKV_EBUSY (WRITING
+ * under a live lease, or delete-pending) or VKV_ENOSPC (counted). */
+static int alloc_admit(vkvs_store *st, const vkvs_sess *s, const vkv_key *key, uint64_t size)
+{
+    uint32_t id = vkvs_index_find(&st->ix, s->ns_id, key);
+
+    if (id != 0) {
+        vkvs_entry *e = vkvs_ent(&st->ix, id);
+        if (e->state != VKVS_WRITING)
+            return (e->flags & VKVS_EF_DELPEND) ? VKV_EBUSY : VKV_EEXIST;
+        if (st->lease[e->writer - 1].expires > vkvs_now_ms(st))
+            return VKV_EBUSY;
+        vkvs_lease_expire(st, e->writer - 1); /* the writer's lease ran out: take over */
+    }
+    if (size > (uint64_t)st->arena.page_size * st->arena.total_pages) {
+        st->c.allocs_failed++;
+        return VKV_ENOSPC;
+    }
+    if (st->cfg.session_quota && s->held + size > st->cfg.session_quota) {
+        st->c.allocs_failed++;
+        st->c.quota_refusals++;
+        return VKV_ENOSPC;
+    }
+    return 0;
+}
+
+/* See store.h: admits the ALLOC (alloc_admit), makes room, then creates the
+ * WRITING entry with its pages under a new ALLOC lease. */
 int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, uint64_t *lease,
                vkvs_block *out)
 {
@@ -197,24 +228,8 @@ int vkvs_alloc(vkvs_store *st, uint64_t sid, const vkv_key *key, uint64_t size, 
         return VKV_EPERM;
     if (key == NULL || size == 0)
         return VKV_EINVAL;
-    id = vkvs_index_find(&st->ix, s->ns_id, key);
-    if (id != 0) {
-        e = vkvs_ent(&st->ix, id);
-        if (e->state != VKVS_WRITING)
-            return (e->flags & VKVS_EF_DELPEND) ? VKV_EBUSY : VKV_EEXIST;
-        if (st->lease[e->writer - 1].expires > vkvs_now_ms(st))
-            return VKV_EBUSY;
-        vkvs_lease_expire(st, e->writer - 1); /* the writer's lease ran out: take over */
-    }
-    if (size > (uint64_t)st->arena.page_size * st->arena.total_pages) {
-        st->c.allocs_failed++;
-        return VKV_ENOSPC;
-    }
-    if (st->cfg.session_quota && s->held + size > st->cfg.session_quota) {
-        st->c.allocs_failed++;
-        st->c.quota_refusals++;
-        return VKV_ENOSPC;
-    }
+    if ((rv = alloc_admit(st, s, key, size)) != 0)
+        return rv;
     pages = vkvs_pages_for(size, st->arena.page_size);
     if ((rv = vkvs_lease_new(st, (uint32_t)(s - st->sess), VKVS_LEASE_ALLOC, &slot)) != 0)
         goto fail;
@@ -270,6 +285,7 @@ static vkvs_lease *alloc_lease(vkvs_store *st, vkvs_sess *s, uint64_t lid)
     return l;
 }
 
+/* See store.h. */
 int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn validate, void *arg)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);
@@ -299,6 +315,7 @@ int vkvs_commit(vkvs_store *st, uint64_t sid, uint64_t lease, vkvs_validate_fn v
     return 0;
 }
 
+/* See store.h. */
 int vkvs_abort(vkvs_store *st, uint64_t sid, uint64_t lease)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);
@@ -344,6 +361,7 @@ static void delete_entry(vkvs_store *st, uint32_t id)
         vkvs_index_unlink(&st->ix, id);
 }
 
+/* See store.h. */
 int vkvs_delete(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys, size_t n,
                 size_t *ndeleted)
 {

@@ -123,6 +123,7 @@ int vkvs_make_room(vkvs_store *st, uint32_t need)
     return 0;
 }
 
+/* See store.h. */
 int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys, size_t n,
                bool to_cold, size_t *nevicted)
 {

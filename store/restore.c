@@ -8,6 +8,7 @@
 #include "store/store_int.h"
 #include "vkv/error.h"
 
+/* See store.h. */
 int vkvs_add_cold(vkvs_store *st, const char *ns, const vkv_key *key, uint64_t size,
                   uint64_t last_ms)
 {
@@ -31,6 +32,7 @@ int vkvs_add_cold(vkvs_store *st, const char *ns, const vkv_key *key, uint64_t s
     return 0;
 }
 
+/* See store.h. */
 int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key)
 {
     uint32_t id = vkvs_find_any(st, ns, key);
@@ -48,6 +50,7 @@ int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key)
     return 0;
 }
 
+/* See store.h. */
 int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key)
 {
     uint32_t id = vkvs_find_any(st, ns, key);
@@ -61,6 +64,7 @@ int vkvs_forget_cold(vkvs_store *st, const char *ns, const vkv_key *key)
     return 0;
 }
 
+/* See store.h. */
 int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out)
 {
     uint32_t id = vkvs_find_any(st, ns, key);
@@ -85,6 +89,7 @@ int vkvs_restore_begin(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_
     return 0;
 }
 
+/* See store.h. */
 int vkvs_restoring_block(vkvs_store *st, const char *ns, const vkv_key *key, vkvs_block *out)
 {
     uint32_t id = vkvs_find_any(st, ns, key);
@@ -100,6 +105,7 @@ int vkvs_restoring_block(vkvs_store *st, const char *ns, const vkv_key *key, vkv
     return 0;
 }
 
+/* See store.h. */
 int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int status)
 {
     uint32_t id = vkvs_find_any(st, ns, key);

@@ -189,6 +189,7 @@ static void sess_close(vkvs_store *st, uint32_t ss)
 
 /* ---- sessions -------------------------------------------------------------- */
 
+/* See store.h. */
 int vkvs_session_open(vkvs_store *st, const char *ns, pid_t pid, bool admin, uint64_t *sid)
 {
     uint32_t ns_id = VKVS_NS_ALL, slot;
@@ -230,6 +231,7 @@ int vkvs_session_open(vkvs_store *st, const char *ns, pid_t pid, bool admin, uin
     return 0;
 }
 
+/* See store.h. */
 int vkvs_session_close(vkvs_store *st, uint64_t sid)
 {
     if (vkvs_sess_get(st, sid) == NULL)
@@ -238,6 +240,7 @@ int vkvs_session_close(vkvs_store *st, uint64_t sid)
     return 0;
 }
 
+/* See store.h. */
 int vkvs_session_bind_pid(vkvs_store *st, uint64_t sid, pid_t pid)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);
@@ -251,11 +254,13 @@ int vkvs_session_bind_pid(vkvs_store *st, uint64_t sid, pid_t pid)
     return 0;
 }
 
+/* See store.h. */
 int vkvs_session_touch(vkvs_store *st, uint64_t sid)
 {
     return vkvs_sess_get(st, sid) ? 0 : VKV_ESESSION;
 }
 
+/* See store.h. */
 int vkvs_session_ns(const vkvs_store *st, uint64_t sid, uint32_t *ns_id, const char **ns)
 {
     uint32_t slot = (uint32_t)sid - 1;
@@ -267,6 +272,7 @@ int vkvs_session_ns(const vkvs_store *st, uint64_t sid, uint32_t *ns_id, const c
     return 0;
 }
 
+/* See store.h. */
 int vkvs_reap(vkvs_store *st, uint64_t now, vkvs_alive_fn alive_cb, void *arg)
 {
     int closed = 0;
@@ -298,6 +304,7 @@ int vkvs_reap(vkvs_store *st, uint64_t now, vkvs_alive_fn alive_cb, void *arg)
 
 /* ---- RELEASE, RENEW ---------------------------------------------------------- */
 
+/* See store.h. */
 int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n, size_t *nreleased)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);
@@ -324,6 +331,7 @@ int vkvs_release(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n,
     return 0;
 }
 
+/* See store.h. */
 int vkvs_renew(vkvs_store *st, uint64_t sid, const uint64_t *leases, size_t n, size_t *nrenewed)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);

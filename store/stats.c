@@ -6,6 +6,7 @@
 #include "store/store_int.h"
 #include "vkv/error.h"
 
+/* See store.h. */
 void vkvs_stats_get(const vkvs_store *st, vkvs_stats *out)
 {
     *out = st->c;
@@ -54,6 +55,7 @@ static void fill_info(const vkvs_store *st, vkvs_entry *e, vkvs_info *out)
     out->extents = e->nextents ? vkvs_entry_ext(e) : NULL;
 }
 
+/* See store.h. */
 int vkvs_list(vkvs_store *st, uint64_t sid, const char *ns, uint64_t cursor, size_t limit,
               vkvs_info *out, size_t *nout, uint64_t *next)
 {
@@ -87,6 +89,7 @@ int vkvs_list(vkvs_store *st, uint64_t sid, const char *ns, uint64_t cursor, siz
     return 0;
 }
 
+/* See store.h. */
 int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *key, vkvs_info *out)
 {
     vkvs_sess *s = vkvs_sess_get(st, sid);
@@ -105,6 +108,7 @@ int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *k
     return 0;
 }
 
+/* See store.h. */
 const char *vkvs_state_name(int state)
 {
     switch (state) {
@@ -121,6 +125,7 @@ const char *vkvs_state_name(int state)
     }
 }
 
+/* See store.h. */
 const char *vkvs_policy_name(int policy)
 {
     switch (policy) {

@@ -31,6 +31,35 @@ void vkvs_config_default(vkvs_config *cfg)
     cfg->quarantine = true;
 }
 
+/* True if cfg describes an arena vkvs_open can build: pages a power of two
+ * >= 4096 that cut slabs evenly into at most 2^24 pages, 1..4096 slabs. */
+static bool config_valid(const vkvs_config *cfg)
+{
+    if (cfg->page_size < 4096 || (cfg->page_size & (cfg->page_size - 1)) != 0 ||
+        cfg->slab_size == 0 || cfg->slab_size % cfg->page_size != 0 || cfg->nslabs == 0 ||
+        (cfg->max_slabs != 0 && cfg->max_slabs < cfg->nslabs) || cfg->max_slabs > 4096)
+        return false;
+    return cfg->slab_size / cfg->page_size <= (1u << 24);
+}
+
+/* Replaces the zero (or NULL) fields of the store's copy of the config that
+ * mean "the default" by their values. */
+static void config_fill(vkvs_config *c)
+{
+    if (c->backend == NULL)
+        c->backend = &vkvs_backend_host;
+    if (c->max_slabs == 0)
+        c->max_slabs = c->nslabs;
+    if (c->policy == 0)
+        c->policy = VKVS_POLICY_DEFAULT;
+    if (c->max_sessions == 0)
+        c->max_sessions = 4096;
+    if (c->max_leases == 0)
+        c->max_leases = 65536;
+    if (c->max_fetch_keys == 0)
+        c->max_fetch_keys = 4096;
+}
+
 /* See store.h. Unwinds in reverse order on failure. */
 int vkvs_open(const vkvs_config *cfg, vkvs_store **out)
 {
@@ -39,28 +68,13 @@ int vkvs_open(const vkvs_config *cfg, vkvs_store **out)
     int rv;
 
     *out = NULL;
-    if (cfg->page_size < 4096 || (cfg->page_size & (cfg->page_size - 1)) != 0 ||
-        cfg->slab_size == 0 || cfg->slab_size % cfg->page_size != 0 || cfg->nslabs == 0 ||
-        (cfg->max_slabs != 0 && cfg->max_slabs < cfg->nslabs) || cfg->max_slabs > 4096)
+    if (!config_valid(cfg))
         return VKV_EINVAL;
     pps = cfg->slab_size / cfg->page_size;
-    if (pps > (1u << 24))
-        return VKV_EINVAL;
     if ((st = calloc(1, sizeof(*st))) == NULL)
         return VKV_ENOMEM;
     st->cfg = *cfg;
-    if (st->cfg.backend == NULL)
-        st->cfg.backend = &vkvs_backend_host;
-    if (st->cfg.max_slabs == 0)
-        st->cfg.max_slabs = st->cfg.nslabs;
-    if (st->cfg.policy == 0)
-        st->cfg.policy = VKVS_POLICY_DEFAULT;
-    if (st->cfg.max_sessions == 0)
-        st->cfg.max_sessions = 4096;
-    if (st->cfg.max_leases == 0)
-        st->cfg.max_leases = 65536;
-    if (st->cfg.max_fetch_keys == 0)
-        st->cfg.max_fetch_keys = 4096;
+    config_fill(&st->cfg);
     st->be = st->cfg.backend;
     if (getrandom(&st->rng, sizeof(st->rng), 0) != (ssize_t)sizeof(st->rng)) {
         rv = VKV_ESYS;
@@ -140,42 +154,50 @@ int vkvs_add_slab(vkvs_store *st, uint32_t *id)
 
 /* ---- accessors and settings ---------------------------------------------------- */
 
+/* See store.h. */
 uint32_t vkvs_slab_count(const vkvs_store *st)
 {
     return st->nslabs;
 }
 
+/* See store.h. */
 const vkvs_slab *vkvs_slab_get(const vkvs_store *st, uint32_t id)
 {
     return id < st->nslabs ? &st->slabs[id] : NULL;
 }
 
+/* See store.h. */
 uint32_t vkvs_page_size(const vkvs_store *st)
 {
     return st->arena.page_size;
 }
 
+/* See store.h. */
 const vkvs_backend *vkvs_backend_of(const vkvs_store *st)
 {
     return st->be;
 }
 
+/* See store.h. */
 void vkvs_set_fetch_quiet(vkvs_store *st, bool quiet)
 {
     st->fetch_quiet = quiet;
 }
 
+/* See store.h. */
 void vkvs_set_observer(vkvs_store *st, vkvs_observe_fn fn, void *arg)
 {
     st->observe = fn;
     st->observe_arg = arg;
 }
 
+/* See store.h. */
 void vkvs_set_room_wait(vkvs_store *st, bool wait)
 {
     st->room_wait = wait;
 }
 
+/* See store.h. */
 void vkvs_set_hooks(vkvs_store *st, const vkvs_hooks *hooks)
 {
     if (hooks)
@@ -214,12 +236,14 @@ static int copy_extents(const vkvs_store *st, const vkvs_extent *ext, uint32_t n
     return len == 0 ? 0 : VKV_EINVAL;
 }
 
+/* See store.h. */
 int vkvs_read(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_t off, void *dst,
               size_t len)
 {
     return copy_extents(st, ext, n, off, dst, len, true);
 }
 
+/* See store.h. */
 int vkvs_write(const vkvs_store *st, const vkvs_extent *ext, uint32_t n, uint64_t off,
                const void *src, size_t len)
 {
