@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,63 +15,131 @@
 #include "common/log.h"
 #include "vkv/error.h"
 
-/* One row per setting: the flag/INI name, its environment variable, help. */
+/* How a setting's text becomes its field (struct setting). */
+enum setting_kind {
+    SK_STR,   /* text that must fit the char array; not empty unless .lo == 0 */
+    SK_SIZE,  /* a byte size (vkvd_parse_size: 512M, 4G, ...) in [lo, hi] */
+    SK_NUM,   /* a plain unsigned 32-bit number (parse_u32) in [lo, hi] */
+    SK_BOOL,  /* yes | no | true | false | on | off | 1 | 0 (parse_bool) */
+    SK_LEVEL, /* a log level name (vkv_log_parse_level) into an int */
+};
+
+/* The C type of an SK_SIZE/SK_NUM field, so one row can store into it. */
+enum field_type { FT_U32, FT_U64, FT_INT, FT_LONG };
+/* FIELD_TYPE(f): the field_type of vkvd_config's field f, found by the
+ * compiler (clang-format does not know _Generic). */
+/* clang-format off */
+#define FIELD_TYPE(f)                                                                              \
+    _Generic(((vkvd_config *)0)->f, uint32_t: FT_U32, uint64_t: FT_U64, int: FT_INT, long: FT_LONG)
+/* clang-format on */
+#define FIELD(f) .off = offsetof(vkvd_config, f)
+
+/* Row helpers: a string field (nonempty: 1 refuses "", choices: the allowed
+ * values as "a|b|c" or NULL, reject: characters it may not hold or NULL),
+ * a size or number field in [l, h], a bool, a log level. */
+#define S_STR(f, nonempty, ch, rej)                                                                \
+    .kind = SK_STR, FIELD(f), .cap = sizeof(((vkvd_config *)0)->f), .lo = (nonempty),              \
+    .choices = (ch), .reject = (rej)
+#define S_SIZE(f, l, h) .kind = SK_SIZE, FIELD(f), .type = FIELD_TYPE(f), .lo = (l), .hi = (h)
+#define S_NUM(f, l, h)  .kind = SK_NUM, FIELD(f), .type = FIELD_TYPE(f), .lo = (l), .hi = (h)
+#define S_BOOL(f)       .kind = SK_BOOL, FIELD(f)
+#define S_LEVEL(f)      .kind = SK_LEVEL, FIELD(f)
+
+/* One row per setting: the flag/INI name, its environment variable, help,
+ * and how its value is checked and stored (vkvd_config_set). */
 struct setting {
     const char *name;
     const char *env;
     const char *help;
+    enum setting_kind kind;
+    size_t off;           /* offsetof the field in vkvd_config */
+    size_t cap;           /* SK_STR: the field's size */
+    enum field_type type; /* SK_SIZE, SK_NUM: the field's type */
+    uint64_t lo, hi;      /* SK_SIZE, SK_NUM: the accepted range; SK_STR: lo = 1 refuses "" */
+    const char *choices;  /* SK_STR: "a|b|c", the only values allowed, or NULL */
+    const char *reject;   /* SK_STR: characters refused, or NULL */
 };
 
 static const struct setting g_settings[] = {
     {"rundir", "VKV_RUNDIR",
-     "socket directory, mode 0700 (default $XDG_RUNTIME_DIR/vkv or /tmp/vkv-$UID)"},
+     "socket directory, mode 0700 (default $XDG_RUNTIME_DIR/vkv or /tmp/vkv-$UID)",
+     S_STR(rundir, 1, NULL, NULL)},
     {"state-dir", "VKV_STATE_DIR",
-     "state directory; the cold tier is state-dir/cold (default $XDG_STATE_HOME/vkv)"},
-    {"backend", "VKV_BACKEND", "memory backend: auto | host | cuda (default auto)"},
-    {"capacity", "VKV_CAPACITY", "hot arena bytes, e.g. 1G (default 1G)"},
-    {"slab-size", "VKV_SLAB_SIZE", "bytes per slab (default 256M)"},
-    {"page-size", "VKV_PAGE_SIZE", "arena page bytes, power of two (default 256K)"},
-    {"policy", "VKV_POLICY", "eviction policy: lru | s3fifo (default s3fifo)"},
-    {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)"},
-    {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)"},
-    {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)"},
+     "state directory; the cold tier is state-dir/cold (default $XDG_STATE_HOME/vkv)",
+     S_STR(state_dir, 1, NULL, NULL)},
+    {"backend", "VKV_BACKEND", "memory backend: auto | host | cuda (default auto)",
+     S_STR(backend, 1, "auto|host|cuda", NULL)},
+    {"capacity", "VKV_CAPACITY", "hot arena bytes, e.g. 1G (default 1G)",
+     S_SIZE(capacity, 0, UINT64_MAX)},
+    {"slab-size", "VKV_SLAB_SIZE", "bytes per slab (default 256M)",
+     S_SIZE(slab_size, 0, UINT64_MAX)},
+    {"page-size", "VKV_PAGE_SIZE", "arena page bytes, power of two (default 256K)",
+     S_SIZE(page_size, 0, UINT32_MAX)},
+    {"policy", "VKV_POLICY", "eviction policy: lru | s3fifo (default s3fifo)",
+     S_STR(policy, 1, "lru|s3fifo", NULL)},
+    {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)",
+     S_SIZE(cold_max, 0, UINT64_MAX)},
+    {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)",
+     S_NUM(cold_sync_ms, 1, UINT32_MAX)},
+    {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)",
+     S_NUM(lease_ttl_ms, 1, UINT32_MAX)},
     {"spill-queue", "VKV_SPILL_QUEUE",
-     "bytes of evicted blocks waiting for the LMDB writer at most (default 64M)"},
+     "bytes of evicted blocks waiting for the LMDB writer at most (default 64M)",
+     S_SIZE(spill_queue, 0, UINT64_MAX)},
     {"session-quota", "VKV_SESSION_QUOTA",
-     "bytes one session may pin and reserve at once; 0 = no limit (default: half the capacity)"},
+     "bytes one session may pin and reserve at once; 0 = no limit (default: half the capacity)",
+     S_SIZE(session_quota, 0, UINT64_MAX)},
     {"session-ttl-ms", "VKV_SESSION_TTL_MS",
-     "silent sessions are reaped after this (default 120000)"},
+     "silent sessions are reaped after this (default 120000)",
+     S_NUM(session_ttl_ms, 1, UINT32_MAX)},
     {"reap-interval-ms", "VKV_REAP_INTERVAL_MS",
-     "how often dead sessions are looked for (default 1000)"},
+     "how often dead sessions are looked for (default 1000)",
+     S_NUM(reap_interval_ms, 1, UINT32_MAX)},
     {"spill-on-exit", "VKV_SPILL_ON_EXIT",
-     "spill hot entries to the cold tier at SIGTERM: yes | no (default yes)"},
+     "spill hot entries to the cold tier at SIGTERM: yes | no (default yes)",
+     S_BOOL(spill_on_exit)},
     {"metrics-port", "VKV_METRICS_PORT",
-     "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)"},
-    {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)"},
-    {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)"},
+     "serve Prometheus metrics on 127.0.0.1:PORT; 0 = off (default 0)",
+     S_NUM(metrics_port, 0, 65535)},
+    {"log-level", "VKV_LOG_LEVEL", "error | warn | info | debug (default info)",
+     S_LEVEL(log_level)},
+    {"allow-gid", "VKV_ALLOW_GID", "also accept clients of this group id (default: own uid only)",
+     S_NUM(allow_gid, 0, UINT32_MAX)},
     {"remote", "VKV_REMOTE",
-     "remote tier: Redis Cluster seeds redis://host:port[,host:port...]; \"\" = off (default off)"},
-    {"remote-user", "VKV_REMOTE_USER", "Redis ACL user for AUTH (default: the default user)"},
+     "remote tier: Redis Cluster seeds redis://host:port[,host:port...]; \"\" = off (default off)",
+     S_STR(remote, 0, NULL, NULL)},
+    {"remote-user", "VKV_REMOTE_USER", "Redis ACL user for AUTH (default: the default user)",
+     S_STR(remote_user, 0, NULL, NULL)},
     {"remote-password", "VKV_REMOTE_PASSWORD",
-     "Redis password for AUTH (prefer the env var or a 0600 config file)"},
-    {"remote-prefix", "VKV_REMOTE_PREFIX", "prefix of every Redis key (default vkv:)"},
+     "Redis password for AUTH (prefer the env var or a 0600 config file)",
+     S_STR(remote_password, 0, NULL, NULL)},
+    {"remote-prefix", "VKV_REMOTE_PREFIX", "prefix of every Redis key (default vkv:)",
+     S_STR(remote_prefix, 1, NULL, "{}")},
     {"remote-ttl", "VKV_REMOTE_TTL",
-     "seconds published blocks live in Redis; 0 = no expiry (default 86400)"},
-    {"remote-max-block", "VKV_REMOTE_MAX_BLOCK", "largest block shared, bytes (default 256M)"},
+     "seconds published blocks live in Redis; 0 = no expiry (default 86400)",
+     S_NUM(remote_ttl_s, 0, UINT32_MAX)},
+    {"remote-max-block", "VKV_REMOTE_MAX_BLOCK", "largest block shared, bytes (default 256M)",
+     S_SIZE(remote_max_block, 1, UINT64_MAX)},
     {"remote-queue", "VKV_REMOTE_QUEUE",
-     "bytes of committed blocks waiting to be published at most; more are dropped (default 256M)"},
-    {"remote-piece-size", "VKV_REMOTE_PIECE_SIZE", "bytes per Redis value (default 2M)"},
+     "bytes of committed blocks waiting to be published at most; more are dropped (default 256M)",
+     S_SIZE(remote_queue, 1, UINT64_MAX)},
+    {"remote-piece-size", "VKV_REMOTE_PIECE_SIZE", "bytes per Redis value (default 2M)",
+     S_SIZE(remote_piece, 1, UINT32_MAX)},
     {"remote-timeout-ms", "VKV_REMOTE_TIMEOUT_MS",
-     "Redis connect and command timeout (default 1000)"},
+     "Redis connect and command timeout (default 1000)", S_NUM(remote_timeout_ms, 1, UINT32_MAX)},
     {"remote-wait-ms", "VKV_REMOTE_WAIT_MS",
-     "a LOOKUP or FETCH waits this long for the remote tier, then answers locally (default 2000)"},
+     "a LOOKUP or FETCH waits this long for the remote tier, then answers locally (default 2000)",
+     S_NUM(remote_wait_ms, 1, UINT32_MAX)},
     {"remote-miss-ms", "VKV_REMOTE_MISS_MS",
-     "a key the remote tier missed or failed is not asked again for this long (default 1000)"},
-    {"remote-threads", "VKV_REMOTE_THREADS", "remote tier I/O threads (default 2)"},
+     "a key the remote tier missed or failed is not asked again for this long (default 1000)",
+     S_NUM(remote_miss_ms, 1, UINT32_MAX)},
+    {"remote-threads", "VKV_REMOTE_THREADS", "remote tier I/O threads (default 2)",
+     S_NUM(remote_threads, 1, 32)},
     {"remote-publish", "VKV_REMOTE_PUBLISH",
-     "publish committed blocks to the remote tier: yes | no (default yes)"},
+     "publish committed blocks to the remote tier: yes | no (default yes)", S_BOOL(remote_publish)},
     {"lookup-index-slots", "VKV_LOOKUP_INDEX_SLOTS",
-     "slots of the shared-memory LOOKUP index (3/4 usable); 0 = off (default 131072)"},
+     "slots of the shared-memory LOOKUP index (3/4 usable); 0 = off (default 131072)",
+     S_NUM(lookup_index_slots, 0, 1u << 28)},
 };
 #define N_SETTINGS (sizeof g_settings / sizeof g_settings[0])
 
@@ -169,158 +238,92 @@ static void norm_name(const char *name, char *buf, size_t cap)
     buf[i] = '\0';
 }
 
-/* Sets one remote-tier key `n` (normalized, starting with "remote") from
- * `value`. Returns 0, VKV_EINVAL (bad value) or VKV_ENOTFOUND (no such
- * key). */
-static int set_remote(vkvd_config *cfg, const char *n, const char *value)
+/* True if `value` is one of the '|'-separated words of `choices`. */
+static bool one_of(const char *value, const char *choices)
 {
-    uint64_t sz;
-    uint32_t u;
-    if (!strcmp(n, "remote")) {
-        if (!*value) {
-            cfg->remote[0] = '\0';
-            return 0;
-        }
-        return set_str(cfg->remote, sizeof cfg->remote, value);
+    size_t len = strlen(value);
+    for (const char *w = choices; *w;) {
+        size_t wl = strcspn(w, "|");
+        if (wl == len && !strncmp(w, value, len))
+            return true;
+        w += wl + (w[wl] == '|');
     }
-    if (!strcmp(n, "remote-user") || !strcmp(n, "remote-password")) {
-        char *dst = n[7] == 'u' ? cfg->remote_user : cfg->remote_password;
-        size_t cap = n[7] == 'u' ? sizeof cfg->remote_user : sizeof cfg->remote_password;
-        if (strlen(value) >= cap)
-            return VKV_EINVAL;
-        memcpy(dst, value, strlen(value) + 1);
-        return 0;
-    }
-    if (!strcmp(n, "remote-prefix")) {
-        if (strpbrk(value, "{}"))
-            return VKV_EINVAL;
-        return set_str(cfg->remote_prefix, sizeof cfg->remote_prefix, value);
-    }
-    if (!strcmp(n, "remote-max-block") || !strcmp(n, "remote-queue") ||
-        !strcmp(n, "remote-piece-size")) {
-        if (vkvd_parse_size(value, &sz) != 0 || sz == 0)
-            return VKV_EINVAL;
-        if (!strcmp(n, "remote-max-block"))
-            cfg->remote_max_block = sz;
-        else if (!strcmp(n, "remote-queue"))
-            cfg->remote_queue = sz;
-        else if (sz > UINT32_MAX)
-            return VKV_EINVAL;
-        else
-            cfg->remote_piece = (uint32_t)sz;
-        return 0;
-    }
-    if (!strcmp(n, "remote-ttl") || !strcmp(n, "remote-timeout-ms") ||
-        !strcmp(n, "remote-wait-ms") || !strcmp(n, "remote-miss-ms") ||
-        !strcmp(n, "remote-threads")) {
-        if (!parse_u32(value, &u))
-            return VKV_EINVAL;
-        if (!strcmp(n, "remote-ttl"))
-            cfg->remote_ttl_s = u;
-        else if (u == 0)
-            return VKV_EINVAL;
-        else if (!strcmp(n, "remote-timeout-ms"))
-            cfg->remote_timeout_ms = u;
-        else if (!strcmp(n, "remote-wait-ms"))
-            cfg->remote_wait_ms = u;
-        else if (!strcmp(n, "remote-miss-ms"))
-            cfg->remote_miss_ms = u;
-        else if (u > 32)
-            return VKV_EINVAL;
-        else
-            cfg->remote_threads = u;
-        return 0;
-    }
-    if (!strcmp(n, "remote-publish"))
-        return parse_bool(value, &cfg->remote_publish) ? 0 : VKV_EINVAL;
-    return VKV_ENOTFOUND;
+    return false;
 }
 
-int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
+/* Stores v into the integer field at `field` of C type `type` (v is in the
+ * row's range, which fits the type). */
+static void store_int(void *field, enum field_type type, uint64_t v)
 {
-    char n[64];
-    uint64_t sz;
+    switch (type) {
+    case FT_U32:
+        *(uint32_t *)field = (uint32_t)v;
+        break;
+    case FT_U64:
+        *(uint64_t *)field = v;
+        break;
+    case FT_INT:
+        *(int *)field = (int)v;
+        break;
+    case FT_LONG:
+        *(long *)field = (long)v;
+        break;
+    }
+}
+
+/* Checks `value` against setting row `s` and stores it into cfg's field.
+ * Returns 0 or VKV_EINVAL (cfg unchanged). */
+static int setting_apply(vkvd_config *cfg, const struct setting *s, const char *value)
+{
+    char *field = (char *)cfg + s->off;
+    uint64_t v = 0;
     uint32_t u;
-    norm_name(name, n, sizeof n);
-    if (!value)
-        return VKV_EINVAL;
-    if (!strcmp(n, "rundir"))
-        return set_str(cfg->rundir, sizeof cfg->rundir, value);
-    if (!strcmp(n, "state-dir"))
-        return set_str(cfg->state_dir, sizeof cfg->state_dir, value);
-    if (!strcmp(n, "backend")) {
-        if (strcmp(value, "auto") && strcmp(value, "host") && strcmp(value, "cuda"))
+
+    switch (s->kind) {
+    case SK_STR:
+        if ((s->choices && !one_of(value, s->choices)) || (s->reject && strpbrk(value, s->reject)))
             return VKV_EINVAL;
-        return set_str(cfg->backend, sizeof cfg->backend, value);
-    }
-    if (!strcmp(n, "policy")) {
-        if (strcmp(value, "lru") && strcmp(value, "s3fifo"))
-            return VKV_EINVAL;
-        return set_str(cfg->policy, sizeof cfg->policy, value);
-    }
-    if (!strcmp(n, "capacity") || !strcmp(n, "slab-size") || !strcmp(n, "page-size") ||
-        !strcmp(n, "cold-max") || !strcmp(n, "session-quota") || !strcmp(n, "spill-queue")) {
-        if (vkvd_parse_size(value, &sz) != 0)
-            return VKV_EINVAL;
-        if (!strcmp(n, "capacity"))
-            cfg->capacity = sz;
-        else if (!strcmp(n, "session-quota"))
-            cfg->session_quota = sz;
-        else if (!strcmp(n, "spill-queue"))
-            cfg->spill_queue = sz;
-        else if (!strcmp(n, "slab-size"))
-            cfg->slab_size = sz;
-        else if (!strcmp(n, "cold-max"))
-            cfg->cold_max = sz;
-        else if (sz > UINT32_MAX)
-            return VKV_EINVAL;
-        else
-            cfg->page_size = (uint32_t)sz;
-        return 0;
-    }
-    if (!strcmp(n, "cold-sync-ms") || !strcmp(n, "lease-ttl-ms") || !strcmp(n, "session-ttl-ms") ||
-        !strcmp(n, "reap-interval-ms")) {
-        if (!parse_u32(value, &u) || u == 0)
-            return VKV_EINVAL;
-        if (!strcmp(n, "cold-sync-ms"))
-            cfg->cold_sync_ms = u;
-        else if (!strcmp(n, "lease-ttl-ms"))
-            cfg->lease_ttl_ms = u;
-        else if (!strcmp(n, "session-ttl-ms"))
-            cfg->session_ttl_ms = u;
-        else
-            cfg->reap_interval_ms = u;
-        return 0;
-    }
-    if (!strcmp(n, "spill-on-exit"))
-        return parse_bool(value, &cfg->spill_on_exit) ? 0 : VKV_EINVAL;
-    if (!strcmp(n, "metrics-port")) {
-        if (!parse_u32(value, &u) || u > 65535)
-            return VKV_EINVAL;
-        cfg->metrics_port = (int)u;
-        return 0;
-    }
-    if (!strcmp(n, "log-level")) {
+        if (!s->lo && !*value) {
+            field[0] = '\0';
+            return 0;
+        }
+        return set_str(field, s->cap, value);
+    case SK_BOOL:
+        return parse_bool(value, (bool *)field) ? 0 : VKV_EINVAL;
+    case SK_LEVEL: {
         int l = vkv_log_parse_level(value);
         if (l < 0)
             return VKV_EINVAL;
-        cfg->log_level = l;
+        *(int *)field = l;
         return 0;
     }
-    if (!strncmp(n, "remote", 6))
-        return set_remote(cfg, n, value);
-    if (!strcmp(n, "lookup-index-slots")) {
-        if (!parse_u32(value, &u) || u > (1u << 28))
+    case SK_SIZE:
+        if (vkvd_parse_size(value, &v) != 0)
             return VKV_EINVAL;
-        cfg->lookup_index_slots = u;
-        return 0;
-    }
-    if (!strcmp(n, "allow-gid")) {
+        break;
+    case SK_NUM:
         if (!parse_u32(value, &u))
             return VKV_EINVAL;
-        cfg->allow_gid = (long)u;
-        return 0;
+        v = u;
+        break;
     }
+    if (v < s->lo || v > s->hi)
+        return VKV_EINVAL;
+    store_int(field, s->type, v);
+    return 0;
+}
+
+/* See config.h: finds the row of the normalized name in g_settings and
+ * applies it (setting_apply). */
+int vkvd_config_set(vkvd_config *cfg, const char *name, const char *value)
+{
+    char n[64];
+    norm_name(name, n, sizeof n);
+    if (!value)
+        return VKV_EINVAL;
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(n, g_settings[i].name))
+            return setting_apply(cfg, &g_settings[i], value);
     return VKV_ENOTFOUND;
 }
 
@@ -466,10 +469,15 @@ static void usage(FILE *fp)
     fprintf(fp, "  --%-18s %s\n", "version", "print the version");
 }
 
-int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
+/* Option codes of vkvd's flags beyond the settings; setting i is
+ * OPT_SETTING0 + i. */
+enum { OPT_CONFIG = 1000, OPT_PRINT, OPT_HELP, OPT_VERSION, OPT_CHECK, OPT_SETTING0 = 2000 };
+#define N_OPTIONS (N_SETTINGS + 6) /* the settings, 5 flags, the terminator */
+
+/* Fills opts[N_OPTIONS] for getopt_long: one --NAME per setting, then
+ * --config, --print-config, --help, --version, --check. */
+static void build_options(struct option *opts)
 {
-    enum { OPT_CONFIG = 1000, OPT_PRINT, OPT_HELP, OPT_VERSION, OPT_CHECK, OPT_SETTING0 = 2000 };
-    struct option opts[N_SETTINGS + 6];
     size_t k = 0;
     for (size_t i = 0; i < N_SETTINGS; i++)
         opts[k++] =
@@ -480,22 +488,31 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
     opts[k++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
     opts[k++] = (struct option){"check", no_argument, NULL, OPT_CHECK};
     opts[k] = (struct option){0, 0, 0, 0};
+}
 
-    vkvd_config_defaults(cfg);
+/* What the first pass over argv found. */
+struct first_pass {
+    const char *file; /* --config, else VKV_CONFIG, or NULL; points into argv or environ */
+    int print, check; /* --print-config, --check */
+};
 
-    /* First pass: find --config and the informational flags. */
-    const char *file = getenv("VKV_CONFIG");
-    int print = 0, check = 0;
+/* First pass over argv: finds --config and the informational flags, and
+ * answers --help and --version itself. Returns 0, VKVD_CONFIG_DONE, or
+ * VKV_EINVAL after printing a usage error. */
+static int scan_flags(int argc, char **argv, const struct option *opts, struct first_pass *fp)
+{
     int c;
+    fp->file = getenv("VKV_CONFIG");
+    fp->print = fp->check = 0;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == OPT_CONFIG)
-            file = optarg;
+            fp->file = optarg;
         else if (c == OPT_PRINT)
-            print = 1;
+            fp->print = 1;
         else if (c == OPT_CHECK)
-            check = 1;
+            fp->check = 1;
         else if (c == OPT_HELP || c == 'h') {
             usage(stdout);
             return VKVD_CONFIG_DONE;
@@ -512,14 +529,14 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
         fprintf(stderr, "vkvd: unexpected argument '%s'\n", argv[optind]);
         return VKV_EINVAL;
     }
-    if (file && *file) {
-        if (set_str(cfg->config_file, sizeof cfg->config_file, file) != 0 ||
-            vkvd_config_load_file(cfg, file) != 0)
-            return VKV_EINVAL;
-    }
-    if (vkvd_config_load_env(cfg) != 0)
-        return VKV_EINVAL;
-    /* Second pass: the flags themselves. */
+    return 0;
+}
+
+/* Second pass over argv: applies each setting flag to cfg. Returns 0, or
+ * VKV_EINVAL after printing the bad value. */
+static int apply_flags(vkvd_config *cfg, int argc, char **argv, const struct option *opts)
+{
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c >= OPT_SETTING0 && c < OPT_SETTING0 + (int)N_SETTINGS) {
@@ -530,23 +547,55 @@ int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
             }
         }
     }
+    return 0;
+}
+
+/* Checks the complete cfg and answers --check and --print-config. Returns 0
+ * to run, VKVD_CONFIG_DONE, or VKV_EINVAL after logging. */
+static int finish_config(const vkvd_config *cfg, const struct first_pass *fp)
+{
     if (vkvd_config_validate(cfg) != 0)
         return VKV_EINVAL;
-    if (check && !vkvs_backend_built(cfg->backend)) { /* vkvd_server_open would refuse it */
+    if (fp->check && !vkvs_backend_built(cfg->backend)) { /* vkvd_server_open would refuse it */
         VKV_ERROR("backend '%s': this build has no CUDA", cfg->backend);
         return VKV_EINVAL;
     }
-    if (check) {
+    if (fp->check) {
         printf("vkvd: configuration ok (%s%s, environment and flags)\n",
                cfg->config_file[0] ? "file " : "no config file",
                cfg->config_file[0] ? cfg->config_file : "");
         return VKVD_CONFIG_DONE;
     }
-    if (print) {
+    if (fp->print) {
         vkvd_config_print(cfg, stdout);
         return VKVD_CONFIG_DONE;
     }
     return 0;
+}
+
+/* See config.h: defaults, a first pass for --config and the informational
+ * flags (scan_flags), the file, the environment, the setting flags
+ * (apply_flags), then the checks and answers (finish_config). */
+int vkvd_config_from_args(vkvd_config *cfg, int argc, char **argv)
+{
+    struct option opts[N_OPTIONS];
+    struct first_pass fp;
+    int rv;
+
+    build_options(opts);
+    vkvd_config_defaults(cfg);
+    if ((rv = scan_flags(argc, argv, opts, &fp)) != 0)
+        return rv;
+    if (fp.file && *fp.file) {
+        if (set_str(cfg->config_file, sizeof cfg->config_file, fp.file) != 0 ||
+            vkvd_config_load_file(cfg, fp.file) != 0)
+            return VKV_EINVAL;
+    }
+    if (vkvd_config_load_env(cfg) != 0)
+        return VKV_EINVAL;
+    if (apply_flags(cfg, argc, argv, opts) != 0)
+        return VKV_EINVAL;
+    return finish_config(cfg, &fp);
 }
 
 void vkvd_config_print(const vkvd_config *cfg, void *fpv)
