@@ -46,6 +46,10 @@
 
 #include "cold/cold.h"
 
+/* Most spills one group commit takes (their bytes are bounded by
+ * cfg.group_max_bytes). */
+#define VKVS_COLD_GROUP_OPS 64u
+
 /* Restores queue an access-time update only while fewer writer ops wait. */
 #define VKVS_COLD_TOUCH_QUEUE_MAX 1024u
 
@@ -256,9 +260,14 @@ void *vkvs_cold_writer_main(void *arg);
 
 /* ---- spill.c: the writer's spill and eviction ----------------------------- */
 
-int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, int has_keep, uint32_t keep_nsid,
-                       const vkv_key *keep_key);
-void vkvs_cold_w_spill(vkvs_cold *c, vkvs_cold_wop *op);
+/* An entry eviction must not take (a spill of the group replaces it). */
+typedef struct vkvs_cold_keep {
+    uint32_t nsid;
+    vkv_key key;
+} vkvs_cold_keep;
+
+int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep);
+void vkvs_cold_w_spill_group(vkvs_cold *c, vkvs_cold_wop **ops, size_t n);
 
 /* ---- reader.c: the reader pool -------------------------------------------- */
 
