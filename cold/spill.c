@@ -253,8 +253,8 @@ static int vkvs_cold_spill_put(vkvs_cold *c, MDB_txn *txn, vkvs_cold_spill_arg *
 typedef struct vkvs_cold_group {
     vkvs_cold_spill_arg *m; /* members in submission order */
     size_t n;
-    uint64_t used;     /* out: members written (ids and sequences consumed) */
-    uint32_t nsids;    /* out: namespaces created */
+    uint64_t used;  /* out: members written (ids and sequences consumed) */
+    uint32_t nsids; /* out: namespaces created */
 } vkvs_cold_group;
 
 /* Write-txn body: writes every member whose status is still 0, in order,
@@ -462,7 +462,8 @@ void vkvs_cold_w_spill_group(vkvs_cold *c, vkvs_cold_wop **ops, size_t n)
     for (size_t i = 0; i < n; i++) {
         memset(&m[i], 0, sizeof m[i]);
         m[i].op = ops[i];
-        m[i].status = c->failed ? vkvs_cold_map_err(c, MDB_PANIC) : vkvs_cold_w_spill_check(c, ops[i]);
+        m[i].status =
+            c->failed ? vkvs_cold_map_err(c, MDB_PANIC) : vkvs_cold_w_spill_check(c, ops[i]);
         live += m[i].status == 0;
     }
     uint64_t txns = 0;
