@@ -18,6 +18,9 @@
 #include "common/log.h"
 #include "vkv/error.h"
 
+/* Bytes copied into LMDB's reserved space before they are hashed. */
+#define VKVS_COLD_HASH_STEP (64u << 10)
+
 /* An evicted entry, reported after the eviction txn commits. */
 typedef struct vkvs_cold_victim {
     char ns[VKVS_COLD_NS_MAX + 1];
@@ -231,8 +234,14 @@ static int vkvs_cold_spill_put(vkvs_cold *c, MDB_txn *txn, vkvs_cold_spill_arg *
         rc = mdb_put(txn, c->db_data, &k, &v, MDB_RESERVE | MDB_APPEND);
         if (rc != 0)
             return rc;
-        vkvs_cold_iov_gather(&pos, v.mv_data, v.mv_size);
-        XXH3_64bits_update(c->wxxh, v.mv_data, v.mv_size);
+        /* copy and hash in cache-sized steps: the hash reads what the
+         * copy just wrote from the cache, not from memory */
+        for (size_t off = 0; off < v.mv_size; off += VKVS_COLD_HASH_STEP) {
+            size_t n =
+                v.mv_size - off < VKVS_COLD_HASH_STEP ? v.mv_size - off : VKVS_COLD_HASH_STEP;
+            vkvs_cold_iov_gather(&pos, (uint8_t *)v.mv_data + off, n);
+            XXH3_64bits_update(c->wxxh, (uint8_t *)v.mv_data + off, n);
+        }
     }
     m.xxh = XXH3_64bits_digest(c->wxxh);
 
