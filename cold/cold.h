@@ -84,6 +84,11 @@ typedef struct vkvs_cold_config {
                                  * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
                                  * (tests set it small to exercise growth) */
+    int thread_nice;            /* nice value (0..19) the writer and reader
+                                 * threads give themselves: background I/O
+                                 * that should yield the CPU to the caller's
+                                 * latency-bound thread (vkvd: 10). Default
+                                 * 0 (unchanged) */
     uint64_t group_max_bytes;   /* group commit: the writer takes the spills
                                  * queued behind each other (up to 64 of
                                  * them) into one write txn, one commit and

@@ -10,13 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "cold/cold_int.h"
 #include "common/log.h"
 #include "vkv/error.h"
+
+/* Gives the calling thread (the writer or a reader) the configured nice
+ * value; best effort (a refusal is logged once per thread). Linux threads
+ * have their own nice value, addressed by thread id. */
+void vkvs_cold_thread_nice(vkvs_cold *c)
+{
+    if (c->cfg.thread_nice == 0)
+        return;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), c->cfg.thread_nice) != 0)
+        VKV_WARN("cold tier: cannot lower this I/O thread's priority: %s", strerror(errno));
+}
 
 /* ---- the queue ------------------------------------------------------------ */
 
@@ -551,6 +565,7 @@ static void vkvs_cold_w_periodic(vkvs_cold *c)
 void *vkvs_cold_writer_main(void *arg)
 {
     vkvs_cold *c = arg;
+    vkvs_cold_thread_nice(c);
     for (;;) {
         int stop;
         vkvs_cold_wop *batch = vkvs_cold_w_take(c, &stop);
