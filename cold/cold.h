@@ -94,7 +94,9 @@ typedef struct vkvs_cold_config {
                                  * them) into one write txn, one commit and
                                  * one sync, while their payload stays under
                                  * this many bytes (the first always goes).
-                                 * 0 = one spill per txn. Default 64 MiB */
+                                 * 0 = one spill per txn. Default 16 MiB
+                                 * (BENCHMARKS.md: larger groups were not
+                                 * faster on the shared VM) */
     /* Optional check of every spill, run on the writer thread before
      * anything is written, over the whole block (contiguous; gathered into
      * a writer-owned buffer when the spill's source is several pieces).

@@ -32,7 +32,7 @@ void vkvs_cold_config_default(vkvs_cold_config *cfg)
     cfg->piece_size = VKVS_COLD_PIECE_DEFAULT;
     cfg->reader_threads = 2;
     cfg->reader_check_ms = 10000;
-    cfg->group_max_bytes = 64ull << 20;
+    cfg->group_max_bytes = 16ull << 20;
 }
 
 /* ---- the open-time scan --------------------------------------------------- */

@@ -81,6 +81,7 @@ static void child_main(const char *dir, uint64_t first, int wfd, int window)
     cfg.max_bytes = 1ull << 30;
     cfg.piece_size = 256u << 10;
     cfg.sync_interval_ms = 5;
+    cfg.group_max_bytes = 64u << 20; /* 12 queued spills fit one group */
     vkvs_cold *c = NULL;
     if (vkvs_cold_open(&cfg, &c, NULL, 0) != 0)
         _exit(3);

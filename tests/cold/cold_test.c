@@ -777,6 +777,7 @@ static vkvs_cold *open_gated(const char *dir, gate *g, uint64_t map_initial, uin
     cfg.map_cap_bytes = map_cap;
     cfg.spill_check = gate_check;
     cfg.spill_check_arg = g;
+    cfg.group_max_bytes = 64u << 20; /* every test group fits in one txn */
     vkvs_cold *c = NULL;
     assert_int_equal(vkvs_cold_open(&cfg, &c, NULL, 0), 0);
     return c;
