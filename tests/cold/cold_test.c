@@ -783,6 +783,25 @@ static vkvs_cold *open_gated(const char *dir, gate *g, uint64_t map_initial, uin
     return c;
 }
 
+/* Queues spills i = 0..n-1 of payload(k[i], len[i]) as (ns[i], k[i]),
+ * tags 10 + i, behind the closed gate, opens it, and checks the gate's
+ * spill stored and every member's status: `bad_status` for member `bad`,
+ * 0 for the others. */
+static void run_group(vkvs_cold *c, gate *g, const char *const *ns, const vkv_key *k,
+                      const size_t *len, int n, int bad, int bad_status)
+{
+    for (int i = 0; i < n; i++)
+        spill_async(c, ns[i], &k[i], len[i], 10 + (uint64_t)i);
+    gate_open(g);
+    vkvs_cold_completion cp;
+    assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 1, &cp), 0);
+    assert_int_equal(cp.status, 0);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 10 + (uint64_t)i, &cp), 0);
+        assert_int_equal(cp.status, i == bad ? bad_status : 0);
+    }
+}
+
 /* Six spills queued behind each other are written in ONE txn; the one
  * whose check fails gets that status and nothing is written for it, its
  * neighbours are stored (a key spilled twice in the group keeps the later
@@ -799,16 +818,7 @@ static void cold_group_commit_keeps_each_spill_status(void **state)
     for (int i = 0; i < 6; i++)
         cu_key(&k[i], 31, (uint64_t)i);
     k[4] = k[1]; /* replaces k[1] inside the group */
-    for (int i = 0; i < 6; i++)
-        spill_async(c, ns[i], &k[i], len[i], 10 + (uint64_t)i);
-    gate_open(&g);
-    vkvs_cold_completion cp;
-    assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 1, &cp), 0);
-    assert_int_equal(cp.status, 0);
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 10 + (uint64_t)i, &cp), 0);
-        assert_int_equal(cp.status, i == 2 ? VKV_ECHECKSUM : 0);
-    }
+    run_group(c, &g, ns, k, len, 6, 2, VKV_ECHECKSUM);
     vkvs_cold_stats st;
     vkvs_cold_stats_get(c, &st);
     assert_int_equal(st.spill_txns, 2); /* the gate's, then the group's */
@@ -840,18 +850,10 @@ static void cold_group_commit_map_full_fails_only_the_misfit(void **state)
     gate_close(c, &g);
     vkv_key k[4];
     size_t len[4] = {3u << 20, 3u << 20, 9u << 20, 100000};
-    for (int i = 0; i < 4; i++) {
+    const char *ns[4] = {"m", "m", "m", "m"};
+    for (int i = 0; i < 4; i++)
         cu_key(&k[i], 32, (uint64_t)i);
-        spill_async(c, "m", &k[i], len[i], 10 + (uint64_t)i);
-    }
-    gate_open(&g);
-    vkvs_cold_completion cp;
-    assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 1, &cp), 0);
-    assert_int_equal(cp.status, 0);
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 10 + (uint64_t)i, &cp), 0);
-        assert_int_equal(cp.status, i == 2 ? VKV_ENOSPC : 0);
-    }
+    run_group(c, &g, ns, k, len, 4, 2, VKV_ENOSPC);
     vkvs_cold_stats st;
     vkvs_cold_stats_get(c, &st);
     assert_true(st.map_full >= 1);
