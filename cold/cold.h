@@ -84,6 +84,19 @@ typedef struct vkvs_cold_config {
                                  * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
                                  * (tests set it small to exercise growth) */
+    int thread_nice;            /* nice value (0..19) the writer and reader
+                                 * threads give themselves: background I/O
+                                 * that should yield the CPU to the caller's
+                                 * latency-bound thread (vkvd: 10). Default
+                                 * 0 (unchanged) */
+    uint64_t group_max_bytes;   /* group commit: the writer takes the spills
+                                 * queued behind each other (up to 64 of
+                                 * them) into one write txn, one commit and
+                                 * one sync, while their payload stays under
+                                 * this many bytes (the first always goes).
+                                 * 0 = one spill per txn. Default 16 MiB
+                                 * (BENCHMARKS.md: larger groups were not
+                                 * faster on the shared VM) */
     /* Optional check of every spill, run on the writer thread before
      * anything is written, over the whole block (contiguous; gathered into
      * a writer-owned buffer when the spill's source is several pieces).
@@ -151,6 +164,9 @@ typedef struct vkvs_cold_stats {
     uint64_t spills;     /* spills committed */
     uint64_t spill_bytes;
     uint64_t spill_errors; /* spills that failed (any reason) */
+    uint64_t spill_txns;   /* committed write txns that carried spills
+                            * (group commit: spills / spill_txns is the
+                            * mean group size) */
     uint64_t restores;     /* restores served successfully */
     uint64_t restore_bytes;
     uint64_t restore_misses; /* restores answered VKV_ENOTFOUND */

@@ -46,6 +46,10 @@
 
 #include "cold/cold.h"
 
+/* Most spills one group commit takes (their bytes are bounded by
+ * cfg.group_max_bytes). */
+#define VKVS_COLD_GROUP_OPS 64u
+
 /* Restores queue an access-time update only while fewer writer ops wait. */
 #define VKVS_COLD_TOUCH_QUEUE_MAX 1024u
 
@@ -239,6 +243,7 @@ void vkvs_cold_wait_idle(vkvs_cold *c);
  * safe to run again after an abort (keep results in `arg` reset per try). */
 typedef int (*vkvs_cold_wfn)(vkvs_cold *c, MDB_txn *txn, void *arg);
 
+void vkvs_cold_thread_nice(vkvs_cold *c);
 void vkvs_cold_wpush_locked(vkvs_cold *c, vkvs_cold_wop *op);
 int vkvs_cold_wtxn(vkvs_cold *c, vkvs_cold_wfn fn, void *arg, uint64_t need);
 int vkvs_cold_del_entry(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
@@ -256,9 +261,14 @@ void *vkvs_cold_writer_main(void *arg);
 
 /* ---- spill.c: the writer's spill and eviction ----------------------------- */
 
-int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, int has_keep, uint32_t keep_nsid,
-                       const vkv_key *keep_key);
-void vkvs_cold_w_spill(vkvs_cold *c, vkvs_cold_wop *op);
+/* An entry eviction must not take (a spill of the group replaces it). */
+typedef struct vkvs_cold_keep {
+    uint32_t nsid;
+    vkv_key key;
+} vkvs_cold_keep;
+
+int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep);
+void vkvs_cold_w_spill_group(vkvs_cold *c, vkvs_cold_wop **ops, size_t n);
 
 /* ---- reader.c: the reader pool -------------------------------------------- */
 

@@ -32,6 +32,7 @@ void vkvs_cold_config_default(vkvs_cold_config *cfg)
     cfg->piece_size = VKVS_COLD_PIECE_DEFAULT;
     cfg->reader_threads = 2;
     cfg->reader_check_ms = 10000;
+    cfg->group_max_bytes = 16ull << 20;
 }
 
 /* ---- the open-time scan --------------------------------------------------- */
@@ -171,11 +172,11 @@ static int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL, "no directory configured");
     if (cfg->max_bytes == 0 || cfg->piece_size < VKVS_COLD_PIECE_MIN ||
         cfg->piece_size > VKVS_COLD_PIECE_MAX || cfg->reader_threads < 1 ||
-        cfg->reader_threads > 64)
+        cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL,
                           "invalid config (max_bytes %" PRIu64
-                          ", piece_size %u, reader_threads %d)",
-                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads);
+                          ", piece_size %u, reader_threads %d, thread_nice %d)",
+                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice);
     return 0;
 }
 

@@ -187,6 +187,7 @@ static vkvs_cold_rjob *vkvs_cold_rpop(vkvs_cold *c)
 void *vkvs_cold_reader_main(void *arg)
 {
     vkvs_cold *c = arg;
+    vkvs_cold_thread_nice(c);
     XXH3_state_t *st = XXH3_createState();
     vkvs_cold_rjob *j;
     while ((j = vkvs_cold_rpop(c)) != NULL) {

@@ -10,13 +10,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "cold/cold_int.h"
 #include "common/log.h"
 #include "vkv/error.h"
+
+/* Gives the calling thread (the writer or a reader) the configured nice
+ * value; best effort (a refusal is logged once per thread). Linux threads
+ * have their own nice value, addressed by thread id. */
+void vkvs_cold_thread_nice(vkvs_cold *c)
+{
+    if (c->cfg.thread_nice == 0)
+        return;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), c->cfg.thread_nice) != 0)
+        VKV_WARN("cold tier: cannot lower this I/O thread's priority: %s", strerror(errno));
+}
 
 /* ---- the queue ------------------------------------------------------------ */
 
@@ -481,14 +495,34 @@ static vkvs_cold_wop *vkvs_cold_w_touch_run(vkvs_cold *c, vkvs_cold_wop *batch)
     return batch;
 }
 
-/* Applies one non-TOUCH op, retires and frees it. A SYNC op wakes its
+/* Takes the run of consecutive SPILL ops at the head of batch (at most
+ * VKVS_COLD_GROUP_OPS of them and, past the first, cfg.group_max_bytes of
+ * payload; 0 = one per run) and writes them by group commit (spill.c),
+ * then retires and frees them. Stopping at any other op keeps the
+ * submission order with deletes. Returns the rest of the batch. */
+static vkvs_cold_wop *vkvs_cold_w_spill_run(vkvs_cold *c, vkvs_cold_wop *batch)
+{
+    vkvs_cold_wop *run[VKVS_COLD_GROUP_OPS];
+    size_t n = 0;
+    uint64_t bytes = 0;
+    while (batch != NULL && batch->kind == VKVS_COLD_K_SPILL && n < VKVS_COLD_GROUP_OPS &&
+           (n == 0 || bytes + batch->len <= c->cfg.group_max_bytes)) {
+        bytes += batch->len;
+        run[n++] = batch;
+        batch = batch->next;
+    }
+    vkvs_cold_w_spill_group(c, run, n);
+    vkvs_cold_retire(c, n, bytes, n, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+        vkvs_cold_op_free(run[i]);
+    return batch;
+}
+
+/* Applies one op other than TOUCH and SPILL, retires and frees it. A SYNC op wakes its
  * waiter (on the caller's stack) and was never counted as pending. */
 static void vkvs_cold_w_apply(vkvs_cold *c, vkvs_cold_wop *op)
 {
     switch (op->kind) {
-    case VKVS_COLD_K_SPILL:
-        vkvs_cold_w_spill(c, op);
-        break;
     case VKVS_COLD_K_DELETE:
     case VKVS_COLD_K_DROP:
         vkvs_cold_w_delete(c, op);
@@ -498,7 +532,7 @@ static void vkvs_cold_w_apply(vkvs_cold *c, vkvs_cold_wop *op)
         break;
     case VKVS_COLD_K_TRIM:
         if (!c->failed)
-            vkvs_cold_evict_to(c, c->cfg.max_bytes, 0, 0, NULL);
+            vkvs_cold_evict_to(c, c->cfg.max_bytes, NULL, 0);
         break;
     case VKVS_COLD_K_SYNC: {
         int rc = c->failed ? VKV_ECOLD : vkvs_cold_w_sync(c);
@@ -531,12 +565,17 @@ static void vkvs_cold_w_periodic(vkvs_cold *c)
 void *vkvs_cold_writer_main(void *arg)
 {
     vkvs_cold *c = arg;
+    vkvs_cold_thread_nice(c);
     for (;;) {
         int stop;
         vkvs_cold_wop *batch = vkvs_cold_w_take(c, &stop);
         while (batch != NULL) {
             if (batch->kind == VKVS_COLD_K_TOUCH) {
                 batch = vkvs_cold_w_touch_run(c, batch);
+                continue;
+            }
+            if (batch->kind == VKVS_COLD_K_SPILL) {
+                batch = vkvs_cold_w_spill_run(c, batch);
                 continue;
             }
             vkvs_cold_wop *op = batch;

@@ -23,6 +23,11 @@
 #include "daemon/server_int.h"
 #include "vkv/codec.h"
 
+/* Nice value of the cold tier's writer and reader threads. */
+#ifndef VKVD_COLD_THREAD_NICE
+#define VKVD_COLD_THREAD_NICE 10
+#endif
+
 /* ---- VERIFY: cold-tier checksum verification in the background ---- */
 
 /* A cold-tier checksum verification running on its own thread (VERIFY). */
@@ -394,6 +399,9 @@ void vkvd_cold_open(vkvd_server *srv)
     cc.sync_interval_ms = srv->cfg.cold_sync_ms;
     cc.spill_check = spill_check;
     cc.spill_check_arg = srv;
+    /* the writer and readers are background I/O: on a small machine the
+     * event loop must win the CPU when a request arrives (issue 14) */
+    cc.thread_nice = VKVD_COLD_THREAD_NICE;
     int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
     if (rc == VKV_ECORRUPT) {
         /* A damaged environment (a power cut with a lying disk, a bad

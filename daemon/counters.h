@@ -138,6 +138,7 @@
     X(cold_spills, c.spills, NULL, NULL, NULL, NONE, NULL)                                         \
     X(cold_spill_bytes, c.spill_bytes, NULL, NULL, NULL, NONE, NULL)                               \
     X(cold_spill_errors, c.spill_errors, NULL, NULL, NULL, NONE, NULL)                             \
+    X(cold_spill_txns, c.spill_txns, NULL, NULL, NULL, NONE, NULL)                                 \
     X(cold_restores, c.restores, NULL, NULL, NULL, NONE, NULL)                                     \
     X(cold_restore_bytes, c.restore_bytes, NULL, NULL, NULL, NONE, NULL)                           \
     X(cold_restore_errors, c.restore_errors, NULL, NULL, NULL, NONE, NULL)                         \

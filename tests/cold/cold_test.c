@@ -1,8 +1,9 @@
 /* tests/cold/cold_test.c - the LMDB cold tier against real LMDB files:
  * round trips, persistence, the byte bound, corruption, map and disk
- * limits, unusable directories. */
+ * limits, unusable directories, group commit. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -699,6 +700,185 @@ static void cold_delete_replace_and_argument_checks(void **state)
     assert_int_equal(vkvs_cold_close(c), 0);
 }
 
+/* ---- group commit ---------------------------------------------------------- */
+
+/* A spill_check that holds the writer inside the check of the "gate"
+ * namespace's spill until the test opens the gate (so the spills queued
+ * meanwhile reach the writer as one run), and refuses every spill of the
+ * "bad" namespace with VKV_ECHECKSUM. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int entered; /* the writer is inside the gate's check */
+    int open;
+} gate;
+
+/* spill_check of the group tests (see gate). */
+static int gate_check(void *arg, const char *ns, const vkv_key *key, const void *block, size_t len)
+{
+    gate *g = arg;
+    (void)key;
+    (void)block;
+    (void)len;
+    if (strcmp(ns, "bad") == 0)
+        return VKV_ECHECKSUM;
+    if (strcmp(ns, "gate") != 0)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+/* Spills a small gate block (tag 1) and waits until the writer is held in
+ * its check: everything queued before gate_open is then one run. */
+static void gate_close(vkvs_cold *c, gate *g)
+{
+    vkv_key k;
+    cu_key(&k, 30, 0);
+    uint8_t *buf = cu_payload(&k, 4096);
+    assert_non_null(buf);
+    assert_int_equal(vkvs_cold_spill(c, "gate", &k, buf, 4096, 1), 0);
+    pthread_mutex_lock(&g->mu);
+    while (!g->entered)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Lets the writer go on past the gate's check. */
+static void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Queues payload(key, len) as (ns, key) with `tag` (the tier owns it). */
+static void spill_async(vkvs_cold *c, const char *ns, const vkv_key *k, size_t len, uint64_t tag)
+{
+    uint8_t *buf = cu_payload(k, len);
+    assert_non_null(buf);
+    assert_int_equal(vkvs_cold_spill(c, ns, k, buf, len, tag), 0);
+}
+
+/* Opens the cold tier of the group tests with the gate as spill_check. */
+static vkvs_cold *open_gated(const char *dir, gate *g, uint64_t map_initial, uint64_t map_cap)
+{
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = dir;
+    cfg.max_bytes = 256u << 20;
+    cfg.piece_size = 256u << 10;
+    cfg.map_initial_bytes = map_initial;
+    cfg.map_cap_bytes = map_cap;
+    cfg.spill_check = gate_check;
+    cfg.spill_check_arg = g;
+    cfg.group_max_bytes = 64u << 20; /* every test group fits in one txn */
+    vkvs_cold *c = NULL;
+    assert_int_equal(vkvs_cold_open(&cfg, &c, NULL, 0), 0);
+    return c;
+}
+
+/* Queues spills i = 0..n-1 of payload(k[i], len[i]) as (ns[i], k[i]),
+ * tags 10 + i, behind the closed gate, opens it, and checks the gate's
+ * spill stored and every member's status: `bad_status` for member `bad`,
+ * 0 for the others. */
+static void run_group(vkvs_cold *c, gate *g, const char *const *ns, const vkv_key *k,
+                      const size_t *len, int n, int bad, int bad_status)
+{
+    for (int i = 0; i < n; i++)
+        spill_async(c, ns[i], &k[i], len[i], 10 + (uint64_t)i);
+    gate_open(g);
+    vkvs_cold_completion cp;
+    assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 1, &cp), 0);
+    assert_int_equal(cp.status, 0);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(cu_wait(c, VKVS_COLD_OP_SPILL, 10 + (uint64_t)i, &cp), 0);
+        assert_int_equal(cp.status, i == bad ? bad_status : 0);
+    }
+}
+
+/* Six spills queued behind each other are written in ONE txn; the one
+ * whose check fails gets that status and nothing is written for it, its
+ * neighbours are stored (a key spilled twice in the group keeps the later
+ * payload), and every entry survives a reopen. */
+static void cold_group_commit_keeps_each_spill_status(void **state)
+{
+    fixture *f = *state;
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    vkvs_cold *c = open_gated(f->dir, &g, 0, 0);
+    gate_close(c, &g);
+    vkv_key k[6];
+    size_t len[6] = {300000, 700001, 500000, 1u << 20, 123457, 65536};
+    const char *ns[6] = {"m", "m", "bad", "m", "m", "n"};
+    for (int i = 0; i < 6; i++)
+        cu_key(&k[i], 31, (uint64_t)i);
+    k[4] = k[1]; /* replaces k[1] inside the group */
+    run_group(c, &g, ns, k, len, 6, 2, VKV_ECHECKSUM);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.spill_txns, 2); /* the gate's, then the group's */
+    assert_int_equal(st.spills, 6);
+    assert_int_equal(st.spill_errors, 1);
+    assert_int_equal(st.entries, 5); /* gate, k0, k1 (with k4 payload), k3, k5 */
+    assert_int_equal(st.bytes, 4096 + len[0] + len[4] + len[3] + len[5]);
+    for (int pass = 0; pass < 2; pass++) {
+        expect_restore(c, "m", &k[0], len[0]);
+        expect_restore(c, "m", &k[1], len[4]);
+        expect_restore(c, "m", &k[3], len[3]);
+        expect_restore(c, "n", &k[5], len[5]);
+        expect_absent(c, "bad", &k[2]);
+        assert_int_equal(vkvs_cold_close(c), 0);
+        if (pass == 0)
+            c = open_gated(f->dir, &g, 0, 0);
+    }
+}
+
+/* A group that does not fit the map at its cap is not lost as a whole:
+ * its members are written one by one, the one that cannot fit fails with
+ * VKV_ENOSPC and nothing of it is written, the others (before and after
+ * it in the group) are stored and survive a reopen. */
+static void cold_group_commit_map_full_fails_only_the_misfit(void **state)
+{
+    fixture *f = *state;
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    vkvs_cold *c = open_gated(f->dir, &g, 2u << 20, 12u << 20);
+    gate_close(c, &g);
+    vkv_key k[4];
+    size_t len[4] = {3u << 20, 3u << 20, 9u << 20, 100000};
+    const char *ns[4] = {"m", "m", "m", "m"};
+    for (int i = 0; i < 4; i++)
+        cu_key(&k[i], 32, (uint64_t)i);
+    run_group(c, &g, ns, k, len, 4, 2, VKV_ENOSPC);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_true(st.map_full >= 1);
+    assert_true(st.map_size <= (12u << 20));
+    assert_int_equal(st.spill_errors, 1);
+    assert_int_equal(st.spills, 4);     /* gate + k0, k1, k3 */
+    assert_int_equal(st.spill_txns, 4); /* gate, then k0, k1, k3 alone */
+    assert_int_equal(st.entries, 4);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 4; i++) {
+            if (i == 2)
+                expect_absent(c, "m", &k[i]);
+            else
+                expect_restore(c, "m", &k[i], len[i]);
+        }
+        vkvs_cold_verify_report r;
+        assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+        assert_int_equal(r.corrupt, 0);
+        assert_int_equal(r.entries, 4);
+        assert_int_equal(vkvs_cold_close(c), 0);
+        if (pass == 0)
+            c = open_gated(f->dir, &g, 2u << 20, 12u << 20);
+    }
+}
+
 int main(void)
 {
     vkv_log_init("cold_test", VKV_LOG_WARN);
@@ -715,6 +895,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_malformed_metadata_rows_follow_one_rule, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(cold_group_commit_keeps_each_spill_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(cold_group_commit_map_full_fails_only_the_misfit, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
