@@ -147,86 +147,129 @@ static int lev_stats(const vkv_block_header *h, int is_v, const uint8_t *lev, ui
     return 0;
 }
 
-int vkvctl_block_layers(const vkv_view *view, void *arg, char *err, size_t errlen)
-{
-    cJSON *o = arg;
+/* A checked block as vkvctl_block_layers describes it. */
+struct block_desc {
     vkv_block_header h;
-    int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, &h);
+    vkv_shape sh;
+    char codec[128];             /* the codec spec, formatted */
+    uint32_t n_vis;              /* visual tokens */
+    uint64_t per[VKV_SEC_COUNT]; /* bytes of each section per layer */
+    uint64_t sum;                /* bytes of every section */
+};
+
+/* Checks the block in view and describes it into *d. Returns 0, or a
+ * VKV_E* code with a message in err (VKV_ECORRUPT: a section does not
+ * split into the layers). */
+static int block_describe(const vkv_view *view, struct block_desc *d, char *err, size_t errlen)
+{
+    vkv_block_header *h = &d->h;
+    int rc = vkv_block_check(view->data, view->size, VKV_DECODE_VERIFY, h);
     if (rc)
         return vkv_errbuf(err, errlen, rc, "block check failed: %s", vkv_strerror(rc));
-    vkv_shape sh;
     vkv_codec_spec spec;
-    vkv_block_shape(&h, &sh, &spec);
-    char codec[128];
-    vkv_codec_spec_format(&spec, codec, sizeof codec);
-    uint32_t L = h.layers, n_vis = 0;
-    for (uint32_t r = 0; r < h.n_ranges; r++)
-        n_vis += h.ranges[r].len;
-    uint64_t per[VKV_SEC_COUNT], sum = 0;
+    vkv_block_shape(h, &d->sh, &spec);
+    vkv_codec_spec_format(&spec, d->codec, sizeof d->codec);
+    uint32_t L = h->layers;
+    d->n_vis = 0;
+    for (uint32_t r = 0; r < h->n_ranges; r++)
+        d->n_vis += h->ranges[r].len;
+    d->sum = 0;
     for (int i = 0; i < VKV_SEC_COUNT; i++) {
-        if (L == 0 || h.sections[i].size % L) {
+        if (L == 0 || h->sections[i].size % L) {
             snprintf(err, errlen, "section %d of %llu bytes does not split into %u layers", i,
-                     (unsigned long long)h.sections[i].size, L);
+                     (unsigned long long)h->sections[i].size, L);
             return VKV_ECORRUPT;
         }
-        per[i] = h.sections[i].size / L;
-        sum += h.sections[i].size;
+        d->per[i] = h->sections[i].size / L;
+        d->sum += h->sections[i].size;
     }
-    cJSON_AddStringToObject(o, "codec", codec);
-    cJSON_AddStringToObject(o, "dtype", h.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
-    cJSON_AddNumberToObject(o, "layers", L);
-    cJSON_AddNumberToObject(o, "tokens", h.tokens);
-    cJSON_AddNumberToObject(o, "kv_heads", h.kv_heads);
-    cJSON_AddNumberToObject(o, "head_dim", h.head_dim);
+    return 0;
+}
+
+/* Adds the whole block's fields to o: codec, shape, visual ranges,
+ * raw-token share, bytes per kind of section, bits per element. */
+static void block_json_summary(cJSON *o, const struct block_desc *d, const vkv_view *view)
+{
+    const vkv_block_header *h = &d->h;
+    uint32_t n_vis = d->n_vis;
+    cJSON_AddStringToObject(o, "codec", d->codec);
+    cJSON_AddStringToObject(o, "dtype", h->dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
+    cJSON_AddNumberToObject(o, "layers", h->layers);
+    cJSON_AddNumberToObject(o, "tokens", h->tokens);
+    cJSON_AddNumberToObject(o, "kv_heads", h->kv_heads);
+    cJSON_AddNumberToObject(o, "head_dim", h->head_dim);
     cJSON *vr = cJSON_AddArrayToObject(o, "visual_ranges");
-    for (uint32_t r = 0; r < h.n_ranges; r++) {
+    for (uint32_t r = 0; r < h->n_ranges; r++) {
         cJSON *p = cJSON_CreateArray();
-        cJSON_AddItemToArray(p, cJSON_CreateNumber(h.ranges[r].start));
-        cJSON_AddItemToArray(p, cJSON_CreateNumber(h.ranges[r].start + h.ranges[r].len));
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(h->ranges[r].start));
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(h->ranges[r].start + h->ranges[r].len));
         cJSON_AddItemToArray(vr, p);
     }
     cJSON_AddNumberToObject(o, "visual_tokens", n_vis);
-    cJSON_AddNumberToObject(o, "raw_tokens", h.tokens - n_vis);
+    cJSON_AddNumberToObject(o, "raw_tokens", h->tokens - n_vis);
     cJSON_AddNumberToObject(o, "raw_token_share",
-                            h.tokens ? (double)(h.tokens - n_vis) / h.tokens : 0.0);
-    uint64_t raw = h.sections[VKV_SEC_RAW_K].size + h.sections[VKV_SEC_RAW_V].size;
-    uint64_t bits = h.sections[VKV_SEC_BITS_K].size + h.sections[VKV_SEC_BITS_V].size;
-    uint64_t lev = h.sections[VKV_SEC_LEV_K].size + h.sections[VKV_SEC_LEV_V].size;
+                            h->tokens ? (double)(h->tokens - n_vis) / h->tokens : 0.0);
+    uint64_t raw = h->sections[VKV_SEC_RAW_K].size + h->sections[VKV_SEC_RAW_V].size;
+    uint64_t bits = h->sections[VKV_SEC_BITS_K].size + h->sections[VKV_SEC_BITS_V].size;
+    uint64_t lev = h->sections[VKV_SEC_LEV_K].size + h->sections[VKV_SEC_LEV_V].size;
     cJSON_AddNumberToObject(o, "bytes", (double)view->size);
-    cJSON_AddNumberToObject(o, "header_bytes", h.header_size);
+    cJSON_AddNumberToObject(o, "header_bytes", h->header_size);
     cJSON_AddNumberToObject(o, "raw_bytes", (double)raw);
     cJSON_AddNumberToObject(o, "bits_bytes", (double)bits);
     cJSON_AddNumberToObject(o, "lev_bytes", (double)lev);
-    cJSON_AddNumberToObject(o, "padding_bytes", (double)(h.total_size - h.header_size - sum));
+    cJSON_AddNumberToObject(o, "padding_bytes", (double)(h->total_size - h->header_size - d->sum));
     cJSON_AddNumberToObject(o, "raw_byte_share", (double)raw / (double)view->size);
-    cJSON_AddNumberToObject(o, "bits_per_element", vkv_codec_bits_per_element(&sh, view->size));
-    cJSON_AddStringToObject(
-        o, "scale_kind", h.rule == VKV_RULE_ROTSIGN || h.rule == VKV_RULE_TC ? "scale" : "spread");
-    cJSON *layers = cJSON_AddArrayToObject(o, "per_layer");
+    cJSON_AddNumberToObject(o, "bits_per_element", vkv_codec_bits_per_element(&d->sh, view->size));
+    cJSON_AddStringToObject(o, "scale_kind",
+                            h->rule == VKV_RULE_ROTSIGN || h->rule == VKV_RULE_TC ? "scale"
+                                                                                  : "spread");
+}
+
+/* The per_layer item of layer l of the block in view: its bytes per kind of
+ * section and its K and V scale statistics (caller owns it). NULL with a
+ * message in err when a LEV section does not have the codec's layout. */
+static cJSON *block_json_layer(const struct block_desc *d, const vkv_view *view, uint32_t l,
+                               char *err, size_t errlen)
+{
+    const uint64_t *per = d->per;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "layer", l);
+    uint64_t b = 0;
+    for (int i = 0; i < VKV_SEC_COUNT; i++)
+        b += per[i];
+    cJSON_AddNumberToObject(j, "bytes", (double)b);
+    cJSON_AddNumberToObject(j, "raw_bytes", (double)(per[VKV_SEC_RAW_K] + per[VKV_SEC_RAW_V]));
+    cJSON_AddNumberToObject(j, "bits_bytes", (double)(per[VKV_SEC_BITS_K] + per[VKV_SEC_BITS_V]));
+    cJSON_AddNumberToObject(j, "lev_bytes", (double)(per[VKV_SEC_LEV_K] + per[VKV_SEC_LEV_V]));
     const uint8_t *base = view->data;
-    for (uint32_t l = 0; l < L; l++) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "layer", l);
-        uint64_t b = 0;
-        for (int i = 0; i < VKV_SEC_COUNT; i++)
-            b += per[i];
-        cJSON_AddNumberToObject(j, "bytes", (double)b);
-        cJSON_AddNumberToObject(j, "raw_bytes", (double)(per[VKV_SEC_RAW_K] + per[VKV_SEC_RAW_V]));
-        cJSON_AddNumberToObject(j, "bits_bytes",
-                                (double)(per[VKV_SEC_BITS_K] + per[VKV_SEC_BITS_V]));
-        cJSON_AddNumberToObject(j, "lev_bytes", (double)(per[VKV_SEC_LEV_K] + per[VKV_SEC_LEV_V]));
-        for (int kv = 0; kv < 2; kv++) {
-            int sec = kv ? VKV_SEC_LEV_V : VKV_SEC_LEV_K;
-            struct stat3 st;
-            const uint8_t *p = base + h.sections[sec].offset + (uint64_t)l * per[sec];
-            if (lev_stats(&h, kv, p, per[sec], n_vis, &st) != 0) {
-                cJSON_Delete(j);
-                snprintf(err, errlen, "layer %u: %s section does not have the %s layout", l,
-                         kv ? "LEV_V" : "LEV_K", codec);
-                return VKV_ECORRUPT;
-            }
-            cJSON_AddItemToObject(j, kv ? "v_scale" : "k_scale", stat_json(&st));
+    for (int kv = 0; kv < 2; kv++) {
+        int sec = kv ? VKV_SEC_LEV_V : VKV_SEC_LEV_K;
+        struct stat3 st;
+        const uint8_t *p = base + d->h.sections[sec].offset + (uint64_t)l * per[sec];
+        if (lev_stats(&d->h, kv, p, per[sec], d->n_vis, &st) != 0) {
+            cJSON_Delete(j);
+            snprintf(err, errlen, "layer %u: %s section does not have the %s layout", l,
+                     kv ? "LEV_V" : "LEV_K", d->codec);
+            return NULL;
         }
+        cJSON_AddItemToObject(j, kv ? "v_scale" : "k_scale", stat_json(&st));
+    }
+    return j;
+}
+
+int vkvctl_block_layers(const vkv_view *view, void *arg, char *err, size_t errlen)
+{
+    cJSON *o = arg;
+    struct block_desc d;
+    int rc = block_describe(view, &d, err, errlen);
+    if (rc)
+        return rc;
+    block_json_summary(o, &d, view);
+    cJSON *layers = cJSON_AddArrayToObject(o, "per_layer");
+    for (uint32_t l = 0; l < d.h.layers; l++) {
+        cJSON *j = block_json_layer(&d, view, l, err, errlen);
+        if (!j)
+            return VKV_ECORRUPT;
         cJSON_AddItemToArray(layers, j);
     }
     return 0;

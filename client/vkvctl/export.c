@@ -23,8 +23,109 @@ static void usage_export(FILE *fp)
                 "  hex digits; NS a unique prefix or the model part of a namespace.\n");
 }
 
+/* One block decoded for the file: layer l's K is outs[2l], its V outs[2l+1],
+ * each [tokens, kv_heads, head_dim] pointing into f32 and named in names.
+ * Owns all three; freed by tensors_free. */
+struct tensors {
+    float *f32;
+    vkvtn_st_out *outs;
+    char (*names)[32];
+};
+
+/* Frees what t owns. */
+static void tensors_free(struct tensors *t)
+{
+    free(t->f32);
+    free(t->outs);
+    free(t->names);
+}
+
+/* Names the 2 * sh->layers tensors of t "layers.{i}.k" / "layers.{i}.v"
+ * with the block's dtype and shape. */
+static void tensors_name(const vkv_shape *sh, struct tensors *t)
+{
+    size_t per = (size_t)sh->tokens * sh->kv_heads * sh->head_dim;
+    for (size_t l = 0; l < sh->layers; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            size_t j = 2 * l + (size_t)kv;
+            vkvtn_st_out *o = &t->outs[j];
+            snprintf(t->names[j], sizeof t->names[j], "layers.%zu.%c", l, kv ? 'v' : 'k');
+            o->name = t->names[j];
+            o->dtype = sh->dtype == VKV_DTYPE_BF16 ? VKVTN_ST_BF16 : VKVTN_ST_F16;
+            o->ndim = 3;
+            o->shape[0] = sh->tokens;
+            o->shape[1] = sh->kv_heads;
+            o->shape[2] = sh->head_dim;
+            o->data = t->f32 + j * per;
+        }
+}
+
+/* Decodes the block in view (of shape sh) into *t (zeroed first; the
+ * caller frees it with tensors_free, also on failure). Returns 0 or a
+ * VKV_E* code with a message in err. */
+static int tensors_decode(const vkv_view *view, const vkv_shape *sh, struct tensors *t, char *err,
+                          size_t errlen)
+{
+    size_t per = (size_t)sh->tokens * sh->kv_heads * sh->head_dim;
+    size_t L = sh->layers;
+    size_t nel = 2 * L * per + 1, nt = 2 * L + 1; /* +1: never calloc(0) */
+    uint16_t *raw = calloc(nel, sizeof *raw);
+    void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
+    t->f32 = calloc(nel, sizeof *t->f32);
+    t->outs = calloc(nt, sizeof *t->outs);
+    t->names = calloc(nt, sizeof *t->names);
+    int rc = VKV_ENOMEM;
+    if (!raw || !t->f32 || !kp || !vp || !t->outs || !t->names)
+        goto out;
+    for (size_t l = 0; l < L; l++) {
+        kp[l] = raw + (2 * l) * per;
+        vp[l] = raw + (2 * l + 1) * per;
+    }
+    vkv_kv_dst dst = {(void *const *)kp, (void *const *)vp,   (size_t)sh->kv_heads * sh->head_dim,
+                      sh->head_dim,      vkv_geometry_of(sh), NULL};
+    if ((rc = vkv_decode(view->data, view->size, VKV_DECODE_VERIFY, &dst)) != 0) {
+        snprintf(err, errlen, "decode failed: %s", vkv_strerror(rc));
+        goto out;
+    }
+    for (size_t i = 0; i < 2 * L * per; i++)
+        t->f32[i] = vkvtn_to_f32(raw[i], sh->dtype);
+    tensors_name(sh, t);
+out:
+    free(raw);
+    free(kp);
+    free(vp);
+    return rc;
+}
+
+/* Writes the visual ranges of sh as "start:end,..." into the caller's
+ * buf[cap] (VKV_BLOCK_MAX_RANGES * 24 + 1 bytes hold them all). */
+static void format_ranges(const vkv_shape *sh, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (uint32_t r = 0; r < sh->n_ranges && at < cap; r++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%u:%u", r ? "," : "", sh->ranges[r].start,
+                               sh->ranges[r].start + sh->ranges[r].len);
+}
+
+/* Adds what export wrote (shape, ranges, codec, block size) to info. */
+static void export_info(cJSON *info, const vkv_shape *sh, const char *ranges, const char *codec,
+                        size_t block_bytes)
+{
+    cJSON_AddStringToObject(info, "dtype", sh->dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
+    cJSON_AddNumberToObject(info, "layers", sh->layers);
+    cJSON_AddNumberToObject(info, "tokens", sh->tokens);
+    cJSON_AddNumberToObject(info, "kv_heads", sh->kv_heads);
+    cJSON_AddNumberToObject(info, "head_dim", sh->head_dim);
+    cJSON_AddStringToObject(info, "visual_ranges", ranges);
+    cJSON_AddStringToObject(info, "codec", codec);
+    cJSON_AddNumberToObject(info, "block_bytes", (double)block_bytes);
+}
+
 /* Decodes the block in view into per-layer float tensors and writes them to
- * path. Returns 0 or a VKV_E* code with a message in err. */
+ * path, with the block's visual ranges, key, namespace and codec as
+ * metadata; adds what it wrote to info. Returns 0 or a VKV_E* code with a
+ * message in err. */
 static int export_block(const vkv_view *view, const char *path, const char *ns, const char *keyhex,
                         char *err, size_t errlen, cJSON *info)
 {
@@ -35,46 +136,13 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     vkv_shape sh;
     vkv_codec_spec spec;
     vkv_block_shape(&hdr, &sh, &spec);
-    size_t per = (size_t)sh.tokens * sh.kv_heads * sh.head_dim;
-    size_t L = sh.layers;
-    size_t nel = 2 * L * per + 1, nt = 2 * L + 1; /* +1: never calloc(0) */
-    uint16_t *raw = calloc(nel, sizeof *raw);
-    float *f32 = calloc(nel, sizeof *f32);
-    void **kp = calloc(L + 1, sizeof *kp), **vp = calloc(L + 1, sizeof *vp);
-    vkvtn_st_out *outs = calloc(nt, sizeof *outs);
-    char(*names)[32] = calloc(nt, sizeof *names);
-    rc = VKV_ENOMEM;
-    if (!raw || !f32 || !kp || !vp || !outs || !names)
-        goto out;
-    for (size_t l = 0; l < L; l++) {
-        kp[l] = raw + (2 * l) * per;
-        vp[l] = raw + (2 * l + 1) * per;
+    struct tensors t;
+    if ((rc = tensors_decode(view, &sh, &t, err, errlen)) != 0) {
+        tensors_free(&t);
+        return rc;
     }
-    vkv_kv_dst dst = {(void *const *)kp, (void *const *)vp,    (size_t)sh.kv_heads * sh.head_dim,
-                      sh.head_dim,       vkv_geometry_of(&sh), NULL};
-    if ((rc = vkv_decode(view->data, view->size, VKV_DECODE_VERIFY, &dst)) != 0) {
-        snprintf(err, errlen, "decode failed: %s", vkv_strerror(rc));
-        goto out;
-    }
-    for (size_t i = 0; i < 2 * L * per; i++)
-        f32[i] = vkvtn_to_f32(raw[i], sh.dtype);
-    for (size_t l = 0; l < L; l++)
-        for (int kv = 0; kv < 2; kv++) {
-            size_t j = 2 * l + (size_t)kv;
-            snprintf(names[j], sizeof names[j], "layers.%zu.%c", l, kv ? 'v' : 'k');
-            outs[j].name = names[j];
-            outs[j].dtype = sh.dtype == VKV_DTYPE_BF16 ? VKVTN_ST_BF16 : VKVTN_ST_F16;
-            outs[j].ndim = 3;
-            outs[j].shape[0] = sh.tokens;
-            outs[j].shape[1] = sh.kv_heads;
-            outs[j].shape[2] = sh.head_dim;
-            outs[j].data = f32 + j * per;
-        }
-    char ranges[VKV_BLOCK_MAX_RANGES * 24 + 1] = "";
-    size_t at = 0;
-    for (uint32_t r = 0; r < sh.n_ranges && at < sizeof ranges; r++)
-        at += (size_t)snprintf(ranges + at, sizeof ranges - at, "%s%u:%u", r ? "," : "",
-                               sh.ranges[r].start, sh.ranges[r].start + sh.ranges[r].len);
+    char ranges[VKV_BLOCK_MAX_RANGES * 24 + 1];
+    format_ranges(&sh, ranges, sizeof ranges);
     char codec[128];
     vkv_codec_spec_format(&spec, codec, sizeof codec);
     const char *meta[] = {"visual_ranges", ranges, "vkv_key",   keyhex,
@@ -87,23 +155,10 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
         m = meta + 2;
         nmeta = 3;
     }
-    if ((rc = vkvtn_st_write(path, outs, 2 * L, m, nmeta, err, errlen)) != 0)
-        goto out;
-    cJSON_AddStringToObject(info, "dtype", sh.dtype == VKV_DTYPE_BF16 ? "bf16" : "f16");
-    cJSON_AddNumberToObject(info, "layers", sh.layers);
-    cJSON_AddNumberToObject(info, "tokens", sh.tokens);
-    cJSON_AddNumberToObject(info, "kv_heads", sh.kv_heads);
-    cJSON_AddNumberToObject(info, "head_dim", sh.head_dim);
-    cJSON_AddStringToObject(info, "visual_ranges", ranges);
-    cJSON_AddStringToObject(info, "codec", codec);
-    cJSON_AddNumberToObject(info, "block_bytes", (double)view->size);
-out:
-    free(raw);
-    free(f32);
-    free(kp);
-    free(vp);
-    free(outs);
-    free(names);
+    rc = vkvtn_st_write(path, t.outs, 2 * (size_t)sh.layers, m, nmeta, err, errlen);
+    if (rc == 0)
+        export_info(info, &sh, ranges, codec, view->size);
+    tensors_free(&t);
     return rc;
 }
 

@@ -329,41 +329,88 @@ static void usage_namespaces(FILE *fp)
                 "  entries, hot, cold, bytes}.\n");
 }
 
-int vkvctl_cmd_namespaces(vkv_client *c, int argc, char **argv)
+/* Parses the options of `namespaces` (--quiet into *quiet). Returns true to
+ * go on; else false with the exit code in *ex (help printed: VKVCTL_EX_OK;
+ * a bad option or operand: VKVCTL_EX_USAGE after printing the usage). */
+static bool namespaces_parse(int argc, char **argv, int *quiet, int *ex)
 {
     static const struct option opts[] = {
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
-    int o, quiet = 0;
+    int o;
+    *quiet = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
         if (o == 'q') {
-            quiet = 1;
+            *quiet = 1;
         } else if (o == 'h') {
             usage_namespaces(stdout);
-            return VKVCTL_EX_OK;
+            *ex = VKVCTL_EX_OK;
+            return false;
         } else {
             usage_namespaces(stderr);
-            return VKVCTL_EX_USAGE;
+            *ex = VKVCTL_EX_USAGE;
+            return false;
         }
     }
     if (optind < argc) {
         usage_namespaces(stderr);
-        return VKVCTL_EX_USAGE;
+        *ex = VKVCTL_EX_USAGE;
+        return false;
     }
-    struct vkvctl_scan s;
-    int ex = vkvctl_scan_entries(c, NULL, NULL, -1, &s);
-    if (ex)
+    return true;
+}
+
+/* What `namespaces` shows of one namespace. */
+struct ns_totals {
+    uint64_t entries, hot, cold, bytes;
+};
+
+/* The totals of every namespace of s (indexed as s->ns), an array the
+ * caller frees; NULL when out of memory. */
+static struct ns_totals *namespaces_totals(const struct vkvctl_scan *s)
+{
+    struct ns_totals *agg = calloc(s->nns + 1, sizeof *agg);
+    if (!agg)
+        return NULL;
+    for (size_t i = 0; i < s->n; i++) {
+        struct ns_totals *a = &agg[s->v[i].ns_ix];
+        a->entries++;
+        if (s->v[i].e.tier == VKVP_TIER_COLD)
+            a->cold++;
+        else
+            a->hot++;
+        a->bytes += s->v[i].e.size;
+    }
+    return agg;
+}
+
+/* The JSON object of namespace ns with totals a. */
+static cJSON *namespace_json(const char *ns, const struct ns_totals *a)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "ns", ns);
+    char model[VKVP_MAX_NS + 1];
+    snprintf(model, sizeof model, "%.*s", (int)vkvctl_ns_model_len(ns), ns);
+    cJSON_AddStringToObject(j, "model", model);
+    cJSON_AddNumberToObject(j, "entries", (double)a->entries);
+    cJSON_AddNumberToObject(j, "hot", (double)a->hot);
+    cJSON_AddNumberToObject(j, "cold", (double)a->cold);
+    cJSON_AddNumberToObject(j, "bytes", (double)a->bytes);
+    return j;
+}
+
+int vkvctl_cmd_namespaces(vkv_client *c, int argc, char **argv)
+{
+    int quiet, ex;
+    if (!namespaces_parse(argc, argv, &quiet, &ex))
         return ex;
-    uint64_t(*agg)[4] = calloc(s.nns + 1, sizeof *agg); /* entries, hot, cold, bytes */
+    struct vkvctl_scan s;
+    if ((ex = vkvctl_scan_entries(c, NULL, NULL, -1, &s)) != 0)
+        return ex;
+    struct ns_totals *agg = namespaces_totals(&s);
     if (!agg) {
         vkvctl_scan_free(&s);
         return vkvctl_fail(VKV_ENOMEM, NULL);
-    }
-    for (size_t i = 0; i < s.n; i++) {
-        uint64_t *a = agg[s.v[i].ns_ix];
-        a[0]++;
-        a[s.v[i].e.tier == VKVP_TIER_COLD ? 2 : 1]++;
-        a[3] += s.v[i].e.size;
     }
     cJSON *arr = vkvctl.json ? cJSON_CreateArray() : NULL;
     if (!vkvctl.json && !quiet)
@@ -371,22 +418,13 @@ int vkvctl_cmd_namespaces(vkv_client *c, int argc, char **argv)
                "SIZE", vkvctl_rst());
     for (size_t i = 0; i < s.nns; i++) {
         if (arr) {
-            cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "ns", s.ns[i]);
-            char model[VKVP_MAX_NS + 1];
-            snprintf(model, sizeof model, "%.*s", (int)vkvctl_ns_model_len(s.ns[i]), s.ns[i]);
-            cJSON_AddStringToObject(j, "model", model);
-            cJSON_AddNumberToObject(j, "entries", (double)agg[i][0]);
-            cJSON_AddNumberToObject(j, "hot", (double)agg[i][1]);
-            cJSON_AddNumberToObject(j, "cold", (double)agg[i][2]);
-            cJSON_AddNumberToObject(j, "bytes", (double)agg[i][3]);
-            cJSON_AddItemToArray(arr, j);
+            cJSON_AddItemToArray(arr, namespace_json(s.ns[i], &agg[i]));
         } else if (quiet) {
             puts(s.ns[i]);
         } else {
             char sz[32];
-            printf("%8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %10s  %s\n", agg[i][0], agg[i][1],
-                   agg[i][2], vkvctl_hsize(agg[i][3], sz, sizeof sz), s.ns[i]);
+            printf("%8" PRIu64 " %8" PRIu64 " %8" PRIu64 " %10s  %s\n", agg[i].entries, agg[i].hot,
+                   agg[i].cold, vkvctl_hsize(agg[i].bytes, sz, sizeof sz), s.ns[i]);
         }
     }
     if (arr)

@@ -70,102 +70,133 @@ int vkvctl_cmd_stats(vkv_client *c, int argc, char **argv)
     return VKVCTL_EX_OK;
 }
 
+/* Hits (a cold hit is a hit too: the block was restored and served), misses
+ * and the hit rate of a STATS reply. */
+struct status_hits {
+    uint64_t hits, misses;
+    double rate;
+};
+
+/* The status_hits of rep. */
+static struct status_hits status_hits(const vkvp_reply *rep)
+{
+    struct status_hits h;
+    h.hits = vkvctl_ctr(rep, VKVD_COUNTER(hits)) + vkvctl_ctr(rep, VKVD_COUNTER(cold_hits));
+    h.misses = vkvctl_ctr(rep, VKVD_COUNTER(misses));
+    h.rate = h.hits + h.misses ? (double)h.hits / (double)(h.hits + h.misses) : 0.0;
+    return h;
+}
+
+/* Mean time of a remote fetch in ms (0 before the first remote hit). */
+static double remote_mean_fetch_ms(const vkvp_reply *rep)
+{
+    uint64_t rh = vkvctl_ctr(rep, VKVD_COUNTER(remote_hits));
+    return rh ? (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_ns)) / 1e6 / (double)rh : 0.0;
+}
+
+/* Adds counter `name` of rep to the JSON object o as field `field`. */
+static void add_ctr(cJSON *o, const char *field, const vkvp_reply *rep, const char *name)
+{
+    cJSON_AddNumberToObject(o, field, (double)vkvctl_ctr(rep, name));
+}
+
+/* Adds the "hot", "cold" and (when the daemon has one) "remote" objects of
+ * the status screen to o. */
+static void status_json_tiers(cJSON *o, const vkvp_reply *rep)
+{
+    cJSON *hot = cJSON_AddObjectToObject(o, "hot");
+    add_ctr(hot, "capacity_bytes", rep, VKVD_COUNTER(bytes_capacity));
+    add_ctr(hot, "used_bytes", rep, VKVD_COUNTER(bytes_used));
+    add_ctr(hot, "free_bytes", rep, VKVD_COUNTER(bytes_free));
+    add_ctr(hot, "entries", rep, VKVD_COUNTER(entries_ready));
+    add_ctr(hot, "writing", rep, VKVD_COUNTER(entries_writing));
+    cJSON *cold = cJSON_AddObjectToObject(o, "cold");
+    add_ctr(cold, "entries", rep, VKVD_COUNTER(entries_cold));
+    add_ctr(cold, "bytes", rep, VKVD_COUNTER(bytes_cold));
+    if (!vkvctl_ctr(rep, VKVD_COUNTER(remote_available)))
+        return;
+    cJSON *rt = cJSON_AddObjectToObject(o, "remote");
+    add_ctr(rt, "hits", rep, VKVD_COUNTER(remote_hits));
+    add_ctr(rt, "misses", rep, VKVD_COUNTER(remote_misses));
+    add_ctr(rt, "errors", rep, VKVD_COUNTER(remote_errors));
+    add_ctr(rt, "bytes_in", rep, VKVD_COUNTER(remote_fetch_bytes));
+    add_ctr(rt, "published", rep, VKVD_COUNTER(remote_publishes));
+    add_ctr(rt, "publish_dropped", rep, VKVD_COUNTER(remote_publish_refused));
+    add_ctr(rt, "publish_errors", rep, VKVD_COUNTER(remote_publish_errors));
+    add_ctr(rt, "queue_bytes", rep, VKVD_COUNTER(remote_queue_bytes));
+    cJSON_AddNumberToObject(rt, "mean_fetch_ms", remote_mean_fetch_ms(rep));
+}
+
+/* Emits one status screen from a STATS reply as a JSON object. */
+static void status_json(vkv_client *c, const vkvp_reply *rep)
+{
+    struct status_hits h = status_hits(rep);
+    cJSON *o = cJSON_CreateObject();
+    char ep[24];
+    snprintf(ep, sizeof ep, "%016" PRIx64, vkv_client_epoch(c));
+    cJSON_AddStringToObject(o, "epoch", ep);
+    cJSON_AddStringToObject(o, "backend",
+                            vkvctl_ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
+    status_json_tiers(o, rep);
+    cJSON_AddNumberToObject(o, "hits", (double)h.hits);
+    cJSON_AddNumberToObject(o, "misses", (double)h.misses);
+    cJSON_AddNumberToObject(o, "hit_rate", h.rate);
+    add_ctr(o, "sessions", rep, VKVD_COUNTER(sessions));
+    add_ctr(o, "leases", rep, VKVD_COUNTER(leases_active));
+    vkvctl_emit(o);
+}
+
+/* Prints the `remote:` line of the status screen. */
+static void status_print_remote(const vkvp_reply *rep)
+{
+    char a[32], b[32];
+    printf("remote: %" PRIu64 " hits (%s, mean %.2f ms), %" PRIu64 " misses, %" PRIu64
+           " errors; %" PRIu64 " published, %" PRIu64 " dropped, %" PRIu64 " failed, %s queued\n",
+           vkvctl_ctr(rep, VKVD_COUNTER(remote_hits)),
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_bytes)), a, sizeof a),
+           remote_mean_fetch_ms(rep), vkvctl_ctr(rep, VKVD_COUNTER(remote_misses)),
+           vkvctl_ctr(rep, VKVD_COUNTER(remote_errors)),
+           vkvctl_ctr(rep, VKVD_COUNTER(remote_publishes)),
+           vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_refused)),
+           vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_errors)),
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(remote_queue_bytes)), b, sizeof b));
+}
+
+/* Prints one status screen from a STATS reply for people. */
+static void status_print(vkv_client *c, const vkvp_reply *rep)
+{
+    struct status_hits h = status_hits(rep);
+    char a[32], b[32], d[32];
+    printf("vkvd epoch %016" PRIx64 ", backend %s\n", vkv_client_epoch(c),
+           vkvctl_ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
+    printf("hot:  %s used of %s (%s free), %" PRIu64 " entries, %" PRIu64 " being written\n",
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_used)), a, sizeof a),
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_capacity)), b, sizeof b),
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_free)), d, sizeof d),
+           vkvctl_ctr(rep, VKVD_COUNTER(entries_ready)),
+           vkvctl_ctr(rep, VKVD_COUNTER(entries_writing)));
+    printf("cold: %" PRIu64 " entries, %s\n", vkvctl_ctr(rep, VKVD_COUNTER(entries_cold)),
+           vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_cold)), a, sizeof a));
+    if (vkvctl_ctr(rep, VKVD_COUNTER(remote_available)))
+        status_print_remote(rep);
+    printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
+           " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
+           " restores\n",
+           h.hits, vkvctl_ctr(rep, VKVD_COUNTER(cold_hits)), h.misses, 100.0 * h.rate,
+           vkvctl_ctr(rep, VKVD_COUNTER(evictions)), vkvctl_ctr(rep, VKVD_COUNTER(spills)),
+           vkvctl_ctr(rep, VKVD_COUNTER(restores)));
+    printf("sessions %" PRIu64 " (reaped %" PRIu64 "), leases %" PRIu64 "\n",
+           vkvctl_ctr(rep, VKVD_COUNTER(sessions)), vkvctl_ctr(rep, VKVD_COUNTER(sessions_reaped)),
+           vkvctl_ctr(rep, VKVD_COUNTER(leases_active)));
+}
+
 /* Prints (or emits) one status screen from a STATS reply. */
 static void print_status(vkv_client *c, const vkvp_reply *rep)
 {
-    /* A cold hit is a hit too (the block was restored and served). */
-    uint64_t hits = vkvctl_ctr(rep, VKVD_COUNTER(hits)) + vkvctl_ctr(rep, VKVD_COUNTER(cold_hits)),
-             misses = vkvctl_ctr(rep, VKVD_COUNTER(misses));
-    double rate = hits + misses ? (double)hits / (double)(hits + misses) : 0.0;
-    if (vkvctl.json) {
-        cJSON *o = cJSON_CreateObject();
-        char ep[24];
-        snprintf(ep, sizeof ep, "%016" PRIx64, vkv_client_epoch(c));
-        cJSON_AddStringToObject(o, "epoch", ep);
-        cJSON_AddStringToObject(o, "backend",
-                                vkvctl_ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
-        cJSON *hot = cJSON_AddObjectToObject(o, "hot");
-        cJSON_AddNumberToObject(hot, "capacity_bytes",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(bytes_capacity)));
-        cJSON_AddNumberToObject(hot, "used_bytes",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(bytes_used)));
-        cJSON_AddNumberToObject(hot, "free_bytes",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(bytes_free)));
-        cJSON_AddNumberToObject(hot, "entries",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(entries_ready)));
-        cJSON_AddNumberToObject(hot, "writing",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(entries_writing)));
-        cJSON *cold = cJSON_AddObjectToObject(o, "cold");
-        cJSON_AddNumberToObject(cold, "entries",
-                                (double)vkvctl_ctr(rep, VKVD_COUNTER(entries_cold)));
-        cJSON_AddNumberToObject(cold, "bytes", (double)vkvctl_ctr(rep, VKVD_COUNTER(bytes_cold)));
-        if (vkvctl_ctr(rep, VKVD_COUNTER(remote_available))) {
-            cJSON *rt = cJSON_AddObjectToObject(o, "remote");
-            cJSON_AddNumberToObject(rt, "hits", (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_hits)));
-            cJSON_AddNumberToObject(rt, "misses",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_misses)));
-            cJSON_AddNumberToObject(rt, "errors",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_errors)));
-            cJSON_AddNumberToObject(rt, "bytes_in",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_bytes)));
-            cJSON_AddNumberToObject(rt, "published",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_publishes)));
-            cJSON_AddNumberToObject(rt, "publish_dropped",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_refused)));
-            cJSON_AddNumberToObject(rt, "publish_errors",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_errors)));
-            cJSON_AddNumberToObject(rt, "queue_bytes",
-                                    (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_queue_bytes)));
-            uint64_t rh = vkvctl_ctr(rep, VKVD_COUNTER(remote_hits));
-            cJSON_AddNumberToObject(rt, "mean_fetch_ms",
-                                    rh ? (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_ns)) /
-                                             1e6 / (double)rh
-                                       : 0.0);
-        }
-        cJSON_AddNumberToObject(o, "hits", (double)hits);
-        cJSON_AddNumberToObject(o, "misses", (double)misses);
-        cJSON_AddNumberToObject(o, "hit_rate", rate);
-        cJSON_AddNumberToObject(o, "sessions", (double)vkvctl_ctr(rep, VKVD_COUNTER(sessions)));
-        cJSON_AddNumberToObject(o, "leases", (double)vkvctl_ctr(rep, VKVD_COUNTER(leases_active)));
-        vkvctl_emit(o);
-    } else {
-        char a[32], b[32], d[32];
-        printf("vkvd epoch %016" PRIx64 ", backend %s\n", vkv_client_epoch(c),
-               vkvctl_ctr(rep, VKVD_COUNTER(backend_cuda)) ? "cuda" : "host");
-        printf("hot:  %s used of %s (%s free), %" PRIu64 " entries, %" PRIu64 " being written\n",
-               vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_used)), a, sizeof a),
-               vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_capacity)), b, sizeof b),
-               vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_free)), d, sizeof d),
-               vkvctl_ctr(rep, VKVD_COUNTER(entries_ready)),
-               vkvctl_ctr(rep, VKVD_COUNTER(entries_writing)));
-        printf("cold: %" PRIu64 " entries, %s\n", vkvctl_ctr(rep, VKVD_COUNTER(entries_cold)),
-               vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_cold)), a, sizeof a));
-        if (vkvctl_ctr(rep, VKVD_COUNTER(remote_available))) {
-            uint64_t rh = vkvctl_ctr(rep, VKVD_COUNTER(remote_hits));
-            printf("remote: %" PRIu64 " hits (%s, mean %.2f ms), %" PRIu64 " misses, %" PRIu64
-                   " errors; %" PRIu64 " published, %" PRIu64 " dropped, %" PRIu64
-                   " failed, %s queued\n",
-                   rh, vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_bytes)), a, sizeof a),
-                   rh ? (double)vkvctl_ctr(rep, VKVD_COUNTER(remote_fetch_ns)) / 1e6 / (double)rh
-                      : 0.0,
-                   vkvctl_ctr(rep, VKVD_COUNTER(remote_misses)),
-                   vkvctl_ctr(rep, VKVD_COUNTER(remote_errors)),
-                   vkvctl_ctr(rep, VKVD_COUNTER(remote_publishes)),
-                   vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_refused)),
-                   vkvctl_ctr(rep, VKVD_COUNTER(remote_publish_errors)),
-                   vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(remote_queue_bytes)), b, sizeof b));
-        }
-        printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64
-               " misses (hit rate %.1f%%), %" PRIu64 " evictions, %" PRIu64 " spills, %" PRIu64
-               " restores\n",
-               hits, vkvctl_ctr(rep, VKVD_COUNTER(cold_hits)), misses, 100.0 * rate,
-               vkvctl_ctr(rep, VKVD_COUNTER(evictions)), vkvctl_ctr(rep, VKVD_COUNTER(spills)),
-               vkvctl_ctr(rep, VKVD_COUNTER(restores)));
-        printf("sessions %" PRIu64 " (reaped %" PRIu64 "), leases %" PRIu64 "\n",
-               vkvctl_ctr(rep, VKVD_COUNTER(sessions)),
-               vkvctl_ctr(rep, VKVD_COUNTER(sessions_reaped)),
-               vkvctl_ctr(rep, VKVD_COUNTER(leases_active)));
-    }
+    if (vkvctl.json)
+        status_json(c, rep);
+    else
+        status_print(c, rep);
 }
 
 /* Prints the usage of `status` to fp. */

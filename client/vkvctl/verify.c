@@ -62,37 +62,79 @@ static void draw_bar(const vkvp_verify_rep *v)
     fflush(stderr);
 }
 
-int vkvctl_cmd_verify(vkv_client *c, int argc, char **argv)
+/* Parses the options of `verify` into *drop and *interval (ms). Returns
+ * true to go on; else false with the exit code in *ex (help printed:
+ * VKVCTL_EX_OK; a bad option or value: VKVCTL_EX_USAGE after printing the
+ * usage to stderr). */
+static bool verify_parse(int argc, char **argv, bool *drop, long *interval, int *ex)
 {
     static const struct option opts[] = {{"drop", no_argument, NULL, 'd'},
                                          {"interval-ms", required_argument, NULL, 'i'},
                                          {"help", no_argument, NULL, 'h'},
                                          {0, 0, 0, 0}};
-    int drop = 0, o;
-    long interval = 200;
+    int o;
+    *drop = false;
+    *interval = 200;
     optind = 1;
     while ((o = getopt_long(argc, argv, "di:h", opts, NULL)) != -1) {
         if (o == 'd')
-            drop = 1;
+            *drop = true;
         else if (o == 'i')
-            interval = strtol(optarg, NULL, 10);
+            *interval = strtol(optarg, NULL, 10);
         else if (o == 'h') {
             usage_verify(stdout);
-            return VKVCTL_EX_OK;
+            *ex = VKVCTL_EX_OK;
+            return false;
         } else {
             usage_verify(stderr);
-            return VKVCTL_EX_USAGE;
+            *ex = VKVCTL_EX_USAGE;
+            return false;
         }
     }
-    if (optind < argc || interval < 10 || interval > 60000) {
+    if (optind < argc || *interval < 10 || *interval > 60000) {
         usage_verify(stderr);
-        return VKVCTL_EX_USAGE;
+        *ex = VKVCTL_EX_USAGE;
+        return false;
     }
+    return true;
+}
+
+/* Prints (or emits) the summary of a finished verification v that took
+ * secs seconds. */
+static void verify_report(const vkvp_verify_rep *v, double secs)
+{
+    if (vkvctl.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "entries_done", (double)v->entries_done);
+        cJSON_AddNumberToObject(j, "entries_total", (double)v->entries_total);
+        cJSON_AddNumberToObject(j, "bytes_done", (double)v->bytes_done);
+        cJSON_AddNumberToObject(j, "bytes_total", (double)v->bytes_total);
+        cJSON_AddNumberToObject(j, "corrupt", (double)v->corrupt);
+        cJSON_AddNumberToObject(j, "dropped", (double)v->dropped);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        cJSON_AddBoolToObject(j, "ok", v->corrupt == 0);
+        vkvctl_emit(j);
+    } else {
+        char a[32];
+        printf("verified %" PRIu64 " of %" PRIu64 " cold entries (%s) in %.1f s: %" PRIu64
+               " corrupt, %" PRIu64 " dropped\n",
+               v->entries_done, v->entries_total, vkvctl_hsize(v->bytes_done, a, sizeof a), secs,
+               v->corrupt, v->dropped);
+    }
+}
+
+int vkvctl_cmd_verify(vkv_client *c, int argc, char **argv)
+{
+    bool drop;
+    long interval;
+    int ex;
+    if (!verify_parse(argc, argv, &drop, &interval, &ex))
+        return ex;
     int tty = isatty(STDERR_FILENO);
     vkvp_verify_rep v;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int ex = verify_call(c, true, drop, &v);
+    ex = verify_call(c, true, drop, &v);
     while (!ex && v.running) {
         if (tty)
             draw_bar(&v);
@@ -107,24 +149,6 @@ int vkvctl_cmd_verify(vkv_client *c, int argc, char **argv)
         draw_bar(&v);
         fputc('\n', stderr);
     }
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    if (vkvctl.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "entries_done", (double)v.entries_done);
-        cJSON_AddNumberToObject(j, "entries_total", (double)v.entries_total);
-        cJSON_AddNumberToObject(j, "bytes_done", (double)v.bytes_done);
-        cJSON_AddNumberToObject(j, "bytes_total", (double)v.bytes_total);
-        cJSON_AddNumberToObject(j, "corrupt", (double)v.corrupt);
-        cJSON_AddNumberToObject(j, "dropped", (double)v.dropped);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        cJSON_AddBoolToObject(j, "ok", v.corrupt == 0);
-        vkvctl_emit(j);
-    } else {
-        char a[32];
-        printf("verified %" PRIu64 " of %" PRIu64 " cold entries (%s) in %.1f s: %" PRIu64
-               " corrupt, %" PRIu64 " dropped\n",
-               v.entries_done, v.entries_total, vkvctl_hsize(v.bytes_done, a, sizeof a), secs,
-               v.corrupt, v.dropped);
-    }
+    verify_report(&v, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return v.corrupt ? VKVCTL_EX_ERR : VKVCTL_EX_OK;
 }
