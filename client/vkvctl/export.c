@@ -162,13 +162,13 @@ static int export_block(const vkv_view *view, const char *path, const char *ns, 
     return rc;
 }
 
-/* What vkvctl_cmd_export hands export_one through with_block. */
+/* What vkvctl_cmd_export hands export_one through vkvctl_with_block. */
 struct export_arg {
     const char *path, *ns, *keyhex;
     cJSON *info;
 };
 
-/* fn of with_block for export: export_block with the arguments of a. */
+/* fn of vkvctl_with_block for export: export_block with the arguments of a. */
 static int export_one(const vkv_view *view, void *arg, char *err, size_t errlen)
 {
     struct export_arg *a = arg;

@@ -43,7 +43,7 @@ static int key_prefix_arg(const char *arg, char hex[65])
     return 0;
 }
 
-/* Where resolve_keys looks for keys: a full listing and the namespaces of
+/* Where vkvctl_resolve_keys looks for keys: a full listing and the namespaces of
  * it that --ns allows. Borrows the scan; owns the mask (key_scope_free). */
 struct key_scope {
     const struct vkvctl_scan *s;
@@ -69,7 +69,7 @@ static bool key_scope_allows(const struct key_scope *sc, size_t ix)
 /* Lists every entry into *s (the daemon's exact --ns filter first, every
  * namespace when that finds nothing) and sets *sc to the namespaces
  * ns_arg names (all of them when ns_arg is NULL). The caller frees *s with
- * scan_free (also on failure) and *sc with key_scope_free (only on
+ * vkvctl_scan_free (also on failure) and *sc with key_scope_free (only on
  * success). Returns 0 or the exit code after reporting (VKVCTL_EX_NOTFOUND /
  * VKVCTL_EX_USAGE when --ns names no namespace). */
 static int key_scope_open(vkv_client *c, const char *ns_arg, struct vkvctl_scan *s,
@@ -173,7 +173,7 @@ static int key_ambiguous(const struct key_scope *sc, const char *arg, const char
 }
 
 /* Resolves KEY argument arg (already checked by key_prefix_arg) to the one
- * entry of the scope it names, into *out; see resolve_keys for missing_ok.
+ * entry of the scope it names, into *out; see vkvctl_resolve_keys for missing_ok.
  * Returns 0 or the exit code after reporting. */
 static int resolve_key(const struct key_scope *sc, const char *arg, int missing_ok,
                        struct vkvctl_target *out)
