@@ -115,6 +115,7 @@ bool vkvctl_parse_ns_opts(int argc, char **argv, void (*usage)(FILE *), const ch
     return true;
 }
 
+/* One command of the table: its name, entry point and one-line help. */
 struct command {
     const char *name;
     int (*fn)(vkv_client *, int, char **);
