@@ -111,7 +111,7 @@ static int vkvp_enc_keys(msgpack_packer *pk, const vkvp_fdesc *f, const void *ob
 /* VKVP_K_UINTS: an array of [min, max] uints. */
 static int vkvp_enc_uints(msgpack_packer *pk, const vkvp_fdesc *f, const void *obj)
 {
-    const uint64_t *u = *CAT(obj, f->off, const uint64_t *);
+    const uint64_t *u = *CAT(obj, f->off, uint64_t *);
     uint32_t n = *CAT(obj, f->cnt_off, uint32_t);
     if (n < f->min || n > f->max || (n && !u))
         return VKV_EINVAL;

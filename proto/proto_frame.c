@@ -193,16 +193,36 @@ static int vkvp_raw_frame(const void *frame, size_t len, char *why, size_t why_l
 /* stage 2 and the envelope                                                   */
 
 /* A decoded message and the zone that owns everything it points to. The
- * message comes first so that a message pointer is a box pointer. */
-typedef struct vkvp_req_box {
-    vkvp_request req;
+ * message comes first so that a message pointer is a box pointer; one box
+ * type serves requests and replies. */
+typedef struct vkvp_box {
+    union {
+        vkvp_request req;
+        vkvp_reply rep;
+    } m;
     msgpack_zone zone;
-} vkvp_req_box;
+} vkvp_box;
 
-typedef struct vkvp_rep_box {
-    vkvp_reply rep;
-    msgpack_zone zone;
-} vkvp_rep_box;
+/* A zeroed box with an initialised zone, or NULL (out of memory). The
+ * caller frees it with vkvp_box_free. */
+static vkvp_box *vkvp_box_new(void)
+{
+    vkvp_box *box = calloc(1, sizeof(*box));
+    if (box && !msgpack_zone_init(&box->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
+        free(box);
+        return NULL;
+    }
+    return box;
+}
+
+/* Frees a box, its zone and everything decoded into it; NULL is a no-op. */
+static void vkvp_box_free(vkvp_box *box)
+{
+    if (!box)
+        return;
+    msgpack_zone_destroy(&box->zone);
+    free(box);
+}
 
 /* Stages 1 and 2: validates the raw frame and unpacks it into zone; on
  * success *top is an array of exactly `n` elements whose first is version 1. */
@@ -260,37 +280,28 @@ static int vkvp_dec_request(vkvp_dec *d, const msgpack_object *top, vkvp_request
 int vkvp_decode_request(const void *frame, size_t len, vkvp_request **out, char *why,
                         size_t why_len)
 {
-    vkvp_req_box *box;
+    vkvp_box *box;
     msgpack_object top;
     int rc;
     *out = NULL;
     if (why && why_len)
         why[0] = '\0';
-    if (!(box = calloc(1, sizeof(*box))))
+    if (!(box = vkvp_box_new()))
         return VKV_ENOMEM;
-    if (!msgpack_zone_init(&box->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        free(box);
-        return VKV_ENOMEM;
-    }
     vkvp_dec d = {&box->zone, why, why_len};
     if ((rc = vkvp_unpack(frame, len, 4, &box->zone, &top, why, why_len)) != 0 ||
-        (rc = vkvp_dec_request(&d, &top, &box->req)) != 0) {
-        msgpack_zone_destroy(&box->zone);
-        free(box);
+        (rc = vkvp_dec_request(&d, &top, &box->m.req)) != 0) {
+        vkvp_box_free(box);
         return rc;
     }
-    *out = &box->req;
+    *out = &box->m.req;
     return 0;
 }
 
 /* See proto.h. */
 void vkvp_request_free(vkvp_request *req)
 {
-    vkvp_req_box *box = (vkvp_req_box *)req;
-    if (!box)
-        return;
-    msgpack_zone_destroy(&box->zone);
-    free(box);
+    vkvp_box_free((vkvp_box *)(void *)req);
 }
 
 /* Decodes the unpacked reply array into rep (whose op is already set). */
@@ -323,7 +334,7 @@ static int vkvp_dec_reply(vkvp_dec *d, const msgpack_object *top, vkvp_reply *re
 int vkvp_decode_reply(const void *frame, size_t len, vkvp_op op, vkvp_reply **out, char *why,
                       size_t why_len)
 {
-    vkvp_rep_box *box;
+    vkvp_box *box;
     msgpack_object top;
     int rc;
     *out = NULL;
@@ -331,32 +342,23 @@ int vkvp_decode_reply(const void *frame, size_t len, vkvp_op op, vkvp_reply **ou
         why[0] = '\0';
     if (!vkvp_rep_desc(op))
         return vkv_errbuf(why, why_len, VKV_EINVAL, "unknown op %d", (int)op);
-    if (!(box = calloc(1, sizeof(*box))))
+    if (!(box = vkvp_box_new()))
         return VKV_ENOMEM;
-    if (!msgpack_zone_init(&box->zone, MSGPACK_ZONE_CHUNK_SIZE)) {
-        free(box);
-        return VKV_ENOMEM;
-    }
     vkvp_dec d = {&box->zone, why, why_len};
-    vkvp_reply_init(&box->rep, op, 0, 0);
+    vkvp_reply_init(&box->m.rep, op, 0, 0);
     if ((rc = vkvp_unpack(frame, len, 5, &box->zone, &top, why, why_len)) != 0 ||
-        (rc = vkvp_dec_reply(&d, &top, &box->rep)) != 0) {
-        msgpack_zone_destroy(&box->zone);
-        free(box);
+        (rc = vkvp_dec_reply(&d, &top, &box->m.rep)) != 0) {
+        vkvp_box_free(box);
         return rc;
     }
-    *out = &box->rep;
+    *out = &box->m.rep;
     return 0;
 }
 
 /* See proto.h. */
 void vkvp_reply_free(vkvp_reply *rep)
 {
-    vkvp_rep_box *box = (vkvp_rep_box *)rep;
-    if (!box)
-        return;
-    msgpack_zone_destroy(&box->zone);
-    free(box);
+    vkvp_box_free((vkvp_box *)(void *)rep);
 }
 
 /* ------------------------------------------------------------------------- */

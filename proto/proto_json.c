@@ -61,7 +61,7 @@ static void vkvp_json_keys(FILE *f, const vkvp_fdesc *fd, const void *obj)
 /* VKVP_K_UINTS: an array of numbers. */
 static void vkvp_json_uints(FILE *f, const vkvp_fdesc *fd, const void *obj)
 {
-    const uint64_t *u = *CAT(obj, fd->off, const uint64_t *);
+    const uint64_t *u = *CAT(obj, fd->off, uint64_t *);
     uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
     fputc('[', f);
     for (uint32_t i = 0; u && i < n; i++)
