@@ -65,9 +65,9 @@ extern "C" {
 /* --- enums (values are wire values and never change) ----------------------- */
 /* The one list of operations: X(NAME, wire value, lower-case name, request
  * body descriptor, reply body descriptor). It generates the enum, the names
- * (vkvp_op_name), the decoder's descriptor tables (proto.c), the daemon's
+ * (vkvp_op_name), the codec's descriptor tables (proto_desc.c), the daemon's
  * req_<name> counters and the metrics' op labels. Values are contiguous from
- * 1 and never change; the descriptor names are those of proto.c. */
+ * 1 and never change; the descriptor names are those of proto_desc.c. */
 #define VKVP_OPS(X)                                                                                \
     X(HELLO, 1, hello, vkvp_s_hello_req, vkvp_s_hello_rep)                                         \
     X(LOOKUP, 2, lookup, vkvp_s_keys_req, vkvp_s_lookup_rep)                                       \

@@ -1,6 +1,7 @@
 /*
  * proto/proto_desc.h - internal to proto/: the field tables that describe
- * every wire body once, shared by the encoder/decoder (proto.c) and the JSON
+ * every wire body once (defined in proto_desc.c), shared by the encoder
+ * (proto_enc.c), the decoder (proto_dec.c, proto_frame.c) and the JSON
  * renderer (proto_json.c). Nothing outside proto/ includes this.
  */
 #ifndef VKVP_PROTO_DESC_H

@@ -42,9 +42,74 @@ static void vkvp_json_hex(FILE *f, const uint8_t *p, size_t n)
     fputc('"', f);
 }
 
+/* Writes obj as a JSON object of the present fields of sd (below). */
 static void vkvp_json_struct(FILE *f, const vkvp_sdesc *sd, const void *obj);
 
-/* Writes the value of field fd of obj. */
+/* VKVP_K_KEYS: an array of hex keys. */
+static void vkvp_json_keys(FILE *f, const vkvp_fdesc *fd, const void *obj)
+{
+    const vkv_key *k = *CAT(obj, fd->off, vkv_key *);
+    uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
+    fputc('[', f);
+    for (uint32_t i = 0; k && i < n; i++) {
+        fputs(i ? "," : "", f);
+        vkvp_json_hex(f, k[i].b, VKV_KEY_LEN);
+    }
+    fputc(']', f);
+}
+
+/* VKVP_K_UINTS: an array of numbers. */
+static void vkvp_json_uints(FILE *f, const vkvp_fdesc *fd, const void *obj)
+{
+    const uint64_t *u = *CAT(obj, fd->off, uint64_t *);
+    uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
+    fputc('[', f);
+    for (uint32_t i = 0; u && i < n; i++)
+        fprintf(f, "%s%" PRIu64, i ? "," : "", u[i]);
+    fputc(']', f);
+}
+
+/* VKVP_K_EXTENTS: an array of [slab, first_page, npages]. */
+static void vkvp_json_extents(FILE *f, const vkvp_fdesc *fd, const void *obj)
+{
+    const vkvp_extent *e = *CAT(obj, fd->off, vkvp_extent *);
+    uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
+    fputc('[', f);
+    for (uint32_t i = 0; e && i < n; i++)
+        fprintf(f, "%s[%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", i ? "," : "", e[i].slab,
+                e[i].first_page, e[i].npages);
+    fputc(']', f);
+}
+
+/* VKVP_K_OBJS: an array of objects. */
+static void vkvp_json_objs(FILE *f, const vkvp_fdesc *fd, const void *obj)
+{
+    const char *a = *CAT(obj, fd->off, char *);
+    uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
+    fputc('[', f);
+    for (uint32_t i = 0; a && i < n; i++) {
+        fputs(i ? "," : "", f);
+        vkvp_json_struct(f, fd->sub, a + (size_t)i * fd->sub->size);
+    }
+    fputc(']', f);
+}
+
+/* VKVP_K_COUNTERS: an object of name: number. */
+static void vkvp_json_counters(FILE *f, const vkvp_fdesc *fd, const void *obj)
+{
+    const vkvp_counter *c = *CAT(obj, fd->off, vkvp_counter *);
+    uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
+    fputc('{', f);
+    for (uint32_t i = 0; c && i < n; i++) {
+        fputs(i ? "," : "", f);
+        vkvp_json_str(f, c[i].name.ptr ? c[i].name.ptr : "", c[i].name.ptr ? c[i].name.len : 0);
+        fprintf(f, ":%" PRIu64, c[i].value);
+    }
+    fputc('}', f);
+}
+
+/* Writes the value of field fd of obj: scalars here, lists and nested
+ * objects by one writer per kind. */
 static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
 {
     switch (fd->kind) {
@@ -62,26 +127,12 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
     case VKVP_K_KEY:
         vkvp_json_hex(f, CAT(obj, fd->off, vkv_key)->b, VKV_KEY_LEN);
         break;
-    case VKVP_K_KEYS: {
-        const vkv_key *k = *CAT(obj, fd->off, vkv_key *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; k && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_hex(f, k[i].b, VKV_KEY_LEN);
-        }
-        fputc(']', f);
+    case VKVP_K_KEYS:
+        vkvp_json_keys(f, fd, obj);
         break;
-    }
-    case VKVP_K_UINTS: {
-        const uint64_t *u = *CAT(obj, fd->off, const uint64_t *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; u && i < n; i++)
-            fprintf(f, "%s%" PRIu64, i ? "," : "", u[i]);
-        fputc(']', f);
+    case VKVP_K_UINTS:
+        vkvp_json_uints(f, fd, obj);
         break;
-    }
     case VKVP_K_ENUM: {
         const char *nm = vkvp_name_of(fd->names, *CAT(obj, fd->off, int));
         vkvp_json_str(f, nm, strlen(nm));
@@ -92,42 +143,18 @@ static void vkvp_json_field(FILE *f, const vkvp_fdesc *fd, const void *obj)
         vkvp_json_hex(f, CAT(obj, fd->off, uint8_t), n > VKVP_HANDLE_LEN ? VKVP_HANDLE_LEN : n);
         break;
     }
-    case VKVP_K_EXTENTS: {
-        const vkvp_extent *e = *CAT(obj, fd->off, vkvp_extent *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; e && i < n; i++)
-            fprintf(f, "%s[%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", i ? "," : "", e[i].slab,
-                    e[i].first_page, e[i].npages);
-        fputc(']', f);
+    case VKVP_K_EXTENTS:
+        vkvp_json_extents(f, fd, obj);
         break;
-    }
     case VKVP_K_OBJ:
         vkvp_json_struct(f, fd->sub, CAT(obj, fd->off, char));
         break;
-    case VKVP_K_OBJS: {
-        const char *a = *CAT(obj, fd->off, char *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('[', f);
-        for (uint32_t i = 0; a && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_struct(f, fd->sub, a + (size_t)i * fd->sub->size);
-        }
-        fputc(']', f);
+    case VKVP_K_OBJS:
+        vkvp_json_objs(f, fd, obj);
         break;
-    }
-    case VKVP_K_COUNTERS: {
-        const vkvp_counter *c = *CAT(obj, fd->off, vkvp_counter *);
-        uint32_t n = *CAT(obj, fd->cnt_off, uint32_t);
-        fputc('{', f);
-        for (uint32_t i = 0; c && i < n; i++) {
-            fputs(i ? "," : "", f);
-            vkvp_json_str(f, c[i].name.ptr ? c[i].name.ptr : "", c[i].name.ptr ? c[i].name.len : 0);
-            fprintf(f, ":%" PRIu64, c[i].value);
-        }
-        fputc('}', f);
+    case VKVP_K_COUNTERS:
+        vkvp_json_counters(f, fd, obj);
         break;
-    }
     }
 }
 
@@ -165,6 +192,7 @@ static int vkvp_json_close(FILE *f, char **out)
     return 0;
 }
 
+/* See proto.h. */
 int vkvp_request_to_json(const vkvp_request *req, char **out)
 {
     size_t n;
@@ -182,6 +210,7 @@ int vkvp_request_to_json(const vkvp_request *req, char **out)
     return vkvp_json_close(f, out);
 }
 
+/* See proto.h. */
 int vkvp_reply_to_json(const vkvp_reply *rep, char **out)
 {
     size_t n;

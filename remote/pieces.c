@@ -177,19 +177,85 @@ int vkvr_redis_error(const char *msg)
     return VKV_EIO;
 }
 
+/* ---- piece pipelines ---------------------------------------------------------- */
+
+/* Where the keys of one block live: router, prefix, namespace, key and the
+ * publish nonce that names its pieces. Borrowed pointers. */
+struct blk {
+    vkvr_cluster *c;
+    const char *prefix, *ns;
+    const vkv_key *key;
+    uint64_t nonce;
+};
+
+#define BATCH_MAX (WRITE_BATCH > READ_BATCH ? WRITE_BATCH : READ_BATCH)
+
+/* One pipeline of piece commands: each command's argument vector (names
+ * are the piece keys, values borrowed from the caller) and its reply, which
+ * the caller frees. */
+struct batch {
+    int k; /* commands so far */
+    char names[BATCH_MAX][VKVR_KEYNAME_MAX];
+    const char *av[BATCH_MAX][5];
+    size_t al[BATCH_MAX][5];
+    const char *const *avp[BATCH_MAX];
+    const size_t *alp[BATCH_MAX];
+    int ac[BATCH_MAX];
+    redisReply *rr[BATCH_MAX];
+};
+
+/* Appends "GET <piece i>" to bt, or "SET <piece i> val [PX pttl]" when val
+ * is set (pttl NULL: no expiry). val and pttl must outlive the pipeline. */
+static void batch_add(struct batch *bt, const struct blk *bk, uint32_t i, const uint8_t *val,
+                      size_t vlen, const char *pttl)
+{
+    int k = bt->k++;
+    int nl = vkvr_name_piece(bt->names[k], sizeof bt->names[k], bk->prefix, bk->ns, bk->key,
+                             bk->nonce, i);
+    bt->av[k][0] = val ? "SET" : "GET";
+    bt->al[k][0] = 3;
+    bt->av[k][1] = bt->names[k];
+    bt->al[k][1] = (size_t)nl;
+    bt->ac[k] = 2;
+    if (val) {
+        bt->av[k][2] = (const char *)val;
+        bt->al[k][2] = vlen;
+        bt->av[k][3] = "PX";
+        bt->al[k][3] = 2;
+        bt->av[k][4] = pttl ? pttl : "";
+        bt->al[k][4] = pttl ? strlen(pttl) : 0;
+        bt->ac[k] = pttl ? 5 : 3;
+    }
+    bt->avp[k] = bt->av[k];
+    bt->alp[k] = bt->al[k];
+}
+
+/* Sends bt in one pipeline; on 0 every bt->rr[0..k) is set (caller frees). */
+static int batch_send(struct batch *bt, const struct blk *bk)
+{
+    return vkvr_cluster_pipeline(bk->c, bt->k, bt->ac, bt->avp, bt->alp, 1, bt->rr);
+}
+
+/* Bytes of piece i of a block of `size` bytes cut in piece_size pieces. */
+static uint64_t piece_len(uint64_t size, uint32_t piece_size, uint32_t i)
+{
+    uint64_t off = (uint64_t)i * piece_size;
+    return size - off < piece_size ? size - off : piece_size;
+}
+
 /* ---- write ------------------------------------------------------------------- */
 
-/* Deletes pieces [0, n) of publish `nonce` (best effort, errors ignored). */
-static void delete_pieces(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                          uint64_t nonce, uint32_t n)
+/* Deletes pieces [0, n) of publish bk->nonce (best effort, errors
+ * ignored). */
+static void delete_pieces(const struct blk *bk, uint32_t n)
 {
     char name[VKVR_KEYNAME_MAX];
     for (uint32_t i = 0; i < n; i++) {
-        int len = vkvr_name_piece(name, sizeof name, prefix, ns, key, nonce, i);
+        int len = vkvr_name_piece(name, sizeof name, bk->prefix, bk->ns, bk->key, bk->nonce, i);
         const char *av[2] = {"DEL", name};
         size_t al[2] = {3, (size_t)len};
         redisReply *r = NULL;
-        if (len > 0 && vkvr_cluster_command(c, 2, av, al, 1, &r) == 0)
+        if (len > 0 && vkvr_cluster_command(bk->c, 2, av, al, 1, &r) == 0)
             freeReplyObject(r);
     }
 }
@@ -202,15 +268,11 @@ static uint64_t make_nonce(const void *salt)
     return XXH3_64bits(in, sizeof in) | 1u;
 }
 
-int vkvr_block_write(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                     const void *block, uint64_t size, uint32_t piece_size, uint64_t ttl_ms,
-                     vkvr_io_report *rep)
+/* Once per key: VKV_EEXIST when the manifest mname already exists (a
+ * manifest is never rewritten), 0 when it is absent, or a router/Redis
+ * error. */
+static int manifest_absent(vkvr_cluster *c, const char *mname, int mlen)
 {
-    char mname[VKVR_KEYNAME_MAX];
-    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
-    if (mlen < 0)
-        return VKV_EINVAL;
-    /* Once per key: a manifest that exists is never rewritten. */
     const char *ex[2] = {"EXISTS", mname};
     size_t exl[2] = {6, (size_t)mlen};
     redisReply *r = NULL;
@@ -222,96 +284,121 @@ int vkvr_block_write(vkvr_cluster *c, const char *prefix, const char *ns, const 
     else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
         rc = VKV_EEXIST;
     freeReplyObject(r);
+    return rc;
+}
+
+/* Writes every piece of block[0..size), WRITE_BATCH SETs per pipeline (PX
+ * pttl; pttl NULL: no expiry). *written counts the pieces of the pipelines
+ * that were sent (what a failure must delete). The first error reply wins
+ * (VKV_ENOSPC also sets rep->oom). */
+static int write_pieces(const struct blk *bk, const uint8_t *block, uint64_t size,
+                        uint32_t piece_size, const char *pttl, uint32_t *written,
+                        vkvr_io_report *rep)
+{
+    uint32_t n = (uint32_t)piece_count(size, piece_size);
+    struct batch bt;
+    int rc = 0;
+    *written = 0;
+    for (uint32_t i0 = 0; i0 < n && rc == 0; i0 += WRITE_BATCH) {
+        bt.k = 0;
+        for (uint32_t i = i0; i < n && bt.k < WRITE_BATCH; i++)
+            batch_add(&bt, bk, i, block + (uint64_t)i * piece_size,
+                      (size_t)piece_len(size, piece_size, i), pttl);
+        if ((rc = batch_send(&bt, bk)) != 0)
+            break;
+        *written = i0 + (uint32_t)bt.k;
+        for (int j = 0; j < bt.k; j++) {
+            if (bt.rr[j]->type == REDIS_REPLY_ERROR && rc == 0) {
+                rc = vkvr_redis_error(bt.rr[j]->str);
+                if (rc == VKV_ENOSPC)
+                    rep->oom = 1;
+            }
+            freeReplyObject(bt.rr[j]);
+        }
+    }
+    return rc;
+}
+
+/* True when the manifest mname holds exactly man[0..manlen): a SET NX
+ * resent on a fresh connection after its reply was lost finds our own
+ * manifest, which is success, not a lost race. */
+static bool manifest_is_ours(vkvr_cluster *c, const char *mname, int mlen, const void *man,
+                             size_t manlen)
+{
+    const char *gv[2] = {"GET", mname};
+    size_t gl[2] = {3, (size_t)mlen};
+    redisReply *r = NULL;
+    bool ours = false;
+    if (vkvr_cluster_command(c, 2, gv, gl, 1, &r) == 0) {
+        ours =
+            r->type == REDIS_REPLY_STRING && r->len == manlen && memcmp(r->str, man, manlen) == 0;
+        freeReplyObject(r);
+    }
+    return ours;
+}
+
+/* Writes the manifest with SET NX (PX ttl; ttl NULL: no expiry), only if it
+ * is still absent: VKV_EEXIST when another node published the key meanwhile,
+ * a Redis error (VKV_ENOSPC also sets rep->oom) or a router error. */
+static int write_manifest(vkvr_cluster *c, const char *mname, int mlen, const void *man,
+                          size_t manlen, const char *ttl, vkvr_io_report *rep)
+{
+    const char *mv[6] = {"SET", mname, man, "NX", "PX", ttl ? ttl : ""};
+    size_t ml[6] = {3, (size_t)mlen, manlen, 2, 2, ttl ? strlen(ttl) : 0};
+    redisReply *r = NULL;
+    int rc = vkvr_cluster_command(c, ttl ? 6 : 4, mv, ml, 1, &r);
+    if (rc)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = vkvr_redis_error(r->str);
+        if (rc == VKV_ENOSPC)
+            rep->oom = 1;
+    } else if (r->type == REDIS_REPLY_NIL) {
+        rc = VKV_EEXIST;
+    }
+    freeReplyObject(r);
+    if (rc == VKV_EEXIST && manifest_is_ours(c, mname, mlen, man, manlen))
+        rc = 0;
+    return rc;
+}
+
+/* See pieces.h. The steps: the manifest must be absent, the pieces, then
+ * the manifest; on failure the pieces written are deleted. */
+int vkvr_block_write(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                     const void *block, uint64_t size, uint32_t piece_size, uint64_t ttl_ms,
+                     vkvr_io_report *rep)
+{
+    char mname[VKVR_KEYNAME_MAX];
+    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
+    if (mlen < 0)
+        return VKV_EINVAL;
+    int rc = manifest_absent(c, mname, mlen);
     if (rc)
         return rc;
 
-    uint64_t nonce = make_nonce(&nonce);
+    struct blk bk = {c, prefix, ns, key, 0};
+    bk.nonce = make_nonce(&bk.nonce);
     void *man = NULL;
     size_t manlen = 0;
-    if ((rc = vkvr_manifest_build(block, size, piece_size, ns, key, nonce, &man, &manlen)) != 0)
+    if ((rc = vkvr_manifest_build(block, size, piece_size, ns, key, bk.nonce, &man, &manlen)) != 0)
         return rc;
-    uint32_t n = (uint32_t)piece_count(size, piece_size);
+    uint32_t n = (uint32_t)piece_count(size, piece_size), written = 0;
     char ttl[24], pttl[24];
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
     snprintf(pttl, sizeof pttl, "%llu", (unsigned long long)(ttl_ms + PIECE_TTL_EXTRA_MS));
 
-    /* Pieces first, WRITE_BATCH per pipeline. */
-    char names[WRITE_BATCH][VKVR_KEYNAME_MAX];
-    const char *av[WRITE_BATCH][5];
-    size_t al[WRITE_BATCH][5];
-    const char *const *avp[WRITE_BATCH];
-    const size_t *alp[WRITE_BATCH];
-    int ac[WRITE_BATCH];
-    redisReply *rr[WRITE_BATCH];
-    uint32_t written = 0;
-    const uint8_t *b = block;
-    for (uint32_t i0 = 0; i0 < n && rc == 0; i0 += WRITE_BATCH) {
-        int k = 0;
-        for (uint32_t i = i0; i < n && k < WRITE_BATCH; i++, k++) {
-            uint64_t off = (uint64_t)i * piece_size;
-            uint64_t plen = size - off < piece_size ? size - off : piece_size;
-            int nl = vkvr_name_piece(names[k], sizeof names[k], prefix, ns, key, nonce, i);
-            av[k][0] = "SET";
-            al[k][0] = 3;
-            av[k][1] = names[k];
-            al[k][1] = (size_t)nl;
-            av[k][2] = (const char *)(b + off);
-            al[k][2] = (size_t)plen;
-            av[k][3] = "PX";
-            al[k][3] = 2;
-            av[k][4] = pttl;
-            al[k][4] = strlen(pttl);
-            ac[k] = ttl_ms ? 5 : 3;
-            avp[k] = av[k];
-            alp[k] = al[k];
-        }
-        rc = vkvr_cluster_pipeline(c, k, ac, avp, alp, 1, rr);
-        if (rc)
-            break;
-        written = i0 + (uint32_t)k;
-        for (int j = 0; j < k; j++) {
-            if (rr[j]->type == REDIS_REPLY_ERROR && rc == 0) {
-                rc = vkvr_redis_error(rr[j]->str);
-                if (rc == VKV_ENOSPC)
-                    rep->oom = 1;
-            }
-            freeReplyObject(rr[j]);
-        }
-    }
-    /* Then the manifest, only if it is still absent. */
-    if (rc == 0) {
-        const char *mv[6] = {"SET", mname, man, "NX", "PX", ttl};
-        size_t ml[6] = {3, (size_t)mlen, manlen, 2, 2, strlen(ttl)};
-        rc = vkvr_cluster_command(c, ttl_ms ? 6 : 4, mv, ml, 1, &r);
-        if (rc == 0) {
-            if (r->type == REDIS_REPLY_ERROR) {
-                rc = vkvr_redis_error(r->str);
-                if (rc == VKV_ENOSPC)
-                    rep->oom = 1;
-            } else if (r->type == REDIS_REPLY_NIL) {
-                rc = VKV_EEXIST; /* another node published it meanwhile */
-            }
-            freeReplyObject(r);
-            /* A SET NX resent on a fresh connection after its reply was lost
-             * finds our own manifest: that is success, not a lost race. */
-            const char *gv[2] = {"GET", mname};
-            size_t gl[2] = {3, (size_t)mlen};
-            if (rc == VKV_EEXIST && vkvr_cluster_command(c, 2, gv, gl, 1, &r) == 0) {
-                if (r->type == REDIS_REPLY_STRING && r->len == manlen &&
-                    memcmp(r->str, man, manlen) == 0)
-                    rc = 0;
-                freeReplyObject(r);
-            }
-        }
-    }
+    rc = write_pieces(&bk, block, size, piece_size, ttl_ms ? pttl : NULL, &written, rep);
+    if (rc == 0)
+        rc = write_manifest(c, mname, mlen, man, manlen, ttl_ms ? ttl : NULL, rep);
     free(man);
     if (rc)
-        delete_pieces(c, prefix, ns, key, nonce, rc == VKV_EEXIST ? n : written);
+        delete_pieces(&bk, rc == VKV_EEXIST ? n : written);
     return rc;
 }
 
 /* ---- read -------------------------------------------------------------------- */
 
+/* See pieces.h. */
 int vkvr_manifest_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
                        uint64_t max_block, vkvr_manifest *m, void **mbuf, vkvr_io_report *rep)
 {
@@ -364,94 +451,78 @@ static void iov_put(const struct iovec *dst, int ndst, uint64_t off, const uint8
     }
 }
 
-int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                    const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep)
-{
-    uint64_t room = 0;
-    for (int i = 0; i < ndst; i++)
-        room += dst[i].iov_len;
-    if (room < m->size)
-        return VKV_ETRUNC;
-    if (m->size < VKV_BLOCK_HEADER_SIZE || m->piece_size < VKV_BLOCK_HEADER_SIZE) {
-        rep->foreign = 1;
-        return VKV_ECORRUPT;
-    }
-    XXH3_state_t *whole = XXH3_createState(), *payload = XXH3_createState();
-    if (!whole || !payload) {
-        XXH3_freeState(whole);
-        XXH3_freeState(payload);
-        return VKV_ENOMEM;
-    }
-    XXH3_64bits_reset(whole);
-    XXH3_64bits_reset(payload);
+/* One block being read: its manifest, the caller's memory, the running
+ * hashes of the whole block and of its payload, and a copy of its header
+ * (from piece 0; piece_size >= VKV_BLOCK_HEADER_SIZE). */
+struct fetch {
+    const vkvr_manifest *m;
+    const struct iovec *dst;
+    int ndst;
+    XXH3_state_t *whole, *payload;
     vkv_block_header hdr;
-    char names[READ_BATCH][VKVR_KEYNAME_MAX];
-    const char *av[READ_BATCH][2];
-    size_t al[READ_BATCH][2];
-    const char *const *avp[READ_BATCH];
-    const size_t *alp[READ_BATCH];
-    int ac[READ_BATCH];
-    redisReply *rr[READ_BATCH];
-    int rc = 0;
-    for (uint32_t i0 = 0; i0 < m->pieces && rc == 0; i0 += READ_BATCH) {
-        int k = 0;
-        for (uint32_t i = i0; i < m->pieces && k < READ_BATCH; i++, k++) {
-            int nl = vkvr_name_piece(names[k], sizeof names[k], prefix, ns, key, m->nonce, i);
-            av[k][0] = "GET";
-            al[k][0] = 3;
-            av[k][1] = names[k];
-            al[k][1] = (size_t)nl;
-            ac[k] = 2;
-            avp[k] = av[k];
-            alp[k] = al[k];
-        }
-        rc = vkvr_cluster_pipeline(c, k, ac, avp, alp, 1, rr);
-        if (rc)
-            break;
-        for (int j = 0; j < k; j++) {
-            uint32_t i = i0 + (uint32_t)j;
-            uint64_t off = (uint64_t)i * m->piece_size;
-            uint64_t plen = m->size - off < m->piece_size ? m->size - off : m->piece_size;
-            const redisReply *x = rr[j];
-            if (rc == 0) {
-                if (x->type == REDIS_REPLY_NIL) {
-                    rc = VKV_ENOTFOUND; /* expired or evicted piece */
-                } else if (x->type == REDIS_REPLY_ERROR) {
-                    rc = vkvr_redis_error(x->str);
-                } else if (x->type != REDIS_REPLY_STRING || x->len != plen ||
-                           XXH3_64bits(x->str, x->len) != get64(m->piece_xxh3 + 8u * i)) {
-                    rc = VKV_ECHECKSUM;
-                    rep->corrupt = 1;
-                } else {
-                    const uint8_t *s = (const uint8_t *)x->str;
-                    XXH3_64bits_update(whole, s, (size_t)plen);
-                    if (i == 0) {
-                        memcpy(&hdr, s, sizeof hdr);
-                        XXH3_64bits_update(payload, s + VKV_BLOCK_HEADER_SIZE,
-                                           (size_t)plen - VKV_BLOCK_HEADER_SIZE);
-                    } else {
-                        XXH3_64bits_update(payload, s, (size_t)plen);
-                    }
-                    iov_put(dst, ndst, off, s, plen);
-                }
-            }
-            freeReplyObject(rr[j]);
-        }
-    }
-    uint64_t hw = XXH3_64bits_digest(whole), hp = XXH3_64bits_digest(payload);
-    XXH3_freeState(whole);
-    XXH3_freeState(payload);
-    if (rc)
-        return rc;
-    if (hw != m->block_xxh3) {
+};
+
+/* Takes piece i (reply x): checks its length and its manifest hash, feeds
+ * it to both hashes and copies it into place. 0, VKV_ENOTFOUND (expired or
+ * evicted piece), a Redis error, or VKV_ECHECKSUM (sets rep->corrupt). */
+static int take_piece(struct fetch *f, uint32_t i, const redisReply *x, vkvr_io_report *rep)
+{
+    const vkvr_manifest *m = f->m;
+    uint64_t off = (uint64_t)i * m->piece_size;
+    uint64_t plen = piece_len(m->size, m->piece_size, i);
+    if (x->type == REDIS_REPLY_NIL)
+        return VKV_ENOTFOUND;
+    if (x->type == REDIS_REPLY_ERROR)
+        return vkvr_redis_error(x->str);
+    if (x->type != REDIS_REPLY_STRING || x->len != plen ||
+        XXH3_64bits(x->str, x->len) != get64(m->piece_xxh3 + 8u * i)) {
         rep->corrupt = 1;
         return VKV_ECHECKSUM;
     }
-    /* The block's own checks: header (a header copy against the real size),
-     * payload checksum, identity. A sound manifest over a block that fails
-     * these is a planted value. */
+    const uint8_t *s = (const uint8_t *)x->str;
+    XXH3_64bits_update(f->whole, s, (size_t)plen);
+    if (i == 0) {
+        memcpy(&f->hdr, s, sizeof f->hdr);
+        XXH3_64bits_update(f->payload, s + VKV_BLOCK_HEADER_SIZE,
+                           (size_t)plen - VKV_BLOCK_HEADER_SIZE);
+    } else {
+        XXH3_64bits_update(f->payload, s, (size_t)plen);
+    }
+    iov_put(f->dst, f->ndst, off, s, plen);
+    return 0;
+}
+
+/* Reads every piece of f->m, READ_BATCH GETs per pipeline, taking each as
+ * it arrives; stops at the first failure (take_piece's or the router's). */
+static int read_pieces(struct fetch *f, const struct blk *bk, vkvr_io_report *rep)
+{
+    struct batch bt;
+    int rc = 0;
+    for (uint32_t i0 = 0; i0 < f->m->pieces && rc == 0; i0 += READ_BATCH) {
+        bt.k = 0;
+        for (uint32_t i = i0; i < f->m->pieces && bt.k < READ_BATCH; i++)
+            batch_add(&bt, bk, i, NULL, 0, NULL);
+        if ((rc = batch_send(&bt, bk)) != 0)
+            break;
+        for (int j = 0; j < bt.k; j++) {
+            if (rc == 0)
+                rc = take_piece(f, i0 + (uint32_t)j, bt.rr[j], rep);
+            freeReplyObject(bt.rr[j]);
+        }
+    }
+    return rc;
+}
+
+/* The block's own checks once its bytes match the manifest: its header (a
+ * copy, against the real size), payload checksum (hp) and identity. A sound
+ * manifest over a block that fails these is a planted value: VKV_ECHECKSUM
+ * sets rep->corrupt, anything else rep->foreign and reads as VKV_EIDENT or
+ * VKV_ECORRUPT. */
+static int verify_block(const vkvr_manifest *m, const vkv_block_header *hdr, uint64_t hp,
+                        vkvr_io_report *rep)
+{
     vkv_block_header h;
-    rc = vkv_block_check(&hdr, (size_t)m->size, 0, &h);
+    int rc = vkv_block_check(hdr, (size_t)m->size, 0, &h);
     if (rc == 0 && h.total_size != m->size)
         rc = VKV_ECORRUPT;
     if (rc == 0 && h.payload_xxh3 != hp)
@@ -467,4 +538,42 @@ int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const v
             rc = VKV_ECORRUPT;
     }
     return rc;
+}
+
+/* See pieces.h. The steps: room and sizes, the pieces (each checked as it
+ * arrives), the whole block's hash, then the block's own checks. */
+int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                    const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep)
+{
+    uint64_t room = 0;
+    for (int i = 0; i < ndst; i++)
+        room += dst[i].iov_len;
+    if (room < m->size)
+        return VKV_ETRUNC;
+    if (m->size < VKV_BLOCK_HEADER_SIZE || m->piece_size < VKV_BLOCK_HEADER_SIZE) {
+        rep->foreign = 1;
+        return VKV_ECORRUPT;
+    }
+    struct fetch f = {.m = m, .dst = dst, .ndst = ndst};
+    f.whole = XXH3_createState();
+    f.payload = XXH3_createState();
+    if (!f.whole || !f.payload) {
+        XXH3_freeState(f.whole);
+        XXH3_freeState(f.payload);
+        return VKV_ENOMEM;
+    }
+    XXH3_64bits_reset(f.whole);
+    XXH3_64bits_reset(f.payload);
+    struct blk bk = {c, prefix, ns, key, m->nonce};
+    int rc = read_pieces(&f, &bk, rep);
+    uint64_t hw = XXH3_64bits_digest(f.whole), hp = XXH3_64bits_digest(f.payload);
+    XXH3_freeState(f.whole);
+    XXH3_freeState(f.payload);
+    if (rc)
+        return rc;
+    if (hw != m->block_xxh3) {
+        rep->corrupt = 1;
+        return VKV_ECHECKSUM;
+    }
+    return verify_block(m, &f.hdr, hp, rep);
 }

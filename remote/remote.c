@@ -168,8 +168,71 @@ static void add_router_counts(vkvr *r, struct worker *w)
     w->seen = *n;
 }
 
+/* Counts a finished publish (c->status) in the stats and frees its queue
+ * room and publish slot. Called with r->mu held. */
+static void count_publish(vkvr *r, const struct job *j, const vkvr_completion *c,
+                          const char *detail)
+{
+    r->st.queue_bytes -= j->len;
+    r->publishing--;
+    if (c->status == 0) {
+        r->st.publishes++;
+        r->st.publish_bytes += j->len;
+    } else if (c->status == VKV_EEXIST) {
+        r->st.publish_skipped++;
+    } else {
+        r->st.publish_errors++;
+        r->st.publish_oom += c->status == VKV_ENOSPC ? 1 : 0;
+        log_limited(&r->rl_pub, "publish", c, c->status == VKV_ENOSPC ? "" : detail);
+    }
+}
+
+/* Counts a finished probe or fetch (c->status, c->size, c->latency_ns) in
+ * the stats. Called with r->mu held. */
+static void count_fetch(vkvr *r, const vkvr_completion *c, const char *detail)
+{
+    if (c->op == VKVR_OP_PROBE) {
+        r->st.probes++;
+        r->st.probe_hits += c->status == 0 ? 1 : 0;
+    } else {
+        r->st.fetches++;
+    }
+    if (c->status == 0) {
+        r->st.hits++;
+        if (c->op == VKVR_OP_FETCH) {
+            r->st.fetch_bytes += c->size;
+            r->st.fetch_ns_total += c->latency_ns;
+            if (c->latency_ns > r->st.fetch_ns_max)
+                r->st.fetch_ns_max = c->latency_ns;
+        }
+    } else if (c->status == VKV_ENOTFOUND) {
+        r->st.misses++;
+    } else {
+        r->st.errors++;
+        log_limited(&r->rl_fetch, vkvr_op_name(c->op), c,
+                    c->status == VKV_ECHECKSUM || c->status == VKV_EIDENT ? "" : detail);
+    }
+}
+
+/* Appends c to the completion list, growing it as needed: 0, or VKV_ENOMEM
+ * when it cannot grow (c is then not posted). Called with r->mu held. */
+static int push_done(vkvr *r, const vkvr_completion *c)
+{
+    if (r->ndone == r->capdone) {
+        size_t cap = r->capdone ? 2 * r->capdone : 64;
+        vkvr_completion *nd = realloc(r->done, cap * sizeof *nd);
+        if (!nd)
+            return VKV_ENOMEM;
+        r->done = nd;
+        r->capdone = cap;
+    }
+    r->done[r->ndone++] = *c;
+    return 0;
+}
+
 /* Posts the completion of job j (status, size, buf) and updates the stats;
- * frees j (except what `buf` hands to the caller). */
+ * frees j (except what `buf` hands to the caller). When the completion
+ * cannot be posted (out of memory) buf is freed too. */
 static void complete(struct worker *w, struct job *j, int status, uint64_t size, void *buf,
                      const vkvr_io_report *rep)
 {
@@ -189,61 +252,17 @@ static void complete(struct worker *w, struct job *j, int status, uint64_t size,
     add_router_counts(r, w);
     r->st.corrupt += rep->corrupt ? 1 : 0;
     r->st.foreign += rep->foreign ? 1 : 0;
-    if (j->op == VKVR_OP_PUBLISH) {
-        r->st.queue_bytes -= j->len;
-        r->publishing--;
-        if (status == 0) {
-            r->st.publishes++;
-            r->st.publish_bytes += j->len;
-        } else if (status == VKV_EEXIST) {
-            r->st.publish_skipped++;
-        } else {
-            r->st.publish_errors++;
-            r->st.publish_oom += status == VKV_ENOSPC ? 1 : 0;
-            log_limited(&r->rl_pub, "publish", &c, status == VKV_ENOSPC ? "" : detail);
-        }
-    } else {
-        if (j->op == VKVR_OP_PROBE) {
-            r->st.probes++;
-            r->st.probe_hits += status == 0 ? 1 : 0;
-        } else {
-            r->st.fetches++;
-        }
-        if (status == 0) {
-            r->st.hits++;
-            if (j->op == VKVR_OP_FETCH) {
-                r->st.fetch_bytes += size;
-                r->st.fetch_ns_total += c.latency_ns;
-                if (c.latency_ns > r->st.fetch_ns_max)
-                    r->st.fetch_ns_max = c.latency_ns;
-            }
-        } else if (status == VKV_ENOTFOUND) {
-            r->st.misses++;
-        } else {
-            r->st.errors++;
-            log_limited(&r->rl_fetch, vkvr_op_name(j->op), &c,
-                        status == VKV_ECHECKSUM || status == VKV_EIDENT ? "" : detail);
-        }
-    }
+    if (j->op == VKVR_OP_PUBLISH)
+        count_publish(r, j, &c, detail);
+    else
+        count_fetch(r, &c, detail);
     if (status && status != VKV_ENOTFOUND && status != VKV_EEXIST) {
         r->st.last_error_ms = vkv_wall_ms();
         snprintf(r->st.last_error, sizeof r->st.last_error, "%s: %s%s%.100s", vkvr_op_name(j->op),
                  vkv_strerror(status), detail[0] ? ": " : "", detail);
     }
     r->st.queue_ops = r->fetchq.n + r->pubq.n;
-    int post_rc = 0;
-    if (r->ndone == r->capdone) {
-        size_t cap = r->capdone ? 2 * r->capdone : 64;
-        vkvr_completion *nd = realloc(r->done, cap * sizeof *nd);
-        if (nd) {
-            r->done = nd;
-            r->capdone = cap;
-        } else {
-            post_rc = VKV_ENOMEM;
-        }
-    }
-    if (post_rc == 0)
-        r->done[r->ndone++] = c;
+    int post_rc = push_done(r, &c);
     pthread_cond_broadcast(&r->cv); /* a publish slot may be free */
     pthread_mutex_unlock(&r->mu);
     if (post_rc) {
