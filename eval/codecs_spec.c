@@ -1,6 +1,7 @@
 /* eval/codecs_spec.c - codec spec strings -> vkve_codec (see codecs.h for
  * the syntax; codecs_impl.h for the file map). */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 
 /* Iterates "key=value" pairs of a comma list: copies the next pair's key and
  * value into k / v (bounded) and advances *p. Returns 1 if a pair was read,
- * 0 at the end, -1 on a malformed pair. */
+ * 0 at the end, VKV_ESPEC on a malformed pair. */
 static int vkve_next_kv(const char **p, char *k, size_t kn, char *v, size_t vn)
 {
     const char *s = *p;
@@ -23,7 +24,7 @@ static int vkve_next_kv(const char **p, char *k, size_t kn, char *v, size_t vn)
         end = s + strlen(s);
     if (!eq || eq > end || eq == s || (size_t)(eq - s) >= kn || (size_t)(end - eq - 1) >= vn ||
         end == eq + 1)
-        return -1;
+        return VKV_ESPEC;
     memcpy(k, s, (size_t)(eq - s));
     k[eq - s] = '\0';
     memcpy(v, eq + 1, (size_t)(end - eq - 1));
@@ -32,39 +33,39 @@ static int vkve_next_kv(const char **p, char *k, size_t kn, char *v, size_t vn)
     return 1;
 }
 
-/* Parses a whole number in [lo, hi]. Returns 0 or -1. */
-static int vkve_parse_u(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+/* Parses a whole number in [lo, hi]. Returns true, or false when s is not one. */
+static bool vkve_parse_u(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
 {
     char *e;
     unsigned long v = strtoul(s, &e, 10);
     if (e == s || *e || v < lo || v > hi)
-        return -1;
+        return false;
     *out = v;
-    return 0;
+    return true;
 }
 
-/* Parses a finite float. Returns 0 or -1. */
-static int vkve_parse_f(const char *s, double *out)
+/* Parses a finite float. Returns true, or false when s is not one. */
+static bool vkve_parse_f(const char *s, double *out)
 {
     char *e;
     double v = strtod(s, &e);
     if (e == s || *e || !isfinite(v))
-        return -1;
+        return false;
     *out = v;
-    return 0;
+    return true;
 }
 
 /* This module's reading of the block spec syntax, used when the codec
  * library is absent or for "sim-" specs. Same keys and defaults as
  * kernels/codec.c (kg=256 channel, vmode=token vg=0, iters 3, minmax
- * 0.5/0.3, quantile 0.2). */
-static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
+ * 0.5/0.3, quantile 0.2). Returns true, or false on an invalid spec. */
+static bool vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
 {
     char rule[16];
     const char *colon = strchr(text, ':');
     size_t rl = colon ? (size_t)(colon - text) : strlen(text);
     if (rl == 0 || rl >= sizeof rule)
-        return -1;
+        return false;
     memcpy(rule, text, rl);
     rule[rl] = '\0';
     memset(s, 0, sizeof *s);
@@ -79,7 +80,7 @@ static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
         s->rule = VKV_RULE_LLOYD;
         s->iters = 3;
     } else {
-        return -1;
+        return false;
     }
     s->k_mode = VKV_GROUP_CHANNEL;
     s->k_group = 256;
@@ -96,29 +97,29 @@ static int vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
                     : strcmp(v, "token") == 0 ? VKV_GROUP_TOKEN
                                               : 0;
             if (!m)
-                return -1;
+                return false;
             *(k[0] == 'k' ? &s->k_mode : &s->v_mode) = (uint8_t)m;
         } else if (strcmp(k, "kg") == 0 || strcmp(k, "vg") == 0) {
-            if (vkve_parse_u(v, 0, 65535, &u))
-                return -1;
+            if (!vkve_parse_u(v, 0, 65535, &u))
+                return false;
             *(k[0] == 'k' ? &s->k_group : &s->v_group) = (uint16_t)u;
         } else if (strcmp(k, "kp") == 0 || strcmp(k, "vp") == 0) {
-            if (vkve_parse_f(v, &f) || s->rule == VKV_RULE_LLOYD || f < 0 || f >= 1 ||
+            if (!vkve_parse_f(v, &f) || s->rule == VKV_RULE_LLOYD || f < 0 || f >= 1 ||
                 (s->rule == VKV_RULE_QUANTILE && (f <= 0 || f >= 0.5)))
-                return -1;
+                return false;
             *(k[0] == 'k' ? &s->k_param : &s->v_param) = (float)f;
         } else if (strcmp(k, "iters") == 0) {
-            if (vkve_parse_u(v, 1, 16, &u) || s->rule != VKV_RULE_LLOYD)
-                return -1;
+            if (!vkve_parse_u(v, 1, 16, &u) || s->rule != VKV_RULE_LLOYD)
+                return false;
             s->iters = (uint8_t)u;
         } else {
-            return -1;
+            return false;
         }
     }
     if (r < 0 || (s->k_mode == VKV_GROUP_CHANNEL && s->k_group == 0) ||
         (s->v_mode == VKV_GROUP_CHANNEL && s->v_group == 0))
-        return -1;
-    return 0;
+        return false;
+    return true;
 }
 
 /* Parses the keys of "calibquant[:...]" (p: after the colon) into *c. Returns
@@ -135,7 +136,7 @@ static int vkve_parse_calibquant(const char *text, const char *p, vkve_codec *c,
     int calib = 0;
     while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
         double f;
-        if (vkve_parse_f(v, &f))
+        if (!vkve_parse_f(v, &f))
             return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: bad value '%s'", v);
         if (strcmp(k, "ks") == 0 && f > 0 && f <= 1)
             c->ks = (float)f;
@@ -167,7 +168,7 @@ static int vkve_parse_sim_tc(const char *text, const char *p, vkve_codec *c, cha
     c->tc_maxb = 3;
     while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
         double f;
-        if (vkve_parse_f(v, &f))
+        if (!vkve_parse_f(v, &f))
             return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: bad value '%s'", v);
         if (strcmp(k, "kb") == 0 && f > 0 && f <= 3)
             c->tc_kb = f;
@@ -207,10 +208,10 @@ static int vkve_parse_rotsign(const char *text, const char *p, vkve_codec *c, ch
     while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
         unsigned long u;
         int t = k[0] == 'k' ? 0 : k[0] == 'v' ? 1 : -1;
-        if (strcmp(k, "seed") == 0 && !vkve_parse_u(v, 0, 0xffffffffUL, &u))
+        if (strcmp(k, "seed") == 0 && vkve_parse_u(v, 0, 0xffffffffUL, &u))
             c->seed = u;
         else if (t >= 0 && strlen(k) == 2 && (k[1] == 'c' || k[1] == 'r') &&
-                 !vkve_parse_u(v, 0, 1, &u))
+                 vkve_parse_u(v, 0, 1, &u))
             *(k[1] == 'c' ? &c->center[t] : &c->rot[t]) = (uint8_t)u;
         else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "token") == 0)
             c->scale[t] = VKVE_SCALE_TOKEN;
@@ -237,26 +238,26 @@ static int vkve_parse_block(const char *text, vkve_codec *c, char *err, size_t e
         return VKV_OK;
     }
     c->sim = 1;
-    if (vkve_block_parse_sim(text + 4, &c->spec) != 0)
+    if (!vkve_block_parse_sim(text + 4, &c->spec))
         return vkv_errbuf(err, errlen, VKV_ESPEC, "unknown or invalid codec spec '%s'", text);
     return VKV_OK;
 }
 
-/* 1 when `name` (nl bytes, the part before the colon) is `word`. */
-static int vkve_is_name(const char *name, size_t nl, const char *word)
+/* True when `name` (nl bytes, the part before the colon) is `word`. */
+static bool vkve_is_name(const char *name, size_t nl, const char *word)
 {
     return nl == strlen(word) && strncmp(name, word, nl) == 0;
 }
 
-/* 1 when "rotsign:..." with keys p names the block rule (its own keys, as
+/* True when "rotsign:..." with keys p names the block rule (its own keys, as
  * its canonical string starts) rather than the eval-only design. */
-static int vkve_rotsign_is_block(const char *p)
+static bool vkve_rotsign_is_block(const char *p)
 {
     static const char *const keys[] = {"kmode=", "vmode=", "kbits=", "vbits=", "iters="};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (strncmp(p, keys[i], 6) == 0)
-            return 1;
-    return 0;
+            return true;
+    return false;
 }
 
 /* See codecs.h. */
@@ -289,7 +290,7 @@ int vkve_codec_parse(const char *text, vkve_codec *c, char *err, size_t errlen)
     /* "tc[:kb=..,vb=..,aw=..]" is block rule 5 through the library (what
      * users get); "sim-tc:..." and specs with the eval-only keys (alpha,
      * maxb, minb) are this module's simulation */
-    int tc = vkve_is_name(text, nl, "tc");
+    bool tc = vkve_is_name(text, nl, "tc");
     if (tc && !strstr(p, "alpha=") && !strstr(p, "maxb=") && !strstr(p, "minb=")) {
         c->kind = VKVE_BLOCK;
         if (vkv_codec_spec_parse(text, &c->spec) != VKV_OK)

@@ -119,8 +119,8 @@ static void vkve_usage(FILE *fp)
           fp);
 }
 
-/* Parses argv[2..] into *o. Returns 0 or -1 (message printed). */
-static int vkve_parse_args(int argc, char **argv, vkve_opts *o)
+/* Parses argv[2..] into *o. Returns true, or false (message printed). */
+static bool vkve_parse_args(int argc, char **argv, vkve_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->chunk = 256;
@@ -181,37 +181,37 @@ static int vkve_parse_args(int argc, char **argv, vkve_opts *o)
     bad:
         fprintf(stderr, "vkv-eval: bad or incomplete argument '%s'\n", a);
         vkve_usage(stderr);
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
-/* Generates a profile by name into *d. Returns 0 or -1 (message printed). */
-static int vkve_load_profile(const char *name, const vkve_opts *o, vkve_data *d)
+/* Generates a profile by name into *d. Returns true, or false (message printed). */
+static bool vkve_load_profile(const char *name, const vkve_opts *o, vkve_data *d)
 {
     const vkve_profile *p = vkve_profile_find(name);
     if (!p) {
         fprintf(stderr, "vkv-eval: unknown profile '%s' (see: vkv-eval profiles)\n", name);
-        return -1;
+        return false;
     }
     int rc = vkve_synth(p, o->seed_set ? o->seed : p->seed, d);
     if (rc != VKV_OK) {
         fprintf(stderr, "vkv-eval: profile %s: %s\n", name, vkv_strerror(rc));
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
 /* Runs every codec of the list over d, appending to rows (capacity cap).
  * A codec whose groups do not fit the shape is skipped with a warning.
- * Returns 0 or -1 (message printed). */
-static int vkve_run_list(const vkve_data *d, const char *const *codecs, size_t nc,
-                         const vkve_opts *o, vkve_row *rows, size_t *n, size_t cap)
+ * Returns true, or false (message printed). */
+static bool vkve_run_list(const vkve_data *d, const char *const *codecs, size_t nc,
+                          const vkve_opts *o, vkve_row *rows, size_t *n, size_t cap)
 {
     char err[256];
     for (size_t i = 0; i < nc; i++) {
         if (*n == cap)
-            return -1;
+            return false;
         int rc = vkve_run_codec(d, codecs[i], o->chunk, o->topk, &rows[*n], err, sizeof err);
         if (rc == VKV_EGROUP || rc == VKV_ESHAPE) {
             fprintf(stderr, "vkv-eval: skipping %s on %s: %s\n", codecs[i], d->name, err);
@@ -219,25 +219,26 @@ static int vkve_run_list(const vkve_data *d, const char *const *codecs, size_t n
         }
         if (rc != VKV_OK) {
             fprintf(stderr, "vkv-eval: %s on %s: %s\n", codecs[i], d->name, err);
-            return -1;
+            return false;
         }
         (*n)++;
     }
-    return 0;
+    return true;
 }
 
-/* Writes the optional JSON/CSV outputs of run. Returns 0 or -1. */
-static int vkve_outputs(const vkve_opts *o, const vkve_row *rows, size_t n)
+/* Writes the optional JSON/CSV outputs of run. Returns true, or false (message
+ * printed). */
+static bool vkve_outputs(const vkve_opts *o, const vkve_row *rows, size_t n)
 {
     if (o->json && vkve_write_json(o->json, rows, n, o->topk, o->per_head) != VKV_OK) {
         fprintf(stderr, "vkv-eval: cannot write %s\n", o->json);
-        return -1;
+        return false;
     }
     if (o->csv && vkve_write_csv(o->csv, rows, n) != VKV_OK) {
         fprintf(stderr, "vkv-eval: cannot write %s\n", o->csv);
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
 /* vkv-eval run. */
@@ -249,7 +250,7 @@ static int vkve_cmd_run(const vkve_opts *o)
         fprintf(stderr, "vkv-eval run: give exactly one of --profile or --input\n");
         return 2;
     }
-    if (o->profile && vkve_load_profile(o->profile, o, &d) != 0)
+    if (o->profile && !vkve_load_profile(o->profile, o, &d))
         return 2;
     if (o->input) {
         int rc = vkve_data_load(o->input, &d, err, sizeof err);
@@ -267,9 +268,9 @@ static int vkve_cmd_run(const vkve_opts *o)
     size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, n = 0;
     vkve_row *rows = calloc(nc, sizeof *rows);
     int ret = 2;
-    if (rows && vkve_run_list(&d, list, nc, o, rows, &n, nc) == 0) {
+    if (rows && vkve_run_list(&d, list, nc, o, rows, &n, nc)) {
         vkve_print_table(stdout, rows, n, o->topk);
-        ret = vkve_outputs(o, rows, n) == 0 ? 0 : 2;
+        ret = vkve_outputs(o, rows, n) ? 0 : 2;
     }
     if (rows)
         vkve_rows_free(rows, n);
@@ -348,14 +349,14 @@ static bool vkve_table_add(vkve_table *tb, const vkve_data *d, const char *const
 {
     fprintf(stderr, "vkv-eval: %s: %u layers, %u tokens (%u visual), %u kv heads, %u query heads\n",
             d->name, d->layers, d->tokens, vkve_n_visual(d), d->kv_heads, d->n_heads);
-    int r = vkve_run_list(d, list, nc, o, tb->rows, &tb->n, tb->cap);
+    bool ok = vkve_run_list(d, list, nc, o, tb->rows, &tb->n, tb->cap);
     /* make sure the goal check has its rows even with a custom list */
     const char *need[6] = {tb->deflt,        VKVE_BASE_CQ,   VKVE_BASE_SEED,
                            VKVE_DESIGN_SPEC, VKVE_CAND_SPEC, VKVE_CAND2_SPEC};
-    for (int j = 0; r == 0 && j < 6; j++)
+    for (int j = 0; ok && j < 6; j++)
         if (!vkve_find_row(tb->rows, tb->n, d->name, need[j]))
-            r = vkve_run_list(d, &need[j], 1, o, tb->rows, &tb->n, tb->cap);
-    return r == 0;
+            ok = vkve_run_list(d, &need[j], 1, o, tb->rows, &tb->n, tb->cap);
+    return ok;
 }
 
 /* Fills tb with every profile but "tiny", then the --input dump as one
@@ -381,7 +382,7 @@ static bool vkve_table_collect(vkve_table *tb, const char *const *list, size_t n
         } else {
             if (strcmp(ps[i].name, "tiny") == 0)
                 continue;
-            if (vkve_load_profile(ps[i].name, o, &d) != 0)
+            if (!vkve_load_profile(ps[i].name, o, &d))
                 return false;
             tb->names[tb->np++] = ps[i].name;
         }
@@ -481,7 +482,7 @@ static int vkve_cmd_gen(const vkve_opts *o)
         fprintf(stderr, "vkv-eval gen: needs --profile NAME and one output path\n");
         return 2;
     }
-    if (vkve_load_profile(o->profile, o, &d) != 0)
+    if (!vkve_load_profile(o->profile, o, &d))
         return 2;
     snprintf(seed, sizeof seed, "%lu",
              o->seed_set ? o->seed : (unsigned long)vkve_profile_find(o->profile)->seed);
@@ -592,7 +593,7 @@ static int vkve_cmd_compare(const vkve_opts *o)
                 o->max_nmse);
         ret = 1;
     }
-    if (ret == 0 && vkve_outputs(o, &row, 1) != 0)
+    if (ret == 0 && !vkve_outputs(o, &row, 1))
         ret = 2;
     vkve_metrics_free(&row.m);
 done:
@@ -669,7 +670,7 @@ int main(int argc, char **argv)
         vkve_usage(stderr);
         return 2;
     }
-    if (vkve_parse_args(argc, argv, &o) != 0)
+    if (!vkve_parse_args(argc, argv, &o))
         return 2;
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
