@@ -223,6 +223,22 @@ static void vkve_rs_token_scale(const float *y, uint32_t nv, uint32_t D, int dty
     }
 }
 
+/* One half-step of the rank-1 fit |y| ~ a b^T: out[i] = sum_k |y[i*si +
+ * k*sk]| f[k] / |f|^2 for i < n, k < m (0 when f is all zero). */
+static void vkve_ls_factor(const float *y, uint32_t n, uint32_t m, size_t si, size_t sk,
+                           const float *f, float *out)
+{
+    double ff = 0;
+    for (uint32_t k = 0; k < m; k++)
+        ff += (double)f[k] * f[k];
+    for (uint32_t i = 0; i < n; i++) {
+        double s = 0;
+        for (uint32_t k = 0; k < m; k++)
+            s += fabsf(y[i * si + k * sk]) * f[k];
+        out[i] = ff > 0 ? (float)(s / ff) : 0.0f;
+    }
+}
+
 /* rotsign rank-1 scale: fits |y_jd| ~ a_j b_d by alternating least squares
  * and stores b normalised to max 1 (a takes the factor), both rounded to
  * dtype. */
@@ -235,24 +251,8 @@ static void vkve_rs_rank1(const float *y, uint32_t nv, uint32_t D, int dtype, fl
         b[d] = (float)(s / nv);
     }
     for (int it = 0; it < 3; it++) {
-        double bb = 0;
-        for (uint32_t d = 0; d < D; d++)
-            bb += (double)b[d] * b[d];
-        for (uint32_t j = 0; j < nv; j++) {
-            double s = 0;
-            for (uint32_t d = 0; d < D; d++)
-                s += fabsf(y[(size_t)j * D + d]) * b[d];
-            a[j] = bb > 0 ? (float)(s / bb) : 0.0f;
-        }
-        double aa = 0;
-        for (uint32_t j = 0; j < nv; j++)
-            aa += (double)a[j] * a[j];
-        for (uint32_t d = 0; d < D; d++) {
-            double s = 0;
-            for (uint32_t j = 0; j < nv; j++)
-                s += fabsf(y[(size_t)j * D + d]) * a[j];
-            b[d] = aa > 0 ? (float)(s / aa) : 0.0f;
-        }
+        vkve_ls_factor(y, nv, D, D, 1, b, a);
+        vkve_ls_factor(y, D, nv, 1, D, a, b);
     }
     /* store b normalised to max 1 so both fit fp16 comfortably */
     float bm = 0;

@@ -122,37 +122,93 @@ static bool vkve_block_parse_sim(const char *text, vkv_codec_spec *s)
     return true;
 }
 
+/* Applies one key=value pair of a codec family to *c (f: the value as a
+ * number when the family's values are numbers; st: the family's parse
+ * state). Returns true, or false for a key or value the family does not
+ * take. */
+typedef bool (*vkve_key_fn)(vkve_codec *c, const char *k, const char *v, double f, void *st);
+
+/* Walks the key=value list p of spec `text` of family `name`, applying each
+ * pair with fn; numeric: every value must be a finite number. Returns VKV_OK
+ * or VKV_ESPEC with "NAME: bad value 'v'", "NAME: bad key 'k=v'" or "NAME:
+ * malformed 'text'" in err. */
+static int vkve_parse_keys(const char *name, const char *text, const char *p, bool numeric,
+                           vkve_key_fn fn, vkve_codec *c, void *st, char *err, size_t errlen)
+{
+    char k[16], v[32];
+    int r;
+    while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
+        double f = 0;
+        if (numeric && !vkve_parse_f(v, &f))
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "%s: bad value '%s'", name, v);
+        if (!fn(c, k, v, f, st))
+            return vkv_errbuf(err, errlen, VKV_ESPEC, "%s: bad key '%s=%s'", name, k, v);
+    }
+    if (r < 0)
+        return vkv_errbuf(err, errlen, VKV_ESPEC, "%s: malformed '%s'", name, text);
+    return VKV_OK;
+}
+
+/* CalibQuant's parse state: the logit offset and whether it is on. */
+typedef struct vkve_cq_keys {
+    double off;
+    int calib;
+} vkve_cq_keys;
+
+/* vkve_key_fn of calibquant: ks, vs in (0, 1], calib 0|1, off > 0. */
+static bool vkve_calibquant_key(vkve_codec *c, const char *k, const char *v, double f, void *st)
+{
+    vkve_cq_keys *q = st;
+    (void)v;
+    if (strcmp(k, "ks") == 0 && f > 0 && f <= 1)
+        c->ks = (float)f;
+    else if (strcmp(k, "vs") == 0 && f > 0 && f <= 1)
+        c->vs = (float)f;
+    else if (strcmp(k, "calib") == 0 && (f == 0 || f == 1))
+        q->calib = (int)f;
+    else if (strcmp(k, "off") == 0 && f > 0)
+        q->off = f;
+    else
+        return false;
+    return true;
+}
+
 /* Parses the keys of "calibquant[:...]" (p: after the colon) into *c. Returns
  * VKV_OK or VKV_ESPEC (message in err). */
 static int vkve_parse_calibquant(const char *text, const char *p, vkve_codec *c, char *err,
                                  size_t errlen)
 {
-    char k[16], v[32];
-    int r;
+    vkve_cq_keys q = {.off = 3.0, .calib = 0};
     c->kind = VKVE_CALIBQUANT;
     c->ks = 0.5f;
     c->vs = 0.3f;
-    double off = 3.0;
-    int calib = 0;
-    while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
-        double f;
-        if (!vkve_parse_f(v, &f))
-            return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: bad value '%s'", v);
-        if (strcmp(k, "ks") == 0 && f > 0 && f <= 1)
-            c->ks = (float)f;
-        else if (strcmp(k, "vs") == 0 && f > 0 && f <= 1)
-            c->vs = (float)f;
-        else if (strcmp(k, "calib") == 0 && (f == 0 || f == 1))
-            calib = (int)f;
-        else if (strcmp(k, "off") == 0 && f > 0)
-            off = f;
-        else
-            return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: bad key '%s=%s'", k, v);
-    }
-    if (r < 0)
-        return vkv_errbuf(err, errlen, VKV_ESPEC, "calibquant: malformed '%s'", text);
-    c->calib = calib ? off : 0.0;
+    int rc = vkve_parse_keys("calibquant", text, p, true, vkve_calibquant_key, c, &q, err, errlen);
+    if (rc != VKV_OK)
+        return rc;
+    c->calib = q.calib ? q.off : 0.0;
     return VKV_OK;
+}
+
+/* vkve_key_fn of sim-tc: kb in (0, 3], alpha in [0, 4], maxb 1..3, minb
+ * 0..2, aw 0|1, vb in [0, 3]. */
+static bool vkve_sim_tc_key(vkve_codec *c, const char *k, const char *v, double f, void *st)
+{
+    (void)v, (void)st;
+    if (strcmp(k, "kb") == 0 && f > 0 && f <= 3)
+        c->tc_kb = f;
+    else if (strcmp(k, "alpha") == 0 && f >= 0 && f <= 4)
+        c->tc_alpha = f;
+    else if (strcmp(k, "maxb") == 0 && (f == 1 || f == 2 || f == 3))
+        c->tc_maxb = (uint32_t)f;
+    else if (strcmp(k, "minb") == 0 && (f == 0 || f == 1 || f == 2))
+        c->tc_minb = (uint32_t)f;
+    else if (strcmp(k, "aw") == 0 && (f == 0 || f == 1))
+        c->tc_aw = (int)f;
+    else if (strcmp(k, "vb") == 0 && f >= 0 && f <= 3)
+        c->tc_vb = f;
+    else
+        return false;
+    return true;
 }
 
 /* Parses the keys of the simulated "tc:..." / "sim-tc[:...]" (p: after the
@@ -160,33 +216,13 @@ static int vkve_parse_calibquant(const char *text, const char *p, vkve_codec *c,
 static int vkve_parse_sim_tc(const char *text, const char *p, vkve_codec *c, char *err,
                              size_t errlen)
 {
-    char k[16], v[32];
-    int r;
     c->kind = VKVE_TC;
     c->tc_kb = 1.0;
     c->tc_alpha = 1.0;
     c->tc_maxb = 3;
-    while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
-        double f;
-        if (!vkve_parse_f(v, &f))
-            return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: bad value '%s'", v);
-        if (strcmp(k, "kb") == 0 && f > 0 && f <= 3)
-            c->tc_kb = f;
-        else if (strcmp(k, "alpha") == 0 && f >= 0 && f <= 4)
-            c->tc_alpha = f;
-        else if (strcmp(k, "maxb") == 0 && (f == 1 || f == 2 || f == 3))
-            c->tc_maxb = (uint32_t)f;
-        else if (strcmp(k, "minb") == 0 && (f == 0 || f == 1 || f == 2))
-            c->tc_minb = (uint32_t)f;
-        else if (strcmp(k, "aw") == 0 && (f == 0 || f == 1))
-            c->tc_aw = (int)f;
-        else if (strcmp(k, "vb") == 0 && f >= 0 && f <= 3)
-            c->tc_vb = f;
-        else
-            return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: bad key '%s=%s'", k, v);
-    }
-    if (r < 0)
-        return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: malformed '%s'", text);
+    int rc = vkve_parse_keys("tc", text, p, true, vkve_sim_tc_key, c, NULL, err, errlen);
+    if (rc != VKV_OK)
+        return rc;
     if (c->tc_kb > c->tc_maxb || c->tc_kb < c->tc_minb || c->tc_minb > c->tc_maxb ||
         c->tc_vb > c->tc_maxb)
         return vkv_errbuf(err, errlen, VKV_ESPEC, "tc: kb %g outside [minb %u, maxb %u]", c->tc_kb,
@@ -194,35 +230,36 @@ static int vkve_parse_sim_tc(const char *text, const char *p, vkve_codec *c, cha
     return VKV_OK;
 }
 
+/* vkve_key_fn of the eval-only rotsign: seed N, kc/kr/vc/vr 0|1, ks/vs
+ * token|rank1 (values are words, f unused). */
+static bool vkve_rotsign_key(vkve_codec *c, const char *k, const char *v, double f, void *st)
+{
+    unsigned long u;
+    int t = k[0] == 'k' ? 0 : k[0] == 'v' ? 1 : -1;
+    (void)f, (void)st;
+    if (strcmp(k, "seed") == 0 && vkve_parse_u(v, 0, 0xffffffffUL, &u))
+        c->seed = u;
+    else if (t >= 0 && strlen(k) == 2 && (k[1] == 'c' || k[1] == 'r') && vkve_parse_u(v, 0, 1, &u))
+        *(k[1] == 'c' ? &c->center[t] : &c->rot[t]) = (uint8_t)u;
+    else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "token") == 0)
+        c->scale[t] = VKVE_SCALE_TOKEN;
+    else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "rank1") == 0)
+        c->scale[t] = VKVE_SCALE_RANK1;
+    else
+        return false;
+    return true;
+}
+
 /* Parses the keys of the eval-only "rotsign[:...]" design (p: after the
  * colon) into *c. Returns VKV_OK or VKV_ESPEC (message in err). */
 static int vkve_parse_rotsign(const char *text, const char *p, vkve_codec *c, char *err,
                               size_t errlen)
 {
-    char k[16], v[32];
-    int r;
     c->kind = VKVE_ROTSIGN;
     c->center[0] = 1, c->rot[0] = 1, c->scale[0] = VKVE_SCALE_TOKEN;
     c->center[1] = 0, c->rot[1] = 0, c->scale[1] = VKVE_SCALE_RANK1;
     c->seed = 0x5eedull;
-    while ((r = vkve_next_kv(&p, k, sizeof k, v, sizeof v)) == 1) {
-        unsigned long u;
-        int t = k[0] == 'k' ? 0 : k[0] == 'v' ? 1 : -1;
-        if (strcmp(k, "seed") == 0 && vkve_parse_u(v, 0, 0xffffffffUL, &u))
-            c->seed = u;
-        else if (t >= 0 && strlen(k) == 2 && (k[1] == 'c' || k[1] == 'r') &&
-                 vkve_parse_u(v, 0, 1, &u))
-            *(k[1] == 'c' ? &c->center[t] : &c->rot[t]) = (uint8_t)u;
-        else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "token") == 0)
-            c->scale[t] = VKVE_SCALE_TOKEN;
-        else if (t >= 0 && strlen(k) == 2 && k[1] == 's' && strcmp(v, "rank1") == 0)
-            c->scale[t] = VKVE_SCALE_RANK1;
-        else
-            return vkv_errbuf(err, errlen, VKV_ESPEC, "rotsign: bad key '%s=%s'", k, v);
-    }
-    if (r < 0)
-        return vkv_errbuf(err, errlen, VKV_ESPEC, "rotsign: malformed '%s'", text);
-    return VKV_OK;
+    return vkve_parse_keys("rotsign", text, p, false, vkve_rotsign_key, c, NULL, err, errlen);
 }
 
 /* Parses a block codec spec (vkv/codec.h syntax; "sim-" prefix: this
