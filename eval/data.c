@@ -138,23 +138,21 @@ static int vkve_data_take(const vkvtn_st_tensor *t, uint64_t a, uint64_t b, uint
     return vkvtn_st_to_f32(t, dst);
 }
 
-/* See data.h. */
-int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
+/* Reads the shape of the dump f into d: tokens, KV heads, head_dim and
+ * dtype from layers.0.k, the layer count, and n_queries / n_heads from
+ * layers.0.q when *q0 (set here) is present. Returns VKV_OK or VKV_ESHAPE
+ * (message in err). */
+static int vkve_data_shape(const vkvtn_st_file *f, const char *path, vkve_data *d,
+                           const vkvtn_st_tensor **q0, char *err, size_t errlen)
 {
-    vkvtn_st_file *f = NULL;
-    memset(d, 0, sizeof *d);
-    int rc = vkvtn_st_read_file(path, &f, err, errlen);
-    if (rc != VKV_OK)
-        return rc;
     const vkvtn_st_tensor *k0 = vkvtn_st_find(f, "layers.0.k");
-    const vkvtn_st_tensor *q0 = vkvtn_st_find(f, "layers.0.q");
+    *q0 = vkvtn_st_find(f, "layers.0.q");
     char name[64];
     if (!k0 || k0->ndim != 3 || k0->shape[0] == 0 || k0->shape[1] == 0 || k0->shape[2] == 0 ||
         k0->shape[0] > VKV_BLOCK_MAX_TOKENS * 16u || k0->shape[1] > VKV_BLOCK_MAX_HEADS ||
         k0->shape[2] > VKV_BLOCK_MAX_HEAD_DIM) {
         snprintf(err, errlen, "%s: needs layers.0.k of shape [tokens, kv_heads, head_dim]", path);
-        rc = VKV_ESHAPE;
-        goto fail;
+        return VKV_ESHAPE;
     }
     d->tokens = (uint32_t)k0->shape[0];
     d->kv_heads = (uint32_t)k0->shape[1];
@@ -166,32 +164,110 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
             break;
         d->layers++;
     }
-    if (q0) {
-        if (q0->ndim != 3 || q0->shape[0] == 0 || q0->shape[2] != d->head_dim ||
-            q0->shape[1] == 0 || q0->shape[1] % d->kv_heads != 0 || q0->shape[0] > 65536 ||
-            q0->shape[1] > 4096) {
+    const vkvtn_st_tensor *q = *q0;
+    if (q) {
+        if (q->ndim != 3 || q->shape[0] == 0 || q->shape[2] != d->head_dim || q->shape[1] == 0 ||
+            q->shape[1] % d->kv_heads != 0 || q->shape[0] > 65536 || q->shape[1] > 4096) {
             snprintf(err, errlen,
                      "layers.0.q must be [n_queries, n_heads, %u] with n_heads a multiple of %u",
                      d->head_dim, d->kv_heads);
-            rc = VKV_ESHAPE;
-            goto fail;
+            return VKV_ESHAPE;
         }
-        d->n_queries = (uint32_t)q0->shape[0];
-        d->n_heads = (uint32_t)q0->shape[1];
+        d->n_queries = (uint32_t)q->shape[0];
+        d->n_heads = (uint32_t)q->shape[1];
     }
+    return VKV_OK;
+}
+
+/* Reads the visual ranges of the dump f into d (default: every token).
+ * Returns VKV_OK or VKV_ERANGES (message in err). */
+static int vkve_data_ranges(const vkvtn_st_file *f, vkve_data *d, char *err, size_t errlen)
+{
     const char *vr = vkvtn_st_meta(f, "visual_ranges");
-    if (vr) {
-        if (vkve_ranges_parse(vr, d->tokens, d->ranges, &d->n_ranges) != VKV_OK) {
-            snprintf(err, errlen, "metadata visual_ranges '%s' is malformed or out of [0, %u)", vr,
-                     d->tokens);
-            rc = VKV_ERANGES;
-            goto fail;
-        }
-    } else {
+    if (!vr) {
         d->n_ranges = 1;
         d->ranges[0].start = 0;
         d->ranges[0].len = d->tokens;
+        return VKV_OK;
     }
+    if (vkve_ranges_parse(vr, d->tokens, d->ranges, &d->n_ranges) != VKV_OK) {
+        snprintf(err, errlen, "metadata visual_ranges '%s' is malformed or out of [0, %u)", vr,
+                 d->tokens);
+        return VKV_ERANGES;
+    }
+    return VKV_OK;
+}
+
+/* Copies tensor `name` of the dump f (expected [a][b][c]) into dst.
+ * Returns VKV_OK, VKV_ESHAPE (missing or misshapen) or a conversion error
+ * (message in err). */
+static int vkve_data_get(const vkvtn_st_file *f, const char *path, const char *name, uint64_t a,
+                         uint64_t b, uint64_t c, float *dst, char *err, size_t errlen)
+{
+    const vkvtn_st_tensor *t = vkvtn_st_find(f, name);
+    if (!t) {
+        snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
+        return VKV_ESHAPE;
+    }
+    return vkve_data_take(t, a, b, c, dst, err, errlen);
+}
+
+/* Reads layer l of the dump f into d's allocated arrays: qw when d has it,
+ * k and v, and q when has_q. Returns as vkve_data_get. */
+static int vkve_data_layer(const vkvtn_st_file *f, const char *path, vkve_data *d, uint32_t l,
+                           int has_q, char *err, size_t errlen)
+{
+    char name[64];
+    int rc;
+    if (d->qw) {
+        snprintf(name, sizeof name, "layers.%u.qw", l);
+        rc = vkve_data_get(f, path, name, 1, d->kv_heads, d->head_dim, d->qw[l], err, errlen);
+        if (rc != VKV_OK)
+            return rc;
+    }
+    const char *kinds = has_q ? "kvq" : "kv";
+    for (const char *c = kinds; *c; c++) {
+        snprintf(name, sizeof name, "layers.%u.%c", l, *c);
+        if (*c == 'q')
+            rc = vkve_data_get(f, path, name, d->n_queries, d->n_heads, d->head_dim, d->q[l], err,
+                               errlen);
+        else
+            rc = vkve_data_get(f, path, name, d->tokens, d->kv_heads, d->head_dim,
+                               *c == 'k' ? d->k[l] : d->v[l], err, errlen);
+        if (rc != VKV_OK)
+            return rc;
+    }
+    return VKV_OK;
+}
+
+/* Proxy queries of layer l: the keys of the last n_queries tokens,
+ * preferring raw ones. */
+static void vkve_proxy_queries(vkve_data *d, uint32_t l)
+{
+    uint32_t got = 0;
+    size_t row = (size_t)d->kv_heads * d->head_dim;
+    for (int pass = 0; pass < 2 && got < d->n_queries; pass++)
+        for (uint32_t t = d->tokens; t-- > 0 && got < d->n_queries;)
+            if (vkve_is_visual(d, t) == pass) {
+                memcpy(d->q[l] + got * row, d->k[l] + t * row, row * sizeof(float));
+                got++;
+            }
+}
+
+/* See data.h. */
+int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
+{
+    vkvtn_st_file *f = NULL;
+    const vkvtn_st_tensor *q0;
+    memset(d, 0, sizeof *d);
+    int rc = vkvtn_st_read_file(path, &f, err, errlen);
+    if (rc != VKV_OK)
+        return rc;
+    rc = vkve_data_shape(f, path, d, &q0, err, errlen);
+    if (rc == VKV_OK)
+        rc = vkve_data_ranges(f, d, err, errlen);
+    if (rc != VKV_OK)
+        goto fail;
     if (!q0) {
         /* proxy queries: keys of the last raw tokens, or the last tokens */
         d->n_heads = d->kv_heads;
@@ -209,46 +285,11 @@ int vkve_data_load(const char *path, vkve_data *d, char *err, size_t errlen)
         goto fail;
     }
     for (uint32_t l = 0; l < d->layers; l++) {
-        if (d->qw) {
-            snprintf(name, sizeof name, "layers.%u.qw", l);
-            const vkvtn_st_tensor *t = vkvtn_st_find(f, name);
-            if (!t) {
-                snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
-                rc = VKV_ESHAPE;
-                goto fail;
-            }
-            rc = vkve_data_take(t, 1, d->kv_heads, d->head_dim, d->qw[l], err, errlen);
-            if (rc != VKV_OK)
-                goto fail;
-        }
-        const char *kinds = q0 ? "kvq" : "kv";
-        for (const char *c = kinds; *c; c++) {
-            snprintf(name, sizeof name, "layers.%u.%c", l, *c);
-            const vkvtn_st_tensor *t = vkvtn_st_find(f, name);
-            if (!t) {
-                snprintf(err, errlen, "%s: missing tensor '%s'", path, name);
-                rc = VKV_ESHAPE;
-                goto fail;
-            }
-            if (*c == 'q')
-                rc = vkve_data_take(t, d->n_queries, d->n_heads, d->head_dim, d->q[l], err, errlen);
-            else
-                rc = vkve_data_take(t, d->tokens, d->kv_heads, d->head_dim,
-                                    *c == 'k' ? d->k[l] : d->v[l], err, errlen);
-            if (rc != VKV_OK)
-                goto fail;
-        }
-        if (!q0) {
-            /* pick the last n_queries tokens, preferring raw ones */
-            uint32_t got = 0;
-            size_t row = (size_t)d->kv_heads * d->head_dim;
-            for (int pass = 0; pass < 2 && got < d->n_queries; pass++)
-                for (uint32_t t = d->tokens; t-- > 0 && got < d->n_queries;)
-                    if (vkve_is_visual(d, t) == pass) {
-                        memcpy(d->q[l] + got * row, d->k[l] + t * row, row * sizeof(float));
-                        got++;
-                    }
-        }
+        rc = vkve_data_layer(f, path, d, l, q0 != NULL, err, errlen);
+        if (rc != VKV_OK)
+            goto fail;
+        if (!q0)
+            vkve_proxy_queries(d, l);
     }
     const char *base = strrchr(path, '/');
     snprintf(d->name, sizeof d->name, "%s", base ? base + 1 : path);

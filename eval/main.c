@@ -14,6 +14,7 @@
  * Exit status: 0 success, 1 a measured bound failed, 2 usage or input error.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,8 @@ static void vkve_usage(FILE *fp)
           fp);
 }
 
-/* Parses argv[2..] into *o. Returns 0 or -1 (message printed). */
-static int vkve_parse_args(int argc, char **argv, vkve_opts *o)
+/* Parses argv[2..] into *o. Returns true, or false (message printed). */
+static bool vkve_parse_args(int argc, char **argv, vkve_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->chunk = 256;
@@ -180,37 +181,37 @@ static int vkve_parse_args(int argc, char **argv, vkve_opts *o)
     bad:
         fprintf(stderr, "vkv-eval: bad or incomplete argument '%s'\n", a);
         vkve_usage(stderr);
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
-/* Generates a profile by name into *d. Returns 0 or -1 (message printed). */
-static int vkve_load_profile(const char *name, const vkve_opts *o, vkve_data *d)
+/* Generates a profile by name into *d. Returns true, or false (message printed). */
+static bool vkve_load_profile(const char *name, const vkve_opts *o, vkve_data *d)
 {
     const vkve_profile *p = vkve_profile_find(name);
     if (!p) {
         fprintf(stderr, "vkv-eval: unknown profile '%s' (see: vkv-eval profiles)\n", name);
-        return -1;
+        return false;
     }
     int rc = vkve_synth(p, o->seed_set ? o->seed : p->seed, d);
     if (rc != VKV_OK) {
         fprintf(stderr, "vkv-eval: profile %s: %s\n", name, vkv_strerror(rc));
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
 /* Runs every codec of the list over d, appending to rows (capacity cap).
  * A codec whose groups do not fit the shape is skipped with a warning.
- * Returns 0 or -1 (message printed). */
-static int vkve_run_list(const vkve_data *d, const char *const *codecs, size_t nc,
-                         const vkve_opts *o, vkve_row *rows, size_t *n, size_t cap)
+ * Returns true, or false (message printed). */
+static bool vkve_run_list(const vkve_data *d, const char *const *codecs, size_t nc,
+                          const vkve_opts *o, vkve_row *rows, size_t *n, size_t cap)
 {
     char err[256];
     for (size_t i = 0; i < nc; i++) {
         if (*n == cap)
-            return -1;
+            return false;
         int rc = vkve_run_codec(d, codecs[i], o->chunk, o->topk, &rows[*n], err, sizeof err);
         if (rc == VKV_EGROUP || rc == VKV_ESHAPE) {
             fprintf(stderr, "vkv-eval: skipping %s on %s: %s\n", codecs[i], d->name, err);
@@ -218,25 +219,26 @@ static int vkve_run_list(const vkve_data *d, const char *const *codecs, size_t n
         }
         if (rc != VKV_OK) {
             fprintf(stderr, "vkv-eval: %s on %s: %s\n", codecs[i], d->name, err);
-            return -1;
+            return false;
         }
         (*n)++;
     }
-    return 0;
+    return true;
 }
 
-/* Writes the optional JSON/CSV outputs of run. Returns 0 or -1. */
-static int vkve_outputs(const vkve_opts *o, const vkve_row *rows, size_t n)
+/* Writes the optional JSON/CSV outputs of run. Returns true, or false (message
+ * printed). */
+static bool vkve_outputs(const vkve_opts *o, const vkve_row *rows, size_t n)
 {
     if (o->json && vkve_write_json(o->json, rows, n, o->topk, o->per_head) != VKV_OK) {
         fprintf(stderr, "vkv-eval: cannot write %s\n", o->json);
-        return -1;
+        return false;
     }
     if (o->csv && vkve_write_csv(o->csv, rows, n) != VKV_OK) {
         fprintf(stderr, "vkv-eval: cannot write %s\n", o->csv);
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 
 /* vkv-eval run. */
@@ -248,7 +250,7 @@ static int vkve_cmd_run(const vkve_opts *o)
         fprintf(stderr, "vkv-eval run: give exactly one of --profile or --input\n");
         return 2;
     }
-    if (o->profile && vkve_load_profile(o->profile, o, &d) != 0)
+    if (o->profile && !vkve_load_profile(o->profile, o, &d))
         return 2;
     if (o->input) {
         int rc = vkve_data_load(o->input, &d, err, sizeof err);
@@ -266,9 +268,9 @@ static int vkve_cmd_run(const vkve_opts *o)
     size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, n = 0;
     vkve_row *rows = calloc(nc, sizeof *rows);
     int ret = 2;
-    if (rows && vkve_run_list(&d, list, nc, o, rows, &n, nc) == 0) {
+    if (rows && vkve_run_list(&d, list, nc, o, rows, &n, nc)) {
         vkve_print_table(stdout, rows, n, o->topk);
-        ret = vkve_outputs(o, rows, n) == 0 ? 0 : 2;
+        ret = vkve_outputs(o, rows, n) ? 0 : 2;
     }
     if (rows)
         vkve_rows_free(rows, n);
@@ -327,28 +329,44 @@ static int vkve_goal_check(FILE *fp, const vkve_row *rows, size_t n, const char 
     return all;
 }
 
-/* vkv-eval table: every profile but "tiny" x the comparison set. */
-static int vkve_cmd_table(const vkve_opts *o)
-{
-    const char *dir = o->out ? o->out : "docs/fidelity";
-    char dspec[160];
-    vkve_default_spec(dspec, sizeof dspec);
-    const char *deflt = o->deflt ? o->deflt : dspec;
-    const char *const *list = o->n_codecs ? o->codecs : vkve_default_codecs;
-    size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, np_all, np = 0, n = 0;
-    const vkve_profile *ps = vkve_profiles(&np_all);
+/* The codec rows of one `table` run and what they are over: rows (capacity
+ * cap, n used; owned by the caller), the profile names of the columns
+ * (names[np], pointing at the profile table or at in_name), the default
+ * spec judged. */
+typedef struct vkve_table {
+    vkve_row *rows;
+    size_t n, cap;
     const char *names[16];
-    vkve_row *rows = calloc((np_all + 1) * (nc + 5), sizeof *rows);
-    int ret = 2;
-    char path[1024];
-    if (!rows)
-        return 2;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "vkv-eval: cannot create %s: %s\n", dir, strerror(errno));
-        goto out;
-    }
-    static char in_name[64];
-    for (size_t i = 0; i < np_all + 1 && np < 16; i++) {
+    size_t np;
+    char in_name[64];
+    const char *deflt;
+} vkve_table;
+
+/* Runs the comparison list (and the goal check's specs missing from it) on
+ * d into tb's rows. Returns true, or false on a codec error (printed). */
+static bool vkve_table_add(vkve_table *tb, const vkve_data *d, const char *const *list, size_t nc,
+                           const vkve_opts *o)
+{
+    fprintf(stderr, "vkv-eval: %s: %u layers, %u tokens (%u visual), %u kv heads, %u query heads\n",
+            d->name, d->layers, d->tokens, vkve_n_visual(d), d->kv_heads, d->n_heads);
+    bool ok = vkve_run_list(d, list, nc, o, tb->rows, &tb->n, tb->cap);
+    /* make sure the goal check has its rows even with a custom list */
+    const char *need[6] = {tb->deflt,        VKVE_BASE_CQ,   VKVE_BASE_SEED,
+                           VKVE_DESIGN_SPEC, VKVE_CAND_SPEC, VKVE_CAND2_SPEC};
+    for (int j = 0; ok && j < 6; j++)
+        if (!vkve_find_row(tb->rows, tb->n, d->name, need[j]))
+            ok = vkve_run_list(d, &need[j], 1, o, tb->rows, &tb->n, tb->cap);
+    return ok;
+}
+
+/* Fills tb with every profile but "tiny", then the --input dump as one
+ * more column. Returns true, or false on an error (printed). */
+static bool vkve_table_collect(vkve_table *tb, const char *const *list, size_t nc,
+                               const vkve_opts *o)
+{
+    size_t np_all;
+    const vkve_profile *ps = vkve_profiles(&np_all);
+    for (size_t i = 0; i < np_all + 1 && tb->np < 16; i++) {
         vkve_data d;
         if (i == np_all) { /* --input: a real dump as one more column */
             if (!o->input)
@@ -357,82 +375,101 @@ static int vkve_cmd_table(const vkve_opts *o)
             int lr = vkve_data_load(o->input, &d, err, sizeof err);
             if (lr != VKV_OK) {
                 fprintf(stderr, "vkv-eval: %s: %s (%s)\n", o->input, err, vkv_errname(lr));
-                goto out;
+                return false;
             }
-            snprintf(in_name, sizeof in_name, "%s", d.name);
-            names[np++] = in_name;
+            snprintf(tb->in_name, sizeof tb->in_name, "%s", d.name);
+            tb->names[tb->np++] = tb->in_name;
         } else {
             if (strcmp(ps[i].name, "tiny") == 0)
                 continue;
-            if (vkve_load_profile(ps[i].name, o, &d) != 0)
-                goto out;
-            names[np++] = ps[i].name;
+            if (!vkve_load_profile(ps[i].name, o, &d))
+                return false;
+            tb->names[tb->np++] = ps[i].name;
         }
-        fprintf(stderr,
-                "vkv-eval: %s: %u layers, %u tokens (%u visual), %u kv heads, %u query heads\n",
-                d.name, d.layers, d.tokens, vkve_n_visual(&d), d.kv_heads, d.n_heads);
-        int r = vkve_run_list(&d, list, nc, o, rows, &n, (np_all + 1) * (nc + 5));
-        /* make sure the goal check has its rows even with a custom list */
-        const char *need[6] = {deflt,          VKVE_BASE_CQ,   VKVE_BASE_SEED, VKVE_DESIGN_SPEC,
-                               VKVE_CAND_SPEC, VKVE_CAND2_SPEC};
-        for (int j = 0; r == 0 && j < 6; j++)
-            if (!vkve_find_row(rows, n, d.name, need[j]))
-                r = vkve_run_list(&d, &need[j], 1, o, rows, &n, (np_all + 1) * (nc + 5));
+        bool ok = vkve_table_add(tb, &d, list, nc, o);
         vkve_data_free(&d);
-        if (r != 0)
-            goto out;
+        if (!ok)
+            return false;
     }
-    vkve_print_table(stdout, rows, n, o->topk);
-    printf("\n");
-    int pass = vkve_goal_check(stdout, rows, n, names, np, deflt, o->topk, 0);
-    printf("\n");
-    vkve_goal_check(stdout, rows, n, names, np, VKVE_DESIGN_SPEC, o->topk, 0);
-    printf("\n");
-    vkve_goal_check(stdout, rows, n, names, np, deflt, o->topk, 1);
-    printf("\n");
-    vkve_goal_check(stdout, rows, n, names, np, VKVE_CAND_SPEC, o->topk, 1);
-    printf("\n");
-    vkve_goal_check(stdout, rows, n, names, np, VKVE_CAND2_SPEC, o->topk, 1);
+    return true;
+}
+
+/* Prints the table of tb and its goal checks (the default and the design
+ * by issue 3's rule, the default and both candidates by issue 16's) to fp. */
+static void vkve_table_print(FILE *fp, const vkve_table *tb, uint32_t topk)
+{
+    vkve_print_table(fp, tb->rows, tb->n, topk);
+    fprintf(fp, "\n");
+    vkve_goal_check(fp, tb->rows, tb->n, tb->names, tb->np, tb->deflt, topk, 0);
+    fprintf(fp, "\n");
+    vkve_goal_check(fp, tb->rows, tb->n, tb->names, tb->np, VKVE_DESIGN_SPEC, topk, 0);
+    fprintf(fp, "\n");
+    vkve_goal_check(fp, tb->rows, tb->n, tb->names, tb->np, tb->deflt, topk, 1);
+    fprintf(fp, "\n");
+    vkve_goal_check(fp, tb->rows, tb->n, tb->names, tb->np, VKVE_CAND_SPEC, topk, 1);
+    fprintf(fp, "\n");
+    vkve_goal_check(fp, tb->rows, tb->n, tb->names, tb->np, VKVE_CAND2_SPEC, topk, 1);
+}
+
+/* Writes dir/fidelity.{txt,json,csv,tsv,gp} from tb. Returns true, or false
+ * when a file cannot be written (a message only for the txt). */
+static bool vkve_table_files(const char *dir, const vkve_table *tb, const vkve_opts *o)
+{
+    char path[1024];
     snprintf(path, sizeof path, "%s/fidelity.txt", dir);
     FILE *fp = fopen(path, "w");
     if (!fp) {
         fprintf(stderr, "vkv-eval: cannot write %s\n", path);
+        return false;
+    }
+    vkve_table_print(fp, tb, o->topk);
+    if (fclose(fp) != 0)
+        return false;
+    snprintf(path, sizeof path, "%s/fidelity.json", dir);
+    if (vkve_write_json(path, tb->rows, tb->n, o->topk, o->per_head) != VKV_OK)
+        return false;
+    snprintf(path, sizeof path, "%s/fidelity.csv", dir);
+    if (vkve_write_csv(path, tb->rows, tb->n) != VKV_OK)
+        return false;
+    snprintf(path, sizeof path, "%s/fidelity.tsv", dir);
+    if (vkve_write_tsv(path, tb->rows, tb->n) != VKV_OK)
+        return false;
+    snprintf(path, sizeof path, "%s/fidelity.gp", dir);
+    return vkve_write_gnuplot(path, "fidelity.tsv", "fidelity.png", tb->names, tb->np) == VKV_OK;
+}
+
+/* vkv-eval table: every profile but "tiny" x the comparison set. A missed
+ * goal is reported in the output, not a failure of the tool. */
+static int vkve_cmd_table(const vkve_opts *o)
+{
+    const char *dir = o->out ? o->out : "docs/fidelity";
+    char dspec[160];
+    vkve_default_spec(dspec, sizeof dspec);
+    const char *const *list = o->n_codecs ? o->codecs : vkve_default_codecs;
+    size_t nc = o->n_codecs ? o->n_codecs : VKVE_N_DEFAULT, np_all;
+    vkve_profiles(&np_all);
+    vkve_table tb = {.cap = (np_all + 1) * (nc + 5), .deflt = o->deflt ? o->deflt : dspec};
+    tb.rows = calloc(tb.cap, sizeof *tb.rows);
+    int ret = 2;
+    if (!tb.rows)
+        return 2;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "vkv-eval: cannot create %s: %s\n", dir, strerror(errno));
         goto out;
     }
-    vkve_print_table(fp, rows, n, o->topk);
-    fprintf(fp, "\n");
-    vkve_goal_check(fp, rows, n, names, np, deflt, o->topk, 0);
-    fprintf(fp, "\n");
-    vkve_goal_check(fp, rows, n, names, np, VKVE_DESIGN_SPEC, o->topk, 0);
-    fprintf(fp, "\n");
-    vkve_goal_check(fp, rows, n, names, np, deflt, o->topk, 1);
-    fprintf(fp, "\n");
-    vkve_goal_check(fp, rows, n, names, np, VKVE_CAND_SPEC, o->topk, 1);
-    fprintf(fp, "\n");
-    vkve_goal_check(fp, rows, n, names, np, VKVE_CAND2_SPEC, o->topk, 1);
-    if (fclose(fp) != 0)
+    if (!vkve_table_collect(&tb, list, nc, o))
         goto out;
-    snprintf(path, sizeof path, "%s/fidelity.json", dir);
-    if (vkve_write_json(path, rows, n, o->topk, o->per_head) != VKV_OK)
-        goto out;
-    snprintf(path, sizeof path, "%s/fidelity.csv", dir);
-    if (vkve_write_csv(path, rows, n) != VKV_OK)
-        goto out;
-    snprintf(path, sizeof path, "%s/fidelity.tsv", dir);
-    if (vkve_write_tsv(path, rows, n) != VKV_OK)
-        goto out;
-    snprintf(path, sizeof path, "%s/fidelity.gp", dir);
-    if (vkve_write_gnuplot(path, "fidelity.tsv", "fidelity.png", names, np) != VKV_OK)
+    vkve_table_print(stdout, &tb, o->topk);
+    if (!vkve_table_files(dir, &tb, o))
         goto out;
     fprintf(
         stderr,
         "vkv-eval: wrote %s/fidelity.{txt,json,csv,tsv,gp}; plot: cd %s && gnuplot fidelity.gp\n",
         dir, dir);
-    (void)pass; /* a missed goal is reported in the output, not a failure of the tool */
     ret = 0;
 out:
-    vkve_rows_free(rows, n);
-    free(rows);
+    vkve_rows_free(tb.rows, tb.n);
+    free(tb.rows);
     return ret;
 }
 
@@ -445,7 +482,7 @@ static int vkve_cmd_gen(const vkve_opts *o)
         fprintf(stderr, "vkv-eval gen: needs --profile NAME and one output path\n");
         return 2;
     }
-    if (vkve_load_profile(o->profile, o, &d) != 0)
+    if (!vkve_load_profile(o->profile, o, &d))
         return 2;
     snprintf(seed, sizeof seed, "%lu",
              o->seed_set ? o->seed : (unsigned long)vkve_profile_find(o->profile)->seed);
@@ -556,7 +593,7 @@ static int vkve_cmd_compare(const vkve_opts *o)
                 o->max_nmse);
         ret = 1;
     }
-    if (ret == 0 && vkve_outputs(o, &row, 1) != 0)
+    if (ret == 0 && !vkve_outputs(o, &row, 1))
         ret = 2;
     vkve_metrics_free(&row.m);
 done:
@@ -633,7 +670,7 @@ int main(int argc, char **argv)
         vkve_usage(stderr);
         return 2;
     }
-    if (vkve_parse_args(argc, argv, &o) != 0)
+    if (!vkve_parse_args(argc, argv, &o))
         return 2;
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)

@@ -140,6 +140,99 @@ static void vkve_attn_out(const vkve_data *d, const float *V, uint32_t kh, const
     }
 }
 
+/* Scratch of one vkve_metrics_compute call: logits and probabilities of
+ * the reference (s, p) and the decoded cache (sh, ph), T doubles each; the
+ * attention outputs (out, outh), head_dim each; the n visual tokens vis (room
+ * for nv) and the recall's sort space scr. */
+typedef struct vkve_mscratch {
+    double *s, *sh, *p, *ph, *out, *outh;
+    uint32_t *vis, n;
+    vkve_rank *scr;
+} vkve_mscratch;
+
+/* Frees the arrays of x. */
+static void vkve_mscratch_free(vkve_mscratch *x)
+{
+    free(x->s), free(x->sh), free(x->p), free(x->ph), free(x->out), free(x->outh), free(x->vis),
+        free(x->scr);
+}
+
+/* Allocates x for ref (nv visual tokens) and lists the visual tokens in
+ * x->vis (x->n of them). Returns VKV_OK or VKV_ENOMEM (then frees what it took). */
+static int vkve_mscratch_alloc(vkve_mscratch *x, const vkve_data *ref, uint32_t nv)
+{
+    uint32_t T = ref->tokens, D = ref->head_dim;
+    x->s = malloc(T * sizeof(double)), x->sh = malloc(T * sizeof(double));
+    x->p = malloc(T * sizeof(double)), x->ph = malloc(T * sizeof(double));
+    x->out = malloc(D * sizeof(double)), x->outh = malloc(D * sizeof(double));
+    x->vis = malloc((nv ? nv : 1) * sizeof(uint32_t));
+    x->scr = malloc((2 * (size_t)nv + 1) * sizeof(vkve_rank));
+    if (!x->s || !x->sh || !x->p || !x->ph || !x->out || !x->outh || !x->vis || !x->scr) {
+        vkve_mscratch_free(x);
+        return VKV_ENOMEM;
+    }
+    x->n = 0;
+    for (uint32_t t = 0; t < T; t++)
+        if (vkve_is_visual(ref, t))
+            x->vis[x->n++] = t;
+    return VKV_OK;
+}
+
+/* Attention metrics of query head h in layer l, averaged over the queries,
+ * into m's kl_lh / err_lh / rec_lh. */
+static void vkve_head_metrics(const vkve_data *ref, float *const *k_hat, float *const *v_hat,
+                              const vkve_metric_opts *o, uint32_t l, uint32_t h, uint32_t nv,
+                              vkve_mscratch *x, vkve_metrics *m)
+{
+    uint32_t NH = ref->n_heads, D = ref->head_dim, T = ref->tokens;
+    uint32_t kh = h / (NH / ref->kv_heads);
+    double a_kl = 0, a_err = 0, a_rec = 0;
+    for (uint32_t qi = 0; qi < ref->n_queries; qi++) {
+        const float *q = ref->q[l] + ((size_t)qi * NH + h) * D;
+        vkve_logits(ref, ref->k[l], kh, q, x->s);
+        vkve_logits(ref, k_hat[l], kh, q, x->sh);
+        if (o->calib_offset > 0)
+            vkve_calibrate_logits(x->sh, x->vis, nv, o->calib_offset);
+        vkve_softmax(x->s, T, x->p);
+        vkve_softmax(x->sh, T, x->ph);
+        a_kl += vkve_kl(x->p, x->ph, T);
+        vkve_attn_out(ref, ref->v[l], kh, x->p, x->out);
+        vkve_attn_out(ref, v_hat[l], kh, x->ph, x->outh);
+        double e = 0, nn = 0;
+        for (uint32_t i = 0; i < D; i++) {
+            e += (x->out[i] - x->outh[i]) * (x->out[i] - x->outh[i]);
+            nn += x->out[i] * x->out[i];
+        }
+        a_err += nn > 0 ? sqrt(e / nn) : (e > 0 ? INFINITY : 0.0);
+        a_rec += vkve_topk_recall(x->p, x->ph, x->vis, nv, o->topk, x->scr);
+    }
+    size_t at = (size_t)l * NH + h;
+    m->kl_lh[at] = a_kl / ref->n_queries;
+    m->err_lh[at] = a_err / ref->n_queries;
+    m->rec_lh[at] = a_rec / ref->n_queries;
+}
+
+/* Squared errors and norms of the visual keys (e[0], e[1]) and values
+ * (e[2], e[3]) of KV head kh in layer l. */
+static void vkve_kv_errors(const vkve_data *ref, float *const *k_hat, float *const *v_hat,
+                           uint32_t l, uint32_t kh, const uint32_t *vis, uint32_t nv, double e[4])
+{
+    uint32_t H = ref->kv_heads, D = ref->head_dim;
+    double lek = 0, lsk = 0, lev = 0, lsv = 0;
+    for (uint32_t j = 0; j < nv; j++) {
+        size_t base = ((size_t)vis[j] * H + kh) * D;
+        for (uint32_t i = 0; i < D; i++) {
+            double a = ref->k[l][base + i], b = k_hat[l][base + i];
+            double c = ref->v[l][base + i], dd = v_hat[l][base + i];
+            lek += (a - b) * (a - b);
+            lsk += a * a;
+            lev += (c - dd) * (c - dd);
+            lsv += c * c;
+        }
+    }
+    e[0] = lek, e[1] = lsk, e[2] = lev, e[3] = lsv;
+}
+
 /* See metrics.h. */
 int vkve_metrics_compute(const vkve_data *ref, float *const *k_hat, float *const *v_hat,
                          const vkve_metric_opts *o, vkve_metrics *m)
@@ -147,9 +240,7 @@ int vkve_metrics_compute(const vkve_data *ref, float *const *k_hat, float *const
     memset(m, 0, sizeof *m);
     if (!ref->n_queries || !ref->kv_heads || !ref->n_heads || ref->n_heads % ref->kv_heads)
         return VKV_EINVAL;
-    uint32_t L = ref->layers, NH = ref->n_heads, H = ref->kv_heads, D = ref->head_dim,
-             T = ref->tokens;
-    uint32_t grp = NH / H, nv = vkve_n_visual(ref);
+    uint32_t L = ref->layers, NH = ref->n_heads, H = ref->kv_heads, nv = vkve_n_visual(ref);
     m->layers = L;
     m->n_heads = NH;
     m->kv_heads = H;
@@ -158,51 +249,19 @@ int vkve_metrics_compute(const vkve_data *ref, float *const *k_hat, float *const
     m->rec_lh = calloc((size_t)L * NH, sizeof(double));
     m->nmse_k_lh = calloc((size_t)L * H, sizeof(double));
     m->nmse_v_lh = calloc((size_t)L * H, sizeof(double));
-    double *s = malloc(T * sizeof(double)), *sh = malloc(T * sizeof(double));
-    double *p = malloc(T * sizeof(double)), *ph = malloc(T * sizeof(double));
-    double *out = malloc(D * sizeof(double)), *outh = malloc(D * sizeof(double));
-    uint32_t *vis = malloc((nv ? nv : 1) * sizeof(uint32_t));
-    vkve_rank *scr = malloc((2 * (size_t)nv + 1) * sizeof(vkve_rank));
-    int rc = VKV_OK;
-    if (!m->kl_lh || !m->err_lh || !m->rec_lh || !m->nmse_k_lh || !m->nmse_v_lh || !s || !sh ||
-        !p || !ph || !out || !outh || !vis || !scr) {
-        rc = VKV_ENOMEM;
-        goto out;
+    vkve_mscratch x;
+    if (!m->kl_lh || !m->err_lh || !m->rec_lh || !m->nmse_k_lh || !m->nmse_v_lh ||
+        vkve_mscratch_alloc(&x, ref, nv) != VKV_OK) {
+        vkve_metrics_free(m);
+        return VKV_ENOMEM;
     }
-    uint32_t n = 0;
-    for (uint32_t t = 0; t < T; t++)
-        if (vkve_is_visual(ref, t))
-            vis[n++] = t;
     double ek = 0, sk = 0, ev = 0, sv = 0, kl_sum = 0, err_sum = 0, rec_sum = 0;
     m->recall_min = 1.0;
     for (uint32_t l = 0; l < L; l++) {
         double kl_layer = 0;
         for (uint32_t h = 0; h < NH; h++) {
-            uint32_t kh = h / grp;
-            double a_kl = 0, a_err = 0, a_rec = 0;
-            for (uint32_t qi = 0; qi < ref->n_queries; qi++) {
-                const float *q = ref->q[l] + ((size_t)qi * NH + h) * D;
-                vkve_logits(ref, ref->k[l], kh, q, s);
-                vkve_logits(ref, k_hat[l], kh, q, sh);
-                if (o->calib_offset > 0)
-                    vkve_calibrate_logits(sh, vis, nv, o->calib_offset);
-                vkve_softmax(s, T, p);
-                vkve_softmax(sh, T, ph);
-                a_kl += vkve_kl(p, ph, T);
-                vkve_attn_out(ref, ref->v[l], kh, p, out);
-                vkve_attn_out(ref, v_hat[l], kh, ph, outh);
-                double e = 0, nn = 0;
-                for (uint32_t i = 0; i < D; i++) {
-                    e += (out[i] - outh[i]) * (out[i] - outh[i]);
-                    nn += out[i] * out[i];
-                }
-                a_err += nn > 0 ? sqrt(e / nn) : (e > 0 ? INFINITY : 0.0);
-                a_rec += vkve_topk_recall(p, ph, vis, nv, o->topk, scr);
-            }
             size_t at = (size_t)l * NH + h;
-            m->kl_lh[at] = a_kl / ref->n_queries;
-            m->err_lh[at] = a_err / ref->n_queries;
-            m->rec_lh[at] = a_rec / ref->n_queries;
+            vkve_head_metrics(ref, k_hat, v_hat, o, l, h, nv, &x, m);
             kl_layer += m->kl_lh[at];
             kl_sum += m->kl_lh[at];
             err_sum += m->err_lh[at];
@@ -214,21 +273,11 @@ int vkve_metrics_compute(const vkve_data *ref, float *const *k_hat, float *const
         if (kl_layer > m->kl_worst_layer)
             m->kl_worst_layer = kl_layer;
         for (uint32_t kh = 0; kh < H; kh++) {
-            double lek = 0, lsk = 0, lev = 0, lsv = 0;
-            for (uint32_t j = 0; j < n; j++) {
-                size_t base = ((size_t)vis[j] * H + kh) * D;
-                for (uint32_t i = 0; i < D; i++) {
-                    double a = ref->k[l][base + i], b = k_hat[l][base + i];
-                    double c = ref->v[l][base + i], dd = v_hat[l][base + i];
-                    lek += (a - b) * (a - b);
-                    lsk += a * a;
-                    lev += (c - dd) * (c - dd);
-                    lsv += c * c;
-                }
-            }
-            m->nmse_k_lh[(size_t)l * H + kh] = lsk > 0 ? lek / lsk : 0;
-            m->nmse_v_lh[(size_t)l * H + kh] = lsv > 0 ? lev / lsv : 0;
-            ek += lek, sk += lsk, ev += lev, sv += lsv;
+            double e[4];
+            vkve_kv_errors(ref, k_hat, v_hat, l, kh, x.vis, x.n, e);
+            m->nmse_k_lh[(size_t)l * H + kh] = e[1] > 0 ? e[0] / e[1] : 0;
+            m->nmse_v_lh[(size_t)l * H + kh] = e[3] > 0 ? e[2] / e[3] : 0;
+            ek += e[0], sk += e[1], ev += e[2], sv += e[3];
         }
     }
     m->kl = kl_sum / ((double)L * NH);
@@ -236,9 +285,6 @@ int vkve_metrics_compute(const vkve_data *ref, float *const *k_hat, float *const
     m->recall = rec_sum / ((double)L * NH);
     m->nmse_k = sk > 0 ? ek / sk : 0;
     m->nmse_v = sv > 0 ? ev / sv : 0;
-out:
-    free(s), free(sh), free(p), free(ph), free(out), free(outh), free(vis), free(scr);
-    if (rc != VKV_OK)
-        vkve_metrics_free(m);
-    return rc;
+    vkve_mscratch_free(&x);
+    return VKV_OK;
 }

@@ -1,6 +1,7 @@
 /* eval/report.c - measuring a codec and writing the results (see report.h). */
 #include "eval/report.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,19 +74,20 @@ void vkve_print_table(FILE *fp, const vkve_row *rows, size_t n, uint32_t topk)
         topk);
 }
 
-/* Adds a JSON array of n doubles under `name`; returns 0 or -1. */
-static int vkve_json_arr(cJSON *o, const char *name, const double *a, size_t n)
+/* Adds a JSON array of n doubles under `name`; returns true, or false
+ * when out of memory. */
+static bool vkve_json_arr(cJSON *o, const char *name, const double *a, size_t n)
 {
     cJSON *arr = cJSON_AddArrayToObject(o, name);
     if (!arr)
-        return -1;
+        return false;
     for (size_t i = 0; i < n; i++) {
         cJSON *x = cJSON_CreateNumber(a[i]);
         if (!x)
-            return -1;
+            return false;
         cJSON_AddItemToArray(arr, x);
     }
-    return 0;
+    return true;
 }
 
 /* See report.h. */
@@ -123,11 +125,11 @@ int vkve_write_json(const char *path, const vkve_row *rows, size_t n, uint32_t t
             if (!cJSON_AddNumberToObject(o, "layers", r->m.layers) ||
                 !cJSON_AddNumberToObject(o, "n_heads", r->m.n_heads) ||
                 !cJSON_AddNumberToObject(o, "kv_heads", r->m.kv_heads) ||
-                vkve_json_arr(o, "kl_per_layer_head", r->m.kl_lh, lh) ||
-                vkve_json_arr(o, "out_err_per_layer_head", r->m.err_lh, lh) ||
-                vkve_json_arr(o, "recall_per_layer_head", r->m.rec_lh, lh) ||
-                vkve_json_arr(o, "nmse_k_per_layer_kvhead", r->m.nmse_k_lh, lk) ||
-                vkve_json_arr(o, "nmse_v_per_layer_kvhead", r->m.nmse_v_lh, lk))
+                !vkve_json_arr(o, "kl_per_layer_head", r->m.kl_lh, lh) ||
+                !vkve_json_arr(o, "out_err_per_layer_head", r->m.err_lh, lh) ||
+                !vkve_json_arr(o, "recall_per_layer_head", r->m.rec_lh, lh) ||
+                !vkve_json_arr(o, "nmse_k_per_layer_kvhead", r->m.nmse_k_lh, lk) ||
+                !vkve_json_arr(o, "nmse_v_per_layer_kvhead", r->m.nmse_v_lh, lk))
                 goto out;
         }
     }
