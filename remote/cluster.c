@@ -568,6 +568,71 @@ int vkvr_cluster_command(vkvr_cluster *c, int argc, const char **argv, const siz
     return VKV_EIO;
 }
 
+/*
+ * Sends the n commands on connection x in one write and reads their n
+ * replies into out[0..n). True on success (the caller owns every out[k]).
+ * On a connection error frees the replies read so far, stores hiredis's
+ * error and errno in *cerr / *cerrno and returns false.
+ */
+static bool pipeline_exchange(vkvr_cluster *c, redisContext *x, int n, const int *argc,
+                              const char *const *const *argv, const size_t *const *argvlen,
+                              redisReply **out, int *cerr, int *cerrno)
+{
+    for (int k = 0; k < n; k++) {
+        if (redisAppendCommandArgv(x, argc[k], (const char **)argv[k], argvlen[k]) != REDIS_OK) {
+            *cerr = x->err;
+            *cerrno = errno;
+            return false;
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        void *r = NULL;
+        if (read_reply(c, x, &r) != REDIS_OK) {
+            *cerr = x->err;
+            *cerrno = errno;
+            for (int j = 0; j < k; j++)
+                freeReplyObject(out[j]);
+            return false;
+        }
+        out[k] = r;
+    }
+    return true;
+}
+
+/*
+ * Replaces each redirected reply in out[0..n) (a migrating slot, a moved
+ * one) by the answer of its command run alone through vkvr_cluster_command.
+ * Returns 0 (the caller owns every out[k]) or a VKV_E* after freeing all of
+ * out.
+ */
+static int pipeline_redirects(vkvr_cluster *c, int n, const int *argc,
+                              const char *const *const *argv, const size_t *const *argvlen,
+                              int key_arg, redisReply **out)
+{
+    for (int k = 0; k < n; k++) {
+        int target = -1;
+        enum redir kind = redirect_of(c, out[k], &target);
+        if (kind == R_NONE)
+            continue;
+        freeReplyObject(out[k]);
+        out[k] = NULL;
+        if (kind == R_MOVED)
+            c->n.moved++;
+        else if (kind == R_ASK)
+            c->n.ask++;
+        int rr = kind == R_DOWN ? VKV_EIO
+                                : vkvr_cluster_command(c, argc[k], (const char **)argv[k],
+                                                       argvlen[k], key_arg, &out[k]);
+        if (rr) {
+            for (int j = 0; j < n; j++)
+                if (out[j])
+                    freeReplyObject(out[j]);
+            return rr;
+        }
+    }
+    return 0;
+}
+
 int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *const *const *argv,
                           const size_t *const *argvlen, int key_arg, redisReply **out)
 {
@@ -587,49 +652,8 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
         redisContext *x = node_conn(c, i, &rc);
         if (!x)
             goto retry;
-        for (int k = 0; k < n; k++) {
-            if (redisAppendCommandArgv(x, argc[k], (const char **)argv[k], argvlen[k]) !=
-                REDIS_OK) {
-                cerr = x->err;
-                cerrno = errno;
-                goto conn_err;
-            }
-        }
-        for (int k = 0; k < n; k++) {
-            void *r = NULL;
-            if (read_reply(c, x, &r) != REDIS_OK) {
-                cerr = x->err;
-                cerrno = errno;
-                for (int j = 0; j < k; j++)
-                    freeReplyObject(out[j]);
-                goto conn_err;
-            }
-            out[k] = r;
-        }
-        /* Redirected replies (a migrating slot, a moved one) run alone. */
-        for (int k = 0; k < n; k++) {
-            int target = -1;
-            enum redir kind = redirect_of(c, out[k], &target);
-            if (kind == R_NONE)
-                continue;
-            freeReplyObject(out[k]);
-            out[k] = NULL;
-            if (kind == R_MOVED)
-                c->n.moved++;
-            else if (kind == R_ASK)
-                c->n.ask++;
-            int rr = kind == R_DOWN ? VKV_EIO
-                                    : vkvr_cluster_command(c, argc[k], (const char **)argv[k],
-                                                           argvlen[k], key_arg, &out[k]);
-            if (rr) {
-                for (int j = 0; j < n; j++)
-                    if (out[j])
-                        freeReplyObject(out[j]);
-                return rr;
-            }
-        }
-        return 0;
-    conn_err:
+        if (pipeline_exchange(c, x, n, argc, argv, argvlen, out, &cerr, &cerrno))
+            return pipeline_redirects(c, n, argc, argv, argvlen, key_arg, out);
         if (stale_conn(c, i, reused, cerr, cerrno)) {
             fresh_retry = true;
             continue;
