@@ -143,11 +143,39 @@ VKV_HD static inline void vkvk_tc_dec_f32(const vkvk_tc_head *c, const uint8_t *
     }
 }
 
+/* Most code bytes of one token and head (3 bits per channel). */
+#define VKVK_TC_MAX_CODE_BYTES (VKV_BLOCK_MAX_HEAD_DIM * 3u / 8u)
+
+/* The bit offset of each channel's code in a token's code bytes under the
+ * head's allocation c->nb (off[hd], caller memory; a channel without bits
+ * gets the offset of the next code). */
+VKV_HD static inline void vkvk_tc_offsets(const vkvk_tc_head *c, uint32_t *off)
+{
+    uint32_t pos = 0;
+    for (uint32_t d = 0; d < c->hd; d++) {
+        off[d] = pos;
+        pos += c->nb[d];
+    }
+}
+
+#if !defined(__CUDACC__) && defined(VKVK_X86)
+/* AVX2 twins of the decoder (codec_tc_avx2.c), bit-identical to the scalar
+ * code: vkvk_tc_dec_f32_avx2 writes what vkvk_tc_dec_f32 writes (out[hd]
+ * floats); vkvk_tc_dec_out_avx2 that row after vkvk_rot_out (out[hd] dtype
+ * bits). off: vkvk_tc_offsets of c (coded heads only); codes: the token's
+ * cb code bytes (vkvk_tc_code_bytes); q its scale byte. Caller memory. */
+void vkvk_tc_dec_f32_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint8_t *codes,
+                          uint32_t cb, uint32_t q, float *out);
+void vkvk_tc_dec_out_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint8_t *codes,
+                          uint32_t cb, uint32_t q, int dtype, uint16_t *out);
+#endif
+
 #ifndef __CUDACC__
 /* Scratch floats the tc encoder of one tensor needs for nv visual tokens
  * (the driver's malloc: suitably aligned for the doubles inside). */
 #define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
-    ((size_t)(nv) * ((size_t)(hd) + 1u) + 14u * (size_t)(hd) + 64u)
+    ((size_t)(nv) * ((size_t)(hd) + 1u) + 16u * (size_t)(hd) + 64u +                             \
+     ((size_t)(nv) * (size_t)(hd) + 3u) / 4u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every
  * head, over the nv visual tokens: head h of token j has its hd channels at
