@@ -14,6 +14,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 #include "kernels/codec_internal.h"
 #include "kernels/codec_tc.h"
@@ -105,9 +106,9 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
 
 /* The state of one head's fit (every array caller scratch of hd entries,
  * cj of nv * hd): y the centred rows, nb the allocation, sd the channel
- * deviations (0: no bits), wt the allocation weights, cj the codes, scf /
- * sch the channel scales as decoded floats and dtype bits; num / den the
- * least-squares sums. */
+ * deviations (0: no bits), wt the allocation weights, cj the codes, scf
+ * the channel scales as decoded floats, cs their 8-bit codes (the record's
+ * bytes) under the dtype bits *stop; num / den the least-squares sums. */
 typedef struct vkvk_tc_fit {
     int dtype;
     uint32_t nv, hd;
@@ -116,7 +117,8 @@ typedef struct vkvk_tc_fit {
     const double *sd;
     uint8_t *cj;
     float *scf;
-    uint16_t *sch;
+    uint8_t *cs;
+    uint16_t *stop;
     double *num, *den;
 } vkvk_tc_fit;
 
@@ -124,7 +126,8 @@ typedef struct vkvk_tc_fit {
  * (nearest level: z = y / (sd * a) on the first pass, y / (sc * a) with
  * the current channel scale on later ones where sc > 0), then fits each
  * channel scale by least squares to the reconstructions a * L[code] and
- * rounds it to the dtype (p->sch, p->scf). */
+ * codes the scales in 8 bits under their rounded maximum (p->cs, p->stop;
+ * p->scf the decoded values). */
 static void vkvk_tc_pick_codes(vkvk_tc_fit *p, const float *a, int use_sc)
 {
     const uint32_t hd = p->hd;
@@ -149,11 +152,9 @@ static void vkvk_tc_pick_codes(vkvk_tc_fit *p, const float *a, int use_sc)
             p->den[d] += (double)r * r;
         }
     }
-    for (uint32_t d = 0; d < hd; d++) {
-        p->sch[d] =
-            vkvk_tc_round(p->den[d] > 0.0 ? (float)(p->num[d] / p->den[d]) : 0.0f, p->dtype);
-        p->scf[d] = vkvk_to_f32(p->sch[d], p->dtype);
-    }
+    for (uint32_t d = 0; d < hd; d++)
+        p->scf[d] = p->den[d] > 0.0 ? (float)(p->num[d] / p->den[d]) : 0.0f;
+    vkvk_tc_code_scales(p->scf, hd, p->dtype, p->cs, 1, p->stop);
 }
 
 /* Replaces each token scale a[j] by the weighted least-squares fit of the
@@ -192,8 +193,10 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
 {
     float *mu = t, *var = t + hd, *wt = t + 2u * hd;
     uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside hd floats */
-    vkvk_tc_fit p = {dtype, nv, hd, y, wt, nb, dd + 4u * hd, cj, t + 4u * hd,
-                     (uint16_t *)(void *)(t + 5u * hd), dd + 2u * hd, dd + 3u * hd};
+    uint16_t stop_h = 0;
+    vkvk_tc_fit p = {dtype,   nv,           hd,          y,           wt,
+                     nb,      dd + 4u * hd, cj,          t + 4u * hd, rec + 2u * hd,
+                     &stop_h, dd + 2u * hd, dd + 3u * hd};
     double *s1 = dd, *s2 = dd + hd, *sd = dd + 4u * hd;
     for (uint32_t d = 0; d < hd; d++)
         s1[d] = s2[d] = 0.0;
@@ -272,17 +275,16 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
     for (uint32_t it = 0;; it++) {
         vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
         vkvk_tc_pick_codes(&p, a, it > 0);
-        if (it == VKVK_TC_PASSES)
+        if (it == (getenv("TCP") ? (uint32_t)atoi(getenv("TCP")) : VKVK_TC_PASSES))
             break;
         vkvk_tc_refit_scales(&p, a);
     }
-    uint8_t *al = rec + 4u * (size_t)hd;
+    uint8_t *al = rec + 3u * (size_t)hd;
     vkvk_tc_st(al + hd / 4u, top_h);
+    vkvk_tc_st(al + hd / 4u + 2u, stop_h);
     memset(al, 0, hd / 4u);
     for (uint32_t d = 0; d < hd; d++)
         al[d >> 2] |= (uint8_t)(nb[d] << (2u * (d & 3u)));
-    for (uint32_t d = 0; d < hd; d++)
-        vkvk_tc_st(rec + 2u * ((size_t)hd + d), p.sch[d]);
     /* codes token by token in channel order */
     const uint32_t cb = (budget + 7u) / 8u;
     for (uint32_t j = 0; j < nv; j++) {

@@ -6,8 +6,9 @@
  * encoder / decoder in codec_tc.c. Not installed.
  *
  * The format (docs/BLOCK_FORMAT.md "Rule 5: tc"): per layer, tensor and KV
- * head a record of the channel means mu[d], channel scales sc[d] (source
- * dtype), a 2-bit allocation nb[d] in 0..3 and the top of the scale code;
+ * head a record of the channel means mu[d] (source dtype), 8-bit channel
+ * scale codes (sc = stop * 2^(-c/16), as the token scales), a 2-bit
+ * allocation nb[d] in 0..3, the top of the token scale code and stop;
  * per visual token and head one scale byte c (a = top * 2^(-c/16), c = 255:
  * a = 0) and the codes of the channels with nb[d] > 0, packed LSB first.
  * A key element decodes to (a * lev[nb][code]) * sc[d] + mu[d] in binary32
@@ -88,19 +89,19 @@ VKV_HD static inline void vkvk_tc_head_load(const vkv_block_header *h, int s, co
     c->coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
     const uint8_t *rec = lev + (size_t)hh * vkvk_tc_rec_bytes(c->coded, hd);
     if (c->coded) {
-        const uint8_t *al = rec + 4u * (size_t)hd;
+        const uint8_t *cs = rec + 2u * (size_t)hd, *al = rec + 3u * (size_t)hd;
+        const uint8_t *tp = al + hd / 4u;
+        c->top = vkvk_to_f32((uint16_t)(tp[0] | (tp[1] << 8)), dt);
+        const float stop = vkvk_to_f32((uint16_t)(tp[2] | (tp[3] << 8)), dt);
         uint32_t left = 8u * vkvk_tc_code_bytes(h, s);
         for (uint32_t d = 0; d < hd; d++) {
             c->mu[d] = vkvk_to_f32((uint16_t)(rec[2u * d] | (rec[2u * d + 1u] << 8)), dt);
-            c->sc[d] =
-                vkvk_to_f32((uint16_t)(rec[2u * (hd + d)] | (rec[2u * (hd + d) + 1u] << 8)), dt);
+            c->sc[d] = vkvk_tc_scale(stop, cs[d]);
             uint32_t nb = (al[d >> 2] >> (2u * (d & 3u))) & 3u;
             nb = nb <= left ? nb : 0u;
             left -= nb;
             c->nb[d] = (uint8_t)nb;
         }
-        const uint8_t *tp = al + hd / 4u;
-        c->top = vkvk_to_f32((uint16_t)(tp[0] | (tp[1] << 8)), dt);
     } else {
         for (uint32_t d = 0; d < hd; d++)
             c->sc[d] = vkvk_to_f32((uint16_t)(rec[2u * d] | (rec[2u * d + 1u] << 8)), dt);
@@ -174,7 +175,7 @@ void vkvk_tc_dec_out_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint
 /* Scratch floats the tc encoder of one tensor needs for nv visual tokens
  * (the driver's malloc: suitably aligned for the doubles inside). */
 #define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
-    ((size_t)(nv) * ((size_t)(hd) + 1u) + 16u * (size_t)(hd) + 64u +                             \
+    ((size_t)(nv) * ((size_t)(hd) + 1u) + 16u * (size_t)(hd) + 64u +                               \
      ((size_t)(nv) * (size_t)(hd) + 3u) / 4u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every

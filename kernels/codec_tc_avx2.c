@@ -32,8 +32,8 @@ static inline __m256 vkvk_tc_lanes(const vkvk_tc_head *c, const uint32_t *off, c
     const __m128i nb8 = _mm_loadl_epi64((const __m128i *)(const void *)(c->nb + d0));
     const __m256i nb = _mm256_cvtepu8_epi32(nb8);
     const __m256i one = _mm256_set1_epi32(1);
-    const __m256i w = _mm256_i32gather_epi32((const int *)(const void *)buf,
-                                             _mm256_srli_epi32(o, 3), 1);
+    const __m256i w =
+        _mm256_i32gather_epi32((const int *)(const void *)buf, _mm256_srli_epi32(o, 3), 1);
     const __m256i sh = _mm256_srlv_epi32(w, _mm256_and_si256(o, _mm256_set1_epi32(7)));
     const __m256i p2 = _mm256_sllv_epi32(one, nb); /* 2^nb */
     const __m256i code = _mm256_and_si256(sh, _mm256_sub_epi32(p2, one));
@@ -55,8 +55,8 @@ static inline __m256 vkvk_tc_sign_lanes(const vkvk_tc_head *c, const uint8_t *co
 {
     const __m256i bitsel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256i by = _mm256_set1_epi32(codes[d0 >> 3]);
-    const __m256 set = _mm256_castsi256_ps(
-        _mm256_cmpeq_epi32(_mm256_and_si256(by, bitsel), bitsel));
+    const __m256 set =
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(by, bitsel), bitsel));
     const __m256 sg = _mm256_blendv_ps(_mm256_mul_ps(_mm256_set1_ps(-1.0f), va), va, set);
     return _mm256_mul_ps(sg, _mm256_loadu_ps(c->sc + d0));
 }

@@ -91,8 +91,18 @@ static void doc_sizes(const vkv_shape *sh, const vkv_codec_spec *sp, uint64_t pe
     per[0] = per[1] = nr * H * D * 2;
     per[2] = nv * H * kb;
     per[3] = nv * H * vb;
-    per[4] = nv ? H * (4 * D + D / 4 + 2) + nv * H : 0;
-    per[5] = nv ? H * (sp->v_group ? 4 * D + D / 4 + 2 : 2 * D + 2) + nv * H : 0;
+    per[4] = nv ? H * (3 * D + D / 4 + 4) + nv * H : 0;
+    per[5] = nv ? H * (sp->v_group ? 3 * D + D / 4 + 4 : 2 * D + 2) + nv * H : 0;
+}
+
+/* The scale of byte c under top, from the format text: 0 for 255, else
+ * top * (2^(-(c % 16)/16) * 2^-(c / 16)) in binary32. */
+static float doc_scale(float top, uint32_t c)
+{
+    if (c == 255)
+        return 0.0f;
+    float m = (float)exp2(-(double)(c % 16u) / 16.0); /* binary32 of 2^(-f/16) */
+    return top * (m * ldexpf(1.0f, -(int)(c / 16u)));
 }
 
 /* Independent decode of element (visual token v, head h, channel d) of
@@ -103,7 +113,7 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     const uint32_t D = hd->head_dim, H = hd->kv_heads;
     const int dt = hd->dtype;
     const int coded = s == 0 || hd->v_mode == VKV_GROUP_TOKEN;
-    const uint64_t rec = coded ? 4u * D + D / 4u + 2u : 2u * D + 2u;
+    const uint64_t rec = coded ? 3u * D + D / 4u + 4u : 2u * D + 2u;
     const uint64_t lev_layer = hd->sections[VKV_SEC_LEV_K + s].size / hd->layers;
     const uint64_t bits_layer = hd->sections[VKV_SEC_BITS_K + s].size / hd->layers;
     const uint8_t *lev = blk + hd->sections[VKV_SEC_LEV_K + s].offset + l * lev_layer;
@@ -115,12 +125,9 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     const uint8_t *codes =
         blk + hd->sections[VKV_SEC_BITS_K + s].offset + l * bits_layer + (v * H + h) * cb;
     const uint8_t c = lev[H * rec + v * H + h];
-    const float top = vkvk_to_f32(ld16(r + (coded ? 4u * D + D / 4u : 2u * D)), dt);
+    const float top = vkvk_to_f32(ld16(r + (coded ? 3u * D + D / 4u : 2u * D)), dt);
     float a = 0.0f;
-    if (c != 255) {
-        float m = (float)exp2(-(double)(c % 16u) / 16.0); /* binary32 of 2^(-f/16) */
-        a = top * (m * ldexpf(1.0f, -(int)(c / 16u)));
-    }
+    a = doc_scale(top, c);
     if (!coded) {
         float sg = (codes[d / 8] >> (d % 8)) & 1 ? 1.0f : -1.0f;
         return (sg * a) * vkvk_to_f32(ld16(r + 2u * d), dt);
@@ -133,7 +140,7 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     };
     uint32_t pos = 0, nb = 0;
     for (uint32_t e = 0; e <= d; e++) {
-        nb = (r[4u * D + e / 4u] >> (2u * (e % 4u))) & 3u;
+        nb = (r[3u * D + e / 4u] >> (2u * (e % 4u))) & 3u;
         if (e < d)
             pos += nb;
     }
@@ -144,8 +151,9 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
             code |= (uint32_t)((codes[(pos + i) / 8] >> ((pos + i) % 8)) & 1u) << i;
         q = a * lv[nb][code];
     }
-    return q * vkvk_to_f32(ld16(r + 2u * ((uint64_t)D + d)), dt) +
-           vkvk_to_f32(ld16(r + 2u * d), dt);
+    /* channel scale: its byte at 2D + d under stop (after top) */
+    const float stop = vkvk_to_f32(ld16(r + 3u * D + D / 4u + 2u), dt);
+    return q * doc_scale(stop, r[2u * D + d]) + vkvk_to_f32(ld16(r + 2u * d), dt);
 }
 
 static void specs_parse_format_and_refuse(void **state)
@@ -264,10 +272,10 @@ static void sizes_header_and_sections_are_canonical(void **state)
                 for (uint32_t l = 0; l < sh->layers; l++)
                     for (uint32_t hh = 0; hh < H; hh++) {
                         const uint8_t *r = b.blk + h.sections[VKV_SEC_LEV_K + s].offset +
-                                           l * per[4 + s] + hh * (4u * D + D / 4u + 2u);
+                                           l * per[4 + s] + hh * (3u * D + D / 4u + 4u);
                         uint32_t used = 0;
                         for (uint32_t d = 0; d < D; d++)
-                            used += (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                            used += (r[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
                         assert_true(used <= budget);
                         for (uint64_t v = 0; v < nv; v++) {
                             const uint8_t *c = b.blk + h.sections[VKV_SEC_BITS_K + s].offset +
@@ -362,7 +370,7 @@ static void weights_steer_the_key_allocation(void **state)
     vkv_block_header h;
     assert_int_equal(vkv_block_check(aw.blk, aw.size, 0, &h), VKV_OK);
     assert_int_equal(h.iters, 1);
-    const uint32_t D = 64, rec = 4u * D + D / 4u + 2u;
+    const uint32_t D = 64, rec = 3u * D + D / 4u + 4u;
     const uint64_t lev_layer = h.sections[VKV_SEC_LEV_K].size / h.layers;
     int differs = 0;
     for (uint32_t l = 0; l < 2; l++)
@@ -372,9 +380,9 @@ static void weights_steer_the_key_allocation(void **state)
                 plain.blk + h.sections[VKV_SEC_LEV_K].offset + l * lev_layer + hh * rec;
             uint32_t inside = 0, outside = 0;
             for (uint32_t d = 0; d < D; d++) {
-                uint32_t nb = (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                uint32_t nb = (r[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
                 *(d < 16 ? &inside : &outside) += nb;
-                differs |= nb != ((r0[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
+                differs |= nb != ((r0[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
             }
             assert_int_equal(outside, 0); /* weight 0: never a bit */
             assert_int_equal(inside, 32); /* the whole budget, 0.5 * 64 */
@@ -689,8 +697,8 @@ static void avx2_block_decode_equals_scalar(void **state)
     static const uint32_t hds[] = {64, 96, 128};
     for (size_t i = 0; i < 4; i++)
         for (size_t k = 0; k < 3; k++) {
-            vkv_shape sh = {2, 3, hds[k], 41, k == 1 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16, 2,
-                            {{2, 25}, {30, 9}}};
+            vkv_shape sh = {
+                2, 3, hds[k], 41, k == 1 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16, 2, {{2, 25}, {30, 9}}};
             assert_int_equal(vkv_codec_set_impl(VKV_IMPL_SCALAR), VKV_OK);
             tb ref;
             tb_make(&ref, &sh, sp[i], 900 + i * 3 + k, NULL);
