@@ -14,7 +14,6 @@
  */
 #include <math.h>
 #include <string.h>
-#include <stdlib.h>
 
 #include "kernels/codec_internal.h"
 #include "kernels/codec_tc.h"
@@ -102,7 +101,7 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
 
 /* Refinement passes of the tc key coder after the first (codes, channel
  * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
-#define VKVK_TC_PASSES 2u
+#define VKVK_TC_PASSES 4u
 
 /* The state of one head's fit (every array caller scratch of hd entries,
  * cj of nv * hd): y the centred rows, nb the allocation, sd the channel
@@ -275,7 +274,7 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
     for (uint32_t it = 0;; it++) {
         vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
         vkvk_tc_pick_codes(&p, a, it > 0);
-        if (it == (getenv("TCP") ? (uint32_t)atoi(getenv("TCP")) : VKVK_TC_PASSES))
+        if (it == VKVK_TC_PASSES)
             break;
         vkvk_tc_refit_scales(&p, a);
     }
