@@ -169,6 +169,28 @@ void vkvk_tc_dec_f32_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint
                           uint32_t cb, uint32_t q, float *out);
 void vkvk_tc_dec_out_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint8_t *codes,
                           uint32_t cb, uint32_t q, int dtype, uint16_t *out);
+
+/* One KV head's rule-5 keys folded for vkv_attend: the n coded channels'
+ * bit offsets off[n] and widths nb[n] (each array readable up to n rounded
+ * up to 8), R query rows u (ustride apart, n entries each, zero from n up
+ * to n rounded to 8: q_d * sc_d of the coded channels), base[R] = q . mu,
+ * top of the token scales, cb code bytes per token. Caller memory. */
+typedef struct vkvk_tc_keys {
+    uint32_t n, cb, R;
+    float top;
+    const uint16_t *off;
+    const uint8_t *nb;
+    const float *u, *base;
+    size_t ustride;
+} vkvk_tc_keys;
+
+/* Scores of nv tokens (codes at bits + v*tstride, scale bytes at
+ * scl[v*sstride]): sc[r*T + v] = a_v * (u_r . L_v) + base[r], the levels
+ * L_v into lv (n rounded up to 8 floats of scratch). AVX2 + FMA: equal to
+ * the scalar loop of attend.c within fp32 reordering, not bit for bit. */
+void vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tstride,
+                         const uint8_t *scl, size_t sstride, uint32_t nv, float *lv, float *sc,
+                         size_t T);
 #endif
 
 #ifndef __CUDACC__

@@ -115,3 +115,57 @@ void vkvk_tc_dec_out_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint
     for (uint32_t d = 0; d < c->hd; d += 8)
         vkvk_tc_store_out(vkvk_tc_lanes(c, off, buf, va, t0, t1, d), dtype, out + d);
 }
+
+/* Sum of the 8 lanes of v. */
+static inline float vkvk_tc_hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* See codec_tc.h. */
+__attribute__((target("avx2,fma"))) void
+vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tstride, const uint8_t *scl,
+                    size_t sstride, uint32_t nv, float *lv, float *sc, size_t T)
+{
+    const uint32_t n = kk->n, cb = kk->cb;
+    const __m256 t0 = _mm256_loadu_ps(vkvk_tc_lv16), t1 = _mm256_loadu_ps(vkvk_tc_lv16 + 8);
+    const __m256i one = _mm256_set1_epi32(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    uint8_t buf[VKVK_TC_MAX_CODE_BYTES + 4u];
+    for (uint32_t v = 0; v < nv; v++) {
+        memcpy(buf, bits + (size_t)v * tstride, cb);
+        memset(buf + cb, 0, 4u);
+        for (uint32_t k = 0; k < n; k += 8) {
+            const __m256i in = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - k)), lane);
+            const __m256i o = _mm256_and_si256(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+                                                   (const __m128i *)(const void *)(kk->off + k))),
+                                               in);
+            const __m256i b = _mm256_and_si256(
+                _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(kk->nb + k))),
+                in);
+            const __m256i w =
+                _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(const void *)buf,
+                                            _mm256_srli_epi32(o, 3), in, 1);
+            const __m256i sh = _mm256_srlv_epi32(w, _mm256_and_si256(o, _mm256_set1_epi32(7)));
+            const __m256i p2 = _mm256_sllv_epi32(one, b);
+            const __m256i code = _mm256_and_si256(sh, _mm256_sub_epi32(p2, one));
+            const __m256i idx = _mm256_and_si256(
+                _mm256_add_epi32(code, _mm256_sub_epi32(p2, _mm256_set1_epi32(2))), in);
+            const __m256 lo = _mm256_permutevar8x32_ps(t0, idx);
+            const __m256 hi = _mm256_permutevar8x32_ps(t1, idx);
+            const __m256 hs = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+            _mm256_storeu_ps(lv + k,
+                             _mm256_and_ps(_mm256_blendv_ps(lo, hi, hs), _mm256_castsi256_ps(in)));
+        }
+        const float a = vkvk_tc_scale(kk->top, scl[(size_t)v * sstride]);
+        for (uint32_t r = 0; r < kk->R; r++) {
+            const float *ur = kk->u + (size_t)r * kk->ustride;
+            __m256 acc = _mm256_setzero_ps();
+            for (uint32_t k = 0; k < n; k += 8)
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(ur + k), _mm256_loadu_ps(lv + k), acc);
+            sc[(size_t)r * T + v] = a * vkvk_tc_hsum(acc) + kk->base[r];
+        }
+    }
+}
