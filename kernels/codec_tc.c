@@ -28,12 +28,14 @@ static const float vkvk_tc_thr[4][7] = {
 };
 static const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
 
-/* Code of z under the b-bit quantizer: the number of thresholds <= z. */
+/* Code of z under the b-bit quantizer (b 2 or 3): the number of thresholds
+ * <= z (the thresholds ascend). */
 static uint32_t vkvk_tc_code(float z, uint32_t b)
 {
-    uint32_t n = (1u << b) - 1u, i = 0;
-    while (i < n && z >= vkvk_tc_thr[b][i])
-        i++;
+    const float *t = vkvk_tc_thr[b];
+    uint32_t i = (z >= t[1]) + (z >= t[0]) + (z >= t[2]);
+    if (b == 3u)
+        i += (z >= t[3]) + (z >= t[4]) + (z >= t[5]) + (z >= t[6]);
     return i;
 }
 
@@ -115,7 +117,7 @@ typedef struct vkvk_tc_fit {
     const uint8_t *nb;
     const double *sd;
     uint8_t *cj;
-    float *scf;
+    float *scf, *iu;
     uint8_t *cs;
     uint16_t *stop;
     double *num, *den;
@@ -130,21 +132,24 @@ typedef struct vkvk_tc_fit {
 static void vkvk_tc_pick_codes(vkvk_tc_fit *p, const float *a, int use_sc)
 {
     const uint32_t hd = p->hd;
-    for (uint32_t d = 0; d < hd; d++)
+    for (uint32_t d = 0; d < hd; d++) {
         p->num[d] = p->den[d] = 0.0;
+        double u = use_sc && p->scf[d] > 0.0f ? (double)p->scf[d] : p->sd[d];
+        p->iu[d] = u > 0.0 ? (float)(1.0 / u) : 0.0f;
+    }
     for (uint32_t j = 0; j < p->nv; j++) {
         const float *yr = p->y + (size_t)j * hd;
         uint8_t *cr = p->cj + (size_t)j * hd;
-        const float aj = a[j];
+        const float aj = a[j], ia = aj > 0.0f ? 1.0f / aj : 0.0f;
         for (uint32_t d = 0; d < hd; d++) {
             const uint32_t b = p->nb[d];
             cr[d] = 0;
             if (!b)
                 continue;
             float x = yr[d], r = 0.0f;
-            if (p->sd[d] > 0.0 && aj > 0.0f) {
-                double u = use_sc && p->scf[d] > 0.0f ? (double)p->scf[d] : p->sd[d];
-                cr[d] = (uint8_t)vkvk_tc_code((float)(x / (u * aj)), b);
+            if (aj > 0.0f) {
+                /* 1 bit: the sign; more: z = (x * (1/u)) * (1/a) */
+                cr[d] = (uint8_t)(b == 1u ? x >= 0.0f : vkvk_tc_code((x * p->iu[d]) * ia, b));
                 r = aj * vkvk_tc_level(b, cr[d]);
             }
             p->num[d] += (double)x * r;
@@ -182,7 +187,8 @@ static void vkvk_tc_refit_scales(const vkvk_tc_fit *p, float *a)
  * weights or NULL (then the key energy when `energy`, else 1). Writes the
  * record at rec, the scale bytes at q (stride qstride) and the codes at
  * codes (ceil(budget/8) bytes per token, zeroed here, cstride bytes apart).
- * Scratch: a[nv] and t[4*hd] floats, dd[5*hd] doubles. Every per-channel
+ * Scratch: a[nv] and t[6*hd] floats, dd[5*hd] doubles, cj[nv*hd] bytes.
+ * Every per-channel
  * sum runs over the tokens in order (j outer, channels inner, one
  * accumulator per channel). */
 static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
@@ -193,9 +199,20 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
     float *mu = t, *var = t + hd, *wt = t + 2u * hd;
     uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside hd floats */
     uint16_t stop_h = 0;
-    vkvk_tc_fit p = {dtype,   nv,           hd,          y,           wt,
-                     nb,      dd + 4u * hd, cj,          t + 4u * hd, rec + 2u * hd,
-                     &stop_h, dd + 2u * hd, dd + 3u * hd};
+    vkvk_tc_fit p = {.dtype = dtype,
+                     .nv = nv,
+                     .hd = hd,
+                     .y = y,
+                     .wt = wt,
+                     .nb = nb,
+                     .sd = dd + 4u * hd,
+                     .cj = cj,
+                     .scf = t + 4u * hd,
+                     .iu = t + 5u * hd,
+                     .cs = rec + 2u * hd,
+                     .stop = &stop_h,
+                     .num = dd + 2u * hd,
+                     .den = dd + 3u * hd};
     double *s1 = dd, *s2 = dd + hd, *sd = dd + 4u * hd;
     for (uint32_t d = 0; d < hd; d++)
         s1[d] = s2[d] = 0.0;
