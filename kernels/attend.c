@@ -215,8 +215,19 @@ static void vkvk_att_tc(vkvk_att *c, int s, uint32_t h, const uint8_t *bits, con
     float *row = c->tcb + 2u * (size_t)hd;
     vkvk_tc_head th = {0, 0, 0.0f, c->tcb, c->tcb + hd, (uint8_t *)(c->tcb + 3u * (size_t)hd)};
     vkvk_tc_head_load(H, s, lev, h, &th);
+#ifdef VKVK_X86
+    uint32_t *off = (uint32_t *)(void *)(c->tcb + 4u * (size_t)hd);
+    const int simd = vkv_codec_impl() != VKV_IMPL_SCALAR;
+    vkvk_tc_offsets(&th, off);
+#endif
     for (uint32_t v = 0; v < c->nv; v++) {
-        vkvk_tc_dec_f32(&th, bits + ((size_t)v * heads + h) * cb, scl[(size_t)v * heads + h], row);
+        const uint8_t *cd = bits + ((size_t)v * heads + h) * cb;
+#ifdef VKVK_X86
+        if (simd)
+            vkvk_tc_dec_f32_avx2(&th, off, cd, (uint32_t)cb, scl[(size_t)v * heads + h], row);
+        else
+#endif
+            vkvk_tc_dec_f32(&th, cd, scl[(size_t)v * heads + h], row);
         for (uint32_t r = 0; r < R; r++) {
             if (s == 0) {
                 const float *q = c->qrow + (size_t)r * hd;
@@ -267,8 +278,18 @@ static void vkvk_att_tc_keys(vkvk_att *c, uint32_t h, const uint8_t *bits, const
             b0 += q[d] * th.mu[d];
         for (uint32_t k = 0; k < n; k++)
             ur[k] = q[cd[k]] * th.sc[cd[k]];
+        for (uint32_t k = n; k < hd && k % 8u; k++)
+            ur[k] = 0.0f; /* the AVX2 loop reads up to n rounded to 8 */
         c->base[r] = b0;
     }
+#ifdef VKVK_X86
+    if (vkv_codec_impl() != VKV_IMPL_SCALAR) {
+        const vkvk_tc_keys kk = {n, (uint32_t)cb, R, th.top, off, lo, c->u, c->base, hd};
+        vkvk_tc_scores_avx2(&kk, bits + (size_t)h * cb, (size_t)heads * cb, scl + h, heads, c->nv,
+                            lv, c->sc, c->T);
+        return;
+    }
+#endif
     uint8_t buf[VKV_BLOCK_MAX_HEAD_DIM * 3u / 8u + 2u];
     for (uint32_t v = 0; v < c->nv; v++) {
         memcpy(buf, bits + ((size_t)v * heads + h) * cb, cb);

@@ -898,16 +898,31 @@ static void vkvk_decode_tc(const vkv_block_header *h, int s, const uint8_t *bits
     const uint8_t *scl = lev + (size_t)heads * vkvk_tc_rec_bytes(coded, hd);
     float *row = tb + 2u * (size_t)hd;
     vkvk_tc_head c = {0, 0, 0.0f, tb, tb + hd, (uint8_t *)(tb + 3u * (size_t)hd)};
+#ifdef VKVK_X86
+    uint32_t *off = (uint32_t *)(void *)(tb + 4u * (size_t)hd); /* see vkvk_decode */
+    const int simd = vkv_codec_impl() != VKV_IMPL_SCALAR;
+#endif
     for (uint32_t hh = 0; hh < heads; hh++) {
         vkvk_tc_head_load(h, s, lev, hh, &c);
+#ifdef VKVK_X86
+        vkvk_tc_offsets(&c, off);
+#endif
         size_t v = 0;
         for (uint32_t r = 0; r < h->n_ranges; r++) {
             uint32_t end = h->ranges[r].start + h->ranges[r].len;
             for (uint32_t t = h->ranges[r].start; t < end; t++, v++) {
                 if (t < m->skip)
                     continue;
-                vkvk_tc_dec_f32(&c, bits + (v * heads + hh) * cb, scl[v * heads + hh], row);
+                const uint8_t *cd = bits + (v * heads + hh) * cb;
                 uint16_t *o = base + vkvk_tok_off(m, t) + hh * m->head_stride;
+#ifdef VKVK_X86
+                if (simd) {
+                    vkvk_tc_dec_out_avx2(&c, off, cd, (uint32_t)cb, scl[v * heads + hh], h->dtype,
+                                         o);
+                    continue;
+                }
+#endif
+                vkvk_tc_dec_f32(&c, cd, scl[v * heads + hh], row);
                 for (uint32_t d = 0; d < hd; d++)
                     o[d] = vkvk_rot_out(row[d], h->dtype);
             }
@@ -992,7 +1007,7 @@ static int vkvk_decode(const void *block, const vkv_block_header *h, const vkvk_
             return VKV_EINVAL;
     float *tb = NULL;
     if (h->rule == VKV_RULE_TC && L->n_vis &&
-        (tb = malloc((4u * (size_t)h->head_dim + 1u) * sizeof(float))) == NULL)
+        (tb = malloc((5u * (size_t)h->head_dim + 1u) * sizeof(float))) == NULL)
         return VKV_ENOMEM;
     const vkvk_kernels *kern = vkvk_kern();
     for (int s = 0; s < 2; s++)

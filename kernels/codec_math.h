@@ -460,11 +460,12 @@ VKV_HD static inline uint32_t vkvk_tc_bits(uint32_t b64, uint32_t head_dim)
     return (uint32_t)(((uint64_t)b64 * head_dim + 32u) / 64u);
 }
 
-/* Bytes of one tc per-head record in LEV: coded (mean, channel scale,
- * 2-bit allocation, top) or rank-1 (b, top). */
+/* Bytes of one tc per-head record in LEV: coded (mean, 8-bit channel
+ * scale codes, 2-bit allocation, top, channel-scale top) or rank-1 (b,
+ * top). */
 VKV_HD static inline uint64_t vkvk_tc_rec_bytes(int coded, uint32_t head_dim)
 {
-    return coded ? 4u * (uint64_t)head_dim + head_dim / 4u + 2u : 2u * (uint64_t)head_dim + 2u;
+    return coded ? 3u * (uint64_t)head_dim + head_dim / 4u + 4u : 2u * (uint64_t)head_dim + 2u;
 }
 
 /* Per-layer sizes of a rule-5 block (k_mode TOKEN with k_group 1..192;

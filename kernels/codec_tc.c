@@ -28,12 +28,14 @@ static const float vkvk_tc_thr[4][7] = {
 };
 static const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
 
-/* Code of z under the b-bit quantizer: the number of thresholds <= z. */
+/* Code of z under the b-bit quantizer (b 2 or 3): the number of thresholds
+ * <= z (the thresholds ascend). */
 static uint32_t vkvk_tc_code(float z, uint32_t b)
 {
-    uint32_t n = (1u << b) - 1u, i = 0;
-    while (i < n && z >= vkvk_tc_thr[b][i])
-        i++;
+    const float *t = vkvk_tc_thr[b];
+    uint32_t i = (z >= t[1]) + (z >= t[0]) + (z >= t[2]);
+    if (b == 3u)
+        i += (z >= t[3]) + (z >= t[4]) + (z >= t[5]) + (z >= t[6]);
     return i;
 }
 
@@ -99,21 +101,119 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
     }
 }
 
+/* Refinement passes of the tc key coder after the first (codes, channel
+ * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
+#define VKVK_TC_PASSES 4u
+
+/* The state of one head's fit (every array caller scratch of hd entries,
+ * cj of nv * hd): y the centred rows, nb the allocation, sd the channel
+ * deviations (0: no bits), wt the allocation weights, cj the codes, scf
+ * the channel scales as decoded floats, cs their 8-bit codes (the record's
+ * bytes) under the dtype bits *stop; num / den the least-squares sums. */
+typedef struct vkvk_tc_fit {
+    int dtype;
+    uint32_t nv, hd;
+    const float *y, *wt;
+    const uint8_t *nb;
+    const double *sd;
+    uint8_t *cj;
+    float *scf, *iu;
+    uint8_t *cs;
+    uint16_t *stop;
+    double *num, *den;
+} vkvk_tc_fit;
+
+/* Picks the code of every coded element under the (decoded) token scales a
+ * (nearest level: z = y / (sd * a) on the first pass, y / (sc * a) with
+ * the current channel scale on later ones where sc > 0), then fits each
+ * channel scale by least squares to the reconstructions a * L[code] and
+ * codes the scales in 8 bits under their rounded maximum (p->cs, p->stop;
+ * p->scf the decoded values). */
+static void vkvk_tc_pick_codes(vkvk_tc_fit *p, const float *a, int use_sc)
+{
+    const uint32_t hd = p->hd;
+    for (uint32_t d = 0; d < hd; d++) {
+        p->num[d] = p->den[d] = 0.0;
+        double u = use_sc && p->scf[d] > 0.0f ? (double)p->scf[d] : p->sd[d];
+        p->iu[d] = u > 0.0 ? (float)(1.0 / u) : 0.0f;
+    }
+    for (uint32_t j = 0; j < p->nv; j++) {
+        const float *yr = p->y + (size_t)j * hd;
+        uint8_t *cr = p->cj + (size_t)j * hd;
+        const float aj = a[j], ia = aj > 0.0f ? 1.0f / aj : 0.0f;
+        for (uint32_t d = 0; d < hd; d++) {
+            const uint32_t b = p->nb[d];
+            cr[d] = 0;
+            if (!b)
+                continue;
+            float x = yr[d], r = 0.0f;
+            if (aj > 0.0f) {
+                /* 1 bit: the sign; more: z = (x * (1/u)) * (1/a) */
+                cr[d] = (uint8_t)(b == 1u ? x >= 0.0f : vkvk_tc_code((x * p->iu[d]) * ia, b));
+                r = aj * vkvk_tc_level(b, cr[d]);
+            }
+            p->num[d] += (double)x * r;
+            p->den[d] += (double)r * r;
+        }
+    }
+    for (uint32_t d = 0; d < hd; d++)
+        p->scf[d] = p->den[d] > 0.0 ? (float)(p->num[d] / p->den[d]) : 0.0f;
+    vkvk_tc_code_scales(p->scf, hd, p->dtype, p->cs, 1, p->stop);
+}
+
+/* Replaces each token scale a[j] by the weighted least-squares fit of the
+ * token's centred row to its current reconstruction L[code] * sc (weights
+ * wt, coded channels only); 0 when the fit is not positive. */
+static void vkvk_tc_refit_scales(const vkvk_tc_fit *p, float *a)
+{
+    const uint32_t hd = p->hd;
+    for (uint32_t j = 0; j < p->nv; j++) {
+        const float *yr = p->y + (size_t)j * hd;
+        const uint8_t *cr = p->cj + (size_t)j * hd;
+        double num = 0.0, den = 0.0;
+        for (uint32_t d = 0; d < hd; d++) {
+            if (!p->nb[d] || !(p->sd[d] > 0.0))
+                continue;
+            double r = (double)p->scf[d] * vkvk_tc_level(p->nb[d], cr[d]);
+            num += (double)p->wt[d] * yr[d] * r;
+            den += (double)p->wt[d] * r * r;
+        }
+        a[j] = den > 0.0 && num > 0.0 ? (float)(num / den) : 0.0f;
+    }
+}
+
 /* Codes one head with the transform coder: y[nv][hd] the head's visual
  * rows as floats (overwritten), budget bits per token, w[hd] channel
  * weights or NULL (then the key energy when `energy`, else 1). Writes the
  * record at rec, the scale bytes at q (stride qstride) and the codes at
  * codes (ceil(budget/8) bytes per token, zeroed here, cstride bytes apart).
- * Scratch: a[nv] and t[4*hd] floats, dd[5*hd] doubles. Every per-channel
+ * Scratch: a[nv] and t[6*hd] floats, dd[5*hd] doubles, cj[nv*hd] bytes.
+ * Every per-channel
  * sum runs over the tokens in order (j outer, channels inner, one
  * accumulator per channel). */
 static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
                               const float *w, int energy, uint8_t *rec, uint8_t *q, size_t qstride,
-                              uint8_t *codes, size_t cstride, float *a, float *t, double *dd)
+                              uint8_t *codes, size_t cstride, float *a, float *t, double *dd,
+                              uint8_t *cj)
 {
     float *mu = t, *var = t + hd, *wt = t + 2u * hd;
     uint8_t *nb = (uint8_t *)(t + 3u * hd); /* hd bytes inside hd floats */
-    double *s1 = dd, *s2 = dd + hd, *num = dd + 2u * hd, *den = dd + 3u * hd, *sd = dd + 4u * hd;
+    uint16_t stop_h = 0;
+    vkvk_tc_fit p = {.dtype = dtype,
+                     .nv = nv,
+                     .hd = hd,
+                     .y = y,
+                     .wt = wt,
+                     .nb = nb,
+                     .sd = dd + 4u * hd,
+                     .cj = cj,
+                     .scf = t + 4u * hd,
+                     .iu = t + 5u * hd,
+                     .cs = rec + 2u * hd,
+                     .stop = &stop_h,
+                     .num = dd + 2u * hd,
+                     .den = dd + 3u * hd};
+    double *s1 = dd, *s2 = dd + hd, *sd = dd + 4u * hd;
     for (uint32_t d = 0; d < hd; d++)
         s1[d] = s2[d] = 0.0;
     for (uint32_t j = 0; j < nv; j++) {
@@ -174,7 +274,6 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
     for (uint32_t d = 0; d < hd; d++) {
         sd[d] = nb[d] && var[d] > 0.0f ? sqrt((double)var[d]) : 0.0;
         m += sd[d] > 0.0;
-        num[d] = den[d] = 0.0;
     }
     for (uint32_t j = 0; j < nv; j++) {
         double acc = 0.0;
@@ -186,39 +285,33 @@ static void vkvk_tc_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budg
             }
         a[j] = m ? (float)sqrt(acc / m) : 0.0f;
     }
-    uint8_t *al = rec + 4u * (size_t)hd;
-    uint16_t top_h;
-    vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
+    /* alternate: scale bytes, codes, channel scales; then the weighted
+     * least-squares token scales for the next pass */
+    uint16_t top_h = 0;
+    for (uint32_t it = 0;; it++) {
+        vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
+        vkvk_tc_pick_codes(&p, a, it > 0);
+        if (it == VKVK_TC_PASSES)
+            break;
+        vkvk_tc_refit_scales(&p, a);
+    }
+    uint8_t *al = rec + 3u * (size_t)hd;
     vkvk_tc_st(al + hd / 4u, top_h);
+    vkvk_tc_st(al + hd / 4u + 2u, stop_h);
     memset(al, 0, hd / 4u);
     for (uint32_t d = 0; d < hd; d++)
         al[d >> 2] |= (uint8_t)(nb[d] << (2u * (d & 3u)));
-    /* codes token by token in channel order, with the least-squares sums of
-     * each channel's scale */
+    /* codes token by token in channel order */
     const uint32_t cb = (budget + 7u) / 8u;
     for (uint32_t j = 0; j < nv; j++) {
         uint8_t *c = codes + (size_t)j * cstride;
-        const float *yr = y + (size_t)j * hd;
-        const float aj = a[j];
+        const uint8_t *cr = cj + (size_t)j * hd;
         memset(c, 0, cb);
         uint32_t pos = 0;
-        for (uint32_t d = 0; d < hd; d++) {
-            if (!nb[d])
-                continue;
-            float x = yr[d], r = 0.0f;
-            uint32_t code = 0;
-            if (sd[d] > 0.0 && aj > 0.0f) {
-                code = vkvk_tc_code((float)(x / (sd[d] * aj)), nb[d]);
-                r = aj * vkvk_tc_level(nb[d], code);
-            }
-            vkvk_tc_putbits(c, &pos, code, nb[d]);
-            num[d] += (double)x * r;
-            den[d] += (double)r * r;
-        }
+        for (uint32_t d = 0; d < hd; d++)
+            if (nb[d])
+                vkvk_tc_putbits(c, &pos, cr[d], nb[d]);
     }
-    for (uint32_t d = 0; d < hd; d++)
-        vkvk_tc_st(rec + 2u * ((size_t)hd + d),
-                   vkvk_tc_round(den[d] > 0.0 ? (float)(num[d] / den[d]) : 0.0f, dtype));
 }
 
 /* Codes one head's values as signs times a rank-1 magnitude: b[d] = mean
@@ -273,11 +366,12 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
     const size_t cb = vkvk_tc_code_bytes(h, s);
     const uint64_t rec = vkvk_tc_rec_bytes(coded, hd);
     uint8_t *scl = lev + (size_t)heads * rec;
-    /* scratch: y[nv][hd], a[nv], t[4][hd] floats, then (8-byte aligned)
-     * dd[5][hd] doubles */
+    /* scratch: y[nv][hd], a[nv], t[6][hd] floats, then (8-byte aligned)
+     * dd[5][hd] doubles, then cj[nv][hd] code bytes */
     float *y = scratch, *a = y + (size_t)nv * hd, *t = a + nv;
-    size_t dof = (size_t)nv * hd + nv + 4u * (size_t)hd;
+    size_t dof = (size_t)nv * hd + nv + 6u * (size_t)hd;
     double *dd = (double *)(void *)(scratch + dof + (dof & 1u));
+    uint8_t *cj = (uint8_t *)(dd + 5u * (size_t)hd);
     for (uint32_t hh = 0; hh < heads; hh++) {
         for (uint32_t j = 0; j < nv; j++) {
             const uint16_t *p = src + (size_t)vt[j] * tstride + (size_t)hh * hstride;
@@ -291,7 +385,7 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
         if (coded)
             vkvk_tc_code_head(dt, nv, hd, budget, y, s == 0 && w ? w + (size_t)hh * hd : NULL,
                               s == 0, r, scl + hh, heads, bits + (size_t)hh * cb, heads * cb, a, t,
-                              dd);
+                              dd, cj);
         else
             vkvk_tc_rank1_head(dt, nv, hd, y, r, scl + hh, heads, bits + (size_t)hh * cb,
                                heads * cb, a, t, dd);

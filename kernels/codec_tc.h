@@ -6,8 +6,9 @@
  * encoder / decoder in codec_tc.c. Not installed.
  *
  * The format (docs/BLOCK_FORMAT.md "Rule 5: tc"): per layer, tensor and KV
- * head a record of the channel means mu[d], channel scales sc[d] (source
- * dtype), a 2-bit allocation nb[d] in 0..3 and the top of the scale code;
+ * head a record of the channel means mu[d] (source dtype), 8-bit channel
+ * scale codes (sc = stop * 2^(-c/16), as the token scales), a 2-bit
+ * allocation nb[d] in 0..3, the top of the token scale code and stop;
  * per visual token and head one scale byte c (a = top * 2^(-c/16), c = 255:
  * a = 0) and the codes of the channels with nb[d] > 0, packed LSB first.
  * A key element decodes to (a * lev[nb][code]) * sc[d] + mu[d] in binary32
@@ -88,19 +89,19 @@ VKV_HD static inline void vkvk_tc_head_load(const vkv_block_header *h, int s, co
     c->coded = s == 0 || h->v_mode == VKV_GROUP_TOKEN;
     const uint8_t *rec = lev + (size_t)hh * vkvk_tc_rec_bytes(c->coded, hd);
     if (c->coded) {
-        const uint8_t *al = rec + 4u * (size_t)hd;
+        const uint8_t *cs = rec + 2u * (size_t)hd, *al = rec + 3u * (size_t)hd;
+        const uint8_t *tp = al + hd / 4u;
+        c->top = vkvk_to_f32((uint16_t)(tp[0] | (tp[1] << 8)), dt);
+        const float stop = vkvk_to_f32((uint16_t)(tp[2] | (tp[3] << 8)), dt);
         uint32_t left = 8u * vkvk_tc_code_bytes(h, s);
         for (uint32_t d = 0; d < hd; d++) {
             c->mu[d] = vkvk_to_f32((uint16_t)(rec[2u * d] | (rec[2u * d + 1u] << 8)), dt);
-            c->sc[d] =
-                vkvk_to_f32((uint16_t)(rec[2u * (hd + d)] | (rec[2u * (hd + d) + 1u] << 8)), dt);
+            c->sc[d] = vkvk_tc_scale(stop, cs[d]);
             uint32_t nb = (al[d >> 2] >> (2u * (d & 3u))) & 3u;
             nb = nb <= left ? nb : 0u;
             left -= nb;
             c->nb[d] = (uint8_t)nb;
         }
-        const uint8_t *tp = al + hd / 4u;
-        c->top = vkvk_to_f32((uint16_t)(tp[0] | (tp[1] << 8)), dt);
     } else {
         for (uint32_t d = 0; d < hd; d++)
             c->sc[d] = vkvk_to_f32((uint16_t)(rec[2u * d] | (rec[2u * d + 1u] << 8)), dt);
@@ -143,11 +144,61 @@ VKV_HD static inline void vkvk_tc_dec_f32(const vkvk_tc_head *c, const uint8_t *
     }
 }
 
+/* Most code bytes of one token and head (3 bits per channel). */
+#define VKVK_TC_MAX_CODE_BYTES (VKV_BLOCK_MAX_HEAD_DIM * 3u / 8u)
+
+/* The bit offset of each channel's code in a token's code bytes under the
+ * head's allocation c->nb (off[hd], caller memory; a channel without bits
+ * gets the offset of the next code). */
+VKV_HD static inline void vkvk_tc_offsets(const vkvk_tc_head *c, uint32_t *off)
+{
+    uint32_t pos = 0;
+    for (uint32_t d = 0; d < c->hd; d++) {
+        off[d] = pos;
+        pos += c->nb[d];
+    }
+}
+
+#if !defined(__CUDACC__) && defined(VKVK_X86)
+/* AVX2 twins of the decoder (codec_tc_avx2.c), bit-identical to the scalar
+ * code: vkvk_tc_dec_f32_avx2 writes what vkvk_tc_dec_f32 writes (out[hd]
+ * floats); vkvk_tc_dec_out_avx2 that row after vkvk_rot_out (out[hd] dtype
+ * bits). off: vkvk_tc_offsets of c (coded heads only); codes: the token's
+ * cb code bytes (vkvk_tc_code_bytes); q its scale byte. Caller memory. */
+void vkvk_tc_dec_f32_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint8_t *codes,
+                          uint32_t cb, uint32_t q, float *out);
+void vkvk_tc_dec_out_avx2(const vkvk_tc_head *c, const uint32_t *off, const uint8_t *codes,
+                          uint32_t cb, uint32_t q, int dtype, uint16_t *out);
+
+/* One KV head's rule-5 keys folded for vkv_attend: the n coded channels'
+ * bit offsets off[n] and widths nb[n] (each array readable up to n rounded
+ * up to 8), R query rows u (ustride apart, n entries each, zero from n up
+ * to n rounded to 8: q_d * sc_d of the coded channels), base[R] = q . mu,
+ * top of the token scales, cb code bytes per token. Caller memory. */
+typedef struct vkvk_tc_keys {
+    uint32_t n, cb, R;
+    float top;
+    const uint16_t *off;
+    const uint8_t *nb;
+    const float *u, *base;
+    size_t ustride;
+} vkvk_tc_keys;
+
+/* Scores of nv tokens (codes at bits + v*tstride, scale bytes at
+ * scl[v*sstride]): sc[r*T + v] = a_v * (u_r . L_v) + base[r], the levels
+ * L_v into lv (n rounded up to 8 floats of scratch). AVX2 + FMA: equal to
+ * the scalar loop of attend.c within fp32 reordering, not bit for bit. */
+void vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tstride,
+                         const uint8_t *scl, size_t sstride, uint32_t nv, float *lv, float *sc,
+                         size_t T);
+#endif
+
 #ifndef __CUDACC__
 /* Scratch floats the tc encoder of one tensor needs for nv visual tokens
  * (the driver's malloc: suitably aligned for the doubles inside). */
 #define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
-    ((size_t)(nv) * ((size_t)(hd) + 1u) + 14u * (size_t)(hd) + 64u)
+    ((size_t)(nv) * ((size_t)(hd) + 1u) + 16u * (size_t)(hd) + 64u +                               \
+     ((size_t)(nv) * (size_t)(hd) + 3u) / 4u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every
  * head, over the nv visual tokens: head h of token j has its hd channels at

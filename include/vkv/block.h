@@ -61,11 +61,12 @@
  *                  the channels in order, LSB first, unused bits zero;
  *                  BITS_V when CHANNEL: sign bits as rotsign.
  *   LEV_K, LEV_V   per layer, empty when there are no visual tokens, else
- *                  [kv_heads] records (coded: mean[head_dim], channel scale
- *                  [head_dim] in the source dtype, 2-bit allocation
- *                  [head_dim/4] bytes, top of the scale code in the source
- *                  dtype; rank-1: b[head_dim], top), then [n_vis][kv_heads]
- *                  8-bit scale codes (a = top * 2^(-c/16), c = 255: 0).
+ *                  [kv_heads] records (coded: mean[head_dim] in the source
+ *                  dtype, 8-bit channel-scale codes [head_dim] (sc = stop *
+ *                  2^(-c/16)), 2-bit allocation [head_dim/4] bytes, top of
+ *                  the token scale code and stop, both in the source dtype;
+ *                  rank-1: b[head_dim], top), then [n_vis][kv_heads] 8-bit
+ *                  scale codes (a = top * 2^(-c/16), c = 255: 0).
  *
  * Identity: ident[16] binds a block to the (namespace, key) it is stored
  * under (vkv_block_ident in vkv/codec.h). An encoder leaves it zero; libvkv

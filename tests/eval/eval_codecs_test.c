@@ -341,9 +341,13 @@ static void profiles_without_massive_channels_have_no_outlier_channel(void **sta
 }
 
 /* Block rule 5 (tc through the library) against this module's simulation
- * of the same design (sim-tc): same bits, the same reconstruction up to the
- * scale code's rounding (the library picks the nearest 8-bit code in value,
- * the simulation in the log domain), same values. */
+ * (sim-tc) of the design it was built from. The library has since gained
+ * an encoder refinement (codes, channel scales and weighted least-squares
+ * token scales alternate) and 8-bit channel-scale codes (docs/BLOCK_FORMAT.md
+ * "Rule 5"), which the simulation does not model: the library must take
+ * fewer bits, reconstruct keys no worse than the simulation (NMSE against
+ * the source, per layer, 2% slack for the coarser channel scales) and
+ * still give the simulation's rank-1 values (NMSE < 1e-3 between them). */
 static void block_rule_5_agrees_with_the_tc_simulation(void **state)
 {
     (void)state;
@@ -362,14 +366,17 @@ static void block_rule_5_agrees_with_the_tc_simulation(void **state)
         double ba, bb;
         assert_int_equal(vkve_codec_bits(&a, &ba), VKV_OK);
         assert_int_equal(vkve_codec_bits(&b, &bb), VKV_OK);
-        NEAR(ba, bb, 1e-12);
+        assert_true(ba < bb);
         float **ka, **va, **kb, **vb;
         apply(specs[s], &d, &ka, &va);
         apply(sim, &d, &kb, &vb);
         for (uint32_t l = 0; l < d.layers; l++) {
-            double ek = vkve_nmse(ka[l], kb[l], n), ev = vkve_nmse(va[l], vb[l], n);
-            assert_true(ek < 1e-3);
-            assert_true(ev < 1e-3);
+            double la = vkve_nmse(d.k[l], ka[l], n), lb = vkve_nmse(d.k[l], kb[l], n);
+            print_message("%s layer %u: key NMSE library %.4g, simulation %.4g\n", specs[s], l, la,
+                          lb);
+            assert_true(la <= lb * 1.02);
+            if (!strstr(specs[s], "vb="))
+                assert_true(vkve_nmse(va[l], vb[l], n) < 1e-3);
         }
         vkve_layers_free(ka, d.layers), vkve_layers_free(va, d.layers);
         vkve_layers_free(kb, d.layers), vkve_layers_free(vb, d.layers);
@@ -384,14 +391,15 @@ static void tc_counts_its_bits_and_refuses_bad_specs(void **state)
     vkve_codec c = parse_ok("tc:kb=1.5");
     assert_int_equal(vkve_codec_bits(&c, &b), VKV_OK);
     /* reference chunk L32 H8 D128 T256: keys 192 bits per token and head, then
-     * mean + scale (fp16) + 2-bit allocation + fp16 top per (layer, head) and one
+     * mean (fp16) + 8-bit channel-scale codes + 2-bit allocation + fp16 top and
+     * fp16 channel-scale top per (layer, head) and one
      * byte per token; values: signs, b_d fp16 + top, one byte per token */
     double L = 32, H = 8, D = 128, T = 256;
     double sec[6] = {0,
                      0,
                      L * T * H * 192 / 8,
                      L * T * H * D / 8,
-                     L * H * (D * 2 + D * 2 + D * 2 / 8 + 2) + L * T * H,
+                     L * H * (D * 2 + D + D * 2 / 8 + 4) + L * T * H,
                      L * H * (D * 2 + 2) + L * T * H};
     double pos = 256;
     for (int i = 0; i < 6; i++)

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <xxhash.h>
 
+#include "kernels/codec_tc.h"
 #include "kernels_util.h"
 
 static const enum vkv_impl impls[] = {VKV_IMPL_SCALAR, VKV_IMPL_AVX2, VKV_IMPL_AVX512};
@@ -90,8 +91,18 @@ static void doc_sizes(const vkv_shape *sh, const vkv_codec_spec *sp, uint64_t pe
     per[0] = per[1] = nr * H * D * 2;
     per[2] = nv * H * kb;
     per[3] = nv * H * vb;
-    per[4] = nv ? H * (4 * D + D / 4 + 2) + nv * H : 0;
-    per[5] = nv ? H * (sp->v_group ? 4 * D + D / 4 + 2 : 2 * D + 2) + nv * H : 0;
+    per[4] = nv ? H * (3 * D + D / 4 + 4) + nv * H : 0;
+    per[5] = nv ? H * (sp->v_group ? 3 * D + D / 4 + 4 : 2 * D + 2) + nv * H : 0;
+}
+
+/* The scale of byte c under top, from the format text: 0 for 255, else
+ * top * (2^(-(c % 16)/16) * 2^-(c / 16)) in binary32. */
+static float doc_scale(float top, uint32_t c)
+{
+    if (c == 255)
+        return 0.0f;
+    float m = (float)exp2(-(double)(c % 16u) / 16.0); /* binary32 of 2^(-f/16) */
+    return top * (m * ldexpf(1.0f, -(int)(c / 16u)));
 }
 
 /* Independent decode of element (visual token v, head h, channel d) of
@@ -102,7 +113,7 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     const uint32_t D = hd->head_dim, H = hd->kv_heads;
     const int dt = hd->dtype;
     const int coded = s == 0 || hd->v_mode == VKV_GROUP_TOKEN;
-    const uint64_t rec = coded ? 4u * D + D / 4u + 2u : 2u * D + 2u;
+    const uint64_t rec = coded ? 3u * D + D / 4u + 4u : 2u * D + 2u;
     const uint64_t lev_layer = hd->sections[VKV_SEC_LEV_K + s].size / hd->layers;
     const uint64_t bits_layer = hd->sections[VKV_SEC_BITS_K + s].size / hd->layers;
     const uint8_t *lev = blk + hd->sections[VKV_SEC_LEV_K + s].offset + l * lev_layer;
@@ -114,12 +125,9 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     const uint8_t *codes =
         blk + hd->sections[VKV_SEC_BITS_K + s].offset + l * bits_layer + (v * H + h) * cb;
     const uint8_t c = lev[H * rec + v * H + h];
-    const float top = vkvk_to_f32(ld16(r + (coded ? 4u * D + D / 4u : 2u * D)), dt);
+    const float top = vkvk_to_f32(ld16(r + (coded ? 3u * D + D / 4u : 2u * D)), dt);
     float a = 0.0f;
-    if (c != 255) {
-        float m = (float)exp2(-(double)(c % 16u) / 16.0); /* binary32 of 2^(-f/16) */
-        a = top * (m * ldexpf(1.0f, -(int)(c / 16u)));
-    }
+    a = doc_scale(top, c);
     if (!coded) {
         float sg = (codes[d / 8] >> (d % 8)) & 1 ? 1.0f : -1.0f;
         return (sg * a) * vkvk_to_f32(ld16(r + 2u * d), dt);
@@ -132,7 +140,7 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
     };
     uint32_t pos = 0, nb = 0;
     for (uint32_t e = 0; e <= d; e++) {
-        nb = (r[4u * D + e / 4u] >> (2u * (e % 4u))) & 3u;
+        nb = (r[3u * D + e / 4u] >> (2u * (e % 4u))) & 3u;
         if (e < d)
             pos += nb;
     }
@@ -143,8 +151,9 @@ static float doc_element(const uint8_t *blk, const vkv_block_header *hd, int s, 
             code |= (uint32_t)((codes[(pos + i) / 8] >> ((pos + i) % 8)) & 1u) << i;
         q = a * lv[nb][code];
     }
-    return q * vkvk_to_f32(ld16(r + 2u * ((uint64_t)D + d)), dt) +
-           vkvk_to_f32(ld16(r + 2u * d), dt);
+    /* channel scale: its byte at 2D + d under stop (after top) */
+    const float stop = vkvk_to_f32(ld16(r + 3u * D + D / 4u + 2u), dt);
+    return q * doc_scale(stop, r[2u * D + d]) + vkvk_to_f32(ld16(r + 2u * d), dt);
 }
 
 static void specs_parse_format_and_refuse(void **state)
@@ -263,10 +272,10 @@ static void sizes_header_and_sections_are_canonical(void **state)
                 for (uint32_t l = 0; l < sh->layers; l++)
                     for (uint32_t hh = 0; hh < H; hh++) {
                         const uint8_t *r = b.blk + h.sections[VKV_SEC_LEV_K + s].offset +
-                                           l * per[4 + s] + hh * (4u * D + D / 4u + 2u);
+                                           l * per[4 + s] + hh * (3u * D + D / 4u + 4u);
                         uint32_t used = 0;
                         for (uint32_t d = 0; d < D; d++)
-                            used += (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                            used += (r[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
                         assert_true(used <= budget);
                         for (uint64_t v = 0; v < nv; v++) {
                             const uint8_t *c = b.blk + h.sections[VKV_SEC_BITS_K + s].offset +
@@ -361,7 +370,7 @@ static void weights_steer_the_key_allocation(void **state)
     vkv_block_header h;
     assert_int_equal(vkv_block_check(aw.blk, aw.size, 0, &h), VKV_OK);
     assert_int_equal(h.iters, 1);
-    const uint32_t D = 64, rec = 4u * D + D / 4u + 2u;
+    const uint32_t D = 64, rec = 3u * D + D / 4u + 4u;
     const uint64_t lev_layer = h.sections[VKV_SEC_LEV_K].size / h.layers;
     int differs = 0;
     for (uint32_t l = 0; l < 2; l++)
@@ -371,9 +380,9 @@ static void weights_steer_the_key_allocation(void **state)
                 plain.blk + h.sections[VKV_SEC_LEV_K].offset + l * lev_layer + hh * rec;
             uint32_t inside = 0, outside = 0;
             for (uint32_t d = 0; d < D; d++) {
-                uint32_t nb = (r[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
+                uint32_t nb = (r[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u;
                 *(d < 16 ? &inside : &outside) += nb;
-                differs |= nb != ((r0[4u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
+                differs |= nb != ((r0[3u * D + d / 4u] >> (2u * (d % 4u))) & 3u);
             }
             assert_int_equal(outside, 0); /* weight 0: never a bit */
             assert_int_equal(inside, 32); /* the whole budget, 0.5 * 64 */
@@ -603,6 +612,124 @@ static void nonfinite_and_head_dim_96(void **state)
     ku_chunk_free(&c);
 }
 
+/* A xorshift64 step. */
+static uint64_t xs64(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* The AVX2 row decoders against the scalar vkvk_tc_dec_f32 (+ vkvk_rot_out)
+ * on random records: every allocation 0..3 (cut to the code bytes like a
+ * tampered one), random dtype bit patterns for mu / sc / top (NaN, Inf,
+ * subnormals, huge: the clamp and rounding paths), every scale byte, random
+ * codes, rank-1 and coded heads, f16 and bf16: bit for bit. Skips where the
+ * CPU has no AVX2. */
+static void avx2_rows_are_bit_identical_to_scalar(void **state)
+{
+    (void)state;
+#ifdef VKVK_X86
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c"))
+        skip();
+    static const uint32_t hds[] = {8, 64, 96, 128, 256};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    float mu[256], sc[256], ref[256], got[256];
+    uint8_t nb[256], codes[96 + 8];
+    uint32_t off[256];
+    uint16_t ro[256], go[256];
+    for (int it = 0; it < 4000; it++) {
+        const uint32_t hd = hds[it % 5];
+        const int dt = (it / 5) % 2 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16;
+        const int coded = it % 3 != 0, wild = it % 4 == 0;
+        vkvk_tc_head c = {hd, coded, 0.0f, mu, sc, nb};
+        const uint32_t cb = coded ? (uint32_t)(xs64(&x) % (3u * hd / 8u)) + 1u : hd / 8u;
+        uint32_t left = 8u * cb;
+        for (uint32_t d = 0; d < hd; d++) {
+            uint64_t r = xs64(&x);
+            uint16_t mh = wild ? (uint16_t)r : (uint16_t)(0x3000u + (r & 0x1fffu));
+            uint16_t sh = wild ? (uint16_t)(r >> 16) : (uint16_t)(0x3400u + ((r >> 16) & 0xfffu));
+            if (dt == VKV_DTYPE_BF16 && !wild) {
+                mh = (uint16_t)(0x3e00u + (r & 0x1ffu));
+                sh = (uint16_t)(0x3e80u + ((r >> 16) & 0xffu));
+            }
+            mu[d] = vkvk_to_f32(mh, dt);
+            sc[d] = vkvk_to_f32(sh, dt);
+            uint32_t b = (uint32_t)(r >> 32) & 3u;
+            b = b <= left ? b : 0u;
+            left -= b;
+            nb[d] = (uint8_t)b;
+        }
+        uint64_t tr = xs64(&x);
+        c.top = vkvk_to_f32(wild ? (uint16_t)tr : (uint16_t)(0x3c00u + (tr & 0x7ffu)), dt);
+        for (uint32_t i = 0; i < cb; i++)
+            codes[i] = (uint8_t)xs64(&x);
+        const uint32_t q = (uint32_t)(xs64(&x) & 0xffu);
+        vkvk_tc_offsets(&c, off);
+        vkvk_tc_dec_f32(&c, codes, q, ref);
+        vkvk_tc_dec_f32_avx2(&c, off, codes, cb, q, got);
+        for (uint32_t d = 0; d < hd; d++) {
+            ro[d] = vkvk_rot_out(ref[d], dt);
+            /* NaN rows (wild records) compare by bits of the output step */
+            if (ref[d] == ref[d])
+                assert_int_equal(vkvk_f32_bits(got[d]), vkvk_f32_bits(ref[d]));
+            else
+                assert_true(got[d] != got[d]);
+        }
+        vkvk_tc_dec_out_avx2(&c, off, codes, cb, q, dt, go);
+        assert_memory_equal(go, ro, hd * 2u);
+    }
+#else
+    skip();
+#endif
+}
+
+/* Whole blocks: the AVX2 decode (dense and paged through the same path)
+ * equals the scalar one bit for bit for rank-1 and coded values, 1..3 key
+ * bits, f16 and bf16, head_dim 64 / 96 / 128, and for a tampered payload. */
+static void avx2_block_decode_equals_scalar(void **state)
+{
+    (void)state;
+    if (vkv_codec_set_impl(VKV_IMPL_AVX2) != VKV_OK)
+        skip();
+    static const char *const sp[] = {"tc", "tc:kb=1.125,aw=1", "tc:kb=3,vb=3", "tc:kb=0.5,vb=2"};
+    static const uint32_t hds[] = {64, 96, 128};
+    for (size_t i = 0; i < 4; i++)
+        for (size_t k = 0; k < 3; k++) {
+            vkv_shape sh = {
+                2, 3, hds[k], 41, k == 1 ? VKV_DTYPE_BF16 : VKV_DTYPE_F16, 2, {{2, 25}, {30, 9}}};
+            assert_int_equal(vkv_codec_set_impl(VKV_IMPL_SCALAR), VKV_OK);
+            tb ref;
+            tb_make(&ref, &sh, sp[i], 900 + i * 3 + k, NULL);
+            for (int tamper = 0; tamper < 2; tamper++) {
+                if (tamper) { /* allocation bytes and scales garbled (no VERIFY) */
+                    vkv_block_header h;
+                    assert_int_equal(vkv_block_check(ref.blk, ref.size, 0, &h), VKV_OK);
+                    uint8_t *lev = ref.blk + h.sections[VKV_SEC_LEV_K].offset;
+                    for (uint64_t j = 0; j < h.sections[VKV_SEC_LEV_K].size; j += 7)
+                        lev[j] ^= 0xa5;
+                }
+                ku_chunk a, b;
+                assert_int_equal(ku_chunk_alloc(&a, &sh, 1), 0);
+                assert_int_equal(ku_chunk_alloc(&b, &sh, 1), 0);
+                vkv_kv_dst da = ku_dst(&a), db = ku_dst(&b);
+                assert_int_equal(vkv_codec_set_impl(VKV_IMPL_SCALAR), VKV_OK);
+                assert_int_equal(vkv_decode(ref.blk, ref.size, 0, &da), VKV_OK);
+                assert_int_equal(vkv_codec_set_impl(VKV_IMPL_AVX2), VKV_OK);
+                assert_int_equal(vkv_decode(ref.blk, ref.size, 0, &db), VKV_OK);
+                for (uint32_t l = 0; l < sh.layers; l++) {
+                    assert_memory_equal(a.k[l], b.k[l], a.layer_elems * 2);
+                    assert_memory_equal(a.v[l], b.v[l], a.layer_elems * 2);
+                }
+                ku_chunk_free(&a);
+                ku_chunk_free(&b);
+            }
+            tb_free(&ref);
+        }
+    (void)vkv_codec_set_impl(VKV_IMPL_AUTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +740,8 @@ int main(void)
         cmocka_unit_test(every_impl_writes_the_same_bytes_and_paged_equals_dense),
         cmocka_unit_test(identity_geometry_and_tampering),
         cmocka_unit_test(nonfinite_and_head_dim_96),
+        cmocka_unit_test(avx2_rows_are_bit_identical_to_scalar),
+        cmocka_unit_test(avx2_block_decode_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
