@@ -319,6 +319,7 @@ typedef __m256 rbad;
 #define R_TREEU(acc)          _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
 #define R_TREEH(u)            vkvk_avx2_rtreeh(u)
 #define R_TREE8(u)            vkvk_avx2_rtree8(u)
+#define R_GT0SEL(b, x)        _mm256_and_ps(_mm256_cmp_ps(b, _mm256_setzero_ps(), _CMP_GT_OQ), x)
 #define R_HMAX(v)             vkvk_avx2_rhmax(v)
 #define R_SC8(p, v)           vkvk_avx2_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot

@@ -142,8 +142,9 @@ VKVK_AI float VKVK_SFX(rot_dot32)(const float *x, const float *y, uint32_t nv)
     return R_SUM32(acc);
 }
 
-/* sum32(|x_j| * y) with x_j the nv*RW source elements at row. */
-VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
+/* The lane-wise part (R_TREEU) of sum32(|x_j| * y) with x_j the nv*RW
+ * source elements at row. */
+VKVK_AI rf VKVK_SFX(rot_dot32hu)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
 {
     rf acc[VKVK_RV_ACC];
     for (int i = 0; i < VKVK_RV_ACC; i++)
@@ -152,7 +153,13 @@ VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const floa
     for (uint32_t k = 0; k < nv; k++)
         acc[k % VKVK_RV_ACC] =
             R_ADD(acc[k % VKVK_RV_ACC], R_MUL(R_ABS(R_LDHN(row + k * RW, dt)), R_LD(y + k * RW)));
-    return R_SUM32(acc);
+    return R_TREEU(acc);
+}
+
+/* sum32(|x_j| * y) with x_j the nv*RW source elements at row. */
+VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
+{
+    return R_TREEH(VKVK_SFX(rot_dot32hu)(row, dt, y, nv));
 }
 
 /* CHANNEL-mode encode of one head (see vkvk_ref_enc_rot), hd = nv*RW, any
@@ -437,7 +444,17 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
         const uint16_t *row = src + vt[j] * ts;
         if (ra->next != NULL)
             VKVK_SFX(rot_prefetch_l2)(ra->next, ts, hs, vt, j, heads, hd);
-        for (uint32_t h = 0; h < heads; h++) {
+        uint32_t h = 0;
+#if RW == 8
+        for (; h + 8 <= heads; h += 8) { /* eight heads' trees and divisions at once */
+            rf u[8];
+            for (uint32_t i = 0; i < 8; i++)
+                u[i] = VKVK_SFX(rot_dot32hu)(row + (h + i) * hs, dt, B + (size_t)(h + i) * hd, nv);
+            const rf vb = R_LD(bb + h);
+            R_ST(av + (size_t)j * heads + h, R_GT0SEL(vb, R_DIV(R_TREE8(u), vb)));
+        }
+#endif
+        for (; h < heads; h++) {
             const float Bh = bb[h];
             av[(size_t)j * heads + h] =
                 Bh > 0.0f ? VKVK_SFX(rot_dot32h)(row + h * hs, dt, B + (size_t)h * hd, nv) / Bh
@@ -447,6 +464,35 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
     VKVK_SFX(rot_scales)(ra, dt, av, (size_t)n * heads, scl);
     return VKV_OK;
 }
+
+/* The all-heads kernels for one mode, dtype and vector count, each its own
+ * function: inlined together into one, the CHANNEL kernel ran up to 40%
+ * slower once the TOKEN kernel grew (register allocation and code layout of
+ * one 180 KB function; measured on the 1-layer chunk). */
+#define VKVK_RT_ARGS_                                                                              \
+    const vkvk_rot_args *ra, const uint16_t *src, size_t ts, size_t hs, const uint32_t *vt,        \
+        uint32_t n, uint32_t heads, uint32_t hd, uint8_t *bits, uint8_t *vec, uint8_t *scl,        \
+        float *scratch
+#define VKVK_RT_FN_(DTN, DT, NV)                                                                   \
+    static __attribute__((noinline)) int VKVK_SFX(rot_enc_tok_##DTN##_##NV)(VKVK_RT_ARGS_)         \
+    {                                                                                              \
+        rf z[NV];                                                                                  \
+        return VKVK_SFX(rot_enc_tok_all)(ra, DT, src, ts, hs, vt, n, heads, hd, bits, vec, scl,    \
+                                         scratch, z, NV);                                          \
+    }                                                                                              \
+    static __attribute__((noinline)) int VKVK_SFX(rot_enc_chan_##DTN##_##NV)(VKVK_RT_ARGS_)        \
+    {                                                                                              \
+        return VKVK_SFX(rot_enc_chan_all)(ra, DT, src, ts, hs, vt, n, heads, hd, bits, vec, scl,   \
+                                          scratch, NV);                                            \
+    }
+#define VKVK_RT_FNS_(NV) VKVK_RT_FN_(f16, VKV_DTYPE_F16, NV) VKVK_RT_FN_(bf16, VKV_DTYPE_BF16, NV)
+VKVK_RT_FNS_(2)
+VKVK_RT_FNS_(4)
+VKVK_RT_FNS_(8)
+VKVK_RT_FNS_(16)
+#undef VKVK_RT_FNS_
+#undef VKVK_RT_FN_
+#undef VKVK_RT_ARGS_
 
 /* Encode of one layer's tensor for one dtype: the all-heads kernels with
  * constant vector counts for the common sizes; CHANNEL mode with refinement
@@ -469,14 +515,18 @@ VKVK_AI int VKVK_SFX(rot_enc_dt)(const vkvk_rot_args *ra, const int dt, const ui
         return VKV_OK;
     }
 #define VKVK_RT_CASE_(NV)                                                                          \
-    case NV: {                                                                                     \
-        rf z[NV];                                                                                  \
+    case NV:                                                                                       \
         if (ra->mode != VKV_GROUP_TOKEN)                                                           \
-            return VKVK_SFX(rot_enc_chan_all)(ra, dt, src, ts, hs, vt, n, heads, hd, bits, vec,    \
-                                              scl, scratch, NV);                                   \
-        return VKVK_SFX(rot_enc_tok_all)(ra, dt, src, ts, hs, vt, n, heads, hd, bits, vec, scl,    \
-                                         scratch, z, NV);                                          \
-    }
+            return dt == VKV_DTYPE_BF16                                                            \
+                       ? VKVK_SFX(rot_enc_chan_bf16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, \
+                                                          vec, scl, scratch)                       \
+                       : VKVK_SFX(rot_enc_chan_f16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits,  \
+                                                         vec, scl, scratch);                       \
+        return dt == VKV_DTYPE_BF16                                                                \
+                   ? VKVK_SFX(rot_enc_tok_bf16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, vec, \
+                                                     scl, scratch)                                 \
+                   : VKVK_SFX(rot_enc_tok_f16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, vec,  \
+                                                    scl, scratch);
     switch (hd / RW) {
         VKVK_RT_CASE_(2)
         VKVK_RT_CASE_(4)
@@ -537,7 +587,8 @@ VKVK_AI void VKVK_SFX(rot_dec_dt)(const vkvk_rot_args *ra, const int dt, const u
     const rf vmax = R_SET1(dmax), vmin = R_SET1(-dmax);
     float fenc, fdec;
     vkvk_rot_factors(hd, &fenc, &fdec);
-    const uint16_t mb = VKVK_SFX(rot_amax16)(vec, (size_t)heads * hd);
+    const uint16_t mb = ra->vamax1 != 0 ? (uint16_t)(ra->vamax1 - 1u)
+                                        : VKVK_SFX(rot_amax16)(vec, (size_t)heads * hd);
     const int vfin = mb < (dt == VKV_DTYPE_BF16 ? 0x7f80u : 0x7c00u);
     const double vmag = vkvk_to_f32(mb, dt), lim = 0.999 * (double)dmax;
 #pragma GCC unroll 32
