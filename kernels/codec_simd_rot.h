@@ -465,35 +465,6 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
     return VKV_OK;
 }
 
-/* The all-heads kernels for one mode, dtype and vector count, each its own
- * function: inlined together into one, the CHANNEL kernel ran up to 40%
- * slower once the TOKEN kernel grew (register allocation and code layout of
- * one 180 KB function; measured on the 1-layer chunk). */
-#define VKVK_RT_ARGS_                                                                              \
-    const vkvk_rot_args *ra, const uint16_t *src, size_t ts, size_t hs, const uint32_t *vt,        \
-        uint32_t n, uint32_t heads, uint32_t hd, uint8_t *bits, uint8_t *vec, uint8_t *scl,        \
-        float *scratch
-#define VKVK_RT_FN_(DTN, DT, NV)                                                                   \
-    static __attribute__((noinline)) int VKVK_SFX(rot_enc_tok_##DTN##_##NV)(VKVK_RT_ARGS_)         \
-    {                                                                                              \
-        rf z[NV];                                                                                  \
-        return VKVK_SFX(rot_enc_tok_all)(ra, DT, src, ts, hs, vt, n, heads, hd, bits, vec, scl,    \
-                                         scratch, z, NV);                                          \
-    }                                                                                              \
-    static __attribute__((noinline)) int VKVK_SFX(rot_enc_chan_##DTN##_##NV)(VKVK_RT_ARGS_)        \
-    {                                                                                              \
-        return VKVK_SFX(rot_enc_chan_all)(ra, DT, src, ts, hs, vt, n, heads, hd, bits, vec, scl,   \
-                                          scratch, NV);                                            \
-    }
-#define VKVK_RT_FNS_(NV) VKVK_RT_FN_(f16, VKV_DTYPE_F16, NV) VKVK_RT_FN_(bf16, VKV_DTYPE_BF16, NV)
-VKVK_RT_FNS_(2)
-VKVK_RT_FNS_(4)
-VKVK_RT_FNS_(8)
-VKVK_RT_FNS_(16)
-#undef VKVK_RT_FNS_
-#undef VKVK_RT_FN_
-#undef VKVK_RT_ARGS_
-
 /* Encode of one layer's tensor for one dtype: the all-heads kernels with
  * constant vector counts for the common sizes; CHANNEL mode with refinement
  * passes runs rot_enc_chan head by head. Caller guarantees hd % RW == 0 and,
@@ -515,18 +486,14 @@ VKVK_AI int VKVK_SFX(rot_enc_dt)(const vkvk_rot_args *ra, const int dt, const ui
         return VKV_OK;
     }
 #define VKVK_RT_CASE_(NV)                                                                          \
-    case NV:                                                                                       \
+    case NV: {                                                                                     \
+        rf z[NV];                                                                                  \
         if (ra->mode != VKV_GROUP_TOKEN)                                                           \
-            return dt == VKV_DTYPE_BF16                                                            \
-                       ? VKVK_SFX(rot_enc_chan_bf16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, \
-                                                          vec, scl, scratch)                       \
-                       : VKVK_SFX(rot_enc_chan_f16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits,  \
-                                                         vec, scl, scratch);                       \
-        return dt == VKV_DTYPE_BF16                                                                \
-                   ? VKVK_SFX(rot_enc_tok_bf16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, vec, \
-                                                     scl, scratch)                                 \
-                   : VKVK_SFX(rot_enc_tok_f16_##NV)(ra, src, ts, hs, vt, n, heads, hd, bits, vec,  \
-                                                    scl, scratch);
+            return VKVK_SFX(rot_enc_chan_all)(ra, dt, src, ts, hs, vt, n, heads, hd, bits, vec,    \
+                                              scl, scratch, NV);                                   \
+        return VKVK_SFX(rot_enc_tok_all)(ra, dt, src, ts, hs, vt, n, heads, hd, bits, vec, scl,    \
+                                         scratch, z, NV);                                          \
+    }
     switch (hd / RW) {
         VKVK_RT_CASE_(2)
         VKVK_RT_CASE_(4)
