@@ -23,6 +23,13 @@
  *   R_SUM32(acc)       vkvk_tree32_sum of the 32 lanes held by acc[32/RW]
  *   R_HMAX(v)          max over lanes (all lanes non-NaN and >= +0)
  *   R_SC8(p,v)         RW 8-bit scale codes of v (vkvk_sc8_encode_fast) at p
+ *   R_FMA(a,b,c)       a * b + c, one rounding
+ *   R_GEBITS(v)        RW bits, bit i = (v[i] >= 0.0f), for v with no -0
+ *                      and no NaN lane (AVX2: the clear sign bits)
+ *   R_TREEU(acc)       the lane-wise first adds of R_SUM32 (one vector)
+ *   R_TREEH(u)         the rest of R_SUM32: R_SUM32(acc) = R_TREEH(R_TREEU(acc))
+ *   R_TREE8(u), R_GT0SEL(b,x)  (RW 8 only) R_TREEH of u[0..8) as the 8
+ *                      lanes of one vector; x where b > 0, else +0
  *
  * Exactness: every float operation is the reference's, per element, in the
  * reference's order. The FWHT does the same stages in the same order (each
@@ -42,10 +49,19 @@
  * pass over the same rows (now in L2) that also prefetches the next layer's
  * rows into L2 (vkvk_rot_args.next), and the 8-bit scale codes RW at a time
  * (R_SC8). Decode starts each TOKEN-mode FWHT from vkvk_rot_pm8 rows (the
- * first three stages of a +-1 vector are a table lookup). Tried and not
- * kept, no measurable gain on the 2-core VM: non-temporal stores and
- * write-prefetches of the decode output, software prefetch in the first
- * pass.
+ * first three stages of a +-1 vector are a table lookup) and takes the
+ * vector section's magnitude bound from the driver (vamax1: once per tensor
+ * instead of once per token, -21% TOKEN / -23% CHANNEL decode time of one
+ * L2-resident layer). TOKEN encode rows (rot_tok_row): one FMA per vector
+ * for the centring and sign flip, code bits from the sign bits, eight
+ * heads' sum trees in one vector (-7% per layer). Tried and not kept, no
+ * measurable gain on the 2-core VM: non-temporal stores and write-prefetches
+ * of the decode output, software prefetch in the first pass; on the AMD
+ * EPYC (Zen 3) VM: the TOKEN row in two phases of four vectors through a
+ * stack buffer (phase 2's groups are exactly the accumulators' inputs), 8%
+ * slower, and the same with two heads interleaved, 6% slower (the one-pass
+ * row spills too but schedules better); each all-heads kernel as its own
+ * noinline function, 6-10% slower at full size.
  */
 #ifndef VKVK_SFX
 #error "define VKVK_SFX before including codec_simd_rot.h"
