@@ -949,7 +949,8 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
     }
     if (h->rule == VKV_RULE_ROTSIGN) {
         vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, NULL, 0};
-        rr.vamax1 = (uint16_t)(vkvk_rot_amax16(lev, (size_t)heads * hd) + 1u); /* once per tensor */
+        if (L->n_vis != 0) /* the vector section exists; its bound once per tensor */
+            rr.vamax1 = (uint16_t)(vkvk_rot_amax16(lev, (size_t)heads * hd) + 1u);
         const size_t sb = g / 8u, srow = heads * sb;
         for (r = 0; r < h->n_ranges; r++) {
             uint32_t end = h->ranges[r].start + h->ranges[r].len;
