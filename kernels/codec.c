@@ -597,7 +597,7 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     if (h->rule == VKV_RULE_TC)
         return vkvk_tc_enc_tensor(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev, scratch);
     if (h->rule == VKV_RULE_ROTSIGN) {
-        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next};
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next, 0};
         if (L->n_vis == 0)
             return VKV_OK;
         return kern->enc_rot(&rr, src, ts, hs, vt, (uint32_t)L->n_vis, heads, hd, bits, lev,
@@ -963,7 +963,9 @@ static void vkvk_decode_tensor(const vkvk_kernels *kern, const vkv_block_header 
         return;
     }
     if (h->rule == VKV_RULE_ROTSIGN) {
-        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, NULL};
+        vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, NULL, 0};
+        if (L->n_vis != 0) /* the vector section exists; its bound once per tensor */
+            rr.vamax1 = (uint16_t)(vkvk_rot_amax16(lev, (size_t)heads * hd) + 1u);
         const size_t sb = g / 8u, srow = heads * sb;
         for (r = 0; r < h->n_ranges; r++) {
             uint32_t end = h->ranges[r].start + h->ranges[r].len;

@@ -204,6 +204,32 @@ static inline __attribute__((always_inline)) float vkvk_avx2_rhmax(__m256 v)
     return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
+/* The reference's 32-lane tree (vkvk_tree32_sum) after its lane-wise part
+ * u = (a0 + a2) + (a1 + a3) of the four accumulators: v = u[j] + u[j+4],
+ * then (v0 + v2) + (v1 + v3). */
+static inline __attribute__((always_inline)) float vkvk_avx2_rtreeh(__m256 u)
+{
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+    __m128 x = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
+/* vkvk_avx2_rtreeh of eight vectors u[0..8) at once, lane i = the sum of
+ * u[i]: the same adds of the same operands (u[i][j] + u[i][j+4], then
+ * (v0 + v2) + (v1 + v3)), with the lanes gathered by shuffles in between. */
+static inline __attribute__((always_inline)) __m256 vkvk_avx2_rtree8(const __m256 *u)
+{
+    __m256 v[4], w[2];
+    for (int i = 0; i < 4; i++) /* [v of u[i] | v of u[i+4]] */
+        v[i] = _mm256_add_ps(_mm256_permute2f128_ps(u[i], u[i + 4], 0x20),
+                             _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+    for (int i = 0; i < 2; i++) /* [v0+v2, v1+v3] of u[2i], u[2i+1] | of u[2i+4], u[2i+5] */
+        w[i] = _mm256_add_ps(_mm256_shuffle_ps(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* Value of the 8-bit scale codes c (0..255) as floats, exactly
  * vkvk_sc8_value: 0 for code 0, else the mantissa M[(c-128) & 7] with
  * floor((c-128) / 8) added to its exponent (always a normal number). */
@@ -288,6 +314,12 @@ typedef __m256 rbad;
 #define R_FWHT_IN(v)          vkvk_avx2_rfwht(v)
 #define R_PM1_IN(p)           _mm256_load_ps(vkvk_rot_pm8[*(p)])
 #define R_SUM32(acc)          vkvk_avx2_tk_sum(acc)
+#define R_FMA(a, b, c)        _mm256_fmadd_ps(a, b, c)
+#define R_GEBITS(v)           ((unsigned)~_mm256_movemask_ps(v) & 0xffu)
+#define R_TREEU(acc)          _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
+#define R_TREEH(u)            vkvk_avx2_rtreeh(u)
+#define R_TREE8(u)            vkvk_avx2_rtree8(u)
+#define R_GT0SEL(b, x)        _mm256_and_ps(_mm256_cmp_ps(b, _mm256_setzero_ps(), _CMP_GT_OQ), x)
 #define R_HMAX(v)             vkvk_avx2_rhmax(v)
 #define R_SC8(p, v)           vkvk_avx2_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_ref_enc_rot

@@ -192,6 +192,15 @@ static inline __attribute__((always_inline)) float vkvk_avx512_rsum32(const __m5
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
 
+/* vkvk_avx512_rsum32 after its first add c = a0 + a1 (R_TREEU). */
+static inline __attribute__((always_inline)) float vkvk_avx512_rtreeh(__m512 c)
+{
+    __m256 u = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1));
+    __m128 x = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+
 /* Value of the 8-bit scale codes c (0..255) as floats, exactly
  * vkvk_sc8_value: 0 for code 0, else the mantissa M[(c-128) & 7] with
  * floor((c-128) / 8) added to its exponent (always a normal number). */
@@ -276,6 +285,10 @@ typedef __mmask16 rbad;
 #define R_FWHT_IN(v)          vkvk_avx512_rfwht(v)
 #define R_PM1_IN(p)           vkvk_avx512_rpm1(p)
 #define R_SUM32(acc)          vkvk_avx512_rsum32(acc)
+#define R_FMA(a, b, c)        _mm512_fmadd_ps(a, b, c)
+#define R_GEBITS(v)           ((unsigned)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ))
+#define R_TREEU(acc)          _mm512_add_ps(acc[0], acc[1])
+#define R_TREEH(c)            vkvk_avx512_rtreeh(c)
 #define R_HMAX(v)             _mm512_reduce_max_ps(v)
 #define R_SC8(p, v)           vkvk_avx512_sc8(p, v)
 #define VKVK_ROT_FALLBACK_ENC vkvk_avx2_enc_rot_entry

@@ -43,6 +43,10 @@ typedef struct vkvk_rot_args {
      * that a kernel may prefetch while it works on this one, or NULL. Only
      * read through prefetch hints. */
     const uint16_t *next;
+    /* Decode only: 1 + the largest magnitude pattern (h & 0x7fff) of the
+     * layer's vector section (vkvk_rot_amax16), computed once per tensor by
+     * the driver; 0 = not known (a kernel that needs it computes it). */
+    uint16_t vamax1;
 } vkvk_rot_args;
 
 /* Scratch floats a rotsign encoder needs for nv visual tokens of `heads`
@@ -197,6 +201,19 @@ static inline uint16_t vkvk_ld16(const uint8_t *p)
 static inline void vkvk_st16(uint8_t *p, uint16_t v)
 {
     memcpy(p, &v, 2);
+}
+
+/* Largest magnitude bit pattern (h & 0x7fff) of the n 16-bit elements at p
+ * (any alignment): for fp16 and bf16 alike the patterns order the
+ * magnitudes, and Inf/NaN are exactly the patterns >= the Inf pattern. */
+static inline uint16_t vkvk_rot_amax16(const uint8_t *p, size_t n)
+{
+    uint16_t r = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(vkvk_ld16(p + 2u * i) & 0x7fffu);
+        r = h > r ? h : r;
+    }
+    return r;
 }
 
 #endif /* VKVK_CODEC_INTERNAL_H */

@@ -23,6 +23,13 @@
  *   R_SUM32(acc)       vkvk_tree32_sum of the 32 lanes held by acc[32/RW]
  *   R_HMAX(v)          max over lanes (all lanes non-NaN and >= +0)
  *   R_SC8(p,v)         RW 8-bit scale codes of v (vkvk_sc8_encode_fast) at p
+ *   R_FMA(a,b,c)       a * b + c, one rounding
+ *   R_GEBITS(v)        RW bits, bit i = (v[i] >= 0.0f), for v with no -0
+ *                      and no NaN lane (AVX2: the clear sign bits)
+ *   R_TREEU(acc)       the lane-wise first adds of R_SUM32 (one vector)
+ *   R_TREEH(u)         the rest of R_SUM32: R_SUM32(acc) = R_TREEH(R_TREEU(acc))
+ *   R_TREE8(u), R_GT0SEL(b,x)  (RW 8 only) R_TREEH of u[0..8) as the 8
+ *                      lanes of one vector; x where b > 0, else +0
  *
  * Exactness: every float operation is the reference's, per element, in the
  * reference's order. The FWHT does the same stages in the same order (each
@@ -42,10 +49,19 @@
  * pass over the same rows (now in L2) that also prefetches the next layer's
  * rows into L2 (vkvk_rot_args.next), and the 8-bit scale codes RW at a time
  * (R_SC8). Decode starts each TOKEN-mode FWHT from vkvk_rot_pm8 rows (the
- * first three stages of a +-1 vector are a table lookup). Tried and not
- * kept, no measurable gain on the 2-core VM: non-temporal stores and
- * write-prefetches of the decode output, software prefetch in the first
- * pass.
+ * first three stages of a +-1 vector are a table lookup) and takes the
+ * vector section's magnitude bound from the driver (vamax1: once per tensor
+ * instead of once per token, -21% TOKEN / -23% CHANNEL decode time of one
+ * L2-resident layer). TOKEN encode rows (rot_tok_row): one FMA per vector
+ * for the centring and sign flip, code bits from the sign bits, eight
+ * heads' sum trees in one vector (-7% per layer). Tried and not kept, no
+ * measurable gain on the 2-core VM: non-temporal stores and write-prefetches
+ * of the decode output, software prefetch in the first pass; on the AMD
+ * EPYC (Zen 3) VM: the TOKEN row in two phases of four vectors through a
+ * stack buffer (phase 2's groups are exactly the accumulators' inputs), 8%
+ * slower, and the same with two heads interleaved, 6% slower (the one-pass
+ * row spills too but schedules better); each all-heads kernel as its own
+ * noinline function, 6-10% slower at full size.
  */
 #ifndef VKVK_SFX
 #error "define VKVK_SFX before including codec_simd_rot.h"
@@ -142,8 +158,9 @@ VKVK_AI float VKVK_SFX(rot_dot32)(const float *x, const float *y, uint32_t nv)
     return R_SUM32(acc);
 }
 
-/* sum32(|x_j| * y) with x_j the nv*RW source elements at row. */
-VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
+/* The lane-wise part (R_TREEU) of sum32(|x_j| * y) with x_j the nv*RW
+ * source elements at row. */
+VKVK_AI rf VKVK_SFX(rot_dot32hu)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
 {
     rf acc[VKVK_RV_ACC];
     for (int i = 0; i < VKVK_RV_ACC; i++)
@@ -152,7 +169,13 @@ VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const floa
     for (uint32_t k = 0; k < nv; k++)
         acc[k % VKVK_RV_ACC] =
             R_ADD(acc[k % VKVK_RV_ACC], R_MUL(R_ABS(R_LDHN(row + k * RW, dt)), R_LD(y + k * RW)));
-    return R_SUM32(acc);
+    return R_TREEU(acc);
+}
+
+/* sum32(|x_j| * y) with x_j the nv*RW source elements at row. */
+VKVK_AI float VKVK_SFX(rot_dot32h)(const uint16_t *row, const int dt, const float *y, uint32_t nv)
+{
+    return R_TREEH(VKVK_SFX(rot_dot32hu)(row, dt, y, nv));
 }
 
 /* CHANNEL-mode encode of one head (see vkvk_ref_enc_rot), hd = nv*RW, any
@@ -236,6 +259,48 @@ VKVK_AI void VKVK_SFX(rot_scales)(const vkvk_rot_args *ra, const int dt, const f
         vkvk_rot_scale_put_fast(scl + i * sb, a[i], ra->sbits, dt);
 }
 
+/* TOKEN-mode second pass of one (token, head) row x of hd = nv*RW source
+ * elements: z = x * G + C (one FMA: G[d] = -1 where neg(d), else +1, and
+ * C = -(m ^ s) + 0, so z = round(+-x -+ m), the reference's (x - m) ^ s up
+ * to the sign of a zero, but never -0: an exact zero sum is +0 unless both
+ * addends are -0, and C never is), the FWHT (adds, subtracts and FMAs with
+ * +-1 factors: again no -0 can arise from operands that are not -0), then
+ * the code bits at b and the lane-wise part of the reference's 32-lane sum
+ * of |z| (R_TREEH or R_TREE8 finish it). As no z is -0 or NaN, z >= 0 is the
+ * clear sign bit (R_GEBITS), and every value equals the reference's up to
+ * the sign of a zero, which neither the bits nor |z| see. z: caller storage
+ * for nv vectors. The bits of 64/RW vectors are stored as one 64-bit word. */
+VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C, const float *G,
+                                 uint8_t *b, rf *z, const uint32_t nv)
+{
+#pragma GCC unroll 32
+    for (uint32_t k = 0; k < nv; k++)
+        z[k] = R_FMA(R_LDHN(x + k * RW, dt), R_LD(G + k * RW), R_LD(C + k * RW));
+    VKVK_SFX(rot_fwht)(z, nv);
+    rf acc[VKVK_RV_ACC];
+#pragma GCC unroll 32
+    for (uint32_t k = 0; k < VKVK_RV_ACC; k++)
+        acc[k] = k < nv ? R_ABS(z[k]) : R_ZERO(); /* 0 + |z| = |z| exactly */
+    uint64_t w = 0;
+    unsigned nb = 0;
+#pragma GCC unroll 32
+    for (uint32_t k = 0; k < nv; k++) {
+        if (k >= VKVK_RV_ACC)
+            acc[k % VKVK_RV_ACC] = R_ADD(acc[k % VKVK_RV_ACC], R_ABS(z[k]));
+        w |= (uint64_t)R_GEBITS(z[k]) << nb;
+        nb += RW;
+        if (nb == 64) {
+            memcpy(b, &w, 8);
+            b += 8;
+            w = 0;
+            nb = 0;
+        }
+    }
+    if (nb != 0)
+        memcpy(b, &w, nb / 8u);
+    return R_TREEU(acc);
+}
+
 /* TOKEN-mode encode of every head of one layer (the reference's
  * arithmetic, see vkvk_ref_enc_rot) with nv = hd/RW vectors per head. The
  * first pass walks whole token rows in memory order and adds each row into
@@ -251,7 +316,7 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
 {
     float fenc, fdec;
     vkvk_rot_factors(hd, &fenc, &fdec);
-    float *S = scratch, *av = scratch + (size_t)heads * hd;
+    float *S = scratch, *av = scratch + (size_t)heads * hd, *G = av + (size_t)n * heads;
     const size_t brow = (size_t)heads * (hd / 8u);
     rbad bad = R_BAD0();
     for (size_t i = 0; i < (size_t)heads * hd; i += RW)
@@ -284,33 +349,34 @@ VKVK_AI int VKVK_SFX(rot_enc_tok_all)(const vkvk_rot_args *ra, const int dt, con
     VKVK_RV_CHKSUM(S, (size_t)heads * hd, dt, &bad);
     if (R_BADANY(bad))
         return VKV_ENONFINITE;
-    const rf vn = R_SET1((float)n);
-    for (size_t i = 0; i < (size_t)heads * hd; i += RW) {
+    const rf vn = R_SET1((float)n), nz = R_SET1(-0.0f);
+    for (size_t i = 0; i < (size_t)heads * hd; i += RW) { /* S: the addends C */
         R_STH(vec + 2u * i, R_DIV(R_LD(S + i), vn), dt);
-        R_ST(S + i, R_LDHN((const void *)(vec + 2u * i), dt));
+        rf m = R_LDHN((const void *)(vec + 2u * i), dt);
+        R_ST(S + i, R_ADD(R_XOR(R_XOR(m, R_NEG((uint32_t)(i % hd))), nz), R_ZERO()));
     }
+    for (uint32_t k = 0; k < nv; k++) /* G: the factors */
+        R_ST(G + k * RW, R_XOR(R_SET1(1.0f), R_NEG(k * RW)));
     for (j = 0; j < n; j++) {
         const uint16_t *row = src + vt[j] * ts;
         uint8_t *bj = bits + j * brow;
         if (ra->next != NULL)
             VKVK_SFX(rot_prefetch_l2)(ra->next, ts, hs, vt, j, heads, hd);
-        for (uint32_t h = 0; h < heads; h++) {
-            const uint16_t *x = row + h * hs;
-            const float *mf = S + (size_t)h * hd;
-#pragma GCC unroll 32
-            for (uint32_t k = 0; k < nv; k++)
-                z[k] = R_XOR(R_SUB(R_LDHN(x + k * RW, dt), R_LD(mf + k * RW)), R_NEG(k * RW));
-            VKVK_SFX(rot_fwht)(z, nv);
-            uint8_t *b = bj + (size_t)h * (hd / 8u);
-            rf acc[VKVK_RV_ACC];
-            for (int i = 0; i < VKVK_RV_ACC; i++)
-                acc[i] = R_ZERO();
-#pragma GCC unroll 32
-            for (uint32_t k = 0; k < nv; k++) {
-                R_GE0(b + k * (RW / 8u), z[k]);
-                acc[k % VKVK_RV_ACC] = R_ADD(acc[k % VKVK_RV_ACC], R_ABS(z[k]));
-            }
-            av[(size_t)j * heads + h] = R_SUM32(acc) * fenc;
+        float *aj = av + (size_t)j * heads;
+        uint32_t h = 0;
+#if RW == 8
+        for (; h + 8 <= heads; h += 8) {
+            rf u[8];
+            for (uint32_t i = 0; i < 8; i++)
+                u[i] = VKVK_SFX(rot_tok_row)(dt, row + (h + i) * hs, S + (size_t)(h + i) * hd, G,
+                                             bj + (size_t)(h + i) * (hd / 8u), z, nv);
+            R_ST(aj + h, R_MUL(R_TREE8(u), R_SET1(fenc)));
+        }
+#endif
+        for (; h < heads; h++) {
+            rf u = VKVK_SFX(rot_tok_row)(dt, row + h * hs, S + (size_t)h * hd, G,
+                                         bj + (size_t)h * (hd / 8u), z, nv);
+            aj[h] = R_TREEH(u) * fenc;
         }
     }
     VKVK_SFX(rot_scales)(ra, dt, av, (size_t)n * heads, scl);
@@ -394,7 +460,17 @@ VKVK_AI int VKVK_SFX(rot_enc_chan_all)(const vkvk_rot_args *ra, const int dt, co
         const uint16_t *row = src + vt[j] * ts;
         if (ra->next != NULL)
             VKVK_SFX(rot_prefetch_l2)(ra->next, ts, hs, vt, j, heads, hd);
-        for (uint32_t h = 0; h < heads; h++) {
+        uint32_t h = 0;
+#if RW == 8
+        for (; h + 8 <= heads; h += 8) { /* eight heads' trees and divisions at once */
+            rf u[8];
+            for (uint32_t i = 0; i < 8; i++)
+                u[i] = VKVK_SFX(rot_dot32hu)(row + (h + i) * hs, dt, B + (size_t)(h + i) * hd, nv);
+            const rf vb = R_LD(bb + h);
+            R_ST(av + (size_t)j * heads + h, R_GT0SEL(vb, R_DIV(R_TREE8(u), vb)));
+        }
+#endif
+        for (; h < heads; h++) {
             const float Bh = bb[h];
             av[(size_t)j * heads + h] =
                 Bh > 0.0f ? VKVK_SFX(rot_dot32h)(row + h * hs, dt, B + (size_t)h * hd, nv) / Bh
@@ -494,7 +570,8 @@ VKVK_AI void VKVK_SFX(rot_dec_dt)(const vkvk_rot_args *ra, const int dt, const u
     const rf vmax = R_SET1(dmax), vmin = R_SET1(-dmax);
     float fenc, fdec;
     vkvk_rot_factors(hd, &fenc, &fdec);
-    const uint16_t mb = VKVK_SFX(rot_amax16)(vec, (size_t)heads * hd);
+    const uint16_t mb = ra->vamax1 != 0 ? (uint16_t)(ra->vamax1 - 1u)
+                                        : VKVK_SFX(rot_amax16)(vec, (size_t)heads * hd);
     const int vfin = mb < (dt == VKV_DTYPE_BF16 ? 0x7f80u : 0x7c00u);
     const double vmag = vkvk_to_f32(mb, dt), lim = 0.999 * (double)dmax;
 #pragma GCC unroll 32
