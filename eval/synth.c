@@ -335,7 +335,7 @@ static uint32_t vkve_massive_pair(uint32_t D, uint32_t m)
 /* The working state of one vkve_synth run: the profile, the data being
  * filled, the two random streams and the scratch arrays (owned here, freed
  * by vkve_synth_ctx_free). Per (layer, KV head): W the projection, sig/qs
- * the key/query channel scales (sig: the value scales after the keys), bias
+ * the key/query channel scales, vsig the value channel scales, bias
  * the key offsets, mass the massive channels, lg the mean visual logit of
  * each query. */
 typedef struct vkve_synth_ctx {
@@ -343,13 +343,13 @@ typedef struct vkve_synth_ctx {
     vkve_data *d;
     vkve_rng rng, rng_w; /* rng_w: the prefill queries behind qw */
     uint32_t D, H, R, NQ, T, nvis;
-    uint32_t ch, cw;               /* coarse grid of the smooth field */
-    float *f;                      /* [T][R] latent features */
-    float *coarse;                 /* [ch][cw][R] */
-    float *W;                      /* [D][R] */
-    float *sig, *bias, *qs, *mass; /* [D] each */
-    double *lg;                    /* [NQ * gqa] */
-    uint32_t *focus;               /* [NQ][n_heads] focus token of each query */
+    uint32_t ch, cw;                      /* coarse grid of the smooth field */
+    float *f;                             /* [T][R] latent features */
+    float *coarse;                        /* [ch][cw][R] */
+    float *W;                             /* [D][R] */
+    float *sig, *vsig, *bias, *qs, *mass; /* [D] each */
+    double *lg;                           /* [NQ * gqa] */
+    uint32_t *focus;                      /* [NQ][n_heads] focus token of each query */
 } vkve_synth_ctx;
 
 /* Checks profile p and sets the shape, ranges and name of *d (zeroed
@@ -380,8 +380,8 @@ static int vkve_synth_shape(const vkve_profile *p, vkve_data *d)
 /* Frees the scratch arrays of x. */
 static void vkve_synth_ctx_free(vkve_synth_ctx *x)
 {
-    free(x->f), free(x->coarse), free(x->W), free(x->sig), free(x->bias), free(x->qs),
-        free(x->mass), free(x->lg), free(x->focus);
+    free(x->f), free(x->coarse), free(x->W), free(x->sig), free(x->vsig), free(x->bias),
+        free(x->qs), free(x->mass), free(x->lg), free(x->focus);
 }
 
 /* Sets up x for profile p and seed on the shaped data d: sizes, random
@@ -402,11 +402,12 @@ static int vkve_synth_ctx_init(vkve_synth_ctx *x, const vkve_profile *p, uint64_
     x->coarse = malloc((size_t)x->ch * x->cw * x->R * sizeof(float));
     x->W = malloc((size_t)x->D * x->R * sizeof(float));
     x->sig = malloc(x->D * sizeof(float)), x->bias = malloc(x->D * sizeof(float));
+    x->vsig = malloc(x->D * sizeof(float));
     x->qs = malloc(x->D * sizeof(float)), x->mass = malloc(x->D * sizeof(float));
     x->lg = malloc(((size_t)x->T + (size_t)x->NQ * p->gqa) * sizeof(double));
     x->focus = malloc((size_t)x->NQ * d->n_heads * sizeof(uint32_t));
-    if (!x->f || !x->coarse || !x->W || !x->sig || !x->bias || !x->qs || !x->mass || !x->lg ||
-        !x->focus) {
+    if (!x->f || !x->coarse || !x->W || !x->sig || !x->vsig || !x->bias || !x->qs || !x->mass ||
+        !x->lg || !x->focus) {
         vkve_synth_ctx_free(x);
         return VKV_ENOMEM;
     }
@@ -505,7 +506,7 @@ static void vkve_synth_keys(vkve_synth_ctx *x, uint32_t l, uint32_t h)
 }
 
 /* Values of (layer l, KV head h): their own projection and channel scales
- * (left in sig), per-token magnitudes, a fraction of high-norm visual
+ * (vsig), per-token magnitudes, a fraction of high-norm visual
  * tokens, a weak sink. */
 static void vkve_synth_values(vkve_synth_ctx *x, uint32_t l, uint32_t h)
 {
@@ -515,7 +516,7 @@ static void vkve_synth_values(vkve_synth_ctx *x, uint32_t l, uint32_t h)
     for (size_t i = 0; i < (size_t)D * R; i++)
         x->W[i] = (float)(vkve_rng_norm(&x->rng) * invr);
     for (uint32_t i = 0; i < D; i++)
-        x->sig[i] = (float)exp(0.2 * vkve_rng_norm(&x->rng));
+        x->vsig[i] = (float)exp(0.2 * vkve_rng_norm(&x->rng));
     for (uint32_t t = 0; t < x->T; t++) {
         float *v = x->d->v[l] + ((size_t)t * x->H + h) * D;
         const float *ft = x->f + (size_t)t * R;
@@ -528,7 +529,7 @@ static void vkve_synth_values(vkve_synth_ctx *x, uint32_t l, uint32_t h)
             double u = 0;
             for (uint32_t r = 0; r < R; r++)
                 u += x->W[(size_t)i * R + r] * ft[r];
-            v[i] = (float)(mag * (x->sig[i] * u + 0.3 * vkve_rng_norm(&x->rng)));
+            v[i] = (float)(mag * (x->vsig[i] * u + 0.3 * vkve_rng_norm(&x->rng)));
         }
     }
 }
