@@ -26,7 +26,7 @@ static const float vkvk_tc_thr[4][7] = {
     {-0.9816f, 0.0f, 0.9816f},
     {-1.748f, -1.05f, -0.5006f, 0.0f, 0.5006f, 1.05f, 1.748f},
 };
-static const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
+const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
 
 /* Code of z under the b-bit quantizer (b 2 or 3): the number of thresholds
  * <= z (the thresholds ascend). */
@@ -83,11 +83,9 @@ static uint32_t vkvk_tc_scale_code(float a, float top)
     return lo;
 }
 
-/* Replaces a[0..n) (>= 0) by their decoded 8-bit codes under top =
- * max a rounded to the dtype; writes the codes to q[j * qstride] and the
- * top's dtype bits to *top_h. */
-static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
-                                uint16_t *top_h)
+/* See codec_tc.h. */
+void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
+                         uint16_t *top_h)
 {
     float mx = 0.0f;
     for (uint32_t j = 0; j < n; j++)
@@ -100,10 +98,6 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
         a[j] = vkvk_tc_scale(top, c);
     }
 }
-
-/* Refinement passes of the tc key coder after the first (codes, channel
- * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
-#define VKVK_TC_PASSES 4u
 
 /* The state of one head's fit (every array caller scratch of hd entries,
  * cj of nv * hd): y the centred rows, nb the allocation, sd the channel
