@@ -120,12 +120,63 @@ static void vkvk_tce_allocate(const float *wt, const float *var, uint32_t hd, ui
     }
 }
 
-/* yt[d * nv + j] = y[j * hd + d]. */
+/* yt[d * nv + j] = y[j * hd + d]: 8 x 8 blocks through registers (pure
+ * data movement), the last nv % 8 tokens one by one. */
 static void vkvk_tce_transpose(const float *y, uint32_t nv, uint32_t hd, float *yt)
 {
-    for (uint32_t j = 0; j < nv; j++)
+    uint32_t j = 0;
+    for (; j + 8u <= nv; j += 8)
+        for (uint32_t d = 0; d < hd; d += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_ps(y + (size_t)(j + i) * hd + d);
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+                u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+            }
+            for (int i = 0; i < 4; i++) {
+                float *o = yt + (size_t)(d + (uint32_t)i) * nv + j;
+                _mm256_storeu_ps(o, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+                _mm256_storeu_ps(o + 4u * (size_t)nv, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+            }
+        }
+    for (; j < nv; j++)
         for (uint32_t d = 0; d < hd; d++)
             yt[(size_t)d * nv + j] = y[(size_t)j * hd + d];
+}
+
+/* ct[d * nv + j] = cj[j * hd + d] for the tokens below nv rounded down to
+ * 8, in 8 x 8 byte blocks. */
+static void vkvk_tce_transpose_codes(const uint8_t *cj, uint32_t nv, uint32_t hd, uint8_t *ct)
+{
+    for (uint32_t j = 0; j + 8u <= nv; j += 8)
+        for (uint32_t d = 0; d < hd; d += 8) {
+            __m128i a[8], b[4], c[4], e[4];
+            for (int i = 0; i < 8; i++)
+                a[i] =
+                    _mm_loadl_epi64((const __m128i *)(const void *)(cj + (size_t)(j + i) * hd + d));
+            for (int i = 0; i < 4; i++)
+                b[i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+            c[0] = _mm_unpacklo_epi16(b[0], b[1]);
+            c[1] = _mm_unpackhi_epi16(b[0], b[1]);
+            c[2] = _mm_unpacklo_epi16(b[2], b[3]);
+            c[3] = _mm_unpackhi_epi16(b[2], b[3]);
+            e[0] = _mm_unpacklo_epi32(c[0], c[2]);
+            e[1] = _mm_unpackhi_epi32(c[0], c[2]);
+            e[2] = _mm_unpacklo_epi32(c[1], c[3]);
+            e[3] = _mm_unpackhi_epi32(c[1], c[3]);
+            for (int i = 0; i < 4; i++) {
+                uint8_t *o = ct + (size_t)(d + 2u * (uint32_t)i) * nv + j;
+                _mm_storel_epi64((__m128i *)(void *)o, e[i]);
+                _mm_storel_epi64((__m128i *)(void *)(o + nv), _mm_unpackhi_epi64(e[i], e[i]));
+            }
+        }
 }
 
 /* The reference's first token scales: a[j] = sqrt(mean over the m coded
@@ -224,17 +275,14 @@ static __m256 vkvk_tce_levels8(__m256i code, __m256i b)
     return _mm256_and_ps(_mm256_blendv_ps(lo, hi, hs), _mm256_castsi256_ps(has));
 }
 
-/* Stores the low bytes of the 8 lanes of c at o, and lane i also at
- * ot[i * nv]. */
-static void vkvk_tce_store_bytes(__m256i c, uint8_t *o, uint8_t *ot, uint32_t nv)
+/* Stores the low bytes of the 8 lanes of c at o. */
+static void vkvk_tce_store_bytes(__m256i c, uint8_t *o)
 {
     const __m256i p = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
     const uint32_t lo = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(p));
     const uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(p, 1));
     const uint64_t v = lo | (uint64_t)hi << 32;
     memcpy(o, &v, 8);
-    for (uint32_t i = 0; i < 8u; i++)
-        ot[(size_t)i * nv] = (uint8_t)(v >> (8u * i));
 }
 
 /* One token's codes and its terms of the channel least-squares sums:
@@ -250,8 +298,6 @@ static void vkvk_tce_pick_row(const vkvk_tce_fit *p, uint32_t j, float aj)
     uint8_t *cr = p->cj + (size_t)j * hd;
     if (!(aj > 0.0f)) { /* codes 0, r = 0: num gains x * 0 (NaN where x is infinite) */
         memset(cr, 0, hd);
-        for (uint32_t d = 0; d < hd; d++)
-            p->ct[(size_t)d * p->nv + j] = 0;
         for (uint32_t d = 0; d < hd; d += 4) {
             const __m256d xd = _mm256_cvtps_pd(_mm_loadu_ps(yr + d));
             const __m256d t = _mm256_mul_pd(xd, _mm256_setzero_pd());
@@ -265,7 +311,7 @@ static void vkvk_tce_pick_row(const vkvk_tce_fit *p, uint32_t j, float aj)
         const __m256i b =
             _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p->nb + d)));
         const __m256i code = vkvk_tce_codes8(x, b, _mm256_loadu_ps(p->iu + d), via);
-        vkvk_tce_store_bytes(code, cr + d, p->ct + (size_t)d * p->nv + j, p->nv);
+        vkvk_tce_store_bytes(code, cr + d);
         const __m256 r = _mm256_mul_ps(va, vkvk_tce_levels8(code, b));
         for (int h = 0; h < 2; h++) {
             const __m256d xd =
@@ -332,12 +378,13 @@ static void vkvk_tce_refit8(const vkvk_tce_fit *p, uint32_t j0, float *a)
         a[j0 + k] = den[k] > 0.0 && num[k] > 0.0 ? (float)(num[k] / den[k]) : 0.0f;
 }
 
-/* The reference's vkvk_tc_refit_scales: 8 tokens at a time, the rest one
- * by one. */
+/* The reference's vkvk_tc_refit_scales: 8 tokens at a time (the codes
+ * transposed into p->ct first), the rest one by one. */
 static void vkvk_tce_refit_scales(const vkvk_tce_fit *p, float *a)
 {
     const uint32_t hd = p->hd;
     uint32_t j = 0;
+    vkvk_tce_transpose_codes(p->cj, p->nv, hd, p->ct);
     for (; j + 8u <= p->nv; j += 8)
         vkvk_tce_refit8(p, j, a);
     for (; j < p->nv; j++) {
