@@ -197,7 +197,7 @@ void vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tst
 /* Scratch floats the tc encoder of one tensor needs for nv visual tokens
  * (the driver's malloc: suitably aligned for the doubles inside). */
 #define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
-    ((size_t)(nv) * (2u * (size_t)(hd) + 1u) + 18u * (size_t)(hd) + 64u +                          \
+    ((size_t)(nv) * (2u * (size_t)(hd) + 2u) + 18u * (size_t)(hd) + 64u +                          \
      (2u * (size_t)(nv) * (size_t)(hd) + 3u) / 4u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every

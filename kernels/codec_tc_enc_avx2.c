@@ -218,7 +218,7 @@ static void vkvk_tce_first_scales(const float *y, const float *yt, uint32_t nv, 
 
 /* The state of one head's fit, as the reference's vkvk_tc_fit (every array
  * caller scratch of hd entries, cj and ct of nv * hd code bytes, yt of
- * nv * hd floats). */
+ * nv * hd floats, ia of nv floats). */
 typedef struct vkvk_tce_fit {
     int dtype;
     uint32_t nv, hd;
@@ -232,6 +232,7 @@ typedef struct vkvk_tce_fit {
     double *num, *den;
     const float *yt; /* y transposed: yt[d * nv + j] */
     uint8_t *ct;     /* the codes transposed: ct[d * nv + j] */
+    float *ia;       /* nv inverse token scales */
 } vkvk_tce_fit;
 
 /* The codes of lanes d0..d0+7 of one token (x the centred values, b the
@@ -285,44 +286,45 @@ static void vkvk_tce_store_bytes(__m256i c, uint8_t *o)
     memcpy(o, &v, 8);
 }
 
-/* One token's codes and its terms of the channel least-squares sums:
- * num[d] += x * r, den[d] += r * r with r = a * L[code] (binary64 sums,
- * r binary32), 8 channels per step; a token with a <= 0 gets zero codes
- * and adds x * 0 to num. Channels without bits add zeros too (x * 0 to
- * num, 0 to den): their den stays 0, so their scale is 0 as in the
- * reference, which skips them. */
-static void vkvk_tce_pick_row(const vkvk_tce_fit *p, uint32_t j, float aj)
+/* Channels d0..d0+7 over every token (in order): the codes and the
+ * channel least-squares sums num += x * r, den += r * r with r = a * L[code]
+ * (binary64 sums, r binary32) kept in registers; ia[j] = 1 / a[j]. A token
+ * with a <= 0 gets zero codes and adds x * 0 to num. Channels without bits
+ * add zeros too (x * 0 to num, 0 to den): their den stays 0, so their
+ * scale is 0 as in the reference, which skips them. */
+static void vkvk_tce_pick_block(const vkvk_tce_fit *p, const float *a, const float *ia, uint32_t d0)
 {
     const uint32_t hd = p->hd;
-    const float *yr = p->y + (size_t)j * hd;
-    uint8_t *cr = p->cj + (size_t)j * hd;
-    if (!(aj > 0.0f)) { /* codes 0, r = 0: num gains x * 0 (NaN where x is infinite) */
-        memset(cr, 0, hd);
-        for (uint32_t d = 0; d < hd; d += 4) {
-            const __m256d xd = _mm256_cvtps_pd(_mm_loadu_ps(yr + d));
-            const __m256d t = _mm256_mul_pd(xd, _mm256_setzero_pd());
-            _mm256_storeu_pd(p->num + d, _mm256_add_pd(_mm256_loadu_pd(p->num + d), t));
+    const __m256i b =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p->nb + d0)));
+    const __m256 iu = _mm256_loadu_ps(p->iu + d0);
+    __m256d n0 = _mm256_loadu_pd(p->num + d0), n1 = _mm256_loadu_pd(p->num + d0 + 4);
+    __m256d e0 = _mm256_loadu_pd(p->den + d0), e1 = _mm256_loadu_pd(p->den + d0 + 4);
+    for (uint32_t j = 0; j < p->nv; j++) {
+        const __m256 x = _mm256_loadu_ps(p->y + (size_t)j * hd + d0);
+        const __m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+        const __m256d x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+        uint8_t *cr = p->cj + (size_t)j * hd + d0;
+        if (!(a[j] > 0.0f)) {
+            memset(cr, 0, 8);
+            n0 = _mm256_add_pd(n0, _mm256_mul_pd(x0, _mm256_setzero_pd()));
+            n1 = _mm256_add_pd(n1, _mm256_mul_pd(x1, _mm256_setzero_pd()));
+            continue;
         }
-        return;
+        const __m256i code = vkvk_tce_codes8(x, b, iu, _mm256_set1_ps(ia[j]));
+        vkvk_tce_store_bytes(code, cr);
+        const __m256 r = _mm256_mul_ps(_mm256_set1_ps(a[j]), vkvk_tce_levels8(code, b));
+        const __m256d r0 = _mm256_cvtps_pd(_mm256_castps256_ps128(r));
+        const __m256d r1 = _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1));
+        n0 = _mm256_add_pd(n0, _mm256_mul_pd(x0, r0));
+        n1 = _mm256_add_pd(n1, _mm256_mul_pd(x1, r1));
+        e0 = _mm256_add_pd(e0, _mm256_mul_pd(r0, r0));
+        e1 = _mm256_add_pd(e1, _mm256_mul_pd(r1, r1));
     }
-    const __m256 va = _mm256_set1_ps(aj), via = _mm256_set1_ps(1.0f / aj);
-    for (uint32_t d = 0; d < hd; d += 8) {
-        const __m256 x = _mm256_loadu_ps(yr + d);
-        const __m256i b =
-            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p->nb + d)));
-        const __m256i code = vkvk_tce_codes8(x, b, _mm256_loadu_ps(p->iu + d), via);
-        vkvk_tce_store_bytes(code, cr + d);
-        const __m256 r = _mm256_mul_ps(va, vkvk_tce_levels8(code, b));
-        for (int h = 0; h < 2; h++) {
-            const __m256d xd =
-                _mm256_cvtps_pd(h ? _mm256_extractf128_ps(x, 1) : _mm256_castps256_ps128(x));
-            const __m256d rd =
-                _mm256_cvtps_pd(h ? _mm256_extractf128_ps(r, 1) : _mm256_castps256_ps128(r));
-            double *nu = p->num + d + 4 * h, *de = p->den + d + 4 * h;
-            _mm256_storeu_pd(nu, _mm256_add_pd(_mm256_loadu_pd(nu), _mm256_mul_pd(xd, rd)));
-            _mm256_storeu_pd(de, _mm256_add_pd(_mm256_loadu_pd(de), _mm256_mul_pd(rd, rd)));
-        }
-    }
+    _mm256_storeu_pd(p->num + d0, n0);
+    _mm256_storeu_pd(p->num + d0 + 4, n1);
+    _mm256_storeu_pd(p->den + d0, e0);
+    _mm256_storeu_pd(p->den + d0 + 4, e1);
 }
 
 /* The reference's vkvk_tc_pick_codes: codes of every token under the token
@@ -336,7 +338,9 @@ static void vkvk_tce_pick_codes(vkvk_tce_fit *p, const float *a, int use_sc)
         p->iu[d] = u > 0.0 ? (float)(1.0 / u) : 0.0f;
     }
     for (uint32_t j = 0; j < p->nv; j++)
-        vkvk_tce_pick_row(p, j, a[j]);
+        p->ia[j] = a[j] > 0.0f ? 1.0f / a[j] : 0.0f;
+    for (uint32_t d = 0; d < hd; d += 8)
+        vkvk_tce_pick_block(p, a, p->ia, d);
     for (uint32_t d = 0; d < hd; d++)
         p->scf[d] = p->den[d] > 0.0 ? (float)(p->num[d] / p->den[d]) : 0.0f;
     vkvk_tc_code_scales(p->scf, hd, p->dtype, p->cs, 1, p->stop);
@@ -462,7 +466,8 @@ static void vkvk_tce_st(uint8_t *p, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* The reference's vkvk_tc_code_head (the same arguments; scratch t[6*hd]
+/* The reference's vkvk_tc_code_head (the same arguments, a of 2 * nv
+ * floats: the scales, then their inverses; scratch t[6*hd]
  * floats, dd[6*hd] doubles, cj[nv*hd] bytes, and yt[nv*hd] floats and
  * ct[nv*hd] bytes for the transposed rows and codes). */
 static void vkvk_tce_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t budget, float *y,
@@ -474,22 +479,23 @@ static void vkvk_tce_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t bud
     uint8_t *nb = (uint8_t *)(t + 3u * hd);
     uint16_t stop_h = 0;
     double *sd = dd + 4u * hd;
-    vkvk_tce_fit p = {dtype,
-                      nv,
-                      hd,
-                      y,
-                      wt,
-                      nb,
-                      sd,
-                      cj,
-                      t + 4u * hd,
-                      t + 5u * hd,
-                      rec + 2u * hd,
-                      &stop_h,
-                      dd + 2u * hd,
-                      dd + 3u * hd,
-                      yt,
-                      ct};
+    vkvk_tce_fit p = {.dtype = dtype,
+                      .nv = nv,
+                      .hd = hd,
+                      .y = y,
+                      .wt = wt,
+                      .nb = nb,
+                      .sd = sd,
+                      .cj = cj,
+                      .scf = t + 4u * hd,
+                      .iu = t + 5u * hd,
+                      .cs = rec + 2u * hd,
+                      .stop = &stop_h,
+                      .num = dd + 2u * hd,
+                      .den = dd + 3u * hd,
+                      .yt = yt,
+                      .ct = ct,
+                      .ia = a + nv};
     vkvk_tce_stats(dtype, nv, hd, y, w, energy, rec, mu, var, wt, dd, dd + hd);
     vkvk_tce_allocate(wt, var, hd, budget, nb, dd + 5u * hd);
     uint32_t m = 0;
@@ -590,10 +596,11 @@ int vkvk_tc_enc_tensor_avx2(const vkv_block_header *h, int s, const uint16_t *sr
     const size_t cb = vkvk_tc_code_bytes(h, s);
     const uint64_t rec = vkvk_tc_rec_bytes(coded, hd);
     uint8_t *scl = lev + (size_t)heads * rec;
-    /* scratch: y[nv][hd], yt[hd][nv], a[nv], t[6][hd] floats, then (8-byte
-     * aligned) dd[6][hd] doubles, then cj[nv][hd] and ct[hd][nv] code bytes */
-    float *y = scratch, *yt = y + (size_t)nv * hd, *a = yt + (size_t)nv * hd, *t = a + nv;
-    size_t dof = 2u * (size_t)nv * hd + nv + 6u * (size_t)hd;
+    /* scratch: y[nv][hd], yt[hd][nv], a[2][nv], t[6][hd] floats, then
+     * (8-byte aligned) dd[6][hd] doubles, then cj[nv][hd] and ct[hd][nv]
+     * code bytes */
+    float *y = scratch, *yt = y + (size_t)nv * hd, *a = yt + (size_t)nv * hd, *t = a + 2u * nv;
+    size_t dof = 2u * (size_t)nv * hd + 2u * nv + 6u * (size_t)hd;
     double *dd = (double *)(void *)(scratch + dof + (dof & 1u));
     uint8_t *cj = (uint8_t *)(dd + 6u * (size_t)hd), *ct = cj + (size_t)nv * hd;
     for (uint32_t hh = 0; hh < heads; hh++) {
