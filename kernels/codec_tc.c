@@ -83,9 +83,11 @@ static uint32_t vkvk_tc_scale_code(float a, float top)
     return lo;
 }
 
-/* See codec_tc.h. */
-void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
-                         uint16_t *top_h)
+/* Replaces a[0..n) (>= 0) by their decoded 8-bit codes under top =
+ * max a rounded to the dtype; writes the codes to q[j * qstride] and the
+ * top's dtype bits to *top_h. */
+static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
+                                uint16_t *top_h)
 {
     float mx = 0.0f;
     for (uint32_t j = 0; j < n; j++)

@@ -220,12 +220,6 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
  * variance; the allocation's gains). (codec_tc.c) */
 extern const double vkvk_tc_mse[4];
 
-/* Replaces a[0..n) (>= 0) by their decoded 8-bit codes under top = max a
- * rounded to the dtype; writes the codes to q[j * qstride] and the top's
- * dtype bits to *top_h. Caller memory. (codec_tc.c) */
-void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
-                         uint16_t *top_h);
-
 #ifdef VKVK_X86
 /* The AVX2 + F16C twin of vkvk_tc_enc_tensor (the same arguments, the same
  * scratch): writes the same bytes and returns the same code
