@@ -8,9 +8,10 @@
  * docs/BLOCK_FORMAT.md "Rule 5: tc" states the steps; docs/FIDELITY.md
  * measures them. The decoder arithmetic is codec_tc.h.
  *
- * The encoder is the one implementation (every vkv_impl uses it); it may use
- * double arithmetic and libm sqrt, whose results are correctly rounded, so
- * its bytes do not depend on the C library.
+ * This encoder is the reference (VKV_IMPL_SCALAR); the AVX2 and AVX-512
+ * impls run its byte-identical twin codec_tc_enc_avx2.c. It may use double
+ * arithmetic and libm sqrt, whose results are correctly rounded, so its
+ * bytes do not depend on the C library.
  */
 #include <math.h>
 #include <string.h>
