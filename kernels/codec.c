@@ -594,8 +594,14 @@ static int vkvk_encode_tensor(const vkvk_kernels *kern, const vkv_block_header *
     }
     uint8_t mode = s ? h->v_mode : h->k_mode;
     uint32_t g = s ? h->v_group : h->k_group;
-    if (h->rule == VKV_RULE_TC)
+    if (h->rule == VKV_RULE_TC) {
+#ifdef VKVK_X86
+        if (kern != &vkvk_kernels_scalar) /* AVX2 and AVX-512 CPUs run the AVX2 twin */
+            return vkvk_tc_enc_tensor_avx2(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev,
+                                           scratch);
+#endif
         return vkvk_tc_enc_tensor(h, s, src, ts, hs, vt, (uint32_t)L->n_vis, w, bits, lev, scratch);
+    }
     if (h->rule == VKV_RULE_ROTSIGN) {
         vkvk_rot_args rr = {mode, h->dtype, (uint8_t)g, h->iters, next, 0};
         if (L->n_vis == 0)

@@ -8,9 +8,10 @@
  * docs/BLOCK_FORMAT.md "Rule 5: tc" states the steps; docs/FIDELITY.md
  * measures them. The decoder arithmetic is codec_tc.h.
  *
- * The encoder is the one implementation (every vkv_impl uses it); it may use
- * double arithmetic and libm sqrt, whose results are correctly rounded, so
- * its bytes do not depend on the C library.
+ * This encoder is the reference (VKV_IMPL_SCALAR); the AVX2 and AVX-512
+ * impls run its byte-identical twin codec_tc_enc_avx2.c. It may use double
+ * arithmetic and libm sqrt, whose results are correctly rounded, so its
+ * bytes do not depend on the C library.
  */
 #include <math.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static const float vkvk_tc_thr[4][7] = {
     {-0.9816f, 0.0f, 0.9816f},
     {-1.748f, -1.05f, -0.5006f, 0.0f, 0.5006f, 1.05f, 1.748f},
 };
-static const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
+const double vkvk_tc_mse[4] = {1.0, 0.3634, 0.1175, 0.03454};
 
 /* Code of z under the b-bit quantizer (b 2 or 3): the number of thresholds
  * <= z (the thresholds ascend). */
@@ -100,10 +101,6 @@ static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, siz
         a[j] = vkvk_tc_scale(top, c);
     }
 }
-
-/* Refinement passes of the tc key coder after the first (codes, channel
- * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
-#define VKVK_TC_PASSES 4u
 
 /* The state of one head's fit (every array caller scratch of hd entries,
  * cj of nv * hd): y the centred rows, nb the allocation, sd the channel

@@ -197,8 +197,8 @@ void vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tst
 /* Scratch floats the tc encoder of one tensor needs for nv visual tokens
  * (the driver's malloc: suitably aligned for the doubles inside). */
 #define VKVK_TC_SCRATCH_FLOATS(nv, hd)                                                             \
-    ((size_t)(nv) * ((size_t)(hd) + 1u) + 16u * (size_t)(hd) + 64u +                               \
-     ((size_t)(nv) * (size_t)(hd) + 3u) / 4u)
+    ((size_t)(nv) * (2u * (size_t)(hd) + 2u) + 18u * (size_t)(hd) + 64u +                          \
+     (2u * (size_t)(nv) * (size_t)(hd) + 3u) / 4u)
 
 /* Encodes tensor s (0 keys, 1 values) of one layer of a rule-5 block, every
  * head, over the nv visual tokens: head h of token j has its hd channels at
@@ -211,6 +211,23 @@ void vkvk_tc_scores_avx2(const vkvk_tc_keys *kk, const uint8_t *bits, size_t tst
 int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, size_t tstride,
                        size_t hstride, const uint32_t *vt, uint32_t nv, const float *w,
                        uint8_t *bits, uint8_t *lev, float *scratch);
+
+/* Refinement passes of the tc key coder after the first (codes, channel
+ * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
+#define VKVK_TC_PASSES 4u
+
+/* Mean squared errors of the 0..3-bit Gaussian Lloyd-Max quantizers (unit
+ * variance; the allocation's gains). (codec_tc.c) */
+extern const double vkvk_tc_mse[4];
+
+#ifdef VKVK_X86
+/* The AVX2 + F16C twin of vkvk_tc_enc_tensor (the same arguments, the same
+ * scratch): writes the same bytes and returns the same code
+ * (codec_tc_enc_avx2.c). */
+int vkvk_tc_enc_tensor_avx2(const vkv_block_header *h, int s, const uint16_t *src, size_t tstride,
+                            size_t hstride, const uint32_t *vt, uint32_t nv, const float *w,
+                            uint8_t *bits, uint8_t *lev, float *scratch);
+#endif
 #endif
 
 #endif /* VKVK_CODEC_TC_H */

@@ -730,6 +730,145 @@ static void avx2_block_decode_equals_scalar(void **state)
     (void)vkv_codec_set_impl(VKV_IMPL_AUTO);
 }
 
+/* Fills every element of c: per (tensor, layer, head, channel) one of
+ * several laws (uniform, heavy-tailed, constant, zero, huge, tiny, -0,
+ * two far levels, tokens of zeros), so that zero scales, ties, zero
+ * channels and binary32 overflow (infinite variances) all occur. */
+static void fill_mixed(ku_chunk *c, uint64_t seed)
+{
+    const vkv_shape *sh = &c->shape;
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1u;
+    const float big = sh->dtype == VKV_DTYPE_F16 ? 6.0e4f : 1.0e30f;
+    const float top = sh->dtype == VKV_DTYPE_F16 ? 6.0e4f : 3.0e38f;
+    for (int s = 0; s < 2; s++)
+        for (uint32_t l = 0; l < sh->layers; l++)
+            for (uint32_t h = 0; h < sh->kv_heads; h++)
+                for (uint32_t d = 0; d < sh->head_dim; d++) {
+                    uint32_t law = (uint32_t)(xs64(&x) % 16u);
+                    float off = (float)((int64_t)(xs64(&x) % 2001u) - 1000) / 500.0f;
+                    float sc = (float)(xs64(&x) % 1000u + 1u) / 250.0f;
+                    for (uint32_t t = 0; t < sh->tokens; t++) {
+                        float u = (float)((int64_t)(xs64(&x) % 20001u) - 10000) / 10000.0f;
+                        float v = off + sc * u;
+                        if (law == 1)
+                            v = off + sc * u * u * u * 30.0f; /* heavy tail */
+                        else if (law == 2)
+                            v = off; /* constant */
+                        else if (law == 3)
+                            v = 0.0f;
+                        else if (law == 4)
+                            v = big * u; /* near the dtype's top */
+                        else if (law == 5)
+                            v = 1.0e-6f * u; /* subnormal in f16 */
+                        else if (law == 6 && t % 3 == 0)
+                            v = -0.0f;
+                        else if (law == 7) /* y = x - mu overflows binary32 in bf16 */
+                            v = t % 5 == 0 ? top : -0.9f * top;
+                        if (t % 11 == 5 && law < 8)
+                            v = 0.0f; /* tokens with many zero channels */
+                        *ku_at(c, s, l, t, h, d) = vkvk_from_f32(v, sh->dtype);
+                    }
+                }
+}
+
+/* Encodes c with spec (weights w or NULL) under impl into a buffer of
+ * `size` bytes preset to 0xa5; returns the buffer (caller frees) and the
+ * return code in *rc. */
+static uint8_t *encode_with(enum vkv_impl impl, const ku_chunk *c, const vkv_codec_spec *sp,
+                            const float *const *w, size_t size, int *rc)
+{
+    assert_int_equal(vkv_codec_set_impl(impl), VKV_OK);
+    uint8_t *blk = malloc(size);
+    assert_non_null(blk);
+    memset(blk, 0xa5, size);
+    vkv_kv_src s = ku_src(c);
+    *rc = vkv_encode_weighted(&c->shape, sp, &s, w, blk, size);
+    return blk;
+}
+
+/* The AVX2 encoder (vkvk_tc_enc_tensor_avx2, the AVX2 and AVX-512 impls)
+ * against the scalar reference: byte for byte over random chunks of every
+ * head_dim 64/96/128 (and 8, 32), f16 and bf16, visual counts with and
+ * without a multiple of 8, every spec (aw=1 with random weights holding
+ * zeros and ties), and NaN / Inf planted in a visual element (the same
+ * code and the same bytes left in the buffer). */
+static void avx2_encoder_writes_the_scalar_bytes(void **state)
+{
+    (void)state;
+    if (vkv_codec_set_impl(VKV_IMPL_AVX2) != VKV_OK)
+        skip();
+    static const vkv_shape sh[] = {
+        {2, 2, 64, 40, VKV_DTYPE_F16, 3, {{3, 9}, {12, 10}, {30, 7}}},
+        {1, 3, 96, 33, VKV_DTYPE_BF16, 2, {{0, 13}, {20, 13}}},
+        {2, 2, 128, 70, VKV_DTYPE_F16, 1, {{0, 70}}},
+        {1, 2, 128, 64, VKV_DTYPE_BF16, 1, {{0, 64}}},
+        {1, 1, 96, 29, VKV_DTYPE_F16, 1, {{2, 27}}},
+        {1, 2, 64, 5, VKV_DTYPE_BF16, 1, {{0, 5}}},
+        {1, 2, 8, 20, VKV_DTYPE_F16, 1, {{2, 17}}},
+        {1, 1, 32, 9, VKV_DTYPE_BF16, 1, {{0, 1}}},
+    };
+    static const char *const sp[] = {"tc",
+                                     "tc:kb=1.1875",
+                                     "tc:kb=1,aw=1",
+                                     "tc:kb=2,vb=1.5",
+                                     "tc:kb=0.375,vb=3",
+                                     "tc:kb=3,vb=0.125,aw=1"};
+    uint64_t x = 77;
+    int compared = 0;
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++)
+        for (size_t k = 0; k < sizeof sp / sizeof sp[0]; k++)
+            for (uint64_t seed = 1; seed <= 3; seed++) {
+                ku_chunk c;
+                assert_int_equal(ku_chunk_alloc(&c, &sh[i], seed == 2 ? 3 : 0), 0);
+                if (seed == 3)
+                    ku_chunk_fill(&c, seed + 100 * i);
+                else
+                    fill_mixed(&c, seed + 100 * i + 10 * k);
+                vkv_codec_spec spec = spec_of(sp[k]);
+                const size_t nw = (size_t)sh[i].kv_heads * sh[i].head_dim;
+                float **wl = calloc(sh[i].layers, sizeof(float *));
+                assert_non_null(wl);
+                for (uint32_t l = 0; l < sh[i].layers; l++) {
+                    wl[l] = malloc(nw * sizeof(float));
+                    assert_non_null(wl[l]);
+                    for (size_t e = 0; e < nw; e++) {
+                        uint64_t r = xs64(&x) % 8u; /* zeros and ties */
+                        wl[l][e] = r < 2 ? 0.0f : r < 4 ? 1.0f : (float)(xs64(&x) % 997u) / 97.0f;
+                    }
+                }
+                const float *const *w = spec.iters ? (const float *const *)wl : NULL;
+                size_t size;
+                assert_int_equal(vkv_codec_encoded_size(&sh[i], &spec, &size), VKV_OK);
+                for (int bad = 0; bad < 3; bad++) {
+                    if (bad) { /* NaN (1) or Inf (2) in a random visual element */
+                        const vkv_shape *s = &sh[i];
+                        uint32_t r = (uint32_t)(xs64(&x) % s->n_ranges);
+                        uint32_t t = s->ranges[r].start + (uint32_t)(xs64(&x) % s->ranges[r].len);
+                        uint16_t nan = s->dtype == VKV_DTYPE_F16 ? 0x7e00 : 0x7fc0;
+                        uint16_t inf = s->dtype == VKV_DTYPE_F16 ? 0xfc00 : 0xff80;
+                        *ku_at(&c, (int)(xs64(&x) % 2u), (uint32_t)(xs64(&x) % s->layers), t,
+                               (uint32_t)(xs64(&x) % s->kv_heads),
+                               (uint32_t)(xs64(&x) % s->head_dim)) = bad == 1 ? nan : inf;
+                    }
+                    int rs, rf;
+                    uint8_t *a = encode_with(VKV_IMPL_SCALAR, &c, &spec, w, size, &rs);
+                    uint8_t *b = encode_with(VKV_IMPL_AVX2, &c, &spec, w, size, &rf);
+                    assert_int_equal(rs, bad ? VKV_ENONFINITE : VKV_OK);
+                    assert_int_equal(rf, rs);
+                    assert_memory_equal(a, b, size);
+                    compared++;
+                    free(a);
+                    free(b);
+                }
+                for (uint32_t l = 0; l < sh[i].layers; l++)
+                    free(wl[l]);
+                free(wl);
+                ku_chunk_free(&c);
+            }
+    assert_int_equal(compared, 8 * 6 * 3 * 3);
+    (void)vkv_codec_set_impl(VKV_IMPL_AUTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -742,6 +881,7 @@ int main(void)
         cmocka_unit_test(nonfinite_and_head_dim_96),
         cmocka_unit_test(avx2_rows_are_bit_identical_to_scalar),
         cmocka_unit_test(avx2_block_decode_equals_scalar),
+        cmocka_unit_test(avx2_encoder_writes_the_scalar_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
