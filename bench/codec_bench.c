@@ -4,8 +4,8 @@
  * One realistic chunk: 256 tokens x 32 layers x 8 KV heads x head_dim 128,
  * fp16, all tokens visual, K and V with per-channel offsets/scales (keys with
  * outlier channels) plus noise. For every implementation the CPU has and
- * every rule (rule 5, tc, has one scalar implementation that every impl
- * runs), times quantize (fp16 bytes in per second) and dequantize
+ * every rule (rule 5, tc: the scalar encoder, or its AVX2 twin for the
+ * AVX2 and AVX-512 impls), times quantize (fp16 bytes in per second) and dequantize
  * (fp16 bytes out per second) beside memcpy of the same fp16 bytes, all four
  * interleaved in every repetition (memcpy, encode, decode, paged decode) so
  * that a shared machine's swings hit the codec and its yardstick alike;
