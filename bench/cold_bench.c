@@ -5,6 +5,8 @@
  * For blocks of 2.6 MB and 22 MB (total_MiB of each, default 512):
  *   spill   = spill_iov of every block + vkvs_cold_sync at the end
  *   write   = write(2) of the same bytes to one file in the same dir + fsync
+ *             (also shown: the same with an fdatasync after every block,
+ *             the sync pattern of one spill per commit without LMDB)
  *   restore = vkvs_cold_restore of every block (2 reader threads, <= 4 in
  *             flight), page cache dropped first (posix_fadvise DONTNEED)
  *   read    = read(2) of the file, page cache dropped first
@@ -68,8 +70,10 @@ static void clean(const char *dir)
 }
 
 /* Seconds to write n blocks of bsize bytes (blk, its first byte varied)
- * to one fresh file in dir and fsync it: the yardstick. Negative on error. */
-static double yard_write(const char *dir, uint8_t *blk, size_t bsize, int n)
+ * to one fresh file in dir and fsync it: the yardstick; with per_block,
+ * fdatasync after every block too (the sync pattern of one spill per
+ * commit, without LMDB). Negative on error. */
+static double yard_write(const char *dir, uint8_t *blk, size_t bsize, int n, int per_block)
 {
     char fpath[4200];
     snprintf(fpath, sizeof fpath, "%s/plain.bin", dir);
@@ -84,6 +88,8 @@ static double yard_write(const char *dir, uint8_t *blk, size_t bsize, int n)
             close(fd);
             return -1;
         }
+        if (per_block)
+            fdatasync(fd);
     }
     fsync(fd);
     close(fd);
@@ -171,14 +177,16 @@ static int run_size(const char *dir, size_t bsize, int n)
     wd = wd > 1 ? wd : 1;
     int window[NVARS] = {4, 4, wd, wd, wd};
     uint64_t group[NVARS] = {0, 16u << 20, 0, 16u << 20, 64u << 20}; /* 16 MiB: the default */
-    double ratio[NVARS][REPS], rate[NVARS][REPS], yrate[REPS], per_txn[NVARS] = {0};
+    double ratio[NVARS][REPS], rate[NVARS][REPS], yrate[REPS], srate[REPS], per_txn[NVARS] = {0};
     int rc = 0;
     vkvs_cold *c = NULL;
     for (int r = 0; r < REPS; r++) {
-        double w_s = yard_write(dir, blk, bsize, n);
-        if (w_s <= 0)
+        double w_s = yard_write(dir, blk, bsize, n, 0);
+        double ws_s = yard_write(dir, blk, bsize, n, 1);
+        if (w_s <= 0 || ws_s <= 0)
             return 1;
         yrate[r] = mb / w_s;
+        srate[r] = mb / ws_s;
         for (int v = 0; v < NVARS; v++) {
             if (c)
                 vkvs_cold_close(c);
@@ -192,8 +200,11 @@ static int run_size(const char *dir, size_t bsize, int n)
         }
     }
     sort_d(yrate, REPS);
-    printf("block %5.1f MB x %3d, %d repetitions: write+fsync median %.0f MB/s [%.0f-%.0f]\n",
-           bsize / 1e6, n, REPS, yrate[REPS / 2], yrate[0], yrate[REPS - 1]);
+    sort_d(srate, REPS);
+    printf("block %5.1f MB x %3d, %d repetitions: write+fsync median %.0f MB/s [%.0f-%.0f]; "
+           "write+fdatasync per block %.0f MB/s [%.0f-%.0f]\n",
+           bsize / 1e6, n, REPS, yrate[REPS / 2], yrate[0], yrate[REPS - 1], srate[REPS / 2],
+           srate[0], srate[REPS - 1]);
     for (int v = 0; v < NVARS; v++) {
         sort_d(ratio[v], REPS);
         sort_d(rate[v], REPS);

@@ -97,6 +97,17 @@ typedef struct vkvs_cold_config {
                                  * 0 = one spill per txn. Default 16 MiB
                                  * (BENCHMARKS.md: larger groups were not
                                  * faster on the shared VM) */
+    uint64_t malloc_keep_bytes; /* process-wide glibc malloc setting made at
+                                 * open: allocations up to 16 MiB + 64 KiB
+                                 * come from the arenas (M_MMAP_THRESHOLD)
+                                 * and an arena keeps up to this many free
+                                 * bytes instead of returning them
+                                 * (M_TRIM_THRESHOLD), so LMDB's dirty pages
+                                 * (malloc'ed per commit) are not faulted in
+                                 * and zeroed again for every commit.
+                                 * 0 = leave malloc alone. Default 64 MiB
+                                 * (BENCHMARKS.md, "where the spill time
+                                 * goes") */
     /* Optional check of every spill, run on the writer thread before
      * anything is written, over the whole block (contiguous; gathered into
      * a writer-owned buffer when the spill's source is several pieces).

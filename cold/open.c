@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,26 @@ void vkvs_cold_config_default(vkvs_cold_config *cfg)
     cfg->reader_threads = 2;
     cfg->reader_check_ms = 10000;
     cfg->group_max_bytes = 16ull << 20;
+    cfg->malloc_keep_bytes = 64ull << 20;
+}
+
+/* Applies cfg->malloc_keep_bytes (see cold.h): a process-wide glibc
+ * setting, made once per open; later opens set the same values. LMDB
+ * mallocs a commit's dirty pages and frees them after the commit; with
+ * glibc's defaults the writer's arena is trimmed (madvise) after each
+ * commit and the next one faults and zeroes the pages again. */
+static void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg)
+{
+#if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+    if (cfg->malloc_keep_bytes == 0)
+        return;
+    uint64_t keep = cfg->malloc_keep_bytes > (1ull << 30) ? 1ull << 30 : cfg->malloc_keep_bytes;
+    if (mallopt(M_MMAP_THRESHOLD, (int)(VKVS_COLD_PIECE_MAX + (64u << 10))) != 1 ||
+        mallopt(M_TRIM_THRESHOLD, (int)keep) != 1)
+        VKV_WARN("cold tier: mallopt refused the dirty-page settings");
+#else
+    (void)cfg;
+#endif
 }
 
 /* ---- the open-time scan --------------------------------------------------- */
@@ -410,8 +431,10 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
         rc = vkvs_cold_env_open(c, why);
     if (rc == 0)
         rc = vkvs_cold_env_init(c, why);
-    if (rc == 0)
+    if (rc == 0) {
+        vkvs_cold_malloc_tune(&c->cfg);
         rc = vkvs_cold_start(c, why);
+    }
     if (rc != 0) {
         if (c != NULL)
             vkvs_cold_free(c);
