@@ -54,41 +54,39 @@ static uint16_t vkvk_tc_round(float f, int dtype)
     return vkvk_rot_out(f, dtype);
 }
 
-/* Stores dtype bits v little-endian at p. */
-static void vkvk_tc_st(uint8_t *p, uint16_t v)
+/* See codec_tc.h. */
+void vkvk_tc_st(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* The scale byte of a >= 0 under top > 0: the code c in 0..254 whose
- * vkvk_tc_scale(top, c) is nearest to a (ties to the smaller c, i.e. the
- * larger scale); 255 (zero) when a or top is not positive. */
-static uint32_t vkvk_tc_scale_code(float a, float top)
+/* See codec_tc.h. The scales do not increase with c, so the first c with
+ * scale(c) <= a is unique; the walk from a guess of -16 log2(a / top)
+ * finds it (the guess only sets where the walk starts, so libm's log2f
+ * cannot change the result), then the tie rule picks between c - 1 and c.
+ * kernels_tc_test checks it against a bisection. */
+uint32_t vkvk_tc_scale_code(float a, float top)
 {
     if (!(a > 0.0f) || !(top > 0.0f))
         return VKVK_TC_ZERO_CODE;
-    /* the values decrease with c: find the first c with value(c) <= a */
-    uint32_t lo = 0, hi = VKVK_TC_ZERO_CODE - 1u;
-    if (vkvk_tc_scale(top, hi) > a)
-        return hi;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2u;
-        if (vkvk_tc_scale(top, mid) <= a)
-            hi = mid;
-        else
-            lo = mid + 1u;
-    }
-    if (lo > 0 && vkvk_tc_scale(top, lo - 1u) - a <= a - vkvk_tc_scale(top, lo))
-        return lo - 1u;
-    return lo;
+    const uint32_t last = VKVK_TC_ZERO_CODE - 1u;
+    if (vkvk_tc_scale(top, last) > a)
+        return last;
+    const float g = -16.0f * log2f(a / top);
+    uint32_t c = g > 0.0f ? (g < (float)last ? (uint32_t)g : last) : 0u;
+    while (c > 0 && vkvk_tc_scale(top, c - 1u) <= a)
+        c--;
+    while (vkvk_tc_scale(top, c) > a)
+        c++;
+    if (c > 0 && vkvk_tc_scale(top, c - 1u) - a <= a - vkvk_tc_scale(top, c))
+        return c - 1u;
+    return c;
 }
 
-/* Replaces a[0..n) (>= 0) by their decoded 8-bit codes under top =
- * max a rounded to the dtype; writes the codes to q[j * qstride] and the
- * top's dtype bits to *top_h. */
-static void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
-                                uint16_t *top_h)
+/* See codec_tc.h. */
+void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
+                         uint16_t *top_h)
 {
     float mx = 0.0f;
     for (uint32_t j = 0; j < n; j++)

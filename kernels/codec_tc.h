@@ -212,6 +212,20 @@ int vkvk_tc_enc_tensor(const vkv_block_header *h, int s, const uint16_t *src, si
                        size_t hstride, const uint32_t *vt, uint32_t nv, const float *w,
                        uint8_t *bits, uint8_t *lev, float *scratch);
 
+/* Encoder pieces both rule-5 encoders (codec_tc.c, codec_tc_enc_avx2.c)
+ * call, defined in codec_tc.c. vkvk_tc_st stores dtype bits v
+ * little-endian at p. vkvk_tc_scale_code: the scale byte of a >= 0 under
+ * top > 0, the code c in 0..254 whose vkvk_tc_scale(top, c) is nearest to
+ * a (ties to the smaller c, i.e. the larger scale); 255 (zero) when a or
+ * top is not positive. vkvk_tc_code_scales replaces a[0..n) (>= 0) by
+ * their decoded 8-bit codes under top = max a rounded to the dtype; writes
+ * the codes to q[j * qstride] and the top's dtype bits to *top_h (all
+ * caller memory). */
+void vkvk_tc_st(uint8_t *p, uint16_t v);
+uint32_t vkvk_tc_scale_code(float a, float top);
+void vkvk_tc_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
+                         uint16_t *top_h);
+
 /* Refinement passes of the tc key coder after the first (codes, channel
  * scales, token scales alternate; docs/BLOCK_FORMAT.md "Rule 5"). */
 #define VKVK_TC_PASSES 4u

@@ -286,44 +286,6 @@ static void vkvk_tce_store_bytes(__m256i c, uint8_t *o)
     memcpy(o, &v, 8);
 }
 
-/* The reference's vkvk_tc_scale_code (codec_tc.c): the first code c in
- * 0..254 whose scale under top is <= a (the scales do not increase with c),
- * then the tie rule; found by walking from a guess of -16 log2(a / top)
- * instead of bisecting (the guess only sets where the walk starts). */
-static uint32_t vkvk_tce_scale_code(float a, float top)
-{
-    if (!(a > 0.0f) || !(top > 0.0f))
-        return VKVK_TC_ZERO_CODE;
-    const uint32_t last = VKVK_TC_ZERO_CODE - 1u;
-    if (vkvk_tc_scale(top, last) > a)
-        return last;
-    const float g = -16.0f * log2f(a / top);
-    uint32_t c = g > 0.0f ? (g < (float)last ? (uint32_t)g : last) : 0u;
-    while (c > 0 && vkvk_tc_scale(top, c - 1u) <= a)
-        c--;
-    while (vkvk_tc_scale(top, c) > a)
-        c++;
-    if (c > 0 && vkvk_tc_scale(top, c - 1u) - a <= a - vkvk_tc_scale(top, c))
-        return c - 1u;
-    return c;
-}
-
-/* The reference's vkvk_tc_code_scales with vkvk_tce_scale_code. */
-static void vkvk_tce_code_scales(float *a, uint32_t n, int dtype, uint8_t *q, size_t qstride,
-                                 uint16_t *top_h)
-{
-    float mx = 0.0f;
-    for (uint32_t j = 0; j < n; j++)
-        mx = a[j] > mx ? a[j] : mx;
-    *top_h = vkvk_rot_out(mx, dtype);
-    const float top = vkvk_to_f32(*top_h, dtype);
-    for (uint32_t j = 0; j < n; j++) {
-        const uint32_t c = vkvk_tce_scale_code(a[j], top);
-        q[(size_t)j * qstride] = (uint8_t)c;
-        a[j] = vkvk_tc_scale(top, c);
-    }
-}
-
 /* Channels d0..d0+7 over every token (in order): the codes and the
  * channel least-squares sums num += x * r, den += r * r with r = a * L[code]
  * (binary64 sums, r binary32) kept in registers; ia[j] = 1 / a[j]. A token
@@ -381,7 +343,7 @@ static void vkvk_tce_pick_codes(vkvk_tce_fit *p, const float *a, int use_sc)
         vkvk_tce_pick_block(p, a, p->ia, d);
     for (uint32_t d = 0; d < hd; d++)
         p->scf[d] = p->den[d] > 0.0 ? (float)(p->num[d] / p->den[d]) : 0.0f;
-    vkvk_tce_code_scales(p->scf, hd, p->dtype, p->cs, 1, p->stop);
+    vkvk_tc_code_scales(p->scf, hd, p->dtype, p->cs, 1, p->stop);
 }
 
 /* The reference's vkvk_tc_refit_scales for tokens j0 .. j0+7 (one lane
@@ -497,13 +459,6 @@ static void vkvk_tce_stats(int dtype, uint32_t nv, uint32_t hd, float *y, const 
     }
 }
 
-/* Stores dtype bits v little-endian at p. */
-static void vkvk_tce_st(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
 /* The reference's vkvk_tc_code_head (the same arguments, a of 2 * nv
  * floats: the scales, then their inverses; scratch t[6*hd]
  * floats, dd[6*hd] doubles, cj[nv*hd] bytes, and yt[nv*hd] floats and
@@ -545,15 +500,15 @@ static void vkvk_tce_code_head(int dtype, uint32_t nv, uint32_t hd, uint32_t bud
     vkvk_tce_first_scales(y, yt, nv, hd, sd, m, a);
     uint16_t top_h = 0;
     for (uint32_t it = 0;; it++) {
-        vkvk_tce_code_scales(a, nv, dtype, q, qstride, &top_h);
+        vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
         vkvk_tce_pick_codes(&p, a, it > 0);
         if (it == VKVK_TC_PASSES)
             break;
         vkvk_tce_refit_scales(&p, a);
     }
     uint8_t *al = rec + 3u * (size_t)hd;
-    vkvk_tce_st(al + hd / 4u, top_h);
-    vkvk_tce_st(al + hd / 4u + 2u, stop_h);
+    vkvk_tc_st(al + hd / 4u, top_h);
+    vkvk_tc_st(al + hd / 4u + 2u, stop_h);
     memset(al, 0, hd / 4u);
     for (uint32_t d = 0; d < hd; d++)
         al[d >> 2] |= (uint8_t)(nb[d] << (2u * (d & 3u)));
@@ -579,7 +534,7 @@ static void vkvk_tce_rank1_head(int dtype, uint32_t nv, uint32_t hd, const float
     double bb = 0.0;
     for (uint32_t d = 0; d < hd; d++) {
         uint16_t bh = vkvk_rot_out((float)(s1[d] / nv), dtype);
-        vkvk_tce_st(rec + 2u * d, bh);
+        vkvk_tc_st(rec + 2u * d, bh);
         b[d] = vkvk_to_f32(bh, dtype);
     }
     for (uint32_t d = 0; d < hd; d++)
@@ -616,8 +571,8 @@ static void vkvk_tce_rank1_head(int dtype, uint32_t nv, uint32_t hd, const float
         }
     }
     uint16_t top_h;
-    vkvk_tce_code_scales(a, nv, dtype, q, qstride, &top_h);
-    vkvk_tce_st(rec + 2u * (size_t)hd, top_h);
+    vkvk_tc_code_scales(a, nv, dtype, q, qstride, &top_h);
+    vkvk_tc_st(rec + 2u * (size_t)hd, top_h);
 }
 
 /* See codec_tc.h. */

@@ -7,10 +7,12 @@
  * tampered headers/payloads (rejected, or decoded without reading out of
  * bounds).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <xxhash.h>
@@ -869,6 +871,72 @@ static void avx2_encoder_writes_the_scalar_bytes(void **state)
     (void)vkv_codec_set_impl(VKV_IMPL_AUTO);
 }
 
+/* The scale byte by bisection: the first c in 0..254 with scale(c) <= a,
+ * then the tie rule (what vkvk_tc_scale_code must return; the encoder
+ * finds it by a walk from a log2 guess). */
+static uint32_t bisect_scale_code(float a, float top)
+{
+    if (!(a > 0.0f) || !(top > 0.0f))
+        return VKVK_TC_ZERO_CODE;
+    uint32_t lo = 0, hi = VKVK_TC_ZERO_CODE - 1u;
+    if (vkvk_tc_scale(top, hi) > a)
+        return hi;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2u;
+        if (vkvk_tc_scale(top, mid) <= a)
+            hi = mid;
+        else
+            lo = mid + 1u;
+    }
+    if (lo > 0 && vkvk_tc_scale(top, lo - 1u) - a <= a - vkvk_tc_scale(top, lo))
+        return lo - 1u;
+    return lo;
+}
+
+/* Returns the float whose bits are u. */
+static float bits_to_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* vkvk_tc_scale_code equals the bisection: random positive a and top over
+ * the whole float range (subnormals, Inf, NaN, a far above or below top),
+ * every code's own value, and the values one ulp around each midpoint
+ * between neighbouring codes (the ties). */
+static void scale_code_walk_equals_bisection(void **state)
+{
+    (void)state;
+    uint64_t seed = 0x5ca1e;
+    size_t checked = 0;
+    for (int i = 0; i < 200000; i++) {
+        float a = bits_to_f32((uint32_t)ku_rand(&seed) & 0x7fffffffu);
+        float top = bits_to_f32((uint32_t)ku_rand(&seed) & 0x7fffffffu);
+        if (i & 1) /* a near top, where the scales are dense */
+            a = top * (float)(ku_rand(&seed) >> 40) / (float)(1u << 24);
+        assert_int_equal(vkvk_tc_scale_code(a, top), bisect_scale_code(a, top));
+        checked++;
+    }
+    const float tops[] = {1.0f, 0.3f, 65504.0f, 6.1e-5f, 3.0e38f};
+    for (size_t t = 0; t < sizeof tops / sizeof tops[0]; t++)
+        for (uint32_t c = 0; c < VKVK_TC_ZERO_CODE; c++) {
+            float v = vkvk_tc_scale(tops[t], c);
+            float m = c + 1u < VKVK_TC_ZERO_CODE ? 0.5f * (v + vkvk_tc_scale(tops[t], c + 1u)) : v;
+            const float probe[] = {v, nextafterf(v, 0.0f), nextafterf(v, INFINITY),
+                                   m, nextafterf(m, 0.0f), nextafterf(m, INFINITY)};
+            for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
+                assert_int_equal(vkvk_tc_scale_code(probe[k], tops[t]),
+                                 bisect_scale_code(probe[k], tops[t]));
+                checked++;
+            }
+        }
+    assert_int_equal(vkvk_tc_scale_code(0.0f, 1.0f), VKVK_TC_ZERO_CODE);
+    assert_int_equal(vkvk_tc_scale_code(NAN, 1.0f), VKVK_TC_ZERO_CODE);
+    assert_int_equal(vkvk_tc_scale_code(1.0f, 0.0f), VKVK_TC_ZERO_CODE);
+    assert_true(checked > 200000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -882,6 +950,7 @@ int main(void)
         cmocka_unit_test(avx2_rows_are_bit_identical_to_scalar),
         cmocka_unit_test(avx2_block_decode_equals_scalar),
         cmocka_unit_test(avx2_encoder_writes_the_scalar_bytes),
+        cmocka_unit_test(scale_code_walk_equals_bisection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
