@@ -69,6 +69,15 @@ static const char *const vkve_default_codecs[] = {
     "tc:kb=1.5,aw=1,vb=1",
     "tc:kb=2,aw=1,vb=1.5",
     "tc:kb=2,aw=1,vb=2",
+    /* the key-favoured splits of the ladder (FIDELITY.md "Bits for keys,
+     * not values"): about 1.0, 1.25, 1.5 and 2.0 bits/element */
+    "tc:kb=1.1875,aw=1",
+    "tc:kb=1.375,vb=0.25",
+    "tc:kb=1.5,vb=0.625",
+    "tc:kb=1.625,vb=0.5",
+    "tc:kb=1.75,vb=0.375",
+    "tc:kb=1.875,vb=0.75",
+    "tc:kb=2.25,vb=1.375",
     "sim-tc:kb=1.125",
     "sim-tc:kb=1.125,aw=1",
 };
@@ -77,9 +86,11 @@ static const char *const vkve_default_codecs[] = {
 /* Baselines of the goal check (issue 3) and the default it judges. */
 #define VKVE_BASE_CQ     "calibquant"
 #define VKVE_BASE_SEED   "quantile"
-#define VKVE_DESIGN_SPEC "rotsign"          /* the eval-only design, checked alongside */
-#define VKVE_CAND_SPEC   "tc:kb=1.125,aw=1" /* issue 16's candidate (block rule 5) */
-#define VKVE_CAND2_SPEC  "tc:kb=1.125"      /* the same without query weights */
+#define VKVE_DESIGN_SPEC "rotsign" /* the eval-only design, checked alongside */
+/* issue 16's candidates (block rule 5): the key-favoured split that needs no
+ * query weights, and the rank-1-value spec weighted by prefill queries */
+#define VKVE_CAND_SPEC  "tc:kb=1.625,vb=0.5"
+#define VKVE_CAND2_SPEC "tc:kb=1.1875,aw=1"
 
 /* Writes the library's default codec spec (vkv_codec_spec_default, canonical
  * string) into buf. */
@@ -647,19 +658,23 @@ static int vkve_cmd_list(int profiles)
         else
             printf("default = %s (needs the block codec library)\n", dspec);
     }
+    int rc = 0;
     for (size_t i = 0; i < VKVE_N_DEFAULT; i++) {
         vkve_codec c;
-        char err[128];
+        char err[128] = "";
         double b = 0;
-        if (vkve_codec_parse(vkve_default_codecs[i], &c, err, sizeof err) == VKV_OK &&
-            vkve_codec_bits(&c, &b) == VKV_OK)
+        if (vkve_codec_parse(vkve_default_codecs[i], &c, err, sizeof err) != VKV_OK) {
+            fprintf(stderr, "vkv-eval: comparison spec '%s' does not parse: %s\n",
+                    vkve_default_codecs[i], err);
+            rc = 1;
+        } else if (vkve_codec_bits(&c, &b) == VKV_OK)
             printf("%-40s %7.4f bits/element%s\n", vkve_default_codecs[i], b,
                    c.kind == VKVE_BLOCK ? (c.sim ? " (simulated block rule)" : " (block codec)")
                                         : "");
     }
     printf("block codec library: %s\n",
            vkve_have_codec() ? "linked" : "absent (block rules simulated)");
-    return 0;
+    return rc;
 }
 
 /* Entry point: dispatches the subcommand. */
