@@ -24,8 +24,9 @@
  *   R_HMAX(v)          max over lanes (all lanes non-NaN and >= +0)
  *   R_SC8(p,v)         RW 8-bit scale codes of v (vkvk_sc8_encode_fast) at p
  *   R_FMA(a,b,c)       a * b + c, one rounding
- *   R_GEBITS(v)        RW bits, bit i = (v[i] >= 0.0f), for v with no -0
- *                      and no NaN lane (AVX2: the clear sign bits)
+ *   R_LTBITS(v)        RW bits, bit i = (v[i] < 0.0f), for v with no -0
+ *                      and no NaN lane (AVX2: the sign bits); its complement
+ *                      is bit i = (v[i] >= 0.0f)
  *   R_TREEU(acc)       the lane-wise first adds of R_SUM32 (one vector)
  *   R_TREEH(u)         the rest of R_SUM32: R_SUM32(acc) = R_TREEH(R_TREEU(acc))
  *   R_TREE8(u), R_GT0SEL(b,x)  (RW 8 only) R_TREEH of u[0..8) as the 8
@@ -267,7 +268,7 @@ VKVK_AI void VKVK_SFX(rot_scales)(const vkvk_rot_args *ra, const int dt, const f
  * +-1 factors: again no -0 can arise from operands that are not -0), then
  * the code bits at b and the lane-wise part of the reference's 32-lane sum
  * of |z| (R_TREEH or R_TREE8 finish it). As no z is -0 or NaN, z >= 0 is the
- * clear sign bit (R_GEBITS), and every value equals the reference's up to
+ * clear sign bit (the complement of R_LTBITS, taken once per 64-bit word), and every value equals the reference's up to
  * the sign of a zero, which neither the bits nor |z| see. z: caller storage
  * for nv vectors. The bits of 64/RW vectors are stored as one 64-bit word. */
 VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C, const float *G,
@@ -287,17 +288,20 @@ VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C
     for (uint32_t k = 0; k < nv; k++) {
         if (k >= VKVK_RV_ACC)
             acc[k % VKVK_RV_ACC] = R_ADD(acc[k % VKVK_RV_ACC], R_ABS(z[k]));
-        w |= (uint64_t)R_GEBITS(z[k]) << nb;
+        w |= (uint64_t)R_LTBITS(z[k]) << nb;
         nb += RW;
         if (nb == 64) {
+            w = ~w; /* bits z >= 0: one complement per word */
             memcpy(b, &w, 8);
             b += 8;
             w = 0;
             nb = 0;
         }
     }
-    if (nb != 0)
+    if (nb != 0) {
+        w = ~w;
         memcpy(b, &w, nb / 8u);
+    }
     return R_TREEU(acc);
 }
 
