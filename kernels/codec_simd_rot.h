@@ -268,9 +268,11 @@ VKVK_AI void VKVK_SFX(rot_scales)(const vkvk_rot_args *ra, const int dt, const f
  * +-1 factors: again no -0 can arise from operands that are not -0), then
  * the code bits at b and the lane-wise part of the reference's 32-lane sum
  * of |z| (R_TREEH or R_TREE8 finish it). As no z is -0 or NaN, z >= 0 is the
- * clear sign bit (the complement of R_LTBITS, taken once per 64-bit word), and every value equals the reference's up to
- * the sign of a zero, which neither the bits nor |z| see. z: caller storage
- * for nv vectors. The bits of 64/RW vectors are stored as one 64-bit word. */
+ * clear sign bit (R_LTBITS gathers the sign bits; the word is complemented
+ * once per 64 bits, not per vector), and every value equals the reference's
+ * up to the sign of a zero, which neither the bits nor |z| see. z: caller
+ * storage for nv vectors. The bits of 64/RW vectors are stored as one
+ * 64-bit word. */
 VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C, const float *G,
                                  uint8_t *b, rf *z, const uint32_t nv)
 {
