@@ -62,7 +62,18 @@
  * stack buffer (phase 2's groups are exactly the accumulators' inputs), 8%
  * slower, and the same with two heads interleaved, 6% slower (the one-pass
  * row spills too but schedules better); each all-heads kernel as its own
- * noinline function, 6-10% slower at full size.
+ * noinline function, 6-10% slower at full size. Third round, same VM: the
+ * TOKEN row complements its code bits once per 64-bit word (R_LTBITS), not
+ * per vector (-2..-5% TOKEN encode); tried and not kept: an integer fp16
+ * conversion (value * 2^-112, the 2^112 folded into G; exact, but 2-3
+ * instructions for F16C's one) in element order, 4-5% slower, and from
+ * 32-byte loads in unpack order with the FWHT's len 4 stage whole-vector,
+ * 20% slower; the sign bits of four vectors by packs and one movemask,
+ * 7-10% slower; the whole-vector butterflies as FMAs with +-1 factors,
+ * 6-12% slower; a T0 prefetch of the current layer's rows in the second
+ * passes, 3-10% slower; other hints for the next-layer prefetch, no
+ * change; the CHANNEL first pass with rows as offsets or as one flat run,
+ * 4-10% slower.
  */
 #ifndef VKVK_SFX
 #error "define VKVK_SFX before including codec_simd_rot.h"
