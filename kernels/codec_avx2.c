@@ -315,7 +315,7 @@ typedef __m256 rbad;
 #define R_PM1_IN(p)           _mm256_load_ps(vkvk_rot_pm8[*(p)])
 #define R_SUM32(acc)          vkvk_avx2_tk_sum(acc)
 #define R_FMA(a, b, c)        _mm256_fmadd_ps(a, b, c)
-#define R_GEBITS(v)           ((unsigned)~_mm256_movemask_ps(v) & 0xffu)
+#define R_LTBITS(v)           ((unsigned)_mm256_movemask_ps(v))
 #define R_TREEU(acc)          _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]))
 #define R_TREEH(u)            vkvk_avx2_rtreeh(u)
 #define R_TREE8(u)            vkvk_avx2_rtree8(u)

@@ -286,7 +286,7 @@ typedef __mmask16 rbad;
 #define R_PM1_IN(p)           vkvk_avx512_rpm1(p)
 #define R_SUM32(acc)          vkvk_avx512_rsum32(acc)
 #define R_FMA(a, b, c)        _mm512_fmadd_ps(a, b, c)
-#define R_GEBITS(v)           ((unsigned)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ))
+#define R_LTBITS(v)           ((unsigned)_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ))
 #define R_TREEU(acc)          _mm512_add_ps(acc[0], acc[1])
 #define R_TREEH(c)            vkvk_avx512_rtreeh(c)
 #define R_HMAX(v)             _mm512_reduce_max_ps(v)

@@ -24,8 +24,9 @@
  *   R_HMAX(v)          max over lanes (all lanes non-NaN and >= +0)
  *   R_SC8(p,v)         RW 8-bit scale codes of v (vkvk_sc8_encode_fast) at p
  *   R_FMA(a,b,c)       a * b + c, one rounding
- *   R_GEBITS(v)        RW bits, bit i = (v[i] >= 0.0f), for v with no -0
- *                      and no NaN lane (AVX2: the clear sign bits)
+ *   R_LTBITS(v)        RW bits, bit i = (v[i] < 0.0f), for v with no -0
+ *                      and no NaN lane (AVX2: the sign bits); its complement
+ *                      is bit i = (v[i] >= 0.0f)
  *   R_TREEU(acc)       the lane-wise first adds of R_SUM32 (one vector)
  *   R_TREEH(u)         the rest of R_SUM32: R_SUM32(acc) = R_TREEH(R_TREEU(acc))
  *   R_TREE8(u), R_GT0SEL(b,x)  (RW 8 only) R_TREEH of u[0..8) as the 8
@@ -61,7 +62,18 @@
  * stack buffer (phase 2's groups are exactly the accumulators' inputs), 8%
  * slower, and the same with two heads interleaved, 6% slower (the one-pass
  * row spills too but schedules better); each all-heads kernel as its own
- * noinline function, 6-10% slower at full size.
+ * noinline function, 6-10% slower at full size. Third round, same VM: the
+ * TOKEN row complements its code bits once per 64-bit word (R_LTBITS), not
+ * per vector (-2..-5% TOKEN encode); tried and not kept: an integer fp16
+ * conversion (value * 2^-112, the 2^112 folded into G; exact, but 2-3
+ * instructions for F16C's one) in element order, 4-5% slower, and from
+ * 32-byte loads in unpack order with the FWHT's len 4 stage whole-vector,
+ * 20% slower; the sign bits of four vectors by packs and one movemask,
+ * 7-10% slower; the whole-vector butterflies as FMAs with +-1 factors,
+ * 6-12% slower; a T0 prefetch of the current layer's rows in the second
+ * passes, 3-10% slower; other hints for the next-layer prefetch, no
+ * change; the CHANNEL first pass with rows as offsets or as one flat run,
+ * 4-10% slower.
  */
 #ifndef VKVK_SFX
 #error "define VKVK_SFX before including codec_simd_rot.h"
@@ -267,9 +279,11 @@ VKVK_AI void VKVK_SFX(rot_scales)(const vkvk_rot_args *ra, const int dt, const f
  * +-1 factors: again no -0 can arise from operands that are not -0), then
  * the code bits at b and the lane-wise part of the reference's 32-lane sum
  * of |z| (R_TREEH or R_TREE8 finish it). As no z is -0 or NaN, z >= 0 is the
- * clear sign bit (R_GEBITS), and every value equals the reference's up to
- * the sign of a zero, which neither the bits nor |z| see. z: caller storage
- * for nv vectors. The bits of 64/RW vectors are stored as one 64-bit word. */
+ * clear sign bit (R_LTBITS gathers the sign bits; the word is complemented
+ * once per 64 bits, not per vector), and every value equals the reference's
+ * up to the sign of a zero, which neither the bits nor |z| see. z: caller
+ * storage for nv vectors. The bits of 64/RW vectors are stored as one
+ * 64-bit word. */
 VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C, const float *G,
                                  uint8_t *b, rf *z, const uint32_t nv)
 {
@@ -287,17 +301,20 @@ VKVK_AI rf VKVK_SFX(rot_tok_row)(const int dt, const uint16_t *x, const float *C
     for (uint32_t k = 0; k < nv; k++) {
         if (k >= VKVK_RV_ACC)
             acc[k % VKVK_RV_ACC] = R_ADD(acc[k % VKVK_RV_ACC], R_ABS(z[k]));
-        w |= (uint64_t)R_GEBITS(z[k]) << nb;
+        w |= (uint64_t)R_LTBITS(z[k]) << nb;
         nb += RW;
         if (nb == 64) {
+            w = ~w; /* bits z >= 0: one complement per word */
             memcpy(b, &w, 8);
             b += 8;
             w = 0;
             nb = 0;
         }
     }
-    if (nb != 0)
+    if (nb != 0) {
+        w = ~w;
         memcpy(b, &w, nb / 8u);
+    }
     return R_TREEU(acc);
 }
 
