@@ -193,11 +193,13 @@ static int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL, "no directory configured");
     if (cfg->max_bytes == 0 || cfg->piece_size < VKVS_COLD_PIECE_MIN ||
         cfg->piece_size > VKVS_COLD_PIECE_MAX || cfg->reader_threads < 1 ||
-        cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19)
+        cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19 ||
+        cfg->thread_policy < VKVS_COLD_SCHED_NORMAL || cfg->thread_policy > VKVS_COLD_SCHED_IDLE)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL,
                           "invalid config (max_bytes %" PRIu64
-                          ", piece_size %u, reader_threads %d, thread_nice %d)",
-                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice);
+                          ", piece_size %u, reader_threads %d, thread_nice %d, thread_policy %d)",
+                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice,
+                          cfg->thread_policy);
     return 0;
 }
 

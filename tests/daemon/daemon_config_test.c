@@ -148,6 +148,46 @@ static void remote_settings_parse_and_hide_the_password(void **state)
     free(path);
 }
 
+static void scheduling_settings_parse_and_print(void **state)
+{
+    (void)state;
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    assert_string_equal(cfg.cold_thread_policy, "idle");
+    assert_int_equal(cfg.cold_thread_nice, 10);
+    assert_int_equal(cfg.serve_slice_us, 0);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", "batch"), 0);
+    assert_string_equal(cfg.cold_thread_policy, "batch");
+    assert_int_equal(vkvd_config_set(&cfg, "cold_thread_policy", "normal"), 0);
+    assert_string_equal(cfg.cold_thread_policy, "normal");
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", "fifo"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", ""), VKV_EINVAL);
+    assert_string_equal(cfg.cold_thread_policy, "normal");
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "19"), 0);
+    assert_int_equal(cfg.cold_thread_nice, 19);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "20"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "-1"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "serve-slice-us", "100000"), 0);
+    assert_int_equal(vkvd_config_set(&cfg, "serve-slice-us", "100001"), VKV_EINVAL);
+    char *path = write_tmp("[vkvd]\ncold_thread_policy = batch\nserve-slice-us = 250\n");
+    setenv("VKV_COLD_THREAD_NICE", "3", 1);
+    char *argv[] = {"vkvd", "--config", path, "--cold-thread-policy", "idle", NULL};
+    assert_int_equal(vkvd_config_from_args(&cfg, 5, argv), 0);
+    assert_string_equal(cfg.cold_thread_policy, "idle"); /* the flag beats the file */
+    assert_int_equal(cfg.serve_slice_us, 250);
+    assert_int_equal(cfg.cold_thread_nice, 3);
+    unsetenv("VKV_COLD_THREAD_NICE");
+    char buf[4096] = "";
+    FILE *fp = fmemopen(buf, sizeof buf - 1, "w");
+    vkvd_config_print(&cfg, fp);
+    fclose(fp);
+    assert_non_null(strstr(buf, "cold-thread-policy = idle\n"));
+    assert_non_null(strstr(buf, "cold-thread-nice = 3\n"));
+    assert_non_null(strstr(buf, "serve-slice-us = 250\n"));
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +197,7 @@ int main(void)
         cmocka_unit_test(cross_field_rules_are_validated),
         cmocka_unit_test(defaults_follow_xdg_directories),
         cmocka_unit_test(remote_settings_parse_and_hide_the_password),
+        cmocka_unit_test(scheduling_settings_parse_and_print),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
