@@ -39,8 +39,8 @@ void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
     int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
     int nice = c->cfg.thread_nice > cur || errno ? c->cfg.thread_nice : cur;
     if (vkv_sched_set_self(pol, nice, 0) != 0)
-        VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name,
-                 nice, strerror(errno));
+        VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name, nice,
+                 strerror(errno));
 }
 
 /* ---- the queue ------------------------------------------------------------ */

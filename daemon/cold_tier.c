@@ -44,7 +44,7 @@ struct verify_job {
     vkvs_cold *cold;
     atomic_bool cancel; /* set by verify_join: stop at the next entry */
     bool drop;
-    bool started; /* thr was created (join it before the next) */
+    bool started;     /* thr was created (join it before the next) */
     int policy, nice; /* the thread's scheduling: the cold threads' */
     atomic_bool running;
     atomic_uint_fast64_t entries_done, entries_total, bytes_done, bytes_total;

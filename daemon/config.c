@@ -85,8 +85,7 @@ static const struct setting g_settings[] = {
      "scheduling policy of the cold tier's threads: normal | batch | idle (default idle)",
      S_STR(cold_thread_policy, 1, "normal|batch|idle", NULL)},
     {"cold-thread-nice", "VKV_COLD_THREAD_NICE",
-     "nice value of the cold tier's threads, 0..19 (default 10)",
-     S_NUM(cold_thread_nice, 0, 19)},
+     "nice value of the cold tier's threads, 0..19 (default 10)", S_NUM(cold_thread_nice, 0, 19)},
     {"serve-slice-us", "VKV_SERVE_SLICE_US",
      "CPU slice the event loop and nanomsg threads ask for, us (the kernel clamps it to "
      "100..100000); 0 = the kernel's (default 0)",
