@@ -90,9 +90,12 @@ typedef struct vkvs_cold_config {
                                  * latency-bound thread (vkvd: 10). Default
                                  * 0 (unchanged) */
     int thread_policy;          /* scheduling policy of the writer and reader
-                                 * threads (enum vkvs_cold_sched), set by each
-                                 * thread for itself before thread_nice.
-                                 * Default VKVS_COLD_SCHED_NORMAL (unchanged) */
+                                 * threads (enum vkvs_cold_sched), which each
+                                 * thread sets for itself at start together
+                                 * with thread_nice and the kernel's default
+                                 * slice (one sched_setattr). Default
+                                 * VKVS_COLD_SCHED_NORMAL (vkvd: its
+                                 * cold-thread-policy, default normal) */
     uint64_t group_max_bytes;   /* group commit: the writer takes the spills
                                  * queued behind each other (up to 64 of
                                  * them) into one write txn, one commit and

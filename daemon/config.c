@@ -82,7 +82,7 @@ static const struct setting g_settings[] = {
     {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)",
      S_NUM(cold_sync_ms, 1, UINT32_MAX)},
     {"cold-thread-policy", "VKV_COLD_THREAD_POLICY",
-     "scheduling policy of the cold tier's threads: normal | batch | idle (default idle)",
+     "scheduling policy of the cold tier's threads: normal | batch | idle (default normal)",
      S_STR(cold_thread_policy, 1, "normal|batch|idle", NULL)},
     {"cold-thread-nice", "VKV_COLD_THREAD_NICE",
      "nice value of the cold tier's threads, 0..19 (default 10)", S_NUM(cold_thread_nice, 0, 19)},
@@ -359,7 +359,7 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->page_size = 256u << 10;
     cfg->cold_max = 16ull << 30;
     cfg->cold_sync_ms = 1000;
-    snprintf(cfg->cold_thread_policy, sizeof cfg->cold_thread_policy, "idle");
+    snprintf(cfg->cold_thread_policy, sizeof cfg->cold_thread_policy, "normal");
     cfg->cold_thread_nice = 10;
     cfg->lease_ttl_ms = 30000;
     cfg->session_quota = VKVD_QUOTA_AUTO;

@@ -153,7 +153,7 @@ static void scheduling_settings_parse_and_print(void **state)
     (void)state;
     vkvd_config cfg;
     vkvd_config_defaults(&cfg);
-    assert_string_equal(cfg.cold_thread_policy, "idle");
+    assert_string_equal(cfg.cold_thread_policy, "normal");
     assert_int_equal(cfg.cold_thread_nice, 10);
     assert_int_equal(cfg.serve_slice_us, 0);
     assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", "batch"), 0);
