@@ -129,9 +129,11 @@ typedef struct vkvs_cold_config {
 
 /* vkvs_cold_config.thread_policy: the Linux scheduling policy the writer
  * and reader threads run under (sched(7); unprivileged in every case, since
- * a thread may always lower its own policy). The threads are named
- * "vkv-cold-w" and "vkv-cold-rN" (N = 0..reader_threads-1) so the policy can
- * be checked in /proc/PID/task/TID/{comm,stat}. */
+ * a thread may always lower its own policy, though without CAP_SYS_NICE or
+ * a raised RLIMIT_NICE it cannot leave SCHED_IDLE again). The threads are
+ * named "vkv-cold-w" and "vkv-cold-rN" (N = 0..reader_threads-1) and have
+ * set both before vkvs_cold_open returns, so they can be checked in
+ * /proc/PID/task/TID/{comm,stat}. */
 enum vkvs_cold_sched {
     VKVS_COLD_SCHED_NORMAL = 0, /* SCHED_OTHER at thread_nice */
     VKVS_COLD_SCHED_BATCH = 1,  /* SCHED_BATCH at thread_nice: as NORMAL, but
@@ -144,7 +146,9 @@ enum vkvs_cold_sched {
                                  * a running cold thread at once. Not starved:
                                  * it still runs whenever a CPU is idle, and
                                  * gets that small share when every CPU is
-                                 * busy (docs/COLD_TIER.md) */
+                                 * busy, slow enough there for callers
+                                 * waiting on spills to time out
+                                 * (docs/COLD_TIER.md) */
 };
 
 /* Operation a completion reports. */

@@ -165,7 +165,9 @@ struct vkvs_cold {
     int rstop;
     pthread_t *readers;
     int nreaders_started;
-    int reader_seq; /* names the readers vkv-cold-r0, -r1, ... (under rlock) */
+    int reader_seq;           /* names the readers vkv-cold-r0, -r1, ... (under rlock) */
+    int threads_ready;        /* writer and readers past their setup (rlock) */
+    pthread_cond_t readycond; /* open waits on it for threads_ready */
 
     /* completions */
     pthread_mutex_t clock;

@@ -178,6 +178,7 @@ static void vkvs_cold_free(vkvs_cold *c)
     pthread_cond_destroy(&c->donecond);
     pthread_mutex_destroy(&c->rlock);
     pthread_cond_destroy(&c->rcond);
+    pthread_cond_destroy(&c->readycond);
     pthread_mutex_destroy(&c->clock);
     pthread_mutex_destroy(&c->slock);
     free(c->dir);
@@ -235,6 +236,7 @@ static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold **out, char *w
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&c->rlock, NULL);
     pthread_cond_init(&c->rcond, NULL);
+    pthread_cond_init(&c->readycond, NULL);
     pthread_mutex_init(&c->clock, NULL);
     pthread_mutex_init(&c->slock, NULL);
     if (c->dir == NULL)
@@ -402,6 +404,11 @@ static int vkvs_cold_start(vkvs_cold *c, char *why)
             return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ESYS, "cannot start reader thread %d", i);
         c->nreaders_started++;
     }
+    /* open returns once every thread is named and scheduled as configured */
+    pthread_mutex_lock(&c->rlock);
+    while (c->threads_ready < 1 + c->nreaders_started)
+        pthread_cond_wait(&c->readycond, &c->rlock);
+    pthread_mutex_unlock(&c->rlock);
     if (c->st.bytes > c->cfg.max_bytes) {
         vkvs_cold_wop *op = calloc(1, sizeof *op);
         if (op != NULL) {

@@ -23,12 +23,13 @@
 #include "common/log.h"
 #include "vkv/error.h"
 
-/* Names the calling thread (the writer or a reader) `name` and gives it
- * the configured scheduling policy (thread_policy) and nice value, with the
+/* Names the calling thread (the writer or a reader) `name`, gives it the
+ * configured scheduling policy (thread_policy) and nice value, with the
  * kernel's default slice (a short slice the creating thread asked for, as
  * vkvd's event loop does, is not inherited); best effort (a refusal is
- * logged, the thread runs on as it is). Linux threads have their own
- * policy, nice value and slice; lowering them needs no privilege. */
+ * logged, the thread runs on as it is), and counts it ready for open
+ * (threads_ready). Linux threads have their own policy, nice value and
+ * slice; lowering them needs no privilege. */
 void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
 {
     pthread_setname_np(pthread_self(), name);
@@ -41,6 +42,10 @@ void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
     if (vkv_sched_set_self(pol, nice, 0) != 0)
         VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name, nice,
                  strerror(errno));
+    pthread_mutex_lock(&c->rlock);
+    c->threads_ready++;
+    pthread_cond_broadcast(&c->readycond);
+    pthread_mutex_unlock(&c->rlock);
 }
 
 /* ---- the queue ------------------------------------------------------------ */
