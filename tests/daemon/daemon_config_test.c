@@ -115,6 +115,16 @@ static void defaults_follow_xdg_directories(void **state)
 
 /* The remote tier's settings: off by default; file < env < flags; the
  * password is never printed. */
+/* vkvd_config_print of cfg into buf[0..cap) as a NUL-terminated string. */
+static void print_config(const vkvd_config *cfg, char *buf, size_t cap)
+{
+    memset(buf, 0, cap);
+    FILE *f = fmemopen(buf, cap - 1, "w");
+    assert_non_null(f);
+    vkvd_config_print(cfg, f);
+    fclose(f);
+}
+
 static void remote_settings_parse_and_hide_the_password(void **state)
 {
     (void)state;
@@ -133,10 +143,8 @@ static void remote_settings_parse_and_hide_the_password(void **state)
     assert_int_equal(cfg.remote_ttl_s, 60);
     assert_int_equal(cfg.remote_piece, 1u << 20);
     assert_false(cfg.remote_publish);
-    char buf[4096] = "";
-    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
-    vkvd_config_print(&cfg, f);
-    fclose(f);
+    char buf[4096];
+    print_config(&cfg, buf, sizeof buf);
     assert_non_null(strstr(buf, "remote = redis://h1:7000,h2:7001"));
     assert_null(strstr(buf, "s3cret"));
     assert_int_equal(vkvd_config_set(&cfg, "remote-prefix", "bad{tag}"), VKV_EINVAL);
@@ -177,10 +185,8 @@ static void scheduling_settings_parse_and_print(void **state)
     assert_int_equal(cfg.serve_slice_us, 250);
     assert_int_equal(cfg.cold_thread_nice, 3);
     unsetenv("VKV_COLD_THREAD_NICE");
-    char buf[4096] = "";
-    FILE *fp = fmemopen(buf, sizeof buf - 1, "w");
-    vkvd_config_print(&cfg, fp);
-    fclose(fp);
+    char buf[4096];
+    print_config(&cfg, buf, sizeof buf);
     assert_non_null(strstr(buf, "cold-thread-policy = idle\n"));
     assert_non_null(strstr(buf, "cold-thread-nice = 3\n"));
     assert_non_null(strstr(buf, "serve-slice-us = 250\n"));
