@@ -117,10 +117,21 @@ static int vkvs_cold_post(vkvs_cold *c, const vkvs_cold_completion *cp)
     }
     c->comp[(c->comp_head + c->comp_len) % c->comp_cap] = *cp;
     c->comp_len++;
-    uint64_t one = 1;
-    ssize_t w = write(c->efd, &one, sizeof one);
-    (void)w; /* EAGAIN only at counter overflow: the fd is readable anyway */
+    /* Only the completion that makes the queue non-empty signals, and it
+     * does so after unlocking: the write wakes the caller's thread, which
+     * (scheduled ahead of a low-priority cold thread) would otherwise find
+     * clock still held by the thread it just preempted. No wakeup is lost:
+     * vkvs_cold_poll resets the eventfd only after emptying the queue, so
+     * every completion posted after that reset finds the queue empty and
+     * signals; an early reset followed by this write is a spurious wakeup
+     * that the next poll absorbs. */
+    int wake = c->comp_len == 1;
     pthread_mutex_unlock(&c->clock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w = write(c->efd, &one, sizeof one);
+        (void)w; /* EAGAIN only at counter overflow: the fd is readable anyway */
+    }
     return 0;
 }
 

@@ -89,6 +89,13 @@ typedef struct vkvs_cold_config {
                                  * that should yield the CPU to the caller's
                                  * latency-bound thread (vkvd: 10). Default
                                  * 0 (unchanged) */
+    int thread_policy;          /* scheduling policy of the writer and reader
+                                 * threads (enum vkvs_cold_sched), which each
+                                 * thread sets for itself at start together
+                                 * with thread_nice and the kernel's default
+                                 * slice (one sched_setattr). Default
+                                 * VKVS_COLD_SCHED_NORMAL (vkvd: its
+                                 * cold-thread-policy, default normal) */
     uint64_t group_max_bytes;   /* group commit: the writer takes the spills
                                  * queued behind each other (up to 64 of
                                  * them) into one write txn, one commit and
@@ -119,6 +126,30 @@ typedef struct vkvs_cold_config {
                        size_t len);
     void *spill_check_arg;
 } vkvs_cold_config;
+
+/* vkvs_cold_config.thread_policy: the Linux scheduling policy the writer
+ * and reader threads run under (sched(7); unprivileged in every case, since
+ * a thread may always lower its own policy, though without CAP_SYS_NICE or
+ * a raised RLIMIT_NICE it cannot leave SCHED_IDLE again). The threads are
+ * named "vkv-cold-w" and "vkv-cold-rN" (N = 0..reader_threads-1) and have
+ * set both before vkvs_cold_open returns, so they can be checked in
+ * /proc/PID/task/TID/{comm,stat}. */
+enum vkvs_cold_sched {
+    VKVS_COLD_SCHED_NORMAL = 0, /* SCHED_OTHER at thread_nice */
+    VKVS_COLD_SCHED_BATCH = 1,  /* SCHED_BATCH at thread_nice: as NORMAL, but
+                                 * a waking cold thread never preempts the
+                                 * running one */
+    VKVS_COLD_SCHED_IDLE = 2,   /* SCHED_IDLE: the lowest weight the fair
+                                 * scheduler has (about 1/340 of a nice-0
+                                 * thread; thread_nice no longer matters)
+                                 * and any waking SCHED_OTHER thread preempts
+                                 * a running cold thread at once. Not starved:
+                                 * it still runs whenever a CPU is idle, and
+                                 * gets that small share when every CPU is
+                                 * busy, slow enough there for callers
+                                 * waiting on spills to time out
+                                 * (docs/COLD_TIER.md) */
+};
 
 /* Operation a completion reports. */
 enum vkvs_cold_op {

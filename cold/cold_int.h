@@ -165,6 +165,9 @@ struct vkvs_cold {
     int rstop;
     pthread_t *readers;
     int nreaders_started;
+    int reader_seq;           /* names the readers vkv-cold-r0, -r1, ... (under rlock) */
+    int threads_ready;        /* writer and readers past their setup (rlock) */
+    pthread_cond_t readycond; /* open waits on it for threads_ready */
 
     /* completions */
     pthread_mutex_t clock;
@@ -243,7 +246,7 @@ void vkvs_cold_wait_idle(vkvs_cold *c);
  * safe to run again after an abort (keep results in `arg` reset per try). */
 typedef int (*vkvs_cold_wfn)(vkvs_cold *c, MDB_txn *txn, void *arg);
 
-void vkvs_cold_thread_nice(vkvs_cold *c);
+void vkvs_cold_thread_setup(vkvs_cold *c, const char *name);
 void vkvs_cold_wpush_locked(vkvs_cold *c, vkvs_cold_wop *op);
 int vkvs_cold_wtxn(vkvs_cold *c, vkvs_cold_wfn fn, void *arg, uint64_t need);
 int vkvs_cold_del_entry(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,

@@ -178,6 +178,7 @@ static void vkvs_cold_free(vkvs_cold *c)
     pthread_cond_destroy(&c->donecond);
     pthread_mutex_destroy(&c->rlock);
     pthread_cond_destroy(&c->rcond);
+    pthread_cond_destroy(&c->readycond);
     pthread_mutex_destroy(&c->clock);
     pthread_mutex_destroy(&c->slock);
     free(c->dir);
@@ -193,11 +194,13 @@ static int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL, "no directory configured");
     if (cfg->max_bytes == 0 || cfg->piece_size < VKVS_COLD_PIECE_MIN ||
         cfg->piece_size > VKVS_COLD_PIECE_MAX || cfg->reader_threads < 1 ||
-        cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19)
+        cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19 ||
+        cfg->thread_policy < VKVS_COLD_SCHED_NORMAL || cfg->thread_policy > VKVS_COLD_SCHED_IDLE)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL,
                           "invalid config (max_bytes %" PRIu64
-                          ", piece_size %u, reader_threads %d, thread_nice %d)",
-                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice);
+                          ", piece_size %u, reader_threads %d, thread_nice %d, thread_policy %d)",
+                          cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice,
+                          cfg->thread_policy);
     return 0;
 }
 
@@ -233,6 +236,7 @@ static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold **out, char *w
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&c->rlock, NULL);
     pthread_cond_init(&c->rcond, NULL);
+    pthread_cond_init(&c->readycond, NULL);
     pthread_mutex_init(&c->clock, NULL);
     pthread_mutex_init(&c->slock, NULL);
     if (c->dir == NULL)
@@ -400,6 +404,11 @@ static int vkvs_cold_start(vkvs_cold *c, char *why)
             return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ESYS, "cannot start reader thread %d", i);
         c->nreaders_started++;
     }
+    /* open returns once every thread is named and scheduled as configured */
+    pthread_mutex_lock(&c->rlock);
+    while (c->threads_ready < 1 + c->nreaders_started)
+        pthread_cond_wait(&c->readycond, &c->rlock);
+    pthread_mutex_unlock(&c->rlock);
     if (c->st.bytes > c->cfg.max_bytes) {
         vkvs_cold_wop *op = calloc(1, sizeof *op);
         if (op != NULL) {

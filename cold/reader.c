@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,7 +188,12 @@ static vkvs_cold_rjob *vkvs_cold_rpop(vkvs_cold *c)
 void *vkvs_cold_reader_main(void *arg)
 {
     vkvs_cold *c = arg;
-    vkvs_cold_thread_nice(c);
+    char name[16];
+    pthread_mutex_lock(&c->rlock);
+    int idx = c->reader_seq++;
+    pthread_mutex_unlock(&c->rlock);
+    snprintf(name, sizeof name, "vkv-cold-r%d", idx);
+    vkvs_cold_thread_setup(c, name);
     XXH3_state_t *st = XXH3_createState();
     vkvs_cold_rjob *j;
     while ((j = vkvs_cold_rpop(c)) != NULL) {

@@ -6,6 +6,7 @@
  * mdb_reader_check.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,19 +18,34 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/sched.h"
 #include "cold/cold_int.h"
 #include "common/log.h"
 #include "vkv/error.h"
 
-/* Gives the calling thread (the writer or a reader) the configured nice
- * value; best effort (a refusal is logged once per thread). Linux threads
- * have their own nice value, addressed by thread id. */
-void vkvs_cold_thread_nice(vkvs_cold *c)
+/* Names the calling thread (the writer or a reader) `name`, gives it the
+ * configured scheduling policy (thread_policy) and nice value, with the
+ * kernel's default slice (a short slice the creating thread asked for, as
+ * vkvd's event loop does, is not inherited); best effort (a refusal is
+ * logged, the thread runs on as it is), and counts it ready for open
+ * (threads_ready). Linux threads have their own policy, nice value and
+ * slice; lowering them needs no privilege. */
+void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
 {
-    if (c->cfg.thread_nice == 0)
-        return;
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), c->cfg.thread_nice) != 0)
-        VKV_WARN("cold tier: cannot lower this I/O thread's priority: %s", strerror(errno));
+    pthread_setname_np(pthread_self(), name);
+    int pol = c->cfg.thread_policy == VKVS_COLD_SCHED_IDLE    ? VKV_SCHED_IDLE
+              : c->cfg.thread_policy == VKVS_COLD_SCHED_BATCH ? VKV_SCHED_BATCH
+                                                              : VKV_SCHED_NORMAL;
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    int nice = c->cfg.thread_nice > cur || errno ? c->cfg.thread_nice : cur;
+    if (vkv_sched_set_self(pol, nice, 0) != 0)
+        VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name, nice,
+                 strerror(errno));
+    pthread_mutex_lock(&c->rlock);
+    c->threads_ready++;
+    pthread_cond_broadcast(&c->readycond);
+    pthread_mutex_unlock(&c->rlock);
 }
 
 /* ---- the queue ------------------------------------------------------------ */
@@ -565,7 +581,7 @@ static void vkvs_cold_w_periodic(vkvs_cold *c)
 void *vkvs_cold_writer_main(void *arg)
 {
     vkvs_cold *c = arg;
-    vkvs_cold_thread_nice(c);
+    vkvs_cold_thread_setup(c, "vkv-cold-w");
     for (;;) {
         int stop;
         vkvs_cold_wop *batch = vkvs_cold_w_take(c, &stop);

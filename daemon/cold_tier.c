@@ -20,13 +20,21 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sched.h"
 #include "daemon/server_int.h"
 #include "vkv/codec.h"
 
-/* Nice value of the cold tier's writer and reader threads. */
-#ifndef VKVD_COLD_THREAD_NICE
-#define VKVD_COLD_THREAD_NICE 10
-#endif
+/* The cold-thread-policy setting as an enum vkvs_cold_sched (whose values
+ * are those of enum vkv_sched_policy). */
+static int vkvd_cold_policy(const vkvd_config *cfg)
+{
+    _Static_assert((int)VKVS_COLD_SCHED_IDLE == (int)VKV_SCHED_IDLE &&
+                       (int)VKVS_COLD_SCHED_BATCH == (int)VKV_SCHED_BATCH,
+                   "cold and common policy values agree");
+    return !strcmp(cfg->cold_thread_policy, "idle")    ? VKVS_COLD_SCHED_IDLE
+           : !strcmp(cfg->cold_thread_policy, "batch") ? VKVS_COLD_SCHED_BATCH
+                                                       : VKVS_COLD_SCHED_NORMAL;
+}
 
 /* ---- VERIFY: cold-tier checksum verification in the background ---- */
 
@@ -36,7 +44,8 @@ struct verify_job {
     vkvs_cold *cold;
     atomic_bool cancel; /* set by verify_join: stop at the next entry */
     bool drop;
-    bool started; /* thr was created (join it before the next) */
+    bool started;     /* thr was created (join it before the next) */
+    int policy, nice; /* the thread's scheduling: the cold threads' */
     atomic_bool running;
     atomic_uint_fast64_t entries_done, entries_total, bytes_done, bytes_total;
     atomic_uint_fast64_t corrupt, dropped;
@@ -59,6 +68,8 @@ static int verify_progress(void *ctx, uint64_t done, uint64_t total, uint64_t do
 static void *verify_main(void *arg)
 {
     struct verify_job *j = arg;
+    /* a full read of the tier: background work, as the cold threads */
+    vkv_sched_set_self(j->policy, j->nice, 0);
     vkvs_cold_verify_report rep;
     memset(&rep, 0, sizeof rep);
     int rc =
@@ -89,6 +100,8 @@ int vkvd_verify_op(vkvd_server *srv, bool start, bool drop, vkvp_verify_rep *out
             pthread_join(j->thr, NULL);
         j->started = false;
         j->cold = srv->cold;
+        j->policy = vkvd_cold_policy(&srv->cfg);
+        j->nice = (int)srv->cfg.cold_thread_nice;
         j->cancel = false;
         j->drop = drop;
         j->entries_done = j->entries_total = j->bytes_done = j->bytes_total = 0;
@@ -400,8 +413,10 @@ void vkvd_cold_open(vkvd_server *srv)
     cc.spill_check = spill_check;
     cc.spill_check_arg = srv;
     /* the writer and readers are background I/O: on a small machine the
-     * event loop must win the CPU when a request arrives (issue 14) */
-    cc.thread_nice = VKVD_COLD_THREAD_NICE;
+     * event loop must win the CPU when a request arrives (issue 14;
+     * cold-thread-policy, cold-thread-nice in docs/CONFIG.md) */
+    cc.thread_nice = (int)srv->cfg.cold_thread_nice;
+    cc.thread_policy = vkvd_cold_policy(&srv->cfg);
     int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
     if (rc == VKV_ECORRUPT) {
         /* A damaged environment (a power cut with a lying disk, a bad

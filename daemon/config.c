@@ -81,6 +81,15 @@ static const struct setting g_settings[] = {
      S_SIZE(cold_max, 0, UINT64_MAX)},
     {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)",
      S_NUM(cold_sync_ms, 1, UINT32_MAX)},
+    {"cold-thread-policy", "VKV_COLD_THREAD_POLICY",
+     "scheduling policy of the cold tier's threads: normal | batch | idle (default normal)",
+     S_STR(cold_thread_policy, 1, "normal|batch|idle", NULL)},
+    {"cold-thread-nice", "VKV_COLD_THREAD_NICE",
+     "nice value of the cold tier's threads, 0..19 (default 10)", S_NUM(cold_thread_nice, 0, 19)},
+    {"serve-slice-us", "VKV_SERVE_SLICE_US",
+     "CPU slice the event loop and nanomsg threads ask for, us (the kernel clamps it to "
+     "100..100000); 0 = the kernel's (default 0)",
+     S_NUM(serve_slice_us, 0, 100000)},
     {"lease-ttl-ms", "VKV_LEASE_TTL_MS", "lease lifetime (default 30000)",
      S_NUM(lease_ttl_ms, 1, UINT32_MAX)},
     {"spill-queue", "VKV_SPILL_QUEUE",
@@ -350,6 +359,8 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->page_size = 256u << 10;
     cfg->cold_max = 16ull << 30;
     cfg->cold_sync_ms = 1000;
+    snprintf(cfg->cold_thread_policy, sizeof cfg->cold_thread_policy, "normal");
+    cfg->cold_thread_nice = 10;
     cfg->lease_ttl_ms = 30000;
     cfg->session_quota = VKVD_QUOTA_AUTO;
     cfg->spill_queue = 64ull << 20;
@@ -616,6 +627,8 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
                : cfg->log_level > 3 ? 3
                                     : cfg->log_level]);
     fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
+    fprintf(fp, "cold-thread-policy = %s\ncold-thread-nice = %u\nserve-slice-us = %u\n",
+            cfg->cold_thread_policy, cfg->cold_thread_nice, cfg->serve_slice_us);
     fprintf(fp, "lookup-index-slots = %u\n", cfg->lookup_index_slots);
     fprintf(fp, "session-quota = %llu\n",
             (unsigned long long)(cfg->session_quota == VKVD_QUOTA_AUTO ? cfg->capacity / 2

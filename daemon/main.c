@@ -1,14 +1,17 @@
 /*
  * vkvd - the vkv cache daemon. See README.md and docs/ARCHITECTURE.md.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "daemon/config.h"
 #include "common/log.h"
+#include "common/sched.h"
 #include "store/backend.h"
 #include "daemon/server.h"
 
@@ -50,6 +53,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* The same moment for the CPU slice: the event loop and the threads
+     * nanomsg and the fd channel start inherit it; the cold tier's threads
+     * set their own (serve-slice-us, docs/CONFIG.md). */
+    if (cfg.serve_slice_us &&
+        vkv_sched_set_self(VKV_SCHED_NORMAL, getpriority(PRIO_PROCESS, 0), cfg.serve_slice_us))
+        VKV_WARN("serve-slice-us %u not applied: %s", cfg.serve_slice_us, strerror(errno));
 
     /* Resolve --backend auto here, as vkvd_server_open would (cuda when a
      * device is usable), so the start-up line names the backend in use. */

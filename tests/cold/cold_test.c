@@ -1,6 +1,7 @@
 /* tests/cold/cold_test.c - the LMDB cold tier against real LMDB files:
  * round trips, persistence, the byte bound, corruption, map and disk
  * limits, unusable directories, group commit. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -504,6 +505,79 @@ static int expect_open_fails(const char *dir)
     return rc;
 }
 
+/* Counts this process's threads named `name_prefix`* and checks each has
+ * scheduling policy `policy` (/proc stat field 41) and, unless SCHED_IDLE,
+ * nice value `nice` (field 19). Returns how many matched the name. */
+static int count_threads(const char *name_prefix, int policy, int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[320], comm[32] = "", buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = '\0';
+        fclose(f);
+        if (strncmp(comm, name_prefix, strlen(name_prefix)) != 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        assert_non_null(fgets(buf, sizeof buf, f));
+        fclose(f);
+        char *p = strrchr(buf, ')') + 2; /* field 3 */
+        long v[40];
+        int k = 0;
+        for (char *tok = strtok(p, " "); tok && k < 40; tok = strtok(NULL, " "))
+            v[k++] = strtol(tok, NULL, 10);
+        assert_true(k >= 39);
+        assert_int_equal(v[41 - 3], policy);
+        if (policy != 5)
+            assert_int_equal(v[19 - 3], nice);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* thread_policy and thread_nice: the writer and every reader are named and
+ * scheduled as configured by the time open returns (BATCH at nice 5, then
+ * IDLE), and a policy out of range is refused at open. */
+static void cold_threads_take_the_configured_policy(void **state)
+{
+    fixture *f = *state;
+    static const int pol[] = {VKVS_COLD_SCHED_BATCH, VKVS_COLD_SCHED_IDLE};
+    static const int want[] = {3, 5}; /* SCHED_BATCH, SCHED_IDLE */
+    for (int i = 0; i < 2; i++) {
+        vkvs_cold_config cfg;
+        vkvs_cold_config_default(&cfg);
+        cfg.dir = f->dir;
+        cfg.reader_threads = 3;
+        cfg.thread_nice = 5;
+        cfg.thread_policy = pol[i];
+        vkvs_cold *c = NULL;
+        assert_int_equal(vkvs_cold_open(&cfg, &c, NULL, 0), 0);
+        assert_int_equal(count_threads("vkv-cold-w", want[i], 5), 1);
+        assert_int_equal(count_threads("vkv-cold-r", want[i], 5), 3);
+        assert_int_equal(vkvs_cold_close(c), 0);
+        assert_int_equal(count_threads("vkv-cold-", 0, 0), 0); /* all joined */
+    }
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = f->dir;
+    cfg.thread_policy = 3;
+    vkvs_cold *c = NULL;
+    assert_int_equal(vkvs_cold_open(&cfg, &c, NULL, 0), VKV_EINVAL);
+    assert_null(c);
+}
+
 /* A file in place of the directory, a path under /proc, a second process
  * on the same directory and (as non-root) a read-only directory all fail
  * at open with a clear error. */
@@ -899,6 +973,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cold_group_commit_keeps_each_spill_status, setup, teardown),
         cmocka_unit_test_setup_teardown(cold_group_commit_map_full_fails_only_the_misfit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(cold_threads_take_the_configured_policy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

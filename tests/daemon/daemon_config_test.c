@@ -115,6 +115,16 @@ static void defaults_follow_xdg_directories(void **state)
 
 /* The remote tier's settings: off by default; file < env < flags; the
  * password is never printed. */
+/* vkvd_config_print of cfg into buf[0..cap) as a NUL-terminated string. */
+static void print_config(const vkvd_config *cfg, char *buf, size_t cap)
+{
+    memset(buf, 0, cap);
+    FILE *f = fmemopen(buf, cap - 1, "w");
+    assert_non_null(f);
+    vkvd_config_print(cfg, f);
+    fclose(f);
+}
+
 static void remote_settings_parse_and_hide_the_password(void **state)
 {
     (void)state;
@@ -133,10 +143,8 @@ static void remote_settings_parse_and_hide_the_password(void **state)
     assert_int_equal(cfg.remote_ttl_s, 60);
     assert_int_equal(cfg.remote_piece, 1u << 20);
     assert_false(cfg.remote_publish);
-    char buf[4096] = "";
-    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
-    vkvd_config_print(&cfg, f);
-    fclose(f);
+    char buf[4096];
+    print_config(&cfg, buf, sizeof buf);
     assert_non_null(strstr(buf, "remote = redis://h1:7000,h2:7001"));
     assert_null(strstr(buf, "s3cret"));
     assert_int_equal(vkvd_config_set(&cfg, "remote-prefix", "bad{tag}"), VKV_EINVAL);
@@ -144,6 +152,44 @@ static void remote_settings_parse_and_hide_the_password(void **state)
     assert_int_equal(vkvd_config_set(&cfg, "remote", ""), 0);
     assert_string_equal(cfg.remote, "");
     unsetenv("VKV_REMOTE_USER");
+    unlink(path);
+    free(path);
+}
+
+static void scheduling_settings_parse_and_print(void **state)
+{
+    (void)state;
+    vkvd_config cfg;
+    vkvd_config_defaults(&cfg);
+    assert_string_equal(cfg.cold_thread_policy, "normal");
+    assert_int_equal(cfg.cold_thread_nice, 10);
+    assert_int_equal(cfg.serve_slice_us, 0);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", "batch"), 0);
+    assert_string_equal(cfg.cold_thread_policy, "batch");
+    assert_int_equal(vkvd_config_set(&cfg, "cold_thread_policy", "normal"), 0);
+    assert_string_equal(cfg.cold_thread_policy, "normal");
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", "fifo"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-policy", ""), VKV_EINVAL);
+    assert_string_equal(cfg.cold_thread_policy, "normal");
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "19"), 0);
+    assert_int_equal(cfg.cold_thread_nice, 19);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "20"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "cold-thread-nice", "-1"), VKV_EINVAL);
+    assert_int_equal(vkvd_config_set(&cfg, "serve-slice-us", "100000"), 0);
+    assert_int_equal(vkvd_config_set(&cfg, "serve-slice-us", "100001"), VKV_EINVAL);
+    char *path = write_tmp("[vkvd]\ncold_thread_policy = batch\nserve-slice-us = 250\n");
+    setenv("VKV_COLD_THREAD_NICE", "3", 1);
+    char *argv[] = {"vkvd", "--config", path, "--cold-thread-policy", "idle", NULL};
+    assert_int_equal(vkvd_config_from_args(&cfg, 5, argv), 0);
+    assert_string_equal(cfg.cold_thread_policy, "idle"); /* the flag beats the file */
+    assert_int_equal(cfg.serve_slice_us, 250);
+    assert_int_equal(cfg.cold_thread_nice, 3);
+    unsetenv("VKV_COLD_THREAD_NICE");
+    char buf[4096];
+    print_config(&cfg, buf, sizeof buf);
+    assert_non_null(strstr(buf, "cold-thread-policy = idle\n"));
+    assert_non_null(strstr(buf, "cold-thread-nice = 3\n"));
+    assert_non_null(strstr(buf, "serve-slice-us = 250\n"));
     unlink(path);
     free(path);
 }
@@ -157,6 +203,7 @@ int main(void)
         cmocka_unit_test(cross_field_rules_are_validated),
         cmocka_unit_test(defaults_follow_xdg_directories),
         cmocka_unit_test(remote_settings_parse_and_hide_the_password),
+        cmocka_unit_test(scheduling_settings_parse_and_print),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

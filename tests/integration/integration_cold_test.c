@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,6 +124,141 @@ static void eviction_pressure_spills_and_nothing_is_lost(void **state)
     vkv_close(c);
     assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
     vkvt_cleanup(&d);
+}
+
+/* One thread of a process as /proc reports it: its name, scheduling
+ * policy (stat field 41), nice value (field 19) and, when the kernel
+ * prints it, the fair-class slice in ns (-1 if not printed). */
+struct thread_sched {
+    char comm[32];
+    int policy, nice;
+    long long slice;
+};
+
+/* Reads /proc/PID/task/TID/{comm,stat,sched} into *t. Returns 0 or -1. */
+static int read_thread_sched(pid_t pid, const char *tid, struct thread_sched *t)
+{
+    char path[320], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/task/%s/comm", (int)pid, tid);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(t->comm, sizeof t->comm, f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    t->comm[strcspn(t->comm, "\n")] = '\0';
+    snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, tid);
+    if (!(f = fopen(path, "r")) || !fgets(buf, sizeof buf, f)) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    /* fields after the ")" that closes comm: 3 (state) is the first */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    p += 2;
+    long v[40];
+    int n = 0;
+    for (char *tok = strtok(p, " "); tok && n < 40; tok = strtok(NULL, " "))
+        v[n++] = strtol(tok, NULL, 10);
+    if (n < 39)
+        return -1;
+    t->nice = (int)v[19 - 3];
+    t->policy = (int)v[41 - 3];
+    t->slice = -1;
+    snprintf(path, sizeof path, "/proc/%d/task/%s/sched", (int)pid, tid);
+    if ((f = fopen(path, "r")) != NULL) {
+        while (fgets(buf, sizeof buf, f))
+            if (!strncmp(buf, "se.slice", 8) && strchr(buf, ':'))
+                t->slice = strtoll(strchr(buf, ':') + 1, NULL, 10);
+        fclose(f);
+    }
+    return 0;
+}
+
+/* Checks every thread of daemon `pid`: the cold writer and both readers
+ * run under `policy` (with `nice` unless SCHED_IDLE) with the kernel's
+ * default slice, and the event loop (the main thread) under SCHED_OTHER at
+ * nice 0 with a slice of `slice_ns` (when the kernel prints slices; 0 =
+ * the default, not checked). */
+static void check_threads(pid_t pid, int policy, int nice, long long slice_ns)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int writers = 0, readers = 0, loops = 0;
+    long long cold_slice = -1;
+    struct dirent *e;
+    char main_tid[16];
+    snprintf(main_tid, sizeof main_tid, "%d", (int)pid);
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        struct thread_sched t;
+        if (read_thread_sched(pid, e->d_name, &t) != 0)
+            continue;
+        if (!strcmp(t.comm, "vkv-cold-w") || !strncmp(t.comm, "vkv-cold-r", 10)) {
+            assert_int_equal(t.policy, policy);
+            if (policy != 5) /* SCHED_IDLE has no nice level */
+                assert_int_equal(t.nice, nice);
+            if (t.slice >= 0)
+                cold_slice = t.slice;
+            writers += !strcmp(t.comm, "vkv-cold-w");
+            readers += t.comm[9] == 'r';
+        } else if (!strcmp(e->d_name, main_tid)) {
+            assert_int_equal(t.policy, 0);
+            assert_int_equal(t.nice, 0);
+            if (slice_ns && t.slice >= 0)
+                assert_int_equal(t.slice, slice_ns);
+            if (slice_ns && t.slice >= 0 && cold_slice >= 0)
+                assert_int_not_equal(cold_slice, slice_ns); /* not inherited */
+            loops++;
+        }
+    }
+    closedir(d);
+    assert_int_equal(writers, 1);
+    assert_int_equal(readers, 2);
+    assert_int_equal(loops, 1);
+}
+
+/* cold-thread-policy / cold-thread-nice / serve-slice-us reach the real
+ * daemon's threads, and the cold tier still spills and restores under
+ * each policy (SCHED_IDLE threads run whenever a CPU is free). */
+static void cold_threads_get_the_configured_scheduling(void **state)
+{
+    (void)state;
+    static const char *const pol[] = {"idle", "batch", "normal"};
+    static const int want[] = {5, 3, 0}; /* SCHED_IDLE, SCHED_BATCH, SCHED_OTHER */
+    for (int i = 0; i < 3; i++) {
+        const char *flags[32];
+        int n = 0;
+        for (; g_flags[n]; n++)
+            flags[n] = g_flags[n];
+        flags[n++] = "--cold-thread-policy";
+        flags[n++] = pol[i];
+        flags[n++] = "--cold-thread-nice";
+        flags[n++] = "7";
+        flags[n++] = "--serve-slice-us";
+        flags[n++] = i == 1 ? "0" : "300";
+        flags[n] = NULL;
+        vkvt_daemon d;
+        assert_int_equal(vkvt_prepare(&d), 0);
+        assert_int_equal(vkvt_start(&d, flags), 0);
+        check_threads(d.pid, want[i], 7, i == 1 ? 0 : 300000);
+        vkv_client *c;
+        assert_int_equal(vkvt_connect(&d, "sched", &c), 0);
+        assert_int_equal(put_range(c, 300 + (uint64_t)i * 1000, 0, 100), 0); /* evictions */
+        for (int k = 0; k < 100; k++)
+            assert_int_equal(check_one(c, 300 + (uint64_t)i * 1000, k), 1); /* restores */
+        assert_true(vkvt_stat(c, "cold_restores") > 0);
+        vkv_close(c);
+        assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+        vkvt_cleanup(&d);
+    }
 }
 
 /* The data path across a lease expiry and a restart: a reader keeps a
@@ -485,6 +621,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(entries_survive_a_restart_and_are_restored_on_fetch),
         cmocka_unit_test(eviction_pressure_spills_and_nothing_is_lost),
+        cmocka_unit_test(cold_threads_get_the_configured_scheduling),
         cmocka_unit_test(corrupt_bytes_on_disk_are_detected_and_never_served),
         cmocka_unit_test(block_corrupted_in_memory_is_never_made_durable),
         cmocka_unit_test(expired_lease_and_restart_across_in_place_spills),
