@@ -306,6 +306,11 @@ int main(int argc, char **argv)
         double r50 = pct(rq, ROUNDS, 0.5), rlo = rq[0], rhi = rq[ROUNDS - 1];
         printf("%-40s p99 ratio of each round's two windows: median %.2fx [%.2f-%.2f]\n", "", r50,
                rlo, rhi);
+        /* the stopped windows are not idle (the daemon's writer still
+         * drains what the worker caused): also the idle reference, taken
+         * before the worker started (seconds apart, so outside load can
+         * move it) */
+        printf("%-40s p99 vs no restores (before the worker): %.2fx\n", "", b99 / q99);
     }
     free(qlat);
     vkv_close(c2);
