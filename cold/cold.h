@@ -40,6 +40,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "common/sched.h"
 #include "vkv/key.h"
 
 #ifdef __cplusplus
@@ -135,20 +136,18 @@ typedef struct vkvs_cold_config {
  * set both before vkvs_cold_open returns, so they can be checked in
  * /proc/PID/task/TID/{comm,stat}. */
 enum vkvs_cold_sched {
-    VKVS_COLD_SCHED_NORMAL = 0, /* SCHED_OTHER at thread_nice */
-    VKVS_COLD_SCHED_BATCH = 1,  /* SCHED_BATCH at thread_nice: as NORMAL, but
-                                 * a waking cold thread never preempts the
-                                 * running one */
-    VKVS_COLD_SCHED_IDLE = 2,   /* SCHED_IDLE: the lowest weight the fair
-                                 * scheduler has (about 1/340 of a nice-0
-                                 * thread; thread_nice no longer matters)
-                                 * and any waking SCHED_OTHER thread preempts
-                                 * a running cold thread at once. Not starved:
-                                 * it still runs whenever a CPU is idle, and
-                                 * gets that small share when every CPU is
-                                 * busy, slow enough there for callers
-                                 * waiting on spills to time out
-                                 * (docs/COLD_TIER.md) */
+    /* SCHED_OTHER at thread_nice */
+    VKVS_COLD_SCHED_NORMAL = VKV_SCHED_NORMAL,
+    /* SCHED_BATCH at thread_nice: as NORMAL, but a waking cold thread never
+     * preempts the running one */
+    VKVS_COLD_SCHED_BATCH = VKV_SCHED_BATCH,
+    /* SCHED_IDLE: the lowest weight the fair scheduler has (about 1/340 of a
+     * nice-0 thread; thread_nice no longer matters) and any waking
+     * SCHED_OTHER thread preempts a running cold thread at once. Not
+     * starved: it still runs whenever a CPU is idle, and gets that small
+     * share when every CPU is busy, slow enough there for callers waiting on
+     * spills to time out (docs/COLD_TIER.md) */
+    VKVS_COLD_SCHED_IDLE = VKV_SCHED_IDLE,
 };
 
 /* Operation a completion reports. */

@@ -11,9 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,15 +31,10 @@
 void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
 {
     pthread_setname_np(pthread_self(), name);
-    int pol = c->cfg.thread_policy == VKVS_COLD_SCHED_IDLE    ? VKV_SCHED_IDLE
-              : c->cfg.thread_policy == VKVS_COLD_SCHED_BATCH ? VKV_SCHED_BATCH
-                                                              : VKV_SCHED_NORMAL;
-    errno = 0;
-    int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    int nice = c->cfg.thread_nice > cur || errno ? c->cfg.thread_nice : cur;
-    if (vkv_sched_set_self(pol, nice, 0) != 0)
-        VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name, nice,
-                 strerror(errno));
+    /* enum vkvs_cold_sched takes its values from enum vkv_sched_policy */
+    if (vkv_sched_lower_self(c->cfg.thread_policy, c->cfg.thread_nice, 0) != 0)
+        VKV_WARN("cold tier: cannot set this I/O thread's scheduling (%s, nice %d): %s", name,
+                 c->cfg.thread_nice, strerror(errno));
     pthread_mutex_lock(&c->rlock);
     c->threads_ready++;
     pthread_cond_broadcast(&c->readycond);

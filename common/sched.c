@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,4 +47,13 @@ int vkv_sched_set_self(int policy, int nice, uint32_t slice_us)
     errno = ENOSYS;
     return VKV_ESYS;
 #endif
+}
+
+int vkv_sched_lower_self(int policy, int nice, uint32_t slice_us)
+{
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    if (errno == 0 && cur > nice)
+        nice = cur;
+    return vkv_sched_set_self(policy, nice, slice_us);
 }

@@ -23,4 +23,10 @@ enum vkv_sched_policy {
  * or VKV_ESYS). */
 int vkv_sched_set_self(int policy, int nice, uint32_t slice_us);
 
+/* As vkv_sched_set_self, but never raises the calling thread's priority:
+ * the nice value applied is the larger of `nice` and the thread's current
+ * one (when it can be read), so the call needs no privilege (pass -20 to
+ * keep the current value). Same returns. */
+int vkv_sched_lower_self(int policy, int nice, uint32_t slice_us);
+
 #endif

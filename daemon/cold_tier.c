@@ -28,9 +28,6 @@
  * are those of enum vkv_sched_policy). */
 static int vkvd_cold_policy(const vkvd_config *cfg)
 {
-    _Static_assert((int)VKVS_COLD_SCHED_IDLE == (int)VKV_SCHED_IDLE &&
-                       (int)VKVS_COLD_SCHED_BATCH == (int)VKV_SCHED_BATCH,
-                   "cold and common policy values agree");
     return !strcmp(cfg->cold_thread_policy, "idle")    ? VKVS_COLD_SCHED_IDLE
            : !strcmp(cfg->cold_thread_policy, "batch") ? VKVS_COLD_SCHED_BATCH
                                                        : VKVS_COLD_SCHED_NORMAL;
@@ -68,8 +65,9 @@ static int verify_progress(void *ctx, uint64_t done, uint64_t total, uint64_t do
 static void *verify_main(void *arg)
 {
     struct verify_job *j = arg;
-    /* a full read of the tier: background work, as the cold threads */
-    vkv_sched_set_self(j->policy, j->nice, 0);
+    /* a full read of the tier: background work, as the cold threads
+     * (best effort, and never above the daemon's own nice value) */
+    (void)vkv_sched_lower_self(j->policy, j->nice, 0);
     vkvs_cold_verify_report rep;
     memset(&rep, 0, sizeof rep);
     int rc =

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "daemon/config.h"
 #include "common/log.h"
@@ -56,8 +55,7 @@ int main(int argc, char **argv)
     /* The same moment for the CPU slice: the event loop and the threads
      * nanomsg and the fd channel start inherit it; the cold tier's threads
      * set their own (serve-slice-us, docs/CONFIG.md). */
-    if (cfg.serve_slice_us &&
-        vkv_sched_set_self(VKV_SCHED_NORMAL, getpriority(PRIO_PROCESS, 0), cfg.serve_slice_us))
+    if (cfg.serve_slice_us && vkv_sched_lower_self(VKV_SCHED_NORMAL, -20, cfg.serve_slice_us))
         VKV_WARN("serve-slice-us %u not applied: %s", cfg.serve_slice_us, strerror(errno));
 
     /* Resolve --backend auto here, as vkvd_server_open would (cuda when a
