@@ -1,7 +1,7 @@
 /*
- * cold/cold.c - the cold tier's front: the submit API (spill, restore,
- * delete, sync, flush_wait), completions and their eventfd, lookup,
- * foreach, stats, and the error bookkeeping every thread uses. See cold.h
+ * cold/cold.c - one environment's front: the submit calls (spill, restore,
+ * delete, sync, flush_wait), posting completions to the tier's sink,
+ * lookup, foreach, stats, and the error bookkeeping every thread uses. See cold.h
  * for the contract, cold_int.h for the map of cold/ and docs/COLD_TIER.md.
  */
 #include <errno.h>
@@ -22,7 +22,7 @@
 
 /* Records a failure: counts it by class, keeps a copy of the message as
  * last_error and logs it at error level. Thread-safe. */
-void vkvs_cold_note_error(vkvs_cold *c, int mdb_rc, const char *fmt, ...)
+void vkvs_cold_note_error(vkvs_cold_env *c, int mdb_rc, const char *fmt, ...)
 {
     char msg[VKVS_COLD_ERRSTR_MAX];
     va_list ap;
@@ -44,7 +44,7 @@ void vkvs_cold_note_error(vkvs_cold *c, int mdb_rc, const char *fmt, ...)
 
 /* Maps an LMDB / errno code to a VKV_E* code (0 stays 0). Marks the env
  * failed on MDB_PANIC (c may be NULL during open). */
-int vkvs_cold_map_err(vkvs_cold *c, int rc)
+int vkvs_cold_map_err(vkvs_cold_env *c, int rc)
 {
     switch (rc) {
     case 0:
@@ -84,7 +84,7 @@ int vkvs_cold_map_err(vkvs_cold *c, int rc)
 
 /* Validates and measures a namespace string: its length, or VKV_EINVAL
  * when ns is NULL or longer than VKVS_COLD_NS_MAX. */
-static int vkvs_cold_ns_len(const char *ns)
+int vkvs_cold_ns_len(const char *ns)
 {
     if (ns == NULL)
         return VKV_EINVAL;
@@ -94,49 +94,51 @@ static int vkvs_cold_ns_len(const char *ns)
 
 /* ---- completions ---------------------------------------------------------- */
 
-/* Appends one completion (copied) and signals the eventfd. Returns 0 or
- * VKV_ENOMEM (then the completion is lost and logged). */
-static int vkvs_cold_post(vkvs_cold *c, const vkvs_cold_completion *cp)
+/* Appends one completion (copied) to the tier's sink and signals its
+ * eventfd. Returns 0 or VKV_ENOMEM (then the completion is lost and
+ * logged). */
+static int vkvs_cold_post(vkvs_cold_env *c, const vkvs_cold_completion *cp)
 {
-    pthread_mutex_lock(&c->clock);
-    if (c->comp_len == c->comp_cap) {
-        size_t ncap = c->comp_cap ? c->comp_cap * 2 : 64;
+    vkvs_cold_sink *k = c->sink;
+    pthread_mutex_lock(&k->lock);
+    if (k->len == k->cap) {
+        size_t ncap = k->cap ? k->cap * 2 : 64;
         vkvs_cold_completion *n = malloc(ncap * sizeof *n);
         if (n == NULL) {
-            pthread_mutex_unlock(&c->clock);
+            pthread_mutex_unlock(&k->lock);
             VKV_ERROR("cold tier: out of memory posting a %s completion",
                       vkvs_cold_op_name(cp->op));
             return VKV_ENOMEM;
         }
-        for (size_t i = 0; i < c->comp_len; i++)
-            n[i] = c->comp[(c->comp_head + i) % c->comp_cap];
-        free(c->comp);
-        c->comp = n;
-        c->comp_cap = ncap;
-        c->comp_head = 0;
+        for (size_t i = 0; i < k->len; i++)
+            n[i] = k->comp[(k->head + i) % k->cap];
+        free(k->comp);
+        k->comp = n;
+        k->cap = ncap;
+        k->head = 0;
     }
-    c->comp[(c->comp_head + c->comp_len) % c->comp_cap] = *cp;
-    c->comp_len++;
+    k->comp[(k->head + k->len) % k->cap] = *cp;
+    k->len++;
     /* Only the completion that makes the queue non-empty signals, and it
      * does so after unlocking: the write wakes the caller's thread, which
      * (scheduled ahead of a low-priority cold thread) would otherwise find
-     * clock still held by the thread it just preempted. No wakeup is lost:
-     * vkvs_cold_poll resets the eventfd only after emptying the queue, so
-     * every completion posted after that reset finds the queue empty and
-     * signals; an early reset followed by this write is a spurious wakeup
-     * that the next poll absorbs. */
-    int wake = c->comp_len == 1;
-    pthread_mutex_unlock(&c->clock);
+     * the lock still held by the thread it just preempted. No wakeup is
+     * lost: vkvs_cold_poll resets the eventfd only after emptying the
+     * queue, so every completion posted after that reset finds the queue
+     * empty and signals; an early reset followed by this write is a
+     * spurious wakeup that the next poll absorbs. */
+    int wake = k->len == 1;
+    pthread_mutex_unlock(&k->lock);
     if (wake) {
         uint64_t one = 1;
-        ssize_t w = write(c->efd, &one, sizeof one);
+        ssize_t w = write(k->efd, &one, sizeof one);
         (void)w; /* EAGAIN only at counter overflow: the fd is readable anyway */
     }
     return 0;
 }
 
 /* Builds and posts a completion (ns and key may be NULL). */
-void vkvs_cold_complete(vkvs_cold *c, int op, uint64_t tag, int status, uint64_t size,
+void vkvs_cold_complete(vkvs_cold_env *c, int op, uint64_t tag, int status, uint64_t size,
                         const char *ns, const vkv_key *key)
 {
     vkvs_cold_completion cp;
@@ -150,33 +152,6 @@ void vkvs_cold_complete(vkvs_cold *c, int op, uint64_t tag, int status, uint64_t
     if (ns != NULL)
         snprintf(cp.ns, sizeof cp.ns, "%s", ns);
     vkvs_cold_post(c, &cp);
-}
-
-/* See cold.h. */
-int vkvs_cold_poll(vkvs_cold *c, vkvs_cold_completion *out, int max)
-{
-    int n = 0;
-    if (c == NULL || out == NULL || max <= 0)
-        return 0;
-    pthread_mutex_lock(&c->clock);
-    while (n < max && c->comp_len > 0) {
-        out[n++] = c->comp[c->comp_head];
-        c->comp_head = (c->comp_head + 1) % c->comp_cap;
-        c->comp_len--;
-    }
-    if (c->comp_len == 0) {
-        uint64_t v;
-        ssize_t r = read(c->efd, &v, sizeof v); /* reset; EAGAIN when already 0 */
-        (void)r;
-    }
-    pthread_mutex_unlock(&c->clock);
-    return n;
-}
-
-/* See cold.h. */
-int vkvs_cold_fd(const vkvs_cold *c)
-{
-    return c ? c->efd : -1;
 }
 
 /* See cold.h. */
@@ -202,7 +177,7 @@ const char *vkvs_cold_op_name(int op)
 
 /* Begins a read txn under the read side of maplock. Returns 0 (the caller
  * ends it with vkvs_cold_rtxn_end) or the LMDB error (*txn NULL). */
-int vkvs_cold_rtxn_begin(vkvs_cold *c, MDB_txn **txn)
+int vkvs_cold_rtxn_begin(vkvs_cold_env *c, MDB_txn **txn)
 {
     pthread_rwlock_rdlock(&c->maplock);
     int rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, txn);
@@ -216,7 +191,7 @@ int vkvs_cold_rtxn_begin(vkvs_cold *c, MDB_txn **txn)
 /* Begins the read txn of an API call (lookup, foreach, verify): VKV_ECOLD
  * when the env has failed, else 0 (end it with vkvs_cold_rtxn_end) or the
  * LMDB error mapped to VKV_E*. */
-int vkvs_cold_rtxn_api(vkvs_cold *c, MDB_txn **txn)
+int vkvs_cold_rtxn_api(vkvs_cold_env *c, MDB_txn **txn)
 {
     if (c->failed)
         return VKV_ECOLD;
@@ -225,7 +200,7 @@ int vkvs_cold_rtxn_api(vkvs_cold *c, MDB_txn **txn)
 }
 
 /* Aborts a read txn and releases maplock. */
-void vkvs_cold_rtxn_end(vkvs_cold *c, MDB_txn *txn)
+void vkvs_cold_rtxn_end(vkvs_cold_env *c, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&c->maplock);
@@ -235,7 +210,7 @@ void vkvs_cold_rtxn_end(vkvs_cold *c, MDB_txn *txn)
 
 /* Validates the common arguments of the queueing calls: 0, VKV_EINVAL or
  * VKV_ECOLD. */
-static int vkvs_cold_check_submit(vkvs_cold *c, const char *ns, const vkv_key *key)
+static int vkvs_cold_check_submit(vkvs_cold_env *c, const char *ns, const vkv_key *key)
 {
     if (c == NULL || key == NULL || vkvs_cold_ns_len(ns) < 0)
         return VKV_EINVAL;
@@ -247,7 +222,7 @@ static int vkvs_cold_check_submit(vkvs_cold *c, const char *ns, const vkv_key *k
 /* Validates the arguments of a queueing call that takes an iovec array:
  * those of vkvs_cold_check_submit plus a non-NULL array of n >= 1.
  * Returns 0, VKV_EINVAL or VKV_ECOLD. */
-static int vkvs_cold_check_iov(vkvs_cold *c, const char *ns, const vkv_key *key,
+static int vkvs_cold_check_iov(vkvs_cold_env *c, const char *ns, const vkv_key *key,
                                const struct iovec *iov, int n)
 {
     int rc = vkvs_cold_check_submit(c, ns, key);
@@ -268,7 +243,7 @@ static struct iovec *vkvs_cold_iov_dup(const struct iovec *iov, int n)
 /* Queues a user op (spill/delete) unless closing or the byte bound is hit.
  * Returns 0 (the queue owns op), VKV_ESHUTDOWN or VKV_EBUSY (not queued:
  * the caller frees op). */
-static int vkvs_cold_submit(vkvs_cold *c, vkvs_cold_wop *op)
+static int vkvs_cold_submit(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     pthread_mutex_lock(&c->qlock);
     if (c->closing) {
@@ -287,7 +262,7 @@ static int vkvs_cold_submit(vkvs_cold *c, vkvs_cold_wop *op)
 /* Common body of the two spill calls: the op takes `iov` (malloc'ed array,
  * freed here on any error) and, on success only, `owned`. Returns as
  * vkvs_cold_spill. */
-static int vkvs_cold_spill_common(vkvs_cold *c, const char *ns, const vkv_key *key,
+static int vkvs_cold_spill_common(vkvs_cold_env *c, const char *ns, const vkv_key *key,
                                   struct iovec *iov, int niov, size_t len, void *owned,
                                   uint64_t tag)
 {
@@ -312,9 +287,9 @@ static int vkvs_cold_spill_common(vkvs_cold *c, const char *ns, const vkv_key *k
     return rc;
 }
 
-/* See cold.h. */
-int vkvs_cold_spill(vkvs_cold *c, const char *ns, const vkv_key *key, void *buf, size_t len,
-                    uint64_t tag)
+/* See cold.h (vkvs_cold_spill), for one environment (cold_int.h). */
+int vkvs_cold_env_spill(vkvs_cold_env *c, const char *ns, const vkv_key *key, void *buf, size_t len,
+                        uint64_t tag)
 {
     int rc = vkvs_cold_check_submit(c, ns, key);
     if (rc != 0)
@@ -332,9 +307,9 @@ int vkvs_cold_spill(vkvs_cold *c, const char *ns, const vkv_key *key, void *buf,
     return vkvs_cold_spill_common(c, ns, key, iov, 1, len, buf, tag);
 }
 
-/* See cold.h. */
-int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key, const struct iovec *src,
-                        int nsrc, uint64_t tag)
+/* See cold.h (vkvs_cold_spill_iov), for one environment (cold_int.h). */
+int vkvs_cold_env_spill_iov(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                            const struct iovec *src, int nsrc, uint64_t tag)
 {
     int rc = vkvs_cold_check_iov(c, ns, key, src, nsrc);
     if (rc != 0)
@@ -350,9 +325,9 @@ int vkvs_cold_spill_iov(vkvs_cold *c, const char *ns, const vkv_key *key, const 
     return vkvs_cold_spill_common(c, ns, key, iov, nsrc, len, NULL, tag);
 }
 
-/* See cold.h. */
-int vkvs_cold_restore(vkvs_cold *c, const char *ns, const vkv_key *key, const struct iovec *dst,
-                      int ndst, uint64_t tag)
+/* See cold.h (vkvs_cold_restore), for one environment (cold_int.h). */
+int vkvs_cold_env_restore(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                          const struct iovec *dst, int ndst, uint64_t tag)
 {
     int rc = vkvs_cold_check_iov(c, ns, key, dst, ndst);
     if (rc != 0)
@@ -386,8 +361,8 @@ int vkvs_cold_restore(vkvs_cold *c, const char *ns, const vkv_key *key, const st
     return 0;
 }
 
-/* See cold.h. */
-int vkvs_cold_delete(vkvs_cold *c, const char *ns, const vkv_key *key, uint64_t tag)
+/* See cold.h (vkvs_cold_delete), for one environment (cold_int.h). */
+int vkvs_cold_env_delete(vkvs_cold_env *c, const char *ns, const vkv_key *key, uint64_t tag)
 {
     int rc = vkvs_cold_check_submit(c, ns, key);
     if (rc != 0)
@@ -406,7 +381,7 @@ int vkvs_cold_delete(vkvs_cold *c, const char *ns, const vkv_key *key, uint64_t 
 }
 
 /* Blocks until every submitted op (pending) has finished. */
-void vkvs_cold_wait_idle(vkvs_cold *c)
+void vkvs_cold_wait_idle(vkvs_cold_env *c)
 {
     pthread_mutex_lock(&c->qlock);
     while (c->pending > 0)
@@ -414,8 +389,8 @@ void vkvs_cold_wait_idle(vkvs_cold *c)
     pthread_mutex_unlock(&c->qlock);
 }
 
-/* See cold.h. */
-int vkvs_cold_sync(vkvs_cold *c)
+/* See cold.h (vkvs_cold_sync), for one environment (cold_int.h). */
+int vkvs_cold_env_sync(vkvs_cold_env *c)
 {
     if (c == NULL)
         return VKV_EINVAL;
@@ -438,19 +413,20 @@ int vkvs_cold_sync(vkvs_cold *c)
     return w.rc;
 }
 
-/* See cold.h. */
-int vkvs_cold_flush_wait(vkvs_cold *c)
+/* See cold.h (vkvs_cold_flush_wait), for one environment (cold_int.h). */
+int vkvs_cold_env_flush_wait(vkvs_cold_env *c)
 {
     if (c == NULL)
         return VKV_EINVAL;
     vkvs_cold_wait_idle(c);
-    return vkvs_cold_sync(c);
+    return vkvs_cold_env_sync(c);
 }
 
 /* ---- reading the metadata ------------------------------------------------- */
 
-/* See cold.h. */
-int vkvs_cold_lookup(vkvs_cold *c, const char *ns, const vkv_key *key, vkvs_cold_entry_info *info)
+/* See cold.h (vkvs_cold_lookup), for one environment (cold_int.h). */
+int vkvs_cold_env_lookup(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                         vkvs_cold_entry_info *info)
 {
     int nslen = vkvs_cold_ns_len(ns);
     if (c == NULL || key == NULL || info == NULL || nslen < 0)
@@ -476,7 +452,7 @@ int vkvs_cold_lookup(vkvs_cold *c, const char *ns, const vkv_key *key, vkvs_cold
 /* State of a foreach walk: the caller's callback and the namespace name
  * of the ns id seen last (rows come in ns id order). */
 typedef struct vkvs_cold_foreach_ctx {
-    vkvs_cold *c;
+    vkvs_cold_env *c;
     vkvs_cold_foreach_cb cb;
     void *ctx;
     char ns[VKVS_COLD_NS_MAX + 1];
@@ -501,8 +477,8 @@ static int vkvs_cold_foreach_row(void *arg, MDB_txn *txn, const vkvs_cold_meta_r
     return f->cb(f->ctx, &e);
 }
 
-/* See cold.h. */
-int vkvs_cold_foreach(vkvs_cold *c, vkvs_cold_foreach_cb cb, void *ctx)
+/* See cold.h (vkvs_cold_foreach), for one environment (cold_int.h). */
+int vkvs_cold_env_foreach(vkvs_cold_env *c, vkvs_cold_foreach_cb cb, void *ctx)
 {
     if (c == NULL || cb == NULL)
         return VKV_EINVAL;
@@ -519,8 +495,8 @@ int vkvs_cold_foreach(vkvs_cold *c, vkvs_cold_foreach_cb cb, void *ctx)
     return rc == 0 ? 0 : VKV_EIO;
 }
 
-/* See cold.h. */
-void vkvs_cold_stats_get(vkvs_cold *c, vkvs_cold_stats *out)
+/* See cold.h (vkvs_cold_stats_get), for one environment (cold_int.h). */
+void vkvs_cold_env_stats_get(vkvs_cold_env *c, vkvs_cold_stats *out)
 {
     memset(out, 0, sizeof *out);
     if (c == NULL)

@@ -52,6 +52,7 @@ extern "C" {
 #define VKVS_COLD_PIECE_MIN     (4u << 10)  /* 4 KiB */
 #define VKVS_COLD_PIECE_MAX     (16u << 20) /* 16 MiB */
 #define VKVS_COLD_ERRSTR_MAX    160
+#define VKVS_COLD_SHARDS_MAX    16
 
 typedef struct vkvs_cold vkvs_cold; /* opaque handle */
 
@@ -116,6 +117,23 @@ typedef struct vkvs_cold_config {
                                  * 0 = leave malloc alone. Default 64 MiB
                                  * (BENCHMARKS.md, "where the spill time
                                  * goes") */
+    int shards;                 /* LMDB environments of a NEW tier, 1..
+                                 * VKVS_COLD_SHARDS_MAX (default 1): each
+                                 * has its own writer thread, so N spills
+                                 * commit at once (docs/COLD_TIER.md,
+                                 * "Shards"). Fixed when the directory is
+                                 * created; an existing tier keeps its
+                                 * count whatever this says. Each shard
+                                 * holds max_bytes / N (so does the map
+                                 * cap and the queue bound) and runs
+                                 * reader_threads restore threads */
+    int quarantine_damaged;     /* nonzero: an environment LMDB refuses to
+                                 * open (damaged) is moved aside to
+                                 * <dir>.corrupt-<ms> (one-env tier) or
+                                 * <dir>/shard-K.corrupt-<ms> (that shard
+                                 * only), counted in envs_quarantined, and
+                                 * an empty one takes its place; 0 (the
+                                 * default): open fails with VKV_ECORRUPT */
     /* Optional check of every spill, run on the writer thread before
      * anything is written, over the whole block (contiguous; gathered into
      * a writer-owned buffer when the spill's source is several pieces).
@@ -226,8 +244,13 @@ typedef struct vkvs_cold_stats {
     uint64_t queue_ops;                    /* ops waiting for the writer now */
     uint64_t queue_bytes;                  /* payload bytes waiting for the writer now */
     uint64_t restores_inflight;            /* restores queued or running now */
-    int failed;                            /* 1 when the env hit a fatal error
-                                            * (MDB_PANIC): every later op fails with
+    uint64_t shards;                       /* LMDB environments of the tier */
+    uint64_t shards_failed;                /* of those, failed (MDB_PANIC) */
+    uint64_t envs_quarantined;             /* damaged envs moved aside at open
+                                            * (quarantine_damaged) */
+    int failed;                            /* 1 when an env hit a fatal error
+                                            * (MDB_PANIC): every later op on the
+                                            * keys of that shard fails with
                                             * VKV_ECOLD; reopen to recover */
     uint64_t last_error_ms;                /* wall clock of last_error, 0 if none */
     char last_error[VKVS_COLD_ERRSTR_MAX]; /* "" if none */

@@ -46,12 +46,16 @@
 
 #include "cold/cold.h"
 
+typedef struct vkvs_cold_env vkvs_cold_env;
+
 /* Most spills one group commit takes (their bytes are bounded by
  * cfg.group_max_bytes). */
 #define VKVS_COLD_GROUP_OPS 64u
 
 /* Restores queue an access-time update only while fewer writer ops wait. */
 #define VKVS_COLD_TOUCH_QUEUE_MAX 1024u
+
+#define VKVS_COLD_WHY_MAX 512 /* bytes of an open failure's reason */
 
 #define VKVS_COLD_FORMAT    1u
 #define VKVS_COLD_SLACK     (16ull << 20) /* map slack for metadata and the free list */
@@ -137,11 +141,26 @@ typedef struct vkvs_cold_rjob {
     int niov;
 } vkvs_cold_rjob;
 
-struct vkvs_cold {
-    vkvs_cold_config cfg;
-    char *dir;
-    int lockfd;
+/* Where every environment of one tier posts its completions: one queue and
+ * one eventfd (vkvs_cold_fd), owned by the tier (cold/tier.c); each env
+ * holds a pointer to it. */
+typedef struct vkvs_cold_sink {
+    pthread_mutex_t lock;
+    vkvs_cold_completion *comp; /* ring of comp_cap entries */
+    size_t head, len, cap;
     int efd;
+} vkvs_cold_sink;
+
+/* One LMDB environment (one shard of a tier, or the whole of a one-shard
+ * tier): its own lock file, writer, readers, bound and counters. */
+struct vkvs_cold_env {
+    vkvs_cold_config cfg; /* this env's share (max_bytes, map caps, queue
+                           * bound divided by the shard count) */
+    char *dir;
+    int shard;            /* index in the tier; names the threads */
+    int nshards;          /* shards in the tier (1: names as before) */
+    vkvs_cold_sink *sink; /* not owned */
+    int lockfd;
     MDB_env *env;
     MDB_dbi db_info, db_ns, db_nsid, db_meta, db_data, db_lru;
     pthread_rwlock_t maplock; /* read side: any read txn; write side: resize */
@@ -169,11 +188,6 @@ struct vkvs_cold {
     int threads_ready;        /* writer and readers past their setup (rlock) */
     pthread_cond_t readycond; /* open waits on it for threads_ready */
 
-    /* completions */
-    pthread_mutex_t clock;
-    vkvs_cold_completion *comp;
-    size_t comp_head, comp_len, comp_cap;
-
     /* stats (under slock) */
     pthread_mutex_t slock;
     vkvs_cold_stats st;
@@ -189,6 +203,36 @@ struct vkvs_cold {
     XXH3_state_t *wxxh;
     volatile int failed;
 };
+
+/* ---- one environment's API (open.c, cold.c, verify.c) ------------------
+ * The tier (cold/tier.c) routes each public vkvs_cold_* call to these;
+ * each has the contract of its public namesake in cold.h for the entries
+ * of its own environment. */
+
+int vkvs_cold_env_open(const vkvs_cold_config *cfg, int shard, int nshards, vkvs_cold_sink *sink,
+                       vkvs_cold_env **out, char *why, size_t whylen);
+int vkvs_cold_env_close(vkvs_cold_env *c);
+int vkvs_cold_env_spill(vkvs_cold_env *c, const char *ns, const vkv_key *key, void *buf, size_t len,
+                        uint64_t tag);
+int vkvs_cold_env_spill_iov(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                            const struct iovec *src, int nsrc, uint64_t tag);
+int vkvs_cold_env_restore(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                          const struct iovec *dst, int ndst, uint64_t tag);
+int vkvs_cold_env_delete(vkvs_cold_env *c, const char *ns, const vkv_key *key, uint64_t tag);
+int vkvs_cold_env_lookup(vkvs_cold_env *c, const char *ns, const vkv_key *key,
+                         vkvs_cold_entry_info *info);
+int vkvs_cold_env_foreach(vkvs_cold_env *c, vkvs_cold_foreach_cb cb, void *ctx);
+int vkvs_cold_env_verify(vkvs_cold_env *c, unsigned flags, vkvs_cold_progress_cb progress,
+                         void *ctx, vkvs_cold_verify_report *report);
+int vkvs_cold_env_sync(vkvs_cold_env *c);
+int vkvs_cold_env_flush_wait(vkvs_cold_env *c);
+void vkvs_cold_env_stats_get(vkvs_cold_env *c, vkvs_cold_stats *out);
+int vkvs_cold_ns_len(const char *ns);
+
+/* open.c: checks a configuration (0, or VKV_EINVAL with why[0..
+ * VKVS_COLD_WHY_MAX) set); applies cfg->malloc_keep_bytes (process-wide). */
+int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why);
+void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg);
 
 /* ---- record.c: format, keys, pieces, reads in a txn ---------------------- */
 
@@ -219,45 +263,45 @@ bool vkvs_cold_meta_decode(const MDB_val *k, const MDB_val *v, vkvs_cold_meta_ro
 
 /* Walker callback: return 0 to go on, nonzero to stop the walk. */
 typedef int (*vkvs_cold_meta_fn)(void *ctx, MDB_txn *txn, const vkvs_cold_meta_row *row);
-int vkvs_cold_meta_walk(vkvs_cold *c, MDB_txn *txn, vkvs_cold_meta_fn fn, void *ctx, int *stop);
+int vkvs_cold_meta_walk(vkvs_cold_env *c, MDB_txn *txn, vkvs_cold_meta_fn fn, void *ctx, int *stop);
 
-int vkvs_cold_nsid_get(vkvs_cold *c, MDB_txn *txn, const char *ns, int nslen, uint32_t *id);
-int vkvs_cold_meta_get(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
+int vkvs_cold_nsid_get(vkvs_cold_env *c, MDB_txn *txn, const char *ns, int nslen, uint32_t *id);
+int vkvs_cold_meta_get(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
                        vkvs_cold_meta_rec *m);
-int vkvs_cold_ns_name(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, char *out);
+int vkvs_cold_ns_name(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, char *out);
 void vkvs_cold_info_fill(vkvs_cold_entry_info *e, const char *ns, const vkv_key *key,
                          const vkvs_cold_meta_rec *m);
 
 /* ---- cold.c: errors, completions, queues, read txns ---------------------- */
 
-void vkvs_cold_note_error(vkvs_cold *c, int mdb_rc, const char *fmt, ...)
+void vkvs_cold_note_error(vkvs_cold_env *c, int mdb_rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int vkvs_cold_map_err(vkvs_cold *c, int rc);
-void vkvs_cold_complete(vkvs_cold *c, int op, uint64_t tag, int status, uint64_t size,
+int vkvs_cold_map_err(vkvs_cold_env *c, int rc);
+void vkvs_cold_complete(vkvs_cold_env *c, int op, uint64_t tag, int status, uint64_t size,
                         const char *ns, const vkv_key *key);
-int vkvs_cold_rtxn_begin(vkvs_cold *c, MDB_txn **txn);
-int vkvs_cold_rtxn_api(vkvs_cold *c, MDB_txn **txn);
-void vkvs_cold_rtxn_end(vkvs_cold *c, MDB_txn *txn);
-void vkvs_cold_wait_idle(vkvs_cold *c);
+int vkvs_cold_rtxn_begin(vkvs_cold_env *c, MDB_txn **txn);
+int vkvs_cold_rtxn_api(vkvs_cold_env *c, MDB_txn **txn);
+void vkvs_cold_rtxn_end(vkvs_cold_env *c, MDB_txn *txn);
+void vkvs_cold_wait_idle(vkvs_cold_env *c);
 
 /* ---- writer.c: the writer queue and thread ------------------------------- */
 
 /* Body of a write transaction; returns 0 or an LMDB/errno code. Must be
  * safe to run again after an abort (keep results in `arg` reset per try). */
-typedef int (*vkvs_cold_wfn)(vkvs_cold *c, MDB_txn *txn, void *arg);
+typedef int (*vkvs_cold_wfn)(vkvs_cold_env *c, MDB_txn *txn, void *arg);
 
-void vkvs_cold_thread_setup(vkvs_cold *c, const char *name);
-void vkvs_cold_wpush_locked(vkvs_cold *c, vkvs_cold_wop *op);
-int vkvs_cold_wtxn(vkvs_cold *c, vkvs_cold_wfn fn, void *arg, uint64_t need);
-int vkvs_cold_del_entry(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
+void vkvs_cold_thread_setup(vkvs_cold_env *c, const char *name);
+void vkvs_cold_wpush_locked(vkvs_cold_env *c, vkvs_cold_wop *op);
+int vkvs_cold_wtxn(vkvs_cold_env *c, vkvs_cold_wfn fn, void *arg, uint64_t need);
+int vkvs_cold_del_entry(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
                         const vkvs_cold_meta_rec *m);
 
-int vkvs_cold_wenqueue(vkvs_cold *c, vkvs_cold_wop *op);
-uint64_t vkvs_cold_queue_len(vkvs_cold *c);
-void vkvs_cold_queue_drop(vkvs_cold *c, const char *ns, uint32_t nsid, const vkv_key *key,
+int vkvs_cold_wenqueue(vkvs_cold_env *c, vkvs_cold_wop *op);
+uint64_t vkvs_cold_queue_len(vkvs_cold_env *c);
+void vkvs_cold_queue_drop(vkvs_cold_env *c, const char *ns, uint32_t nsid, const vkv_key *key,
                           uint64_t id);
-void vkvs_cold_queue_drop_row(vkvs_cold *c, const uint8_t *raw, size_t rawlen);
-void vkvs_cold_retire(vkvs_cold *c, uint64_t ops, uint64_t bytes, uint64_t pending,
+void vkvs_cold_queue_drop_row(vkvs_cold_env *c, const uint8_t *raw, size_t rawlen);
+void vkvs_cold_retire(vkvs_cold_env *c, uint64_t ops, uint64_t bytes, uint64_t pending,
                       vkvs_cold_waiter *w, int wrc);
 void vkvs_cold_op_free(vkvs_cold_wop *op);
 void *vkvs_cold_writer_main(void *arg);
@@ -270,14 +314,14 @@ typedef struct vkvs_cold_keep {
     vkv_key key;
 } vkvs_cold_keep;
 
-int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep);
-void vkvs_cold_w_spill_group(vkvs_cold *c, vkvs_cold_wop **ops, size_t n);
+int vkvs_cold_evict_to(vkvs_cold_env *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep);
+void vkvs_cold_w_spill_group(vkvs_cold_env *c, vkvs_cold_wop **ops, size_t n);
 
 /* ---- reader.c: the reader pool -------------------------------------------- */
 
-int vkvs_cold_read_payload(vkvs_cold *c, MDB_txn *txn, const vkvs_cold_meta_rec *m,
+int vkvs_cold_read_payload(vkvs_cold_env *c, MDB_txn *txn, const vkvs_cold_meta_rec *m,
                            const struct iovec *dst, int ndst, XXH3_state_t *st);
-void vkvs_cold_rpush(vkvs_cold *c, vkvs_cold_rjob *j);
+void vkvs_cold_rpush(vkvs_cold_env *c, vkvs_cold_rjob *j);
 void *vkvs_cold_reader_main(void *arg);
 
 #endif /* VKV_COLD_INT_H */

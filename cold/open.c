@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,8 +20,6 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "vkv/error.h"
-
-#define VKVS_COLD_WHY_MAX 512
 
 /* See cold.h. */
 void vkvs_cold_config_default(vkvs_cold_config *cfg)
@@ -35,6 +32,7 @@ void vkvs_cold_config_default(vkvs_cold_config *cfg)
     cfg->reader_check_ms = 10000;
     cfg->group_max_bytes = 16ull << 20;
     cfg->malloc_keep_bytes = 64ull << 20;
+    cfg->shards = 1;
 }
 
 /* Applies cfg->malloc_keep_bytes (see cold.h): a process-wide glibc
@@ -42,7 +40,7 @@ void vkvs_cold_config_default(vkvs_cold_config *cfg)
  * mallocs a commit's dirty pages and frees them after the commit; with
  * glibc's defaults the writer's arena is trimmed (madvise) after each
  * commit and the next one faults and zeroes the pages again. */
-static void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg)
+void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg)
 {
 #if defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
     if (cfg->malloc_keep_bytes == 0)
@@ -63,7 +61,7 @@ static void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg)
  * foreach nor restore can reach it). */
 static int vkvs_cold_scan_row(void *ctx, MDB_txn *txn, const vkvs_cold_meta_row *row)
 {
-    vkvs_cold *c = ctx;
+    vkvs_cold_env *c = ctx;
     if (!row->valid)
         return 0;
     c->st.entries++;
@@ -90,7 +88,7 @@ static int vkvs_cold_last_key(MDB_txn *txn, MDB_dbi dbi, MDB_val *k)
 /* Open-time scan: counts entries and bytes (the metadata walker) and finds
  * the next entry id, access sequence and ns id from the last keys of data,
  * lru and nsid. Runs in one read txn. Returns 0 or an LMDB error. */
-static int vkvs_cold_scan(vkvs_cold *c)
+static int vkvs_cold_scan(vkvs_cold_env *c)
 {
     MDB_txn *txn;
     MDB_val k;
@@ -126,7 +124,7 @@ static int vkvs_cold_scan(vkvs_cold *c)
 
 /* Stops and joins the threads that were started (readers first: they may
  * queue touches/drops for the writer, which then drains everything). */
-static void vkvs_cold_stop_threads(vkvs_cold *c)
+static void vkvs_cold_stop_threads(vkvs_cold_env *c)
 {
     pthread_mutex_lock(&c->rlock);
     c->rstop = 1;
@@ -148,7 +146,7 @@ static void vkvs_cold_stop_threads(vkvs_cold *c)
 /* Frees a handle: stops the threads that were started, closes the env if
  * it was created, frees the queues, completion array, fds and sync
  * primitives, then `c` itself. Used by close and by a failed open. */
-static void vkvs_cold_free(vkvs_cold *c)
+static void vkvs_cold_free(vkvs_cold_env *c)
 {
     vkvs_cold_stop_threads(c);
     if (c->env != NULL)
@@ -166,10 +164,7 @@ static void vkvs_cold_free(vkvs_cold *c)
     }
     if (c->wxxh)
         XXH3_freeState(c->wxxh);
-    free(c->comp);
     free(c->readers);
-    if (c->efd >= 0)
-        close(c->efd);
     if (c->lockfd >= 0)
         close(c->lockfd);
     pthread_rwlock_destroy(&c->maplock);
@@ -179,7 +174,6 @@ static void vkvs_cold_free(vkvs_cold *c)
     pthread_mutex_destroy(&c->rlock);
     pthread_cond_destroy(&c->rcond);
     pthread_cond_destroy(&c->readycond);
-    pthread_mutex_destroy(&c->clock);
     pthread_mutex_destroy(&c->slock);
     free(c->dir);
     free(c);
@@ -188,33 +182,34 @@ static void vkvs_cold_free(vkvs_cold *c)
 /* ---- open, step by step --------------------------------------------------- */
 
 /* Step 1: checks the configuration. Returns 0 or VKV_EINVAL (why set). */
-static int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why)
+int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why)
 {
     if (cfg == NULL || cfg->dir == NULL || cfg->dir[0] == 0)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL, "no directory configured");
     if (cfg->max_bytes == 0 || cfg->piece_size < VKVS_COLD_PIECE_MIN ||
         cfg->piece_size > VKVS_COLD_PIECE_MAX || cfg->reader_threads < 1 ||
         cfg->reader_threads > 64 || cfg->thread_nice < 0 || cfg->thread_nice > 19 ||
-        cfg->thread_policy < VKVS_COLD_SCHED_NORMAL || cfg->thread_policy > VKVS_COLD_SCHED_IDLE)
+        cfg->thread_policy < VKVS_COLD_SCHED_NORMAL || cfg->thread_policy > VKVS_COLD_SCHED_IDLE ||
+        cfg->shards < 1 || cfg->shards > VKVS_COLD_SHARDS_MAX)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_EINVAL,
                           "invalid config (max_bytes %" PRIu64
-                          ", piece_size %u, reader_threads %d, thread_nice %d, thread_policy %d)",
+                          ", piece_size %u, reader_threads %d, thread_nice %d, thread_policy %d, "
+                          "shards %d)",
                           cfg->max_bytes, cfg->piece_size, cfg->reader_threads, cfg->thread_nice,
-                          cfg->thread_policy);
+                          cfg->thread_policy, cfg->shards);
     return 0;
 }
 
 /* Step 2: allocates a handle for cfg with its locks and condition
  * variables ready and no fds, env or threads yet. Returns 0 and *out (the
  * caller frees it with vkvs_cold_free), or VKV_ENOMEM. */
-static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold **out, char *why)
+static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold_env **out, char *why)
 {
-    vkvs_cold *c = calloc(1, sizeof *c);
+    vkvs_cold_env *c = calloc(1, sizeof *c);
     *out = c;
     if (c == NULL)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ENOMEM, "out of memory");
     c->cfg = *cfg;
-    c->efd = -1;
     c->lockfd = -1;
     if (c->cfg.reader_check_ms == 0)
         c->cfg.reader_check_ms = 10000;
@@ -237,7 +232,6 @@ static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold **out, char *w
     pthread_mutex_init(&c->rlock, NULL);
     pthread_cond_init(&c->rcond, NULL);
     pthread_cond_init(&c->readycond, NULL);
-    pthread_mutex_init(&c->clock, NULL);
     pthread_mutex_init(&c->slock, NULL);
     if (c->dir == NULL)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ENOMEM, "out of memory");
@@ -246,7 +240,7 @@ static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold **out, char *w
 
 /* Step 3: one process per directory (LMDB's own lock allows several): an
  * flock on dir/vkv-cold.lock, kept in c->lockfd until close. */
-static int vkvs_cold_lock_dir(vkvs_cold *c, char *why)
+static int vkvs_cold_lock_dir(vkvs_cold_env *c, char *why)
 {
     char lpath[4200], reason[VKVS_COLD_WHY_MAX];
     snprintf(lpath, sizeof lpath, "%s/vkv-cold.lock", c->dir);
@@ -262,7 +256,7 @@ static int vkvs_cold_lock_dir(vkvs_cold *c, char *why)
 /* Returns the initial map size and sets c->map_cap: start at 2 x bound +
  * slack (or cfg's map_initial_bytes), never above the cap and never below
  * the file size (the cap grows to it), rounded up to 4 KiB. */
-static uint64_t vkvs_cold_map_plan(vkvs_cold *c)
+static uint64_t vkvs_cold_map_plan(vkvs_cold_env *c)
 {
     const vkvs_cold_config *cfg = &c->cfg;
     uint64_t want = cfg->max_bytes * 2 + VKVS_COLD_SLACK;
@@ -284,7 +278,7 @@ static uint64_t vkvs_cold_map_plan(vkvs_cold *c)
 /* Step 4: creates and opens the LMDB env in c->dir with the planned map
  * size, then clears stale reader slots. c->env is set as soon as it is
  * created (vkvs_cold_free closes it). */
-static int vkvs_cold_env_open(vkvs_cold *c, char *why)
+static int vkvs_cold_lmdb_open(vkvs_cold_env *c, char *why)
 {
     uint64_t want = vkvs_cold_map_plan(c);
     int rc = mdb_env_create(&c->env);
@@ -324,7 +318,7 @@ static int vkvs_cold_env_open(vkvs_cold *c, char *why)
 /* Opens the named DBs (creating them) and checks the format version in
  * one write txn. Returns 0 or an LMDB error; *bad_format is the stored
  * version (-1 if unreadable) when the error is MDB_INCOMPATIBLE. */
-static int vkvs_cold_open_dbs(vkvs_cold *c, int *bad_format)
+static int vkvs_cold_open_dbs(vkvs_cold_env *c, int *bad_format)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
@@ -363,7 +357,7 @@ fail:
 
 /* Step 5: opens the DBs (checking the format), syncs, and scans the
  * metadata into the counters and next ids. */
-static int vkvs_cold_env_init(vkvs_cold *c, char *why)
+static int vkvs_cold_lmdb_init(vkvs_cold_env *c, char *why)
 {
     int bad_format = 0;
     int rc = vkvs_cold_open_dbs(c, &bad_format);
@@ -386,16 +380,14 @@ static int vkvs_cold_env_init(vkvs_cold *c, char *why)
     return 0;
 }
 
-/* Step 6: creates the eventfd and hash state, starts the writer and the
- * readers, and queues a trim when the stored bytes exceed the bound. */
-static int vkvs_cold_start(vkvs_cold *c, char *why)
+/* Step 6: creates the hash state, starts the writer and the readers, and
+ * queues a trim when the stored bytes exceed the bound. */
+static int vkvs_cold_start(vkvs_cold_env *c, char *why)
 {
-    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->wxxh = XXH3_createState();
     c->readers = calloc((size_t)c->cfg.reader_threads, sizeof *c->readers);
-    if (c->efd < 0 || c->wxxh == NULL || c->readers == NULL)
-        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, c->efd < 0 ? VKV_ESYS : VKV_ENOMEM,
-                          "cannot create eventfd/state: %s", strerror(errno));
+    if (c->wxxh == NULL || c->readers == NULL)
+        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ENOMEM, "cannot create the writer state");
     if (pthread_create(&c->writer, NULL, vkvs_cold_writer_main, c) != 0)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ESYS, "cannot start the writer thread");
     c->writer_started = 1;
@@ -419,36 +411,39 @@ static int vkvs_cold_start(vkvs_cold *c, char *why)
     return 0;
 }
 
-/* See cold.h. */
-int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size_t errlen)
+/* See cold_int.h: opens the environment in cfg->dir (which exists; the
+ * tier checked cfg and applied the malloc settings) as shard `shard` of
+ * `nshards`, posting completions to `sink` (the tier's, not owned). On
+ * failure writes one line into why[0..whylen) and returns its code (the
+ * tier logs it); *out is the handle the tier closes with
+ * vkvs_cold_env_close. */
+int vkvs_cold_env_open(const vkvs_cold_config *cfg, int shard, int nshards, vkvs_cold_sink *sink,
+                       vkvs_cold_env **out, char *why_out, size_t whylen)
 {
     char why[VKVS_COLD_WHY_MAX] = "";
-    vkvs_cold *c = NULL;
-    if (out == NULL)
-        return VKV_EINVAL;
+    vkvs_cold_env *c = NULL;
     *out = NULL;
-    if (err != NULL && errlen > 0)
-        err[0] = 0;
-    int rc = vkvs_cold_check_config(cfg, why);
-    if (rc == 0)
-        rc = vkv_private_dir(cfg->dir, 0, why, sizeof why);
-    if (rc == 0)
-        rc = vkvs_cold_alloc(cfg, &c, why);
-    if (rc == 0)
-        rc = vkvs_cold_lock_dir(c, why);
-    if (rc == 0)
-        rc = vkvs_cold_env_open(c, why);
-    if (rc == 0)
-        rc = vkvs_cold_env_init(c, why);
+    int rc = vkvs_cold_alloc(cfg, &c, why);
     if (rc == 0) {
-        vkvs_cold_malloc_tune(&c->cfg);
-        rc = vkvs_cold_start(c, why);
+        c->shard = shard;
+        c->nshards = nshards;
+        c->sink = sink;
+        /* a shard's own lock keeps a tool that opens the shard directory
+         * as a tier of its own out; a one-env tier's directory is locked
+         * by the tier already (a second flock on it would fail) */
+        if (nshards > 1)
+            rc = vkvs_cold_lock_dir(c, why);
     }
+    if (rc == 0)
+        rc = vkvs_cold_lmdb_open(c, why);
+    if (rc == 0)
+        rc = vkvs_cold_lmdb_init(c, why);
+    if (rc == 0)
+        rc = vkvs_cold_start(c, why);
     if (rc != 0) {
         if (c != NULL)
             vkvs_cold_free(c);
-        VKV_ERROR("cold tier unavailable: %s", why);
-        return vkv_errbuf(err, errlen, rc, "%s", why);
+        return vkv_errbuf(why_out, whylen, rc, "%s", why);
     }
     VKV_INFO("cold tier: opened '%s': %" PRIu64 " entries, %" PRIu64 " MiB stored, bound %" PRIu64
              " MiB, map %" PRIu64 " MiB (cap %" PRIu64 " MiB)",
@@ -458,8 +453,8 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
     return 0;
 }
 
-/* See cold.h. */
-int vkvs_cold_close(vkvs_cold *c)
+/* See cold.h (vkvs_cold_close), for one environment. */
+int vkvs_cold_env_close(vkvs_cold_env *c)
 {
     if (c == NULL)
         return 0;

@@ -20,7 +20,7 @@
  * what landed in dst, hot in cache, piece by piece).
  * Returns 0 (payload intact), VKV_ECHECKSUM (missing/short piece, size or
  * hash mismatch) or another VKV_E* from LMDB. */
-int vkvs_cold_read_payload(vkvs_cold *c, MDB_txn *txn, const vkvs_cold_meta_rec *m,
+int vkvs_cold_read_payload(vkvs_cold_env *c, MDB_txn *txn, const vkvs_cold_meta_rec *m,
                            const struct iovec *dst, int ndst, XXH3_state_t *st)
 {
     vkvs_cold_iovpos pos = {dst, ndst, 0, 0};
@@ -54,7 +54,7 @@ int vkvs_cold_read_payload(vkvs_cold *c, MDB_txn *txn, const vkvs_cold_meta_rec 
  * *corrupt (1 when the stored bytes failed the check). Returns the
  * completion status: 0, VKV_ENOTFOUND, VKV_ETRUNC, VKV_ECHECKSUM, VKV_EIO
  * or another mapped LMDB error. */
-static int vkvs_cold_restore_read(vkvs_cold *c, vkvs_cold_rjob *j, XXH3_state_t *st,
+static int vkvs_cold_restore_read(vkvs_cold_env *c, vkvs_cold_rjob *j, XXH3_state_t *st,
                                   vkvs_cold_meta_rec *m, uint32_t *nsid, uint64_t *size,
                                   int *corrupt)
 {
@@ -96,7 +96,7 @@ static int vkvs_cold_restore_read(vkvs_cold *c, vkvs_cold_rjob *j, XXH3_state_t 
 /* Queues the best-effort access-time update of a restored entry: skipped
  * when the writer is behind (thousands of ops queued) rather than grow the
  * queue, or when out of memory. */
-static void vkvs_cold_queue_touch(vkvs_cold *c, uint32_t nsid, const vkv_key *key, uint64_t id)
+static void vkvs_cold_queue_touch(vkvs_cold_env *c, uint32_t nsid, const vkv_key *key, uint64_t id)
 {
     if (vkvs_cold_queue_len(c) >= VKVS_COLD_TOUCH_QUEUE_MAX)
         return;
@@ -114,7 +114,7 @@ static void vkvs_cold_queue_touch(vkvs_cold *c, uint32_t nsid, const vkv_key *ke
 /* Runs one restore job on a reader thread: reads, counts, queues the drop
  * of a corrupt entry or the touch of a restored one, and posts the RESTORE
  * completion. */
-static void vkvs_cold_do_restore(vkvs_cold *c, vkvs_cold_rjob *j, XXH3_state_t *st)
+static void vkvs_cold_do_restore(vkvs_cold_env *c, vkvs_cold_rjob *j, XXH3_state_t *st)
 {
     vkvs_cold_meta_rec m;
     uint32_t nsid = 0;
@@ -154,7 +154,7 @@ static void vkvs_cold_do_restore(vkvs_cold *c, vkvs_cold_rjob *j, XXH3_state_t *
 
 /* Appends restore job j (owned by the queue from now on) to the reader
  * queue and wakes one reader. */
-void vkvs_cold_rpush(vkvs_cold *c, vkvs_cold_rjob *j)
+void vkvs_cold_rpush(vkvs_cold_env *c, vkvs_cold_rjob *j)
 {
     pthread_mutex_lock(&c->rlock);
     if (c->rtail)
@@ -168,7 +168,7 @@ void vkvs_cold_rpush(vkvs_cold *c, vkvs_cold_rjob *j)
 
 /* Pops the next restore job, waiting for one; NULL once told to stop with
  * an empty queue. The caller owns the job. */
-static vkvs_cold_rjob *vkvs_cold_rpop(vkvs_cold *c)
+static vkvs_cold_rjob *vkvs_cold_rpop(vkvs_cold_env *c)
 {
     pthread_mutex_lock(&c->rlock);
     while (c->rhead == NULL && !c->rstop)
@@ -187,12 +187,15 @@ static vkvs_cold_rjob *vkvs_cold_rpop(vkvs_cold *c)
  * queue. */
 void *vkvs_cold_reader_main(void *arg)
 {
-    vkvs_cold *c = arg;
+    vkvs_cold_env *c = arg;
     char name[16];
     pthread_mutex_lock(&c->rlock);
     int idx = c->reader_seq++;
     pthread_mutex_unlock(&c->rlock);
-    snprintf(name, sizeof name, "vkv-cold-r%d", idx);
+    if (c->nshards > 1)
+        snprintf(name, sizeof name, "vkv-cold%d-r%d", c->shard, idx);
+    else
+        snprintf(name, sizeof name, "vkv-cold-r%d", idx);
     vkvs_cold_thread_setup(c, name);
     XXH3_state_t *st = XXH3_createState();
     vkvs_cold_rjob *j;

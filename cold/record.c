@@ -183,7 +183,7 @@ bool vkvs_cold_meta_decode(const MDB_val *k, const MDB_val *v, vkvs_cold_meta_ro
  * row is valid only during the call. Stops early when fn returns nonzero,
  * which is stored in *stop (0 when the walk reached the end).
  * Returns 0 (end reached or stopped) or the LMDB error of the cursor. */
-int vkvs_cold_meta_walk(vkvs_cold *c, MDB_txn *txn, vkvs_cold_meta_fn fn, void *ctx, int *stop)
+int vkvs_cold_meta_walk(vkvs_cold_env *c, MDB_txn *txn, vkvs_cold_meta_fn fn, void *ctx, int *stop)
 {
     MDB_cursor *cur;
     MDB_val k, v;
@@ -207,7 +207,7 @@ int vkvs_cold_meta_walk(vkvs_cold *c, MDB_txn *txn, vkvs_cold_meta_fn fn, void *
 
 /* Looks up the ns id of `ns` (nslen bytes) in txn: 0, MDB_NOTFOUND, or
  * MDB_CORRUPTED (the stored id is not 4 bytes). */
-int vkvs_cold_nsid_get(vkvs_cold *c, MDB_txn *txn, const char *ns, int nslen, uint32_t *id)
+int vkvs_cold_nsid_get(vkvs_cold_env *c, MDB_txn *txn, const char *ns, int nslen, uint32_t *id)
 {
     MDB_val k = {(size_t)nslen + 1, (void *)ns}, v;
     int rc = mdb_get(txn, c->db_ns, &k, &v);
@@ -221,7 +221,7 @@ int vkvs_cold_nsid_get(vkvs_cold *c, MDB_txn *txn, const char *ns, int nslen, ui
 
 /* Reads the meta record of (nsid, key) in txn: 0, MDB_NOTFOUND or
  * MDB_CORRUPTED (a row that breaks the validity rule). */
-int vkvs_cold_meta_get(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
+int vkvs_cold_meta_get(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
                        vkvs_cold_meta_rec *m)
 {
     uint8_t kb[VKVS_COLD_META_KLEN];
@@ -235,7 +235,7 @@ int vkvs_cold_meta_get(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key 
 
 /* Reads the namespace string of ns id `nsid` into out (size > NS_MAX;
  * "" when missing). Returns 0 or the LMDB error. */
-int vkvs_cold_ns_name(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, char *out)
+int vkvs_cold_ns_name(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, char *out)
 {
     uint8_t kb[4];
     vkvs_cold_put_be32(kb, nsid);

@@ -50,7 +50,7 @@ static bool vkvs_cold_kept(const vkvs_cold_evict_arg *a, uint32_t nsid, const vk
 
 /* Write-txn body: evicts least recently accessed entries until the stored
  * bytes fit a->target. */
-static int vkvs_cold_evict_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
+static int vkvs_cold_evict_fn(vkvs_cold_env *c, MDB_txn *txn, void *arg)
 {
     vkvs_cold_evict_arg *a = arg;
     MDB_cursor *cur;
@@ -119,7 +119,7 @@ static int vkvs_cold_evict_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
  * (caller memory, read during the call), in its own committed txn (so the
  * freed pages are reusable by the next one), then posts EVICTED
  * completions. Writer thread. */
-int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep)
+int vkvs_cold_evict_to(vkvs_cold_env *c, uint64_t target, const vkvs_cold_keep *keep, size_t nkeep)
 {
     vkvs_cold_evict_arg a;
     memset(&a, 0, sizeof a);
@@ -152,7 +152,7 @@ int vkvs_cold_evict_to(vkvs_cold *c, uint64_t target, const vkvs_cold_keep *keep
 /* Finds or creates the ns id of `ns` inside write txn; a created one gets
  * id `nid` (the caller's next free id, advanced per namespace created in
  * the txn). */
-static int vkvs_cold_nsid_ensure(vkvs_cold *c, MDB_txn *txn, const char *ns, uint32_t nid,
+static int vkvs_cold_nsid_ensure(vkvs_cold_env *c, MDB_txn *txn, const char *ns, uint32_t nid,
                                  uint32_t *id, int *created)
 {
     int nslen = (int)strlen(ns);
@@ -191,7 +191,7 @@ typedef struct vkvs_cold_spill_arg {
  * id a->id inside txn, replacing an older entry of the key (also one
  * written earlier in the same txn). Copies and hashes the payload straight
  * from the op's iovecs into LMDB's reserved space. */
-static int vkvs_cold_spill_put(vkvs_cold *c, MDB_txn *txn, vkvs_cold_spill_arg *a)
+static int vkvs_cold_spill_put(vkvs_cold_env *c, MDB_txn *txn, vkvs_cold_spill_arg *a)
 {
     vkvs_cold_wop *op = a->op;
     uint32_t nsid;
@@ -269,7 +269,7 @@ typedef struct vkvs_cold_group {
 /* Write-txn body: writes every member whose status is still 0, in order,
  * giving each the next entry id / lru sequence / ns id. Restartable: all
  * results are recomputed on each try. */
-static int vkvs_cold_group_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
+static int vkvs_cold_group_fn(vkvs_cold_env *c, MDB_txn *txn, void *arg)
 {
     vkvs_cold_group *g = arg;
     g->used = 0;
@@ -292,7 +292,7 @@ static int vkvs_cold_group_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
 
 /* Size of the entry stored now under (ns, key), looked up in read txn rt
  * (0 when absent); *nsid and *have_ns receive the namespace's id. */
-static uint64_t vkvs_cold_stored_size(vkvs_cold *c, MDB_txn *rt, const vkvs_cold_wop *op,
+static uint64_t vkvs_cold_stored_size(vkvs_cold_env *c, MDB_txn *rt, const vkvs_cold_wop *op,
                                       uint32_t *nsid, int *have_ns)
 {
     vkvs_cold_meta_rec m;
@@ -311,7 +311,7 @@ static uint64_t vkvs_cold_stored_size(vkvs_cold *c, MDB_txn *rt, const vkvs_cold
  * members' keys, in a separate committed txn. Returns 0, the LMDB error of
  * the eviction, or MDB_MAP_FULL when the members together add more than
  * max_bytes (the caller then writes them one by one). */
-static int vkvs_cold_group_room(vkvs_cold *c, vkvs_cold_group *g)
+static int vkvs_cold_group_room(vkvs_cold_env *c, vkvs_cold_group *g)
 {
     vkvs_cold_keep keep[VKVS_COLD_GROUP_OPS];
     size_t nkeep = 0;
@@ -356,7 +356,7 @@ static int vkvs_cold_group_room(vkvs_cold *c, vkvs_cold_group *g)
 /* Writes the group's members with status 0 in one txn (growing the map as
  * needed). Returns 0 or the LMDB/errno code (nothing of the group written
  * then); an EIO on a nearly full filesystem is reported as ENOSPC. */
-static int vkvs_cold_group_write(vkvs_cold *c, vkvs_cold_group *g)
+static int vkvs_cold_group_write(vkvs_cold_env *c, vkvs_cold_group *g)
 {
     uint64_t need = 1 << 20;
     for (size_t i = 0; i < g->n; i++)
@@ -377,7 +377,7 @@ static int vkvs_cold_group_write(vkvs_cold *c, vkvs_cold_group *g)
  * when it has one piece, else gathered into a temporary buffer). Returns 0
  * or the check's VKV_E* status (VKV_ENOMEM when the gather buffer cannot be
  * had). */
-static int vkvs_cold_w_spill_check(vkvs_cold *c, const vkvs_cold_wop *op)
+static int vkvs_cold_w_spill_check(vkvs_cold_env *c, const vkvs_cold_wop *op)
 {
     if (!c->cfg.spill_check)
         return 0;
@@ -395,7 +395,7 @@ static int vkvs_cold_w_spill_check(vkvs_cold *c, const vkvs_cold_wop *op)
 }
 
 /* Logs and records why the write of spill `op` failed (LMDB/errno rc). */
-static void vkvs_cold_spill_failed(vkvs_cold *c, const vkvs_cold_wop *op, int rc)
+static void vkvs_cold_spill_failed(vkvs_cold_env *c, const vkvs_cold_wop *op, int rc)
 {
     if (rc == MDB_MAP_FULL)
         vkvs_cold_note_error(c, rc,
@@ -410,7 +410,7 @@ static void vkvs_cold_spill_failed(vkvs_cold *c, const vkvs_cold_wop *op, int rc
  * writer's counters, counts failed ones, and posts every member's SPILL
  * completion in submission order. `txns` is the number of committed write
  * txns that carried them. */
-static void vkvs_cold_group_finish(vkvs_cold *c, vkvs_cold_group *g, uint64_t txns)
+static void vkvs_cold_group_finish(vkvs_cold_env *c, vkvs_cold_group *g, uint64_t txns)
 {
     pthread_mutex_lock(&c->slock);
     for (size_t i = 0; i < g->n; i++) {
@@ -436,7 +436,7 @@ static void vkvs_cold_group_finish(vkvs_cold *c, vkvs_cold_group *g, uint64_t tx
 
 /* Writes member `i` of g alone: room, then its own txn. Sets its status
  * and, on success, advances the writer's ids. Returns 1 if it committed. */
-static int vkvs_cold_spill_alone(vkvs_cold *c, vkvs_cold_group *g, size_t i)
+static int vkvs_cold_spill_alone(vkvs_cold_env *c, vkvs_cold_group *g, size_t i)
 {
     vkvs_cold_group one = {&g->m[i], 1, 0, 0};
     int rc = vkvs_cold_group_room(c, &one);
@@ -463,7 +463,7 @@ static int vkvs_cold_spill_alone(vkvs_cold *c, vkvs_cold_group *g, size_t i)
  * gets the status it would have had without neighbours (a small one may
  * still fit where the group did not). A failed env (MDB_PANIC) fails every
  * member. */
-void vkvs_cold_w_spill_group(vkvs_cold *c, vkvs_cold_wop **ops, size_t n)
+void vkvs_cold_w_spill_group(vkvs_cold_env *c, vkvs_cold_wop **ops, size_t n)
 {
     vkvs_cold_spill_arg m[VKVS_COLD_GROUP_OPS];
     vkvs_cold_group g = {m, n, 0, 0};

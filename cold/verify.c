@@ -75,7 +75,7 @@ static int vkvs_cold_verify_list_row(void *ctx, MDB_txn *txn, const vkvs_cold_me
 
 /* Lists every meta row in one read txn. Returns 0, VKV_ENOMEM or
  * VKV_EIO (the list is freed on error). */
-static int vkvs_cold_verify_list(vkvs_cold *c, vkvs_cold_vlist *l)
+static int vkvs_cold_verify_list(vkvs_cold_env *c, vkvs_cold_vlist *l)
 {
     MDB_txn *txn;
     int stop;
@@ -96,7 +96,7 @@ static int vkvs_cold_verify_list(vkvs_cold *c, vkvs_cold_vlist *l)
  * meanwhile, r->vanished counted, or unreadable, r->read_errors counted)
  * or 2 (no read txn: r->read_errors counted; the entry is skipped without
  * a progress call). */
-static int vkvs_cold_verify_entry(vkvs_cold *c, const vkvs_cold_vitem *it, XXH3_state_t *st,
+static int vkvs_cold_verify_entry(vkvs_cold_env *c, const vkvs_cold_vitem *it, XXH3_state_t *st,
                                   char *ns, uint64_t *entry_id, vkvs_cold_verify_report *r)
 {
     MDB_txn *txn;
@@ -132,7 +132,7 @@ static int vkvs_cold_verify_entry(vkvs_cold *c, const vkvs_cold_vitem *it, XXH3_
 
 /* Counts one corrupt entry or malformed row (report and checksum_failures),
  * logs it and, with VKVS_COLD_VERIFY_DROP, queues its removal. */
-static void vkvs_cold_verify_corrupt(vkvs_cold *c, const vkvs_cold_vitem *it, const char *ns,
+static void vkvs_cold_verify_corrupt(vkvs_cold_env *c, const vkvs_cold_vitem *it, const char *ns,
                                      uint64_t entry_id, unsigned flags, vkvs_cold_verify_report *r)
 {
     bool drop = (flags & VKVS_COLD_VERIFY_DROP) != 0;
@@ -157,9 +157,9 @@ static void vkvs_cold_verify_corrupt(vkvs_cold *c, const vkvs_cold_vitem *it, co
         r->dropped++;
 }
 
-/* See cold.h. */
-int vkvs_cold_verify(vkvs_cold *c, unsigned flags, vkvs_cold_progress_cb progress, void *ctx,
-                     vkvs_cold_verify_report *report)
+/* See cold.h (vkvs_cold_verify), for one environment (cold_int.h). */
+int vkvs_cold_env_verify(vkvs_cold_env *c, unsigned flags, vkvs_cold_progress_cb progress,
+                         void *ctx, vkvs_cold_verify_report *report)
 {
     vkvs_cold_verify_report r;
     memset(&r, 0, sizeof r);

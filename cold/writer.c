@@ -28,7 +28,7 @@
  * logged, the thread runs on as it is), and counts it ready for open
  * (threads_ready). Linux threads have their own policy, nice value and
  * slice; lowering them needs no privilege. */
-void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
+void vkvs_cold_thread_setup(vkvs_cold_env *c, const char *name)
 {
     pthread_setname_np(pthread_self(), name);
     /* enum vkvs_cold_sched takes its values from enum vkv_sched_policy */
@@ -46,7 +46,7 @@ void vkvs_cold_thread_setup(vkvs_cold *c, const char *name)
 /* Appends op to the writer queue and wakes the writer; the caller holds
  * qlock. Counts the op and its payload bytes in the queue gauges (not in
  * `pending`). The queue owns op from now on. */
-void vkvs_cold_wpush_locked(vkvs_cold *c, vkvs_cold_wop *op)
+void vkvs_cold_wpush_locked(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     op->next = NULL;
     if (c->qtail)
@@ -61,7 +61,7 @@ void vkvs_cold_wpush_locked(vkvs_cold *c, vkvs_cold_wop *op)
 
 /* Queues an op for the writer, counting it as pending (flush_wait waits
  * for it). The queue owns op from now on. Returns 0. */
-int vkvs_cold_wenqueue(vkvs_cold *c, vkvs_cold_wop *op)
+int vkvs_cold_wenqueue(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     pthread_mutex_lock(&c->qlock);
     vkvs_cold_wpush_locked(c, op);
@@ -71,7 +71,7 @@ int vkvs_cold_wenqueue(vkvs_cold *c, vkvs_cold_wop *op)
 }
 
 /* Ops queued for the writer now (any thread). */
-uint64_t vkvs_cold_queue_len(vkvs_cold *c)
+uint64_t vkvs_cold_queue_len(vkvs_cold_env *c)
 {
     pthread_mutex_lock(&c->qlock);
     uint64_t n = c->queue_ops;
@@ -82,7 +82,7 @@ uint64_t vkvs_cold_queue_len(vkvs_cold *c)
 /* Allocates and queues a DROP of entry (nsid, key, id) for the writer.
  * Best effort: out of memory skips it (logged); a corrupt entry is found
  * again next time. */
-void vkvs_cold_queue_drop(vkvs_cold *c, const char *ns, uint32_t nsid, const vkv_key *key,
+void vkvs_cold_queue_drop(vkvs_cold_env *c, const char *ns, uint32_t nsid, const vkv_key *key,
                           uint64_t id)
 {
     vkvs_cold_wop *op = calloc(1, sizeof *op);
@@ -100,7 +100,7 @@ void vkvs_cold_queue_drop(vkvs_cold *c, const char *ns, uint32_t nsid, const vkv
 
 /* Allocates and queues the delete of the malformed meta row whose key is
  * raw[0..rawlen) (copied). Best effort, as vkvs_cold_queue_drop. */
-void vkvs_cold_queue_drop_row(vkvs_cold *c, const uint8_t *raw, size_t rawlen)
+void vkvs_cold_queue_drop_row(vkvs_cold_env *c, const uint8_t *raw, size_t rawlen)
 {
     vkvs_cold_wop *op = calloc(1, sizeof *op);
     uint8_t *copy = malloc(rawlen ? rawlen : 1);
@@ -121,7 +121,7 @@ void vkvs_cold_queue_drop_row(vkvs_cold *c, const uint8_t *raw, size_t rawlen)
  * payload bytes off the queue gauges and `pending` ops off the count
  * flush_wait waits on, completes the sync waiter w (when non-NULL) with
  * wrc, and wakes everyone waiting for progress. Any thread. */
-void vkvs_cold_retire(vkvs_cold *c, uint64_t ops, uint64_t bytes, uint64_t pending,
+void vkvs_cold_retire(vkvs_cold_env *c, uint64_t ops, uint64_t bytes, uint64_t pending,
                       vkvs_cold_waiter *w, int wrc)
 {
     pthread_mutex_lock(&c->qlock);
@@ -147,7 +147,7 @@ void vkvs_cold_op_free(vkvs_cold_wop *op)
 /* ---- transactions, map growth --------------------------------------------- */
 
 /* Refreshes the map_used gauge from the env (writer thread, no txn open). */
-static void vkvs_cold_refresh_map_used(vkvs_cold *c)
+static void vkvs_cold_refresh_map_used(vkvs_cold_env *c)
 {
     MDB_envinfo ei;
     MDB_stat ms;
@@ -163,7 +163,7 @@ static void vkvs_cold_refresh_map_used(vkvs_cold *c)
  * of this thread open). Takes maplock's write side so no read txn is
  * active. Returns 0 if the map grew, MDB_MAP_FULL at the cap, or the LMDB
  * error. */
-static int vkvs_cold_grow(vkvs_cold *c, uint64_t need)
+static int vkvs_cold_grow(vkvs_cold_env *c, uint64_t need)
 {
     if (c->map_size >= c->map_cap)
         return MDB_MAP_FULL;
@@ -190,7 +190,7 @@ static int vkvs_cold_grow(vkvs_cold *c, uint64_t need)
 /* Runs fn in a write txn and commits; on MDB_MAP_FULL aborts, grows the map
  * (need = hint of bytes needed) and retries. Returns 0 or the LMDB/errno
  * code of the final failure (the txn is aborted then: nothing written). */
-int vkvs_cold_wtxn(vkvs_cold *c, vkvs_cold_wfn fn, void *arg, uint64_t need)
+int vkvs_cold_wtxn(vkvs_cold_env *c, vkvs_cold_wfn fn, void *arg, uint64_t need)
 {
     for (;;) {
         MDB_txn *txn;
@@ -233,7 +233,7 @@ int vkvs_cold_wtxn(vkvs_cold *c, vkvs_cold_wfn fn, void *arg, uint64_t need)
 
 /* Deletes every data piece of entry `id` in txn (re-seeking after each
  * delete, so it does not depend on cursor-after-delete semantics). */
-static int vkvs_cold_del_pieces(vkvs_cold *c, MDB_txn *txn, uint64_t id)
+static int vkvs_cold_del_pieces(vkvs_cold_env *c, MDB_txn *txn, uint64_t id)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, c->db_data, &cur);
@@ -257,7 +257,7 @@ static int vkvs_cold_del_pieces(vkvs_cold *c, MDB_txn *txn, uint64_t id)
 }
 
 /* Deletes entry (nsid, key) described by m: meta record, pieces, lru. */
-int vkvs_cold_del_entry(vkvs_cold *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
+int vkvs_cold_del_entry(vkvs_cold_env *c, MDB_txn *txn, uint32_t nsid, const vkv_key *key,
                         const vkvs_cold_meta_rec *m)
 {
     uint8_t mk[VKVS_COLD_META_KLEN], lk[VKVS_COLD_LRU_KLEN];
@@ -287,7 +287,7 @@ typedef struct vkvs_cold_del_arg {
 
 /* Write-txn body: deletes one entry if present (and, for a drop, still the
  * same entry id). */
-static int vkvs_cold_del_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
+static int vkvs_cold_del_fn(vkvs_cold_env *c, MDB_txn *txn, void *arg)
 {
     vkvs_cold_del_arg *a = arg;
     uint32_t nsid = a->nsid;
@@ -322,7 +322,7 @@ static int vkvs_cold_del_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
 }
 
 /* Writer: handles DELETE and DROP ops. */
-static void vkvs_cold_w_delete(vkvs_cold *c, vkvs_cold_wop *op)
+static void vkvs_cold_w_delete(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     vkvs_cold_del_arg a = {.ns = op->ns, .nsid = op->nsid, .key = &op->key};
     a.by_id = op->kind == VKVS_COLD_K_DROP;
@@ -357,7 +357,7 @@ typedef struct vkvs_cold_touch_arg {
 
 /* Write-txn body: moves each touched entry to the young end of the LRU and
  * bumps its hit count (skipping entries replaced or gone meanwhile). */
-static int vkvs_cold_touch_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
+static int vkvs_cold_touch_fn(vkvs_cold_env *c, MDB_txn *txn, void *arg)
 {
     vkvs_cold_touch_arg *a = arg;
     a->used = 0;
@@ -396,7 +396,7 @@ static int vkvs_cold_touch_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
 }
 
 /* Writer: syncs the env to disk (forced). Returns a VKV_E* code. */
-static int vkvs_cold_w_sync(vkvs_cold *c)
+static int vkvs_cold_w_sync(vkvs_cold_env *c)
 {
     int rc = mdb_env_sync(c->env, 1);
     c->last_sync_ms = vkv_now_ms();
@@ -412,7 +412,7 @@ static int vkvs_cold_w_sync(vkvs_cold *c)
 }
 
 /* Writer: runs mdb_reader_check and counts the stale slots it cleared. */
-static void vkvs_cold_w_reader_check(vkvs_cold *c)
+static void vkvs_cold_w_reader_check(vkvs_cold_env *c)
 {
     int dead = 0;
     int rc = mdb_reader_check(c->env, &dead);
@@ -430,7 +430,7 @@ static void vkvs_cold_w_reader_check(vkvs_cold *c)
 }
 /* Write-txn body: deletes the meta row whose raw key is the op's `owned`
  * bytes (a row that breaks the validity rule, found by verify). */
-static int vkvs_cold_drop_row_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
+static int vkvs_cold_drop_row_fn(vkvs_cold_env *c, MDB_txn *txn, void *arg)
 {
     vkvs_cold_wop *op = arg;
     MDB_val k = {op->rowlen, op->owned};
@@ -440,7 +440,7 @@ static int vkvs_cold_drop_row_fn(vkvs_cold *c, MDB_txn *txn, void *arg)
 
 /* Writer: handles a DROP_ROW op. No completion: the row was never an
  * entry anyone knew of (foreach and the open-time scan skip it). */
-static void vkvs_cold_w_drop_row(vkvs_cold *c, vkvs_cold_wop *op)
+static void vkvs_cold_w_drop_row(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     if (c->failed)
         return;
@@ -455,7 +455,7 @@ static void vkvs_cold_w_drop_row(vkvs_cold *c, vkvs_cold_wop *op)
 /* Waits (under qlock) until ops are queued, a stop is requested, or the
  * next periodic sync / reader check is due; then takes the whole queue.
  * Returns the batch (owned by the caller, possibly NULL) and sets *stop. */
-static vkvs_cold_wop *vkvs_cold_w_take(vkvs_cold *c, int *stop)
+static vkvs_cold_wop *vkvs_cold_w_take(vkvs_cold_env *c, int *stop)
 {
     pthread_mutex_lock(&c->qlock);
     while (c->qhead == NULL && !c->wstop) {
@@ -482,7 +482,7 @@ static vkvs_cold_wop *vkvs_cold_w_take(vkvs_cold *c, int *stop)
 
 /* Applies the run of consecutive TOUCH ops at the head of batch (up to
  * 256) in one txn, retires and frees them. Returns the rest of the batch. */
-static vkvs_cold_wop *vkvs_cold_w_touch_run(vkvs_cold *c, vkvs_cold_wop *batch)
+static vkvs_cold_wop *vkvs_cold_w_touch_run(vkvs_cold_env *c, vkvs_cold_wop *batch)
 {
     vkvs_cold_wop *run[256];
     size_t n = 0;
@@ -509,7 +509,7 @@ static vkvs_cold_wop *vkvs_cold_w_touch_run(vkvs_cold *c, vkvs_cold_wop *batch)
  * payload; 0 = one per run) and writes them by group commit (spill.c),
  * then retires and frees them. Stopping at any other op keeps the
  * submission order with deletes. Returns the rest of the batch. */
-static vkvs_cold_wop *vkvs_cold_w_spill_run(vkvs_cold *c, vkvs_cold_wop *batch)
+static vkvs_cold_wop *vkvs_cold_w_spill_run(vkvs_cold_env *c, vkvs_cold_wop *batch)
 {
     vkvs_cold_wop *run[VKVS_COLD_GROUP_OPS];
     size_t n = 0;
@@ -529,7 +529,7 @@ static vkvs_cold_wop *vkvs_cold_w_spill_run(vkvs_cold *c, vkvs_cold_wop *batch)
 
 /* Applies one op other than TOUCH and SPILL, retires and frees it. A SYNC op wakes its
  * waiter (on the caller's stack) and was never counted as pending. */
-static void vkvs_cold_w_apply(vkvs_cold *c, vkvs_cold_wop *op)
+static void vkvs_cold_w_apply(vkvs_cold_env *c, vkvs_cold_wop *op)
 {
     switch (op->kind) {
     case VKVS_COLD_K_DELETE:
@@ -556,7 +556,7 @@ static void vkvs_cold_w_apply(vkvs_cold *c, vkvs_cold_wop *op)
 
 /* After a batch: refreshes the map gauge, syncs when the interval passed
  * with unsynced commits, and runs the reader check when it is due. */
-static void vkvs_cold_w_periodic(vkvs_cold *c)
+static void vkvs_cold_w_periodic(vkvs_cold_env *c)
 {
     if (!c->failed)
         vkvs_cold_refresh_map_used(c);
@@ -573,8 +573,13 @@ static void vkvs_cold_w_periodic(vkvs_cold *c)
  * (close then runs the final sync). */
 void *vkvs_cold_writer_main(void *arg)
 {
-    vkvs_cold *c = arg;
-    vkvs_cold_thread_setup(c, "vkv-cold-w");
+    vkvs_cold_env *c = arg;
+    char name[16];
+    if (c->nshards > 1)
+        snprintf(name, sizeof name, "vkv-cold%d-w", c->shard);
+    else
+        snprintf(name, sizeof name, "vkv-cold-w");
+    vkvs_cold_thread_setup(c, name);
     for (;;) {
         int stop;
         vkvs_cold_wop *batch = vkvs_cold_w_take(c, &stop);
