@@ -210,11 +210,9 @@ static int vkvs_cold_lock(vkvs_cold *t, char *why)
     return rc ? vkv_errbuf(why, VKVS_COLD_WHY_MAX, rc, "%s", reason) : 0;
 }
 
-/* Opens every shard of t (layout decided). A damaged one is moved aside
- * and opened empty when cfg asks for it; a damaged one-env tier is moved
- * aside as a whole (the lock is released and taken again around the
- * move, and the new directory gets cfg->shards). Returns 0 or the first
- * shard's error (why set); shards opened so far stay in t->env. */
+/* Opens every shard of t (layout decided). A damaged shard of a sharded
+ * tier is moved aside and opened empty when cfg asks for it. Returns 0 or
+ * the first shard's error (why set); shards opened so far stay in t->env. */
 static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char *why)
 {
     for (int k = 0; k < t->n; k++) {
@@ -222,35 +220,36 @@ static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char
         vkvs_cold_shard_dir(t, k, dir, sizeof dir);
         vkvs_cold_config sc = vkvs_cold_shard_cfg(cfg, t->n, dir);
         int rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
-        if (rc != VKV_ECORRUPT || !cfg->quarantine_damaged)
-            goto next;
-        char reason[VKVS_COLD_WHY_MAX];
-        snprintf(reason, sizeof reason, "%s", why);
-        if (t->n > 1) {
+        if (rc == VKV_ECORRUPT && cfg->quarantine_damaged && t->n > 1) {
+            char reason[VKVS_COLD_WHY_MAX];
+            snprintf(reason, sizeof reason, "%s", why);
             rc = vkvs_cold_move_aside(dir, reason, why);
-        } else {
-            close(t->lockfd);
-            t->lockfd = -1;
-            rc = vkvs_cold_move_aside(dir, reason, why);
-            if (rc == 0)
-                rc = vkvs_cold_lock(t, why);
-            if (rc == 0)
-                rc = vkvs_cold_layout(t, cfg->shards, why);
-            if (rc == 0 && t->n > 1) { /* the new tier is sharded: start over */
+            if (rc == 0) {
                 t->quarantined++;
-                return vkvs_cold_open_shards(t, cfg, why);
+                rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
             }
         }
-        if (rc == 0) {
-            t->quarantined++;
-            sc = vkvs_cold_shard_cfg(cfg, t->n, dir);
-            rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
-        }
-    next:
         if (rc != 0)
             return rc;
     }
     return 0;
+}
+
+/* Moves the whole tier directory aside (a damaged one-env tier, or a
+ * damaged shard count): the lock is released around the move and taken
+ * again on the new, empty directory. Returns 0 or a VKV_E* code (why set). */
+static int vkvs_cold_quarantine_all(vkvs_cold *t, char *why)
+{
+    char reason[VKVS_COLD_WHY_MAX];
+    snprintf(reason, sizeof reason, "%s", why);
+    close(t->lockfd);
+    t->lockfd = -1;
+    int rc = vkvs_cold_move_aside(t->dir, reason, why);
+    if (rc == 0) {
+        t->quarantined++;
+        rc = vkvs_cold_lock(t, why);
+    }
+    return rc;
 }
 
 /* Closes every open shard and frees t (the sink after the shards: their
@@ -298,13 +297,20 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
             rc = vkv_errbuf(why, sizeof why, t->dir ? VKV_ESYS : VKV_ENOMEM,
                             "cannot create the completion eventfd: %s", strerror(errno));
     }
-    if (rc == 0)
-        rc = vkvs_cold_lock(t, why);
-    if (rc == 0)
-        rc = vkvs_cold_layout(t, cfg->shards, why);
     if (rc == 0) {
         vkvs_cold_malloc_tune(cfg);
-        rc = vkvs_cold_open_shards(t, cfg, why);
+        rc = vkvs_cold_lock(t, why);
+    }
+    /* a damaged count or one-env tier is moved aside once (when cfg asks)
+     * and the tier created again */
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        rc = vkvs_cold_layout(t, cfg->shards, why);
+        if (rc == 0)
+            rc = vkvs_cold_open_shards(t, cfg, why);
+        /* (a sharded tier quarantines its damaged shards one by one) */
+        if (rc != VKV_ECORRUPT || !cfg->quarantine_damaged || attempt > 0 || t->n > 1)
+            break;
+        rc = vkvs_cold_quarantine_all(t, why);
     }
     if (rc != 0) {
         if (t != NULL)

@@ -8,7 +8,8 @@
  * implies, every reported-committed entry not deleted by the child is
  * present, and nothing else (an unfinished spill is simply absent). The
  * outcome never depends on when the kill lands: any moment must pass.
- * Run twice: one spill at a time, and 12 queued (group commits). */
+ * Run three times: one spill at a time, 12 queued (group commits), and 12
+ * queued over 3 shards. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -73,11 +74,12 @@ static void report_spill(vkvs_cold *c, const vkvs_cold_completion *cp, int wfd)
  * time; more: the writer takes them as groups, one txn each); after LIVE
  * entries delete the oldest; report 'C idx' after a committed spill, 'D
  * idx' BEFORE submitting a delete. Runs until killed. */
-static void child_main(const char *dir, uint64_t first, int wfd, int window)
+static void child_main(const char *dir, uint64_t first, int wfd, int window, int shards)
 {
     vkvs_cold_config cfg;
     vkvs_cold_config_default(&cfg);
     cfg.dir = dir;
+    cfg.shards = shards;
     cfg.max_bytes = 1ull << 30;
     cfg.piece_size = 256u << 10;
     cfg.sync_interval_ms = 5;
@@ -172,10 +174,14 @@ static int list_cb(void *ctx, const vkvs_cold_entry_info *e)
 }
 
 /* kill -9 at pseudo-random moments, ROUNDS times, with the child keeping
- * `window` spills queued; the store stays consistent and serves only
- * whole, correct entries. Returns the spills and spill txns the children
- * reported before their kills. */
-static void kill9_rounds(int window, unsigned long long *spills, unsigned long long *txns)
+ * `window` spills queued, in a tier of `shards` environments (created by
+ * the first child, perhaps killed while it creates them); the store stays
+ * consistent and serves only whole, correct entries. The parent reopens
+ * with the default (one shard): the tier keeps the count it was created
+ * with. Returns the spills and spill txns the children reported before
+ * their kills. */
+static void kill9_rounds(int window, int shards, unsigned long long *spills,
+                         unsigned long long *txns)
 {
     char *dir = cu_mkdtemp("coldcrash");
     assert_non_null(dir);
@@ -195,7 +201,7 @@ static void kill9_rounds(int window, unsigned long long *spills, unsigned long l
         assert_true(pid >= 0);
         if (pid == 0) {
             close(pfd[0]);
-            child_main(dir, next, pfd[1], window);
+            child_main(dir, next, pfd[1], window, shards);
             _exit(2);
         }
         close(pfd[1]);
@@ -251,6 +257,7 @@ static void kill9_rounds(int window, unsigned long long *spills, unsigned long l
         vkvs_cold_stats_get(c, &st);
         assert_int_equal(st.entries, n_listed);
         assert_int_equal(st.checksum_failures, 0);
+        assert_int_equal(st.shards, (uint64_t)shards);
         assert_int_equal(vkvs_cold_close(c), 0);
         total_listed += n_listed;
         /* next child continues after everything ever attempted; entries it
@@ -277,7 +284,7 @@ static void cold_kill9_during_spills_leaves_whole_entries_or_none(void **state)
 {
     (void)state;
     unsigned long long spills = 0, txns = 0;
-    kill9_rounds(1, &spills, &txns);
+    kill9_rounds(1, 1, &spills, &txns);
     assert_int_equal(spills, txns);
 }
 
@@ -289,8 +296,22 @@ static void cold_kill9_during_group_commits_leaves_whole_entries_or_none(void **
 {
     (void)state;
     unsigned long long spills = 0, txns = 0;
-    kill9_rounds(12, &spills, &txns);
+    kill9_rounds(12, 1, &spills, &txns);
     fprintf(stderr, "  %llu spills reported committed in %llu txns\n", spills, txns);
+    assert_true(txns > 0 && txns < spills);
+}
+
+/* The same in a tier of 3 shards: each shard's writer commits its own
+ * groups at the same time as the others, and a kill lands in several
+ * transactions at once (or while the first child creates the shards);
+ * every completed spill must be there, whole, in the shard its key maps
+ * to, and nothing half written. */
+static void cold_kill9_across_shards_leaves_whole_entries_or_none(void **state)
+{
+    (void)state;
+    unsigned long long spills = 0, txns = 0;
+    kill9_rounds(12, 3, &spills, &txns);
+    fprintf(stderr, "  %llu spills reported committed in %llu txns over 3 shards\n", spills, txns);
     assert_true(txns > 0 && txns < spills);
 }
 
@@ -300,6 +321,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cold_kill9_during_spills_leaves_whole_entries_or_none),
         cmocka_unit_test(cold_kill9_during_group_commits_leaves_whole_entries_or_none),
+        cmocka_unit_test(cold_kill9_across_shards_leaves_whole_entries_or_none),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

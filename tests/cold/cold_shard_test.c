@@ -1,0 +1,434 @@
+/* tests/cold/cold_shard_test.c - a cold tier of several LMDB environments
+ * (shards), against real LMDB files: keys spread over the shards and come
+ * back bit-identical, the count is fixed at creation, each shard keeps its
+ * share of the bound, one process per tier, and a damaged shard (or shard
+ * count, or one-env tier) is moved aside alone while the rest is served. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cold/cold.h"
+#include "cold_util.h"
+#include "common/log.h"
+#include "vkv/error.h"
+
+#define NKEYS 48
+
+/* Per-test scratch directory. */
+typedef struct fixture {
+    char *dir;
+} fixture;
+
+/* Creates the scratch directory of a test. */
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->dir = cu_mkdtemp("coldshard")) == NULL) {
+        free(f);
+        return -1;
+    }
+    cu_nside = 0;
+    *state = f;
+    return 0;
+}
+
+/* Removes the scratch directory of a test. */
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    cu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Opens the tier in dir asking for `shards` (quarantine as given); returns
+ * the open's code and sets *out. */
+static int try_open(const char *dir, int shards, uint64_t max_bytes, int quarantine,
+                    vkvs_cold **out)
+{
+    vkvs_cold_config cfg;
+    vkvs_cold_config_default(&cfg);
+    cfg.dir = dir;
+    cfg.shards = shards;
+    cfg.max_bytes = max_bytes;
+    cfg.piece_size = 64u << 10;
+    cfg.sync_interval_ms = 20;
+    cfg.quarantine_damaged = quarantine;
+    *out = NULL;
+    return vkvs_cold_open(&cfg, out, NULL, 0);
+}
+
+/* try_open that must succeed. */
+static vkvs_cold *open_tier(const char *dir, int shards, uint64_t max_bytes, int quarantine)
+{
+    vkvs_cold *c;
+    assert_int_equal(try_open(dir, shards, max_bytes, quarantine, &c), 0);
+    assert_non_null(c);
+    return c;
+}
+
+/* Payload size of key i of the tests: 1 .. ~300 KB, not piece-aligned. */
+static size_t size_of(uint64_t i)
+{
+    return 1 + (size_t)((i * 2654435761u) % 300000u);
+}
+
+/* The namespace of key i: two namespaces, so the routing sees both. */
+static const char *ns_of(uint64_t i)
+{
+    return (i & 1) ? "img" : "";
+}
+
+/* Spills keys 0..n-1 of series 3 (and waits for each). */
+static void spill_keys(vkvs_cold *c, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        vkv_key k;
+        cu_key(&k, 3, i);
+        assert_int_equal(cu_spill_sync(c, ns_of(i), &k, size_of(i), i + 1), 0);
+    }
+}
+
+/* Restores key i and returns 1 when it came back bit-identical, 0 when it
+ * is absent (anything else fails the test). */
+static int restore_key(vkvs_cold *c, uint64_t i)
+{
+    vkv_key k;
+    cu_key(&k, 3, i);
+    uint8_t *buf = NULL;
+    size_t got = 0;
+    int rc = cu_restore_sync(c, ns_of(i), &k, size_of(i) + 9, 5000 + i, &buf, &got);
+    if (rc == VKV_ENOTFOUND)
+        return 0;
+    assert_int_equal(rc, 0);
+    assert_int_equal(got, size_of(i));
+    assert_true(cu_check(&k, buf, got));
+    free(buf);
+    return 1;
+}
+
+/* foreach callback: marks the series-3 keys listed in seen[]. */
+static int mark_cb(void *ctx, const vkvs_cold_entry_info *e)
+{
+    uint8_t *seen = ctx;
+    uint64_t series, idx;
+    assert_int_equal(cu_key_parse(&e->key, &series, &idx), 0);
+    assert_true(series == 3 && idx < NKEYS);
+    assert_string_equal(e->ns, ns_of(idx));
+    assert_int_equal(e->size, size_of(idx));
+    seen[idx]++;
+    return 0;
+}
+
+/* Lists which keys the environment in `dir` holds, opening it as a
+ * one-env tier of its own (a shard directory is a whole environment). */
+static int list_env(const char *dir, uint8_t *seen)
+{
+    vkvs_cold *c = open_tier(dir, 1, 1ull << 30, 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 1);
+    memset(seen, 0, NKEYS);
+    assert_int_equal(vkvs_cold_foreach(c, mark_cb, seen), 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    int n = 0;
+    for (int i = 0; i < NKEYS; i++)
+        n += seen[i];
+    return n;
+}
+
+/* Counts the entries of `dir` whose name starts with `prefix`. */
+static int count_named(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* verify progress callback: progress never passes its total and never
+ * goes back. */
+typedef struct progress {
+    uint64_t calls, last_done, last_total;
+} progress;
+static int progress_cb(void *ctx, uint64_t done, uint64_t total, uint64_t db, uint64_t tb)
+{
+    progress *p = ctx;
+    assert_true(done <= total && db <= tb);
+    assert_true(done >= p->last_done);
+    p->last_done = done;
+    p->last_total = total;
+    p->calls++;
+    return 0;
+}
+
+/* Keys spread over both shards, every one in exactly one; they restore
+ * bit-identical, also after reopening with another configured count (the
+ * tier keeps the 2 it was created with); foreach, lookup, delete, verify
+ * and the summed stats cover every shard. */
+static void shards_spread_keys_and_keep_their_count(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    spill_keys(c, NKEYS);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.entries, NKEYS);
+    assert_int_equal(st.spills, NKEYS);
+    assert_int_equal(st.max_bytes, 256u << 20);
+    /* one process per tier, and per shard directory */
+    vkvs_cold *other;
+    assert_int_equal(try_open(f->dir, 2, 256u << 20, 0, &other), VKV_EBUSY);
+    char sdir[4200];
+    snprintf(sdir, sizeof sdir, "%s/shard-0", f->dir);
+    assert_int_equal(try_open(sdir, 1, 256u << 20, 0, &other), VKV_EBUSY);
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shards", f->dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int count = 0;
+    assert_int_equal(fscanf(fp, "%d", &count), 1);
+    fclose(fp);
+    assert_int_equal(count, 2);
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    assert_int_not_equal(access(path, F_OK), 0); /* no env at the top */
+    uint8_t in0[NKEYS], in1[NKEYS];
+    snprintf(sdir, sizeof sdir, "%s/shard-0", f->dir);
+    int n0 = list_env(sdir, in0);
+    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
+    int n1 = list_env(sdir, in1);
+    fprintf(stderr, "  %d keys in shard 0, %d in shard 1\n", n0, n1);
+    assert_true(n0 > 0 && n1 > 0);
+    for (int i = 0; i < NKEYS; i++)
+        assert_int_equal(in0[i] + in1[i], 1);
+
+    c = open_tier(f->dir, 4, 256u << 20, 0); /* asks for 4: keeps 2 */
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.entries, NKEYS);
+    uint8_t seen[NKEYS] = {0};
+    assert_int_equal(vkvs_cold_foreach(c, mark_cb, seen), 0);
+    for (uint64_t i = 0; i < NKEYS; i++) {
+        assert_int_equal(seen[i], 1);
+        assert_int_equal(restore_key(c, i), 1);
+        vkv_key k;
+        cu_key(&k, 3, i);
+        vkvs_cold_entry_info info;
+        assert_int_equal(vkvs_cold_lookup(c, ns_of(i), &k, &info), 0);
+        assert_int_equal(info.size, size_of(i));
+        /* the same key bytes in the other namespace are another entry */
+        assert_int_equal(vkvs_cold_lookup(c, ns_of(i + 1), &k, &info), VKV_ENOTFOUND);
+    }
+    progress p = {0};
+    vkvs_cold_verify_report r;
+    assert_int_equal(vkvs_cold_verify(c, 0, progress_cb, &p, &r), 0);
+    assert_int_equal(r.entries, NKEYS);
+    assert_int_equal(r.corrupt, 0);
+    assert_true(p.calls >= NKEYS);
+    assert_int_equal(p.last_done, NKEYS);
+    assert_int_equal(p.last_total, NKEYS);
+    for (uint64_t i = 0; i < NKEYS; i += 3) {
+        vkv_key k;
+        cu_key(&k, 3, i);
+        assert_int_equal(vkvs_cold_delete(c, ns_of(i), &k, 7000 + i), 0);
+        vkvs_cold_completion cp;
+        assert_int_equal(cu_wait(c, VKVS_COLD_OP_DELETE, 7000 + i, &cp), 0);
+        assert_int_equal(cp.status, 0);
+    }
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), i % 3 != 0);
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, NKEYS - NKEYS / 3);
+    assert_int_equal(st.deletes, NKEYS / 3);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* A tier created with one environment (every tier before shards) keeps it
+ * when reopened asking for more: same files, every entry served. */
+static void one_env_tier_stays_one_env(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 1, 256u << 20, 0);
+    spill_keys(c, 10);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    c = open_tier(f->dir, 3, 256u << 20, 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 1);
+    assert_int_equal(st.entries, 10);
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(restore_key(c, i), 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/shards", f->dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    assert_int_equal(count_named(f->dir, "shard-"), 0);
+}
+
+/* Each shard holds max_bytes / shards: the sum stays under the bound,
+ * entries past it are evicted (EVICTED posted) and a block larger than
+ * one shard's share is refused at submit. */
+static void each_shard_keeps_its_share_of_the_bound(void **state)
+{
+    fixture *f = *state;
+    const uint64_t bound = 3u << 20;
+    vkvs_cold *c = open_tier(f->dir, 2, bound, 0);
+    for (uint64_t i = 0; i < 24; i++) {
+        vkv_key k;
+        cu_key(&k, 4, i);
+        assert_int_equal(cu_spill_sync(c, "b", &k, 400000, i + 1), 0);
+        vkvs_cold_stats st;
+        vkvs_cold_stats_get(c, &st);
+        assert_true(st.bytes <= bound);
+    }
+    cu_drain(c);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.max_bytes, bound);
+    assert_int_equal(st.evictions, 24 - st.entries);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_EVICTED), (int)st.evictions);
+    assert_true(st.entries >= 4); /* at least 3 per shard fit: 1.5 MiB each */
+    vkv_key k;
+    cu_key(&k, 4, 99);
+    uint8_t *big = cu_payload(&k, (bound / 2) + 1);
+    assert_int_equal(vkvs_cold_spill(c, "b", &k, big, (bound / 2) + 1, 99), VKV_ETOOBIG);
+    free(big);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Writes garbage over both meta pages of the env in dir. */
+static void damage_env(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    uint8_t junk[8192];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 131u + 7u);
+    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* A damaged shard fails the open (VKV_ECORRUPT) unless quarantine is
+ * asked for; then that shard alone is moved aside and starts empty, its
+ * keys are absent (never served), every key of the other shard restores
+ * bit-identical, and the new shard takes spills. */
+static void damaged_shard_is_moved_aside_alone(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    spill_keys(c, NKEYS);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    char sdir[4200];
+    uint8_t in1[NKEYS];
+    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
+    int n1 = list_env(sdir, in1);
+    assert_true(n1 > 0 && n1 < NKEYS);
+    damage_env(sdir);
+
+    assert_int_equal(try_open(f->dir, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
+    assert_null(c);
+    c = open_tier(f->dir, 2, 256u << 20, 1);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.envs_quarantined, 1);
+    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.entries, (uint64_t)(NKEYS - n1));
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), !in1[i]);
+    spill_keys(c, NKEYS); /* the empty shard takes its keys again */
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    assert_int_equal(count_named(f->dir, "shard-1.corrupt-"), 1);
+    assert_int_equal(count_named(f->dir, "shard-0.corrupt-"), 0);
+}
+
+/* A damaged one-env tier, or a damaged shard count, moves the whole
+ * directory aside (with quarantine; VKV_ECORRUPT without) and a new tier
+ * with the configured count starts empty. */
+static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
+{
+    fixture *f = *state;
+    char parent[4200], base[4200];
+    snprintf(parent, sizeof parent, "%s", f->dir);
+    snprintf(base, sizeof base, "%s/tier", f->dir);
+    vkvs_cold *c = open_tier(base, 1, 256u << 20, 0);
+    spill_keys(c, 6);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    damage_env(base);
+    assert_int_equal(try_open(base, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
+    c = open_tier(base, 2, 256u << 20, 1);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.envs_quarantined, 1);
+    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.entries, 0);
+    for (uint64_t i = 0; i < 6; i++)
+        assert_int_equal(restore_key(c, i), 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    assert_int_equal(count_named(parent, "tier.corrupt-"), 1);
+
+    /* a shard count that is not one (here "1", then text) */
+    const char *bad[] = {"1\n", "two\n"};
+    for (int b = 0; b < 2; b++) {
+        usleep(2000); /* each move-aside gets its own millisecond stamp */
+        char path[4300];
+        snprintf(path, sizeof path, "%s/shards", base);
+        FILE *fp = fopen(path, "w");
+        assert_non_null(fp);
+        fputs(bad[b], fp);
+        assert_int_equal(fclose(fp), 0);
+        assert_int_equal(try_open(base, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
+        c = open_tier(base, 3, 256u << 20, 1);
+        vkvs_cold_stats_get(c, &st);
+        assert_int_equal(st.envs_quarantined, 1);
+        assert_int_equal(st.shards, 3);
+        assert_int_equal(vkvs_cold_close(c), 0);
+        assert_int_equal(count_named(parent, "tier.corrupt-"), 2 + b);
+    }
+}
+
+/* A shard count out of range is a configuration error. */
+static void shard_count_out_of_range_is_refused(void **state)
+{
+    fixture *f = *state;
+    vkvs_cold *c;
+    assert_int_equal(try_open(f->dir, 0, 256u << 20, 0, &c), VKV_EINVAL);
+    assert_int_equal(try_open(f->dir, VKVS_COLD_SHARDS_MAX + 1, 256u << 20, 0, &c), VKV_EINVAL);
+    assert_null(c);
+}
+
+int main(void)
+{
+    vkv_log_init("cold_shard_test", VKV_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(shards_spread_keys_and_keep_their_count, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_env_tier_stays_one_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(each_shard_keeps_its_share_of_the_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_shard_is_moved_aside_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_tier_or_count_moves_the_whole_tier_aside, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(shard_count_out_of_range_is_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("cold_shard", tests, NULL, NULL);
+}
