@@ -415,24 +415,13 @@ void vkvd_cold_open(vkvd_server *srv)
      * cold-thread-policy, cold-thread-nice in docs/CONFIG.md) */
     cc.thread_nice = (int)srv->cfg.cold_thread_nice;
     cc.thread_policy = vkvd_cold_policy(&srv->cfg);
+    cc.shards = (int)srv->cfg.cold_shards;
+    /* A damaged environment (a power cut with a lying disk, a bad copy...)
+     * is never served and never silently dropped: the tier moves it aside
+     * for inspection (the whole tier, or just the damaged shard) and starts
+     * an empty one in its place. */
+    cc.quarantine_damaged = 1;
     int rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
-    if (rc == VKV_ECORRUPT) {
-        /* A damaged environment (a power cut with a lying disk, a bad
-         * copy...) is never served and never silently dropped: it is moved
-         * aside for inspection and the tier starts empty. */
-        char aside[VKVD_PATH_MAX + 64];
-        snprintf(aside, sizeof aside, "%s.corrupt-%llu", dir, (unsigned long long)vkv_wall_ms());
-        if (rename(dir, aside) == 0) {
-            srv->cold_envs_quarantined++;
-            VKV_ERROR("cold tier at %s is damaged (%s): moved aside to %s; starting an empty one",
-                      dir, err, aside);
-            err[0] = '\0';
-            rc = vkvs_cold_open(&cc, &srv->cold, err, sizeof err);
-        } else {
-            VKV_ERROR("cold tier at %s is damaged (%s) and cannot be moved aside: %s", dir, err,
-                      strerror(errno));
-        }
-    }
     if (rc) {
         VKV_ERROR("cold tier at %s unavailable (%s): %s; serving from memory only", dir,
                   vkv_strerror(rc), err);
@@ -440,11 +429,15 @@ void vkvd_cold_open(vkvd_server *srv)
         return;
     }
     srv->cold_fd = vkvs_cold_fd(srv->cold);
+    vkvs_cold_stats cs;
+    vkvs_cold_stats_get(srv->cold, &cs);
+    srv->cold_envs_quarantined += cs.envs_quarantined;
     uint64_t t0 = vkv_now_ms();
     vkvs_cold_foreach(srv->cold, load_cold_entry, srv);
     vkvs_stats s;
     vkvs_stats_get(srv->st, &s);
-    VKV_INFO("cold tier %s: %llu entries (%llu MiB) indexed in %llu ms", dir,
+    VKV_INFO("cold tier %s (%llu shard%s): %llu entries (%llu MiB) indexed in %llu ms", dir,
+             (unsigned long long)cs.shards, cs.shards == 1 ? "" : "s",
              (unsigned long long)s.entries_cold, (unsigned long long)(s.bytes_cold >> 20),
              (unsigned long long)(vkv_now_ms() - t0));
     vkvs_hooks h = {hook_evict, hook_drop, srv};

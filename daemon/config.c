@@ -79,6 +79,10 @@ static const struct setting g_settings[] = {
      S_STR(policy, 1, "lru|s3fifo", NULL)},
     {"cold-max", "VKV_COLD_MAX", "cold tier (LMDB) bound in bytes; 0 disables it (default 16G)",
      S_SIZE(cold_max, 0, UINT64_MAX)},
+    {"cold-shards", "VKV_COLD_SHARDS",
+     "LMDB environments of a new cold tier, each with its own writer, 1..16 (default 2; an "
+     "existing tier keeps its count)",
+     S_NUM(cold_shards, 1, 16)},
     {"cold-sync-ms", "VKV_COLD_SYNC_MS", "interval of explicit LMDB syncs (default 1000)",
      S_NUM(cold_sync_ms, 1, UINT32_MAX)},
     {"cold-thread-policy", "VKV_COLD_THREAD_POLICY",
@@ -359,6 +363,7 @@ void vkvd_config_defaults(vkvd_config *cfg)
     cfg->page_size = 256u << 10;
     cfg->cold_max = 16ull << 30;
     cfg->cold_sync_ms = 1000;
+    cfg->cold_shards = 2;
     snprintf(cfg->cold_thread_policy, sizeof cfg->cold_thread_policy, "normal");
     cfg->cold_thread_nice = 10;
     cfg->lease_ttl_ms = 30000;
@@ -626,7 +631,8 @@ void vkvd_config_print(const vkvd_config *cfg, void *fpv)
             lv[cfg->log_level < 0   ? 0
                : cfg->log_level > 3 ? 3
                                     : cfg->log_level]);
-    fprintf(fp, "spill-queue = %llu\n", (unsigned long long)cfg->spill_queue);
+    fprintf(fp, "spill-queue = %llu\ncold-shards = %u\n", (unsigned long long)cfg->spill_queue,
+            cfg->cold_shards);
     fprintf(fp, "cold-thread-policy = %s\ncold-thread-nice = %u\nserve-slice-us = %u\n",
             cfg->cold_thread_policy, cfg->cold_thread_nice, cfg->serve_slice_us);
     fprintf(fp, "lookup-index-slots = %u\n", cfg->lookup_index_slots);

@@ -28,6 +28,7 @@ typedef struct vkvd_config {
     uint64_t session_quota;        /* bytes a session may pin + reserve; 0 = no
                                     * limit; VKVD_QUOTA_AUTO = capacity / 2 */
     uint32_t cold_sync_ms;         /* explicit LMDB sync interval */
+    uint32_t cold_shards;          /* LMDB environments of a new cold tier */
     char cold_thread_policy[16];   /* the cold tier's threads: normal | batch | idle */
     uint32_t cold_thread_nice;     /* their nice value, 0..19 */
     uint32_t serve_slice_us;       /* CPU slice the request-serving threads ask

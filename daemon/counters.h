@@ -62,7 +62,7 @@
       COUNTER,                                                                                     \
       "Blocks refused at COMMIT, spill or restore for carrying another (namespace, key).")         \
     X(cold_envs_quarantined, srv->cold_envs_quarantined, NULL, "vkvd_cold_envs_quarantined_total", \
-      "", COUNTER, "Damaged cold-tier environments moved aside at start.")                         \
+      "", COUNTER, "Damaged cold-tier environments (whole tiers or shards) moved aside at start.") \
     X(aborts, s.aborts, NULL, "vkvd_aborts_total", "", COUNTER, "Reservations dropped by ABORT.")  \
     X(deletes, s.deletes, NULL, "vkvd_deletes_total", "", COUNTER, "Entries removed by DELETE.")   \
     X(evictions, s.evictions, NULL, "vkvd_evictions_total", "", COUNTER,                           \
@@ -133,6 +133,8 @@
     X(cold_store_entries, c.entries, NULL, NULL, NULL, NONE, NULL)                                 \
     X(cold_store_bytes, c.bytes, NULL, NULL, NULL, NONE, NULL)                                     \
     X(cold_max_bytes, c.max_bytes, NULL, NULL, NULL, NONE, NULL)                                   \
+    X(cold_shards, c.shards, NULL, NULL, NULL, NONE, NULL)                                         \
+    X(cold_shards_failed, c.shards_failed, NULL, NULL, NULL, NONE, NULL)                           \
     X(cold_map_size, c.map_size, NULL, NULL, NULL, NONE, NULL)                                     \
     X(cold_file_bytes, c.file_bytes, NULL, NULL, NULL, NONE, NULL)                                 \
     X(cold_spills, c.spills, NULL, NULL, NULL, NONE, NULL)                                         \
