@@ -10,10 +10,12 @@
  *   restore = vkvs_cold_restore of every block (2 reader threads, <= 4 in
  *             flight), page cache dropped first (posix_fadvise DONTNEED)
  *   read    = read(2) of the file, page cache dropped first
- * and prints MB/s and the ratios: spills in five variants (a window of 4
- * queued, or what vkvd's 64 MiB spill-queue allows; group commit off, at
- * its 16 MiB default, or at 64 MiB), each run REPS times right after its
- * yardstick, median and range. Then a churn run per piece
+ * and prints MB/s and the ratios: spills in seven variants (one
+ * environment: a window of 4 queued, or what vkvd's 64 MiB spill-queue
+ * allows; group commit off, at its 16 MiB default, or at 64 MiB; then 4
+ * and 2 shards, vkvd's default, at that window and group), each run REPS
+ * times right after its yardstick, median and range. The restore round
+ * reads the 2-shard tier. Then a churn run per piece
  * size (256 KiB, 1 MiB, 4 MiB): 3x the bound spilled in mixed sizes with evictions, and the file
  * size / map use relative to the stored bytes. */
 #include <fcntl.h>
@@ -58,14 +60,40 @@ static int drain(vkvs_cold *c, int op, int want)
     return ok;
 }
 
-/* Removes the env files and the yardstick file under dir. */
+static const char *const env_files[] = {"data.mdb", "lock.mdb", "vkv-cold.lock"};
+
+/* Removes the env files, the shard directories and the yardstick file
+ * under dir. */
 static void clean(const char *dir)
 {
     char p[4200];
-    const char *names[] = {"data.mdb", "lock.mdb", "vkv-cold.lock", "plain.bin"};
-    for (int i = 0; i < 4; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, env_files[i]);
         unlink(p);
+    }
+    for (int k = 0; k < VKVS_COLD_SHARDS_MAX; k++) {
+        for (int i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s/shard-%d/%s", dir, k, env_files[i]);
+            unlink(p);
+        }
+        snprintf(p, sizeof p, "%s/shard-%d", dir, k);
+        rmdir(p);
+    }
+    snprintf(p, sizeof p, "%s/shards", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/plain.bin", dir);
+    unlink(p);
+}
+
+/* Drops the page cache of every environment's data file under dir. */
+static void drop_env_caches(const char *dir)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    drop_cache(p);
+    for (int k = 0; k < VKVS_COLD_SHARDS_MAX; k++) {
+        snprintf(p, sizeof p, "%s/shard-%d/data.mdb", dir, k);
+        drop_cache(p);
     }
 }
 
@@ -96,17 +124,19 @@ static double yard_write(const char *dir, uint8_t *blk, size_t bsize, int n, int
     return (double)(vkv_now_ns() - t0) / 1e9;
 }
 
-/* Opens a fresh cold tier in dir for n blocks of bsize bytes, group
+/* Opens a fresh cold tier of `shards` environments in dir for n blocks of
+ * bsize bytes (each shard bounded with room for all of them), group
  * commit bounded at `group` bytes (0 = one spill per txn). NULL on error. */
-static vkvs_cold *open_fresh(const char *dir, size_t bsize, int n, uint64_t group)
+static vkvs_cold *open_fresh(const char *dir, size_t bsize, int n, uint64_t group, int shards)
 {
     clean(dir);
     vkvs_cold_config cfg;
     vkvs_cold_config_default(&cfg);
     cfg.dir = dir;
-    cfg.max_bytes = (uint64_t)bsize * n + (64u << 20);
+    cfg.max_bytes = ((uint64_t)bsize * n + (64u << 20)) * (uint64_t)shards;
     cfg.sync_interval_ms = 0;
     cfg.group_max_bytes = group;
+    cfg.shards = shards;
     vkvs_cold *c = NULL;
     return vkvs_cold_open(&cfg, &c, NULL, 0) == 0 ? c : NULL;
 }
@@ -149,7 +179,7 @@ static void sort_d(double *v, int n)
 }
 
 #define REPS  3
-#define NVARS 5
+#define NVARS 7
 
 /* Spill throughput for blocks of `bsize` bytes, `n` of them, REPS times:
  * each repetition writes the yardstick and then every variant (window of
@@ -168,15 +198,16 @@ static int run_size(const char *dir, size_t bsize, int n)
     for (int i = 0; i < 4; i++)
         dst[i] = malloc(bsize);
     double mb = (double)bsize * n / 1e6;
-    char fpath[4200], dpath[4200];
+    char fpath[4200];
     snprintf(fpath, sizeof fpath, "%s/plain.bin", dir);
-    snprintf(dpath, sizeof dpath, "%s/data.mdb", dir);
     /* window 4: one spill at a time behind 3 queued (the earlier rounds'
      * bench); wd: what vkvd's default spill-queue (64 MiB) lets it queue */
     int wd = (int)((64u << 20) / bsize);
     wd = wd > 1 ? wd : 1;
-    int window[NVARS] = {4, 4, wd, wd, wd};
-    uint64_t group[NVARS] = {0, 16u << 20, 0, 16u << 20, 64u << 20}; /* 16 MiB: the default */
+    int window[NVARS] = {4, 4, wd, wd, wd, wd, wd};
+    uint64_t group[NVARS] = {0,         16u << 20, 0,        16u << 20,
+                             64u << 20, 16u << 20, 16u << 20}; /* 16 MiB: the default */
+    int shards[NVARS] = {1, 1, 1, 1, 1, 4, 2}; /* 2: vkvd's default (last: restored from) */
     double ratio[NVARS][REPS], rate[NVARS][REPS], yrate[REPS], srate[REPS], per_txn[NVARS] = {0};
     int rc = 0;
     vkvs_cold *c = NULL;
@@ -190,7 +221,7 @@ static int run_size(const char *dir, size_t bsize, int n)
         for (int v = 0; v < NVARS; v++) {
             if (c)
                 vkvs_cold_close(c);
-            if (!(c = open_fresh(dir, bsize, n, group[v])))
+            if (!(c = open_fresh(dir, bsize, n, group[v], shards[v])))
                 return 1;
             int ok;
             double s_s = spill_all(c, blk, bsize, n, window[v], &ok, &per_txn[v]);
@@ -208,10 +239,10 @@ static int run_size(const char *dir, size_t bsize, int n)
     for (int v = 0; v < NVARS; v++) {
         sort_d(ratio[v], REPS);
         sort_d(rate[v], REPS);
-        printf("  window %2d, group %2d MiB (%4.1f spills/txn): spill median %4.0f MB/s, "
-               "ratio to write+fsync median %.2fx [%.2f-%.2f]\n",
-               window[v], (int)(group[v] >> 20), per_txn[v], rate[v][REPS / 2], ratio[v][REPS / 2],
-               ratio[v][0], ratio[v][REPS - 1]);
+        printf("  shards %d, window %2d, group %2d MiB (%4.1f spills/txn): spill median %4.0f "
+               "MB/s, ratio to write+fsync median %.2fx [%.2f-%.2f]\n",
+               shards[v], window[v], (int)(group[v] >> 20), per_txn[v], rate[v][REPS / 2],
+               ratio[v][REPS / 2], ratio[v][0], ratio[v][REPS - 1]);
     }
 
     /* restore from the last env (written with the last variant) */
@@ -233,7 +264,7 @@ static int run_size(const char *dir, size_t bsize, int n)
     if (fd >= 0)
         close(fd);
 
-    drop_cache(dpath);
+    drop_env_caches(dir);
     t0 = vkv_now_ns();
     int rok = 0, inflight = 0;
     for (int i = 0; i < n; i++) {

@@ -77,7 +77,8 @@ typedef struct vkvs_cold_config {
                                  * VKVS_COLD_PIECE_MIN..MAX (default 1 MiB);
                                  * entries keep the piece size they were
                                  * written with */
-    int reader_threads;         /* restore threads, 1..64 (default 2) */
+    int reader_threads;         /* restore threads, 1..64 (default 2), over
+                                 * all shards (at least one per shard) */
     uint64_t queue_max_bytes;   /* bound on payload bytes queued for the writer
                                  * but not yet written; a spill that would pass
                                  * it is refused with VKV_EBUSY (caller keeps
@@ -125,8 +126,9 @@ typedef struct vkvs_cold_config {
                                  * created; an existing tier keeps its
                                  * count whatever this says. Each shard
                                  * holds max_bytes / N (so does the map
-                                 * cap and the queue bound) and runs
-                                 * reader_threads restore threads */
+                                 * cap and the queue bound), and the
+                                 * reader_threads are dealt over the
+                                 * shards (at least one each) */
     int quarantine_damaged;     /* nonzero: an environment LMDB refuses to
                                  * open (damaged) is moved aside to
                                  * <dir>.corrupt-<ms> (one-env tier) or

@@ -1,7 +1,7 @@
 /*
- * cold/cold_int.h - the cold tier's internal header: the handle, the
- * on-disk records and keys, the queue items, and the functions the files of
- * cold/ call across each other. Not for use outside cold/ (the API is
+ * cold/cold_int.h - the cold tier's internal header: one environment's
+ * handle (a tier is 1..16 of them, cold/tier.c), the on-disk records and keys, the queue items, and
+ * the functions the files of cold/ call across each other. Not for use outside cold/ (the API is
  * cold.h).
  *
  * Files (docs/COLD_TIER.md, "Code map"):
@@ -14,7 +14,9 @@
  *   spill.c   the writer's spill and eviction
  *   open.c    open (in steps), close, the open-time scan
  *   verify.c  vkvs_cold_verify
- *   cold.c    the submit API, completions, lookup, foreach, stats, errors
+ *   cold.c    one env's submit calls, posting completions, lookup, foreach,
+ *             stats, errors
+ *   tier.c    the public API: the shards of a tier, routing, the sink
  *
  * LMDB layout (named DBs in one env, MDB_NOMETASYNC | MDB_NOTLS, no
  * MDB_WRITEMAP):

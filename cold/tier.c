@@ -165,14 +165,20 @@ static int vkvs_cold_layout(vkvs_cold *t, int want, char *why)
 
 /* ---- open and close ------------------------------------------------------- */
 
-/* The configuration of one shard: cfg with its share of the byte bounds
- * (bound, map sizes, queue bound; divided by n, the queue bound and map
- * sizes rounded up) and its directory `dir` (the caller's buffer). */
-static vkvs_cold_config vkvs_cold_shard_cfg(const vkvs_cold_config *cfg, int n, const char *dir)
+/* The configuration of shard k of n: cfg with its share of the byte
+ * bounds (bound, map sizes, queue bound; divided by n, the queue bound and
+ * map sizes rounded up) and of the restore threads (reader_threads dealt
+ * over the shards, at least one each), and its directory `dir` (the
+ * caller's buffer). */
+static vkvs_cold_config vkvs_cold_shard_cfg(const vkvs_cold_config *cfg, int k, int n,
+                                            const char *dir)
 {
     vkvs_cold_config s = *cfg;
     uint64_t un = (uint64_t)n;
     s.dir = dir;
+    s.reader_threads = cfg->reader_threads / n + (k < cfg->reader_threads % n);
+    if (s.reader_threads < 1)
+        s.reader_threads = 1;
     s.max_bytes = cfg->max_bytes / un;
     s.map_cap_bytes = (cfg->map_cap_bytes + un - 1) / un;
     s.map_initial_bytes = (cfg->map_initial_bytes + un - 1) / un;
@@ -218,7 +224,7 @@ static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char
     for (int k = 0; k < t->n; k++) {
         char dir[VKVS_COLD_PATH_MAX];
         vkvs_cold_shard_dir(t, k, dir, sizeof dir);
-        vkvs_cold_config sc = vkvs_cold_shard_cfg(cfg, t->n, dir);
+        vkvs_cold_config sc = vkvs_cold_shard_cfg(cfg, k, t->n, dir);
         int rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
         if (rc == VKV_ECORRUPT && cfg->quarantine_damaged && t->n > 1) {
             char reason[VKVS_COLD_WHY_MAX];
