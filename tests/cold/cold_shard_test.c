@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "cold/cold.h"
 #include "cold_util.h"
@@ -217,8 +218,16 @@ static void shards_spread_keys_and_keep_their_count(void **state)
     int n1 = list_env(sdir, in1);
     fprintf(stderr, "  %d keys in shard 0, %d in shard 1\n", n0, n1);
     assert_true(n0 > 0 && n1 > 0);
-    for (int i = 0; i < NKEYS; i++)
+    for (int i = 0; i < NKEYS; i++) {
         assert_int_equal(in0[i] + in1[i], 1);
+        /* the routing is part of the format (COLD_TIER.md, "Shards"):
+         * XXH3-64 of the key bytes, seeded with XXH3-64 of the namespace */
+        vkv_key k;
+        cu_key(&k, 3, (uint64_t)i);
+        const char *ns = ns_of((uint64_t)i);
+        uint64_t h = XXH3_64bits_withSeed(k.b, VKV_KEY_LEN, XXH3_64bits(ns, strlen(ns)));
+        assert_int_equal(in1[i], h % 2);
+    }
 
     c = open_tier(f->dir, 4, 256u << 20, 0); /* asks for 4: keeps 2 */
     vkvs_cold_stats_get(c, &st);

@@ -630,26 +630,35 @@ static void cold_open_fails_cleanly_on_unusable_directory(void **state)
     chmod(path, 0700);
 }
 
-/* Child of the disk-full case: opens, limits the file size, spills until a
+/* Child of the disk-full case: opens a tier of `shards` environments,
+ * limits the file size (4 MiB past the largest data.mdb), spills until a
  * spill fails. Exit status: number of committed spills (< 100), or 100+ on
  * a failed check. */
-static int disk_full_child(const char *dir)
+static int disk_full_child(const char *dir, int shards)
 {
     vkvs_cold_config cfg;
     vkvs_cold_config_default(&cfg);
     cfg.dir = dir;
+    cfg.shards = shards;
     cfg.max_bytes = 1u << 30;
     cfg.piece_size = 256u << 10;
     vkvs_cold *c = NULL;
     if (vkvs_cold_open(&cfg, &c, NULL, 0) != 0)
         return 101;
-    char path[4200];
+    char path[4300];
     struct stat sb;
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    if (stat(path, &sb) != 0)
-        return 102;
+    off_t largest = 0;
+    for (int k = 0; k < shards; k++) {
+        if (shards == 1)
+            snprintf(path, sizeof path, "%s/data.mdb", dir);
+        else
+            snprintf(path, sizeof path, "%s/shard-%d/data.mdb", dir, k);
+        if (stat(path, &sb) != 0)
+            return 102;
+        largest = sb.st_size > largest ? sb.st_size : largest;
+    }
     signal(SIGXFSZ, SIG_IGN);
-    struct rlimit rl = {(rlim_t)sb.st_size + (4u << 20), (rlim_t)sb.st_size + (4u << 20)};
+    struct rlimit rl = {(rlim_t)largest + (4u << 20), (rlim_t)largest + (4u << 20)};
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
         return 103;
     int committed = 0, failed = 0;
@@ -687,36 +696,45 @@ static int disk_full_child(const char *dir)
 
 /* With the file size limited (as on a full disk), a spill fails with an
  * error completion, nothing half-written; after reopening every committed
- * entry restores and the failed one is absent. */
+ * entry restores and the failed one is absent. In a one-environment tier
+ * and in a tier of 2 shards (where the spill that fails is the first to
+ * outgrow its shard's file, and the other shard's entries stay whole). */
 static void cold_disk_full_fails_spill_cleanly(void **state)
 {
     fixture *f = *state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(disk_full_child(f->dir));
-    int ws;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    assert_true(WIFEXITED(ws));
-    int committed = WEXITSTATUS(ws);
-    fprintf(stderr, "  child committed %d spills before the disk-full error\n", committed);
-    assert_true(committed > 0 && committed < 100);
-    vkvs_cold *c = open_cold(f->dir, 1u << 30, 256u << 10);
-    vkvs_cold_stats st;
-    vkvs_cold_stats_get(c, &st);
-    assert_int_equal(st.entries, (uint64_t)committed);
-    for (int i = 0; i < committed; i++) {
+    for (int shards = 1; shards <= 2; shards++) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/tier%d", f->dir, shards);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(disk_full_child(dir, shards));
+        int ws;
+        assert_int_equal(waitpid(pid, &ws, 0), pid);
+        assert_true(WIFEXITED(ws));
+        int committed = WEXITSTATUS(ws);
+        fprintf(stderr, "  %d shard(s): child committed %d spills before the disk-full error\n",
+                shards, committed);
+        assert_true(committed > 0 && committed < 100);
+        vkvs_cold *c = open_cold(dir, 1u << 30, 256u << 10);
+        vkvs_cold_stats st;
+        vkvs_cold_stats_get(c, &st);
+        assert_int_equal(st.shards, (uint64_t)shards);
+        assert_int_equal(st.entries, (uint64_t)committed);
+        for (int i = 0; i < committed; i++) {
+            vkv_key k;
+            cu_key(&k, 5, (uint64_t)i);
+            expect_restore(c, "m", &k, 1u << 20);
+        }
         vkv_key k;
-        cu_key(&k, 5, (uint64_t)i);
-        expect_restore(c, "m", &k, 1u << 20);
+        cu_key(&k, 5, (uint64_t)committed);
+        expect_absent(c, "m", &k);
+        vkvs_cold_verify_report r;
+        assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
+        assert_int_equal(r.corrupt, 0);
+        assert_int_equal(r.entries, (uint64_t)committed);
+        assert_int_equal(vkvs_cold_close(c), 0);
     }
-    vkv_key k;
-    cu_key(&k, 5, (uint64_t)committed);
-    expect_absent(c, "m", &k);
-    vkvs_cold_verify_report r;
-    assert_int_equal(vkvs_cold_verify(c, 0, NULL, NULL, &r), 0);
-    assert_int_equal(r.corrupt, 0);
-    assert_int_equal(vkvs_cold_close(c), 0);
 }
 
 /* Delete, replace, spill from iovecs, a too small destination and bad
