@@ -179,7 +179,7 @@ static vkvs_cold_config vkvs_cold_shard_cfg(const vkvs_cold_config *cfg, int k, 
     s.reader_threads = cfg->reader_threads / n + (k < cfg->reader_threads % n);
     if (s.reader_threads < 1)
         s.reader_threads = 1;
-    s.max_bytes = cfg->max_bytes / un;
+    s.max_bytes = cfg->max_bytes / un ? cfg->max_bytes / un : 1; /* a bound below n bytes */
     s.map_cap_bytes = (cfg->map_cap_bytes + un - 1) / un;
     s.map_initial_bytes = (cfg->map_initial_bytes + un - 1) / un;
     s.queue_max_bytes = (cfg->queue_max_bytes + un - 1) / un;
