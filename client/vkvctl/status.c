@@ -113,6 +113,8 @@ static void status_json_tiers(cJSON *o, const vkvp_reply *rep)
     cJSON *cold = cJSON_AddObjectToObject(o, "cold");
     add_ctr(cold, "entries", rep, VKVD_COUNTER(entries_cold));
     add_ctr(cold, "bytes", rep, VKVD_COUNTER(bytes_cold));
+    add_ctr(cold, "shards", rep, VKVD_COUNTER(cold_shards));
+    add_ctr(cold, "shards_failed", rep, VKVD_COUNTER(cold_shards_failed));
     if (!vkvctl_ctr(rep, VKVD_COUNTER(remote_available)))
         return;
     cJSON *rt = cJSON_AddObjectToObject(o, "remote");
@@ -175,8 +177,17 @@ static void status_print(vkv_client *c, const vkvp_reply *rep)
            vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_free)), d, sizeof d),
            vkvctl_ctr(rep, VKVD_COUNTER(entries_ready)),
            vkvctl_ctr(rep, VKVD_COUNTER(entries_writing)));
-    printf("cold: %" PRIu64 " entries, %s\n", vkvctl_ctr(rep, VKVD_COUNTER(entries_cold)),
+    uint64_t shards = vkvctl_ctr(rep, VKVD_COUNTER(cold_shards));
+    uint64_t failed = vkvctl_ctr(rep, VKVD_COUNTER(cold_shards_failed));
+    printf("cold: %" PRIu64 " entries, %s", vkvctl_ctr(rep, VKVD_COUNTER(entries_cold)),
            vkvctl_hsize(vkvctl_ctr(rep, VKVD_COUNTER(bytes_cold)), a, sizeof a));
+    if (!vkvctl_ctr(rep, VKVD_COUNTER(cold_available)))
+        printf(" (no cold tier: memory only)");
+    else if (shards > 0)
+        printf(" in %" PRIu64 " LMDB shard%s", shards, shards == 1 ? "" : "s");
+    if (failed > 0)
+        printf(", %" PRIu64 " FAILED", failed);
+    printf("\n");
     if (vkvctl_ctr(rep, VKVD_COUNTER(remote_available)))
         status_print_remote(rep);
     printf("fetch: %" PRIu64 " hits (%" PRIu64 " from the cold tier), %" PRIu64

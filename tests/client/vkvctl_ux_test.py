@@ -282,6 +282,10 @@ def test_ux(d):
     assert w.returncode == 0
     screens = [json.loads(x) for x in w.stdout.splitlines()]
     assert len(screens) == 2 and all(s["hot"]["entries"] == 8 for s in screens)
+    # vkvd's default cold tier: 2 LMDB shards (cold-shards), none failed
+    assert screens[0]["cold"]["shards"] == 2 and screens[0]["cold"]["shards_failed"] == 0
+    out, _ = run(d, "status")
+    assert "in 2 LMDB shards" in out and "FAILED" not in out, out
     run(d, "status", "--iterations", "2", rc=2)  # --iterations needs --watch
 
     # --- paste-back into export, evict, delete
@@ -371,6 +375,8 @@ def test_daemon():
             while "started:" not in d.log() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert "cold bound off" in d.log() and "metrics off" in d.log(), d.log()
+            out, _ = run(d, "status")
+            assert "no cold tier: memory only" in out, out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
