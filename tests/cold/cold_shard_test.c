@@ -25,34 +25,6 @@
 
 #define NKEYS 48
 
-/* Per-test scratch directory. */
-typedef struct fixture {
-    char *dir;
-} fixture;
-
-/* Creates the scratch directory of a test. */
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (f == NULL || (f->dir = cu_mkdtemp("coldshard")) == NULL) {
-        free(f);
-        return -1;
-    }
-    cu_nside = 0;
-    *state = f;
-    return 0;
-}
-
-/* Removes the scratch directory of a test. */
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    cu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
 /* Opens the tier in dir asking for `shards` (quarantine as given); returns
  * the open's code and sets *out. */
 static int try_open(const char *dir, int shards, uint64_t max_bytes, int quarantine,
@@ -184,7 +156,7 @@ static int progress_cb(void *ctx, uint64_t done, uint64_t total, uint64_t db, ui
  * and the summed stats cover every shard. */
 static void shards_spread_keys_and_keep_their_count(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
     spill_keys(c, NKEYS);
     vkvs_cold_stats st;
@@ -274,7 +246,7 @@ static void shards_spread_keys_and_keep_their_count(void **state)
  * when reopened asking for more: same files, every entry served. */
 static void one_env_tier_stays_one_env(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c = open_tier(f->dir, 1, 256u << 20, 0);
     spill_keys(c, 10);
     assert_int_equal(vkvs_cold_close(c), 0);
@@ -297,7 +269,7 @@ static void one_env_tier_stays_one_env(void **state)
  * one shard's share is refused at submit. */
 static void each_shard_keeps_its_share_of_the_bound(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     const uint64_t bound = 3u << 20;
     vkvs_cold *c = open_tier(f->dir, 2, bound, 0);
     for (uint64_t i = 0; i < 24; i++) {
@@ -343,7 +315,7 @@ static void damage_env(const char *dir)
  * bit-identical, and the new shard takes spills. */
 static void damaged_shard_is_moved_aside_alone(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
     spill_keys(c, NKEYS);
     assert_int_equal(vkvs_cold_close(c), 0);
@@ -377,7 +349,7 @@ static void damaged_shard_is_moved_aside_alone(void **state)
  * with the configured count starts empty. */
 static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     char parent[4200], base[4200];
     snprintf(parent, sizeof parent, "%s", f->dir);
     snprintf(base, sizeof base, "%s/tier", f->dir);
@@ -420,7 +392,7 @@ static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
 /* A shard count out of range is a configuration error. */
 static void shard_count_out_of_range_is_refused(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c;
     assert_int_equal(try_open(f->dir, 0, 256u << 20, 0, &c), VKV_EINVAL);
     assert_int_equal(try_open(f->dir, VKVS_COLD_SHARDS_MAX + 1, 256u << 20, 0, &c), VKV_EINVAL);
@@ -431,13 +403,15 @@ int main(void)
 {
     vkv_log_init("cold_shard_test", VKV_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(shards_spread_keys_and_keep_their_count, setup, teardown),
-        cmocka_unit_test_setup_teardown(one_env_tier_stays_one_env, setup, teardown),
-        cmocka_unit_test_setup_teardown(each_shard_keeps_its_share_of_the_bound, setup, teardown),
-        cmocka_unit_test_setup_teardown(damaged_shard_is_moved_aside_alone, setup, teardown),
-        cmocka_unit_test_setup_teardown(damaged_tier_or_count_moves_the_whole_tier_aside, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(shard_count_out_of_range_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(shards_spread_keys_and_keep_their_count, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(one_env_tier_stays_one_env, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(each_shard_keeps_its_share_of_the_bound, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(damaged_shard_is_moved_aside_alone, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(damaged_tier_or_count_moves_the_whole_tier_aside, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(shard_count_out_of_range_is_refused, cu_setup, cu_teardown),
     };
     return cmocka_run_group_tests_name("cold_shard", tests, NULL, NULL);
 }

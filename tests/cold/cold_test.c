@@ -26,37 +26,6 @@
 #include "common/log.h"
 #include "vkv/error.h"
 
-/* Per-test scratch directory. */
-typedef struct fixture {
-    char *dir;
-} fixture;
-
-/* Creates the scratch directory of a test. */
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return -1;
-    f->dir = cu_mkdtemp("cold");
-    if (f->dir == NULL) {
-        free(f);
-        return -1;
-    }
-    cu_nside = 0;
-    *state = f;
-    return 0;
-}
-
-/* Removes the scratch directory of a test. */
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    cu_rmrf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
-
 /* Opens the cold tier in `dir` with the given bound and piece size. */
 static vkvs_cold *open_cold(const char *dir, uint64_t max_bytes, uint32_t piece)
 {
@@ -106,7 +75,7 @@ static const size_t sizes[] = {1,        4095,           262144,  262145,
  * size and above 10 MB, with both piece sizes, and into a split dst. */
 static void cold_spill_then_restore_is_bit_identical(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     const uint32_t pieces[] = {256u << 10, 1u << 20};
     for (int p = 0; p < 2; p++) {
         vkvs_cold *c = open_cold(f->dir, 256u << 20, pieces[p]);
@@ -178,7 +147,7 @@ static int list_cb(void *ctx, const vkvs_cold_entry_info *e)
  * keep equal keys apart. */
 static void cold_entries_persist_across_close_and_reopen(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c = open_cold(f->dir, 256u << 20, 256u << 10);
     for (uint64_t i = 0; i < 20; i++) {
         vkv_key k;
@@ -226,7 +195,7 @@ static int evicted(const char *ns, const vkv_key *k)
  * refreshes an entry), posts EVICTED for each and keeps the newest. */
 static void cold_bound_evicts_least_recently_used(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     const size_t mb = 1u << 20;
     vkvs_cold *c = open_cold(f->dir, 5 * mb, 256u << 10);
     vkv_key k[8];
@@ -352,7 +321,7 @@ static int count_cb(void *ctx, const vkvs_cold_entry_info *e)
  * with VKVS_COLD_VERIFY_DROP); the good entries stay served. */
 static void cold_malformed_metadata_rows_follow_one_rule(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     const size_t len = 50000;
     vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
     vkv_key k[3];
@@ -398,7 +367,7 @@ static void cold_malformed_metadata_rows_follow_one_rule(void **state)
  * restore answers VKV_ECHECKSUM and drops the entry, never serves it. */
 static void cold_corrupt_payload_is_detected_and_dropped(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     const size_t len = 600000;
     vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
     vkv_key k[3];
@@ -450,7 +419,7 @@ static void cold_corrupt_payload_is_detected_and_dropped(void **state)
  * with VKV_ENOSPC, nothing half-written, earlier entries still restore. */
 static void cold_map_full_grows_then_refuses_cleanly(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold_config cfg;
     vkvs_cold_config_default(&cfg);
     cfg.dir = f->dir;
@@ -552,7 +521,7 @@ static int count_threads(const char *name_prefix, int policy, int nice)
  * IDLE), and a policy out of range is refused at open. */
 static void cold_threads_take_the_configured_policy(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     static const int pol[] = {VKVS_COLD_SCHED_BATCH, VKVS_COLD_SCHED_IDLE};
     static const int want[] = {3, 5}; /* SCHED_BATCH, SCHED_IDLE */
     for (int i = 0; i < 2; i++) {
@@ -583,7 +552,7 @@ static void cold_threads_take_the_configured_policy(void **state)
  * at open with a clear error. */
 static void cold_open_fails_cleanly_on_unusable_directory(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     char path[4200];
     snprintf(path, sizeof path, "%s/not-a-dir", f->dir);
     int fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -701,7 +670,7 @@ static int disk_full_child(const char *dir, int shards)
  * outgrow its shard's file, and the other shard's entries stay whole). */
 static void cold_disk_full_fails_spill_cleanly(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     for (int shards = 1; shards <= 2; shards++) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/tier%d", f->dir, shards);
@@ -741,7 +710,7 @@ static void cold_disk_full_fails_spill_cleanly(void **state)
  * arguments behave as documented. */
 static void cold_delete_replace_and_argument_checks(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     vkvs_cold *c = open_cold(f->dir, 64u << 20, 256u << 10);
     vkv_key k;
     cu_key(&k, 6, 1);
@@ -900,7 +869,7 @@ static void run_group(vkvs_cold *c, gate *g, const char *const *ns, const vkv_ke
  * payload), and every entry survives a reopen. */
 static void cold_group_commit_keeps_each_spill_status(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     vkvs_cold *c = open_gated(f->dir, &g, 0, 0);
     gate_close(c, &g);
@@ -936,7 +905,7 @@ static void cold_group_commit_keeps_each_spill_status(void **state)
  * it in the group) are stored and survive a reopen. */
 static void cold_group_commit_map_full_fails_only_the_misfit(void **state)
 {
-    fixture *f = *state;
+    cu_fixture *f = *state;
     gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     vkvs_cold *c = open_gated(f->dir, &g, 2u << 20, 12u << 20);
     gate_close(c, &g);
@@ -975,23 +944,29 @@ int main(void)
 {
     vkv_log_init("cold_test", VKV_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(cold_spill_then_restore_is_bit_identical, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_entries_persist_across_close_and_reopen, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(cold_bound_evicts_least_recently_used, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_corrupt_payload_is_detected_and_dropped, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(cold_map_full_grows_then_refuses_cleanly, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_open_fails_cleanly_on_unusable_directory, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_malformed_metadata_rows_follow_one_rule, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(cold_group_commit_keeps_each_spill_status, setup, teardown),
-        cmocka_unit_test_setup_teardown(cold_group_commit_map_full_fails_only_the_misfit, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(cold_threads_take_the_configured_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(cold_spill_then_restore_is_bit_identical, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_entries_persist_across_close_and_reopen, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_bound_evicts_least_recently_used, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_corrupt_payload_is_detected_and_dropped, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_map_full_grows_then_refuses_cleanly, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_open_fails_cleanly_on_unusable_directory, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_disk_full_fails_spill_cleanly, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_delete_replace_and_argument_checks, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_malformed_metadata_rows_follow_one_rule, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_group_commit_keeps_each_spill_status, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_group_commit_map_full_fails_only_the_misfit, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(cold_threads_take_the_configured_policy, cu_setup,
+                                        cu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

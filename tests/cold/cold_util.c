@@ -182,3 +182,26 @@ int cu_restore_sync(vkvs_cold *c, const char *ns, const vkv_key *k, size_t cap, 
     *len = cp.size;
     return 0;
 }
+
+/* See cold_util.h. */
+int cu_setup(void **state)
+{
+    cu_fixture *f = calloc(1, sizeof *f);
+    if (f == NULL || (f->dir = cu_mkdtemp("cold")) == NULL) {
+        free(f);
+        return -1;
+    }
+    cu_nside = 0;
+    *state = f;
+    return 0;
+}
+
+/* See cold_util.h. */
+int cu_teardown(void **state)
+{
+    cu_fixture *f = *state;
+    cu_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}

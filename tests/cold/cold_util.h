@@ -12,6 +12,19 @@
  * returns it (malloc'ed; caller frees), or NULL. */
 char *cu_mkdtemp(const char *tag);
 
+/* The per-test scratch directory of the cmocka tests. */
+typedef struct cu_fixture {
+    char *dir; /* malloc'ed, removed and freed by cu_teardown */
+} cu_fixture;
+
+/* cmocka setup: creates a fresh scratch directory (cu_mkdtemp("cold")) in
+ * a cu_fixture (*state; freed by cu_teardown) and empties the side list.
+ * Returns 0 or -1. */
+int cu_setup(void **state);
+
+/* cmocka teardown: removes the fixture's directory and frees it. */
+int cu_teardown(void **state);
+
 /* Removes `path` recursively (like rm -rf). Returns 0 or -1. */
 int cu_rmrf(const char *path);
 

@@ -47,16 +47,29 @@ static const char *const g_flags[] = {
     "--capacity", "4M",   "--slab-size",    "1M", "--page-size", "64K", "--reap-interval-ms", "100",
     "--cold-max", "256M", "--cold-sync-ms", "50", NULL};
 
+/* g_flags plus one more setting (name, value), in the caller's out[]
+ * (pointers to static strings; nothing to free). Returns out. */
+static const char *const *flags_plus(const char *name, const char *value, const char *out[32])
+{
+    int n = 0;
+    while (g_flags[n] != NULL && n < 29) {
+        out[n] = g_flags[n];
+        n++;
+    }
+    out[n++] = name;
+    out[n++] = value;
+    out[n] = NULL;
+    return out;
+}
+
 /* Entries spilled at SIGTERM are indexed at the next start and restored
  * on FETCH, bit-identical. The restart asks for 4 cold shards: the tier
  * keeps the 2 it was created with, and every entry is found in its shard. */
 static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
 {
     (void)state;
-    static const char *const four[] = {
-        "--capacity",         "4M",  "--slab-size", "1M",   "--page-size",    "64K",
-        "--reap-interval-ms", "100", "--cold-max",  "256M", "--cold-sync-ms", "50",
-        "--cold-shards",      "4",   NULL};
+    const char *buf[32];
+    const char *const *four = flags_plus("--cold-shards", "4", buf);
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, g_flags), 0);
@@ -504,10 +517,8 @@ static void damage_env(const char *dir)
 static void damaged_env_is_moved_aside(void **state)
 {
     (void)state;
-    static const char *const one[] = {
-        "--capacity",         "4M",  "--slab-size", "1M",   "--page-size",    "64K",
-        "--reap-interval-ms", "100", "--cold-max",  "256M", "--cold-sync-ms", "50",
-        "--cold-shards",      "1",   NULL};
+    const char *buf[32];
+    const char *const *one = flags_plus("--cold-shards", "1", buf);
     for (int sharded = 0; sharded < 2; sharded++) {
         const char *const *flags = sharded ? g_flags : one;
         vkvt_daemon d;
