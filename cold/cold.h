@@ -1,8 +1,9 @@
 /*
  * cold/cold.h - the LMDB cold tier: spill, restore, bound, verify.
  *
- * One LMDB environment in a private directory (mode 0700) holds every block
- * that left the hot arena. It is the system of record for cold entries: an
+ * One LMDB environment, or several ("shards", each holding the keys that
+ * hash to it), in a private directory (mode 0700) holds every block that
+ * left the hot arena. It is the system of record for cold entries: an
  * entry is written with its metadata and all its payload pieces in ONE write
  * transaction, so after kill -9 at any moment it is either whole or absent.
  * Every payload is checksummed (XXH3-64) and verified on restore; an entry
@@ -13,17 +14,21 @@
  *   - The caller (the daemon's event-loop thread) calls every function here;
  *     none of them blocks on disk I/O except open, foreach, lookup, verify,
  *     sync, flush_wait and close, which say so.
- *   - One writer thread owns every write transaction (spills, deletes, its own
- *     evictions, lazy access-time updates, periodic syncs, map growth).
- *   - `reader_threads` I/O threads serve restores; a slow restore never
- *     blocks the caller or other restores beyond the thread count.
- *   - Results come back as completions: a mutex-protected queue plus an
- *     eventfd (vkvs_cold_fd) the caller polls; vkvs_cold_poll drains it.
+ *   - One writer thread per shard owns every write transaction of its
+ *     environment (spills, deletes, its own evictions, lazy access-time
+ *     updates, periodic syncs, map growth).
+ *   - `reader_threads` I/O threads (dealt over the shards) serve restores;
+ *     a slow restore never blocks the caller or other restores beyond the
+ *     thread count.
+ *   - Results come back as completions: one mutex-protected queue for all
+ *     shards plus an eventfd (vkvs_cold_fd) the caller polls;
+ *     vkvs_cold_poll drains it.
  *   - Functions may be called from any thread (internally locked), but
  *     foreach/verify callbacks must not call flush_wait/sync/close.
  *
- * Ordering: operations submitted by one thread are applied by the writer in
- * submission order (spill, delete). Restores run concurrently on the reader
+ * Ordering: operations on one key submitted by one thread are applied by
+ * its shard's writer in submission order (spill, delete); completions of
+ * different shards interleave. Restores run concurrently on the reader
  * threads and see only committed entries: restore a key only after its SPILL
  * completion arrived (before that it may answer VKV_ENOTFOUND).
  *
@@ -80,9 +85,12 @@ typedef struct vkvs_cold_config {
     int reader_threads;         /* restore threads, 1..64 (default 2), over
                                  * all shards (at least one per shard) */
     uint64_t queue_max_bytes;   /* bound on payload bytes queued for the writer
-                                 * but not yet written; a spill that would pass
-                                 * it is refused with VKV_EBUSY (caller keeps
-                                 * its buffer). 0 = unbounded (default) */
+                                 * but not yet written (each shard's writer:
+                                 * queue_max_bytes / N, rounded up); a spill
+                                 * that would pass it is refused with VKV_EBUSY
+                                 * (caller keeps its buffer), so a spill larger
+                                 * than that share always is. 0 = unbounded
+                                 * (default) */
     uint32_t reader_check_ms;   /* period of mdb_reader_check on the writer
                                  * (default 10000; it also runs at open) */
     uint64_t map_initial_bytes; /* initial map size; 0 = the default above
@@ -134,15 +142,20 @@ typedef struct vkvs_cold_config {
                                  * <dir>.corrupt-<ms> (one-env tier) or
                                  * <dir>/shard-K.corrupt-<ms> (that shard
                                  * only), counted in envs_quarantined, and
-                                 * an empty one takes its place; 0 (the
-                                 * default): open fails with VKV_ECORRUPT */
-    /* Optional check of every spill, run on the writer thread before
-     * anything is written, over the whole block (contiguous; gathered into
-     * a writer-owned buffer when the spill's source is several pieces).
-     * Nonzero refuses the spill: its SPILL completion carries that status
-     * (a VKV_E* code) and nothing is written. `block` is valid only during
-     * the call. vkvd checks the block's own checksum and identity here, off
-     * its event loop. NULL = no check (default). */
+                                 * an empty one takes its place; so is the
+                                 * whole tier when its `shards` count file
+                                 * is damaged (healthy shards included). An
+                                 * environment of another format version
+                                 * (VKV_ECORRUPT too) counts as damaged.
+                                 * 0 (the default): open fails with
+                                 * VKV_ECORRUPT */
+    /* Optional check of every spill, run on the writer thread of the
+     * key's shard (so on several threads at once when there are several
+     * shards: it must be thread-safe) before anything is written, over the whole block (contiguous;
+     * gathered into a writer-owned buffer when the spill's source is several pieces). Nonzero
+     * refuses the spill: its SPILL completion carries that status (a VKV_E* code) and nothing is
+     * written. `block` is valid only during the call. vkvd checks the block's own checksum and
+     * identity here, off its event loop. NULL = no check (default). */
     int (*spill_check)(void *arg, const char *ns, const vkv_key *key, const void *block,
                        size_t len);
     void *spill_check_arg;
@@ -152,7 +165,8 @@ typedef struct vkvs_cold_config {
  * and reader threads run under (sched(7); unprivileged in every case, since
  * a thread may always lower its own policy, though without CAP_SYS_NICE or
  * a raised RLIMIT_NICE it cannot leave SCHED_IDLE again). The threads are
- * named "vkv-cold-w" and "vkv-cold-rN" (N = 0..reader_threads-1) and have
+ * named "vkv-cold-w" and "vkv-cold-rN" (N = 0..reader_threads-1), or in a
+ * tier of several shards "vkv-coldK-w" and "vkv-coldK-rN" (shard K), and have
  * set both before vkvs_cold_open returns, so they can be checked in
  * /proc/PID/task/TID/{comm,stat}. */
 enum vkvs_cold_sched {
@@ -217,7 +231,9 @@ typedef struct vkvs_cold_entry_info {
 typedef struct vkvs_cold_stats {
     uint64_t entries;    /* entries stored (committed) */
     uint64_t bytes;      /* payload bytes stored (committed) */
-    uint64_t max_bytes;  /* configured bound */
+    uint64_t max_bytes;  /* the bound: the sum of the shards' max_bytes / N
+                          * (the configured one rounded down to a multiple
+                          * of N) */
     uint64_t map_size;   /* current LMDB map size */
     uint64_t map_cap;    /* hard cap of the map size */
     uint64_t map_used;   /* bytes of the map in use (last page + 1) */
@@ -320,8 +336,9 @@ int vkvs_cold_poll(vkvs_cold *cold, vkvs_cold_completion *out, int max);
  * Ownership: on success (0) the cold tier owns buf and frees it after the
  * write; on any error return the caller still owns buf.
  * Returns 0, VKV_EINVAL (NULL/len 0/ns too long), VKV_ETOOBIG (len >
- * max_bytes), VKV_EBUSY (queue_max_bytes reached), VKV_ENOMEM,
- * VKV_ESHUTDOWN (closing), VKV_ECOLD (env failed).
+ * max_bytes / N, the bound of one of the tier's N shards), VKV_EBUSY (the
+ * shard's share of queue_max_bytes reached), VKV_ENOMEM, VKV_ESHUTDOWN
+ * (closing), VKV_ECOLD (the key's shard failed).
  * Later one SPILL completion {tag, status} arrives: 0 (stored), VKV_ENOSPC
  * (map at its cap, or disk full), VKV_EIO, VKV_ECOLD. On error nothing of
  * the entry was written (a previous entry of the key stays as it was).
@@ -360,19 +377,22 @@ int vkvs_cold_delete(vkvs_cold *cold, const char *ns, const vkv_key *key, uint64
 int vkvs_cold_lookup(vkvs_cold *cold, const char *ns, const vkv_key *key,
                      vkvs_cold_entry_info *info);
 
-/* Calls cb for every committed entry, in (namespace id, key) order, inside
- * one read transaction (blocking; reads metadata only). Used at start-up so
- * the daemon's index knows every cold entry. Returns 0, the callback's
- * nonzero value, or VKV_EIO. */
+/* Calls cb for every committed entry, shard by shard, in (namespace id,
+ * key) order within a shard, inside one read transaction per shard
+ * (blocking; reads metadata only). Used at start-up so the daemon's index
+ * knows every cold entry. Returns 0, the callback's nonzero value (the
+ * walk stops there), VKV_EIO, or VKV_ECOLD when a shard has failed (the
+ * other shards' entries were all listed). */
 int vkvs_cold_foreach(vkvs_cold *cold, vkvs_cold_foreach_cb cb, void *ctx);
 
 /* Reads every entry's payload on the calling thread and checks size and
  * checksum; each entry is read in its own short read transaction. With
  * VKVS_COLD_VERIFY_DROP, corrupt entries are deleted (DROPPED completions)
  * and verify waits for those deletes. progress may be NULL. *report is
- * filled (may be NULL). Blocking. Returns 0 (even if corrupt entries were
- * found: see the report), the progress callback's nonzero value, VKV_ENOMEM,
- * VKV_EIO. */
+ * filled (may be NULL; the sums over the shards). Blocking. Returns 0 (even
+ * if corrupt entries were found: see the report), the progress callback's
+ * nonzero value, VKV_ENOMEM, VKV_EIO, or VKV_ECOLD when a shard has failed
+ * (the other shards were all checked). */
 int vkvs_cold_verify(vkvs_cold *cold, unsigned flags, vkvs_cold_progress_cb progress, void *ctx,
                      vkvs_cold_verify_report *report);
 

@@ -225,7 +225,11 @@ static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char
         char dir[VKVS_COLD_PATH_MAX];
         vkvs_cold_shard_dir(t, k, dir, sizeof dir);
         vkvs_cold_config sc = vkvs_cold_shard_cfg(cfg, k, t->n, dir);
-        int rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
+        /* a shard directory that went missing (removed by hand, or a crash
+         * while it was moved aside) is created again, empty */
+        int rc = vkv_private_dir(dir, 0, why, VKVS_COLD_WHY_MAX);
+        if (rc == 0)
+            rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
         if (rc == VKV_ECORRUPT && cfg->quarantine_damaged && t->n > 1) {
             char reason[VKVS_COLD_WHY_MAX];
             snprintf(reason, sizeof reason, "%s", why);
@@ -242,19 +246,23 @@ static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char
 }
 
 /* Moves the whole tier directory aside (a damaged one-env tier, or a
- * damaged shard count): the lock is released around the move and taken
- * again on the new, empty directory. Returns 0 or a VKV_E* code (why set). */
+ * damaged shard count) and locks the new, empty one. The old lock is held
+ * until then (an flock stays on the moved file), so no other process can
+ * take the damaged tier meanwhile; one that creates and locks the new
+ * directory first makes this open fail with VKV_EBUSY. Returns 0 or a
+ * VKV_E* code (why set). */
 static int vkvs_cold_quarantine_all(vkvs_cold *t, char *why)
 {
     char reason[VKVS_COLD_WHY_MAX];
     snprintf(reason, sizeof reason, "%s", why);
-    close(t->lockfd);
+    int old = t->lockfd;
     t->lockfd = -1;
     int rc = vkvs_cold_move_aside(t->dir, reason, why);
     if (rc == 0) {
         t->quarantined++;
         rc = vkvs_cold_lock(t, why);
     }
+    close(old);
     return rc;
 }
 
@@ -299,6 +307,9 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
         pthread_mutex_init(&t->sink.lock, NULL);
         t->sink.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         t->dir = strdup(cfg->dir);
+        /* "x/" would not rename to "x/.corrupt-..." */
+        for (size_t l = t->dir ? strlen(t->dir) : 0; l > 1 && t->dir[l - 1] == '/'; l--)
+            t->dir[l - 1] = '\0';
         if (t->sink.efd < 0 || t->dir == NULL)
             rc = vkv_errbuf(why, sizeof why, t->dir ? VKV_ESYS : VKV_ENOMEM,
                             "cannot create the completion eventfd: %s", strerror(errno));
@@ -414,12 +425,15 @@ int vkvs_cold_foreach(vkvs_cold *t, vkvs_cold_foreach_cb cb, void *ctx)
 {
     if (t == NULL || cb == NULL)
         return VKV_EINVAL;
+    int failed = 0;
     for (int k = 0; k < t->n; k++) {
         int rc = vkvs_cold_env_foreach(t->env[k], cb, ctx);
-        if (rc != 0)
+        if (rc == VKV_ECOLD) /* a failed shard: the others are still listed */
+            failed = 1;
+        else if (rc != 0)
             return rc;
     }
-    return 0;
+    return failed ? VKV_ECOLD : 0;
 }
 
 /* The whole tier's progress while verify walks shard `k`: the caller's
@@ -452,6 +466,7 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
     if (t == NULL)
         return VKV_EINVAL;
     vkvs_cold_vprog p = {.cb = progress, .ctx = ctx};
+    int failed = 0;
     vkvs_cold_stats s[VKVS_COLD_SHARDS_MAX];
     for (int k = 0; k < t->n; k++) {
         vkvs_cold_env_stats_get(t->env[k], &s[k]);
@@ -474,7 +489,9 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
             report->vanished += r.vanished;
             report->read_errors += r.read_errors;
         }
-        if (rc != 0)
+        if (rc == VKV_ECOLD) /* a failed shard: the others are still checked */
+            failed = 1;
+        else if (rc != 0)
             return rc;
         p.done_e += p.last_e;
         p.done_b += p.last_b;
@@ -483,7 +500,7 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
             p.rest_b -= s[k + 1].bytes;
         }
     }
-    return 0;
+    return failed ? VKV_ECOLD : 0;
 }
 
 /* Runs fn over every shard; returns the first error, having run it on all. */

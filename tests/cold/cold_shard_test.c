@@ -5,6 +5,7 @@
  * count, or one-env tier) is moved aside alone while the rest is served. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -358,7 +359,9 @@ static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
     assert_int_equal(vkvs_cold_close(c), 0);
     damage_env(base);
     assert_int_equal(try_open(base, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
-    c = open_tier(base, 2, 256u << 20, 1);
+    char slash[4300]; /* a trailing slash is the same directory */
+    snprintf(slash, sizeof slash, "%s/", base);
+    c = open_tier(slash, 2, 256u << 20, 1);
     vkvs_cold_stats st;
     vkvs_cold_stats_get(c, &st);
     assert_int_equal(st.envs_quarantined, 1);
@@ -389,7 +392,8 @@ static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
     }
 }
 
-/* A shard count out of range is a configuration error. */
+/* A shard count out of range is a configuration error; the bound is
+ * the sum of the shards' shares. */
 static void shard_count_out_of_range_is_refused(void **state)
 {
     cu_fixture *f = *state;
@@ -397,6 +401,163 @@ static void shard_count_out_of_range_is_refused(void **state)
     assert_int_equal(try_open(f->dir, 0, 256u << 20, 0, &c), VKV_EINVAL);
     assert_int_equal(try_open(f->dir, VKVS_COLD_SHARDS_MAX + 1, 256u << 20, 0, &c), VKV_EINVAL);
     assert_null(c);
+    /* a bound that N does not divide: each shard holds max_bytes / N */
+    c = open_tier(f->dir, 2, (1u << 20) + 1, 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.max_bytes, 1u << 20);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Opens dir/shard-K's data.mdb, finds 64 bytes from the middle of key i's
+ * payload in it and flips 8 bytes there. */
+static void corrupt_payload_in(const char *sdir, uint64_t i)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/data.mdb", sdir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long n = ftell(fp);
+    assert_true(n > 0);
+    uint8_t *file = malloc((size_t)n);
+    assert_non_null(file);
+    rewind(fp);
+    assert_int_equal(fread(file, 1, (size_t)n, fp), (size_t)n);
+    vkv_key k;
+    cu_key(&k, 3, i);
+    uint8_t *pl = cu_payload(&k, size_of(i));
+    size_t off = size_of(i) / 2 - 32;
+    uint8_t *hit = memmem(file, (size_t)n, pl + off, 64);
+    assert_non_null(hit);
+    uint8_t flip[8];
+    for (int j = 0; j < 8; j++)
+        flip[j] = (uint8_t)(hit[20 + j] ^ 0x5a);
+    assert_int_equal(fseek(fp, (long)(hit - file) + 20, SEEK_SET), 0);
+    assert_int_equal(fwrite(flip, 1, 8, fp), 8);
+    assert_int_equal(fclose(fp), 0);
+    free(pl);
+    free(file);
+}
+
+/* verify with VKVS_COLD_VERIFY_DROP over a 2-shard tier: the one entry
+ * corrupted on disk (in shard 1) is reported, dropped (DROPPED posted) and
+ * never served; every other entry of both shards passes and restores. */
+static void verify_drops_a_corrupt_entry_in_its_shard(void **state)
+{
+    cu_fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    spill_keys(c, NKEYS);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    char sdir[4200];
+    uint8_t in1[NKEYS];
+    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
+    assert_true(list_env(sdir, in1) > 0);
+    uint64_t bad = 0;
+    while (!in1[bad] || size_of(bad) < 4096) /* a shard-1 key with a payload to hit */
+        bad++;
+    corrupt_payload_in(sdir, bad);
+    c = open_tier(f->dir, 2, 256u << 20, 0);
+    vkvs_cold_verify_report r;
+    assert_int_equal(vkvs_cold_verify(c, VKVS_COLD_VERIFY_DROP, NULL, NULL, &r), 0);
+    assert_int_equal(r.entries, NKEYS);
+    assert_int_equal(r.corrupt, 1);
+    assert_int_equal(r.dropped, 1);
+    cu_drain(c);
+    assert_int_equal(cu_side_count(VKVS_COLD_OP_DROPPED), 1);
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), i != bad);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* Shard directories without a count file (a crash while the tier was being
+ * created: no shard was opened yet) are a new tier: it is created with the
+ * configured count and works. */
+static void shard_dirs_without_a_count_are_a_new_tier(void **state)
+{
+    cu_fixture *f = *state;
+    char sdir[4200];
+    for (int k = 0; k < 2; k++) {
+        snprintf(sdir, sizeof sdir, "%s/shard-%d", f->dir, k);
+        assert_int_equal(mkdir(sdir, 0700), 0);
+    }
+    vkvs_cold *c = open_tier(f->dir, 3, 256u << 20, 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 3);
+    spill_keys(c, 12);
+    for (uint64_t i = 0; i < 12; i++)
+        assert_int_equal(restore_key(c, i), 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    assert_int_equal(count_named(f->dir, "shard-"), 3);
+}
+
+/* A shard directory that went missing is created again, empty: the other
+ * shard's entries are all served, the missing shard's are absent. A shard
+ * path that is a file fails the open cleanly (the shard opened before it
+ * is closed again). */
+static void missing_shard_is_recreated_and_a_file_refused(void **state)
+{
+    cu_fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    spill_keys(c, NKEYS);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    char sdir[4200];
+    uint8_t in1[NKEYS];
+    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
+    int n1 = list_env(sdir, in1);
+    assert_int_equal(cu_rmrf(sdir), 0);
+    c = open_tier(f->dir, 2, 256u << 20, 0);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, (uint64_t)(NKEYS - n1));
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), !in1[i]);
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    assert_int_equal(cu_rmrf(sdir), 0);
+    FILE *fp = fopen(sdir, "w");
+    assert_non_null(fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(try_open(f->dir, 2, 256u << 20, 1, &c), VKV_EINVAL);
+    assert_null(c);
+}
+
+/* Spills queued to both shards at once, waited for on the eventfd alone
+ * (no polling of the queue between wake-ups): every completion wakes the
+ * caller, whichever shard's writer posts it. */
+static void completions_of_every_shard_wake_the_eventfd(void **state)
+{
+    cu_fixture *f = *state;
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    enum { N = 64 };
+    for (uint64_t i = 0; i < N; i++) {
+        vkv_key k;
+        cu_key(&k, 6, i);
+        size_t len = 1000 + (size_t)i * 997;
+        uint8_t *buf = cu_payload(&k, len);
+        assert_int_equal(vkvs_cold_spill(c, "w", &k, buf, len, i + 1), 0);
+    }
+    int got = 0;
+    uint8_t seen[N] = {0};
+    while (got < N) {
+        struct pollfd p = {vkvs_cold_fd(c), POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 20000), 1); /* a lost wake-up hangs here */
+        vkvs_cold_completion cp[16];
+        int n;
+        while ((n = vkvs_cold_poll(c, cp, 16)) > 0)
+            for (int j = 0; j < n; j++) {
+                assert_int_equal(cp[j].op, VKVS_COLD_OP_SPILL);
+                assert_int_equal(cp[j].status, 0);
+                assert_true(cp[j].tag >= 1 && cp[j].tag <= N && !seen[cp[j].tag - 1]);
+                seen[cp[j].tag - 1] = 1;
+                got++;
+            }
+    }
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.entries, N);
+    assert_int_equal(vkvs_cold_close(c), 0);
 }
 
 int main(void)
@@ -412,6 +573,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(damaged_tier_or_count_moves_the_whole_tier_aside, cu_setup,
                                         cu_teardown),
         cmocka_unit_test_setup_teardown(shard_count_out_of_range_is_refused, cu_setup, cu_teardown),
+        cmocka_unit_test_setup_teardown(verify_drops_a_corrupt_entry_in_its_shard, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(shard_dirs_without_a_count_are_a_new_tier, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(missing_shard_is_recreated_and_a_file_refused, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(completions_of_every_shard_wake_the_eventfd, cu_setup,
+                                        cu_teardown),
     };
     return cmocka_run_group_tests_name("cold_shard", tests, NULL, NULL);
 }
