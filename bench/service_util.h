@@ -144,34 +144,61 @@ static inline void *svc_echo_main(void *arg)
     return NULL;
 }
 
+/* A nanomsg REQ/REP echo over ipc://dir/echo.sock: the REP socket with
+ * its echo thread, and the REQ socket the caller times. */
+typedef struct svc_echo {
+    int es, ec;
+    pthread_t th;
+} svc_echo;
+
+/* Binds the echo server, starts its thread and connects the client. */
+static inline void svc_echo_open(const char *dir, svc_echo *e)
+{
+    char url[600];
+    snprintf(url, sizeof url, "ipc://%s/echo.sock", dir);
+    e->es = nn_socket(AF_SP, NN_REP);
+    int to = 200;
+    nn_setsockopt(e->es, NN_SOL_SOCKET, NN_RCVTIMEO, &to, sizeof to);
+    nn_bind(e->es, url);
+    svc_echo_stop = 0;
+    pthread_create(&e->th, NULL, svc_echo_main, &e->es);
+    e->ec = nn_socket(AF_SP, NN_REQ);
+    nn_connect(e->ec, url);
+}
+
+/* One echo of frame[0..flen); returns its round-trip time in us. */
+static inline double svc_echo_once(svc_echo *e, const void *frame, size_t flen)
+{
+    double t0 = now_us();
+    nn_send(e->ec, frame, flen, 0);
+    void *buf = NULL;
+    if (nn_recv(e->ec, &buf, NN_MSG, 0) >= 0)
+        nn_freemsg(buf);
+    return now_us() - t0;
+}
+
+/* Stops the echo thread and closes both sockets. */
+static inline void svc_echo_close(svc_echo *e)
+{
+    svc_echo_stop = 1;
+    nn_close(e->ec);
+    pthread_join(e->th, NULL);
+    nn_close(e->es);
+}
+
 /* Times `iters` REQ/REP echoes of frame[0..flen) (after 1000 unmeasured
  * ones) over ipc://dir/echo.sock into lat[0..iters). */
 static inline void svc_time_echo(const char *dir, const void *frame, size_t flen, int iters,
                                  double *lat)
 {
-    char url[600];
-    snprintf(url, sizeof url, "ipc://%s/echo.sock", dir);
-    int es = nn_socket(AF_SP, NN_REP), to = 200;
-    nn_setsockopt(es, NN_SOL_SOCKET, NN_RCVTIMEO, &to, sizeof to);
-    nn_bind(es, url);
-    pthread_t th;
-    svc_echo_stop = 0;
-    pthread_create(&th, NULL, svc_echo_main, &es);
-    int ec = nn_socket(AF_SP, NN_REQ);
-    nn_connect(ec, url);
+    svc_echo e;
+    svc_echo_open(dir, &e);
     for (int i = 0; i < 1000 + iters; i++) {
-        double t0 = now_us();
-        nn_send(ec, frame, flen, 0);
-        void *buf = NULL;
-        nn_recv(ec, &buf, NN_MSG, 0);
-        nn_freemsg(buf);
+        double t = svc_echo_once(&e, frame, flen);
         if (i >= 1000)
-            lat[i - 1000] = now_us() - t0;
+            lat[i - 1000] = t;
     }
-    svc_echo_stop = 1;
-    nn_close(ec);
-    pthread_join(th, NULL);
-    nn_close(es);
+    svc_echo_close(&e);
 }
 
 /* Starts /usr/bin/redis-server on 127.0.0.1:port (no persistence) and
