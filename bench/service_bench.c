@@ -161,14 +161,9 @@ int main(int argc, char **argv)
         int per = iters / ROUNDS;
         double *el = malloc(sizeof(double) * (size_t)iters), *ll = lat;
         double r50[ROUNDS], r99[ROUNDS];
-        vkvp_request rq;
-        vkvp_request_init(&rq, VKVP_LOOKUP, 0x1234567890ull);
-        rq.u.lookup.session = 42;
-        rq.u.lookup.keys = keys;
-        rq.u.lookup.nkeys = 1;
         void *frame;
         size_t flen;
-        vkvp_encode_request(&rq, &frame, &flen);
+        svc_lookup_frame(keys, &frame, &flen);
         svc_echo e;
         svc_echo_open(g_dir, &e);
         for (int i = 0; i < 1000; i++)

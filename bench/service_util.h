@@ -256,6 +256,18 @@ static inline void svc_time_redis_get(redisContext *r, const char *key, int iter
     }
 }
 
+/* Encodes the frame of a one-key LOOKUP request (the echo yardstick's
+ * payload) into *frame (malloc'ed; the caller frees it) and *flen. */
+static inline void svc_lookup_frame(const vkv_key *key, void **frame, size_t *flen)
+{
+    vkvp_request rq;
+    vkvp_request_init(&rq, VKVP_LOOKUP, 0x1234567890ull);
+    rq.u.lookup.session = 42;
+    rq.u.lookup.keys = key;
+    rq.u.lookup.nkeys = 1;
+    vkvp_encode_request(&rq, frame, flen);
+}
+
 /* The yardsticks of a one-key LOOKUP, `iters` calls each, in one go: a
  * nanomsg echo of that LOOKUP's frame (over dir) and a redis-server GET of a
  * 16-byte value on 127.0.0.1:port. Fills their p50/p99 (redis: 0 when not
@@ -265,14 +277,9 @@ static inline void svc_yardsticks(const char *dir, const vkv_key *key, int iters
                                   int port, double ec[2], double rd[2], redisContext **r,
                                   pid_t *pid)
 {
-    vkvp_request rq;
-    vkvp_request_init(&rq, VKVP_LOOKUP, 0x1234567890ull);
-    rq.u.lookup.session = 42;
-    rq.u.lookup.keys = key;
-    rq.u.lookup.nkeys = 1;
     void *frame;
     size_t flen;
-    vkvp_encode_request(&rq, &frame, &flen);
+    svc_lookup_frame(key, &frame, &flen);
     svc_time_echo(dir, frame, flen, iters, lat);
     ec[0] = pct(lat, (size_t)iters, 0.5);
     ec[1] = pct(lat, (size_t)iters, 0.99);

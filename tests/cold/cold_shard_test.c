@@ -296,6 +296,18 @@ static void each_shard_keeps_its_share_of_the_bound(void **state)
     assert_int_equal(vkvs_cold_close(c), 0);
 }
 
+/* Creates a 2-shard tier in dir holding keys 0..NKEYS-1, closes it and
+ * lists which keys shard 1 holds (in1[], its directory in sdir[4200]).
+ * Returns how many. */
+static int two_shards_listed(const char *dir, char *sdir, uint8_t *in1)
+{
+    vkvs_cold *c = open_tier(dir, 2, 256u << 20, 0);
+    spill_keys(c, NKEYS);
+    assert_int_equal(vkvs_cold_close(c), 0);
+    snprintf(sdir, 4200, "%s/shard-1", dir);
+    return list_env(sdir, in1);
+}
+
 /* Writes garbage over both meta pages of the env in dir. */
 static void damage_env(const char *dir)
 {
@@ -317,13 +329,10 @@ static void damage_env(const char *dir)
 static void damaged_shard_is_moved_aside_alone(void **state)
 {
     cu_fixture *f = *state;
-    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
-    spill_keys(c, NKEYS);
-    assert_int_equal(vkvs_cold_close(c), 0);
+    vkvs_cold *c;
     char sdir[4200];
     uint8_t in1[NKEYS];
-    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
-    int n1 = list_env(sdir, in1);
+    int n1 = two_shards_listed(f->dir, sdir, in1);
     assert_true(n1 > 0 && n1 < NKEYS);
     damage_env(sdir);
 
@@ -446,13 +455,10 @@ static void corrupt_payload_in(const char *sdir, uint64_t i)
 static void verify_drops_a_corrupt_entry_in_its_shard(void **state)
 {
     cu_fixture *f = *state;
-    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
-    spill_keys(c, NKEYS);
-    assert_int_equal(vkvs_cold_close(c), 0);
+    vkvs_cold *c;
     char sdir[4200];
     uint8_t in1[NKEYS];
-    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
-    assert_true(list_env(sdir, in1) > 0);
+    assert_true(two_shards_listed(f->dir, sdir, in1) > 0);
     uint64_t bad = 0;
     while (!in1[bad] || size_of(bad) < 4096) /* a shard-1 key with a payload to hit */
         bad++;
@@ -499,13 +505,10 @@ static void shard_dirs_without_a_count_are_a_new_tier(void **state)
 static void missing_shard_is_recreated_and_a_file_refused(void **state)
 {
     cu_fixture *f = *state;
-    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
-    spill_keys(c, NKEYS);
-    assert_int_equal(vkvs_cold_close(c), 0);
+    vkvs_cold *c;
     char sdir[4200];
     uint8_t in1[NKEYS];
-    snprintf(sdir, sizeof sdir, "%s/shard-1", f->dir);
-    int n1 = list_env(sdir, in1);
+    int n1 = two_shards_listed(f->dir, sdir, in1);
     assert_int_equal(cu_rmrf(sdir), 0);
     c = open_tier(f->dir, 2, 256u << 20, 0);
     vkvs_cold_stats st;
