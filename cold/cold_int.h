@@ -234,6 +234,12 @@ int vkvs_cold_ns_len(const char *ns);
 /* open.c: checks a configuration (0, or VKV_EINVAL with why[0..
  * VKVS_COLD_WHY_MAX) set); applies cfg->malloc_keep_bytes (process-wide). */
 int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why);
+
+/* open.c: one process per directory (LMDB's own lock allows several): an
+ * flock on dir/vkv-cold.lock, its fd in *fd (the caller's, closed to
+ * release it; -1 on failure). Returns 0 or a VKV_E* code (why[0..
+ * VKVS_COLD_WHY_MAX) set: VKV_EBUSY when another process holds it). */
+int vkvs_cold_lock_dir(const char *dir, int *fd, char *why);
 void vkvs_cold_malloc_tune(const vkvs_cold_config *cfg);
 
 /* ---- record.c: format, keys, pieces, reads in a txn ---------------------- */

@@ -238,16 +238,15 @@ static int vkvs_cold_alloc(const vkvs_cold_config *cfg, vkvs_cold_env **out, cha
     return 0;
 }
 
-/* Step 3: one process per directory (LMDB's own lock allows several): an
- * flock on dir/vkv-cold.lock, kept in c->lockfd until close. */
-static int vkvs_cold_lock_dir(vkvs_cold_env *c, char *why)
+/* See cold_int.h. */
+int vkvs_cold_lock_dir(const char *dir, int *fd, char *why)
 {
     char lpath[4200], reason[VKVS_COLD_WHY_MAX];
-    snprintf(lpath, sizeof lpath, "%s/vkv-cold.lock", c->dir);
-    int rc = vkv_lock_file(lpath, &c->lockfd, reason, sizeof reason);
+    snprintf(lpath, sizeof lpath, "%s/vkv-cold.lock", dir);
+    int rc = vkv_lock_file(lpath, fd, reason, sizeof reason);
     if (rc == VKV_EBUSY)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, rc,
-                          "directory '%s' is in use by another process (%s)", c->dir, reason);
+                          "directory '%s' is in use by another process (%s)", dir, reason);
     if (rc != 0)
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, rc, "%s", reason);
     return 0;
@@ -432,7 +431,7 @@ int vkvs_cold_env_open(const vkvs_cold_config *cfg, int shard, int nshards, vkvs
          * as a tier of its own out; a one-env tier's directory is locked
          * by the tier already (a second flock on it would fail) */
         if (nshards > 1)
-            rc = vkvs_cold_lock_dir(c, why);
+            rc = vkvs_cold_lock_dir(c->dir, &c->lockfd, why);
     }
     if (rc == 0)
         rc = vkvs_cold_lmdb_open(c, why);

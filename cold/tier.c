@@ -204,18 +204,6 @@ static int vkvs_cold_move_aside(const char *dir, const char *reason, char *why)
     return vkv_private_dir(dir, 0, why, VKVS_COLD_WHY_MAX);
 }
 
-/* Takes the tier lock (t->lockfd). Returns 0 or a VKV_E* code (why set). */
-static int vkvs_cold_lock(vkvs_cold *t, char *why)
-{
-    char path[VKVS_COLD_PATH_MAX], reason[VKVS_COLD_WHY_MAX];
-    snprintf(path, sizeof path, "%s/vkv-cold.lock", t->dir);
-    int rc = vkv_lock_file(path, &t->lockfd, reason, sizeof reason);
-    if (rc == VKV_EBUSY)
-        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, rc,
-                          "directory '%s' is in use by another process (%s)", t->dir, reason);
-    return rc ? vkv_errbuf(why, VKVS_COLD_WHY_MAX, rc, "%s", reason) : 0;
-}
-
 /* Opens every shard of t (layout decided). A damaged shard of a sharded
  * tier is moved aside and opened empty when cfg asks for it. Returns 0 or
  * the first shard's error (why set); shards opened so far stay in t->env. */
@@ -260,7 +248,7 @@ static int vkvs_cold_quarantine_all(vkvs_cold *t, char *why)
     int rc = vkvs_cold_move_aside(t->dir, reason, why);
     if (rc == 0) {
         t->quarantined++;
-        rc = vkvs_cold_lock(t, why);
+        rc = vkvs_cold_lock_dir(t->dir, &t->lockfd, why);
     }
     close(old);
     return rc;
@@ -316,7 +304,7 @@ int vkvs_cold_open(const vkvs_cold_config *cfg, vkvs_cold **out, char *err, size
     }
     if (rc == 0) {
         vkvs_cold_malloc_tune(cfg);
-        rc = vkvs_cold_lock(t, why);
+        rc = vkvs_cold_lock_dir(t->dir, &t->lockfd, why);
     }
     /* a damaged count or one-env tier is moved aside once (when cfg asks)
      * and the tier created again */

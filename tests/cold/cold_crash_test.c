@@ -291,30 +291,34 @@ static void cold_kill9_during_spills_leaves_whole_entries_or_none(void **state)
     assert_int_equal(spills, txns);
 }
 
-/* 12 spills queued at a time: the kills land in and between group
- * commits; every completed spill must be there, whole, and nothing half
- * written. The children must have committed spills in groups (fewer txns
- * than spills), else this would only repeat the test above. */
+/* 12 spills queued at a time in a tier of `shards` environments; the
+ * children must have committed spills in groups (fewer txns than spills),
+ * else this would only repeat the one-at-a-time test. */
+static void kill9_in_groups(int shards)
+{
+    unsigned long long spills = 0, txns = 0;
+    kill9_rounds(12, shards, &spills, &txns);
+    fprintf(stderr, "  %llu spills reported committed in %llu txns over %d shard(s)\n", spills,
+            txns, shards);
+    assert_true(txns > 0 && txns < spills);
+}
+
+/* The kills land in and between group commits; every completed spill must
+ * be there, whole, and nothing half written. */
 static void cold_kill9_during_group_commits_leaves_whole_entries_or_none(void **state)
 {
     (void)state;
-    unsigned long long spills = 0, txns = 0;
-    kill9_rounds(12, 1, &spills, &txns);
-    fprintf(stderr, "  %llu spills reported committed in %llu txns\n", spills, txns);
-    assert_true(txns > 0 && txns < spills);
+    kill9_in_groups(1);
 }
 
 /* The same in a tier of 3 shards: each shard's writer commits its own
  * groups at the same time as the others, and a kill lands in several
- * transactions at once; every completed spill must be there, whole, in the shard its key maps
- * to, and nothing half written. */
+ * transactions at once; every completed spill must be there, whole, in
+ * the shard its key maps to, and nothing half written. */
 static void cold_kill9_across_shards_leaves_whole_entries_or_none(void **state)
 {
     (void)state;
-    unsigned long long spills = 0, txns = 0;
-    kill9_rounds(12, 3, &spills, &txns);
-    fprintf(stderr, "  %llu spills reported committed in %llu txns over 3 shards\n", spills, txns);
-    assert_true(txns > 0 && txns < spills);
+    kill9_in_groups(3);
 }
 
 int main(void)

@@ -308,20 +308,6 @@ static int two_shards_listed(const char *dir, char *sdir, uint8_t *in1)
     return list_env(sdir, in1);
 }
 
-/* Writes garbage over both meta pages of the env in dir. */
-static void damage_env(const char *dir)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    FILE *fp = fopen(path, "r+b");
-    assert_non_null(fp);
-    uint8_t junk[8192];
-    for (size_t i = 0; i < sizeof junk; i++)
-        junk[i] = (uint8_t)(i * 131u + 7u);
-    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
-    assert_int_equal(fclose(fp), 0);
-}
-
 /* A damaged shard fails the open (VKV_ECORRUPT) unless quarantine is
  * asked for; then that shard alone is moved aside and starts empty, its
  * keys are absent (never served), every key of the other shard restores
@@ -334,7 +320,7 @@ static void damaged_shard_is_moved_aside_alone(void **state)
     uint8_t in1[NKEYS];
     int n1 = two_shards_listed(f->dir, sdir, in1);
     assert_true(n1 > 0 && n1 < NKEYS);
-    damage_env(sdir);
+    assert_int_equal(cu_damage_env(sdir), 0);
 
     assert_int_equal(try_open(f->dir, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
     assert_null(c);
@@ -366,7 +352,7 @@ static void damaged_tier_or_count_moves_the_whole_tier_aside(void **state)
     vkvs_cold *c = open_tier(base, 1, 256u << 20, 0);
     spill_keys(c, 6);
     assert_int_equal(vkvs_cold_close(c), 0);
-    damage_env(base);
+    assert_int_equal(cu_damage_env(base), 0);
     assert_int_equal(try_open(base, 2, 256u << 20, 0, &c), VKV_ECORRUPT);
     char slash[4300]; /* a trailing slash is the same directory */
     snprintf(slash, sizeof slash, "%s/", base);

@@ -205,3 +205,18 @@ int cu_teardown(void **state)
     free(f);
     return 0;
 }
+
+/* See cold_util.h. */
+int cu_damage_env(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    FILE *fp = fopen(path, "r+b");
+    if (fp == NULL)
+        return -1;
+    uint8_t junk[8192];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 131u + 7u);
+    size_t n = fwrite(junk, 1, sizeof junk, fp);
+    return fclose(fp) == 0 && n == sizeof junk ? 0 : -1;
+}

@@ -25,6 +25,10 @@ int cu_setup(void **state);
 /* cmocka teardown: removes the fixture's directory and frees it. */
 int cu_teardown(void **state);
 
+/* Writes garbage over both meta pages of the LMDB environment in `dir`
+ * (dir/data.mdb), so LMDB refuses to open it. Returns 0 or -1. */
+int cu_damage_env(const char *dir);
+
 /* Removes `path` recursively (like rm -rf). Returns 0 or -1. */
 int cu_rmrf(const char *path);
 

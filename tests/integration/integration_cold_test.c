@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cold_util.h" /* cu_damage_env */
 #include "client/client_internal.h"
 #include "harness.h"
 #include "proto/proto.h"
@@ -493,21 +494,6 @@ static void unusable_state_dir_serves_hot_only(void **state)
     vkvt_cleanup(&d);
 }
 
-/* Writes garbage over both meta pages of the LMDB env in `dir`: LMDB
- * cannot open it any more. */
-static void damage_env(const char *dir)
-{
-    char path[420];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    FILE *fp = fopen(path, "r+b");
-    assert_non_null(fp);
-    uint8_t junk[8192];
-    for (size_t i = 0; i < sizeof junk; i++)
-        junk[i] = (uint8_t)(i * 131u + 7u);
-    assert_int_equal(fwrite(junk, 1, sizeof junk, fp), sizeof junk);
-    fclose(fp);
-}
-
 /* A cold tier LMDB refuses to open (a damaged env) is moved aside, reported
  * and replaced by an empty one: the daemon keeps a working cold tier and
  * never serves the damaged entries. With one environment (--cold-shards 1)
@@ -531,7 +517,7 @@ static void damaged_env_is_moved_aside(void **state)
         assert_int_equal(vkvt_stop(&d, SIGTERM), 0); /* spills to LMDB */
         char dir[400];
         snprintf(dir, sizeof dir, "%s/cold%s", d.statedir, sharded ? "/shard-0" : "");
-        damage_env(dir);
+        assert_int_equal(cu_damage_env(dir), 0);
         assert_int_equal(vkvt_start(&d, flags), 0);
         assert_int_equal(vkvt_connect(&d, "damaged", &c), 0);
         assert_int_equal(vkvt_stat(c, "cold_available"), 1);
