@@ -48,17 +48,16 @@ static const char *const g_flags[] = {
     "--capacity", "4M",   "--slab-size",    "1M", "--page-size", "64K", "--reap-interval-ms", "100",
     "--cold-max", "256M", "--cold-sync-ms", "50", NULL};
 
-/* g_flags plus one more setting (name, value), in the caller's out[]
- * (pointers to static strings; nothing to free). Returns out. */
-static const char *const *flags_plus(const char *name, const char *value, const char *out[32])
+/* g_flags plus the settings extra[] (name, value, ..., NULL), in the
+ * caller's out[32] (pointers to the callers' strings; nothing to free).
+ * Returns out. */
+static const char *const *flags_with(const char *const *extra, const char *out[32])
 {
     int n = 0;
-    while (g_flags[n] != NULL && n < 29) {
+    for (; g_flags[n] != NULL && n < 31; n++)
         out[n] = g_flags[n];
-        n++;
-    }
-    out[n++] = name;
-    out[n++] = value;
+    for (; *extra != NULL && n < 31; extra++)
+        out[n++] = *extra;
     out[n] = NULL;
     return out;
 }
@@ -70,7 +69,7 @@ static void entries_survive_a_restart_and_are_restored_on_fetch(void **state)
 {
     (void)state;
     const char *buf[32];
-    const char *const *four = flags_plus("--cold-shards", "4", buf);
+    const char *const *four = flags_with((const char *const[]){"--cold-shards", "4", NULL}, buf);
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, g_flags), 0);
@@ -258,17 +257,11 @@ static void cold_threads_get_the_configured_scheduling(void **state)
     static const char *const pol[] = {"idle", "batch", "normal"};
     static const int want[] = {5, 3, 0}; /* SCHED_IDLE, SCHED_BATCH, SCHED_OTHER */
     for (int i = 0; i < 3; i++) {
-        const char *flags[32];
-        int n = 0;
-        for (; g_flags[n]; n++)
-            flags[n] = g_flags[n];
-        flags[n++] = "--cold-thread-policy";
-        flags[n++] = pol[i];
-        flags[n++] = "--cold-thread-nice";
-        flags[n++] = "7";
-        flags[n++] = "--serve-slice-us";
-        flags[n++] = i == 1 ? "0" : "300";
-        flags[n] = NULL;
+        const char *extra[] = {
+            "--cold-thread-policy", pol[i], "--cold-thread-nice", "7", "--serve-slice-us",
+            i == 1 ? "0" : "300",   NULL};
+        const char *buf[32];
+        const char *const *flags = flags_with(extra, buf);
         vkvt_daemon d;
         assert_int_equal(vkvt_prepare(&d), 0);
         assert_int_equal(vkvt_start(&d, flags), 0);
@@ -294,13 +287,9 @@ static void cold_threads_get_the_configured_scheduling(void **state)
 static void expired_lease_and_restart_across_in_place_spills(void **state)
 {
     (void)state;
-    const char *flags[32];
-    int nf = 0;
-    for (; g_flags[nf]; nf++)
-        flags[nf] = g_flags[nf];
-    flags[nf++] = "--lease-ttl-ms";
-    flags[nf++] = "300";
-    flags[nf] = NULL;
+    const char *buf[32];
+    const char *const *flags =
+        flags_with((const char *const[]){"--lease-ttl-ms", "300", NULL}, buf);
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
     assert_int_equal(vkvt_start(&d, flags), 0);
@@ -504,7 +493,7 @@ static void damaged_env_is_moved_aside(void **state)
 {
     (void)state;
     const char *buf[32];
-    const char *const *one = flags_plus("--cold-shards", "1", buf);
+    const char *const *one = flags_with((const char *const[]){"--cold-shards", "1", NULL}, buf);
     for (int sharded = 0; sharded < 2; sharded++) {
         const char *const *flags = sharded ? g_flags : one;
         vkvt_daemon d;
