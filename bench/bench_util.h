@@ -51,4 +51,13 @@ static inline uint64_t median(uint64_t *v, int n)
     return v[n / 2];
 }
 
+/* Tells the compiler that the memory at p is read here, so that a yardstick
+ * whose result nobody reads (memcpy into a scratch buffer) is not removed as
+ * dead code (clang does remove it). Emits no instruction; p stays the
+ * caller's. */
+static inline void bench_keep(const void *p)
+{
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 #endif /* VKV_BENCH_UTIL_H */

@@ -147,6 +147,7 @@ int main(int argc, char **argv)
             for (int r = 0; r < reps && rc == VKV_OK; r++) {
                 uint64_t t0 = bench_now();
                 memcpy(copy, src, bytes);
+                bench_keep(copy);
                 uint64_t t1 = bench_now();
                 rc = vkv_encode(&shape, &spec, &s, blk, size);
                 uint64_t t2 = bench_now();

@@ -380,9 +380,11 @@ int vkvs_cold_lookup(vkvs_cold *cold, const char *ns, const vkv_key *key,
 /* Calls cb for every committed entry, shard by shard, in (namespace id,
  * key) order within a shard, inside one read transaction per shard
  * (blocking; reads metadata only). Used at start-up so the daemon's index
- * knows every cold entry. Returns 0, the callback's nonzero value (the
- * walk stops there), VKV_EIO, or VKV_ECOLD when a shard has failed (the
- * other shards' entries were all listed). */
+ * knows every cold entry. Returns 0 or the callback's nonzero value (the
+ * walk stops there); a shard that cannot be walked does not stop it: the
+ * other shards' entries are all listed and the first shard's error is
+ * returned at the end (VKV_EIO, VKV_EBUSY when the reader table is full,
+ * or VKV_ECOLD when a shard has failed). */
 int vkvs_cold_foreach(vkvs_cold *cold, vkvs_cold_foreach_cb cb, void *ctx);
 
 /* Reads every entry's payload on the calling thread and checks size and
@@ -391,8 +393,10 @@ int vkvs_cold_foreach(vkvs_cold *cold, vkvs_cold_foreach_cb cb, void *ctx);
  * and verify waits for those deletes. progress may be NULL. *report is
  * filled (may be NULL; the sums over the shards). Blocking. Returns 0 (even
  * if corrupt entries were found: see the report), the progress callback's
- * nonzero value, VKV_ENOMEM, VKV_EIO, or VKV_ECOLD when a shard has failed
- * (the other shards were all checked). */
+ * nonzero value (verify stops there) or VKV_ENOMEM; a shard that cannot be
+ * read does not stop it: the other shards are all checked and the first
+ * shard's error is returned at the end (VKV_EIO, VKV_EBUSY, or VKV_ECOLD
+ * when a shard has failed). */
 int vkvs_cold_verify(vkvs_cold *cold, unsigned flags, vkvs_cold_progress_cb progress, void *ctx,
                      vkvs_cold_verify_report *report);
 

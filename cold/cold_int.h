@@ -231,6 +231,11 @@ int vkvs_cold_env_flush_wait(vkvs_cold_env *c);
 void vkvs_cold_env_stats_get(vkvs_cold_env *c, vkvs_cold_stats *out);
 int vkvs_cold_ns_len(const char *ns);
 
+/* tier.c: shard k's environment of the open tier t (NULL when k is not one
+ * of its shards); owned by t. For tests that need one shard's state (such as
+ * a shard that has failed). */
+vkvs_cold_env *vkvs_cold_shard_env(vkvs_cold *t, int k);
+
 /* open.c: checks a configuration (0, or VKV_EINVAL with why[0..
  * VKVS_COLD_WHY_MAX) set); applies cfg->malloc_keep_bytes (process-wide). */
 int vkvs_cold_check_config(const vkvs_cold_config *cfg, char *why);

@@ -64,41 +64,55 @@ static vkvs_cold_env *vkvs_cold_route_checked(vkvs_cold *t, const char *ns, cons
     return vkvs_cold_route(t, ns, key);
 }
 
+/* See cold_int.h. */
+vkvs_cold_env *vkvs_cold_shard_env(vkvs_cold *t, int k)
+{
+    return t != NULL && k >= 0 && k < t->n ? t->env[k] : NULL;
+}
+
 /* ---- layout --------------------------------------------------------------- */
 
 /* Writes the shard count of a new tier: <dir>/shards.tmp, fsync, rename to
  * <dir>/shards, fsync of the directory, so a crash leaves either no count
  * (the tier is created again; no shard was opened yet) or the whole one.
- * Returns 0 or a VKV_E* code (why set). */
+ * A failed step (the directory's fsync included: without it the count may
+ * not survive a power loss while the shards' data does) removes the
+ * temporary file and fails the open. Returns 0 or a VKV_E* code (why set). */
 static int vkvs_cold_write_count(const char *dir, int n, char *why)
 {
     char tmp[VKVS_COLD_PATH_MAX], path[VKVS_COLD_PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/shards.tmp", dir);
     snprintf(path, sizeof path, "%s/shards", dir);
+    char line[16];
+    const int len = snprintf(line, sizeof line, "%d\n", n);
+    int e = 0, dfd = -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
-        goto fail;
-    char line[16];
-    int len = snprintf(line, sizeof line, "%d\n", n);
-    if (write(fd, line, (size_t)len) != len || fsync(fd) != 0) {
-        int e = errno ? errno : EIO;
-        close(fd);
-        errno = e;
-        goto fail;
-    }
+        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, vkv_errno_code(errno), "cannot write '%s': %s",
+                          tmp, strerror(errno));
+    ssize_t w = write(fd, line, (size_t)len);
+    if (w != len)
+        e = w < 0 ? errno : ENOSPC; /* a short write of 2-3 bytes: the disk is full */
+    else if (fsync(fd) != 0)
+        e = errno;
     close(fd);
-    if (rename(tmp, path) != 0)
-        goto fail;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
+    if (e == 0 && rename(tmp, path) != 0)
+        e = errno;
+    if (e != 0) {
+        unlink(tmp);
+        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, vkv_errno_code(e), "cannot write '%s': %s", path,
+                          strerror(e));
+    }
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) != 0)
+        e = errno;
+    if (dfd >= 0)
         close(dfd);
+    if (e != 0) { /* not known to be durable: the next open creates the tier again */
+        unlink(path);
+        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, vkv_errno_code(e),
+                          "cannot make '%s' durable (fsync of '%s'): %s", path, dir, strerror(e));
     }
     return 0;
-fail:;
-    int e = errno;
-    return vkv_errbuf(why, VKVS_COLD_WHY_MAX, vkv_errno_code(e), "cannot write '%s': %s", path,
-                      strerror(e));
 }
 
 /* Reads <dir>/shards into *n. Returns 0, VKV_ENOTFOUND (no such file),
@@ -137,21 +151,55 @@ static void vkvs_cold_shard_dir(const vkvs_cold *t, int k, char *out, size_t len
         snprintf(out, len, "%s/shard-%d", t->dir, k);
 }
 
+/* Nonzero when some shard-K directory of `dir` (K < VKVS_COLD_SHARDS_MAX)
+ * holds an environment (data.mdb): the tier was opened with a shard count,
+ * whatever its count file now says. */
+static int vkvs_cold_has_shard_data(const char *dir)
+{
+    char path[VKVS_COLD_PATH_MAX];
+    for (int k = 0; k < VKVS_COLD_SHARDS_MAX; k++) {
+        snprintf(path, sizeof path, "%s/shard-%d/data.mdb", dir, k);
+        if (access(path, F_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Decides t->n under the tier lock: an existing environment at the top
  * (data.mdb) is a one-env tier; an existing count file gives N; otherwise
  * the tier is new and gets `want` shards (their directories and the count
- * file are created here). Returns 0 or a VKV_E* code (why set). */
+ * file are created here). Two layouts that contradict each other are
+ * refused with VKV_ECOLD and nothing is moved or created, as neither can be
+ * chosen without hiding the other's committed entries: an environment at
+ * the top beside a count file or shard data (a one-env vkv, such as an
+ * older release, opened the sharded tier), or shard data without a count
+ * file (the count was lost: the routing of every key depends on it).
+ * Returns 0 or a VKV_E* code (why set). */
 static int vkvs_cold_layout(vkvs_cold *t, int want, char *why)
 {
     char path[VKVS_COLD_PATH_MAX];
+    snprintf(path, sizeof path, "%s/shards", t->dir);
+    const int has_count = access(path, F_OK) == 0, has_shards = vkvs_cold_has_shard_data(t->dir);
     snprintf(path, sizeof path, "%s/data.mdb", t->dir);
     if (access(path, F_OK) == 0) {
+        if (has_count || has_shards)
+            return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ECOLD,
+                              "'%s' holds both a one-environment tier (data.mdb) and a sharded "
+                              "one (%s): opened by another vkv version? Refusing to choose; move "
+                              "one of them out of the directory",
+                              t->dir, has_count ? "the 'shards' count file" : "shard-K/data.mdb");
         t->n = 1;
         return 0;
     }
     int rc = vkvs_cold_read_count(t->dir, &t->n, why);
     if (rc != VKV_ENOTFOUND)
         return rc;
+    if (has_shards)
+        return vkv_errbuf(why, VKVS_COLD_WHY_MAX, VKV_ECOLD,
+                          "'%s/shards' is missing but shard directories hold data: write the "
+                          "tier's shard count (its number of shard-K directories) into it, or "
+                          "move the directory aside",
+                          t->dir);
     t->n = want;
     if (want == 1)
         return 0;
@@ -215,6 +263,10 @@ static int vkvs_cold_open_shards(vkvs_cold *t, const vkvs_cold_config *cfg, char
         vkvs_cold_config sc = vkvs_cold_shard_cfg(cfg, k, t->n, dir);
         /* a shard directory that went missing (removed by hand, or a crash
          * while it was moved aside) is created again, empty */
+        if (t->n > 1 && access(dir, F_OK) != 0 && errno == ENOENT)
+            VKV_WARN("cold tier: shard directory %s is missing: starting it empty (its entries, "
+                     "if it had any, are gone)",
+                     dir);
         int rc = vkv_private_dir(dir, 0, why, VKVS_COLD_WHY_MAX);
         if (rc == 0)
             rc = vkvs_cold_env_open(&sc, k, t->n, &t->sink, &t->env[k], why, VKVS_COLD_WHY_MAX);
@@ -408,20 +460,40 @@ int vkvs_cold_lookup(vkvs_cold *t, const char *ns, const vkv_key *key, vkvs_cold
 
 /* ---- calls over every shard ----------------------------------------------- */
 
+/* The caller's foreach callback, and whether it stopped the walk: tells a
+ * callback's nonzero value (returned at once) from a shard's error (the
+ * other shards are still listed). */
+typedef struct vkvs_cold_fe {
+    vkvs_cold_foreach_cb cb;
+    void *ctx;
+    int stopped;
+} vkvs_cold_fe;
+
+/* Foreach callback handed to each shard: calls the caller's, notes a stop. */
+static int vkvs_cold_fe_cb(void *arg, const vkvs_cold_entry_info *e)
+{
+    vkvs_cold_fe *f = arg;
+    int rc = f->cb(f->ctx, e);
+    f->stopped = rc != 0;
+    return rc;
+}
+
 /* See cold.h. */
 int vkvs_cold_foreach(vkvs_cold *t, vkvs_cold_foreach_cb cb, void *ctx)
 {
     if (t == NULL || cb == NULL)
         return VKV_EINVAL;
-    int failed = 0;
+    vkvs_cold_fe f = {cb, ctx, 0};
+    int first = 0;
     for (int k = 0; k < t->n; k++) {
-        int rc = vkvs_cold_env_foreach(t->env[k], cb, ctx);
-        if (rc == VKV_ECOLD) /* a failed shard: the others are still listed */
-            failed = 1;
-        else if (rc != 0)
+        int rc = vkvs_cold_env_foreach(t->env[k], vkvs_cold_fe_cb, &f);
+        if (f.stopped)
             return rc;
+        /* a failed or unreadable shard: the others are still listed */
+        if (rc != 0 && first == 0)
+            first = rc;
     }
-    return failed ? VKV_ECOLD : 0;
+    return first;
 }
 
 /* The whole tier's progress while verify walks shard `k`: the caller's
@@ -433,6 +505,7 @@ typedef struct vkvs_cold_vprog {
     uint64_t done_e, done_b; /* shards before k, as verified */
     uint64_t rest_e, rest_b; /* shards after k, as counted at start */
     uint64_t last_e, last_b; /* shard k's totals as last reported */
+    int stopped;             /* the caller's callback returned nonzero */
 } vkvs_cold_vprog;
 
 /* Progress callback handed to one shard's verify: adds the other shards. */
@@ -441,8 +514,10 @@ static int vkvs_cold_vprog_cb(void *arg, uint64_t de, uint64_t te, uint64_t db, 
     vkvs_cold_vprog *p = arg;
     p->last_e = te;
     p->last_b = tb;
-    return p->cb(p->ctx, p->done_e + de, p->done_e + te + p->rest_e, p->done_b + db,
-                 p->done_b + tb + p->rest_b);
+    int rc = p->cb(p->ctx, p->done_e + de, p->done_e + te + p->rest_e, p->done_b + db,
+                   p->done_b + tb + p->rest_b);
+    p->stopped = rc != 0;
+    return rc;
 }
 
 /* See cold.h. The report sums the shards'. */
@@ -454,7 +529,7 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
     if (t == NULL)
         return VKV_EINVAL;
     vkvs_cold_vprog p = {.cb = progress, .ctx = ctx};
-    int failed = 0;
+    int first = 0;
     vkvs_cold_stats s[VKVS_COLD_SHARDS_MAX];
     for (int k = 0; k < t->n; k++) {
         vkvs_cold_env_stats_get(t->env[k], &s[k]);
@@ -477,10 +552,10 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
             report->vanished += r.vanished;
             report->read_errors += r.read_errors;
         }
-        if (rc == VKV_ECOLD) /* a failed shard: the others are still checked */
-            failed = 1;
-        else if (rc != 0)
+        if (p.stopped || rc == VKV_ENOMEM)
             return rc;
+        if (rc != 0 && first == 0) /* a shard that cannot be read: the others are checked */
+            first = rc;
         p.done_e += p.last_e;
         p.done_b += p.last_b;
         if (k + 1 < t->n) {
@@ -488,7 +563,7 @@ int vkvs_cold_verify(vkvs_cold *t, unsigned flags, vkvs_cold_progress_cb progres
             p.rest_b -= s[k + 1].bytes;
         }
     }
-    return failed ? VKV_ECOLD : 0;
+    return first;
 }
 
 /* Runs fn over every shard; returns the first error, having run it on all. */

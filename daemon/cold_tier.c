@@ -433,7 +433,11 @@ void vkvd_cold_open(vkvd_server *srv)
     vkvs_cold_stats_get(srv->cold, &cs);
     srv->cold_envs_quarantined += cs.envs_quarantined;
     uint64_t t0 = vkv_now_ms();
-    vkvs_cold_foreach(srv->cold, load_cold_entry, srv);
+    rc = vkvs_cold_foreach(srv->cold, load_cold_entry, srv);
+    if (rc != 0) /* the readable shards were still indexed */
+        VKV_ERROR("cold tier %s: the entries of a shard that cannot be read are not indexed "
+                  "(not served until it is repaired): %s",
+                  dir, vkv_strerror(rc));
     vkvs_stats s;
     vkvs_stats_get(srv->st, &s);
     VKV_INFO("cold tier %s (%llu shard%s): %llu entries (%llu MiB) indexed in %llu ms", dir,

@@ -142,7 +142,7 @@ static int resolve_ns(vkvp_shmidx_reader *r, uint32_t *idx)
     if (n > r->ns_max)
         n = r->ns_max;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *e = r->base + r->h->ns_off + (uint64_t)i * VKVP_SHMIDX_NS_ENTRY;
+        const uint8_t *e = r->base + VKVP_SHMIDX_HDR_SIZE + (uint64_t)i * VKVP_SHMIDX_NS_ENTRY;
         uint32_t len;
         memcpy(&len, e, sizeof len);
         if (len == r->ns_len && memcmp(e + 8, r->ns, len) == 0) {

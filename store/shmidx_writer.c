@@ -46,6 +46,7 @@ struct vkvs_shmidx {
     /* writer-private copies of the counters the header publishes */
     uint64_t live, tombs, unpublished, changes;
     uint32_t nns, max_probe;
+    uint32_t ns_max; /* namespace table entries (the header's, never read back) */
     uint64_t rebuilds, full;
 };
 
@@ -260,8 +261,15 @@ static int32_t ns_index(vkvs_shmidx *w, uint32_t ns_id, const char *ns, bool pub
         while (len <= ns_id)
             len *= 2;
         int32_t *m = realloc(w->nsmap, len * sizeof *m);
-        if (!m)
+        if (!m) {
+            /* this change cannot be published, so no reader may trust the
+             * segment from now on: they all take the round trip */
+            atomic_fetch_or_explicit(&w->h->flags, VKVP_SHMIDX_F_BROKEN, memory_order_release);
+            VKV_ERROR("lookup index: out of memory for namespace '%s': segment marked broken, "
+                      "lookups take the round trip",
+                      ns ? ns : "");
             return NS_NOROOM;
+        }
         for (uint32_t i = w->nsmap_len; i < len; i++)
             m[i] = NS_UNKNOWN;
         w->nsmap = m;
@@ -270,15 +278,15 @@ static int32_t ns_index(vkvs_shmidx *w, uint32_t ns_id, const char *ns, bool pub
     if (w->nsmap[ns_id] != NS_UNKNOWN || !publish)
         return w->nsmap[ns_id];
     size_t len = ns ? strlen(ns) : 0;
-    if (w->nns >= w->h->ns_max || len > VKVP_SHMIDX_NS_LEN) {
+    if (w->nns >= w->ns_max || len > VKVP_SHMIDX_NS_LEN) {
         w->nsmap[ns_id] = NS_NOROOM;
         atomic_fetch_or_explicit(&w->h->flags, VKVP_SHMIDX_F_NSFULL, memory_order_release);
         VKV_WARN("lookup index: namespace '%s' not published (table of %u full): its lookups "
                  "take the round trip",
-                 ns ? ns : "", w->h->ns_max);
+                 ns ? ns : "", w->ns_max);
         return NS_NOROOM;
     }
-    uint8_t *e = w->base + w->h->ns_off + (uint64_t)w->nns * VKVP_SHMIDX_NS_ENTRY;
+    uint8_t *e = w->base + VKVP_SHMIDX_HDR_SIZE + (uint64_t)w->nns * VKVP_SHMIDX_NS_ENTRY;
     uint32_t l32 = (uint32_t)len;
     memcpy(e, &l32, sizeof l32);
     memcpy(e + 8, ns, len);
@@ -413,11 +421,16 @@ int vkvs_shmidx_open(uint32_t nslots, uint32_t ns_max, uint64_t epoch, vkvs_shmi
     }
     w->base = p;
     /* Readers may map it only read-only (F_SEAL_FUTURE_WRITE, Linux 5.1+):
-     * a worker cannot corrupt another worker's answers. Best effort. */
+     * a worker can neither corrupt another worker's answers nor the state
+     * this writer reads back (slot kinds). Without that seal there is no
+     * segment (VKV_ENOTSUP): lookups take the round trip. */
     if (fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0 ||
-        (fcntl(w->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0 && errno != EINVAL) ||
+        fcntl(w->fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0 ||
         fcntl(w->fd, F_ADD_SEALS, F_SEAL_SEAL) != 0) {
-        VKV_ERROR("lookup index: sealing: %s", strerror(errno));
+        if (errno == EINVAL)
+            rc = VKV_ENOTSUP;
+        VKV_ERROR("lookup index: sealing the segment read-only for readers: %s%s", strerror(errno),
+                  errno == EINVAL ? " (F_SEAL_FUTURE_WRITE needs Linux 5.1+)" : "");
         goto fail_map;
     }
     if (getrandom(&w->seed, sizeof w->seed, 0) != (ssize_t)sizeof w->seed)
@@ -432,6 +445,7 @@ int vkvs_shmidx_open(uint32_t nslots, uint32_t ns_max, uint64_t epoch, vkvs_shmi
     w->h->seg_size = w->size;
     w->h->nslots = n;
     w->h->ns_max = ns_max;
+    w->ns_max = ns_max;
     w->h->ns_off = VKVP_SHMIDX_HDR_SIZE;
     w->h->slots_off = vkvp_shmidx_size(0, ns_max);
     lock_liveness(w);

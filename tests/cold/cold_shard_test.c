@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 #include <xxhash.h>
 
 #include "cold/cold.h"
+#include "cold/cold_int.h"
 #include "cold_util.h"
 #include "common/log.h"
 #include "vkv/error.h"
@@ -512,6 +514,124 @@ static void missing_shard_is_recreated_and_a_file_refused(void **state)
     assert_null(c);
 }
 
+/* Creates an LMDB environment of the plain kind in dir (data.mdb and
+ * lock.mdb at its top), as a one-environment vkv would on opening it. */
+static void plain_env_in(const char *dir)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    mdb_env_close(env);
+}
+
+/* Removes dir/name. */
+static void unlink_in(const char *dir, const char *name)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    assert_int_equal(unlink(path), 0);
+}
+
+/* Layouts that contradict each other are refused (VKV_ECOLD) and nothing
+ * is moved, created or quarantined, even when quarantine is asked for: an
+ * environment at the top beside a sharded tier (an older one-env vkv opened
+ * it), and shard data whose count file is gone (reopening with another
+ * count would route keys to shards that do not hold them). Once the
+ * operator removes the stray environment or writes the count back, every
+ * committed entry restores bit-identical. */
+static void contradicting_layouts_are_refused_and_left_alone(void **state)
+{
+    cu_fixture *f = *state;
+    vkvs_cold *c;
+    char sdir[4200], parent[4200], base[4200];
+    snprintf(parent, sizeof parent, "%s", f->dir);
+    snprintf(base, sizeof base, "%s/tier", f->dir);
+    assert_int_equal(mkdir(base, 0700), 0);
+    uint8_t in1[NKEYS];
+    assert_true(two_shards_listed(base, sdir, in1) > 0);
+
+    plain_env_in(base);
+    assert_int_equal(try_open(base, 2, 256u << 20, 1, &c), VKV_ECOLD);
+    assert_null(c);
+    assert_int_equal(try_open(base, 1, 256u << 20, 1, &c), VKV_ECOLD);
+    assert_int_equal(count_named(parent, "tier.corrupt-"), 0);
+    assert_int_equal(count_named(base, "shard-"), 2);
+    unlink_in(base, "data.mdb");
+    unlink_in(base, "lock.mdb");
+    c = open_tier(base, 2, 256u << 20, 1);
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+
+    unlink_in(base, "shards");
+    for (int want = 1; want <= 3; want++) {
+        assert_int_equal(try_open(base, want, 256u << 20, 1, &c), VKV_ECOLD);
+        assert_null(c);
+    }
+    assert_int_equal(count_named(base, "shard"), 2); /* no shard-2, no count written */
+    assert_int_equal(count_named(base, "data.mdb"), 0);
+    assert_int_equal(count_named(parent, "tier.corrupt-"), 0);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/shards", base);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("2\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    c = open_tier(base, 3, 256u << 20, 1);
+    vkvs_cold_stats st;
+    vkvs_cold_stats_get(c, &st);
+    assert_int_equal(st.shards, 2);
+    assert_int_equal(st.envs_quarantined, 0);
+    for (uint64_t i = 0; i < NKEYS; i++)
+        assert_int_equal(restore_key(c, i), 1);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
+/* foreach callback: counts the entries and stops after ctx->stop_after
+ * of them (0: never). */
+typedef struct fe_count {
+    int n, stop_after;
+} fe_count;
+static int count_cb(void *ctx, const vkvs_cold_entry_info *e)
+{
+    fe_count *fc = ctx;
+    (void)e;
+    fc->n++;
+    return fc->stop_after != 0 && fc->n >= fc->stop_after ? 7 : 0;
+}
+
+/* A shard that cannot be walked (here one that has failed) does not stop
+ * foreach or verify: every entry of the other shard is listed and checked,
+ * and the shard's error comes back at the end; a callback's nonzero value
+ * stops the whole walk at once and is returned. */
+static void foreach_lists_past_a_shard_that_fails(void **state)
+{
+    cu_fixture *f = *state;
+    char sdir[4200];
+    uint8_t in1[NKEYS];
+    int n1 = two_shards_listed(f->dir, sdir, in1);
+    assert_true(n1 > 0 && n1 < NKEYS);
+    vkvs_cold *c = open_tier(f->dir, 2, 256u << 20, 0);
+    fe_count fc = {0, 3};
+    assert_int_equal(vkvs_cold_foreach(c, count_cb, &fc), 7);
+    assert_int_equal(fc.n, 3);
+    vkvs_cold_env *e0 = vkvs_cold_shard_env(c, 0);
+    assert_non_null(e0);
+    assert_null(vkvs_cold_shard_env(c, 2));
+    e0->failed = 1; /* what an MDB_PANIC of shard 0 leaves */
+    uint8_t seen[NKEYS] = {0};
+    assert_int_equal(vkvs_cold_foreach(c, mark_cb, seen), VKV_ECOLD);
+    for (int i = 0; i < NKEYS; i++)
+        assert_int_equal(seen[i], in1[i]);
+    vkvs_cold_verify_report r;
+    progress pr = {0, 0, 0};
+    assert_int_equal(vkvs_cold_verify(c, 0, progress_cb, &pr, &r), VKV_ECOLD);
+    assert_int_equal(r.entries, (uint64_t)n1); /* shard 1 was checked all the same */
+    assert_int_equal(r.corrupt, 0);
+    assert_true(pr.calls > 0);
+    assert_int_equal(vkvs_cold_close(c), 0);
+}
+
 /* Spills queued to both shards at once, waited for on the eventfd alone
  * (no polling of the queue between wake-ups): every completion wakes the
  * caller, whichever shard's writer posts it. */
@@ -567,6 +687,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(shard_dirs_without_a_count_are_a_new_tier, cu_setup,
                                         cu_teardown),
         cmocka_unit_test_setup_teardown(missing_shard_is_recreated_and_a_file_refused, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(contradicting_layouts_are_refused_and_left_alone, cu_setup,
+                                        cu_teardown),
+        cmocka_unit_test_setup_teardown(foreach_lists_past_a_shard_that_fails, cu_setup,
                                         cu_teardown),
         cmocka_unit_test_setup_teardown(completions_of_every_shard_wake_the_eventfd, cu_setup,
                                         cu_teardown),

@@ -12,7 +12,8 @@
  *  - reader processes hammering the segment while the writer changes it see
  *    no torn slot, no hit for a key deleted before they looked, no miss of
  *    a key that never changes;
- *  - a writer that dies (SIGKILL) or closes leaves readers asking the daemon;
+ *  - a writer that dies (SIGKILL) or closes, or cannot publish a change for
+ *    want of memory, leaves readers asking the daemon;
  *  - the reader refuses fds that are not a sealed segment of its epoch.
  */
 #include <fcntl.h>
@@ -207,6 +208,41 @@ static void test_ns_full(void **state)
     assert_int_equal(vkvp_shmidx_lookup(r3, &k, 1, &hits, NULL), VKV_EBUSY);
     vkvp_shmidx_reader_close(r1);
     vkvp_shmidx_reader_close(r3);
+    vkvs_shmidx_close(w);
+}
+
+/* realloc, linked with -Wl,--wrap=realloc: fails once when armed. */
+void *__real_realloc(void *p, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+static int fail_next_realloc;
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (fail_next_realloc) {
+        fail_next_realloc = 0;
+        return NULL;
+    }
+    return __real_realloc(p, n);
+}
+
+/* A change the writer cannot publish for want of memory (a new namespace's
+ * map) marks the segment broken: the reader never answers from it again
+ * (VKV_EBUSY: ask the daemon), instead of reporting the key absent for
+ * good. */
+static void test_oom_marks_broken(void **state)
+{
+    (void)state;
+    vkvs_shmidx *w;
+    vkvp_shmidx_reader *r;
+    open_pair(256, 4, "ns", &w, &r);
+    vkv_key k1 = tkey(1), k2 = tkey(2), keys[2] = {k2, k1};
+    size_t hits = 0;
+    fail_next_realloc = 1;
+    vkvs_shmidx_change(w, 0, "ns", &k1, 0, VKVP_SHMIDX_READY);
+    assert_int_equal(fail_next_realloc, 0); /* the namespace map did grow here */
+    vkvs_shmidx_change(w, 0, "ns", &k2, 0, VKVP_SHMIDX_READY);
+    assert_int_equal(vkvp_shmidx_lookup(r, keys, 2, &hits, NULL), VKV_EBUSY);
+    assert_int_equal(vkvp_shmidx_lookup(r, &k2, 1, &hits, NULL), VKV_EBUSY);
+    vkvp_shmidx_reader_close(r);
     vkvs_shmidx_close(w);
 }
 
@@ -656,10 +692,10 @@ static void test_reader_checks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_model),         cmocka_unit_test(test_full),
-        cmocka_unit_test(test_ns_full),       cmocka_unit_test(test_store_mirror),
-        cmocka_unit_test(test_hammer),        cmocka_unit_test(test_writer_death),
-        cmocka_unit_test(test_reader_checks),
+        cmocka_unit_test(test_model),        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_ns_full),      cmocka_unit_test(test_oom_marks_broken),
+        cmocka_unit_test(test_store_mirror), cmocka_unit_test(test_hammer),
+        cmocka_unit_test(test_writer_death), cmocka_unit_test(test_reader_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
