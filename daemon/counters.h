@@ -183,6 +183,8 @@
       COUNTER, "Remote values refused: a checksum failed, or a foreign value / other identity.")   \
     X(remote_foreign, r.foreign, NULL, "vkvd_remote_rejected_total", "reason=\"foreign\"",         \
       COUNTER, NULL)                                                                               \
+    X(remote_dangling, r.dangling, NULL, "vkvd_remote_dangling_dropped_total", "", COUNTER,        \
+      "Remote manifests deleted because one of their pieces was gone (evicted or expired).")       \
     X(remote_publishes, r.publishes, NULL, "vkvd_remote_publishes_total", "result=\"ok\"",         \
       COUNTER, "Committed blocks published (ok), already there (exists), failed, or dropped.")     \
     X(remote_publish_skipped, r.publish_skipped, NULL, "vkvd_remote_publishes_total",              \

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,9 @@
 #define MAX_REDIRECTS  16 /* with growing pauses: about 0.5 s in all */
 #define TRYAGAIN_MS    20
 #define REFRESH_MIN_MS 50 /* a stale map is reloaded at most this often */
+/* A slot no node served at the last reload (a cluster still being created,
+ * slots not assigned yet) makes the map be reloaded at most this often. */
+#define UNKNOWN_REFRESH_MS 1000
 
 struct node {
     char host[VKVR_HOST_MAX];
@@ -322,6 +326,8 @@ static int apply_slots(vkvr_cluster *c, int from, const redisReply *r)
     return 0;
 }
 
+static int read_reply(vkvr_cluster *c, redisContext *x, void **out);
+
 int vkvr_cluster_refresh(vkvr_cluster *c)
 {
     int last = VKV_EIO;
@@ -339,7 +345,11 @@ int vkvr_cluster_refresh(vkvr_cluster *c)
                 continue;
             }
             const char *av[2] = {"CLUSTER", "SLOTS"};
-            redisReply *r = redisCommandArgv(x, 2, av, NULL);
+            void *rv = NULL; /* read_reply: the socket's timeouts are per command */
+            if (redisAppendCommandArgv(x, 2, av, NULL) == REDIS_OK &&
+                read_reply(c, x, &rv) != REDIS_OK)
+                rv = NULL;
+            redisReply *r = rv;
             if (!r) {
                 /* an idle connection to a restarted node: pass 1 retries */
                 if (pass == 0 && stale_conn(c, i, true, x->err, errno))
@@ -364,11 +374,16 @@ int vkvr_cluster_refresh(vkvr_cluster *c)
 
 /* ---- commands -------------------------------------------------------------- */
 
-/* The node serving `slot`, reloading a stale map first; -1 with *rc set. */
+/* The node serving `slot`, reloading a stale map first, and a map in
+ * which no node serves `slot` at most once per UNKNOWN_REFRESH_MS (the
+ * slots may have been assigned since: a tier opened before `redis-cli
+ * --cluster create` ran works once it has); -1 with *rc set. */
 static int route(vkvr_cluster *c, uint16_t slot, int *rc)
 {
-    if (c->stale &&
-        (c->slot[slot] == NO_NODE || vkv_now_ms() - c->last_refresh_ms >= REFRESH_MIN_MS)) {
+    const bool unknown = c->slot[slot] == NO_NODE;
+    const uint64_t since = vkv_now_ms() - c->last_refresh_ms;
+    if ((c->stale && (unknown || since >= REFRESH_MIN_MS)) ||
+        (unknown && since >= UNKNOWN_REFRESH_MS)) {
         int r = vkvr_cluster_refresh(c);
         if (r && c->slot[slot] == NO_NODE) {
             *rc = r;
@@ -433,11 +448,33 @@ static enum redir redirect_of(vkvr_cluster *c, const redisReply *r, int *target)
     return kind;
 }
 
+/* Sets socket option `opt` (SO_RCVTIMEO or SO_SNDTIMEO) of x's fd to the
+ * time left until deadline_ms (monotonic), so that the next blocking
+ * read(2) or write(2) ends by then. Returns false, with x->err and errno set
+ * as for a timed-out read (REDIS_ERR_IO, EAGAIN), when no time is left. */
+static bool arm_deadline(redisContext *x, int opt, uint64_t deadline_ms)
+{
+    const uint64_t now = vkv_now_ms();
+    if (now >= deadline_ms) {
+        x->err = REDIS_ERR_IO;
+        snprintf(x->errstr, sizeof x->errstr, "%s", strerror(EAGAIN));
+        errno = EAGAIN;
+        return false;
+    }
+    const uint64_t left = deadline_ms - now;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)((left % 1000) * 1000)};
+    (void)setsockopt(x->fd, SOL_SOCKET, opt, &tv, sizeof tv);
+    return true;
+}
+
 /* redisGetReply with reads of READ_CHUNK bytes instead of hiredis's 16 KiB
  * (a 2 MiB piece in 2-3 read(2) calls instead of 128): flushes what is
- * queued, then feeds the reader until it has a reply. Returns REDIS_OK with
- * *out, or REDIS_ERR with x->err set (REDIS_ERR_IO with errno, e.g. EAGAIN
- * for the SO_RCVTIMEO timeout; REDIS_ERR_EOF; REDIS_ERR_PROTOCOL). */
+ * queued (each write(2) must make progress within timeout_ms), then feeds
+ * the reader until it has a reply, which must be complete within timeout_ms
+ * of the flush (each read(2) gets the time left, so a node that trickles
+ * its reply a byte at a time cannot hold the thread longer). Returns
+ * REDIS_OK with *out, or REDIS_ERR with x->err set (REDIS_ERR_IO with
+ * errno, EAGAIN for a timeout; REDIS_ERR_EOF; REDIS_ERR_PROTOCOL). */
 static int read_reply(vkvr_cluster *c, redisContext *x, void **out)
 {
     *out = NULL;
@@ -447,14 +484,18 @@ static int read_reply(vkvr_cluster *c, redisContext *x, void **out)
         return REDIS_OK;
     int done = 0;
     do {
-        if (redisBufferWrite(x, &done) != REDIS_OK)
+        if (!arm_deadline(x, SO_SNDTIMEO, vkv_now_ms() + c->timeout_ms) ||
+            redisBufferWrite(x, &done) != REDIS_OK)
             return REDIS_ERR;
     } while (!done);
+    const uint64_t deadline = vkv_now_ms() + c->timeout_ms;
     for (;;) {
         if (redisGetReplyFromReader(x, out) != REDIS_OK)
             return REDIS_ERR;
         if (*out)
             return REDIS_OK;
+        if (!arm_deadline(x, SO_RCVTIMEO, deadline))
+            return REDIS_ERR;
         ssize_t n = read(x->fd, c->rbuf, READ_CHUNK);
         if (n < 0 && errno == EINTR)
             continue;

@@ -289,7 +289,7 @@ static int manifest_absent(vkvr_cluster *c, const char *mname, int mlen)
 
 /* Writes every piece of block[0..size), WRITE_BATCH SETs per pipeline (PX
  * pttl; pttl NULL: no expiry). *written counts the pieces of the pipelines
- * that were sent (what a failure must delete). The first error reply wins
+ * that were sent or being sent (what a failure must delete). The first error reply wins
  * (VKV_ENOSPC also sets rep->oom). */
 static int write_pieces(const struct blk *bk, const uint8_t *block, uint64_t size,
                         uint32_t piece_size, const char *pttl, uint32_t *written,
@@ -304,9 +304,11 @@ static int write_pieces(const struct blk *bk, const uint8_t *block, uint64_t siz
         for (uint32_t i = i0; i < n && bt.k < WRITE_BATCH; i++)
             batch_add(&bt, bk, i, block + (uint64_t)i * piece_size,
                       (size_t)piece_len(size, piece_size, i), pttl);
+        /* counted before it is sent: a pipeline that fails half way (a
+         * timeout, a lost connection) may still have stored its pieces */
+        *written = i0 + (uint32_t)bt.k;
         if ((rc = batch_send(&bt, bk)) != 0)
             break;
-        *written = i0 + (uint32_t)bt.k;
         for (int j = 0; j < bt.k; j++) {
             if (bt.rr[j]->type == REDIS_REPLY_ERROR && rc == 0) {
                 rc = vkvr_redis_error(bt.rr[j]->str);
@@ -540,8 +542,35 @@ static int verify_block(const vkvr_manifest *m, const vkv_block_header *hdr, uin
     return rc;
 }
 
+/* Deletes the manifest of (ns, key) after one of its pieces was found
+ * missing (expired early, or evicted by an LRU policy that kept the small
+ * manifest, which every fetch keeps fresh): left in place it would make
+ * every fetch of the key miss and every node holding the block skip
+ * publishing it (EXISTS) until the manifest's TTL ran out. The next publish
+ * of the key then succeeds. Best effort (errors ignored); sets
+ * rep->dangling when the DEL removed it. Manifests are never rewritten (SET
+ * NX), so the one deleted is the one read, unless it expired and another
+ * node published the key again in between: that publish is then lost (its
+ * pieces expire), never served wrong. */
+static void drop_dangling(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
+                          vkvr_io_report *rep)
+{
+    char mname[VKVR_KEYNAME_MAX];
+    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
+    if (mlen < 0)
+        return;
+    const char *av[2] = {"DEL", mname};
+    size_t al[2] = {3, (size_t)mlen};
+    redisReply *r = NULL;
+    if (vkvr_cluster_command(c, 2, av, al, 1, &r) == 0) {
+        rep->dangling = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+        freeReplyObject(r);
+    }
+}
+
 /* See pieces.h. The steps: room and sizes, the pieces (each checked as it
- * arrives), the whole block's hash, then the block's own checks. */
+ * arrives), the whole block's hash, then the block's own checks; a missing
+ * piece drops the manifest (drop_dangling). */
 int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
                     const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep)
 {
@@ -566,6 +595,8 @@ int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const v
     XXH3_64bits_reset(f.payload);
     struct blk bk = {c, prefix, ns, key, m->nonce};
     int rc = read_pieces(&f, &bk, rep);
+    if (rc == VKV_ENOTFOUND)
+        drop_dangling(c, prefix, ns, key, rep);
     uint64_t hw = XXH3_64bits_digest(f.whole), hp = XXH3_64bits_digest(f.payload);
     XXH3_freeState(f.whole);
     XXH3_freeState(f.payload);

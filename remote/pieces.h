@@ -91,9 +91,10 @@ int vkvr_manifest_parse(const void *buf, size_t len, const char *ns, const vkv_k
 
 /* What one write or read did, for the caller's counters. */
 typedef struct vkvr_io_report {
-    int oom;     /* a write was refused by maxmemory */
-    int corrupt; /* a checksum failed */
-    int foreign; /* a value was not this key's manifest or block */
+    int oom;      /* a write was refused by maxmemory */
+    int corrupt;  /* a checksum failed */
+    int foreign;  /* a value was not this key's manifest or block */
+    int dangling; /* a piece was missing: the manifest was deleted */
 } vkvr_io_report;
 
 /* Publishes block[0..size) (already checked by the caller) as (ns, key):
@@ -116,8 +117,8 @@ int vkvr_manifest_read(vkvr_cluster *c, const char *prefix, const char *ns, cons
 /* Reads the block of manifest *m into dst[0..ndst) (total room must be >=
  * m->size; VKV_ETRUNC otherwise) and verifies it (pieces, whole block,
  * vkv_block_check + payload hash + identity). Returns 0, VKV_ENOTFOUND (a
- * piece is gone), VKV_ECHECKSUM, VKV_ECORRUPT, VKV_EIDENT, VKV_ETRUNC, and
- * router errors. On error dst holds garbage. */
+ * piece is gone: the manifest is then deleted, rep->dangling), VKV_ECHECKSUM, VKV_ECORRUPT,
+ * VKV_EIDENT, VKV_ETRUNC, and router errors. On error dst holds garbage. */
 int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
                     const vkvr_manifest *m, const struct iovec *dst, int ndst, vkvr_io_report *rep);
 

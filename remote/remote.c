@@ -252,6 +252,7 @@ static void complete(struct worker *w, struct job *j, int status, uint64_t size,
     add_router_counts(r, w);
     r->st.corrupt += rep->corrupt ? 1 : 0;
     r->st.foreign += rep->foreign ? 1 : 0;
+    r->st.dangling += rep->dangling ? 1 : 0;
     if (j->op == VKVR_OP_PUBLISH)
         count_publish(r, j, &c, detail);
     else
@@ -283,7 +284,7 @@ static void complete(struct worker *w, struct job *j, int status, uint64_t size,
 static void run_read(struct worker *w, struct job *j)
 {
     vkvr *r = w->r;
-    vkvr_io_report rep = {0, 0, 0};
+    vkvr_io_report rep = {0, 0, 0, 0};
     vkvr_manifest m;
     void *mbuf = NULL, *own = NULL;
     int rc =
@@ -319,7 +320,7 @@ static void run_read(struct worker *w, struct job *j)
 static void run_publish(struct worker *w, struct job *j)
 {
     vkvr *r = w->r;
-    vkvr_io_report rep = {0, 0, 0};
+    vkvr_io_report rep = {0, 0, 0, 0};
     /* Only a sound block bound to (ns, key) leaves the node (checked here,
      * not at submit: one XXH3 pass the event loop does not pay). */
     vkv_block_header h;

@@ -73,7 +73,9 @@ typedef struct vkvr_config {
                            * publish past it is refused (VKV_EBUSY).
                            * Default 256 MiB */
     uint32_t piece_size;  /* bytes per piece, VKVR_PIECE_MIN..MAX */
-    uint32_t timeout_ms;  /* connect and per-command timeout, default 2000 */
+    uint32_t timeout_ms;  /* connect and per-command timeout, default 2000:
+                           * each write(2) must make progress and each reply
+                           * be complete within it */
     uint32_t retry_ms;    /* a failed node is not retried for this long,
                            * default 1000 */
     int threads;          /* I/O threads, 1..32, default 2 */
@@ -117,6 +119,7 @@ typedef struct vkvr_stats {
     uint64_t corrupt;   /* manifest/piece/block checksum mismatches */
     uint64_t foreign;   /* values that are not vkv manifests or carry
                          * another identity */
+    uint64_t dangling;  /* manifests deleted because a piece was gone */
     uint64_t publishes; /* blocks published */
     uint64_t publish_bytes;
     uint64_t publish_skipped; /* already present (once per key) */

@@ -185,7 +185,7 @@ int vkvt_redis_wait_ok(vkvt_redis *rc, int timeout_ms)
     return -1;
 }
 
-int vkvt_redis_start(vkvt_redis *rc, int n, const char *extra)
+int vkvt_redis_start_bare(vkvt_redis *rc, int n, const char *extra)
 {
     memset(rc, 0, sizeof *rc);
     if (!on_path("redis-server") || !on_path("redis-cli")) {
@@ -216,8 +216,14 @@ int vkvt_redis_start(vkvt_redis *rc, int n, const char *extra)
         off += (size_t)snprintf(rc->nodes + off, sizeof rc->nodes - off, "%s127.0.0.1:%d",
                                 i ? "," : "", rc->port[i]);
     }
+    return 0;
+}
+
+int vkvt_redis_create(vkvt_redis *rc)
+{
     char cmd[512];
-    off = (size_t)snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
+    int n = rc->n;
+    size_t off = (size_t)snprintf(cmd, sizeof cmd, "redis-cli --cluster create");
     for (int i = 0; i < n; i++)
         off += (size_t)snprintf(cmd + off, sizeof cmd - off, " 127.0.0.1:%d", rc->port[i]);
     snprintf(cmd + off, sizeof cmd - off, " --cluster-yes >%s/create.log 2>&1", rc->dir);
@@ -227,6 +233,12 @@ int vkvt_redis_start(vkvt_redis *rc, int n, const char *extra)
         return -1;
     }
     return 0;
+}
+
+int vkvt_redis_start(vkvt_redis *rc, int n, const char *extra)
+{
+    int rc0 = vkvt_redis_start_bare(rc, n, extra);
+    return rc0 != 0 ? rc0 : vkvt_redis_create(rc);
 }
 
 int vkvt_redis_signal(vkvt_redis *rc, int i, int sig)

@@ -32,6 +32,13 @@ typedef struct vkvt_redis {
  * redis is not installed, or -1 (logged to stderr). */
 int vkvt_redis_start(vkvt_redis *rc, int n, const char *extra);
 
+/* vkvt_redis_start in two steps: start_bare starts the n masters (each
+ * knows only itself; no slot is assigned: CLUSTER SLOTS is empty; same
+ * returns), create joins them and assigns the slots as start does (0 or -1;
+ * on failure the masters are stopped). */
+int vkvt_redis_start_bare(vkvt_redis *rc, int n, const char *extra);
+int vkvt_redis_create(vkvt_redis *rc);
+
 /* Sends `sig` to master i (SIGKILL/SIGSTOP/SIGCONT); after SIGKILL it is
  * reaped. Returns 0 or -1. */
 int vkvt_redis_signal(vkvt_redis *rc, int i, int sig);

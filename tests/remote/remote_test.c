@@ -3,8 +3,12 @@
  * 3-master Redis Cluster on loopback (tests/remote/redis_cluster.h): slot
  * routing, multi-piece round trips, once-per-key publishing, flipped bytes,
  * foreign and planted values, a full cluster, a master stopped or killed
- * mid-fetch and mid-publish, and a slot range resharded while traffic runs.
+ * mid-fetch and mid-publish, a slot range resharded while traffic runs, an
+ * evicted piece, slots assigned after the tier opened, and a node that
+ * trickles its replies (a fake one).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -682,13 +688,202 @@ static void test_reshard(void **state)
     vkvr_close(t.r);
 }
 
+/* A piece evicted under its manifest (an LRU policy keeps the small,
+ * often-read manifest) makes the fetch miss and drops the manifest, so a
+ * node holding the block publishes it again and the key is served, instead
+ * of missing everywhere until the manifest's TTL. */
+static void test_evicted_piece(void **state)
+{
+    (void)state;
+    vkvr *r = open_tier(64 << 10, 2000);
+    vkv_key k = key_of(9009);
+    size_t n;
+    void *blk = block_make(NS, &k, 9, 16, 128, &n);
+    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
+    vkvr_manifest m;
+    void *mb;
+    manifest_of(&k, &m, &mb);
+    assert_true(m.pieces >= 2);
+    char name[VKVR_KEYNAME_MAX];
+    vkvr_name_piece(name, sizeof name, "vkv:", NS, &k, m.nonce, 1);
+    free(mb);
+    redisReply *x = vkvt_redis_cmd(&g_rc, owner_of(&k), "DEL %s", name); /* "evicted" */
+    assert_non_null(x);
+    assert_int_equal(x->integer, 1);
+    freeReplyObject(x);
+    void *got = NULL;
+    uint64_t sz = 0;
+    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), VKV_ENOTFOUND);
+    vkvr_stats st;
+    vkvr_stats_get(r, &st);
+    assert_int_equal(st.dangling, 1);
+    vkvr_name_manifest(name, sizeof name, "vkv:", NS, &k);
+    x = vkvt_redis_cmd(&g_rc, owner_of(&k), "EXISTS %s", name);
+    assert_non_null(x);
+    assert_int_equal(x->integer, 0);
+    freeReplyObject(x);
+    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0); /* not VKV_EEXIST */
+    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
+    assert_int_equal(sz, n);
+    assert_memory_equal(got, blk, n);
+    free(got);
+    free(blk);
+    vkvr_close(r);
+}
+
+/* A tier opened while the cluster has no slots yet (vkvd started before
+ * `redis-cli --cluster create`, as container set-ups do) answers errors
+ * until the slots are assigned, then works: the map of a slot no node
+ * served is asked for again. */
+static void test_slots_assigned_late(void **state)
+{
+    (void)state;
+    vkvt_redis late;
+    assert_int_equal(vkvt_redis_start_bare(&late, 3, NULL), 0);
+    vkvr_config cfg;
+    vkvr_config_default(&cfg);
+    cfg.nodes = late.nodes;
+    cfg.timeout_ms = 2000;
+    cfg.retry_ms = 200;
+    vkvr *r = NULL;
+    assert_int_equal(vkvr_open(&cfg, &r, NULL, 0), 0);
+    vkv_key k = key_of(4242);
+    void *got = NULL;
+    uint64_t sz = 0;
+    int rc = fetch_sync(r, NS, &k, &got, &sz);
+    assert_true(rc != 0 && rc != VKV_ENOTFOUND);
+    assert_int_equal(vkvt_redis_create(&late), 0);
+    for (int i = 0; i < 100 && rc != VKV_ENOTFOUND; i++) { /* up to 10 s */
+        usleep(100 * 1000);
+        rc = fetch_sync(r, NS, &k, &got, &sz);
+    }
+    assert_int_equal(rc, VKV_ENOTFOUND);
+    size_t n;
+    void *blk = block_make(NS, &k, 42, 2, 16, &n);
+    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
+    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
+    assert_int_equal(sz, n);
+    assert_memory_equal(got, blk, n);
+    free(got);
+    free(blk);
+    vkvr_close(r);
+    vkvt_redis_stop(&late);
+}
+
+/* A fake cluster node on loopback: answers CLUSTER SLOTS with itself for
+ * every slot at once, and any other command with an 11-byte reply sent one
+ * byte every 250 ms (2.75 s in all: each byte arrives well within a read
+ * timeout). */
+typedef struct trickler {
+    int lfd, port;
+    atomic_int stop;
+    pthread_t th;
+} trickler;
+
+/* Sends s[0..n) one byte per 250 ms until done or told to stop. */
+static void trickle(trickler *t, int fd, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && !atomic_load(&t->stop); i++) {
+        if (write(fd, s + i, 1) != 1)
+            return;
+        usleep(250 * 1000);
+    }
+}
+
+/* The node's thread: one connection at a time, commands read with hiredis's
+ * reader (requests are RESP arrays too). */
+static void *trickler_main(void *arg)
+{
+    trickler *t = arg;
+    while (!atomic_load(&t->stop)) {
+        struct pollfd p = {t->lfd, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        int fd = accept(t->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        redisReader *rd = redisReaderCreate();
+        char buf[4096];
+        ssize_t got;
+        while (!atomic_load(&t->stop) && (got = read(fd, buf, sizeof buf)) > 0) {
+            redisReaderFeed(rd, buf, (size_t)got);
+            void *req = NULL;
+            while (redisReaderGetReply(rd, &req) == REDIS_OK && req != NULL) {
+                redisReply *q = req;
+                if (q->type == REDIS_REPLY_ARRAY && q->elements > 0 &&
+                    strcasecmp(q->element[0]->str, "CLUSTER") == 0) {
+                    char slots[128];
+                    int len = snprintf(
+                        slots, sizeof slots,
+                        "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", t->port);
+                    if (write(fd, slots, (size_t)len) != len)
+                        break;
+                } else {
+                    trickle(t, fd, "$5\r\nhello\r\n", 11);
+                }
+                freeReplyObject(q);
+            }
+        }
+        redisReaderFree(rd);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A node that trickles its reply never holds a request past the command
+ * timeout: before, each read(2) got the whole timeout again and the fetch
+ * waited for the complete (foreign) reply. */
+static void test_trickled_reply_times_out(void **state)
+{
+    (void)state;
+    trickler t = {.stop = 0};
+    t.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(t.lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(t.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(t.lfd, 4), 0);
+    assert_int_equal(getsockname(t.lfd, (struct sockaddr *)&a, &alen), 0);
+    t.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&t.th, NULL, trickler_main, &t), 0);
+    char nodes[64];
+    snprintf(nodes, sizeof nodes, "127.0.0.1:%d", t.port);
+    vkvr_config cfg;
+    vkvr_config_default(&cfg);
+    cfg.nodes = nodes;
+    cfg.timeout_ms = 600;
+    cfg.retry_ms = 200;
+    cfg.threads = 1;
+    vkvr *r = NULL;
+    assert_int_equal(vkvr_open(&cfg, &r, NULL, 0), 0);
+    vkv_key k = key_of(77);
+    void *got = NULL;
+    uint64_t sz = 0;
+    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), VKV_ETIMEDOUT);
+    vkvr_stats st;
+    vkvr_stats_get(r, &st);
+    assert_true(st.timeouts >= 1);
+    assert_int_equal(st.foreign, 0); /* the reply was never taken whole */
+    atomic_store(&t.stop, 1);
+    vkvr_close(r);
+    pthread_join(t.th, NULL);
+    close(t.lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slots),         cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_flipped_piece), cmocka_unit_test(test_foreign),
-        cmocka_unit_test(test_maxmemory),     cmocka_unit_test(test_queue_bound),
-        cmocka_unit_test(test_reshard),       cmocka_unit_test(test_kill_master),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_flipped_piece),
+        cmocka_unit_test(test_foreign),
+        cmocka_unit_test(test_maxmemory),
+        cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_reshard),
+        cmocka_unit_test(test_kill_master),
+        cmocka_unit_test(test_evicted_piece),
+        cmocka_unit_test(test_slots_assigned_late),
+        cmocka_unit_test(test_trickled_reply_times_out),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
