@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "vkv/error.h"
 
 #define NO_NODE        0xFFFFu
@@ -39,7 +40,8 @@ struct vkvr_cluster {
     int nnodes;
     int nseeds; /* nodes[0..nseeds) are the configured seeds */
     uint16_t slot[VKVR_SLOTS];
-    bool stale; /* reload the map before the next command */
+    bool stale;       /* reload the map before the next command */
+    bool no_getrange; /* the ACL refused GETRANGE: reads use GET */
     uint64_t last_refresh_ms;
     char *user, *password;
     uint32_t timeout_ms, retry_ms;
@@ -174,6 +176,20 @@ void vkvr_cluster_free(vkvr_cluster *c)
     free(c->password);
     free(c->rbuf);
     free(c);
+}
+
+bool vkvr_cluster_getrange(const vkvr_cluster *c)
+{
+    return !c->no_getrange;
+}
+
+void vkvr_cluster_no_getrange(vkvr_cluster *c)
+{
+    if (!c->no_getrange)
+        VKV_WARN("remote tier: the cluster's ACL refuses GETRANGE: values are read whole with GET, "
+                 "so an oversized value planted in the cluster costs memory as large (add "
+                 "+getrange to the fleet's ACL user, docs/REMOTE.md)");
+    c->no_getrange = true;
 }
 
 const vkvr_cluster_counters *vkvr_cluster_counts(const vkvr_cluster *c)

@@ -29,6 +29,7 @@
 #ifndef VKV_REMOTE_CLUSTER_H
 #define VKV_REMOTE_CLUSTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,6 +93,12 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
 /* Reloads the slot map now (CLUSTER SLOTS from the first node that answers).
  * Returns 0 or an error as vkvr_cluster_command. */
 int vkvr_cluster_refresh(vkvr_cluster *c);
+
+/* Whether reads of values are bounded (GETRANGE 0 max): true until
+ * vkvr_cluster_no_getrange records that the cluster's ACL refuses GETRANGE
+ * (NOPERM), after which values are read whole with GET. */
+bool vkvr_cluster_getrange(const vkvr_cluster *c);
+void vkvr_cluster_no_getrange(vkvr_cluster *c);
 
 /* The router's counters (pointer valid until vkvr_cluster_free). */
 const vkvr_cluster_counters *vkvr_cluster_counts(const vkvr_cluster *c);

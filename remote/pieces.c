@@ -12,7 +12,7 @@
 #include "vkv/error.h"
 
 #define PIECE_TTL_EXTRA_MS 60000 /* pieces outlive their manifest */
-#define READ_BATCH         4     /* piece GETs in flight per pipeline */
+#define READ_BATCH         4     /* piece reads in flight per pipeline */
 #define WRITE_BATCH        8     /* piece SETs per pipeline */
 
 /* ---- key names ------------------------------------------------------------- */
@@ -196,6 +196,7 @@ struct blk {
 struct batch {
     int k; /* commands so far */
     char names[BATCH_MAX][VKVR_KEYNAME_MAX];
+    char ends[BATCH_MAX][24]; /* GETRANGE's last offset */
     const char *av[BATCH_MAX][5];
     size_t al[BATCH_MAX][5];
     const char *const *avp[BATCH_MAX];
@@ -204,8 +205,10 @@ struct batch {
     redisReply *rr[BATCH_MAX];
 };
 
-/* Appends "GET <piece i>" to bt, or "SET <piece i> val [PX pttl]" when val
- * is set (pttl NULL: no expiry). val and pttl must outlive the pipeline. */
+/* Appends a read of piece i to bt (vlen: its length; "GETRANGE <piece i> 0
+ * vlen", at most one byte more than the piece, or "GET <piece i>" where the
+ * ACL refuses GETRANGE), or "SET <piece i> val [PX pttl]" when val is set
+ * (pttl NULL: no expiry). val and pttl must outlive the pipeline. */
 static void batch_add(struct batch *bt, const struct blk *bk, uint32_t i, const uint8_t *val,
                       size_t vlen, const char *pttl)
 {
@@ -217,6 +220,15 @@ static void batch_add(struct batch *bt, const struct blk *bk, uint32_t i, const 
     bt->av[k][1] = bt->names[k];
     bt->al[k][1] = (size_t)nl;
     bt->ac[k] = 2;
+    if (!val && vkvr_cluster_getrange(bk->c)) {
+        bt->av[k][0] = "GETRANGE";
+        bt->al[k][0] = 8;
+        bt->av[k][2] = "0";
+        bt->al[k][2] = 1;
+        bt->al[k][3] = (size_t)snprintf(bt->ends[k], sizeof bt->ends[k], "%zu", vlen);
+        bt->av[k][3] = bt->ends[k];
+        bt->ac[k] = 4;
+    }
     if (val) {
         bt->av[k][2] = (const char *)val;
         bt->al[k][2] = vlen;
@@ -321,17 +333,47 @@ static int write_pieces(const struct blk *bk, const uint8_t *block, uint64_t siz
     return rc;
 }
 
+/* Reads the value at name[0..nlen) into *out (the caller frees it): at most
+ * max + 1 bytes (GETRANGE name 0 max), so an oversized value planted in the
+ * cluster is refused without being read whole; where the ACL refuses
+ * GETRANGE (NOPERM), the cluster is told once and the read is GET. A
+ * missing key reads as nil (GET) or as an empty string (GETRANGE): see
+ * value_missing. Returns 0 or a router error. */
+static int read_value(vkvr_cluster *c, const char *name, int nlen, size_t max, redisReply **out)
+{
+    char end[24];
+    const int el = snprintf(end, sizeof end, "%zu", max);
+    for (;;) {
+        const bool ranged = vkvr_cluster_getrange(c);
+        const char *av[4] = {ranged ? "GETRANGE" : "GET", name, "0", end};
+        size_t al[4] = {ranged ? 8u : 3u, (size_t)nlen, 1, (size_t)el};
+        int rc = vkvr_cluster_command(c, ranged ? 4 : 2, av, al, 1, out);
+        if (rc != 0 || !ranged || (*out)->type != REDIS_REPLY_ERROR ||
+            strncmp((*out)->str, "NOPERM", 6) != 0)
+            return rc;
+        freeReplyObject(*out);
+        *out = NULL;
+        vkvr_cluster_no_getrange(c);
+    }
+}
+
+/* True when reply r of read_value (or of a piece read) says the key is
+ * absent: nil, or the empty string GETRANGE answers for a missing key (no
+ * manifest or piece is ever empty). */
+static bool value_missing(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_STRING && r->len == 0);
+}
+
 /* True when the manifest mname holds exactly man[0..manlen): a SET NX
  * resent on a fresh connection after its reply was lost finds our own
  * manifest, which is success, not a lost race. */
 static bool manifest_is_ours(vkvr_cluster *c, const char *mname, int mlen, const void *man,
                              size_t manlen)
 {
-    const char *gv[2] = {"GET", mname};
-    size_t gl[2] = {3, (size_t)mlen};
     redisReply *r = NULL;
     bool ours = false;
-    if (vkvr_cluster_command(c, 2, gv, gl, 1, &r) == 0) {
+    if (read_value(c, mname, mlen, manlen, &r) == 0) {
         ours =
             r->type == REDIS_REPLY_STRING && r->len == manlen && memcmp(r->str, man, manlen) == 0;
         freeReplyObject(r);
@@ -408,13 +450,11 @@ int vkvr_manifest_read(vkvr_cluster *c, const char *prefix, const char *ns, cons
     int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
     if (mlen < 0)
         return VKV_EINVAL;
-    const char *av[2] = {"GET", mname};
-    size_t al[2] = {3, (size_t)mlen};
     redisReply *r = NULL;
-    int rc = vkvr_cluster_command(c, 2, av, al, 1, &r);
+    int rc = read_value(c, mname, mlen, VKVR_MAN_MAX, &r);
     if (rc)
         return rc;
-    if (r->type == REDIS_REPLY_NIL) {
+    if (value_missing(r)) {
         rc = VKV_ENOTFOUND;
     } else if (r->type == REDIS_REPLY_ERROR) {
         rc = vkvr_redis_error(r->str);
@@ -472,7 +512,7 @@ static int take_piece(struct fetch *f, uint32_t i, const redisReply *x, vkvr_io_
     const vkvr_manifest *m = f->m;
     uint64_t off = (uint64_t)i * m->piece_size;
     uint64_t plen = piece_len(m->size, m->piece_size, i);
-    if (x->type == REDIS_REPLY_NIL)
+    if (value_missing(x))
         return VKV_ENOTFOUND;
     if (x->type == REDIS_REPLY_ERROR)
         return vkvr_redis_error(x->str);
@@ -494,7 +534,7 @@ static int take_piece(struct fetch *f, uint32_t i, const redisReply *x, vkvr_io_
     return 0;
 }
 
-/* Reads every piece of f->m, READ_BATCH GETs per pipeline, taking each as
+/* Reads every piece of f->m, READ_BATCH reads per pipeline, taking each as
  * it arrives; stops at the first failure (take_piece's or the router's). */
 static int read_pieces(struct fetch *f, const struct blk *bk, vkvr_io_report *rep)
 {
@@ -503,7 +543,7 @@ static int read_pieces(struct fetch *f, const struct blk *bk, vkvr_io_report *re
     for (uint32_t i0 = 0; i0 < f->m->pieces && rc == 0; i0 += READ_BATCH) {
         bt.k = 0;
         for (uint32_t i = i0; i < f->m->pieces && bt.k < READ_BATCH; i++)
-            batch_add(&bt, bk, i, NULL, 0, NULL);
+            batch_add(&bt, bk, i, NULL, (size_t)piece_len(f->m->size, f->m->piece_size, i), NULL);
         if ((rc = batch_send(&bt, bk)) != 0)
             break;
         for (int j = 0; j < bt.k; j++) {

@@ -50,6 +50,9 @@
 #define VKVR_MAN_VERSION 1u
 #define VKVR_MAN_HDR     104u
 #define VKVR_PIECES_MAX  65536u
+/* The largest manifest (VKVR_PIECES_MAX pieces): reads of a manifest stop
+ * one byte past it (GETRANGE), so an oversized value is refused unread. */
+#define VKVR_MAN_MAX     (VKVR_MAN_HDR + 8u * VKVR_PIECES_MAX + 8u)
 #define VKVR_KEYNAME_MAX (64 + 3 * 255 + 100)
 
 /* A decoded, checked manifest. `piece_xxh3` points into storage the caller

@@ -696,7 +696,7 @@ static void test_evicted_piece(void **state)
 {
     (void)state;
     vkvr *r = open_tier(64 << 10, 2000);
-    vkv_key k = key_of(9009);
+    vkv_key k = key_of(19009);
     size_t n;
     void *blk = block_make(NS, &k, 9, 16, 128, &n);
     assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
@@ -747,7 +747,7 @@ static void test_slots_assigned_late(void **state)
     cfg.retry_ms = 200;
     vkvr *r = NULL;
     assert_int_equal(vkvr_open(&cfg, &r, NULL, 0), 0);
-    vkv_key k = key_of(4242);
+    vkv_key k = key_of(14242);
     void *got = NULL;
     uint64_t sz = 0;
     int rc = fetch_sync(r, NS, &k, &got, &sz);
@@ -856,7 +856,7 @@ static void test_trickled_reply_times_out(void **state)
     cfg.threads = 1;
     vkvr *r = NULL;
     assert_int_equal(vkvr_open(&cfg, &r, NULL, 0), 0);
-    vkv_key k = key_of(77);
+    vkv_key k = key_of(10077);
     void *got = NULL;
     uint64_t sz = 0;
     assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), VKV_ETIMEDOUT);
@@ -868,6 +868,106 @@ static void test_trickled_reply_times_out(void **state)
     vkvr_close(r);
     pthread_join(t.th, NULL);
     close(t.lfd);
+}
+
+/* Bytes master i has sent to its clients so far (INFO stats). */
+static long long net_out(int i)
+{
+    redisReply *x = vkvt_redis_cmd(&g_rc, i, "INFO stats");
+    assert_non_null(x);
+    assert_int_equal(x->type, REDIS_REPLY_STRING);
+    const char *p = strstr(x->str, "total_net_output_bytes:");
+    assert_non_null(p);
+    long long v = atoll(p + strlen("total_net_output_bytes:"));
+    freeReplyObject(x);
+    return v;
+}
+
+/* Oversized values planted under a manifest's or a piece's name are refused
+ * without being read whole: the node sends at most the largest manifest,
+ * or one byte more than the piece, not the 8 MiB planted. */
+static void test_oversized_values_read_bounded(void **state)
+{
+    (void)state;
+    vkvr *r = open_tier(64 << 10, 2000);
+    enum { BIG = 8 << 20 };
+    char *big = malloc(BIG);
+    memset(big, 'x', BIG);
+    vkv_key kd = key_of(15005), ke = key_of(15006);
+    char name[VKVR_KEYNAME_MAX];
+    vkvr_name_manifest(name, sizeof name, "vkv:", NS, &kd);
+    int od = owner_of(&kd);
+    redisReply *x = vkvt_redis_cmd(&g_rc, od, "SET %s %b", name, big, (size_t)BIG);
+    assert_non_null(x);
+    freeReplyObject(x);
+    void *got = NULL;
+    uint64_t sz = 0;
+    long long before = net_out(od);
+    assert_int_equal(fetch_sync(r, NS, &kd, &got, &sz), VKV_ECORRUPT);
+    assert_true(net_out(od) - before < (long long)VKVR_MAN_MAX + (64 << 10));
+
+    size_t n;
+    void *blk = block_make(NS, &ke, 5, 16, 128, &n);
+    assert_int_equal(publish_sync(r, NS, &ke, blk, n), 0);
+    vkvr_manifest m;
+    void *mb;
+    manifest_of(&ke, &m, &mb);
+    vkvr_name_piece(name, sizeof name, "vkv:", NS, &ke, m.nonce, 0);
+    free(mb);
+    int oe = owner_of(&ke);
+    x = vkvt_redis_cmd(&g_rc, oe, "SET %s %b", name, big, (size_t)BIG);
+    freeReplyObject(x);
+    before = net_out(oe);
+    assert_int_equal(fetch_sync(r, NS, &ke, &got, &sz), VKV_ECHECKSUM);
+    /* the manifest and at most one pipeline of 4 pieces, each cut at 64 KiB + 1 */
+    assert_true(net_out(oe) - before < (long long)VKVR_MAN_MAX + 5 * (64 << 10) + (64 << 10));
+    vkvr_stats st;
+    vkvr_stats_get(r, &st);
+    assert_int_equal(st.foreign, 1);
+    assert_int_equal(st.corrupt, 1);
+    free(blk);
+    free(big);
+    vkvr_close(r);
+}
+
+/* A fleet whose ACL user lacks GETRANGE (set up from an older REMOTE.md)
+ * still works: the first refusal switches the reads to GET. */
+static void test_acl_without_getrange(void **state)
+{
+    (void)state;
+    for (int i = 0; i < g_rc.n; i++) {
+        redisReply *x = vkvt_redis_cmd(&g_rc, i,
+                                       "ACL SETUSER nogr on >pw ~vkv:* +get +set +exists +del "
+                                       "+cluster|slots +asking +auth");
+        assert_non_null(x);
+        assert_int_equal(x->type, REDIS_REPLY_STATUS);
+        freeReplyObject(x);
+    }
+    vkvr_config cfg;
+    vkvr_config_default(&cfg);
+    cfg.nodes = g_rc.nodes;
+    cfg.user = "nogr";
+    cfg.password = "pw";
+    cfg.piece_size = 64 << 10;
+    cfg.timeout_ms = 2000;
+    cfg.retry_ms = 200;
+    vkvr *r = NULL;
+    assert_int_equal(vkvr_open(&cfg, &r, NULL, 0), 0);
+    vkv_key k = key_of(16006), miss = key_of(16007);
+    size_t n;
+    void *blk = block_make(NS, &k, 6, 8, 128, &n);
+    void *got = NULL;
+    uint64_t sz = 0;
+    assert_int_equal(fetch_sync(r, NS, &miss, &got, &sz), VKV_ENOTFOUND);
+    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
+    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
+    assert_int_equal(sz, n);
+    assert_memory_equal(got, blk, n);
+    free(got);
+    free(blk);
+    vkvr_close(r);
+    for (int i = 0; i < g_rc.n; i++)
+        freeReplyObject(vkvt_redis_cmd(&g_rc, i, "ACL DELUSER nogr"));
 }
 
 int main(void)
@@ -884,6 +984,8 @@ int main(void)
         cmocka_unit_test(test_evicted_piece),
         cmocka_unit_test(test_slots_assigned_late),
         cmocka_unit_test(test_trickled_reply_times_out),
+        cmocka_unit_test(test_oversized_values_read_bounded),
+        cmocka_unit_test(test_acl_without_getrange),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
