@@ -414,6 +414,14 @@ static int route(vkvr_cluster *c, uint16_t slot, int *rc)
     return c->slot[slot];
 }
 
+/* True when the map may be reloaded after a failed command: at most once
+ * per REFRESH_MIN_MS, so that while a master is down its failed commands do
+ * not each send CLUSTER SLOTS to the healthy ones. */
+static bool refresh_due(const vkvr_cluster *c)
+{
+    return vkv_now_ms() - c->last_refresh_ms >= REFRESH_MIN_MS;
+}
+
 enum redir { R_NONE, R_MOVED, R_ASK, R_TRYAGAIN, R_DOWN };
 
 /* Pauses ms milliseconds (TRYAGAIN and MOVED ping-pong back-off). */
@@ -591,7 +599,7 @@ int vkvr_cluster_command(vkvr_cluster *c, int argc, const char **argv, const siz
                 return rc;
             retried_conn = true;
             int before = c->slot[slot];
-            if (vkvr_cluster_refresh(c) != 0 || c->slot[slot] == before)
+            if (!refresh_due(c) || vkvr_cluster_refresh(c) != 0 || c->slot[slot] == before)
                 return rc;
             continue;
         }
@@ -720,7 +728,7 @@ int vkvr_cluster_pipeline(vkvr_cluster *c, int n, const int *argc, const char *c
         if (rc == VKV_ENOMEM || rc == VKV_EPERM || attempt > 0)
             return rc;
         int before = c->slot[slot];
-        if (vkvr_cluster_refresh(c) != 0 || c->slot[slot] == before)
+        if (!refresh_due(c) || vkvr_cluster_refresh(c) != 0 || c->slot[slot] == before)
             return rc;
     }
     return rc;
