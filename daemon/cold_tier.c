@@ -192,6 +192,19 @@ static bool op_pending(const vkvd_server *srv, const char *ns, const vkv_key *ke
     return false;
 }
 
+/* True if a spill of (ns, key) is in flight: it will write a newer cold
+ * record than the one a failure, EVICTED or DROPPED notice is about (a
+ * restore in flight does not count: it reads the record the notice is
+ * about). */
+static bool spill_pending(const vkvd_server *srv, const char *ns, const vkv_key *key)
+{
+    for (const struct pending_op *o = srv->ops; o; o = o->next)
+        if (o->op == VKVS_COLD_OP_SPILL && memcmp(&o->key, key, sizeof *key) == 0 &&
+            strcmp(o->ns, ns) == 0)
+            return true;
+    return false;
+}
+
 /* Fills iov[0..*n) with the host addresses of the first `size` bytes of
  * extents[0..next) (page runs of host slabs; the last run is cut at
  * `size`). Returns false when a slab is not host-addressable (device
@@ -217,6 +230,39 @@ static bool host_iov(vkvs_store *st, const vkvs_extent *ext, uint32_t next, uint
     return size == 0;
 }
 
+/* See server_int.h. */
+bool vkvd_cold_paused(const vkvd_server *srv)
+{
+    return srv->cold_pause_until_ms != 0 && vkv_now_ms() < srv->cold_pause_until_ms;
+}
+
+/* Notes the outcome of a spill for the pause (server_int.h): a success
+ * ends it, a failure for the tier's sake (not a bad block) extends it. */
+static void note_spill_outcome(vkvd_server *srv, int status, const char *ns)
+{
+    if (status == 0) {
+        if (srv->cold_fail_streak > 0)
+            VKV_INFO("cold tier takes spills again (after %u failed)", srv->cold_fail_streak);
+        srv->cold_fail_streak = 0;
+        srv->cold_pause_until_ms = 0;
+        return;
+    }
+    if (vkvs_spill_block_bad(status))
+        return;
+    uint32_t k = srv->cold_fail_streak < 7 ? srv->cold_fail_streak : 7;
+    uint64_t ms = 100ull << k; /* 100 ms .. 12.8 s */
+    if (ms > 10000)
+        ms = 10000;
+    if (!vkvd_cold_paused(srv)) {
+        srv->cold_spill_pauses++;
+        VKV_WARN("spill of a '%s' block failed: %s: spilling paused for %llu ms (victims stay hot, "
+                 "or are dropped when room is needed)",
+                 ns, vkv_strerror(status), (unsigned long long)ms);
+    }
+    srv->cold_fail_streak++;
+    srv->cold_pause_until_ms = vkv_now_ms() + ms;
+}
+
 /* Queues a spill of victim `v`: in place from its host pages (the store
  * keeps them SPILLING until the completion; no copy, no hash on the loop)
  * when the store allows holding them, else through a copy (device slabs,
@@ -229,6 +275,8 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
     vkvd_server *srv = arg;
     if (!srv->cold)
         return VKV_ECOLD;
+    if (vkvd_cold_paused(srv))
+        return VKV_EBUSY; /* stays hot (FLUSH, EVICT) or is dropped (room) */
     struct iovec iov[64];
     int niov = 0;
     bool held = v->may_hold && host_iov(st, v->extents, v->nextents, v->size, iov, 64, &niov);
@@ -476,22 +524,25 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
         if (c->status == VKV_EIDENT)
             srv->identity_failures++;
         bool bad = vkvs_spill_block_bad(c->status);
-        if (c->status)
-            VKV_WARN("spill of a '%s' block failed: %s%s", c->ns, vkv_strerror(c->status),
-                     held && !bad ? " (kept hot)" : "");
+        /* a bad block: one line each; the tier's own failures (disk full,
+         * I/O): one line when they pause spilling (note_spill_outcome) */
+        if (bad)
+            VKV_WARN("spill of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
+        note_spill_outcome(srv, c->status, c->ns);
         if (held) {
             /* the pages are released (or the block is READY again) */
             vkvs_spill_done(srv->st, c->ns, &c->key, c->status);
             if (bad)
                 srv->cold_spill_lost++;
-        } else if (c->status) {
-            /* The entry left the arena but never reached LMDB: it is gone,
-             * unless a later spill of the same key (it was deleted, put and
-             * evicted again meanwhile) is still in flight: that COLD entry
-             * is the newer one's and stays. */
-            srv->cold_spill_lost++;
-            if (!op_pending(srv, c->ns, &c->key))
-                vkvs_forget_cold(srv->st, c->ns, &c->key);
+        } else if (c->status && !spill_pending(srv, c->ns, &c->key)) {
+            /* A copy that never reached LMDB. Evicted by copy: the entry
+             * left the arena, so it is gone (counted lost). A remote
+             * install's cold copy: the block is still hot, and must be
+             * spilled when evicted (copy_gone clears COLDCOPY). A later
+             * spill of the same key still in flight (it was deleted, put
+             * and evicted again meanwhile) is the newer one's, and stays. */
+            if (vkvs_cold_copy_gone(srv->st, c->ns, &c->key) == 1)
+                srv->cold_spill_lost++;
         }
         break;
     }
@@ -515,13 +566,16 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
     case VKVS_COLD_OP_EVICTED:
         /* a notice about the record the cold tier held; a spill of the key
          * still queued will write a newer one */
-        if (!op_pending(srv, c->ns, &c->key))
+        if (!spill_pending(srv, c->ns, &c->key))
             vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
         break;
     case VKVS_COLD_OP_DROPPED:
         srv->cold_corrupt_dropped++;
         VKV_WARN("corrupt cold block of '%s' dropped (checksum)", c->ns);
-        vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
+        /* about the corrupt record: a spill of a newer version queued since
+         * (the key was put again after the failed restore) writes its own */
+        if (!spill_pending(srv, c->ns, &c->key))
+            vkvs_cold_copy_gone(srv->st, c->ns, &c->key);
         break;
     default:
         break;
@@ -555,10 +609,22 @@ void vkvd_cold_on_ready(vkvd_server *srv)
             apply_completion(srv, &c[i]);
         any = 1;
     }
-    if (any && srv->flush_more)
-        vkvd_cold_flush_continue(srv);
+    /* the FETCHes waiting for these restores first: their leases keep the
+     * restored blocks from a FLUSH continuation (which would evict them to
+     * cold again before they were served, and again, in a loop) */
     if (any && srv->deferred)
         vkvd_rerun_deferred(srv);
+    if (any && srv->flush_more && !vkvd_cold_paused(srv))
+        vkvd_cold_flush_continue(srv);
+}
+
+/* See server_int.h. */
+void vkvd_cold_tick(vkvd_server *srv)
+{
+    /* a FLUSH that stopped while spilling was paused resumes when the pause
+     * ends, even if no completion arrives then */
+    if (srv->cold && srv->flush_more && !vkvd_cold_paused(srv) && srv->spill_queued == 0)
+        vkvd_cold_flush_continue(srv);
 }
 
 int vkvd_cold_shutdown(vkvd_server *srv)
@@ -577,6 +643,14 @@ int vkvd_cold_shutdown(vkvd_server *srv)
             struct pollfd cp = {srv->cold_fd, POLLIN, 0};
             if (poll(&cp, 1, 100) > 0)
                 vkvd_cold_on_ready(srv);
+            /* a tier that keeps failing its writes (a full disk) ends the
+             * final spill once the pauses reach 1.6 s, not after 60 s */
+            if (vkvd_cold_paused(srv) && srv->spill_queued == 0 && srv->cold_fail_streak >= 5) {
+                VKV_ERROR("the cold tier fails its writes (%u in a row): the rest of the hot "
+                          "tier is not spilled",
+                          srv->cold_fail_streak);
+                break;
+            }
             if (srv->spill_queued != last) {
                 last = srv->spill_queued;
                 idle_since = vkv_now_ms();

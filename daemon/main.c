@@ -44,6 +44,9 @@ int main(int argc, char **argv)
         return rc == VKVD_CONFIG_DONE ? 0 : 2;
     vkv_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /* Under a file-size limit (RLIMIT_FSIZE) a cold-tier write past it must
+     * fail with EFBIG (the spill fails, the block stays hot), not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     /* Block the shutdown signals before any thread exists (nanomsg, the fd
      * channel and the cold tier start threads), so only the event loop's
      * signalfd ever receives them. */

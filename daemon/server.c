@@ -306,6 +306,7 @@ static void on_timer(vkvd_server *srv)
     if (closed > 0)
         VKV_INFO("reaped %d session(s)", closed);
     vkvd_live_prune(srv);
+    vkvd_cold_tick(srv);
     /* a request waits at most VKVD_DEFER_LIMIT_MS even when no completion
      * arrives (a cold tier stuck on its disk) */
     uint64_t now = vkv_now_ms();

@@ -119,9 +119,17 @@ struct vkvd_server {
     vkvs_cold *cold;
     int cold_fd;
     uint64_t next_tag;
-    struct pending_op *ops;       /* spills and restores in flight */
-    struct deferred *deferred;    /* FETCHes waiting for restores */
-    uint64_t cold_spill_lost;     /* spills that failed after eviction */
+    struct pending_op *ops;    /* spills and restores in flight */
+    struct deferred *deferred; /* FETCHes waiting for restores */
+    uint64_t cold_spill_lost;  /* spills that failed after eviction */
+    /* Spills that fail for the tier's sake (disk full, I/O error, a failed
+     * shard) pause new ones until cold_pause_until_ms (monotonic), for
+     * 100 ms doubling per failure in a row up to 10 s; a spill that
+     * succeeds ends it. Meanwhile victims stay hot (FLUSH, EVICT) or are
+     * dropped (room), instead of being offered again and again. */
+    uint64_t cold_pause_until_ms;
+    uint32_t cold_fail_streak;
+    uint64_t cold_spill_pauses;   /* pauses begun */
     uint64_t cold_restore_failed; /* restores that failed (entry dropped) */
     uint64_t cold_corrupt_dropped;
     uint64_t fetch_deferred; /* FETCHes waiting now */
@@ -222,6 +230,14 @@ int vkvd_cold_flush_continue(vkvd_server *srv);
  * in rounds; then waits for the writer and syncs. Returns 0 or the sync
  * error. No-op without a cold tier. */
 int vkvd_cold_shutdown(vkvd_server *srv);
+
+/* True while spilling is paused after the cold tier failed writes (see
+ * cold_pause_until_ms). */
+bool vkvd_cold_paused(const vkvd_server *srv);
+
+/* Periodic (the housekeeping timer): resumes a FLUSH that stopped while
+ * spilling was paused, once the pause is over. */
+void vkvd_cold_tick(vkvd_server *srv);
 
 /* Hands a verified block buf[0..size) (malloc'ed; the cold tier owns it on
  * success, else it is freed) to the LMDB writer as (ns, key), like a spill.

@@ -44,8 +44,10 @@ int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key)
         return 0; /* about an older record: the write in flight makes a new one */
     if (e->state == VKVS_COLD) {
         vkvs_entry_destroy(st, id, false);
-        return 0;
+        return 1;
     }
+    if (e->state == VKVS_RESTORING) /* its read may still succeed: remembered */
+        e->flags |= VKVS_EF_COPYGONE;
     e->flags &= (uint8_t)~VKVS_EF_COLDCOPY;
     return 0;
 }
@@ -116,7 +118,10 @@ int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int sta
     e = vkvs_ent(&st->ix, id);
     if (e->state != VKVS_RESTORING)
         return VKV_ESTATE;
-    if (e->flags & VKVS_EF_DELPEND) {
+    const bool gone = (e->flags & VKVS_EF_COPYGONE) != 0;
+    e->flags &= (uint8_t)~VKVS_EF_COPYGONE;
+    /* deleted meanwhile, or failed with no cold record left to retry from */
+    if ((e->flags & VKVS_EF_DELPEND) || (status != 0 && gone)) {
         vkvs_entry_destroy(st, id, false);
         return 0;
     }
@@ -126,7 +131,8 @@ int vkvs_restore_end(vkvs_store *st, const char *ns, const vkv_key *key, int sta
         return 0;
     }
     vkvs_set_state(st, e, VKVS_READY);
-    e->flags |= VKVS_EF_COLDCOPY;
+    if (!gone) /* the cold tier still holds this (immutable) block */
+        e->flags |= VKVS_EF_COLDCOPY;
     e->last_ms = vkvs_wall_ms(st);
     vkvs_policy_insert(&st->pol, id);
     vkvs_ev_fix(st, e, false);

@@ -453,9 +453,13 @@ int vkvs_info_get(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *k
 int vkvs_add_cold(vkvs_store *st, const char *ns, const vkv_key *key, uint64_t size,
                   uint64_t last_ms);
 
-/* The cold tier no longer holds (ns, key) (it evicted or dropped its copy):
- * a COLD entry leaves the index (as vkvs_forget_cold), a hot entry restored
- * from it must be spilled again when evicted. Errors: VKV_ENOTFOUND. */
+/* The cold tier no longer holds (ns, key) (it evicted or dropped its copy,
+ * or a copy meant for it failed): a COLD entry leaves the index (as
+ * vkvs_forget_cold) and 1 is returned (the block existed only there); a
+ * hot entry restored from it must be spilled again when evicted, and so
+ * must one being restored now, whose read may still succeed (0). A
+ * SPILLING entry is unchanged (the notice is about an older record; the
+ * write in flight makes a new one). Errors: VKV_ENOTFOUND. */
 int vkvs_cold_copy_gone(vkvs_store *st, const char *ns, const vkv_key *key);
 
 /* Removes a COLD entry from the index (the cold tier dropped it). Does not

@@ -28,8 +28,11 @@
           * this (immutable) block, so evicting it needs no                                        \
           * spill */
 #define VKVS_EF_SPILLING                                                                           \
-    0x20                  /* COLD, pages still held: the cold tier reads them in place until       \
-                           * vkvs_spill_done; they are never freed before that */
+    0x20 /* COLD, pages still held: the cold tier reads them in place until                        \
+          * vkvs_spill_done; they are never freed before that */
+#define VKVS_EF_COPYGONE                                                                           \
+    0x40                  /* RESTORING: the cold tier reported its record gone meanwhile, so       \
+                           * the restored block has no cold copy (no COLDCOPY at the end) */
 #define VKVS_EF_USED 0x80 /* pool slot holds a live entry */
 
 /* One index entry: fixed size (104 bytes on LP64). Lives at a stable address

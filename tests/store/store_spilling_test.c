@@ -2,8 +2,9 @@
  * tests/store/store_spilling_test.c - the SPILLING state: an evict hook that
  * answers VKVS_SPILL_HELD has the cold tier read the victim's pages in
  * place; the pages stay reserved until vkvs_spill_done, a failed write
- * gives the block back hot, a delete meanwhile completes at the end, and an
- * ALLOC that needs those pages waits (VKVS_WAIT) instead of evicting more.
+ * gives the block back hot, a delete meanwhile completes at the end, an
+ * ALLOC that needs those pages waits (VKVS_WAIT) instead of evicting more,
+ * and a cold copy reported gone during a restore is not forgotten.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -234,6 +235,51 @@ static void alloc_waits_for_spills_that_free_its_room(void **state)
     vkvs_close(st);
 }
 
+/* The cold tier reports its record gone (EVICTED) while the key is being
+ * restored from it, and the read still succeeds (its transaction began
+ * first): the restored block has no cold copy, so evicting it spills it
+ * again instead of dropping it as "still in the cold tier". A restore that
+ * fails after such a notice leaves no COLD ghost behind. */
+static void copy_gone_during_restore_is_not_forgotten(void **state)
+{
+    hook_state h = {0};
+    uint64_t sid;
+    vkvs_store *st = open_store(&h, &sid);
+    vkvs_block b;
+    size_t n, cold;
+    (void)state;
+    put(st, sid, 1);
+    vkv_key k1 = tkey(1);
+    assert_int_equal(vkvs_evict(st, sid, NULL, &k1, 1, true, &n), 0);
+    assert_int_equal(vkvs_spill_done(st, "m", &k1, 0), 0);
+    assert_int_equal(h.held, 1);
+    assert_int_equal(vkvs_restore_begin(st, "m", &k1, &b), 0);
+    assert_int_equal(vkvs_cold_copy_gone(st, "m", &k1), 0); /* EVICTED meanwhile */
+    assert_int_equal(vkvs_restore_end(st, "m", &k1, 0), 0);
+    assert_int_equal(vkvs_evict(st, sid, NULL, &k1, 1, true, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(h.held, 2); /* spilled again */
+    assert_int_equal(vkvs_spill_done(st, "m", &k1, 0), 0);
+    /* a restore that fails after the notice: the key is gone, not COLD */
+    assert_int_equal(vkvs_restore_begin(st, "m", &k1, &b), 0);
+    assert_int_equal(vkvs_cold_copy_gone(st, "m", &k1), 0);
+    assert_int_equal(vkvs_restore_end(st, "m", &k1, VKV_ENOTFOUND), 0);
+    assert_int_equal(present(st, sid, 1, &cold), 0);
+    /* without a notice, a restored block keeps its cold copy (no spill) */
+    put(st, sid, 2);
+    vkv_key k2 = tkey(2);
+    assert_int_equal(vkvs_evict(st, sid, NULL, &k2, 1, true, &n), 0);
+    assert_int_equal(vkvs_spill_done(st, "m", &k2, 0), 0);
+    assert_int_equal(h.held, 3);
+    assert_int_equal(vkvs_restore_begin(st, "m", &k2, &b), 0);
+    assert_int_equal(vkvs_restore_end(st, "m", &k2, 0), 0);
+    assert_int_equal(vkvs_evict(st, sid, NULL, &k2, 1, true, &n), 0);
+    assert_int_equal(h.held, 3);
+    assert_int_equal(present(st, sid, 2, &cold), 1);
+    assert_int_equal(cold, 1);
+    vkvs_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +287,7 @@ int main(void)
         cmocka_unit_test(failed_write_gives_the_block_back_hot),
         cmocka_unit_test(delete_while_spilling_completes_at_the_end),
         cmocka_unit_test(alloc_waits_for_spills_that_free_its_room),
+        cmocka_unit_test(copy_gone_during_restore_is_not_forgotten),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
