@@ -154,6 +154,20 @@ static int fetch_sync(vkvr *r, const char *ns, const vkv_key *k, void **out, uin
     return c.status;
 }
 
+/* Publishes blk[0..n) as (NS, k), which must succeed (not VKV_EEXIST), and
+ * fetches it back bit-identical; then frees blk (the caller's, malloc'ed). */
+static void publish_and_fetch_back(vkvr *r, const vkv_key *k, void *blk, size_t n)
+{
+    void *got = NULL;
+    uint64_t sz = 0;
+    assert_int_equal(publish_sync(r, NS, k, blk, n), 0);
+    assert_int_equal(fetch_sync(r, NS, k, &got, &sz), 0);
+    assert_int_equal(sz, n);
+    assert_memory_equal(got, blk, n);
+    free(got);
+    free(blk);
+}
+
 static vkvr *open_tier(uint32_t piece, uint32_t timeout_ms)
 {
     vkvr_config cfg;
@@ -451,11 +465,7 @@ static void test_maxmemory(void **state)
     assert_int_equal(s.publish_oom, 1);
     x = vkvt_redis_cmd(&g_rc, o, "CONFIG SET maxmemory 0");
     freeReplyObject(x);
-    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
-    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
-    assert_memory_equal(got, blk, n);
-    free(got);
-    free(blk);
+    publish_and_fetch_back(r, &k, blk, n);
     vkvr_close(r);
 }
 
@@ -722,12 +732,7 @@ static void test_evicted_piece(void **state)
     assert_non_null(x);
     assert_int_equal(x->integer, 0);
     freeReplyObject(x);
-    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0); /* not VKV_EEXIST */
-    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
-    assert_int_equal(sz, n);
-    assert_memory_equal(got, blk, n);
-    free(got);
-    free(blk);
+    publish_and_fetch_back(r, &k, blk, n); /* not VKV_EEXIST */
     vkvr_close(r);
 }
 
@@ -760,12 +765,7 @@ static void test_slots_assigned_late(void **state)
     assert_int_equal(rc, VKV_ENOTFOUND);
     size_t n;
     void *blk = block_make(NS, &k, 42, 2, 16, &n);
-    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
-    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
-    assert_int_equal(sz, n);
-    assert_memory_equal(got, blk, n);
-    free(got);
-    free(blk);
+    publish_and_fetch_back(r, &k, blk, n);
     vkvr_close(r);
     vkvt_redis_stop(&late);
 }
@@ -959,12 +959,7 @@ static void test_acl_without_getrange(void **state)
     void *got = NULL;
     uint64_t sz = 0;
     assert_int_equal(fetch_sync(r, NS, &miss, &got, &sz), VKV_ENOTFOUND);
-    assert_int_equal(publish_sync(r, NS, &k, blk, n), 0);
-    assert_int_equal(fetch_sync(r, NS, &k, &got, &sz), 0);
-    assert_int_equal(sz, n);
-    assert_memory_equal(got, blk, n);
-    free(got);
-    free(blk);
+    publish_and_fetch_back(r, &k, blk, n);
     vkvr_close(r);
     for (int i = 0; i < g_rc.n; i++)
         freeReplyObject(vkvt_redis_cmd(&g_rc, i, "ACL DELUSER nogr"));
