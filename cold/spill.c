@@ -434,6 +434,16 @@ static void vkvs_cold_group_finish(vkvs_cold_env *c, vkvs_cold_group *g, uint64_
     }
 }
 
+/* The status of a spill whose write failed with LMDB/errno code rc: as
+ * vkvs_cold_map_err, except that a damaged environment (MDB_CORRUPTED and
+ * the like, VKV_ECORRUPT there) is VKV_EIO here: the tier failed, not the
+ * block, which the caller must not drop as a bad block. */
+static int vkvs_cold_spill_err(vkvs_cold_env *c, int rc)
+{
+    int e = vkvs_cold_map_err(c, rc);
+    return e == VKV_ECORRUPT ? VKV_EIO : e;
+}
+
 /* Writes member `i` of g alone: room, then its own txn. Sets its status
  * and, on success, advances the writer's ids. Returns 1 if it committed. */
 static int vkvs_cold_spill_alone(vkvs_cold_env *c, vkvs_cold_group *g, size_t i)
@@ -444,7 +454,7 @@ static int vkvs_cold_spill_alone(vkvs_cold_env *c, vkvs_cold_group *g, size_t i)
         rc = vkvs_cold_group_write(c, &one);
     if (rc != 0) {
         vkvs_cold_spill_failed(c, g->m[i].op, rc);
-        g->m[i].status = vkvs_cold_map_err(c, rc);
+        g->m[i].status = vkvs_cold_spill_err(c, rc);
         return 0;
     }
     c->next_id += one.used;
@@ -488,7 +498,7 @@ void vkvs_cold_w_spill_group(vkvs_cold_env *c, vkvs_cold_wop **ops, size_t n)
         for (size_t i = 0; i < n; i++)
             if (m[i].status == 0) {
                 vkvs_cold_spill_failed(c, ops[i], rc);
-                m[i].status = vkvs_cold_map_err(c, rc);
+                m[i].status = vkvs_cold_spill_err(c, rc);
             }
     } else {
         if (live > 1)

@@ -107,6 +107,12 @@ static int vkvs_cold_write_count(const char *dir, int n, char *why)
         e = errno;
     if (dfd >= 0)
         close(dfd);
+    if (e == EINVAL || e == ENOTSUP) { /* a filesystem without directory fsync */
+        VKV_WARN("cold tier: '%s' cannot be fsynced (%s): the shard count is not known durable "
+                 "until the filesystem writes the directory back",
+                 dir, strerror(e));
+        e = 0;
+    }
     if (e != 0) { /* not known to be durable: the next open creates the tier again */
         unlink(path);
         return vkv_errbuf(why, VKVS_COLD_WHY_MAX, vkv_errno_code(e),

@@ -247,7 +247,10 @@ static void note_spill_outcome(vkvd_server *srv, int status, const char *ns)
         srv->cold_pause_until_ms = 0;
         return;
     }
-    if (vkvs_spill_block_bad(status))
+    /* only the tier's own failures pause; anything else is about one block
+     * (a bad block is dropped, a block too large for the tier stays hot) */
+    if (status != VKV_ENOSPC && status != VKV_EIO && status != VKV_ECOLD && status != VKV_EPERM &&
+        status != VKV_ENOMEM)
         return;
     uint32_t k = srv->cold_fail_streak < 7 ? srv->cold_fail_streak : 7;
     uint64_t ms = 100ull << k; /* 100 ms .. 12.8 s */
@@ -326,8 +329,8 @@ static int spill_check(void *arg, const char *ns, const vkv_key *key, const void
     (void)arg;
     vkv_block_header h;
     int rc = vkv_block_check(block, len, VKV_DECODE_VERIFY, &h);
-    if (rc)
-        return rc;
+    if (rc) /* any unsound block is a bad block (vkvs_spill_block_bad) */
+        return rc == VKV_ECHECKSUM ? rc : VKV_ECORRUPT;
     uint8_t id[VKV_IDENT_LEN];
     vkv_block_ident(ns, strlen(ns), key->b, id);
     return vkv_block_check_ident(&h, id);

@@ -348,8 +348,10 @@ static int read_value(vkvr_cluster *c, const char *name, int nlen, size_t max, r
         const char *av[4] = {ranged ? "GETRANGE" : "GET", name, "0", end};
         size_t al[4] = {ranged ? 8u : 3u, (size_t)nlen, 1, (size_t)el};
         int rc = vkvr_cluster_command(c, ranged ? 4 : 2, av, al, 1, out);
+        /* only the refusal of the command itself: a key-pattern NOPERM is
+         * the caller's answer */
         if (rc != 0 || !ranged || (*out)->type != REDIS_REPLY_ERROR ||
-            strncmp((*out)->str, "NOPERM", 6) != 0)
+            strncmp((*out)->str, "NOPERM", 6) != 0 || strcasestr((*out)->str, "getrange") == NULL)
             return rc;
         freeReplyObject(*out);
         *out = NULL;
@@ -583,29 +585,40 @@ static int verify_block(const vkvr_manifest *m, const vkv_block_header *hdr, uin
 }
 
 /* Deletes the manifest of (ns, key) after one of its pieces was found
- * missing (expired early, or evicted by an LRU policy that kept the small
- * manifest, which every fetch keeps fresh): left in place it would make
- * every fetch of the key miss and every node holding the block skip
- * publishing it (EXISTS) until the manifest's TTL ran out. The next publish
- * of the key then succeeds. Best effort (errors ignored); sets
- * rep->dangling when the DEL removed it. Manifests are never rewritten (SET
- * NX), so the one deleted is the one read, unless it expired and another
- * node published the key again in between: that publish is then lost (its
- * pieces expire), never served wrong. */
-static void drop_dangling(vkvr_cluster *c, const char *prefix, const char *ns, const vkv_key *key,
-                          vkvr_io_report *rep)
+ * missing (expired early, or evicted by an LRU policy that kept the small,
+ * often-read manifest), and the pieces of that publish still there: left in
+ * place, the manifest would make every fetch of the key miss and every node
+ * holding the block skip publishing it (EXISTS) until its TTL ran out; the
+ * next publish of the key then succeeds. The manifest is read again first
+ * and deleted only if it still names publish m->nonce; between that read
+ * and the DEL another reader may have deleted it and a node published the
+ * key again, in which case that newer publish is deleted too: it is lost
+ * (its pieces are left to their TTL), never served wrong. Best effort
+ * (errors ignored); sets rep->dangling when the DEL removed the manifest. */
+static void drop_dangling(const struct blk *bk, const vkvr_manifest *m, vkvr_io_report *rep)
 {
     char mname[VKVR_KEYNAME_MAX];
-    int mlen = vkvr_name_manifest(mname, sizeof mname, prefix, ns, key);
+    int mlen = vkvr_name_manifest(mname, sizeof mname, bk->prefix, bk->ns, bk->key);
     if (mlen < 0)
         return;
+    redisReply *r = NULL;
+    if (read_value(bk->c, mname, mlen, VKVR_MAN_MAX, &r) != 0)
+        return;
+    vkvr_manifest now;
+    bool same = r->type == REDIS_REPLY_STRING &&
+                vkvr_manifest_parse(r->str, r->len, bk->ns, bk->key, UINT64_MAX, &now) == 0 &&
+                now.nonce == m->nonce;
+    freeReplyObject(r);
+    if (!same)
+        return; /* gone already, or a newer publish: not ours to delete */
     const char *av[2] = {"DEL", mname};
     size_t al[2] = {3, (size_t)mlen};
-    redisReply *r = NULL;
-    if (vkvr_cluster_command(c, 2, av, al, 1, &r) == 0) {
+    if (vkvr_cluster_command(bk->c, 2, av, al, 1, &r) == 0) {
         rep->dangling = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
         freeReplyObject(r);
     }
+    if (rep->dangling)
+        delete_pieces(bk, m->pieces);
 }
 
 /* See pieces.h. The steps: room and sizes, the pieces (each checked as it
@@ -636,7 +649,7 @@ int vkvr_block_read(vkvr_cluster *c, const char *prefix, const char *ns, const v
     struct blk bk = {c, prefix, ns, key, m->nonce};
     int rc = read_pieces(&f, &bk, rep);
     if (rc == VKV_ENOTFOUND)
-        drop_dangling(c, prefix, ns, key, rep);
+        drop_dangling(&bk, m, rep);
     uint64_t hw = XXH3_64bits_digest(f.whole), hp = XXH3_64bits_digest(f.payload);
     XXH3_freeState(f.whole);
     XXH3_freeState(f.payload);

@@ -784,7 +784,7 @@ typedef struct trickler {
 static void trickle(trickler *t, int fd, const char *s, size_t n)
 {
     for (size_t i = 0; i < n && !atomic_load(&t->stop); i++) {
-        if (write(fd, s + i, 1) != 1)
+        if (send(fd, s + i, 1, MSG_NOSIGNAL) != 1) /* the client may be gone */
             return;
         usleep(250 * 1000);
     }
@@ -816,7 +816,7 @@ static void *trickler_main(void *arg)
                     int len = snprintf(
                         slots, sizeof slots,
                         "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:%d\r\n", t->port);
-                    if (write(fd, slots, (size_t)len) != len)
+                    if (send(fd, slots, (size_t)len, MSG_NOSIGNAL) != len)
                         break;
                 } else {
                     trickle(t, fd, "$5\r\nhello\r\n", 11);

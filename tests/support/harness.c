@@ -90,6 +90,10 @@ int vkvt_start(vkvt_daemon *d, const char *const *extra)
             dup2(fd, 2);
             close(fd);
         }
+        /* the daemon sets up its own signal dispositions, as when a shell
+         * starts it: nothing ignored here carries over */
+        signal(SIGXFSZ, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
         execv(VKVD_PATH, (char *const *)argv);
         _exit(127);
     }
