@@ -371,6 +371,11 @@ int vkvs_cold_restore(vkvs_cold *cold, const char *ns, const vkv_key *key, const
  * VKV_EIO} follows. */
 int vkvs_cold_delete(vkvs_cold *cold, const char *ns, const vkv_key *key, uint64_t tag);
 
+/* The shard (0 .. shards-1) that holds or would hold (ns, key), for a
+ * caller that keeps per-shard state (vkvd pauses spilling per shard);
+ * -1 for invalid arguments. Does no I/O. */
+int vkvs_cold_shard_of(vkvs_cold *cold, const char *ns, const vkv_key *key);
+
 /* Reads the metadata of (ns, key) synchronously (one short read
  * transaction, no payload I/O). Fills *info (info->ns = ns). Returns 0,
  * VKV_ENOTFOUND, VKV_EINVAL, VKV_EIO. */

@@ -55,6 +55,18 @@ static vkvs_cold_env *vkvs_cold_route(vkvs_cold *t, const char *ns, const vkv_ke
     return t->env[XXH3_64bits_withSeed(key->b, VKV_KEY_LEN, seed) % (uint64_t)t->n];
 }
 
+/* See cold.h. */
+int vkvs_cold_shard_of(vkvs_cold *t, const char *ns, const vkv_key *key)
+{
+    if (t == NULL || key == NULL || vkvs_cold_ns_len(ns) < 0)
+        return -1;
+    vkvs_cold_env *e = vkvs_cold_route(t, ns, key);
+    for (int k = 0; k < t->n; k++)
+        if (t->env[k] == e)
+            return k;
+    return -1;
+}
+
 /* Validates the arguments every routed call needs and returns the shard of
  * (ns, key), or NULL (VKV_EINVAL for the caller). */
 static vkvs_cold_env *vkvs_cold_route_checked(vkvs_cold *t, const char *ns, const vkv_key *key)

@@ -230,21 +230,45 @@ static bool host_iov(vkvs_store *st, const vkvs_extent *ext, uint32_t next, uint
     return size == 0;
 }
 
+/* True while spilling to shard k is paused (server_int.h). */
+static bool shard_paused(const vkvd_server *srv, int k)
+{
+    return k >= 0 && k < VKVS_COLD_SHARDS_MAX && srv->cold_pause_until_ms[k] != 0 &&
+           vkv_now_ms() < srv->cold_pause_until_ms[k];
+}
+
 /* See server_int.h. */
 bool vkvd_cold_paused(const vkvd_server *srv)
 {
-    return srv->cold_pause_until_ms != 0 && vkv_now_ms() < srv->cold_pause_until_ms;
+    for (int k = 0; k < VKVS_COLD_SHARDS_MAX; k++)
+        if (shard_paused(srv, k))
+            return true;
+    return false;
 }
 
-/* Notes the outcome of a spill for the pause (server_int.h): a success
- * ends it, a failure for the tier's sake (not a bad block) extends it. */
-static void note_spill_outcome(vkvd_server *srv, int status, const char *ns)
+/* The longest run of failed spills of any shard now. */
+static uint32_t max_fail_streak(const vkvd_server *srv)
 {
+    uint32_t m = 0;
+    for (int k = 0; k < VKVS_COLD_SHARDS_MAX; k++)
+        m = srv->cold_fail_streak[k] > m ? srv->cold_fail_streak[k] : m;
+    return m;
+}
+
+/* Notes the outcome of a spill of (ns, key) for its shard's pause
+ * (server_int.h): a success ends it, a failure for the tier's sake (not
+ * one about the block) extends it. */
+static void note_spill_outcome(vkvd_server *srv, int status, const char *ns, const vkv_key *key)
+{
+    int k = vkvs_cold_shard_of(srv->cold, ns, key);
+    if (k < 0 || k >= VKVS_COLD_SHARDS_MAX)
+        return;
     if (status == 0) {
-        if (srv->cold_fail_streak > 0)
-            VKV_INFO("cold tier takes spills again (after %u failed)", srv->cold_fail_streak);
-        srv->cold_fail_streak = 0;
-        srv->cold_pause_until_ms = 0;
+        if (srv->cold_fail_streak[k] > 0)
+            VKV_INFO("cold shard %d takes spills again (after %u failed)", k,
+                     srv->cold_fail_streak[k]);
+        srv->cold_fail_streak[k] = 0;
+        srv->cold_pause_until_ms[k] = 0;
         return;
     }
     /* only the tier's own failures pause; anything else is about one block
@@ -252,18 +276,18 @@ static void note_spill_outcome(vkvd_server *srv, int status, const char *ns)
     if (status != VKV_ENOSPC && status != VKV_EIO && status != VKV_ECOLD && status != VKV_EPERM &&
         status != VKV_ENOMEM)
         return;
-    uint32_t k = srv->cold_fail_streak < 7 ? srv->cold_fail_streak : 7;
-    uint64_t ms = 100ull << k; /* 100 ms .. 12.8 s */
+    uint32_t n = srv->cold_fail_streak[k] < 7 ? srv->cold_fail_streak[k] : 7;
+    uint64_t ms = 100ull << n; /* 100 ms .. 12.8 s */
     if (ms > 10000)
         ms = 10000;
-    if (!vkvd_cold_paused(srv)) {
+    if (!shard_paused(srv, k)) {
         srv->cold_spill_pauses++;
-        VKV_WARN("spill of a '%s' block failed: %s: spilling paused for %llu ms (victims stay hot, "
-                 "or are dropped when room is needed)",
-                 ns, vkv_strerror(status), (unsigned long long)ms);
+        VKV_WARN("spill of a '%s' block to cold shard %d failed: %s: spilling to it paused for "
+                 "%llu ms (its victims stay hot, or are dropped when room is needed)",
+                 ns, k, vkv_strerror(status), (unsigned long long)ms);
     }
-    srv->cold_fail_streak++;
-    srv->cold_pause_until_ms = vkv_now_ms() + ms;
+    srv->cold_fail_streak[k]++;
+    srv->cold_pause_until_ms[k] = vkv_now_ms() + ms;
 }
 
 /* Queues a spill of victim `v`: in place from its host pages (the store
@@ -278,7 +302,7 @@ static int hook_evict(void *arg, vkvs_store *st, const vkvs_victim *v)
     vkvd_server *srv = arg;
     if (!srv->cold)
         return VKV_ECOLD;
-    if (vkvd_cold_paused(srv))
+    if (shard_paused(srv, vkvs_cold_shard_of(srv->cold, v->ns, v->key)))
         return VKV_EBUSY; /* stays hot (FLUSH, EVICT) or is dropped (room) */
     struct iovec iov[64];
     int niov = 0;
@@ -531,7 +555,7 @@ static void apply_completion(vkvd_server *srv, const vkvs_cold_completion *c)
          * I/O): one line when they pause spilling (note_spill_outcome) */
         if (bad)
             VKV_WARN("spill of a '%s' block failed: %s", c->ns, vkv_strerror(c->status));
-        note_spill_outcome(srv, c->status, c->ns);
+        note_spill_outcome(srv, c->status, c->ns, &c->key);
         if (held) {
             /* the pages are released (or the block is READY again) */
             vkvs_spill_done(srv->st, c->ns, &c->key, c->status);
@@ -648,10 +672,10 @@ int vkvd_cold_shutdown(vkvd_server *srv)
                 vkvd_cold_on_ready(srv);
             /* a tier that keeps failing its writes (a full disk) ends the
              * final spill once the pauses reach 1.6 s, not after 60 s */
-            if (vkvd_cold_paused(srv) && srv->spill_queued == 0 && srv->cold_fail_streak >= 5) {
+            if (vkvd_cold_paused(srv) && srv->spill_queued == 0 && max_fail_streak(srv) >= 5) {
                 VKV_ERROR("the cold tier fails its writes (%u in a row): the rest of the hot "
                           "tier is not spilled",
-                          srv->cold_fail_streak);
+                          max_fail_streak(srv));
                 break;
             }
             if (srv->spill_queued != last) {

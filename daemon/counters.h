@@ -123,7 +123,8 @@
     X(cold_available, srv->cold != NULL, NULL, NULL, NULL, NONE, NULL)                             \
     X(cold_spill_lost, srv->cold_spill_lost, NULL, NULL, NULL, NONE, NULL)                         \
     X(cold_spill_pauses, srv->cold_spill_pauses, NULL, "vkvd_cold_spill_pauses_total", "",         \
-      COUNTER, "Pauses of spilling after the cold tier failed writes (disk full, I/O error).")     \
+      COUNTER,                                                                                     \
+      "Pauses of spilling to a cold shard after it failed writes (disk full, I/O error).")         \
     X(cold_spill_paused, vkvd_cold_paused(srv), NULL, NULL, NULL, NONE, NULL)                      \
     X(cold_restore_failed, srv->cold_restore_failed, NULL, NULL, NULL, NONE, NULL)                 \
     X(cold_corrupt_dropped, srv->cold_corrupt_dropped, NULL, NULL, NULL, NONE, NULL)               \

@@ -122,13 +122,14 @@ struct vkvd_server {
     struct pending_op *ops;    /* spills and restores in flight */
     struct deferred *deferred; /* FETCHes waiting for restores */
     uint64_t cold_spill_lost;  /* spills that failed after eviction */
-    /* Spills that fail for the tier's sake (disk full, I/O error, a failed
-     * shard) pause new ones until cold_pause_until_ms (monotonic), for
-     * 100 ms doubling per failure in a row up to 10 s; a spill that
-     * succeeds ends it. Meanwhile victims stay hot (FLUSH, EVICT) or are
-     * dropped (room), instead of being offered again and again. */
-    uint64_t cold_pause_until_ms;
-    uint32_t cold_fail_streak;
+    /* Spills to shard k that fail for the tier's sake (disk full, I/O
+     * error, a failed environment) pause new spills to that shard until
+     * cold_pause_until_ms[k] (monotonic), for 100 ms doubling per failure
+     * in a row up to 10 s; a spill to it that succeeds ends it. Meanwhile
+     * its victims stay hot (FLUSH, EVICT) or are dropped (room), instead of
+     * being offered again and again; the other shards go on. */
+    uint64_t cold_pause_until_ms[VKVS_COLD_SHARDS_MAX];
+    uint32_t cold_fail_streak[VKVS_COLD_SHARDS_MAX];
     uint64_t cold_spill_pauses;   /* pauses begun */
     uint64_t cold_restore_failed; /* restores that failed (entry dropped) */
     uint64_t cold_corrupt_dropped;
@@ -231,8 +232,8 @@ int vkvd_cold_flush_continue(vkvd_server *srv);
  * error. No-op without a cold tier. */
 int vkvd_cold_shutdown(vkvd_server *srv);
 
-/* True while spilling is paused after the cold tier failed writes (see
- * cold_pause_until_ms). */
+/* True while spilling to some shard is paused after the cold tier failed
+ * writes (see cold_pause_until_ms). */
 bool vkvd_cold_paused(const vkvd_server *srv);
 
 /* Periodic (the housekeeping timer): resumes a FLUSH that stopped while

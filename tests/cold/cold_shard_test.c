@@ -211,10 +211,11 @@ static void shards_spread_keys_and_keep_their_count(void **state)
     uint8_t seen[NKEYS] = {0};
     assert_int_equal(vkvs_cold_foreach(c, mark_cb, seen), 0);
     for (uint64_t i = 0; i < NKEYS; i++) {
-        assert_int_equal(seen[i], 1);
-        assert_int_equal(restore_key(c, i), 1);
         vkv_key k;
         cu_key(&k, 3, i);
+        assert_int_equal(vkvs_cold_shard_of(c, ns_of(i), &k), in1[i]); /* where it lives */
+        assert_int_equal(seen[i], 1);
+        assert_int_equal(restore_key(c, i), 1);
         vkvs_cold_entry_info info;
         assert_int_equal(vkvs_cold_lookup(c, ns_of(i), &k, &info), 0);
         assert_int_equal(info.size, size_of(i));
