@@ -17,6 +17,10 @@ static void evict_unlink(vkvs_store *st, uint32_t id)
     st->c.evictions++;
 }
 
+/* evict_entry's answer (not an error) when FLUSH/EVICT leave the entry hot
+ * because the cold tier refused it. */
+#define EVICT_KEPT 3
+
 /* Evicts evictable entry id (already unlinked from the policy or not): with
  * to_cold and an evict hook, the hook copies it (or, when it may hold the
  * pages, has the cold tier read them in place: SPILLING) and it becomes
@@ -25,7 +29,9 @@ static void evict_unlink(vkvs_store *st, uint32_t id)
  * 0, or VKV_EBUSY when the hook answered that the cold tier is behind (its
  * queue is full): then nothing happened to the entry (it is READY,
  * evictable and where it was in the policy, or unlinked if the caller took
- * it as a victim). */
+ * it as a victim); or, for FLUSH/EVICT (not for room), EVICT_KEPT when the
+ * hook refused the block with an error: the entry is likewise untouched
+ * and READY (a spill failure is counted). */
 static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
 {
     vkvs_entry *e = vkvs_ent(&st->ix, id);
@@ -50,6 +56,12 @@ static int evict_entry(vkvs_store *st, uint32_t id, bool to_cold, bool for_room)
         if (rv == VKV_EBUSY) {
             st->c.spills_deferred++;
             return VKV_EBUSY;
+        }
+        if (rv < 0 && !for_room) {
+            /* the cold tier refused this block (too large for it, a failed
+             * shard): FLUSH/EVICT leave it hot, and go on with the others */
+            st->c.spill_failures++;
+            return EVICT_KEPT;
         }
     }
     evict_unlink(st, id);
@@ -123,6 +135,17 @@ int vkvs_make_room(vkvs_store *st, uint32_t need)
     return 0;
 }
 
+/* One entry of EVICT/FLUSH: evict_entry, counting it in *done when it
+ * left the hot tier. Returns 0 (evicted, or kept hot because the cold tier
+ * refused it) or VKV_EBUSY (stop: the cold tier is behind). */
+static int evict_counted(vkvs_store *st, uint32_t id, bool to_cold, size_t *done)
+{
+    int r = evict_entry(st, id, to_cold, false);
+    if (r == 0)
+        (*done)++;
+    return r == EVICT_KEPT ? 0 : r;
+}
+
 /* See store.h. */
 int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys, size_t n,
                bool to_cold, size_t *nevicted)
@@ -142,17 +165,15 @@ int vkvs_evict(vkvs_store *st, uint64_t sid, const char *ns, const vkv_key *keys
     if (keys != NULL) {
         for (size_t i = 0; i < n && rv == 0; i++) {
             uint32_t id = vkvs_find_visible(st, ns_id, &keys[i]);
-            if (id != 0 && vkvs_evictable(vkvs_ent(&st->ix, id)) &&
-                (rv = evict_entry(st, id, to_cold, false)) == 0)
-                done++;
+            if (id != 0 && vkvs_evictable(vkvs_ent(&st->ix, id)))
+                rv = evict_counted(st, id, to_cold, &done);
         }
     } else if (ns_id != VKVS_NS_NONE) {
         for (uint32_t id = 1; id <= st->ix.hwm && rv == 0; id++) {
             vkvs_entry *e = vkvs_ent(&st->ix, id);
             if ((e->flags & VKVS_EF_USED) && vkvs_evictable(e) &&
-                (ns_id == VKVS_NS_ALL || e->ns_id == ns_id) &&
-                (rv = evict_entry(st, id, to_cold, false)) == 0)
-                done++;
+                (ns_id == VKVS_NS_ALL || e->ns_id == ns_id))
+                rv = evict_counted(st, id, to_cold, &done);
         }
     }
     if (nevicted)

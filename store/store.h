@@ -206,7 +206,8 @@ typedef struct vkvs_hooks {
      * for it), VKV_EBUSY if the cold tier
      * cannot take more right now (the entry stays READY; an eviction for
      * room then drops it instead, FLUSH/EVICT stop there), or another error
-     * (the entry is dropped and counted as a failed spill). Must not call
+     * (counted as a failed spill: an eviction for room drops the entry;
+     * FLUSH/EVICT leave it READY and go on with the others). Must not call
      * back into mutating store functions. NULL: evictions simply drop. */
     int (*evict)(void *arg, vkvs_store *st, const vkvs_victim *v);
     /* Called when a committed entry leaves the index for good (DELETE, an

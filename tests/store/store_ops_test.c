@@ -259,6 +259,22 @@ static void eviction_hook_gets_the_victim_and_entry_turns_cold(void **state)
     vkvs_stats_get(st, &s);
     assert_true(s.spill_failures >= 1);
     assert_true(h.drops > drops);
+    /* FLUSH/EVICT with a cold tier that refuses the blocks: nothing is
+     * dropped, every block stays hot (no room was needed) */
+    uint64_t failures = s.spill_failures;
+    drops = h.drops;
+    size_t n = 1;
+    vkv_key k20 = tkey(20);
+    assert_int_equal(vkvs_evict(st, sid, NULL, NULL, 0, true, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(vkvs_evict(st, sid, NULL, &k20, 1, true, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(vkvs_lookup(st, sid, &k20, 1, &p, &cold), 0);
+    assert_int_equal(p, 1);
+    assert_int_equal(cold, 0);
+    vkvs_stats_get(st, &s);
+    assert_true(s.spill_failures > failures);
+    assert_int_equal(h.drops, drops);
     vkvs_close(st);
 }
 
