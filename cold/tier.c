@@ -47,12 +47,18 @@ struct vkvs_cold {
 
 /* The shard of (ns, key) among t->n; ns is valid (vkvs_cold_ns_len >= 0).
  * Part of the on-disk format: never change it for an existing count. */
-static vkvs_cold_env *vkvs_cold_route(vkvs_cold *t, const char *ns, const vkv_key *key)
+static int vkvs_cold_route_index(const vkvs_cold *t, const char *ns, const vkv_key *key)
 {
     if (t->n == 1)
-        return t->env[0];
+        return 0;
     XXH64_hash_t seed = XXH3_64bits(ns, strlen(ns));
-    return t->env[XXH3_64bits_withSeed(key->b, VKV_KEY_LEN, seed) % (uint64_t)t->n];
+    return (int)(XXH3_64bits_withSeed(key->b, VKV_KEY_LEN, seed) % (uint64_t)t->n);
+}
+
+/* The environment of (ns, key)'s shard (vkvs_cold_route_index). */
+static vkvs_cold_env *vkvs_cold_route(vkvs_cold *t, const char *ns, const vkv_key *key)
+{
+    return t->env[vkvs_cold_route_index(t, ns, key)];
 }
 
 /* See cold.h. */
@@ -60,11 +66,7 @@ int vkvs_cold_shard_of(vkvs_cold *t, const char *ns, const vkv_key *key)
 {
     if (t == NULL || key == NULL || vkvs_cold_ns_len(ns) < 0)
         return -1;
-    vkvs_cold_env *e = vkvs_cold_route(t, ns, key);
-    for (int k = 0; k < t->n; k++)
-        if (t->env[k] == e)
-            return k;
-    return -1;
+    return vkvs_cold_route_index(t, ns, key);
 }
 
 /* Validates the arguments every routed call needs and returns the shard of

@@ -183,11 +183,13 @@ static void op_remove(vkvd_server *srv, uint64_t tag)
     }
 }
 
-/* True if a spill or restore of (ns, key) is in flight. */
-static bool op_pending(const vkvd_server *srv, const char *ns, const vkv_key *key)
+/* True if an op of kind `op` (VKVS_COLD_OP_SPILL / _RESTORE; 0: either)
+ * on (ns, key) is in flight. */
+static bool op_pending(const vkvd_server *srv, int op, const char *ns, const vkv_key *key)
 {
     for (const struct pending_op *o = srv->ops; o; o = o->next)
-        if (memcmp(&o->key, key, sizeof *key) == 0 && strcmp(o->ns, ns) == 0)
+        if ((op == 0 || o->op == op) && memcmp(&o->key, key, sizeof *key) == 0 &&
+            strcmp(o->ns, ns) == 0)
             return true;
     return false;
 }
@@ -198,11 +200,7 @@ static bool op_pending(const vkvd_server *srv, const char *ns, const vkv_key *ke
  * about). */
 static bool spill_pending(const vkvd_server *srv, const char *ns, const vkv_key *key)
 {
-    for (const struct pending_op *o = srv->ops; o; o = o->next)
-        if (o->op == VKVS_COLD_OP_SPILL && memcmp(&o->key, key, sizeof *key) == 0 &&
-            strcmp(o->ns, ns) == 0)
-            return true;
-    return false;
+    return op_pending(srv, VKVS_COLD_OP_SPILL, ns, key);
 }
 
 /* Fills iov[0..*n) with the host addresses of the first `size` bytes of
@@ -435,7 +433,7 @@ size_t vkvd_cold_start_restores(vkvd_server *srv, const char *ns, const vkv_key 
 {
     size_t inflight = 0;
     for (size_t i = 0; i < n; i++) {
-        if (op_pending(srv, ns, &keys[i])) {
+        if (op_pending(srv, 0, ns, &keys[i])) {
             inflight++;
             continue;
         }

@@ -257,19 +257,28 @@ static uint64_t piece_len(uint64_t size, uint32_t piece_size, uint32_t i)
 
 /* ---- write ------------------------------------------------------------------- */
 
+/* DEL of the key name[0..len); best effort. Returns whether a key was
+ * removed (false on any error, and for len <= 0: a name that did not fit). */
+static bool del_key(vkvr_cluster *c, const char *name, int len)
+{
+    const char *av[2] = {"DEL", name};
+    size_t al[2] = {3, (size_t)len};
+    redisReply *r = NULL;
+    if (len <= 0 || vkvr_cluster_command(c, 2, av, al, 1, &r) != 0)
+        return false;
+    bool removed = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return removed;
+}
+
 /* Deletes pieces [0, n) of publish bk->nonce (best effort, errors
  * ignored). */
 static void delete_pieces(const struct blk *bk, uint32_t n)
 {
     char name[VKVR_KEYNAME_MAX];
-    for (uint32_t i = 0; i < n; i++) {
-        int len = vkvr_name_piece(name, sizeof name, bk->prefix, bk->ns, bk->key, bk->nonce, i);
-        const char *av[2] = {"DEL", name};
-        size_t al[2] = {3, (size_t)len};
-        redisReply *r = NULL;
-        if (len > 0 && vkvr_cluster_command(bk->c, 2, av, al, 1, &r) == 0)
-            freeReplyObject(r);
-    }
+    for (uint32_t i = 0; i < n; i++)
+        del_key(bk->c, name,
+                vkvr_name_piece(name, sizeof name, bk->prefix, bk->ns, bk->key, bk->nonce, i));
 }
 
 /* A random 64-bit publish nonce (time, address and thread mixed; uniqueness
@@ -611,12 +620,7 @@ static void drop_dangling(const struct blk *bk, const vkvr_manifest *m, vkvr_io_
     freeReplyObject(r);
     if (!same)
         return; /* gone already, or a newer publish: not ours to delete */
-    const char *av[2] = {"DEL", mname};
-    size_t al[2] = {3, (size_t)mlen};
-    if (vkvr_cluster_command(bk->c, 2, av, al, 1, &r) == 0) {
-        rep->dangling = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-        freeReplyObject(r);
-    }
+    rep->dangling = del_key(bk->c, mname, mlen);
     if (rep->dangling)
         delete_pieces(bk, m->pieces);
 }
