@@ -619,6 +619,43 @@ static void bounded_spill_queue_flushes_in_rounds(void **state)
     vkvt_cleanup(&d);
 }
 
+/* The settings of the full-disk tests: a 4 MiB arena of 256 KiB slabs,
+ * one cold shard, a 128 KiB spill queue, `lease` ms leases. */
+#define FULL_DISK_FLAGS(lease)                                                                     \
+    {                                                                                              \
+        "--capacity", "4M", "--slab-size", "256K", "--page-size", "64K", "--cold-max", "256M",     \
+            "--reap-interval-ms", "100", "--cold-sync-ms", "50", "--spill-queue", "128K",          \
+            "--cold-shards", "1", "--lease-ttl-ms", lease, NULL                                    \
+    }
+
+/* Starts d with flags under a file-size limit of 320 KiB that only vkvd
+ * keeps (it inherits it at fork; this process restores its own): 60 blocks
+ * of ~10 KiB do not fit in 320 KiB of data.mdb, the 256 KiB slabs (memfds)
+ * do. Returns vkvt_start's result. */
+static int start_on_a_small_disk(vkvt_daemon *d, const char *const *flags)
+{
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 320u << 10;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int started = vkvt_start(d, flags);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    return started;
+}
+
+/* Waits up to 5 s for the first pause of spilling (the disk filled up). */
+static void wait_for_a_pause(vkv_client *c)
+{
+    int paused = 0;
+    for (int i = 0; i < 100 && !paused; i++) {
+        vkvt_sleep_ms(50);
+        paused = vkvt_stat(c, "cold_spill_pauses") > 0;
+    }
+    assert_true(paused);
+}
+
 /* A cold disk that fills up (here a file-size limit vkvd inherits: its
  * LMDB writes fail with EFBIG) pauses spilling instead of offering the same
  * blocks to it again and again: the blocks stay hot and are served, the
@@ -628,46 +665,15 @@ static void bounded_spill_queue_flushes_in_rounds(void **state)
 static void full_cold_disk_pauses_spilling(void **state)
 {
     (void)state;
-    static const char *const flags[] = {"--capacity",
-                                        "4M",
-                                        "--slab-size",
-                                        "256K",
-                                        "--page-size",
-                                        "64K",
-                                        "--cold-max",
-                                        "256M",
-                                        "--reap-interval-ms",
-                                        "100",
-                                        "--cold-sync-ms",
-                                        "50",
-                                        "--spill-queue",
-                                        "128K",
-                                        "--cold-shards",
-                                        "1",
-                                        NULL};
+    static const char *const flags[] = FULL_DISK_FLAGS("30000");
     vkvt_daemon d;
     assert_int_equal(vkvt_prepare(&d), 0);
-    struct rlimit old, lim;
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
-    lim = old;
-    /* 60 blocks of ~10 KiB do not fit in 320 KiB of data.mdb; the 256 KiB
-     * slabs (memfds) do */
-    lim.rlim_cur = 320u << 10;
-    signal(SIGXFSZ, SIG_IGN);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    int started = vkvt_start(&d, flags);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0); /* only vkvd keeps it */
-    assert_int_equal(started, 0);
+    assert_int_equal(start_on_a_small_disk(&d, flags), 0);
     vkv_client *c;
     assert_int_equal(vkvt_connect(&d, "full", &c), 0);
     assert_int_equal(put_range(c, 900, 0, 60), 0);
     assert_true(admin_evict_all(&d, VKVP_FLUSH, 0) != UINT64_MAX);
-    int paused = 0;
-    for (int i = 0; i < 100 && !paused; i++) {
-        vkvt_sleep_ms(50);
-        paused = vkvt_stat(c, "cold_spill_pauses") > 0;
-    }
-    assert_true(paused); /* the disk did fill up */
+    wait_for_a_pause(c); /* the disk did fill up */
     vkvt_sleep_ms(500);
     uint64_t r1 = vkvt_stat(c, "spills_reverted");
     vkvt_sleep_ms(1500);
@@ -687,6 +693,56 @@ static void full_cold_disk_pauses_spilling(void **state)
     uint64_t t0 = vkv_now_ms();
     assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
     assert_true(vkv_now_ms() - t0 < 20000); /* not the 60 s no-progress wait */
+    vkvt_cleanup(&d);
+}
+
+/* The disk gets room again (the limit raised under the running daemon,
+ * prlimit(2)) while a reader's lease on one of the blocks has expired (and
+ * is quarantined: its pages stay pinned until the reader lets go): the
+ * pause ends at the next spill that succeeds, the interrupted FLUSH resumes
+ * on its own and moves every other block to cold, nothing is lost, the
+ * quarantined block is spilled at SIGTERM once released, and after a
+ * restart every block is restored bit-identical. */
+static void full_cold_disk_recovers_across_lease_expiry_and_restart(void **state)
+{
+    (void)state;
+    static const char *const flags[] = FULL_DISK_FLAGS("300");
+    vkvt_daemon d;
+    assert_int_equal(vkvt_prepare(&d), 0);
+    assert_int_equal(start_on_a_small_disk(&d, flags), 0);
+    vkv_client *w, *r;
+    assert_int_equal(vkvt_connect(&d, "full", &w), 0);
+    assert_int_equal(vkvt_connect(&d, "full", &r), 0);
+    assert_int_equal(put_range(w, 910, 0, 60), 0);
+    assert_true(admin_evict_all(&d, VKVP_FLUSH, 0) != UINT64_MAX);
+    wait_for_a_pause(w);
+    vkv_key k59 = vkvt_key(910, 59);
+    vkv_fetch *f;
+    assert_int_equal(vkv_fetch_begin(r, &k59, 1, &f), 0);
+    assert_int_equal(vkv_fetch_count(f), 1);
+    vkvt_sleep_ms(700);
+    assert_int_equal(vkv_fetch_renew(r, f), VKV_ELEASE); /* expired, pin gone */
+    struct rlimit room = {RLIM_INFINITY, RLIM_INFINITY};
+    assert_int_equal(prlimit(d.pid, RLIMIT_FSIZE, &room, NULL), 0);
+    int flushed = 0;
+    for (int i = 0; i < 300 && !flushed; i++) { /* up to 30 s: pauses reach 10 s */
+        vkvt_sleep_ms(100);
+        flushed = vkvt_stat(w, "entries_cold") == 59 && vkvt_stat(w, "spill_queue_bytes") == 0 &&
+                  vkvt_stat(w, "cold_spill_paused") == 0;
+    }
+    assert_true(flushed);
+    assert_int_equal(vkvt_stat(w, "entries_ready"), 1); /* the quarantined one */
+    assert_int_equal(vkvt_stat(w, "cold_spill_lost"), 0);
+    assert_int_equal(vkv_fetch_release(r, f), VKV_ELEASE); /* ends the quarantine */
+    vkv_close(r);
+    vkv_close(w);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
+    assert_int_equal(vkvt_start(&d, flags), 0); /* no limit now */
+    assert_int_equal(vkvt_connect(&d, "full", &r), 0);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(check_one(r, 910, i), 1);
+    vkv_close(r);
+    assert_int_equal(vkvt_stop(&d, SIGTERM), 0);
     vkvt_cleanup(&d);
 }
 
@@ -736,6 +792,7 @@ int main(void)
         cmocka_unit_test(bounded_spill_queue_flushes_in_rounds),
         cmocka_unit_test(flush_moves_hot_entries_to_cold_and_evict_drop_forgets),
         cmocka_unit_test(full_cold_disk_pauses_spilling),
+        cmocka_unit_test(full_cold_disk_recovers_across_lease_expiry_and_restart),
     };
     return cmocka_run_group_tests_name("cold", tests, NULL, NULL);
 }
